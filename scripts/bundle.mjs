@@ -1,0 +1,16 @@
+// Bundles the CLI into one file (dist/vfioctl.js) so that start-up reads one script, not a module tree.
+import { build } from 'esbuild';
+import { chmodSync } from 'node:fs';
+
+await build({
+  entryPoints: ['src/cli/main.ts'],
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  outfile: 'dist/vfioctl.js',
+  banner: { js: '#!/usr/bin/env node' },
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+chmodSync('dist/vfioctl.js', 0o755);

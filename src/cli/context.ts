@@ -1,0 +1,27 @@
+// What every command gets: the host root, the kernel release, and where to write.
+import { HostRoot } from '../host/root';
+
+export interface GlobalOptions {
+  root?: string;
+  kernel?: string;
+}
+
+export interface Io {
+  out(s: string): void;
+  err(s: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+export interface Context {
+  readonly root: HostRoot;
+  readonly kernel: string | undefined;
+  readonly io: Io;
+}
+
+export function makeContext(g: GlobalOptions, io: Io): Context {
+  return { root: new HostRoot(g.root ?? io.env.VFIOCTL_ROOT ?? '/'), kernel: g.kernel, io };
+}
+
+export function printWarnings(ctx: Context, warnings: readonly string[]): void {
+  for (const w of warnings) ctx.io.err(`vfioctl: warning: ${w}\n`);
+}

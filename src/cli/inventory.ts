@@ -1,0 +1,91 @@
+// `vfioctl list` and `vfioctl show DEVICE`: read-only inventory with the resolved VFIO driver.
+import { parseAddress } from '../host/address';
+import { loadPciNames } from '../host/pciids';
+import { readSnapshot } from '../host/snapshot';
+import { EXIT, VfioctlError } from '../util/diag';
+import { type Context, printWarnings } from './context';
+import { deviceView, nameOf, roleOf, table, type DeviceView } from './view';
+
+export function listCommand(ctx: Context, opts: { json?: boolean }): number {
+  const snap = readSnapshot(ctx.root, { kernel: ctx.kernel });
+  const names = loadPciNames(ctx.root, new Set([...snap.devices.values()].map((d) => d.vendor)));
+  const views = [...snap.devices.values()].map((d) => deviceView(d, snap, names, false));
+  printWarnings(ctx, snap.warnings);
+  if (opts.json) {
+    ctx.io.out(JSON.stringify(views, null, 2) + '\n');
+    return EXIT.OK;
+  }
+  const rows = views.map((v) => [
+    v.address,
+    nameOf(v),
+    v.className ?? v.class,
+    v.driver ?? '-',
+    v.vfio ? v.vfio.driver : '-',
+    v.iommuGroup ?? '-',
+    roleOf(v),
+    marks(v),
+  ]);
+  ctx.io.out(table(['ADDRESS', 'NAME', 'CLASS', 'DRIVER', 'VFIO', 'GROUP', 'SR-IOV', 'IN-USE'], rows));
+  return EXIT.OK;
+}
+
+function marks(v: DeviceView): string {
+  const m: string[] = [];
+  if (v.inUse.length > 0) m.push(`host: ${[...v.netdevs, ...v.blockdevs].join(',') || (v.bootVga ? 'boot-vga' : 'yes')}`);
+  if (v.onVfio) m.push(`vfio:${v.vfioDev}`);
+  return m.join(' ') || '-';
+}
+
+export function showCommand(ctx: Context, device: string, opts: { json?: boolean }): number {
+  const address = parseAddress(device);
+  const snap = readSnapshot(ctx.root, { kernel: ctx.kernel, only: [address] });
+  const d = snap.devices.get(address);
+  if (!d) {
+    throw new VfioctlError(`no PCI device ${address} (not in ${ctx.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')`, EXIT.BAD_INPUT);
+  }
+  const names = loadPciNames(ctx.root, [d.vendor]);
+  const v = deviceView(d, snap, names, true);
+  printWarnings(ctx, snap.warnings);
+  if (opts.json) {
+    ctx.io.out(JSON.stringify(v, null, 2) + '\n');
+    return EXIT.OK;
+  }
+  const kv: [string, string][] = [
+    ['address', v.address],
+    ['name', nameOf(v)],
+    ['ids', `${v.vendor}:${v.device} subsystem ${v.subsystemVendor ?? '?'}:${v.subsystemDevice ?? '?'} rev ${v.revision ?? '?'}`],
+    ['class', `${v.class}${v.className ? ` (${v.className})` : ''}`],
+    ['modalias', v.modalias ?? '-'],
+    ['header type', String(v.headerType ?? '?')],
+    ['driver', v.driver ?? '(none)'],
+    ['driver_override', v.driverOverride ?? '(null)'],
+    ['iommu group', v.iommuGroup ? `${v.iommuGroup}${v.iommuGroupPeers.length ? ` (with ${v.iommuGroupPeers.join(', ')})` : ' (alone)'}` : '(none)'],
+    ['numa node', String(v.numaNode ?? '-')],
+    ['reset methods', v.resetMethods?.join(' ') || '-'],
+    ['sr-iov', roleOf(v) + (v.sriov?.vfs.length ? ` [${v.sriov.vfs.join(', ')}]` : '')],
+    ['on vfio', v.onVfio ? `yes (${v.vfioDev})` : 'no'],
+    ['interfaces', v.netdevs.join(', ') || '-'],
+    ['block devices', v.blockdevs.join(', ') || '-'],
+    ['boot vga', v.bootVga ? 'yes' : 'no'],
+    ['host use', v.inUse.join('; ') || 'none'],
+    ['best vfio', v.vfio ? `${v.vfio.driver} (module ${v.vfio.module})` : `none: ${v.vfioReason}`],
+  ];
+  const w = Math.max(...kv.map(([k]) => k.length));
+  ctx.io.out(kv.map(([k, val]) => `${k.padEnd(w)}  ${val}`).join('\n') + '\n');
+  if (v.candidates && v.candidates.length > 0) {
+    ctx.io.out('\ncandidates (best first):\n');
+    ctx.io.out(
+      table(
+        ['MODULE', 'DRIVER', 'WILDCARDS', 'USABLE', 'ALIAS / REASON'],
+        v.candidates.map((c) => [
+          c.module,
+          c.driver,
+          String(c.wildcards),
+          c.usable ? 'yes' : 'no',
+          c.usable ? c.alias + (c.notes.length ? ` (${c.notes.join('; ')})` : '') : `${c.reason}`,
+        ]),
+      ),
+    );
+  }
+  return EXIT.OK;
+}

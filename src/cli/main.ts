@@ -1,0 +1,77 @@
+// vfioctl command line. Global options (--root, --kernel) work before or after the command.
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, VfioctlError } from '../util/diag';
+import { makeContext, type Context, type GlobalOptions, type Io } from './context';
+import { listCommand, showCommand } from './inventory';
+import { VERSION } from './version';
+
+type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
+
+export function buildProgram(io: Io, setExit: (code: number) => void): Command {
+  const program = new Command('vfioctl');
+  program
+    .description('Put PCI devices on the right VFIO driver: variant-aware, ID-table-checked, safe.')
+    .version(VERSION, '-V, --version')
+    .addOption(new Option('--root <dir>', 'host root holding sys/, proc/, lib/modules/, etc/, run/, dev/').env('VFIOCTL_ROOT'))
+    .option('--kernel <release>', 'kernel release whose modules to use (default: <root>/proc/sys/kernel/osrelease)')
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+
+  const wrap =
+    (fn: Action) =>
+    async (...args: any[]) => {
+      const cmd = args[args.length - 1] as Command;
+      const g = cmd.optsWithGlobals() as GlobalOptions;
+      const ctx = makeContext(g, io);
+      setExit(await fn(ctx, ...args.slice(0, -1)));
+    };
+
+  program
+    .command('list')
+    .description('list PCI devices with their driver and best VFIO driver (read-only)')
+    .option('--json', 'print a JSON array (schema/device.schema.json)')
+    .action(wrap((ctx, opts) => listCommand(ctx, opts)));
+
+  program
+    .command('show')
+    .description('show one device and every matching VFIO driver candidate, best first')
+    .argument('<device>', 'PCI address: DOMAIN:BUS:DEV.FN or BUS:DEV.FN')
+    .option('--json', 'print one JSON object')
+    .action(wrap((ctx, device, opts) => showCommand(ctx, device, opts)));
+
+  for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+  return program;
+}
+
+/** Runs the CLI with argv (without node and script) and returns the exit code. */
+export async function run(argv: string[], io: Io): Promise<number> {
+  let code: number = EXIT.OK;
+  const program = buildProgram(io, (c) => (code = c));
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help / --version exit 0; any usage error is bad input.
+      return e.exitCode === 0 ? EXIT.OK : EXIT.BAD_INPUT;
+    }
+    if (e instanceof VfioctlError) {
+      io.err(`vfioctl: ${e.message}\n`);
+      return e.exitCode;
+    }
+    io.err(`vfioctl: internal error: ${(e as Error).stack ?? String(e)}\n`);
+    return EXIT.FAILED;
+  }
+}
+
+if (require.main === module) {
+  const io: Io = {
+    out: (s) => process.stdout.write(s),
+    err: (s) => process.stderr.write(s),
+    env: process.env,
+  };
+  void run(process.argv.slice(2), io).then((code) => {
+    process.exitCode = code;
+  });
+}

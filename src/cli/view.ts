@@ -1,0 +1,94 @@
+// The JSON contract of `list --json` / `show --json` (schema/device.schema.json) and its table.
+import type { PciDevice } from '../host/pci';
+import type { Snapshot } from '../host/snapshot';
+import type { PciNames } from '../host/pciids';
+import { deviceInUse } from '../host/usage';
+import { resolve, type Candidate } from '../match/resolve';
+
+export interface DeviceView {
+  address: string;
+  vendor: string;
+  device: string;
+  subsystemVendor: string | null;
+  subsystemDevice: string | null;
+  class: string;
+  revision: string | null;
+  vendorName: string | null;
+  deviceName: string | null;
+  className: string | null;
+  modalias: string | null;
+  headerType: number | null;
+  driver: string | null;
+  driverOverride: string | null;
+  iommuGroup: string | null;
+  /** Other members of the device's IOMMU group. */
+  iommuGroupPeers: string[];
+  numaNode: number | null;
+  resetMethods: string[] | null;
+  sriov: { totalVfs: number; numVfs: number; driversAutoprobe: boolean | null; vfs: string[] } | null;
+  physfn: string | null;
+  onVfio: boolean;
+  vfioDev: string | null;
+  netdevs: string[];
+  blockdevs: string[];
+  bootVga: boolean;
+  inUse: string[];
+  vfio: { module: string; driver: string } | null;
+  vfioReason: string | null;
+  candidates?: Candidate[];
+}
+
+export function deviceView(d: PciDevice, snap: Snapshot, names: PciNames | null, withCandidates: boolean): DeviceView {
+  const r = resolve(d, snap);
+  const peers = d.iommuGroup ? (snap.iommu.groups.get(d.iommuGroup) ?? []).filter((a) => a !== d.address) : [];
+  const v: DeviceView = {
+    address: d.address,
+    vendor: d.vendor,
+    device: d.device,
+    subsystemVendor: d.subsystemVendor,
+    subsystemDevice: d.subsystemDevice,
+    class: d.class,
+    revision: d.revision,
+    vendorName: names?.vendorName(d.vendor) ?? null,
+    deviceName: names?.deviceName(d.vendor, d.device) ?? null,
+    className: names?.className(d.class) ?? null,
+    modalias: d.modalias,
+    headerType: d.headerType,
+    driver: d.driver,
+    driverOverride: d.driverOverride,
+    iommuGroup: d.iommuGroup,
+    iommuGroupPeers: [...peers],
+    numaNode: d.numaNode,
+    resetMethods: d.resetMethods ? [...d.resetMethods] : null,
+    sriov: d.sriov ? { ...d.sriov, vfs: [...d.sriov.vfs] } : null,
+    physfn: d.physfn,
+    onVfio: d.vfioDev !== null,
+    vfioDev: d.vfioDev,
+    netdevs: (snap.use.netdevs.get(d.address) ?? []).map((n) => n.name),
+    blockdevs: (snap.use.blockdevs.get(d.address) ?? []).map((b) => b.name),
+    bootVga: d.bootVga,
+    inUse: deviceInUse(snap.use, d.address, d.bootVga),
+    vfio: r.vfio,
+    vfioReason: r.reason,
+  };
+  if (withCandidates) v.candidates = [...r.candidates];
+  return v;
+}
+
+/** Plain column table: no colours, no truncation of addresses or driver names. */
+export function table(headers: string[], rows: string[][]): string {
+  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ').trimEnd();
+  return [fmt(headers), ...rows.map(fmt)].join('\n') + '\n';
+}
+
+export function roleOf(v: DeviceView): string {
+  if (v.physfn) return `VF of ${v.physfn}`;
+  if (v.sriov) return `PF ${v.sriov.numVfs}/${v.sriov.totalVfs} VFs`;
+  return '-';
+}
+
+export function nameOf(v: DeviceView): string {
+  const n = [v.vendorName, v.deviceName].filter(Boolean).join(' ');
+  return n || `[${v.vendor}:${v.device}]`;
+}

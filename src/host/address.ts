@@ -1,0 +1,30 @@
+// PCI addresses as the kernel names them: `%04x:%02x:%02x.%d` (domain may be wider, e.g. VMD's 10000).
+import { EXIT, VfioctlError } from '../util/diag';
+
+const FULL = /^([0-9a-f]{4,8}):([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$/;
+const SHORT = /^([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$/;
+
+/** Is this a syntactically valid full address (a sysfs device directory name)? */
+export function isPciAddress(s: string): boolean {
+  return FULL.test(s);
+}
+
+/**
+ * Normalise a user-given DEVICE: a full address or a short `bus:dev.fn` (domain 0000).
+ * Throws a bad-input error (exit 2) naming the argument when it is neither.
+ */
+export function parseAddress(input: string): string {
+  const s = input.trim().toLowerCase();
+  if (FULL.test(s)) return s;
+  const m = SHORT.exec(s);
+  if (m) return `0000:${s}`;
+  throw new VfioctlError(
+    `'${printable(input)}' is not a PCI address: use DOMAIN:BUS:DEV.FN (e.g. 0000:03:00.1) or BUS:DEV.FN`,
+    EXIT.BAD_INPUT,
+  );
+}
+
+/** Show control characters in user input instead of letting them reach the terminal. */
+export function printable(s: string): string {
+  return JSON.stringify(s).slice(1, -1);
+}

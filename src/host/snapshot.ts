@@ -1,0 +1,82 @@
+// Reads the host once into an immutable snapshot that the pure planner works on.
+import type { HostRoot } from './root';
+import { isPciAddress } from './address';
+import { readPciDevice, type PciDevice } from './pci';
+import { readHostUse, type HostUse } from './usage';
+import { Diagnostics } from '../util/diag';
+import { loadAliasDb, type AliasDb } from '../modules/alias';
+import { loadBuiltin } from '../modules/builtin';
+import { loadBlacklist, type Blacklist } from '../modules/modprobe-conf';
+import { loadDriverRegistry, type DriverRegistry } from '../modules/loaded';
+
+export interface IommuState {
+  /** /sys/class/iommu has an entry, or any IOMMU group exists. */
+  readonly present: boolean;
+  /** group -> member addresses */
+  readonly groups: ReadonlyMap<string, readonly string[]>;
+}
+
+export interface ModuleState {
+  readonly release: string | undefined;
+  readonly aliases: AliasDb;
+  readonly builtin: ReadonlySet<string>;
+  readonly blacklist: Blacklist;
+  readonly drivers: DriverRegistry;
+}
+
+export interface Snapshot {
+  readonly devices: ReadonlyMap<string, PciDevice>;
+  readonly iommu: IommuState;
+  readonly modules: ModuleState;
+  readonly use: HostUse;
+  readonly warnings: readonly string[];
+}
+
+function readIommu(root: HostRoot): IommuState {
+  const groups = new Map<string, string[]>();
+  for (const g of root.list('/sys/kernel/iommu_groups')) {
+    groups.set(g, root.list(`/sys/kernel/iommu_groups/${g}/devices`).sort());
+  }
+  return { present: groups.size > 0 || root.list('/sys/class/iommu').length > 0, groups };
+}
+
+export function readModuleState(root: HostRoot, release: string | undefined, diag: Diagnostics): ModuleState {
+  return {
+    release,
+    aliases: loadAliasDb(root, release, diag),
+    builtin: loadBuiltin(root, release),
+    blacklist: loadBlacklist(root, diag),
+    drivers: loadDriverRegistry(root),
+  };
+}
+
+export interface ReadOptions {
+  kernel?: string;
+  /** Only read these devices (and what they need); all when absent. */
+  only?: readonly string[];
+}
+
+export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
+  const diag = new Diagnostics();
+  const release = root.kernelRelease(opts.kernel);
+  if (release === undefined) diag.warn('kernel release unknown: no --kernel and no /proc/sys/kernel/osrelease');
+  const devices = new Map<string, PciDevice>();
+  const names = opts.only ?? root.list('/sys/bus/pci/devices').filter(isPciAddress).sort();
+  const want = new Set(names);
+  // For the named devices also read their PF, VFs and IOMMU group peers: checks need them.
+  const queue = [...names];
+  for (let i = 0; i < queue.length; i++) {
+    const addr = queue[i]!;
+    if (devices.has(addr)) continue;
+    const d = readPciDevice(root, addr);
+    if (!d) continue;
+    devices.set(addr, d);
+    if (opts.only) {
+      const more = [d.physfn, ...(d.sriov?.vfs ?? [])];
+      if (d.iommuGroup) more.push(...root.list(`/sys/kernel/iommu_groups/${d.iommuGroup}/devices`));
+      for (const x of more) if (x && !want.has(x)) (want.add(x), queue.push(x));
+    }
+  }
+  const modules = readModuleState(root, release, diag);
+  return { devices, iommu: readIommu(root), modules, use: readHostUse(root), warnings: diag.warnings };
+}

@@ -1,0 +1,202 @@
+// What the host itself uses below each PCI device: network interfaces and block devices
+// (virtio puts them under a `virtioN` child, NVMe under `nvme/nvmeN`, SCSI under `hostN/...`).
+import type { HostRoot } from './root';
+
+export interface NetdevUse {
+  readonly name: string;
+  /** IFF_UP in /sys/class/net/<if>/flags. */
+  readonly up: boolean;
+  readonly operstate: string | null;
+  /** IPv6 addresses (/proc/net/if_inet6); IPv4 addresses show up as routes. */
+  readonly addresses: readonly string[];
+  /** Destinations routed through this interface (/proc/net/route, /proc/net/ipv6_route). */
+  readonly routes: readonly string[];
+}
+
+export interface BlockdevUse {
+  readonly name: string;
+  /** major:minor from /sys/class/block/<dev>/dev */
+  readonly devno: string | null;
+  readonly mountpoints: readonly string[];
+  readonly swap: boolean;
+  /** Stacked devices (dm, md) built on it, and what *they* are used for. */
+  readonly holders: readonly BlockdevUse[];
+  /** Partitions of a whole disk. */
+  readonly partitions: readonly BlockdevUse[];
+}
+
+export interface HostUse {
+  /** PCI address -> interfaces anywhere below it. */
+  readonly netdevs: ReadonlyMap<string, readonly NetdevUse[]>;
+  readonly blockdevs: ReadonlyMap<string, readonly BlockdevUse[]>;
+}
+
+const PCI_COMPONENT = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$/;
+
+/** Every PCI address on the real path of a class device (the device and all bridges above it). */
+function pciAncestors(realPath: string): string[] {
+  return realPath.split('/').filter((c) => PCI_COMPONENT.test(c));
+}
+
+function addTo<T>(map: Map<string, T[]>, keys: string[], v: T): void {
+  for (const k of keys) {
+    const l = map.get(k);
+    if (l) l.push(v);
+    else map.set(k, [v]);
+  }
+}
+
+interface MountTable {
+  readonly byDevno: Map<string, string[]>;
+  readonly bySource: Map<string, string[]>;
+  readonly swaps: Set<string>;
+}
+
+function decodeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+}
+
+function readMounts(root: HostRoot): MountTable {
+  const byDevno = new Map<string, string[]>();
+  const bySource = new Map<string, string[]>();
+  // mountinfo: id parent major:minor root mountpoint opts ... - fstype source superopts
+  const text = root.readFile('/proc/self/mountinfo') ?? '';
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 10) continue;
+    const sep = f.indexOf('-', 6);
+    const mp = decodeMountField(f[4]!);
+    addTo(byDevno, [f[2]!], mp);
+    const src = sep > 0 ? f[sep + 2] : undefined;
+    if (src && src.startsWith('/dev/')) addTo(bySource, [src.slice(5)], mp);
+  }
+  const swaps = new Set<string>();
+  for (const line of (root.readFile('/proc/swaps') ?? '').split('\n').slice(1)) {
+    const src = line.split(/\s+/)[0];
+    if (src && src.startsWith('/dev/')) swaps.add(src.slice(5));
+  }
+  return { byDevno, bySource, swaps };
+}
+
+function readBlockdev(root: HostRoot, name: string, mounts: MountTable, depth = 0): BlockdevUse {
+  const base = `/sys/class/block/${name}`;
+  const devno = root.readAttr(`${base}/dev`)?.trim() ?? null;
+  const mp = new Set<string>([...(devno ? mounts.byDevno.get(devno) ?? [] : []), ...(mounts.bySource.get(name) ?? [])]);
+  // dm devices are mounted by /dev/mapper/<name>; map that back through dm/name.
+  const dmName = root.readAttr(`${base}/dm/name`)?.trim();
+  if (dmName) for (const p of mounts.bySource.get(`mapper/${dmName}`) ?? []) mp.add(p);
+  const recurse = depth < 8; // holders can stack (dm on md on partitions); bound the walk.
+  const holders = recurse ? root.list(`${base}/holders`).map((h) => readBlockdev(root, h, mounts, depth + 1)) : [];
+  const partitions = recurse
+    ? root
+        .list(`/sys/block/${name}`)
+        .filter((p) => p.startsWith(name) && root.exists(`/sys/block/${name}/${p}/partition`))
+        .map((p) => readBlockdev(root, p, mounts, depth + 1))
+    : [];
+  return {
+    name,
+    devno,
+    mountpoints: [...mp],
+    swap: mounts.swaps.has(name) || (dmName !== undefined && mounts.swaps.has(`mapper/${dmName}`)),
+    holders,
+    partitions,
+  };
+}
+
+function routesByIface(root: HostRoot): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  // /proc/net/route: Iface Destination(hex, little-endian) Gateway Flags ... Mask
+  for (const line of (root.readFile('/proc/net/route') ?? '').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8) continue;
+    const d = f[1]!;
+    const ip = d.length === 8 ? [6, 4, 2, 0].map((i) => Number.parseInt(d.slice(i, i + 2), 16)).join('.') : d;
+    addTo(out, [f[0]!], ip === '0.0.0.0' ? 'default' : ip);
+  }
+  // /proc/net/ipv6_route: dest plen src plen nexthop metric ref use flags iface
+  for (const line of (root.readFile('/proc/net/ipv6_route') ?? '').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || f[9] === 'lo') continue;
+    const dest = f[0]!;
+    // Link-local fe80::/64 and multicast routes exist on every up interface; they carry no traffic.
+    if (dest.startsWith('fe80') || dest.startsWith('ff')) continue;
+    addTo(out, [f[9]!], `${dest.replace(/(.{4})(?!$)/g, '$1:')}/${Number.parseInt(f[1]!, 16)}`);
+  }
+  return out;
+}
+
+function inet6ByIface(root: HostRoot): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const line of (root.readFile('/proc/net/if_inet6') ?? '').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 6) continue;
+    addTo(out, [f[5]!], f[0]!.replace(/(.{4})(?!$)/g, '$1:'));
+  }
+  return out;
+}
+
+export function readHostUse(root: HostRoot): HostUse {
+  const netdevs = new Map<string, NetdevUse[]>();
+  const routes = routesByIface(root);
+  const inet6 = inet6ByIface(root);
+  for (const name of root.list('/sys/class/net')) {
+    const real = root.realpath(`/sys/class/net/${name}`);
+    if (!real) continue;
+    const owners = pciAncestors(real);
+    if (owners.length === 0) continue;
+    const flags = Number.parseInt(root.readAttr(`/sys/class/net/${name}/flags`) ?? '0', 16);
+    addTo(netdevs, owners, {
+      name,
+      up: (flags & 0x1) !== 0,
+      operstate: root.readAttr(`/sys/class/net/${name}/operstate`)?.trim() ?? null,
+      addresses: (inet6.get(name) ?? []).filter((a) => !a.startsWith('fe80')),
+      routes: routes.get(name) ?? [],
+    });
+  }
+  const blockdevs = new Map<string, BlockdevUse[]>();
+  const blockNames = root.list('/sys/class/block');
+  if (blockNames.length > 0) {
+    const mounts = readMounts(root);
+    for (const name of blockNames) {
+      // Partitions are reported with their disk.
+      if (root.exists(`/sys/class/block/${name}/partition`)) continue;
+      const real = root.realpath(`/sys/class/block/${name}`);
+      if (!real) continue;
+      const owners = pciAncestors(real);
+      if (owners.length === 0) continue;
+      addTo(blockdevs, owners, readBlockdev(root, name, mounts));
+    }
+  }
+  return { netdevs, blockdevs };
+}
+
+/** Why a block device is in use, or [] when it is not (recursing into partitions and holders). */
+export function blockInUse(b: BlockdevUse): string[] {
+  const why: string[] = [];
+  for (const mp of b.mountpoints) why.push(`${b.name} is mounted on ${mp}`);
+  if (b.swap) why.push(`${b.name} is used as swap`);
+  for (const p of b.partitions) why.push(...blockInUse(p));
+  for (const h of b.holders) {
+    const inner = blockInUse(h);
+    why.push(...(inner.length > 0 ? inner.map((w) => `${b.name} holds ${w}`) : [`${b.name} is held by ${h.name}`]));
+  }
+  return why;
+}
+
+/** Why an interface is in use by the host, or []. */
+export function netdevInUse(n: NetdevUse): string[] {
+  const why: string[] = [];
+  if (n.up) why.push(`interface ${n.name} is up`);
+  if (n.addresses.length > 0) why.push(`interface ${n.name} has address ${n.addresses.join(', ')}`);
+  if (n.routes.length > 0) why.push(`interface ${n.name} carries routes (${n.routes.slice(0, 3).join(', ')})`);
+  return why;
+}
+
+/** Every reason the host itself is using this device (or a function below it), or []. */
+export function deviceInUse(use: HostUse, address: string, bootVga: boolean): string[] {
+  const why: string[] = [];
+  for (const n of use.netdevs.get(address) ?? []) why.push(...netdevInUse(n));
+  for (const b of use.blockdevs.get(address) ?? []) why.push(...blockInUse(b));
+  if (bootVga) why.push('it is the boot VGA device (the console may be on it)');
+  return why;
+}

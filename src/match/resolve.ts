@@ -1,0 +1,141 @@
+// "vfio" = the best vfio-pci-class driver for a device, found the way kernel commit cc6711b0bf36
+// describes: prefix the modalias with `vfio_`, fnmatch it against every `vfio_pci:` alias, and
+// take the entry with the fewest wildcard fields; on a tie the earlier modules.alias line wins
+// (libvirt's virPCIDeviceFindBestVFIOVariant). "Best" is the best *usable* candidate.
+import type { PciDevice } from '../host/pci';
+import { modaliasOf } from '../host/pci';
+import type { ModuleState, Snapshot } from '../host/snapshot';
+import type { PciAlias } from '../modules/alias';
+import { driverNameForModule } from '../modules/loaded';
+import { aliasNormalize, fnmatch } from './fnmatch';
+import { VARIANT_RULES, variantRule } from './variants';
+
+export interface Candidate {
+  readonly module: string;
+  readonly driver: string;
+  /** The matching alias pattern (for an implicit built-in vfio_pci, the catch-all it stands for). */
+  readonly alias: string;
+  readonly wildcards: number;
+  readonly source: 'modules.alias' | 'modules.builtin.modinfo' | 'builtin' | 'known-variants';
+  readonly usable: boolean;
+  /** Why it is unusable (null when usable). */
+  readonly reason: string | null;
+  /** What binding it would still lose (e.g. migration), for a usable candidate. */
+  readonly notes: readonly string[];
+}
+
+export interface Resolution {
+  /** The best usable choice. */
+  readonly vfio: { readonly module: string; readonly driver: string } | null;
+  /** Why vfio is null. */
+  readonly reason: string | null;
+  readonly candidates: readonly Candidate[];
+}
+
+export const VFIO_PCI_MODULE = 'vfio_pci';
+const CATCH_ALL = 'vfio_pci:v*d*sv*sd*bc*sc*i*';
+const FIELDS = /^(?:vfio_)?pci:v(.*)d(.*)sv(.*)sd(.*)bc(.*)sc(.*)i(.*)$/;
+
+/** Number of wholly-wildcard fields (v, d, sv, sd, bc, sc, i); `*` count for odd patterns. */
+export function wildcardCount(pattern: string): number {
+  const m = FIELDS.exec(pattern);
+  if (!m) return (pattern.match(/\*/g) ?? []).length;
+  return m.slice(1).filter((f) => f === '*').length;
+}
+
+/** Does this (normalised) alias pattern match the device? Used for `vfio_pci:` and `pci:` tables. */
+export function aliasMatches(alias: PciAlias, modalias: string): boolean {
+  const query = alias.normalized.startsWith('vfio_') ? `vfio_${modalias}` : modalias;
+  const q = aliasNormalize(query);
+  return q !== null && fnmatch(alias.normalized, q);
+}
+
+interface RawCandidate {
+  module: string;
+  alias: string;
+  wildcards: number;
+  order: number;
+  source: Candidate['source'];
+}
+
+function rawCandidates(dev: PciDevice, mods: ModuleState): RawCandidate[] {
+  const modalias = modaliasOf(dev);
+  const out: RawCandidate[] = [];
+  for (const a of mods.aliases.vfio) {
+    if (aliasMatches(a, modalias)) {
+      out.push({ module: a.module, alias: a.pattern, wildcards: wildcardCount(a.pattern), order: a.order, source: a.source });
+    }
+  }
+  const base = mods.aliases.vfio.length;
+  // Before ~v6.18 a built-in driver's device table appears nowhere. A built-in vfio_pci is the
+  // implicit catch-all; a built-in variant is known only by its driver directory and our table.
+  if (mods.builtin.has(VFIO_PCI_MODULE) && !mods.aliases.vfioByModule.has(VFIO_PCI_MODULE)) {
+    out.push({ module: VFIO_PCI_MODULE, alias: CATCH_ALL, wildcards: 7, order: base + 1_000_000, source: 'builtin' });
+  }
+  const id = `${dev.vendor}:${dev.device}`;
+  VARIANT_RULES.forEach((r, i) => {
+    if (!mods.builtin.has(r.module) || mods.aliases.vfioByModule.has(r.module) || !r.ids.includes(id)) return;
+    const pattern = `vfio_pci:v0000${dev.vendor.toUpperCase()}d0000${dev.device.toUpperCase()}sv*sd*bc*sc*i*`;
+    out.push({ module: r.module, alias: pattern, wildcards: 5, order: base + i, source: 'known-variants' });
+  });
+  out.sort((a, b) => a.wildcards - b.wildcards || a.order - b.order);
+  return out;
+}
+
+/** Why the kernel would refuse this candidate for this device, or null; plus what it would lose. */
+function assess(module: string, dev: PciDevice, snap: Snapshot): { reason: string | null; notes: string[] } {
+  const notes: string[] = [];
+  const bl = snap.modules.blacklist.entries.get(module);
+  if (bl) return { reason: `blacklisted (${bl}): modprobe never loads it by alias`, notes };
+  // vfio_pci_core: only type-0 headers (vfio_pci_probe -EINVAL for bridges).
+  if (dev.headerType !== null && dev.headerType !== 0) {
+    return { reason: `header type ${dev.headerType} (a bridge): vfio-pci drivers only take type 0 devices`, notes };
+  }
+  // vfio_pci_core_register_device(): "Cannot bind to PF with SR-IOV enabled" (-EBUSY).
+  if (dev.sriov && dev.sriov.numVfs > 0) {
+    return { reason: `PF with ${dev.sriov.numVfs} VFs enabled: vfio-pci refuses it (-EBUSY) until sriov_numvfs is 0`, notes };
+  }
+  const rule = variantRule(module);
+  if (!rule) return { reason: null, notes };
+  if (!dev.physfn) {
+    if (rule.vfOnly) return { reason: rule.vfOnly, notes };
+    if (rule.nonVfNote) notes.push(rule.nonVfNote);
+    return { reason: null, notes };
+  }
+  if (rule.pf) {
+    const pfDriver = snap.devices.get(dev.physfn)?.driver ?? null;
+    if (pfDriver === null || !rule.pf.drivers.includes(pfDriver)) {
+      const now = `PF ${dev.physfn} is on ${pfDriver ?? 'no driver'}`;
+      if (rule.pf.required) return { reason: `${rule.pf.why}; ${now}`, notes };
+      notes.push(`${rule.pf.why}; ${now}`);
+    }
+  }
+  return { reason: null, notes };
+}
+
+export function resolve(dev: PciDevice, snap: Snapshot): Resolution {
+  const mods = snap.modules;
+  const raw = rawCandidates(dev, mods);
+  const candidates: Candidate[] = raw.map((c) => {
+    const { reason, notes } = assess(c.module, dev, snap);
+    return {
+      module: c.module,
+      driver: driverNameForModule(mods.drivers, c.module),
+      alias: c.alias,
+      wildcards: c.wildcards,
+      source: c.source,
+      usable: reason === null,
+      reason,
+      notes,
+    };
+  });
+  const best = candidates.find((c) => c.usable);
+  if (best) return { vfio: { module: best.module, driver: best.driver }, reason: null, candidates };
+  let reason: string;
+  if (candidates.length > 0) reason = `no usable candidate: ${candidates.map((c) => `${c.module}: ${c.reason}`).join('; ')}`;
+  else if (mods.release === undefined) reason = 'kernel release unknown (no /proc/sys/kernel/osrelease; pass --kernel)';
+  else if (!mods.aliases.present && !mods.builtin.has(VFIO_PCI_MODULE)) {
+    reason = `no /lib/modules/${mods.release}/modules.alias and no built-in vfio_pci: cannot tell which VFIO drivers exist (run depmod, or install the kernel's modules)`;
+  } else reason = `no vfio_pci: alias matches ${modaliasOf(dev)} (vfio-pci missing from this kernel?)`;
+  return { vfio: null, reason, candidates };
+}

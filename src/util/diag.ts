@@ -1,0 +1,21 @@
+// Warnings collected while reading the host: malformed input lines are skipped, never fatal.
+export class Diagnostics {
+  readonly warnings: string[] = [];
+
+  warn(msg: string): void {
+    this.warnings.push(msg);
+  }
+}
+
+/** An error that carries the process exit code the CLI must use (2 = bad input, 3 = refused...). */
+export class VfioctlError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = 'VfioctlError';
+  }
+}
+
+export const EXIT = { OK: 0, FAILED: 1, BAD_INPUT: 2, REFUSED: 3 } as const;
