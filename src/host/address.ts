@@ -14,7 +14,8 @@ export function isPciAddress(s: string): boolean {
  * Throws a bad-input error (exit 2) naming the argument when it is neither.
  */
 export function parseAddress(input: string): string {
-  const s = input.trim().toLowerCase();
+  // No trimming: an address with a newline or space in it is bad input, not something to guess at.
+  const s = input.toLowerCase();
   if (FULL.test(s)) return s;
   const m = SHORT.exec(s);
   if (m) return `0000:${s}`;

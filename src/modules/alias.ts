@@ -45,13 +45,14 @@ class AliasCollector {
   constructor(private readonly diag: Diagnostics) {}
 
   add(pattern: string, module: string, source: AliasSource, where: string, line: number): void {
-    const isVfio = pattern.startsWith('vfio_pci:');
-    if (!isVfio && !pattern.startsWith('pci:')) return;
     const normalized = aliasNormalize(pattern);
     if (normalized === null) {
       this.diag.warn(`${where}:${line}: unbalanced bracket in alias '${pattern}'; skipped (depmod skips it too)`);
       return;
     }
+    // Compare normalised: kmod treats `vfio-pci:` and `vfio_pci:` alike.
+    const isVfio = normalized.startsWith('vfio_pci:');
+    if (!isVfio && !normalized.startsWith('pci:')) return;
     const a: PciAlias = { pattern, normalized, module: moduleNormalize(module), order: this.order++, source, line };
     if (isVfio) {
       this.vfio.push(a);
@@ -73,7 +74,7 @@ export function parseModulesAlias(text: string, where: string, col: AliasCollect
     start = end + 1;
     // Cheap prefix test first: of a Debian kernel's ~27k aliases only the pci ones matter here.
     if (line.length === 0 || line.charCodeAt(0) === 35 /* # */) continue;
-    if (line.startsWith('alias pci:') || line.startsWith('alias vfio_pci:')) {
+    if (line.startsWith('alias pci:') || line.startsWith('alias vfio_pci:') || line.startsWith('alias vfio-pci:')) {
       const parts = line.trim().split(/\s+/);
       if (parts.length !== 3 || !MODULE_NAME.test(parts[2]!)) {
         diag.warn(`${where}:${lineNo}: malformed alias line '${line}'; skipped`);

@@ -1,0 +1,20 @@
+// Runs the CLI in-process against a fixture root and captures its output.
+import { run } from '../../src/cli/main';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json<T = any>(): T;
+}
+
+export async function cli(root: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  const code = await run(['--root', root, ...args], {
+    out: (s) => (stdout += s),
+    err: (s) => (stderr += s),
+    env,
+  });
+  return { code, stdout, stderr, json: () => JSON.parse(stdout) };
+}
