@@ -4,6 +4,8 @@ import { EXIT, VfioctlError } from '../util/diag';
 import { makeContext, type Context, type GlobalOptions, type Io } from './context';
 import { listCommand, showCommand } from './inventory';
 import { VERSION } from './version';
+import { bindCommand, recoverCommand, unbindCommand } from './bind';
+import { doctorCommand } from './doctor';
 
 type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
 
@@ -39,6 +41,38 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .argument('<device>', 'PCI address: DOMAIN:BUS:DEV.FN or BUS:DEV.FN')
     .option('--json', 'print one JSON object')
     .action(wrap((ctx, device, opts) => showCommand(ctx, device, opts)));
+
+  program
+    .command('bind')
+    .description('bind devices to the best VFIO driver (or --driver NAME), safely, with rollback')
+    .argument('<device...>', 'PCI addresses')
+    .option('--driver <name>', "'vfio' (the best usable VFIO driver) or a driver name", 'vfio')
+    .option('--dry-run', 'print the exact steps and every failing check; change nothing')
+    .option('--force', 'go ahead despite refusals that can be overridden')
+    .option('--group', 'move every member of the IOMMU group (bridges excluded)')
+    .option('--owner <user[:group]>', "hand the device's VFIO nodes to this user (an unprivileged VMM)")
+    .option('--json', 'print JSON results')
+    .action(wrap((ctx, devices, opts) => bindCommand(ctx, devices, opts)));
+
+  program
+    .command('unbind')
+    .description('give devices back to their host driver')
+    .argument('<device...>', 'PCI addresses')
+    .option('--dry-run', 'print the exact steps; change nothing')
+    .option('--json', 'print JSON results')
+    .action(wrap((ctx, devices, opts) => unbindCommand(ctx, devices, opts)));
+
+  program
+    .command('recover')
+    .description('repair devices left half-done by an interrupted vfioctl')
+    .option('--json', 'print JSON')
+    .action(wrap((ctx, opts) => recoverCommand(ctx, opts)));
+
+  program
+    .command('doctor')
+    .description('can this host do VFIO at all, and why not')
+    .option('--json', 'print JSON')
+    .action(wrap((ctx, opts) => doctorCommand(ctx, opts)));
 
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;

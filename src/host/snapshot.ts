@@ -4,10 +4,13 @@ import { isPciAddress } from './address';
 import { readPciDevice, type PciDevice } from './pci';
 import { readHostUse, type HostUse } from './usage';
 import { Diagnostics } from '../util/diag';
+import { moduleNormalize } from '../match/fnmatch';
 import { loadAliasDb, type AliasDb } from '../modules/alias';
 import { loadBuiltin } from '../modules/builtin';
 import { loadBlacklist, type Blacklist } from '../modules/modprobe-conf';
 import { loadDriverRegistry, type DriverRegistry } from '../modules/loaded';
+import { readVfioUsers, type VfioUsers } from './vfio-users';
+import { readRecords, type BindRecord } from '../persist/records';
 
 export interface IommuState {
   /** /sys/class/iommu has an entry, or any IOMMU group exists. */
@@ -22,6 +25,8 @@ export interface ModuleState {
   readonly builtin: ReadonlySet<string>;
   readonly blacklist: Blacklist;
   readonly drivers: DriverRegistry;
+  /** Every module file of this kernel (modules.dep), to tell an unknown driver name from a real one. */
+  readonly moduleFiles: ReadonlySet<string>;
 }
 
 export interface Snapshot {
@@ -29,6 +34,10 @@ export interface Snapshot {
   readonly iommu: IommuState;
   readonly modules: ModuleState;
   readonly use: HostUse;
+  /** Open VFIO device nodes (read only for commands that write). */
+  readonly vfioUsers: VfioUsers;
+  /** What vfioctl bound earlier, with the driver each device had before. */
+  readonly records: ReadonlyMap<string, BindRecord>;
   readonly warnings: readonly string[];
 }
 
@@ -40,8 +49,21 @@ function readIommu(root: HostRoot): IommuState {
   return { present: groups.size > 0 || root.list('/sys/class/iommu').length > 0, groups };
 }
 
-export function readModuleState(root: HostRoot, release: string | undefined, diag: Diagnostics): ModuleState {
+function readModuleFiles(root: HostRoot, release: string | undefined): Set<string> {
+  const out = new Set<string>();
+  const text = release === undefined ? undefined : root.readFile(`/lib/modules/${release}/modules.dep`);
+  for (const line of (text ?? '').split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const file = line.slice(line.lastIndexOf('/', colon) + 1, colon);
+    out.add(moduleNormalize(file.replace(/\.ko(\.[a-z]+)?$/, '')));
+  }
+  return out;
+}
+
+export function readModuleState(root: HostRoot, release: string | undefined, diag: Diagnostics, withFiles = false): ModuleState {
   return {
+    moduleFiles: withFiles ? readModuleFiles(root, release) : new Set(),
     release,
     aliases: loadAliasDb(root, release, diag),
     builtin: loadBuiltin(root, release),
@@ -54,6 +76,8 @@ export interface ReadOptions {
   kernel?: string;
   /** Only read these devices (and what they need); all when absent. */
   only?: readonly string[];
+  /** Also read what only writing commands need (open VFIO nodes, bind records). */
+  forWrite?: boolean;
 }
 
 export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
@@ -77,6 +101,14 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
       for (const x of more) if (x && !want.has(x)) (want.add(x), queue.push(x));
     }
   }
-  const modules = readModuleState(root, release, diag);
-  return { devices, iommu: readIommu(root), modules, use: readHostUse(root), warnings: diag.warnings };
+  const modules = readModuleState(root, release, diag, opts.forWrite);
+  return {
+    devices,
+    iommu: readIommu(root),
+    modules,
+    use: readHostUse(root),
+    vfioUsers: opts.forWrite ? readVfioUsers(root) : new Map(),
+    records: opts.forWrite ? readRecords(root) : new Map(),
+    warnings: diag.warnings,
+  };
 }

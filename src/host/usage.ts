@@ -103,6 +103,20 @@ function readBlockdev(root: HostRoot, name: string, mounts: MountTable, depth = 
   };
 }
 
+/** 32 hex digits (procfs) -> compressed IPv6 text (RFC 5952: longest zero run becomes ::). */
+export function ipv6FromHex(hex: string): string {
+  const groups = (hex.match(/.{1,4}/g) ?? []).map((g) => Number.parseInt(g, 16).toString(16));
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < groups.length; i++) {
+    let j = i;
+    while (j < groups.length && groups[j] === '0') j++;
+    if (j - i > bestLen) (best = i), (bestLen = j - i);
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
+
 function routesByIface(root: HostRoot): Map<string, string[]> {
   const out = new Map<string, string[]>();
   // /proc/net/route: Iface Destination(hex, little-endian) Gateway Flags ... Mask
@@ -120,7 +134,7 @@ function routesByIface(root: HostRoot): Map<string, string[]> {
     const dest = f[0]!;
     // Link-local fe80::/64 and multicast routes exist on every up interface; they carry no traffic.
     if (dest.startsWith('fe80') || dest.startsWith('ff')) continue;
-    addTo(out, [f[9]!], `${dest.replace(/(.{4})(?!$)/g, '$1:')}/${Number.parseInt(f[1]!, 16)}`);
+    addTo(out, [f[9]!], `${ipv6FromHex(dest)}/${Number.parseInt(f[1]!, 16)}`);
   }
   return out;
 }
@@ -130,7 +144,7 @@ function inet6ByIface(root: HostRoot): Map<string, string[]> {
   for (const line of (root.readFile('/proc/net/if_inet6') ?? '').split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f.length < 6) continue;
-    addTo(out, [f[5]!], f[0]!.replace(/(.{4})(?!$)/g, '$1:'));
+    addTo(out, [f[5]!], ipv6FromHex(f[0]!));
   }
   return out;
 }

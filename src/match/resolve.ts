@@ -83,7 +83,7 @@ function rawCandidates(dev: PciDevice, mods: ModuleState): RawCandidate[] {
 }
 
 /** Why the kernel would refuse this candidate for this device, or null; plus what it would lose. */
-function assess(module: string, dev: PciDevice, snap: Snapshot): { reason: string | null; notes: string[] } {
+function assess(module: string, dev: PciDevice, snap: Snapshot, opts: ResolveOptions): { reason: string | null; notes: string[] } {
   const notes: string[] = [];
   const bl = snap.modules.blacklist.entries.get(module);
   if (bl) return { reason: `blacklisted (${bl}): modprobe never loads it by alias`, notes };
@@ -92,7 +92,7 @@ function assess(module: string, dev: PciDevice, snap: Snapshot): { reason: strin
     return { reason: `header type ${dev.headerType} (a bridge): vfio-pci drivers only take type 0 devices`, notes };
   }
   // vfio_pci_core_register_device(): "Cannot bind to PF with SR-IOV enabled" (-EBUSY).
-  if (dev.sriov && dev.sriov.numVfs > 0) {
+  if (dev.sriov && dev.sriov.numVfs > 0 && !opts.ignoreSriovEnabled) {
     return { reason: `PF with ${dev.sriov.numVfs} VFs enabled: vfio-pci refuses it (-EBUSY) until sriov_numvfs is 0`, notes };
   }
   const rule = variantRule(module);
@@ -113,11 +113,16 @@ function assess(module: string, dev: PciDevice, snap: Snapshot): { reason: strin
   return { reason: null, notes };
 }
 
-export function resolve(dev: PciDevice, snap: Snapshot): Resolution {
+export interface ResolveOptions {
+  /** Rank a PF as if its VFs were gone (moving it with --force destroys them first). */
+  readonly ignoreSriovEnabled?: boolean;
+}
+
+export function resolve(dev: PciDevice, snap: Snapshot, opts: ResolveOptions = {}): Resolution {
   const mods = snap.modules;
   const raw = rawCandidates(dev, mods);
   const candidates: Candidate[] = raw.map((c) => {
-    const { reason, notes } = assess(c.module, dev, snap);
+    const { reason, notes } = assess(c.module, dev, snap, opts);
     return {
       module: c.module,
       driver: driverNameForModule(mods.drivers, c.module),

@@ -1,0 +1,276 @@
+// The executor: the only code that writes. It takes a plan's steps one at a time, journals each
+// before taking it, verifies the result by re-reading sysfs, and on any failure puts the device
+// back where it was (override restored, original driver bound again).
+import type { HostRoot } from '../host/root';
+import { describeStep, type DevicePlan, type Plan, type Step } from '../plan/types';
+import { removeRecord, writeRecord } from '../persist/records';
+import type { KernelIo } from './kernel-io';
+import { Journal, type JournalEntry } from './journal';
+
+export type ResultStatus = 'ok' | 'noop' | 'planned' | 'failed' | 'refused' | 'invalid';
+
+export interface StepResult {
+  readonly op: Step['op'];
+  readonly description: string;
+  readonly done: boolean;
+  readonly error?: string;
+}
+
+export interface DeviceResult {
+  readonly address: string;
+  readonly status: ResultStatus;
+  /** The driver the device is on afterwards. */
+  readonly driver: string | null;
+  readonly target: string | null;
+  readonly steps: StepResult[];
+  readonly refusals: DevicePlan['refusals'];
+  readonly warnings: string[];
+  readonly error: string | null;
+}
+
+/** Thrown by a test hook to simulate the process dying before a step: no rollback happens. */
+export class SimulatedKill extends Error {}
+
+export interface ExecOptions {
+  readonly root: HostRoot;
+  readonly io: KernelIo;
+  /** Called before each step is taken (after it is journaled); used to inject kills in tests. */
+  readonly beforeStep?: (plan: DevicePlan, step: Step, index: number) => void;
+  readonly concurrency?: number;
+}
+
+class StepError extends Error {}
+
+export function driverOf(root: HostRoot, address: string): string | null {
+  return root.linkName(`/sys/bus/pci/devices/${address}/driver`) ?? null;
+}
+
+function overrideOf(root: HostRoot, address: string): string | null {
+  const v = root.readAttr(`/sys/bus/pci/devices/${address}/driver_override`);
+  return v === undefined || v === '(null)' ? null : v;
+}
+
+function vfioDevOf(root: HostRoot, address: string): string | null {
+  return root.list(`/sys/bus/pci/devices/${address}/vfio-dev`).find((f) => f.startsWith('vfio')) ?? null;
+}
+
+function errText(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  return err.code ? `${err.code}${err.message && !err.message.startsWith(err.code) ? ` (${err.message})` : ''}` : String((e as Error).message ?? e);
+}
+
+class Runner {
+  private readonly journal: Journal;
+  private readonly modprobes = new Map<string, Promise<{ status: number; stderr: string }>>();
+
+  constructor(private readonly o: ExecOptions) {
+    this.journal = new Journal(o.root);
+  }
+
+  private async modprobe(args: string[]): Promise<{ status: number; stderr: string }> {
+    const key = args.join('\0');
+    let p = this.modprobes.get(key);
+    if (!p) {
+      p = this.o.io.modprobe(args);
+      this.modprobes.set(key, p);
+    }
+    return p;
+  }
+
+  private lockdownHint(): string {
+    const l = this.o.root.readAttr('/sys/kernel/security/lockdown') ?? '';
+    return /\[(integrity|confidentiality)\]/.test(l) ? '; kernel lockdown is active (Secure Boot): unsigned modules are refused' : '';
+  }
+
+  async step(plan: DevicePlan, s: Step, warnings: string[]): Promise<void> {
+    const { root, io } = this.o;
+    const dev = `/sys/bus/pci/devices/${plan.address}`;
+    switch (s.op) {
+      case 'modprobe': {
+        const r = await this.modprobe([s.module]);
+        if (r.status !== 0) throw new StepError(`module ${s.module} could not be loaded: ${r.stderr || `modprobe exited ${r.status}`}${this.lockdownHint()}`);
+        return;
+      }
+      case 'modprobe-alias': {
+        const r = await this.modprobe(['-b', s.modalias]);
+        if (r.status !== 0) warnings.push(`no host driver module loaded for ${s.modalias}: ${r.stderr || `modprobe exited ${r.status}`}`);
+        return;
+      }
+      case 'set-override':
+        // A lone newline clears driver_override (the kernel truncates at the first \n).
+        return io.write(`${dev}/driver_override`, s.driver === null ? '\n' : s.driver);
+      case 'unbind':
+        try {
+          await io.write(`/sys/bus/pci/drivers/${s.driver}/unbind`, plan.address);
+        } catch (e) {
+          // ENODEV: no longer bound to that driver (something raced us); fine if it is unbound now.
+          if (driverOf(root, plan.address) !== null) throw e;
+        }
+        return;
+      case 'probe':
+        // drivers_probe returns success even when no driver attached: 'verify' decides.
+        return io.write('/sys/bus/pci/drivers_probe', plan.address);
+      case 'verify':
+        return this.verify(plan, s, warnings);
+      case 'chown': {
+        const node = s.node === 'group' ? `/dev/vfio/${s.group}` : vfioDevOf(root, plan.address) ? `/dev/vfio/devices/${vfioDevOf(root, plan.address)}` : null;
+        if (node === null) return; // kernels before 6.1 have no per-device cdev
+        if (!root.exists(node)) throw new StepError(`${node} does not exist after binding`);
+        return io.chown(node, s.uid, s.gid);
+      }
+    }
+  }
+
+  private verify(plan: DevicePlan, s: Extract<Step, { op: 'verify' }>, warnings: string[]): void {
+    const { root } = this.o;
+    const now = driverOf(root, plan.address);
+    if (s.driver !== null) {
+      if (now !== s.driver) {
+        const why = now === null ? `its probe failed or refused the device (no driver attached; dmesg has the driver's reason)` : `${now} took it instead`;
+        const iommu = s.vfio && !root.readLink(`/sys/bus/pci/devices/${plan.address}/iommu_group`) ? '; it has no IOMMU group' : '';
+        throw new StepError(`${plan.address} did not bind to ${s.driver}: ${why}${iommu}`);
+      }
+      // vfio-dev/ (v6.1+) shows the device registered with VFIO, whatever the driver's name.
+      if (s.vfio && root.exists('/sys/class/vfio-dev') && vfioDevOf(root, plan.address) === null) {
+        throw new StepError(`${plan.address} is on ${s.driver} but has no vfio-dev/: the driver did not register it with VFIO`);
+      }
+      return;
+    }
+    if (now === null) warnings.push(`${plan.address}: no host driver claimed it (none is available for this device)`);
+    else if (vfioDevOf(root, plan.address) !== null) throw new StepError(`${plan.address} is still on a VFIO driver (${now})`);
+  }
+
+  private journalEntry(plan: DevicePlan, kind: Plan['kind'], i: number, op: string): JournalEntry {
+    return {
+      address: plan.address,
+      kind,
+      original: plan.from,
+      target: { driver: plan.target?.driver ?? null, override: kind === 'bind' ? (plan.target?.driver ?? null) : plan.original.override },
+      step: i,
+      op,
+      pid: process.pid,
+      at: new Date().toISOString(),
+    };
+  }
+
+  /** Runs one device's steps; on failure restores it. Returns the result. */
+  async device(plan: DevicePlan, kind: Plan['kind']): Promise<DeviceResult> {
+    const warnings = [...plan.warnings];
+    const steps: StepResult[] = [];
+    const base = { address: plan.address, target: plan.target?.driver ?? null, refusals: plan.refusals };
+    if (plan.status !== 'planned') {
+      const status = plan.status === 'noop' ? 'noop' : plan.status;
+      return { ...base, status, driver: plan.from.driver, steps, warnings, error: plan.refusals.map((r) => r.message).join('; ') || null };
+    }
+    for (let i = 0; i < plan.steps.length; i++) {
+      const s = plan.steps[i]!;
+      this.journal.record(this.journalEntry(plan, kind, i, s.op));
+      this.o.beforeStep?.(plan, s, i);
+      try {
+        await this.step(plan, s, warnings);
+        steps.push({ op: s.op, description: describeStep(s), done: true });
+      } catch (e) {
+        if (e instanceof SimulatedKill) throw e;
+        const error = errText(e);
+        steps.push({ op: s.op, description: describeStep(s), done: false, error });
+        const rb = await this.rollback(plan, kind);
+        this.journal.clear(plan.address);
+        const msg = `${describeStep(s)} failed: ${error}`;
+        return { ...base, status: 'failed', driver: driverOf(this.o.root, plan.address), steps, warnings, error: rb ? `${msg}; ${rb}` : `${msg}; rolled back to ${plan.from.driver ?? 'no driver'}` };
+      }
+    }
+    if (kind === 'bind') {
+      writeRecord(this.o.root, { address: plan.address, originalDriver: plan.original.driver, originalOverride: plan.original.override, driver: plan.target!.driver!, at: new Date().toISOString() });
+    } else removeRecord(this.o.root, plan.address);
+    this.journal.clear(plan.address);
+    return { ...base, status: 'ok', driver: driverOf(this.o.root, plan.address), steps, warnings, error: null };
+  }
+
+  /** Back to plan.from. Returns null on success, else what is wrong now. */
+  async rollback(plan: DevicePlan, kind: Plan['kind']): Promise<string | null> {
+    if (kind === 'unbind') return completeRelease(this.o.root, this.o.io, plan.address, plan.original.override, plan.original.driver);
+    const r = await restore(this.o.root, this.o.io, plan.address, plan.from);
+    // A record written by this run (no earlier one) no longer describes the device.
+    if (plan.original === plan.from) removeRecord(this.o.root, plan.address);
+    return r;
+  }
+}
+
+/** Put a device back on `want.driver` with `want.override`. Returns null or what went wrong. */
+export async function restore(root: HostRoot, io: KernelIo, address: string, want: { driver: string | null; override: string | null }): Promise<string | null> {
+  const problems: string[] = [];
+  const attempt = async (what: string, f: () => Promise<void>) => {
+    try {
+      await f();
+    } catch (e) {
+      problems.push(`${what}: ${errText(e)}`);
+    }
+  };
+  const dev = `/sys/bus/pci/devices/${address}`;
+  await attempt('restore driver_override', () => io.write(`${dev}/driver_override`, want.override ?? '\n'));
+  const now = driverOf(root, address);
+  if (now !== want.driver) {
+    if (now !== null) await attempt(`unbind from ${now}`, () => io.write(`/sys/bus/pci/drivers/${now}/unbind`, address));
+    if (want.driver !== null) {
+      await attempt('drivers_probe', () => io.write('/sys/bus/pci/drivers_probe', address));
+      const after = driverOf(root, address);
+      if (after !== want.driver) {
+        if (after !== null) await attempt(`unbind from ${after}`, () => io.write(`/sys/bus/pci/drivers/${after}/unbind`, address));
+        await attempt(`bind to ${want.driver}`, () => io.write(`/sys/bus/pci/drivers/${want.driver}/bind`, address));
+      }
+    }
+  }
+  const final = driverOf(root, address);
+  if (final === want.driver && problems.length === 0) return null;
+  if (final === want.driver) return null;
+  return `ROLLBACK INCOMPLETE: ${address} is on ${final ?? 'no driver'} instead of ${want.driver ?? 'no driver'} (${problems.join('; ') || 'no error reported'}); run 'vfioctl recover' or rebind it by hand`;
+}
+
+/** Finish handing a device back to the host: clear the override, leave VFIO, reprobe. */
+export async function completeRelease(root: HostRoot, io: KernelIo, address: string, override: string | null, expect: string | null): Promise<string | null> {
+  const dev = `/sys/bus/pci/devices/${address}`;
+  try {
+    await io.write(`${dev}/driver_override`, override ?? '\n');
+    const now = driverOf(root, address);
+    if (now !== null && vfioDevOf(root, address) !== null) await io.write(`/sys/bus/pci/drivers/${now}/unbind`, address);
+    if (driverOf(root, address) === null) await io.write('/sys/bus/pci/drivers_probe', address);
+  } catch (e) {
+    return `release of ${address} incomplete: ${errText(e)}; run 'vfioctl recover'`;
+  }
+  const final = driverOf(root, address);
+  if (expect !== null && final !== expect) return `${address} is on ${final ?? 'no driver'}, expected ${expect}`;
+  return null;
+}
+
+/** Runs a plan: independent units concurrently, the devices of one unit (an IOMMU group) in order. */
+export async function execute(plan: Plan, o: ExecOptions): Promise<DeviceResult[]> {
+  const runner = new Runner(o);
+  const units = new Map<string, DevicePlan[]>();
+  for (const d of plan.devices) units.set(d.unit, [...(units.get(d.unit) ?? []), d]);
+  const results = new Map<string, DeviceResult>();
+  const queue = [...units.values()];
+  const worker = async () => {
+    for (let u = queue.shift(); u; u = queue.shift()) {
+      const done: DevicePlan[] = [];
+      for (const d of u) {
+        const r = await runner.device(d, plan.kind);
+        results.set(d.address, r);
+        if (r.status === 'failed' && u.length > 1) {
+          // A group moves as a whole: put the members already moved back too.
+          for (const prev of done.reverse()) {
+            const rb = await runner.rollback(prev, plan.kind);
+            const old = results.get(prev.address)!;
+            results.set(prev.address, { ...old, status: 'failed', driver: driverOf(o.root, prev.address), error: `rolled back because ${d.address} failed${rb ? `; ${rb}` : ''}` });
+          }
+          for (const rest of u.slice(u.indexOf(d) + 1)) {
+            results.set(rest.address, { address: rest.address, status: 'failed', driver: rest.from.driver, target: rest.target?.driver ?? null, steps: [], refusals: [], warnings: [], error: `not attempted: ${d.address} in the same unit failed` });
+          }
+          break;
+        }
+        if (r.status === 'ok') done.push(d);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(o.concurrency ?? 8, queue.length)) }, worker));
+  return plan.devices.map((d) => results.get(d.address)!);
+}

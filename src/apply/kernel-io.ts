@@ -1,0 +1,45 @@
+// The only interface through which vfioctl changes the kernel. The real one writes sysfs files
+// under the host root and runs modprobe; tests put the simulated PCI driver core behind it.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import type { HostRoot } from '../host/root';
+
+export interface KernelIo {
+  /** One write(2) of `value` to a sysfs attribute; rejects with the kernel's errno (err.code). */
+  write(rel: string, value: string): Promise<void>;
+  /** Runs modprobe with an argument array; resolves with its exit status and stderr. */
+  modprobe(args: readonly string[]): Promise<{ status: number; stderr: string }>;
+  chown(rel: string, uid: number, gid: number): Promise<void>;
+}
+
+export class SysfsKernelIo implements KernelIo {
+  constructor(private readonly root: HostRoot) {}
+
+  async write(rel: string, value: string): Promise<void> {
+    // A sysfs store() sees exactly one write: open, write once, close (no O_CREAT, no truncation).
+    const fh = await fs.promises.open(this.root.path(rel), fs.constants.O_WRONLY);
+    try {
+      await fh.write(value);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  modprobe(args: readonly string[]): Promise<{ status: number; stderr: string }> {
+    if (!this.root.isLive) {
+      // Loading a module into the running kernel for some other tree would be wrong.
+      return Promise.resolve({ status: 1, stderr: `modprobe skipped: --root ${this.root.dir} is not the running system` });
+    }
+    return new Promise((resolve) => {
+      const child = spawn('modprobe', [...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', (e) => resolve({ status: 127, stderr: `cannot run modprobe: ${e.message}` }));
+      child.on('close', (code) => resolve({ status: code ?? 1, stderr: stderr.trim() }));
+    });
+  }
+
+  async chown(rel: string, uid: number, gid: number): Promise<void> {
+    await fs.promises.chown(this.root.path(rel), uid, gid);
+  }
+}

@@ -1,0 +1,158 @@
+// `vfioctl bind`, `unbind` and `recover`: read -> plan (pure) -> apply (journaled, verified).
+import { parseAddress } from '../host/address';
+import { readSnapshot } from '../host/snapshot';
+import { execute, type DeviceResult, type ExecOptions } from '../apply/executor';
+import { acquireLock, Journal } from '../apply/journal';
+import { SysfsKernelIo, type KernelIo } from '../apply/kernel-io';
+import { recoverPending, type Recovery } from '../apply/recover';
+import { planBind, planUnbind } from '../plan/planner';
+import { validateDriverName } from '../plan/target';
+import { describeStep, type DevicePlan, type Plan } from '../plan/types';
+import { EXIT } from '../util/diag';
+import { type Context, printWarnings } from './context';
+import { parseOwner } from './owner';
+
+export interface BindOptions {
+  driver?: string;
+  dryRun?: boolean;
+  force?: boolean;
+  group?: boolean;
+  json?: boolean;
+  owner?: string;
+}
+
+/** Test seam: the kernel model replaces the real sysfs writer; kills are injected per step op. */
+export interface ApplyEnv {
+  kernelIo?: KernelIo;
+  beforeStep?: ExecOptions['beforeStep'];
+}
+
+let applyEnv: ApplyEnv = {};
+export function setApplyEnv(e: ApplyEnv): void {
+  applyEnv = e;
+}
+
+function kernelIo(ctx: Context): KernelIo {
+  return applyEnv.kernelIo ?? new SysfsKernelIo(ctx.root);
+}
+
+function beforeStep(ctx: Context): ExecOptions['beforeStep'] {
+  if (applyEnv.beforeStep) return applyEnv.beforeStep;
+  // For the real-kernel suite: die at a chosen step, as a crash or kill -9 would.
+  const killAt = ctx.io.env.VFIOCTL_TEST_KILL_AT;
+  if (!killAt) return undefined;
+  return (_p, s) => {
+    if (s.op === killAt) process.kill(process.pid, 'SIGKILL');
+  };
+}
+
+export function exitCodeOf(statuses: readonly string[]): number {
+  if (statuses.includes('invalid')) return EXIT.BAD_INPUT;
+  if (statuses.includes('refused')) return EXIT.REFUSED;
+  if (statuses.includes('failed')) return EXIT.FAILED;
+  return EXIT.OK;
+}
+
+function planResults(plan: Plan): DeviceResult[] {
+  return plan.devices.map((d) => ({
+    address: d.address,
+    status: d.status,
+    driver: d.from.driver,
+    target: d.target?.driver ?? null,
+    steps: d.steps.map((s) => ({ op: s.op, description: describeStep(s), done: false })),
+    refusals: d.refusals,
+    warnings: [...d.warnings],
+    error: d.refusals.map((r) => r.message).join('; ') || null,
+  }));
+}
+
+function render(ctx: Context, kind: Plan['kind'], plan: Plan, results: DeviceResult[], dryRun: boolean, recovered: Recovery[]): void {
+  for (const r of recovered) {
+    ctx.io.err(`vfioctl: recovered ${r.address} from an interrupted ${r.kind} (${r.interruptedAt}): now on ${r.driver ?? 'no driver'}${r.error ? `; ${r.error}` : ''}\n`);
+  }
+  const byAddr = new Map(plan.devices.map((d) => [d.address, d]));
+  for (const r of results) {
+    const d = byAddr.get(r.address) as DevicePlan;
+    const to = d.target?.driver ?? (kind === 'unbind' ? 'its host driver' : '?');
+    const mod = d.target?.module && d.target.module !== d.target.driver ? ` (module ${d.target.module})` : '';
+    let head: string;
+    switch (r.status) {
+      case 'planned':
+        head = `would ${kind === 'bind' ? `bind to ${to}${mod}` : `return to ${to}`}, now on ${d.from.driver ?? 'no driver'}`;
+        break;
+      case 'ok':
+        head = kind === 'bind' ? `bound to ${r.driver}${mod} (was ${d.from.driver ?? 'no driver'})` : `returned to ${r.driver ?? 'no driver'} (was ${d.from.driver ?? 'no driver'})`;
+        break;
+      case 'noop':
+        head = `nothing to do (${r.warnings[0] ?? 'already there'})`;
+        break;
+      case 'refused':
+        head = `REFUSED${dryRun ? ' (would be)' : ''}`;
+        break;
+      case 'invalid':
+        head = 'INVALID';
+        break;
+      default:
+        head = `FAILED: ${r.error}`;
+    }
+    ctx.io.out(`${r.address}: ${head}\n`);
+    for (const f of r.refusals) ctx.io.out(`  - ${f.check}: ${f.message}\n`);
+    if (r.status === 'planned') r.steps.forEach((s, i) => ctx.io.out(`  ${i + 1}. ${s.description}\n`));
+    for (const w of r.status === 'noop' ? r.warnings.slice(1) : r.warnings) ctx.io.out(`  warning: ${w}\n`);
+  }
+}
+
+async function runPlan(ctx: Context, kind: Plan['kind'], addresses: string[], makePlan: (snap: ReturnType<typeof readSnapshot>) => Plan, opts: { dryRun?: boolean; json?: boolean }): Promise<number> {
+  const root = ctx.root;
+  if (opts.dryRun) {
+    const pending = new Journal(root).pending();
+    const snap = readSnapshot(root, { kernel: ctx.kernel, only: addresses, forWrite: true });
+    printWarnings(ctx, snap.warnings);
+    for (const e of pending) ctx.io.err(`vfioctl: warning: ${e.address} was left half-done by an interrupted ${e.kind}; a real run (or 'vfioctl recover') repairs it first\n`);
+    const plan = makePlan(snap);
+    const results = planResults(plan);
+    if (opts.json) ctx.io.out(JSON.stringify({ command: kind, dryRun: true, results }, null, 2) + '\n');
+    else render(ctx, kind, plan, results, true, []);
+    return exitCodeOf(results.map((r) => r.status));
+  }
+  const release = await acquireLock(root);
+  try {
+    const io = kernelIo(ctx);
+    const recovered = await recoverPending(root, io);
+    const snap = readSnapshot(root, { kernel: ctx.kernel, only: addresses, forWrite: true });
+    printWarnings(ctx, snap.warnings);
+    const plan = makePlan(snap);
+    const results = await execute(plan, { root, io, beforeStep: beforeStep(ctx) });
+    if (opts.json) ctx.io.out(JSON.stringify({ command: kind, dryRun: false, recovered, results }, null, 2) + '\n');
+    else render(ctx, kind, plan, results, false, recovered);
+    return exitCodeOf(results.map((r) => r.status));
+  } finally {
+    // (A SimulatedKill in tests also passes through here: the journal stays, as after a real kill.)
+    release();
+  }
+}
+
+export function bindCommand(ctx: Context, devices: string[], opts: BindOptions): Promise<number> {
+  const addresses = devices.map(parseAddress);
+  const driver = validateDriverName(opts.driver ?? 'vfio');
+  const owner = opts.owner !== undefined ? parseOwner(ctx.root, opts.owner) : undefined;
+  return runPlan(ctx, 'bind', addresses, (snap) => planBind(snap, { kind: 'bind', addresses, driver, force: !!opts.force, group: !!opts.group, ...(owner ? { owner } : {}) }), opts);
+}
+
+export function unbindCommand(ctx: Context, devices: string[], opts: { dryRun?: boolean; json?: boolean }): Promise<number> {
+  const addresses = devices.map(parseAddress);
+  return runPlan(ctx, 'unbind', addresses, (snap) => planUnbind(snap, { kind: 'unbind', addresses }), opts);
+}
+
+export async function recoverCommand(ctx: Context, opts: { json?: boolean }): Promise<number> {
+  const release = await acquireLock(ctx.root);
+  try {
+    const rec = await recoverPending(ctx.root, kernelIo(ctx));
+    if (opts.json) ctx.io.out(JSON.stringify({ recovered: rec }, null, 2) + '\n');
+    else if (rec.length === 0) ctx.io.out('nothing to recover\n');
+    else for (const r of rec) ctx.io.out(`${r.address}: interrupted ${r.kind} at ${r.interruptedAt}; now on ${r.driver ?? 'no driver'}${r.error ? ` (${r.error})` : ''}\n`);
+    return rec.some((r) => r.error) ? EXIT.FAILED : EXIT.OK;
+  } finally {
+    release();
+  }
+}

@@ -1,0 +1,162 @@
+// The pure planner: snapshot + request -> per-device ordered steps, refusals and warnings.
+// No I/O here; the executor is the only code that writes.
+import type { PciDevice } from '../host/pci';
+import { modaliasOf } from '../host/pci';
+import type { Snapshot } from '../host/snapshot';
+import { aliasMatches } from '../match/resolve';
+import { VfioctlError } from '../util/diag';
+import { checkGroupViable, checkHostUse, checkIommu, checkSriovPf, checkVfioUsers, isOnVfio } from './checks';
+import { chooseTarget } from './target';
+import type { BindRequest, DevicePlan, Plan, Refusal, Step, UnbindRequest } from './types';
+
+function loaded(snap: Snapshot, module: string | null): boolean {
+  if (module === null) return true;
+  return snap.modules.drivers.moduleDrivers.has(module) || snap.modules.builtin.has(module) || snap.modules.drivers.loadedModules.has(module);
+}
+
+function devicePlan(dev: PciDevice, snap: Snapshot, p: Omit<DevicePlan, 'address' | 'from' | 'original'>): DevicePlan {
+  const from = { driver: dev.driver, override: dev.driverOverride };
+  const rec = snap.records.get(dev.address);
+  const original = rec ? { driver: rec.originalDriver, override: rec.originalOverride } : from;
+  return { address: dev.address, from, original, ...p };
+}
+
+function invalid(address: string, message: string, unit: string): DevicePlan {
+  return {
+    address,
+    status: 'invalid',
+    from: { driver: null, override: null },
+    original: { driver: null, override: null },
+    target: null,
+    steps: [],
+    refusals: [{ check: 'input', message, forceable: false }],
+    warnings: [],
+    unit,
+  };
+}
+
+/** With --group: the device plus every group member that is not already viable, bridges excluded. */
+function expandGroups(addresses: readonly string[], snap: Snapshot): { address: string; unit: string }[] {
+  const out: { address: string; unit: string }[] = [];
+  const seen = new Set<string>();
+  for (const a of addresses) {
+    const d = snap.devices.get(a);
+    const unit = d?.iommuGroup ? `group ${d.iommuGroup}` : a;
+    const members = d?.iommuGroup ? (snap.iommu.groups.get(d.iommuGroup) ?? [a]) : [a];
+    for (const m of members) {
+      if (seen.has(m)) continue;
+      const md = snap.devices.get(m);
+      if (m !== a && md && (md.headerType ?? 0) !== 0) continue; // bridges stay on pcieport
+      seen.add(m);
+      out.push({ address: m, unit });
+    }
+  }
+  return out;
+}
+
+export function planBind(snap: Snapshot, req: BindRequest): Plan {
+  const items = req.group ? expandGroups(req.addresses, snap) : req.addresses.map((a) => ({ address: a, unit: a }));
+  const moving = new Set(items.map((i) => i.address));
+  const plans = items.map(({ address, unit }): DevicePlan => {
+    const dev = snap.devices.get(address);
+    if (!dev) return invalid(address, `no PCI device ${address}`, unit);
+    let choice;
+    try {
+      choice = chooseTarget(dev, snap, req.driver, req.force);
+    } catch (e) {
+      if (e instanceof VfioctlError) return invalid(address, e.message, unit);
+      throw e;
+    }
+    const { target } = choice;
+    const warnings = [...choice.warnings];
+    if (target && dev.driver === target.driver) {
+      const steps = ownerSteps(dev, req);
+      return devicePlan(dev, snap, { status: steps.length ? 'planned' : 'noop', target, steps, refusals: [], warnings: [`already on ${target.driver}`], unit });
+    }
+    const refusals: Refusal[] = [...choice.refusals];
+    const wantsVfio = target?.vfio ?? req.driver === 'vfio';
+    if (wantsVfio) refusals.push(...checkIommu(dev, snap));
+    refusals.push(...checkHostUse(dev, snap));
+    if (isOnVfio(dev, snap)) refusals.push(...checkVfioUsers(dev, snap));
+    refusals.push(...checkSriovPf(dev));
+    if (wantsVfio) refusals.push(...checkGroupViable(dev, snap, moving));
+    const blocking = refusals.filter((r) => !r.forceable || !req.force);
+    for (const r of refusals) if (r.forceable && req.force) warnings.push(`forced past: ${r.message}`);
+    if (!target || blocking.length > 0) {
+      return devicePlan(dev, snap, { status: 'refused', target, steps: [], refusals: blocking, warnings, unit });
+    }
+    const steps: Step[] = [];
+    if (!loaded(snap, target.module)) steps.push({ op: 'modprobe', module: target.module! });
+    // Override first: once it is set, no other driver can grab the device between unbind and probe.
+    steps.push({ op: 'set-override', address, driver: target.driver });
+    if (dev.driver) steps.push({ op: 'unbind', address, driver: dev.driver });
+    steps.push({ op: 'probe', address });
+    steps.push({ op: 'verify', address, driver: target.driver, vfio: target.vfio });
+    steps.push(...ownerSteps(dev, req));
+    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings, unit });
+  });
+  return { kind: 'bind', devices: groupAtomic(plans) };
+}
+
+/** VFIO nodes handed to an unprivileged VMM with --owner. vfioN is known only after the bind. */
+function ownerSteps(dev: PciDevice, req: BindRequest): Step[] {
+  if (!req.owner || !dev.iommuGroup) return [];
+  const { uid, gid } = req.owner;
+  const group = dev.iommuGroup;
+  return [
+    { op: 'chown', address: dev.address, node: 'group', group, uid, gid },
+    { op: 'chown', address: dev.address, node: 'cdev', group, uid, gid },
+  ];
+}
+
+/** A group moved together succeeds or fails together: one refused member refuses them all. */
+function groupAtomic(plans: DevicePlan[]): DevicePlan[] {
+  const badUnits = new Map<string, string>();
+  for (const p of plans) if ((p.status === 'refused' || p.status === 'invalid') && p.unit !== p.address) badUnits.set(p.unit, p.address);
+  return plans.map((p) => {
+    const bad = badUnits.get(p.unit);
+    if (bad === undefined || bad === p.address || p.status === 'refused' || p.status === 'invalid') return p;
+    return {
+      ...p,
+      status: 'refused',
+      steps: [],
+      refusals: [{ check: 'group-member', message: `${p.unit} moves as a whole and member ${bad} was refused`, forceable: false }],
+    };
+  });
+}
+
+/** Does some host (non-VFIO) module claim this device by its pci: aliases, and is one loaded? */
+function hostDriverLoaded(dev: PciDevice, snap: Snapshot): boolean {
+  const modalias = modaliasOf(dev);
+  for (const [module, aliases] of snap.modules.aliases.pciByModule) {
+    if (aliases.some((a) => aliasMatches(a, modalias)) && loaded(snap, module)) return true;
+  }
+  return false;
+}
+
+export function planUnbind(snap: Snapshot, req: UnbindRequest): Plan {
+  const plans = req.addresses.map((address): DevicePlan => {
+    const dev = snap.devices.get(address);
+    if (!dev) return invalid(address, `no PCI device ${address}`, address);
+    const record = snap.records.get(address);
+    const onVfio = isOnVfio(dev, snap);
+    const restoreOverride = record?.originalOverride ?? null;
+    const hostDriver = record?.originalDriver ?? null;
+    const target = { driver: hostDriver, module: null, vfio: false };
+    if (!onVfio && dev.driverOverride === restoreOverride && (dev.driver !== null || !record)) {
+      return devicePlan(dev, snap, { status: 'noop', target, steps: [], refusals: [], warnings: [`not on a VFIO driver${dev.driver ? ` (on ${dev.driver})` : ''}`], unit: address });
+    }
+    const refusals = onVfio ? checkVfioUsers(dev, snap) : [];
+    if (refusals.length > 0) return devicePlan(dev, snap, { status: 'refused', target, steps: [], refusals, warnings: [], unit: address });
+    const steps: Step[] = [{ op: 'set-override', address, driver: restoreOverride }];
+    // Already on a host driver with a stale override: clearing the override is all there is to do.
+    if (!onVfio && dev.driver) return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: address });
+    if (dev.driver) steps.push({ op: 'unbind', address, driver: dev.driver });
+    // As udev would on hotplug: load the host driver by modalias when none is loaded yet.
+    if (!hostDriverLoaded(dev, snap)) steps.push({ op: 'modprobe-alias', modalias: modaliasOf(dev) });
+    steps.push({ op: 'probe', address });
+    steps.push({ op: 'verify', address, driver: hostDriver, vfio: false });
+    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: address });
+  });
+  return { kind: 'unbind', devices: plans };
+}

@@ -1,0 +1,125 @@
+// Turns the requested driver (`vfio` or a name) into the driver and module to bind, checking the
+// ID table the kernel never checks: with driver_override set, pci_match_device() falls back to a
+// dummy id (since v3.16), so any named driver binds; only its probe() may refuse.
+import type { PciDevice } from '../host/pci';
+import { modaliasOf } from '../host/pci';
+import type { Snapshot } from '../host/snapshot';
+import { moduleNormalize } from '../match/fnmatch';
+import { aliasMatches, resolve, VFIO_PCI_MODULE, type Candidate } from '../match/resolve';
+import { DRIVER_NAME_EXCEPTIONS, driverNameForModule } from '../modules/loaded';
+import { variantRule } from '../match/variants';
+import { printable } from '../host/address';
+import { EXIT, VfioctlError } from '../util/diag';
+import type { Refusal } from './types';
+
+export interface Target {
+  readonly driver: string;
+  readonly module: string | null;
+  readonly vfio: boolean;
+}
+
+/** Drivers meant to be bound by override, with no ID table of their own. */
+export const OVERRIDE_DRIVERS: ReadonlySet<string> = new Set(['vfio_pci', 'pci_stub', 'uio_pci_generic']);
+
+const DRIVER_NAME = /^[A-Za-z0-9_.:+-]{1,64}$/;
+
+/** A driver name from the command line or a config file; bad input (exit 2) if it cannot be one. */
+export function validateDriverName(name: string): string {
+  if (!DRIVER_NAME.test(name)) {
+    throw new VfioctlError(
+      `'${printable(name)}' is not a driver name: use 'vfio' or a PCI driver/module name (letters, digits, '-', '_', '.'; at most 64 characters, no spaces, newlines or '/')`,
+      EXIT.BAD_INPUT,
+    );
+  }
+  return name;
+}
+
+export function isVfioModule(snap: Snapshot, module: string | null, driver: string): boolean {
+  if (module !== null && (module === VFIO_PCI_MODULE || snap.modules.aliases.vfioByModule.has(module) || variantRule(module))) return true;
+  return /vfio/.test(driver);
+}
+
+/** Module and driver for an explicit name: a registered driver, a module, or bad input. */
+export function lookupDriver(snap: Snapshot, name: string): { driver: string; module: string | null } {
+  const reg = snap.modules.drivers;
+  if (reg.driverModule.has(name)) return { driver: name, module: reg.driverModule.get(name) ?? null };
+  const asModule = moduleNormalize(name);
+  // A driver name that differs from its module (vfio-pci <- vfio_pci, xe-vfio-pci <- xe_vfio_pci).
+  const fromException = Object.entries(DRIVER_NAME_EXCEPTIONS).find(([, d]) => d === name)?.[0];
+  const module = fromException ?? asModule;
+  const m = snap.modules;
+  if (m.moduleFiles.has(module) || m.builtin.has(module) || m.aliases.pciByModule.has(module) || m.aliases.vfioByModule.has(module) || reg.moduleDrivers.has(module)) {
+    return { driver: driverNameForModule(reg, module), module };
+  }
+  throw new VfioctlError(
+    `unknown driver '${name}': no PCI driver of that name is registered and kernel ${m.release ?? '(unknown)'} has no module '${module}' (see 'vfioctl show DEVICE' for the drivers that fit)`,
+    EXIT.BAD_INPUT,
+  );
+}
+
+export interface TargetChoice {
+  readonly target: Target | null;
+  readonly refusals: Refusal[];
+  readonly warnings: string[];
+}
+
+/** `vfio`: the best usable candidate; warns about better-ranked ones that cannot be used. */
+function chooseVfio(dev: PciDevice, snap: Snapshot, force: boolean): TargetChoice {
+  const r = resolve(dev, snap, { ignoreSriovEnabled: force });
+  const warnings: string[] = [];
+  if (!r.vfio) {
+    return { target: null, refusals: [{ check: 'no-vfio-driver', message: `no usable VFIO driver: ${r.reason}`, forceable: false }], warnings };
+  }
+  const chosen = r.candidates.find((c) => c.usable) as Candidate;
+  for (const c of r.candidates) {
+    if (c === chosen) break;
+    warnings.push(`${c.module} fits better but cannot be used (${c.reason}); using ${chosen.driver}`);
+  }
+  for (const n of chosen.notes) warnings.push(`${chosen.driver}: ${n}`);
+  return { target: { driver: r.vfio.driver, module: r.vfio.module, vfio: true }, refusals: [], warnings };
+}
+
+function chooseExplicit(dev: PciDevice, snap: Snapshot, name: string): TargetChoice {
+  const { driver, module } = lookupDriver(snap, name);
+  const vfio = isVfioModule(snap, module, driver);
+  const refusals: Refusal[] = [];
+  const warnings: string[] = [];
+  if (module === null || !OVERRIDE_DRIVERS.has(module)) {
+    const table = module === null ? [] : [...(snap.modules.aliases.vfioByModule.get(module) ?? []), ...(snap.modules.aliases.pciByModule.get(module) ?? [])];
+    const modalias = modaliasOf(dev);
+    if (table.length === 0) {
+      refusals.push({
+        check: 'id-table',
+        message: `${driver}'s ID table is not visible (built in, or no aliases in modules.alias), so it cannot be checked against ${dev.vendor}:${dev.device}`,
+        forceable: true,
+      });
+    } else if (!table.some((a) => aliasMatches(a, modalias))) {
+      refusals.push({
+        check: 'id-table',
+        message: vfio
+          ? `${driver} does not list ${dev.vendor}:${dev.device} in its ID table (the kernel would bind it anyway through driver_override); use --driver vfio for the best driver that does, or --force`
+          : `${driver} is not a VFIO driver and does not list ${dev.vendor}:${dev.device} in its ID table: it would drive hardware it was not written for (refused even with --force)`,
+        forceable: vfio,
+      });
+    }
+  }
+  if (module !== null) {
+    const bl = snap.modules.blacklist.entries.get(module);
+    if (bl) refusals.push({ check: 'blacklist', message: `module ${module} is blacklisted (${bl}); remove the blacklist or use --force`, forceable: true });
+    // The same prerequisites the resolver applies to `vfio`, for an explicitly named variant.
+    const r = resolve(dev, snap);
+    const c = r.candidates.find((x) => x.module === module);
+    if (c && !c.usable && !c.reason?.startsWith('blacklisted')) {
+      refusals.push({ check: 'prerequisite', message: `${driver} cannot drive this device: ${c.reason}`, forceable: true });
+    } else if (c) for (const n of c.notes) warnings.push(`${driver}: ${n}`);
+    if (!c && vfio && module !== VFIO_PCI_MODULE) {
+      const rule = variantRule(module);
+      if (rule?.vfOnly && !dev.physfn) refusals.push({ check: 'prerequisite', message: `${driver} cannot drive this device: ${rule.vfOnly}`, forceable: true });
+    }
+  }
+  return { target: { driver, module, vfio }, refusals, warnings };
+}
+
+export function chooseTarget(dev: PciDevice, snap: Snapshot, requested: string, force: boolean): TargetChoice {
+  return requested === 'vfio' ? chooseVfio(dev, snap, force) : chooseExplicit(dev, snap, requested);
+}

@@ -1,0 +1,84 @@
+// The planner's output: ordered, explained steps per device, and every refusal (not just the first).
+
+export type Step =
+  /** `modprobe MODULE` (explicit name: kmod ignores the blacklist here, so the planner checks it). */
+  | { readonly op: 'modprobe'; readonly module: string }
+  /** `modprobe -b MODALIAS`: load the host driver the way udev's kmod builtin would. */
+  | { readonly op: 'modprobe-alias'; readonly modalias: string }
+  /** Write the driver name (or `\n` to clear when null) to <dev>/driver_override. */
+  | { readonly op: 'set-override'; readonly address: string; readonly driver: string | null }
+  /** Write the address to /sys/bus/pci/drivers/<driver>/unbind. */
+  | { readonly op: 'unbind'; readonly address: string; readonly driver: string }
+  /** Write the address to /sys/bus/pci/drivers_probe (succeeds even when probe fails). */
+  | { readonly op: 'probe'; readonly address: string }
+  /** Re-read the driver link; for a VFIO driver also require vfio-dev/. null: any non-VFIO driver. */
+  | { readonly op: 'verify'; readonly address: string; readonly driver: string | null; readonly vfio: boolean }
+  /** Hand a VFIO node to an unprivileged VMM: the group node, or the vfioN cdev (known after bind). */
+  | { readonly op: 'chown'; readonly address: string; readonly node: 'group' | 'cdev'; readonly group: string; readonly uid: number; readonly gid: number };
+
+export type StepOp = Step['op'];
+
+export interface Refusal {
+  /** Stable id of the check, e.g. `in-use`, `id-table`, `vfio-user`. */
+  readonly check: string;
+  readonly message: string;
+  /** --force lets the bind go ahead despite it. */
+  readonly forceable: boolean;
+}
+
+export type PlanStatus = 'planned' | 'noop' | 'refused' | 'invalid';
+
+export interface DevicePlan {
+  readonly address: string;
+  readonly status: PlanStatus;
+  /** What the device is on now, and where it goes. */
+  readonly from: { readonly driver: string | null; readonly override: string | null };
+  /** What the device had before vfioctl first bound it (a bind record), else `from`. */
+  readonly original: { readonly driver: string | null; readonly override: string | null };
+  readonly target: { readonly driver: string | null; readonly module: string | null; readonly vfio: boolean } | null;
+  readonly steps: readonly Step[];
+  readonly refusals: readonly Refusal[];
+  readonly warnings: readonly string[];
+  /** Devices that must succeed or fail together (an IOMMU group moved with --group). */
+  readonly unit: string;
+}
+
+export interface Plan {
+  readonly kind: 'bind' | 'unbind';
+  readonly devices: readonly DevicePlan[];
+}
+
+export interface BindRequest {
+  readonly kind: 'bind';
+  readonly addresses: readonly string[];
+  /** `vfio` (best usable VFIO driver) or a driver/module name. */
+  readonly driver: string;
+  readonly force: boolean;
+  readonly group: boolean;
+  readonly owner?: { readonly uid: number; readonly gid: number };
+}
+
+export interface UnbindRequest {
+  readonly kind: 'unbind';
+  readonly addresses: readonly string[];
+}
+
+export function describeStep(s: Step): string {
+  const dev = (a: string) => `/sys/bus/pci/devices/${a}`;
+  switch (s.op) {
+    case 'modprobe':
+      return `modprobe ${s.module}`;
+    case 'modprobe-alias':
+      return `modprobe -b ${s.modalias}`;
+    case 'set-override':
+      return s.driver === null ? `write '\\n' > ${dev(s.address)}/driver_override` : `write '${s.driver}' > ${dev(s.address)}/driver_override`;
+    case 'unbind':
+      return `write '${s.address}' > /sys/bus/pci/drivers/${s.driver}/unbind`;
+    case 'probe':
+      return `write '${s.address}' > /sys/bus/pci/drivers_probe`;
+    case 'verify':
+      return s.driver === null ? `verify ${s.address} is on a host driver` : `verify ${s.address} is on ${s.driver}${s.vfio ? ' with vfio-dev/' : ''}`;
+    case 'chown':
+      return s.node === 'group' ? `chown ${s.uid}:${s.gid} /dev/vfio/${s.group}` : `chown ${s.uid}:${s.gid} /dev/vfio/devices/vfioN (N from ${s.address}/vfio-dev/)`;
+  }
+}
