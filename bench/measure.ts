@@ -1,0 +1,111 @@
+// Timing and memory of one command line at a time: spawnSync with argument arrays only (no shell
+// string is ever built from input), stdout to /dev/null, wall time from the parent's clock.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export interface Cmd {
+  id: string;
+  /** Shown in the table. */
+  label: string;
+  argv: readonly string[];
+  /** Slow peers get fewer repetitions. */
+  slow?: boolean;
+  /** Why it cannot run here; the row then says "not available". */
+  unavailable?: string;
+  /** Checks one captured run; returns an error text, or null when the output is right. */
+  verify?: (stdout: string, stderr: string, status: number | null) => string | null;
+}
+
+export interface Sample {
+  ms: number;
+  status: number | null;
+}
+
+const DEV_NULL = fs.openSync('/dev/null', 'w');
+
+/** One timed run; stdout and stderr go to /dev/null, so no pipe reading is timed. */
+export function timeOnce(argv: readonly string[]): Sample {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(argv[0]!, argv.slice(1), { stdio: ['ignore', DEV_NULL, DEV_NULL] });
+  const t1 = process.hrtime.bigint();
+  if (r.error) throw new Error(`${argv[0]}: ${r.error.message}`);
+  return { ms: Number(t1 - t0) / 1e6, status: r.status };
+}
+
+export interface Captured {
+  stdout: string;
+  stderr: string;
+  status: number | null;
+}
+
+export function capture(argv: readonly string[]): Captured {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 30 });
+  if (r.error) return { stdout: '', stderr: r.error.message, status: null };
+  return { stdout: r.stdout, stderr: r.stderr, status: r.status };
+}
+
+/**
+ * Peak resident set size in KiB from GNU time (%M: the largest RSS of the command or any
+ * descendant it waited for, i.e. of the largest single process, not a sum).
+ */
+export function peakRssKiB(argv: readonly string[], wrap?: (argv: readonly string[]) => readonly string[]): number | null {
+  const out = path.join(os.tmpdir(), `vfioctl-bench-rss-${process.pid}.txt`);
+  const timed = ['/usr/bin/time', '-f', '%M', '-o', out, ...argv];
+  const r = spawnSync(...split(wrap ? wrap(timed) : timed), { stdio: ['ignore', DEV_NULL, DEV_NULL] });
+  try {
+    if (r.status !== 0) return null;
+    const kib = Number.parseInt(fs.readFileSync(out, 'utf8').trim().split('\n').pop() ?? '', 10);
+    return Number.isFinite(kib) ? kib : null;
+  } catch {
+    return null;
+  } finally {
+    fs.rmSync(out, { force: true });
+  }
+}
+
+function split(argv: readonly string[]): [string, string[]] {
+  return [argv[0]!, argv.slice(1)];
+}
+
+export interface Stats {
+  n: number;
+  median: number;
+  min: number;
+  max: number;
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function stats(xs: readonly number[]): Stats {
+  return { n: xs.length, median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
+}
+
+/**
+ * Runs every command `reps` times (slow ones `slowReps` times), alternating: in each round every
+ * command that still needs a sample runs once, in an order rotated from round to round, so drift
+ * in the machine's load spreads over all of them alike.
+ */
+export function alternate(cmds: readonly Cmd[], reps: number, slowReps: number, progress: (s: string) => void): Map<string, Sample[]> {
+  const out = new Map<string, Sample[]>(cmds.map((c) => [c.id, []]));
+  const rounds = Math.max(reps, slowReps);
+  for (let r = 0; r < rounds; r++) {
+    const due = cmds.filter((c) => !c.unavailable && r < (c.slow ? slowReps : reps));
+    const k = due.length ? r % due.length : 0;
+    const order = [...due.slice(k), ...due.slice(0, k)];
+    for (const c of order) out.get(c.id)!.push(timeOnce(c.argv));
+    progress(`round ${r + 1}/${rounds}: ${order.map((c) => `${c.id} ${fmtMs(out.get(c.id)!.at(-1)!.ms)}`).join(', ')}`);
+  }
+  return out;
+}
+
+export function fmtMs(ms: number): string {
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms >= 100) return `${ms.toFixed(0)} ms`;
+  return `${ms.toFixed(1)} ms`;
+}

@@ -1,0 +1,40 @@
+// Everything the suite needs on the host, idempotently: apt packages, then per kernel the exact
+// Debian packages (downloaded once into the cache) and the built artifacts (rebuilt when stale).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { formatMs, log } from '../lib/log';
+import { HOST_PACKAGES, type KernelSpec } from '../kernels';
+import { debFileName, ensureInstalled } from './apt';
+import { prune } from './cache';
+import { provisionKernel, resolveKernel, type KernelArtifacts } from './kernel';
+
+export interface ProvisionOptions {
+  readonly cache: string;
+  readonly kernels: readonly KernelSpec[];
+  /** Contents of e2e/guest/init. */
+  readonly initScript: Buffer;
+}
+
+export async function provision(opts: ProvisionOptions): Promise<KernelArtifacts[]> {
+  const t0 = Date.now();
+  await ensureInstalled(HOST_PACKAGES);
+  fs.mkdirSync(opts.cache, { recursive: true });
+  const debs = path.join(opts.cache, 'debs');
+  const kernelsDir = path.join(opts.cache, 'kernels');
+
+  const resolved = await Promise.all(opts.kernels.map(resolveKernel));
+  for (const k of resolved) log(`kernel ${k.spec.id}: ${k.release} (${k.image.version})`);
+  // Both kernels in parallel: downloads overlap, and each build step is short.
+  const artifacts = await Promise.all(resolved.map((k) => provisionKernel(k, path.join(kernelsDir, k.release), debs, opts.initScript)));
+
+  // Superseded kernels and packages (Debian moved on) are dropped; selecting fewer kernels keeps all.
+  if (opts.kernels.length > 1) {
+    const gone = [
+      ...prune(kernelsDir, new Set(resolved.map((k) => k.release))),
+      ...prune(debs, new Set(resolved.flatMap((k) => [k.image, ...k.headers, k.source].map(debFileName)))),
+    ];
+    if (gone.length > 0) log(`cache: removed stale ${gone.join(' ')}`);
+  }
+  log(`provisioned in ${formatMs(Date.now() - t0)}`);
+  return artifacts;
+}

@@ -1,0 +1,66 @@
+// The usual unit-test host for binding: the QEMU e2e machine's devices, in a fixture tree, with
+// the kernel model behind the executor. Mirrors what the real-kernel suite boots.
+import { Fixture } from './fixture';
+import { DRIVERS, KernelModel, type DriverModel } from './kernel-model';
+import { setApplyEnv } from '../../src/cli/bind';
+import { cli, type CliResult } from './cli';
+import type { DevicePlan, Step } from '../../src/plan/types';
+import { SimulatedKill } from '../../src/apply/executor';
+
+export const E1 = '0000:00:02.0'; // e1000e, group 2, eth0 down
+export const VN = '0000:00:03.0'; // virtio-net modern 1af4:1041, group 3
+export const E2 = '0000:00:05.0'; // e1000e, group 5
+export const LPC = '0000:00:1f.0'; // q35 ICH9 functions sharing group 9
+export const SMB = '0000:00:1f.3';
+
+export class ModelHost {
+  readonly f: Fixture;
+  readonly k: KernelModel;
+
+  constructor(opts: { loaded?: DriverModel[]; iommu?: boolean } = {}) {
+    this.f = Fixture.create().kernel('6.12.0-test');
+    const all = Object.values(DRIVERS) as DriverModel[];
+    this.f.modulesAlias(all.flatMap((d) => [...d.ids, ...d.overrideOnlyIds].map((p) => `alias ${p} ${d.module}`)));
+    this.f.tree.write('/lib/modules/6.12.0-test/modules.dep', all.map((d) => `kernel/drivers/${d.module.replace(/_/g, '-')}.ko.xz:`).join('\n') + '\n');
+    this.k = new KernelModel(this.f.tree);
+    const loaded = new Set((opts.loaded ?? [DRIVERS.e1000e, DRIVERS.virtioPci, DRIVERS.lpc, DRIVERS.smbus, DRIVERS.nvme]).map((d) => d.name));
+    for (const d of all) this.k.define(d, loaded.has(d.name));
+    const g = (n: string) => (opts.iommu === false ? null : n);
+    this.f.device({ address: E1, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('2'), netdevs: [{ name: 'eth0', up: false }] });
+    this.f.device({ address: VN, vendor: '1af4', device: '1041', driver: loaded.has('virtio-pci') ? 'virtio-pci' : null, iommuGroup: g('3') });
+    this.f.device({ address: E2, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('5') });
+    this.f.device({ address: LPC, vendor: '8086', device: '2918', class: '060100', driver: 'lpc_ich', iommuGroup: g('9') });
+    this.f.device({ address: SMB, vendor: '8086', device: '2930', class: '0c0500', driver: 'i801_smbus', iommuGroup: g('9') });
+    if (opts.iommu === false) this.f.iommu(false);
+    setApplyEnv({ kernelIo: this.k });
+  }
+
+  run(args: string[]): Promise<CliResult> {
+    return cli(this.f.dir, args);
+  }
+
+  /** Die (as kill -9 would) just before the step with this index of the first device. */
+  killBefore(index: number): void {
+    setApplyEnv({
+      kernelIo: this.k,
+      beforeStep: (_p: DevicePlan, _s: Step, i: number) => {
+        if (i === index) {
+          throw new SimulatedKill(`killed before step ${i}`);
+        }
+      },
+    });
+  }
+
+  noKill(): void {
+    setApplyEnv({ kernelIo: this.k });
+  }
+
+  state(address: string): { driver: string | null; override: string | null; vfioDev: boolean } {
+    return { driver: this.k.driverOf(address), override: this.k.overrideOf(address), vfioDev: this.f.tree.list(`/sys/bus/pci/devices/${address}/vfio-dev`).length > 0 };
+  }
+
+  cleanup(): void {
+    setApplyEnv({});
+    this.f.cleanup();
+  }
+}
