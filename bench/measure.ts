@@ -10,6 +10,8 @@ export interface Cmd {
   /** Shown in the table. */
   label: string;
   argv: readonly string[];
+  /** For a command run in the mount namespace: the peer's own argv inside the wrapper. */
+  inner?: readonly string[];
   /** Slow peers get fewer repetitions. */
   slow?: boolean;
   /** Why it cannot run here; the row then says "not available". */

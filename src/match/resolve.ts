@@ -5,7 +5,7 @@
 import type { PciDevice } from '../host/pci';
 import { modaliasOf } from '../host/pci';
 import type { ModuleState, Snapshot } from '../host/snapshot';
-import type { PciAlias } from '../modules/alias';
+import type { AliasDb, PciAlias } from '../modules/alias';
 import { driverNameForModule } from '../modules/loaded';
 import { aliasNormalize, fnmatch } from './fnmatch';
 import { VARIANT_RULES, variantRule } from './variants';
@@ -50,6 +50,11 @@ export function aliasMatches(alias: PciAlias, modalias: string): boolean {
   return q !== null && fnmatch(alias.normalized, q);
 }
 
+/** Every `vfio_pci:` alias that matches this modalias, in modules.alias order (what kmod finds). */
+export function matchingVfioAliases(modalias: string, db: AliasDb): PciAlias[] {
+  return db.vfio.filter((a) => aliasMatches(a, modalias));
+}
+
 interface RawCandidate {
   module: string;
   alias: string;
@@ -61,10 +66,8 @@ interface RawCandidate {
 function rawCandidates(dev: PciDevice, mods: ModuleState): RawCandidate[] {
   const modalias = modaliasOf(dev);
   const out: RawCandidate[] = [];
-  for (const a of mods.aliases.vfio) {
-    if (aliasMatches(a, modalias)) {
-      out.push({ module: a.module, alias: a.pattern, wildcards: wildcardCount(a.pattern), order: a.order, source: a.source });
-    }
+  for (const a of matchingVfioAliases(modalias, mods.aliases)) {
+    out.push({ module: a.module, alias: a.pattern, wildcards: wildcardCount(a.pattern), order: a.order, source: a.source });
   }
   const base = mods.aliases.vfio.length;
   // Before ~v6.18 a built-in driver's device table appears nowhere. A built-in vfio_pci is the

@@ -1,0 +1,483 @@
+// `npm run bench`: vfioctl against lspci, driverctl and dpdk-devbind on one large synthetic host,
+// in one run, alternating; writes bench/results.md. Only ratios from one run mean anything on a
+// shared machine; absolute times are shown for context.
+//
+//   node build/bench/run.js [--functions N] [--reps N] [--slow-reps N] [--scale-reps N]
+//                           [--out FILE] [--no-write] [--keep] [--quick]
+//
+// Environment: VFIOCTL_BENCH_CACHE (default /var/cache/vfioctl-bench) caches the Debian kernel's
+// module index; VFIOCTL_BENCH_NO_INSTALL=1 stops it from apt-get installing missing peers.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { debianKernelModules, VARIANT_ALIASES, type KernelModules } from './kernel-modules';
+import { buildHostTree, ORDINARY, VFS_PER_PF, type HostTree } from './host-tree';
+import { alternate, capture, fmtMs, peakRssKiB, stats, median, type Cmd, type Sample, type Stats } from './measure';
+import { profile, type ProfileSummary } from './profile';
+
+const REPO = path.resolve(__dirname, '../..');
+const DIST = path.join(REPO, 'dist/vfioctl.js');
+const NODE = process.execPath;
+
+interface Options {
+  functions: number;
+  reps: number;
+  slowReps: number;
+  scaleReps: number;
+  out: string | null;
+  keep: boolean;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { functions: 4096, reps: 9, slowReps: 3, scaleReps: 5, out: path.join(REPO, 'bench/results.md'), keep: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const num = () => {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 1) throw new Error(`${a} needs a positive integer`);
+      return v;
+    };
+    if (a === '--functions') o.functions = num();
+    else if (a === '--reps') o.reps = num();
+    else if (a === '--slow-reps') o.slowReps = num();
+    else if (a === '--scale-reps') o.scaleReps = num();
+    else if (a === '--out') o.out = path.resolve(argv[++i] ?? '');
+    else if (a === '--no-write') o.out = null;
+    else if (a === '--keep') o.keep = true;
+    else if (a === '--quick') Object.assign(o, { reps: 3, slowReps: 1, scaleReps: 3 });
+    else throw new Error(`unknown option ${a}`);
+  }
+  if (o.functions % (VFS_PER_PF + 1) !== 0 || o.functions / (VFS_PER_PF + 1) > 16) {
+    throw new Error(`--functions must be a multiple of ${VFS_PER_PF + 1} up to 4096 (PFs with ${VFS_PER_PF} VFs each)`);
+  }
+  return o;
+}
+
+const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
+
+function which(cmd: string): string | null {
+  for (const d of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').concat(['/usr/sbin', '/sbin'])) {
+    const p = path.join(d, cmd);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return null;
+}
+
+/** Debian packages providing the peers and the tools the setup needs. */
+const TOOLS: Record<string, string> = {
+  lspci: 'pciutils',
+  driverctl: 'driverctl',
+  'dpdk-devbind.py': 'dpdk',
+  depmod: 'kmod',
+  'dpkg-deb': 'dpkg',
+  unshare: 'util-linux',
+  time: 'time',
+};
+
+function ensureTools(): Map<string, string | null> {
+  const found = () => new Map(Object.keys(TOOLS).map((t) => [t, t === 'time' ? (fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : null) : which(t)]));
+  let have = found();
+  const missing = [...new Set([...have].filter(([, p]) => !p).map(([t]) => TOOLS[t]!))];
+  if (missing.length > 0 && process.env.VFIOCTL_BENCH_NO_INSTALL !== '1' && process.getuid?.() === 0 && which('apt-get')) {
+    log(`installing ${missing.join(' ')} with apt-get`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    const inst = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { stdio: ['ignore', 'ignore', 'inherit'], env }).status;
+    if (inst() !== 0) {
+      spawnSync('apt-get', ['update'], { stdio: ['ignore', 'ignore', 'inherit'], env });
+      inst();
+    }
+    have = found();
+  }
+  return have;
+}
+
+function firstLine(s: string): string {
+  return s.trim().split('\n')[0] ?? '';
+}
+
+function machine(): Record<string, string> {
+  const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? '?';
+  let distro = '?';
+  try {
+    distro = /PRETTY_NAME="([^"]*)"/.exec(fs.readFileSync('/etc/os-release', 'utf8'))?.[1] ?? '?';
+  } catch {
+    /* none */
+  }
+  const ver = (pkg: string) => firstLine(capture(['dpkg-query', '-W', '-f', '${Version}', pkg]).stdout) || 'not installed';
+  const git = capture(['git', '-C', REPO, 'rev-parse', '--short', 'HEAD']).stdout.trim();
+  const dirty = capture(['git', '-C', REPO, 'status', '--porcelain', '--', 'src']).stdout.trim() ? ' (src/ has uncommitted changes)' : '';
+  return {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    cpu: `${cpu} x ${os.availableParallelism()} (nproc)`,
+    memory: `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
+    kernel: `${os.release()} (${distro})`,
+    node: process.version,
+    vfioctl: `${git || '?'}${dirty}`,
+    peers: `pciutils ${ver('pciutils')}, driverctl ${ver('driverctl')}, dpdk ${ver('dpdk')}`,
+  };
+}
+
+/** Mount-namespace wrapper: the tree's sys/ over /sys, its module index under /lib/modules/$(uname -r). */
+function nsWrapper(tree: HostTree, kmodOverlay: string | null): (argv: readonly string[]) => readonly string[] {
+  const libTarget = fs.realpathSync('/lib');
+  const script = kmodOverlay
+    ? 'mount --bind "$1" /sys && mount -t overlay vfioctl-bench -o "lowerdir=$2:$3" "$3" && shift 3 && exec "$@"'
+    : 'mount --bind "$1" /sys && shift 3 && exec "$@"';
+  return (argv) => ['unshare', '-m', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', path.join(tree.dir, 'sys'), kmodOverlay ?? '-', libTarget, ...argv];
+}
+
+/** lowerdir holding modules/<running release> -> the tree's Debian module index (with its .bin files). */
+function makeKmodOverlay(work: string, tree: HostTree, kmods: KernelModules): string | null {
+  const dir = path.join(work, 'kmod-overlay');
+  if (/[:,\s]/.test(dir) || /[:,\s]/.test(tree.dir)) return null;
+  fs.mkdirSync(path.join(dir, 'modules'), { recursive: true });
+  fs.symlinkSync(path.join(tree.dir, 'lib/modules', kmods.release), path.join(dir, 'modules', os.release()));
+  return dir;
+}
+
+function nsWorks(wrap: (argv: readonly string[]) => readonly string[]): string | null {
+  if (process.getuid?.() !== 0) return 'needs root (unshare -m and mount)';
+  const r = capture(wrap(['test', '-e', '/sys/bus/pci/drivers_autoprobe']));
+  return r.status === 0 ? null : `mount namespace failed: ${firstLine(r.stderr) || `exit ${r.status}`}`;
+}
+
+interface Row {
+  cmd: Cmd;
+  samples: Sample[];
+  stats: Stats | null;
+  rssKiB: number | null;
+  failed: string | null;
+}
+
+const countLines = (s: string, re: RegExp) => s.split('\n').filter((l) => re.test(l)).length;
+
+function verifyJsonArray(n: number) {
+  return (out: string, _err: string, status: number | null) => {
+    if (status !== 0) return `exit ${status}`;
+    const a = JSON.parse(out) as unknown[];
+    return Array.isArray(a) && a.length === n ? null : `expected ${n} devices, got ${Array.isArray(a) ? a.length : typeof a}`;
+  };
+}
+
+function commands(tree: HostTree, wrap: ((argv: readonly string[]) => readonly string[]) | null, nsProblem: string | null, tools: Map<string, string | null>, bindAvailable: string | null): Cmd[] {
+  const n = tree.functions;
+  const lspciArgs = ['lspci', '-D', '-nnk', '-A', 'linux-sysfs', '-O', `sysfs.path=${path.join(tree.dir, 'sys/bus/pci')}`];
+  const peerMissing = (t: string) => (tools.get(t) ? undefined : `${t} not installed (Debian package ${TOOLS[t]})`);
+  const nsMissing = (t: string) => peerMissing(t) ?? nsProblem ?? undefined;
+  const vf = ['--root', tree.dir];
+  const nsCmd = (argv: string[]) => ({ argv: wrap ? wrap(argv) : argv, inner: argv });
+  const lspciOk = (out: string, _e: string, s: number | null) => (s !== 0 ? `exit ${s}` : countLines(out, /^[0-9a-f]{4}:/) === n ? null : `listed ${countLines(out, /^[0-9a-f]{4}:/)} of ${n}`);
+  return [
+    { id: 'node0', label: '`node -e 0` (start-up floor)', argv: [NODE, '-e', '0'] },
+    {
+      id: 'version',
+      label: '`vfioctl --version`',
+      argv: [NODE, DIST, '--version'],
+      verify: (o, _e, s) => (s === 0 && /^\d+\.\d+\.\d+/.test(o.trim()) ? null : `exit ${s}: ${firstLine(o)}`),
+    },
+    {
+      id: 'show',
+      label: `\`vfioctl show ${tree.showAddress} --json\``,
+      argv: [NODE, DIST, ...vf, 'show', tree.showAddress, '--json'],
+      verify: (o, _e, s) => (s === 0 && (JSON.parse(o) as { address?: string }).address === tree.showAddress ? null : `exit ${s}`),
+    },
+    { id: 'list', label: '`vfioctl list --json`', argv: [NODE, DIST, ...vf, 'list', '--json'], verify: verifyJsonArray(n) },
+    { id: 'lspci', label: '`lspci -D -nnk -A linux-sysfs -O sysfs.path=<tree>/sys/bus/pci`', argv: lspciArgs, unavailable: peerMissing('lspci'), verify: lspciOk },
+    {
+      id: 'lspcikmod',
+      label: '`lspci -D -nnk` in the namespace, with libkmod lookups in the tree\'s module index',
+      ...nsCmd(['lspci', '-D', '-nnk']),
+      unavailable: nsMissing('lspci'),
+      verify: (o, e, s) => lspciOk(o, e, s) ?? (/Kernel modules:/.test(o) ? null : 'no "Kernel modules:" lines (libkmod found no index)'),
+    },
+    {
+      id: 'bind',
+      label: `\`vfioctl bind <all ${tree.vfs.length} VFs> --dry-run\``,
+      argv: [NODE, DIST, ...vf, 'bind', ...tree.vfs, '--dry-run'],
+      unavailable: bindAvailable ?? undefined,
+      verify: (_o, e, s) => (s === 0 ? null : `exit ${s}: ${firstLine(e)}`),
+    },
+    {
+      id: 'dpdk',
+      label: '`dpdk-devbind.py --status` (namespace)',
+      ...nsCmd(['dpdk-devbind.py', '--status']),
+      slow: true,
+      unavailable: nsMissing('dpdk-devbind.py'),
+      verify: (o, e, s) => (s === 0 && /Network devices/.test(o) ? null : `exit ${s}: ${firstLine(e)}`),
+    },
+    {
+      id: 'driverctl',
+      label: '`driverctl list-devices` (namespace)',
+      ...nsCmd(['driverctl', 'list-devices']),
+      slow: true,
+      unavailable: nsMissing('driverctl'),
+      verify: (o, _e, s) => (s === 0 && countLines(o, /^[0-9a-f]{4}:/) === n ? null : `exit ${s}, ${countLines(o, /^[0-9a-f]{4}:/)} of ${n} devices`),
+    },
+    { id: 'nsfloor', label: '`true` in the same namespace wrapper (its overhead)', ...nsCmd(['true']), unavailable: nsProblem ?? undefined },
+  ];
+}
+
+interface Target {
+  what: string;
+  goal: string;
+  ratio: number | null;
+  pairs: number[];
+  pass: boolean | null;
+  /** For a miss: by how much. */
+  by: string;
+  prof?: string;
+}
+
+function pairedRatios(a: Sample[] | undefined, b: Sample[] | undefined): number[] {
+  if (!a || !b) return [];
+  const n = Math.min(a.length, b.length);
+  return Array.from({ length: n }, (_, i) => a[i]!.ms / b[i]!.ms);
+}
+
+function fmtRatio(r: number | null): string {
+  return r === null ? 'n/a' : `${r.toFixed(2)}x`;
+}
+
+function fmtPairs(p: number[]): string {
+  return p.length ? `${Math.min(...p).toFixed(2)}–${Math.max(...p).toFixed(2)}` : '–';
+}
+
+function mib(kib: number | null): string {
+  return kib === null ? 'n/a' : `${(kib / 1024).toFixed(1)} MiB`;
+}
+
+function main(): void {
+  const opts = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  if (!fs.existsSync(DIST)) throw new Error(`${DIST} missing: run npm run build first`);
+  const tools = ensureTools();
+  const cache = process.env.VFIOCTL_BENCH_CACHE ?? '/var/cache/vfioctl-bench';
+  const kmods = debianKernelModules(cache, log);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vfioctl-bench-'));
+  const cleanup = () => (opts.keep ? log(`trees kept in ${work}`) : fs.rmSync(work, { recursive: true, force: true }));
+  try {
+    const pfs = opts.functions / (VFS_PER_PF + 1);
+    let t = Date.now();
+    const tree = buildHostTree(path.join(work, `host-${opts.functions}`), pfs, kmods);
+    const genMs = Date.now() - t;
+    log(`built ${tree.functions}-function tree in ${fmtMs(genMs)} (${tree.dir})`);
+    const overlay = makeKmodOverlay(work, tree, kmods);
+    const wrap = nsWrapper(tree, overlay);
+    const nsProblem = nsWorks(wrap);
+    if (nsProblem) log(`namespace peers not available: ${nsProblem}`);
+    const help = capture([NODE, DIST, 'bind', '--help']);
+    const bindAvailable = help.status === 0 && /--dry-run/.test(help.stdout) ? null : 'not available: `vfioctl bind --dry-run` is not implemented in this build';
+    const cmds = commands(tree, nsProblem ? null : wrap, nsProblem, tools, bindAvailable);
+
+    // One captured run each: checks the output is right, and warms the page cache.
+    for (const c of cmds) {
+      if (c.unavailable || !c.verify) continue;
+      const r = capture(c.argv);
+      let err: string | null;
+      try {
+        err = c.verify(r.stdout, r.stderr, r.status);
+      } catch (e) {
+        err = `unreadable output: ${(e as Error).message}`;
+      }
+      if (err) {
+        log(`${c.id}: wrong output: ${err}`);
+        c.unavailable = `failed: ${err}`;
+      }
+    }
+
+    log(`timing, alternating: ${opts.reps} rounds (${opts.slowReps} for the slow peers)`);
+    const samples = alternate(cmds, opts.reps, opts.slowReps, log);
+    const rows: Row[] = cmds.map((c) => {
+      const s = samples.get(c.id) ?? [];
+      const bad = s.find((x) => x.status !== 0);
+      return { cmd: c, samples: s, stats: s.length ? stats(s.map((x) => x.ms)) : null, rssKiB: null, failed: bad ? `exit ${bad.status}` : null };
+    });
+    log('peak RSS (one run each under /usr/bin/time)');
+    for (const r of rows) {
+      if (r.cmd.unavailable || !tools.get('time')) continue;
+      // Inside the namespace, time measures the peer itself (not unshare/sh).
+      r.rssKiB = r.cmd.inner ? peakRssKiB(r.cmd.inner, wrap) : peakRssKiB(r.cmd.argv);
+    }
+
+    // Scaling: list (and lspci, for reference) at 1, 4, 16 PFs, alternating.
+    const scalePfs = [1, 4, 16].filter((p) => p <= pfs);
+    if (!scalePfs.includes(pfs)) scalePfs.push(pfs);
+    const scale: { tree: HostTree; list: Stats; lspci: Stats | null }[] = [];
+    const scaleTrees = scalePfs.map((p) => (p === pfs ? tree : buildHostTree(path.join(work, `host-${p * (VFS_PER_PF + 1)}`), p, kmods)));
+    const scaleCmds: Cmd[] = scaleTrees.flatMap((st) => [
+      { id: `list-${st.sriovFunctions}`, label: '', argv: [NODE, DIST, '--root', st.dir, 'list', '--json'] },
+      { id: `lspci-${st.sriovFunctions}`, label: '', argv: ['lspci', '-D', '-nnk', '-A', 'linux-sysfs', '-O', `sysfs.path=${path.join(st.dir, 'sys/bus/pci')}`], unavailable: tools.get('lspci') ? undefined : 'no lspci' },
+    ]);
+    for (const c of scaleCmds) if (!c.unavailable) capture(c.argv);
+    log(`scaling: ${scalePfs.map((p) => p * (VFS_PER_PF + 1)).join(', ')} SR-IOV functions, ${opts.scaleReps} rounds`);
+    const ss = alternate(scaleCmds, opts.scaleReps, opts.scaleReps, log);
+    for (const st of scaleTrees) {
+      const l = ss.get(`list-${st.sriovFunctions}`)!;
+      const p = ss.get(`lspci-${st.sriovFunctions}`) ?? [];
+      scale.push({ tree: st, list: stats(l.map((x) => x.ms)), lspci: p.length ? stats(p.map((x) => x.ms)) : null });
+    }
+
+    log('profiling with --cpu-prof');
+    const profiles: (ProfileSummary | string)[] = [profile(NODE, DIST, ['--root', tree.dir, 'list', '--json'], `vfioctl list --json (${tree.functions} functions)`)];
+    profiles.push(profile(NODE, DIST, ['--root', tree.dir, 'show', tree.showAddress, '--json'], `vfioctl show ${tree.showAddress} --json`));
+    if (!rows.find((r) => r.cmd.id === 'bind')?.cmd.unavailable) {
+      profiles.push(profile(NODE, DIST, ['--root', tree.dir, 'bind', ...tree.vfs, '--dry-run'], `vfioctl bind <${tree.vfs.length} VFs> --dry-run`));
+    }
+
+    const md = report({ opts, tree, kmods, genMs, rows, scale, profiles, machine: machine(), nsProblem, overlay, elapsedMs: Date.now() - started });
+    process.stdout.write(md);
+    if (opts.out) {
+      fs.writeFileSync(opts.out, md);
+      log(`wrote ${path.relative(process.cwd(), opts.out) || opts.out}`);
+    }
+  } finally {
+    cleanup();
+  }
+}
+
+interface ReportInput {
+  opts: Options;
+  tree: HostTree;
+  kmods: KernelModules;
+  genMs: number;
+  rows: Row[];
+  scale: { tree: HostTree; list: Stats; lspci: Stats | null }[];
+  profiles: (ProfileSummary | string)[];
+  machine: Record<string, string>;
+  nsProblem: string | null;
+  overlay: string | null;
+  elapsedMs: number;
+}
+
+function report(x: ReportInput): string {
+  const { tree, rows } = x;
+  const row = (id: string) => rows.find((r) => r.cmd.id === id)!;
+  const med = (id: string) => {
+    const r = row(id);
+    return r.stats && !r.failed && !r.cmd.unavailable ? r.stats.median : null;
+  };
+  const ratio = (a: string, b: string) => {
+    const ma = med(a);
+    const mb = med(b);
+    return ma !== null && mb !== null ? ma / mb : null;
+  };
+  const targets: Target[] = [];
+  const addTarget = (what: string, goal: string, r: number | null, pairs: number[], limit: number, kind: 'max' | 'min') => {
+    const pass = r === null ? null : kind === 'max' ? r <= limit : r >= limit;
+    let by = '';
+    if (pass === false && r !== null) by = kind === 'max' ? `${((r / limit - 1) * 100).toFixed(0)}% over (${fmtRatio(r)} vs ${limit}x)` : `${((limit / r - 1) * 100).toFixed(0)}% short (${fmtRatio(r)} vs ${limit}x)`;
+    targets.push({ what, goal, ratio: r, pairs, pass, by });
+  };
+  const pr = (a: string, b: string) => pairedRatios(row(a).samples, row(b).samples);
+  addTarget('`list --json` / `lspci -D -nnk`', '≤ 1.5x', ratio('list', 'lspci'), pr('list', 'lspci'), 1.5, 'max');
+  addTarget('`driverctl list-devices` / `list --json`', '≥ 20x', ratio('driverctl', 'list'), pr('driverctl', 'list'), 20, 'min');
+  addTarget('`dpdk-devbind.py --status` / `list --json`', '≥ 5x', ratio('dpdk', 'list'), pr('dpdk', 'list'), 5, 'min');
+  addTarget('`--version` / `node -e 0`', '≤ 1.3x', ratio('version', 'node0'), pr('version', 'node0'), 1.3, 'max');
+  addTarget('`show --json` / `node -e 0`', '≤ 1.3x', ratio('show', 'node0'), pr('show', 'node0'), 1.3, 'max');
+  addTarget(`\`bind --dry-run\` (${tree.vfs.length} VFs) / \`list --json\``, '< 2x', ratio('bind', 'list'), pr('bind', 'list'), 2, 'max');
+  const vfRss = rows.filter((r) => ['version', 'show', 'list', 'bind'].includes(r.cmd.id) && r.rssKiB !== null);
+  const maxRss = vfRss.length ? Math.max(...vfRss.map((r) => r.rssKiB!)) : null;
+  const maxRssRow = vfRss.find((r) => r.rssKiB === maxRss);
+  targets.push({
+    what: `peak RSS of every vfioctl command (largest: ${maxRssRow ? maxRssRow.cmd.id : 'n/a'})`,
+    goal: '< 100 MB',
+    ratio: null,
+    pairs: [],
+    pass: maxRss === null ? null : maxRss * 1024 < 100e6,
+    by: maxRss !== null && maxRss * 1024 >= 100e6 ? `${mib(maxRss)} = ${((maxRss * 1024) / 1e6).toFixed(1)} MB, ${(((maxRss * 1024) / 100e6 - 1) * 100).toFixed(0)}% over` : '',
+  });
+
+  const m = x.machine;
+  const L: string[] = [];
+  L.push('# vfioctl benchmark results', '');
+  L.push('Generated by `npm run bench` (bench/run.ts); do not edit by hand. Only the **ratios** between commands of this one run mean anything: the machines are shared and noisy, so absolute times are context only.', '');
+  L.push('## Machine', '');
+  L.push('| | |', '|---|---|');
+  L.push(`| date | ${m.date} |`, `| CPU | ${m.cpu} |`, `| memory | ${m.memory} |`, `| kernel | ${m.kernel} |`, `| node | ${m.node} |`, `| vfioctl | commit ${m.vfioctl}, dist/vfioctl.js |`, `| peers | ${m.peers} |`);
+  L.push('');
+  L.push('## Host tree', '');
+  L.push(
+    `${tree.functions.toLocaleString('en')} PCI functions: ${tree.pfs} SR-IOV PFs with ${VFS_PER_PF} VFs each (${tree.sriovFunctions.toLocaleString('en')} functions: ConnectX-6 Dx, E810, QAT 4xxx, virtio-net PFs in turn; per PF VFs 0-63 on the host VF driver, 64-95 on vfio-pci, 96-127 on the variant driver, the rest unbound) plus ${ORDINARY} ordinary functions (host bridge, VGA, SATA with the root file system, ${ORDINARY - 3} root ports), built in ${fmtMs(x.genMs)} with test/support/fixture.ts: the sysfs files lspci reads including \`config\`, relative links, drivers/, iommu_groups, virtfnN/physfn.`,
+  );
+  L.push(
+    `Module index: ${x.kmods.source} (\`apt-get download\`, \`dpkg-deb -x\`, \`depmod -b\`): modules.alias of ${x.kmods.aliasLines.toLocaleString('en')} lines plus ${VARIANT_ALIASES.length} variant \`vfio_pci:\` aliases (mlx5, virtio, qat, hisi_acc, pds, nvgrace-gpu), and the real /usr/share/misc/pci.ids.`,
+  );
+  L.push(
+    `driverctl and dpdk-devbind.py read /sys directly: they run in a private mount namespace (\`unshare -m\`) with the tree's \`sys/\` bind-mounted over /sys${x.overlay ? ` and an overlay giving /lib/modules/${os.release()} the tree's module index, so their \`lspci -k\` and the "libkmod" lspci row do module lookups as on a real host` : ''}. The row "\`true\` in the same namespace wrapper" is that wrapper's own cost, included in theirs.${x.nsProblem ? ` **Not available in this run: ${x.nsProblem}.**` : ''}`,
+  );
+  L.push('');
+  L.push(`## Times (${x.opts.reps} alternating rounds, ${x.opts.slowReps} for the slow peers; stdout to /dev/null)`, '');
+  L.push('| command | runs | median | min–max | peak RSS |', '|---|---:|---:|---:|---:|');
+  for (const r of rows) {
+    if (r.cmd.unavailable) {
+      L.push(`| ${r.cmd.label} | – | ${r.cmd.unavailable.startsWith('not available') ? r.cmd.unavailable : `not available: ${r.cmd.unavailable}`} | | |`);
+      continue;
+    }
+    const s = r.stats!;
+    L.push(`| ${r.cmd.label} | ${s.n} | ${r.failed ? `failed (${r.failed})` : fmtMs(s.median)} | ${fmtMs(s.min)} – ${fmtMs(s.max)} | ${mib(r.rssKiB)} |`);
+  }
+  L.push('');
+  L.push('## Targets (issue 7)', '');
+  L.push('Ratio = median / median from this run; the spread is the range of the per-round ratios (the commands alternate, so round *i* of one pairs with round *i* of the other).', '');
+  L.push('| target | goal | measured | per-round spread | result |', '|---|---|---:|---:|---|');
+  for (const t of targets) {
+    const measured = t.ratio !== null ? fmtRatio(t.ratio) : t.goal === '< 100 MB' ? mib(maxRss) : 'n/a';
+    const res = t.pass === null ? 'not measured' : t.pass ? '**pass**' : `**miss**: ${t.by}`;
+    L.push(`| ${t.what} | ${t.goal} | ${measured} | ${fmtPairs(t.pairs)} | ${res} |`);
+  }
+  L.push('');
+  L.push(`## Scaling (\`vfioctl list --json\`, ${x.opts.scaleReps} alternating rounds)`, '');
+  L.push('| SR-IOV functions | total functions | `list --json` median (min–max) | per function | `lspci -D -nnk` median | list / lspci |', '|---:|---:|---:|---:|---:|---:|');
+  for (const s of x.scale) {
+    L.push(
+      `| ${s.tree.sriovFunctions.toLocaleString('en')} | ${s.tree.functions.toLocaleString('en')} | ${fmtMs(s.list.median)} (${fmtMs(s.list.min)} – ${fmtMs(s.list.max)}) | ${((s.list.median * 1000) / s.tree.functions).toFixed(0)} µs | ${s.lspci ? fmtMs(s.lspci.median) : 'n/a'} | ${s.lspci ? fmtRatio(s.list.median / s.lspci.median) : 'n/a'} |`,
+    );
+  }
+  if (x.scale.length >= 2) {
+    const a = x.scale[0]!;
+    const b = x.scale[x.scale.length - 1]!;
+    const slope = (b.list.median - a.list.median) / (b.tree.functions - a.tree.functions);
+    const fixed = a.list.median - slope * a.tree.functions;
+    L.push('', `Fit through the smallest and largest tree: ${fmtMs(fixed)} fixed + ${(slope * 1000).toFixed(0)} µs per function.`);
+    if (x.scale.length >= 3) {
+      const mid = x.scale[1]!;
+      const pred = fixed + slope * mid.tree.functions;
+      L.push(`The middle tree (${mid.tree.functions.toLocaleString('en')} functions) predicted by that line: ${fmtMs(pred)}, measured ${fmtMs(mid.list.median)} (${(((mid.list.median - pred) / pred) * 100).toFixed(0)}%): ${Math.abs(mid.list.median - pred) / pred < 0.15 ? 'linear' : 'not linear within 15%'}.`);
+    }
+  }
+  L.push('');
+  L.push('## Profiles (`node --cpu-prof`, self time)', '');
+  for (const p of x.profiles) {
+    if (typeof p === 'string') {
+      L.push(`- profile failed: ${p}`);
+      continue;
+    }
+    L.push(`### ${p.command}: ${fmtMs(p.totalMs)} sampled`, '');
+    L.push('| by area | self | % |', '|---|---:|---:|');
+    for (const e of p.byFile) L.push(`| ${e.fn} | ${fmtMs(e.selfMs)} | ${e.pct.toFixed(1)} |`);
+    L.push('', '| function | where | self | % |', '|---|---|---:|---:|');
+    for (const e of p.top) L.push(`| ${e.fn.replace(/\|/g, '\\|')} | ${e.where} | ${fmtMs(e.selfMs)} | ${e.pct.toFixed(1)} |`);
+    L.push('');
+  }
+  const missed = targets.filter((t) => t.pass === false);
+  L.push('## Misses', '');
+  if (missed.length === 0) L.push('None: every measured target passes in this run.');
+  for (const t of missed) L.push(`- ${t.what}: ${t.by}. See the profiles above for what bounds it.`);
+  const notMeasured = targets.filter((t) => t.pass === null);
+  for (const t of notMeasured) L.push(`- ${t.what}: not measured in this run (see the table).`);
+  L.push('', `Whole bench run: ${fmtMs(x.elapsedMs)}.`, '');
+  return L.join('\n');
+}
+
+try {
+  main();
+} catch (e) {
+  log(`failed: ${(e as Error).stack ?? String(e)}`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,142 @@
+// What a scenario is, and the context it runs in inside the guest.
+import { spawnSync } from 'node:child_process';
+import { MACHINE, type DeviceRole } from '../machine';
+
+/** Which kind of boot a scenario needs. */
+export type BootKind = 'iommu' | 'no-iommu';
+
+export interface Scenario {
+  /** Stable identifier (file-name like). */
+  readonly name: string;
+  /** One line: what the issue asks this scenario to prove. */
+  readonly title: string;
+  readonly boot: BootKind;
+  /** Runs in the guest; throws on failure, calls ctx.skip() when it cannot run. */
+  run(ctx: ScenarioContext): void;
+}
+
+/** Written by the host to the results share: what this boot is and what to run. */
+export interface GuestPlan {
+  readonly boot: string;
+  readonly kernel: { readonly id: string; readonly release: string; readonly variants: readonly string[] };
+  readonly iommu: boolean;
+  /** vfioctl's bundled entry point (a copy taken when the run started). */
+  readonly vfioctl: string;
+  readonly scenarios: readonly string[];
+}
+
+export type Status = 'pass' | 'fail' | 'skip';
+
+export interface ScenarioResult {
+  readonly scenario: string;
+  readonly boot: string;
+  readonly status: Status;
+  /** Failure message or skip reason. */
+  readonly message: string | null;
+  readonly ms: number;
+  /** What happened, step by step: commands, exit codes, kernel state. */
+  readonly transcript: readonly string[];
+  /** Kernel log lines written while the scenario ran. */
+  readonly kmsg: readonly string[];
+}
+
+export class SkipScenario extends Error {
+  override name = 'SkipScenario';
+}
+
+export class CheckFailed extends Error {
+  override name = 'CheckFailed';
+}
+
+export interface CliResult {
+  readonly args: readonly string[];
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly ms: number;
+}
+
+export interface CliOptions {
+  readonly env?: Readonly<Record<string, string>>;
+  readonly timeoutMs?: number;
+}
+
+const show = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v));
+
+export class ScenarioContext {
+  readonly transcript: string[] = [];
+  private readonly t0 = Date.now();
+
+  constructor(readonly plan: GuestPlan) {}
+
+  /** PCI address of a device of the emulated machine. */
+  dev(role: DeviceRole): string {
+    return MACHINE[role].address;
+  }
+
+  hasVariant(module: string): boolean {
+    return this.plan.kernel.variants.includes(module);
+  }
+
+  note(msg: string): void {
+    this.transcript.push(`[${((Date.now() - this.t0) / 1000).toFixed(2)}s] ${msg}`);
+  }
+
+  skip(reason: string): never {
+    throw new SkipScenario(reason);
+  }
+
+  /** Runs the real vfioctl (node + the bundled CLI) with an argument array. */
+  cli(args: readonly string[], opts: CliOptions = {}): CliResult {
+    const t = Date.now();
+    const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/tmp', ...opts.env };
+    const r = spawnSync(process.execPath, [this.plan.vfioctl, ...args], { encoding: 'utf8', env, timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL' });
+    const res: CliResult = {
+      args,
+      code: r.status,
+      signal: r.signal,
+      stdout: r.stdout ?? '',
+      stderr: r.stderr ?? '',
+      ms: Date.now() - t,
+    };
+    const envNote = opts.env ? `${Object.entries(opts.env).map(([k, v]) => `${k}=${v}`).join(' ')} ` : '';
+    this.note(`$ ${envNote}vfioctl ${args.join(' ')}  -> ${r.error ? `error ${r.error.message}` : r.signal ? `killed by ${r.signal}` : `exit ${r.status}`} (${res.ms}ms)`);
+    const err = res.stderr.trim();
+    if (err) this.note(err.split('\n').slice(0, 12).map((l) => `    stderr| ${l}`).join('\n'));
+    return res;
+  }
+
+  /** Runs vfioctl, requires the exit code, and returns its stdout parsed as JSON. */
+  cliJson<T>(args: readonly string[], expectCode = 0, opts: CliOptions = {}): { result: CliResult; json: T } {
+    const r = this.cli(args, opts);
+    this.expectExit(r, expectCode);
+    try {
+      return { result: r, json: JSON.parse(r.stdout) as T };
+    } catch {
+      throw new CheckFailed(`vfioctl ${args.join(' ')}: stdout is not JSON:\n${r.stdout.slice(0, 2000)}`);
+    }
+  }
+
+  expectExit(r: CliResult, code: number): void {
+    if (r.code !== code) {
+      const out = [r.stderr.trim(), r.stdout.trim().slice(0, 1500)].filter(Boolean).join('\n');
+      throw new CheckFailed(`vfioctl ${r.args.join(' ')}: expected exit ${code}, got ${r.signal ? `signal ${r.signal}` : `exit ${r.code}`}${out ? `\n${out}` : ''}`);
+    }
+  }
+
+  /** Fails the scenario unless actual deep-equals expected. */
+  eq(actual: unknown, expected: unknown, what: string): void {
+    if (JSON.stringify(actual) !== JSON.stringify(expected)) throw new CheckFailed(`${what}: expected ${show(expected)}, got ${show(actual)}`);
+    this.note(`ok: ${what} = ${show(actual)}`);
+  }
+
+  ok(cond: boolean, what: string): void {
+    if (!cond) throw new CheckFailed(what);
+    this.note(`ok: ${what}`);
+  }
+
+  fail(msg: string): never {
+    throw new CheckFailed(msg);
+  }
+}
