@@ -10,7 +10,7 @@ export interface Scenario {
   readonly name: string;
   /** One line: what the issue asks this scenario to prove. */
   readonly title: string;
-  readonly boot: BootKind;
+  readonly boots: readonly BootKind[];
   /** Runs in the guest; throws on failure, calls ctx.skip() when it cannot run. */
   run(ctx: ScenarioContext): void;
 }
