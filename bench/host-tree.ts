@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Fixture, type DeviceSpec } from '../test/support/fixture';
-import { MODULE_FILES, VARIANT_ALIASES, type KernelModules } from './kernel-modules';
+import { VARIANT_ALIASES, type KernelModules } from './kernel-modules';
 
 export const VFS_PER_PF = 255;
 
@@ -73,7 +73,9 @@ export function buildHostTree(dir: string, pfs: number, kmods: KernelModules): H
   const rel = kmods.release;
   f.kernel(rel);
   const modDir = path.join(dir, 'lib/modules', rel);
-  for (const file of MODULE_FILES) fs.copyFileSync(path.join(kmods.dir, file), path.join(modDir, file));
+  // The whole index as depmod wrote it; the variant aliases go into the text file vfioctl reads
+  // (modules.alias.bin, which only libkmod users such as lspci -k read, keeps the Debian ones).
+  for (const file of kmods.files) fs.copyFileSync(path.join(kmods.dir, file), path.join(modDir, file));
   fs.appendFileSync(path.join(modDir, 'modules.alias'), VARIANT_ALIASES.map((l) => l + '\n').join(''));
   for (const ids of ['/usr/share/misc/pci.ids', '/usr/share/hwdata/pci.ids']) {
     if (fs.existsSync(ids)) {

@@ -7,7 +7,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-export const MODULE_FILES = ['modules.alias', 'modules.dep', 'modules.builtin', 'modules.builtin.modinfo'] as const;
+/** What vfioctl reads; the cache keeps every modules.* file depmod writes (libkmod needs the .bin ones). */
+export const MODULE_FILES = ['modules.alias', 'modules.dep', 'modules.builtin', 'modules.builtin.modinfo', 'modules.alias.bin', 'modules.dep.bin'] as const;
+const CACHE_FORMAT = 2;
 
 /**
  * Variant VFIO drivers' override-only aliases, as depmod writes them from the drivers' ID tables
@@ -46,6 +48,9 @@ export interface KernelModules {
   /** Cache directory holding MODULE_FILES. */
   dir: string;
   aliasLines: number;
+  /** Every modules.* file in dir. */
+  files: string[];
+  format: number;
 }
 
 function run(cmd: string, args: string[], opts: { cwd?: string } = {}): string {
@@ -86,7 +91,7 @@ export function debianKernelModules(cacheDir: string, log: (s: string) => void):
   const stamp = path.join(cacheDir, 'modules.json');
   try {
     const k = JSON.parse(fs.readFileSync(stamp, 'utf8')) as KernelModules;
-    if (MODULE_FILES.every((f) => fs.existsSync(path.join(k.dir, f)))) return k;
+    if (k.format === CACHE_FORMAT && k.files.every((f) => fs.existsSync(path.join(k.dir, f)))) return k;
   } catch {
     /* not cached yet */
   }
@@ -109,9 +114,12 @@ export function debianKernelModules(cacheDir: string, log: (s: string) => void):
     run('depmod', ['-b', path.dirname(path.dirname(path.dirname(modDir))), release]);
     const out = path.join(cacheDir, release);
     fs.mkdirSync(out, { recursive: true });
-    for (const f of MODULE_FILES) fs.copyFileSync(path.join(modDir, f), path.join(out, f));
+    const files = fs.readdirSync(modDir).filter((f) => f.startsWith('modules.'));
+    const missing = MODULE_FILES.filter((f) => !files.includes(f));
+    if (missing.length) throw new Error(`depmod wrote no ${missing.join(', ')} in ${modDir}`);
+    for (const f of files) fs.copyFileSync(path.join(modDir, f), path.join(out, f));
     const aliasLines = fs.readFileSync(path.join(out, 'modules.alias'), 'utf8').split('\n').filter(Boolean).length;
-    const k: KernelModules = { release, source: `${pkg} ${version}`, dir: out, aliasLines };
+    const k: KernelModules = { release, source: `${pkg} ${version}`, dir: out, aliasLines, files, format: CACHE_FORMAT };
     fs.writeFileSync(stamp, JSON.stringify(k, null, 2) + '\n');
     return k;
   } finally {

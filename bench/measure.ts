@@ -14,6 +14,8 @@ export interface Cmd {
   inner?: readonly string[];
   /** Slow peers get fewer repetitions. */
   slow?: boolean;
+  /** Exit codes of a complete run (default: 0 only). */
+  okStatus?: readonly number[];
   /** Why it cannot run here; the row then says "not available". */
   unavailable?: string;
   /** Checks one captured run; returns an error text, or null when the output is right. */
@@ -52,12 +54,12 @@ export function capture(argv: readonly string[]): Captured {
  * Peak resident set size in KiB from GNU time (%M: the largest RSS of the command or any
  * descendant it waited for, i.e. of the largest single process, not a sum).
  */
-export function peakRssKiB(argv: readonly string[], wrap?: (argv: readonly string[]) => readonly string[]): number | null {
+export function peakRssKiB(argv: readonly string[], wrap?: (argv: readonly string[]) => readonly string[], okStatus: readonly number[] = [0]): number | null {
   const out = path.join(os.tmpdir(), `vfioctl-bench-rss-${process.pid}.txt`);
   const timed = ['/usr/bin/time', '-f', '%M', '-o', out, ...argv];
   const r = spawnSync(...split(wrap ? wrap(timed) : timed), { stdio: ['ignore', DEV_NULL, DEV_NULL] });
   try {
-    if (r.status !== 0) return null;
+    if (!okStatus.includes(r.status ?? -1)) return null;
     const kib = Number.parseInt(fs.readFileSync(out, 'utf8').trim().split('\n').pop() ?? '', 10);
     return Number.isFinite(kib) ? kib : null;
   } catch {

@@ -39,7 +39,7 @@ export const MACHINE = {
     device: '0010',
     hostDriver: 'nvme',
     // SR-IOV needs an NVM subsystem and flexible queue/interrupt resources for the VFs.
-    qemu: 'nvme,addr=0x07,serial=e2e0001,subsys=nvmesubsys,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=4,msix_qsize=3',
+    qemu: 'nvme,addr=0x07,serial=e2e0001,subsys=nvmesubsys,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4',
     note: 'NVMe controller with SR-IOV (2 VFs)',
   },
   rootfs: { address: '0000:00:10.0', vendor: '1af4', device: '1009', hostDriver: 'virtio-pci', qemu: null, note: 'virtio-9p: the guest\'s root filesystem' },

@@ -1,24 +1,138 @@
-// npm run test:e2e: provisions, boots each kernel under QEMU, runs the scenarios, reports.
+// npm run test:e2e -- provisions what the suite needs, boots each kernel under QEMU (at most two
+// VMs at a time), runs the scenarios inside, prints the report and exits non-zero on any failure.
+//
+// Options (after `--`): --kernel ID (6.1, 6.12; repeatable), --scenario NAME (repeatable),
+// --provision-only, --verbose (stream the guests' consoles).
+// Environment: VFIOCTL_E2E_CACHE (default /var/cache/vfioctl-e2e), VFIOCTL_E2E_JOBS (parallel
+// VMs, default 2), VFIOCTL_E2E_VM_TIMEOUT (seconds per VM, default 600).
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { runBoot, type BootEnv, type BootOutcome, type BootPlan } from './boot';
+import type { BootKind } from './guest/scenario';
 import { KERNELS } from './kernels';
-import { log } from './lib/log';
-import { cacheDir } from './setup/cache';
+import { formatMs, log } from './lib/log';
+import { killChildrenOnSignal } from './lib/proc';
+import { printReport } from './report';
+import { SCENARIOS } from './scenarios';
+import { cacheDir, prune } from './setup/cache';
+import type { KernelArtifacts } from './setup/kernel';
 import { provision } from './setup/provision';
 
-export const REPO = path.resolve(__dirname, '../..');
+const REPO = path.resolve(__dirname, '../..');
+const KEEP_RUNS = 5;
+
+interface Options {
+  readonly kernels: readonly string[];
+  readonly scenarios: readonly string[];
+  readonly provisionOnly: boolean;
+  readonly verbose: boolean;
+}
+
+function parseOptions(argv: readonly string[]): Options {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      kernel: { type: 'string', multiple: true },
+      scenario: { type: 'string', multiple: true },
+      'provision-only': { type: 'boolean' },
+      verbose: { type: 'boolean' },
+    },
+  });
+  const kernels = values.kernel ?? KERNELS.map((k) => k.id);
+  for (const k of kernels) if (!KERNELS.some((s) => s.id === k)) throw new Error(`unknown --kernel ${k} (known: ${KERNELS.map((s) => s.id).join(', ')})`);
+  const scenarios = values.scenario ?? [];
+  for (const s of scenarios) if (!SCENARIOS.some((x) => x.name === s)) throw new Error(`unknown --scenario ${s} (known: ${SCENARIOS.map((x) => x.name).join(', ')})`);
+  return { kernels, scenarios, provisionOnly: !!values['provision-only'], verbose: !!values.verbose };
+}
+
+/** Boots per kernel: one with an IOMMU for most scenarios, one without for the no-IOMMU checks. */
+function planBoots(kernels: readonly KernelArtifacts[], only: readonly string[]): BootPlan[] {
+  const boots: BootPlan[] = [];
+  for (const kind of ['iommu', 'no-iommu'] as BootKind[]) {
+    for (const kernel of kernels) {
+      const scenarios = SCENARIOS.filter((s) => s.boots.includes(kind) && (only.length === 0 || only.includes(s.name)));
+      if (scenarios.length === 0) continue;
+      boots.push({ name: kind === 'iommu' ? kernel.id : `${kernel.id}-no-iommu`, kernel, iommu: kind === 'iommu', scenarios });
+    }
+  }
+  return boots;
+}
+
+/** Runs `tasks` with at most `limit` in flight; results in task order. */
+async function pool<T>(limit: number, tasks: readonly (() => Promise<T>)[]): Promise<T[]> {
+  const results: T[] = new Array(tasks.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < tasks.length) {
+      const i = next++;
+      results[i] = await tasks[i]!();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+  return results;
+}
+
+function prepareRunDir(): string {
+  const runs = path.join(REPO, 'build/e2e-runs');
+  fs.mkdirSync(runs, { recursive: true });
+  const old = fs.readdirSync(runs).sort();
+  prune(runs, new Set(old.slice(-(KEEP_RUNS - 1))));
+  const dir = path.join(runs, new Date().toISOString().replace(/[:.]/g, '-'));
+  fs.mkdirSync(dir);
+  return dir;
+}
 
 async function main(): Promise<number> {
+  const t0 = Date.now();
+  const opts = parseOptions(process.argv.slice(2));
+  killChildrenOnSignal();
+
+  const vfioctl = path.join(REPO, 'dist/vfioctl.js');
+  const runner = path.join(REPO, 'build/e2e/guest/main.js');
+  for (const f of [vfioctl, runner]) if (!fs.existsSync(f)) throw new Error(`${f} is missing: run \`npm run build && tsc -p e2e/tsconfig.json\` first (npm run test:e2e does)`);
+
   const initScript = fs.readFileSync(path.join(REPO, 'e2e/guest/init'));
-  const kernels = await provision({ cache: cacheDir(), kernels: KERNELS, initScript });
-  for (const k of kernels) log(`${k.id}: ${k.release} ${k.vmlinuz} ${k.initrd} variants=${k.variants.join(',')}`);
-  return 0;
+  const kernels = await provision({ cache: cacheDir(), kernels: KERNELS.filter((k) => opts.kernels.includes(k.id)), initScript });
+  if (opts.provisionOnly) return 0;
+
+  const runDir = prepareRunDir();
+  const jobs = Math.max(1, Number(process.env.VFIOCTL_E2E_JOBS) || 2);
+  const env: BootEnv = {
+    runDir,
+    vfioctl: path.join(runDir, 'vfioctl.js'),
+    runner,
+    node: process.execPath,
+    cpus: Math.max(1, Math.floor(os.cpus().length / jobs)),
+    memoryMb: 1536,
+    timeoutMs: (Number(process.env.VFIOCTL_E2E_VM_TIMEOUT) || 600) * 1000,
+  };
+  fs.copyFileSync(vfioctl, env.vfioctl);
+
+  const boots = planBoots(kernels, opts.scenarios);
+  log(`${boots.length} boots (${boots.map((b) => `${b.name}: ${b.scenarios.length} scenarios`).join('; ')}), ${jobs} at a time; logs in ${runDir}`);
+  const outcomes: BootOutcome[] = await pool(
+    jobs,
+    boots.map((b) => async () => {
+      log(`${b.name}: booting ${b.kernel.release}${b.iommu ? ' with an emulated IOMMU' : ' without an IOMMU'}`);
+      const o = await runBoot(b, env, (line) => {
+        if (opts.verbose || /^E2E: scenario \S+: /.test(line)) log(`${b.name}| ${line}`);
+      });
+      log(`${b.name}: done in ${formatMs(o.vm.ms)}${o.problem ? ` (${o.problem})` : ''}`);
+      return o;
+    }),
+  );
+  fs.writeFileSync(path.join(runDir, 'results.json'), JSON.stringify(outcomes.map((o) => ({ boot: o.plan.name, problem: o.problem, ms: o.vm.ms, facts: o.facts, results: o.results })), null, 2) + '\n');
+  const t = printReport(outcomes, Date.now() - t0, (s) => process.stdout.write(s));
+  return t.failed > 0 ? 1 : 0;
 }
 
 main().then(
   (code) => (process.exitCode = code),
   (e: unknown) => {
-    log(`FATAL: ${(e as Error).stack ?? String(e)}`);
+    process.stderr.write(`\ne2e: ${(e as Error).stack ?? String(e)}\n`);
+    process.stdout.write('0 passed, 1 failed\n');
     process.exitCode = 1;
   },
 );

@@ -40,6 +40,19 @@ export function formatArgv(argv: readonly string[]): string {
 
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
 
+/** Process groups still running, killed if the harness itself is interrupted. */
+const live = new Set<number>();
+
+/** On SIGINT/SIGTERM, kill every child process group (QEMU, make, apt) before exiting. */
+export function killChildrenOnSignal(): void {
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      for (const pid of live) killGroup(pid);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
 /** Runs argv to completion and resolves with its result, whatever the exit status. */
 export function run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const [cmd, ...args] = argv;
@@ -53,6 +66,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
   };
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, spawnOpts);
+    if (child.pid !== undefined) live.add(child.pid);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -75,6 +89,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (child.pid !== undefined) live.delete(child.pid);
       resolve({
         argv,
         code,

@@ -2,7 +2,6 @@
 // kmod's `modprobe -R` for which VFIO modules match each device.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Scenario, ScenarioContext } from '../guest/scenario';
 import * as sysfs from '../guest/sysfs';
 
@@ -64,19 +63,24 @@ function kernelView(address: string): Omit<DeviceJson, 'candidates'> {
   };
 }
 
+/** Order does not matter in lists (peers, VFs, interfaces): compare them sorted. */
+function normalize(d: Omit<DeviceJson, 'candidates'>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(d)) out[k] = Array.isArray(v) ? [...(v as string[])].sort() : v;
+  if (d.sriov) out.sriov = { ...d.sriov, vfs: [...d.sriov.vfs].sort() };
+  return out;
+}
+
 /** Compares `list --json` with sysfs for every device; reports every mismatch at once. */
 export function checkListAgainstSysfs(ctx: ScenarioContext): void {
   const { json } = ctx.cliJson<DeviceJson[]>(['list', '--json']);
   ctx.eq(json.map((d) => d.address).sort(), sysfs.allDevices(), 'addresses listed = /sys/bus/pci/devices');
   const mismatches: string[] = [];
   for (const listed of json) {
-    const want = kernelView(listed.address) as unknown as Record<string, unknown>;
-    const got = listed as unknown as Record<string, unknown>;
-    for (const [k, v] of Object.entries(want)) {
-      const g = Array.isArray(got[k]) ? [...(got[k] as string[])].sort() : got[k];
-      const w = Array.isArray(v) ? [...v].sort() : v;
-      if (k === 'sriov' && v && got[k]) (got[k] as { vfs: string[] }).vfs.sort();
-      if (JSON.stringify(g) !== JSON.stringify(w)) mismatches.push(`${listed.address} ${k}: sysfs ${JSON.stringify(w)}, list ${JSON.stringify(g)}`);
+    const want = normalize(kernelView(listed.address));
+    const got = normalize(listed);
+    for (const k of Object.keys(want)) {
+      if (JSON.stringify(got[k]) !== JSON.stringify(want[k])) mismatches.push(`${listed.address} ${k}: sysfs ${JSON.stringify(want[k])}, list ${JSON.stringify(got[k])}`);
     }
   }
   if (mismatches.length > 0) ctx.fail(`list --json disagrees with sysfs:\n  ${mismatches.join('\n  ')}`);
@@ -120,6 +124,5 @@ export const candidatesAgreeWithKmod: Scenario = {
       const { json } = ctx.cliJson<DeviceJson & { vfio: { module: string; driver: string } | null }>(['show', ctx.dev('virtioNetModern'), '--json']);
       ctx.eq(json.vfio?.module, 'virtio_vfio_pci', `best VFIO module for ${ctx.dev('virtioNetModern')}`);
     }
-    void path;
   },
 };

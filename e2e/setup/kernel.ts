@@ -7,10 +7,10 @@ import { pipeline, runChecked } from '../lib/proc';
 import type { KernelSpec, VariantSource } from '../kernels';
 import { candidate, debFileName, dependsOf, download, hasVersion, type PackageVersion } from './apt';
 import { freshDir, hashOf, readStamp, writeStamp } from './cache';
-import { buildInitramfs, readModuleIndex } from './initramfs';
+import { BOOT_MODULES, BUSYBOX, buildInitramfs, readModuleIndex } from './initramfs';
 
 /** Bump when the layout or the build recipe changes: every cached kernel is rebuilt. */
-const KERNEL_FORMAT = 'kernel-v3';
+const KERNEL_FORMAT = 'kernel-v1';
 
 export interface ResolvedKernel {
   readonly spec: KernelSpec;
@@ -57,15 +57,13 @@ export async function resolveKernel(spec: KernelSpec): Promise<ResolvedKernel> {
   return { spec, release, image, headers, source };
 }
 
-export function kernelKey(k: ResolvedKernel, initScript: Buffer): string {
+export function kernelKey(k: ResolvedKernel): string {
   return hashOf(
     KERNEL_FORMAT,
     debFileName(k.image),
     ...k.headers.map(debFileName),
     debFileName(k.source),
     ...k.spec.variants.map((v) => `${v.module}:${v.dir}:${v.config}`),
-    initScript,
-    String(fs.statSync('/bin/busybox').size),
   );
 }
 
@@ -74,9 +72,9 @@ export function kernelKey(k: ResolvedKernel, initScript: Buffer): string {
  * key is already there. `debs` is the download cache.
  */
 export async function provisionKernel(k: ResolvedKernel, dir: string, debs: string, initScript: Buffer): Promise<KernelArtifacts> {
-  const key = kernelKey(k, initScript);
-  const cached = readStamp<KernelArtifacts>(dir, key);
-  if (cached) return cached;
+  const key = kernelKey(k);
+  const cached = readStamp<Omit<KernelArtifacts, 'initrd'>>(dir, key);
+  if (cached) return { ...cached, initrd: ensureInitramfs(k, dir, cached.root, initScript) };
 
   log(`kernel ${k.spec.id}: building ${k.release} (cache key ${key})`);
   freshDir(dir);
@@ -107,22 +105,30 @@ export async function provisionKernel(k: ResolvedKernel, dir: string, debs: stri
 
   const vmlinuz = path.join(root, 'boot', `vmlinuz-${k.release}`);
   if (!fs.existsSync(vmlinuz)) throw new Error(`${debFileName(k.image)} has no boot/vmlinuz-${k.release}`);
-  const initrd = path.join(dir, 'initrd.cpio.gz');
-  const ir = buildInitramfs({ release: k.release, modulesDir, init: initScript }, initrd);
-  log(`kernel ${k.spec.id}: initramfs ${(ir.bytes / 1e6).toFixed(1)} MB with ${ir.modules.join(' ') || 'no modules'}`);
-
-  const artifacts: KernelArtifacts = {
+  const artifacts: Omit<KernelArtifacts, 'initrd'> = {
     id: k.spec.id,
     release: k.release,
     version: k.image.version,
     root,
     vmlinuz,
-    initrd,
     variants: k.spec.variants.map((v) => v.module),
     vfioAliases: aliases,
   };
   writeStamp(dir, key, artifacts);
-  return artifacts;
+  return { ...artifacts, initrd: ensureInitramfs(k, dir, root, initScript) };
+}
+
+/** The initramfs for this kernel and /init, named by what it was built from (cheap to rebuild). */
+function ensureInitramfs(k: ResolvedKernel, dir: string, root: string, initScript: Buffer): string {
+  const key = hashOf(initScript, fs.readFileSync(BUSYBOX), ...BOOT_MODULES);
+  const initrd = path.join(dir, `initrd-${key}.cpio.gz`);
+  if (fs.existsSync(initrd)) return initrd;
+  for (const f of fs.readdirSync(dir)) if (/^initrd-.*\.cpio\.gz$/.test(f)) fs.rmSync(path.join(dir, f));
+  const tmp = `${initrd}.tmp`;
+  const ir = buildInitramfs({ release: k.release, modulesDir: path.join(root, 'lib/modules', k.release), init: initScript }, tmp);
+  fs.renameSync(tmp, initrd);
+  log(`kernel ${k.spec.id}: initramfs ${(ir.bytes / 1e6).toFixed(1)} MB with ${ir.modules.join(' ') || 'no modules'}`);
+  return initrd;
 }
 
 /** Builds variant modules out of tree against the kernel's own headers; returns the .ko paths. */
@@ -137,9 +143,10 @@ async function buildVariants(k: ResolvedKernel, variants: readonly VariantSource
   const top = k.spec.sourcePackage; // the tarball's top directory, e.g. linux-source-6.12
   const src = path.join(work, 'source');
   fs.mkdirSync(src);
+  const sourceDeb = await download(k.source, debs);
   log(`kernel ${k.spec.id}: extracting ${variants.map((v) => v.dir).join(' ')} from ${k.spec.sourcePackage}`);
   await pipeline([
-    ['dpkg-deb', '--fsys-tarfile', await download(k.source, debs)],
+    ['dpkg-deb', '--fsys-tarfile', sourceDeb],
     ['tar', '-xO', `./usr/src/${top}.tar.xz`],
     ['tar', '-xJ', '-C', src, ...variants.map((v) => `${top}/${v.dir}`)],
   ]);

@@ -6,6 +6,7 @@ import { describeStep, type DevicePlan, type Plan, type Step } from '../plan/typ
 import { removeRecord, writeRecord } from '../persist/records';
 import type { KernelIo } from './kernel-io';
 import { Journal, type JournalEntry } from './journal';
+import { runHook } from '../hooks/run';
 
 export type ResultStatus = 'ok' | 'noop' | 'planned' | 'failed' | 'refused' | 'invalid';
 
@@ -37,6 +38,10 @@ export interface ExecOptions {
   /** Called before each step is taken (after it is journaled); used to inject kills in tests. */
   readonly beforeStep?: (plan: DevicePlan, step: Step, index: number) => void;
   readonly concurrency?: number;
+  /** Per-hook time limit (default 30 s). */
+  readonly hookTimeoutMs?: number;
+  /** Environment for hooks (PATH). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 class StepError extends Error {}
@@ -112,6 +117,19 @@ class Runner {
         return io.write('/sys/bus/pci/drivers_probe', plan.address);
       case 'verify':
         return this.verify(plan, s, warnings);
+      case 'hook': {
+        const r = await runHook(
+          root,
+          s.path,
+          { event: s.event, address: plan.address, targetDriver: plan.target?.driver ?? null, previousDriver: plan.from.driver, device: plan.device ?? null, steps: plan.steps.map(describeStep) },
+          this.o.hookTimeoutMs ?? 30_000,
+          this.o.env ?? process.env,
+        );
+        if (r.status === 'skipped') warnings.push(`${s.event} hook ${s.path}: not my device (exit 2)`);
+        if (r.status !== 'failed') return;
+        const how = r.timedOut ? `timed out after ${(this.o.hookTimeoutMs ?? 30_000) / 1000} s` : r.exitCode !== null ? `exited ${r.exitCode}` : `killed by ${r.signal}`;
+        throw new StepError(`${s.event} hook ${s.path} ${how}${r.output ? `; its output:\n${r.output}` : ' (no output)'}`);
+      }
       case 'chown': {
         const node = s.node === 'group' ? `/dev/vfio/${s.group}` : vfioDevOf(root, plan.address) ? `/dev/vfio/devices/${vfioDevOf(root, plan.address)}` : null;
         if (node === null) return; // kernels before 6.1 have no per-device cdev
@@ -188,10 +206,11 @@ class Runner {
 
   /** Back to plan.from. Returns null on success, else what is wrong now. */
   async rollback(plan: DevicePlan, kind: Plan['kind']): Promise<string | null> {
-    if (kind === 'unbind') return completeRelease(this.o.root, this.o.io, plan.address, plan.original.override, plan.original.driver);
+    // Either way the device goes back where it was: on its VFIO driver for a failed unbind (never
+    // left driverless), on its original driver for a failed bind.
     const r = await restore(this.o.root, this.o.io, plan.address, plan.from);
     // A record written by this run (no earlier one) no longer describes the device.
-    if (plan.original === plan.from) removeRecord(this.o.root, plan.address);
+    if (kind === 'bind' && plan.original === plan.from) removeRecord(this.o.root, plan.address);
     return r;
   }
 }
@@ -207,7 +226,10 @@ export async function restore(root: HostRoot, io: KernelIo, address: string, wan
     }
   };
   const dev = `/sys/bus/pci/devices/${address}`;
-  await attempt('restore driver_override', () => io.write(`${dev}/driver_override`, want.override ?? '\n'));
+  // Write only what differs: a rollback after a failed pre-bind hook changes nothing at all.
+  if (overrideOf(root, address) !== want.override) {
+    await attempt('restore driver_override', () => io.write(`${dev}/driver_override`, want.override ?? '\n'));
+  }
   const now = driverOf(root, address);
   if (now !== want.driver) {
     if (now !== null) await attempt(`unbind from ${now}`, () => io.write(`/sys/bus/pci/drivers/${now}/unbind`, address));

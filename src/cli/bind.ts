@@ -11,6 +11,7 @@ import { describeStep, type DevicePlan, type Plan } from '../plan/types';
 import { EXIT } from '../util/diag';
 import { type Context, printWarnings } from './context';
 import { parseOwner } from './owner';
+import { relaxedTrustWarning, trustPolicy, type TrustPolicy } from '../util/trust';
 
 export interface BindOptions {
   driver?: string;
@@ -44,6 +45,19 @@ function beforeStep(ctx: Context): ExecOptions['beforeStep'] {
   return (_p, s) => {
     if (s.op === killAt) process.kill(process.pid, 'SIGKILL');
   };
+}
+
+/** The trust policy for hooks and configuration; a relaxed one is announced every time. */
+export function trust(ctx: Context): TrustPolicy {
+  const p = trustPolicy(ctx.io.env);
+  const w = relaxedTrustWarning(p);
+  if (w) ctx.io.err(`vfioctl: warning: ${w}\n`);
+  return p;
+}
+
+function hookTimeout(ctx: Context): number {
+  const s = Number(ctx.io.env.VFIOCTL_HOOK_TIMEOUT);
+  return Number.isFinite(s) && s > 0 ? s * 1000 : 30_000;
 }
 
 export function exitCodeOf(statuses: readonly string[]): number {
@@ -106,7 +120,7 @@ async function runPlan(ctx: Context, kind: Plan['kind'], addresses: string[], ma
   const root = ctx.root;
   if (opts.dryRun) {
     const pending = new Journal(root).pending();
-    const snap = readSnapshot(root, { kernel: ctx.kernel, only: addresses, forWrite: true });
+    const snap = readSnapshot(root, { kernel: ctx.kernel, only: addresses, forWrite: true, trust: trust(ctx) });
     printWarnings(ctx, snap.warnings);
     for (const e of pending) ctx.io.err(`vfioctl: warning: ${e.address} was left half-done by an interrupted ${e.kind}; a real run (or 'vfioctl recover') repairs it first\n`);
     const plan = makePlan(snap);
@@ -119,10 +133,10 @@ async function runPlan(ctx: Context, kind: Plan['kind'], addresses: string[], ma
   try {
     const io = kernelIo(ctx);
     const recovered = await recoverPending(root, io);
-    const snap = readSnapshot(root, { kernel: ctx.kernel, only: addresses, forWrite: true });
+    const snap = readSnapshot(root, { kernel: ctx.kernel, only: addresses, forWrite: true, trust: trust(ctx) });
     printWarnings(ctx, snap.warnings);
     const plan = makePlan(snap);
-    const results = await execute(plan, { root, io, beforeStep: beforeStep(ctx) });
+    const results = await execute(plan, { root, io, beforeStep: beforeStep(ctx), hookTimeoutMs: hookTimeout(ctx), env: ctx.io.env });
     if (opts.json) ctx.io.out(JSON.stringify({ command: kind, dryRun: false, recovered, results }, null, 2) + '\n');
     else render(ctx, kind, plan, results, false, recovered);
     return exitCodeOf(results.map((r) => r.status));

@@ -3,8 +3,9 @@ import { parseAddress } from '../host/address';
 import { loadPciNames } from '../host/pciids';
 import { readSnapshot } from '../host/snapshot';
 import { EXIT, VfioctlError } from '../util/diag';
+import { trust } from './bind';
 import { type Context, printWarnings } from './context';
-import { deviceView, nameOf, roleOf, table, type DeviceView } from './view';
+import { deviceView, nameOf, roleOf, table, type DeviceView } from '../report/device-view';
 
 export function listCommand(ctx: Context, opts: { json?: boolean }): number {
   const snap = readSnapshot(ctx.root, { kernel: ctx.kernel });
@@ -38,13 +39,14 @@ function marks(v: DeviceView): string {
 
 export function showCommand(ctx: Context, device: string, opts: { json?: boolean }): number {
   const address = parseAddress(device);
-  const snap = readSnapshot(ctx.root, { kernel: ctx.kernel, only: [address] });
+  const snap = readSnapshot(ctx.root, { kernel: ctx.kernel, only: [address], trust: trust(ctx) });
   const d = snap.devices.get(address);
   if (!d) {
     throw new VfioctlError(`no PCI device ${address} (not in ${ctx.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')`, EXIT.BAD_INPUT);
   }
   const names = loadPciNames(ctx.root, [d.vendor]);
   const v = deviceView(d, snap, names, true);
+  v.hooks = snap.hooks.map((h) => ({ path: h.path, source: h.source, problem: h.problem }));
   printWarnings(ctx, snap.warnings);
   if (opts.json) {
     ctx.io.out(JSON.stringify(v, null, 2) + '\n');
@@ -68,6 +70,7 @@ export function showCommand(ctx: Context, device: string, opts: { json?: boolean
     ['block devices', v.blockdevs.join(', ') || '-'],
     ['boot vga', v.bootVga ? 'yes' : 'no'],
     ['host use', v.inUse.join('; ') || 'none'],
+    ['hooks', v.hooks.map((h) => `${h.path}${h.problem ? ` (WILL NOT RUN: ${h.problem})` : ''}`).join(', ') || '-'],
     ['best vfio', v.vfio ? `${v.vfio.driver} (module ${v.vfio.module})` : `none: ${v.vfioReason}`],
   ];
   const w = Math.max(...kv.map(([k]) => k.length));

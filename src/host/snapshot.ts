@@ -11,6 +11,8 @@ import { loadBlacklist, type Blacklist } from '../modules/modprobe-conf';
 import { loadDriverRegistry, type DriverRegistry } from '../modules/loaded';
 import { readVfioUsers, type VfioUsers } from './vfio-users';
 import { readRecords, type BindRecord } from '../persist/records';
+import { discoverHooks, type Hook } from '../hooks/discover';
+import type { TrustPolicy } from '../util/trust';
 
 export interface IommuState {
   /** /sys/class/iommu has an entry, or any IOMMU group exists. */
@@ -36,6 +38,8 @@ export interface Snapshot {
   readonly use: HostUse;
   /** Open VFIO device nodes (read only for commands that write). */
   readonly vfioUsers: VfioUsers;
+  /** hooks.d hooks (read only when a trust policy is given). */
+  readonly hooks: readonly Hook[];
   /** What vfioctl bound earlier, with the driver each device had before. */
   readonly records: ReadonlyMap<string, BindRecord>;
   readonly warnings: readonly string[];
@@ -78,6 +82,8 @@ export interface ReadOptions {
   only?: readonly string[];
   /** Also read what only writing commands need (open VFIO nodes, bind records). */
   forWrite?: boolean;
+  /** Discover hooks, judging their ownership by this policy. */
+  trust?: TrustPolicy;
 }
 
 export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
@@ -108,6 +114,7 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
     modules,
     use: readHostUse(root),
     vfioUsers: opts.forWrite ? readVfioUsers(root) : new Map(),
+    hooks: opts.trust ? discoverHooks(root, opts.trust) : [],
     records: opts.forWrite ? readRecords(root) : new Map(),
     warnings: diag.warnings,
   };

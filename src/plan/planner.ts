@@ -7,6 +7,8 @@ import { aliasMatches } from '../match/resolve';
 import { VfioctlError } from '../util/diag';
 import { checkGroupViable, checkHostUse, checkIommu, checkSriovPf, checkVfioUsers, isOnVfio } from './checks';
 import { chooseTarget } from './target';
+import type { Hook, HookEvent } from '../hooks/discover';
+import { deviceView } from '../report/device-view';
 import type { BindRequest, DevicePlan, Plan, Refusal, Step, UnbindRequest } from './types';
 
 function loaded(snap: Snapshot, module: string | null): boolean {
@@ -33,6 +35,22 @@ function invalid(address: string, message: string, unit: string): DevicePlan {
     warnings: [],
     unit,
   };
+}
+
+function hookSteps(hooks: readonly Hook[], address: string): (event: HookEvent) => Step[] {
+  return (event) => hooks.map((h) => ({ op: 'hook', address, event, path: h.path }));
+}
+
+/** A hook that a non-root user could have written is never run: the device is refused. */
+function checkHooks(hooks: readonly Hook[]): Refusal[] {
+  return hooks
+    .filter((h) => h.problem !== null)
+    .map((h) => ({ check: 'hook-trust', message: `hook ${h.path} will not be run: ${h.problem}; make it root-owned and not group/other-writable (chown root: ; chmod go-w), or remove it`, forceable: false }));
+}
+
+/** Hooks get the device as `show --json` prints it. */
+function withDevice(dev: PciDevice, snap: Snapshot, hooks: readonly Hook[]): { device?: unknown } {
+  return hooks.length > 0 ? { device: deviceView(dev, snap, null, true) } : {};
 }
 
 /** With --group: the device plus every group member that is not already viable, bridges excluded. */
@@ -73,7 +91,8 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
       const steps = ownerSteps(dev, req);
       return devicePlan(dev, snap, { status: steps.length ? 'planned' : 'noop', target, steps, refusals: [], warnings: [`already on ${target.driver}`], unit });
     }
-    const refusals: Refusal[] = [...choice.refusals];
+    const hooks = [...snap.hooks, ...(req.ruleHooks?.get(address) ?? [])];
+    const refusals: Refusal[] = [...choice.refusals, ...checkHooks(hooks)];
     const wantsVfio = target?.vfio ?? req.driver === 'vfio';
     if (wantsVfio) refusals.push(...checkIommu(dev, snap));
     refusals.push(...checkHostUse(dev, snap));
@@ -86,14 +105,18 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
       return devicePlan(dev, snap, { status: 'refused', target, steps: [], refusals: blocking, warnings, unit });
     }
     const steps: Step[] = [];
+    const hook = hookSteps(hooks, address);
+    steps.push(...hook('pre-bind'));
     if (!loaded(snap, target.module)) steps.push({ op: 'modprobe', module: target.module! });
     // Override first: once it is set, no other driver can grab the device between unbind and probe.
     steps.push({ op: 'set-override', address, driver: target.driver });
     if (dev.driver) steps.push({ op: 'unbind', address, driver: dev.driver });
+    steps.push(...hook('pre-probe'));
     steps.push({ op: 'probe', address });
     steps.push({ op: 'verify', address, driver: target.driver, vfio: target.vfio });
+    steps.push(...hook('post-bind'));
     steps.push(...ownerSteps(dev, req));
-    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings, unit });
+    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings, unit, ...withDevice(dev, snap, hooks) });
   });
   return { kind: 'bind', devices: groupAtomic(plans) };
 }
@@ -146,17 +169,22 @@ export function planUnbind(snap: Snapshot, req: UnbindRequest): Plan {
     if (!onVfio && dev.driverOverride === restoreOverride && (dev.driver !== null || !record)) {
       return devicePlan(dev, snap, { status: 'noop', target, steps: [], refusals: [], warnings: [`not on a VFIO driver${dev.driver ? ` (on ${dev.driver})` : ''}`], unit: address });
     }
-    const refusals = onVfio ? checkVfioUsers(dev, snap) : [];
+    const hooks = [...snap.hooks, ...(req.ruleHooks?.get(address) ?? [])];
+    const refusals = [...(onVfio ? checkVfioUsers(dev, snap) : []), ...checkHooks(hooks)];
     if (refusals.length > 0) return devicePlan(dev, snap, { status: 'refused', target, steps: [], refusals, warnings: [], unit: address });
-    const steps: Step[] = [{ op: 'set-override', address, driver: restoreOverride }];
+    const clear: Step = { op: 'set-override', address, driver: restoreOverride };
     // Already on a host driver with a stale override: clearing the override is all there is to do.
-    if (!onVfio && dev.driver) return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: address });
+    if (!onVfio && dev.driver) return devicePlan(dev, snap, { status: 'planned', target, steps: [clear], refusals: [], warnings: [], unit: address });
+    const hook = hookSteps(hooks, address);
+    const steps: Step[] = [...hook('pre-unbind'), clear];
     if (dev.driver) steps.push({ op: 'unbind', address, driver: dev.driver });
+    steps.push(...hook('pre-probe'));
     // As udev would on hotplug: load the host driver by modalias when none is loaded yet.
     if (!hostDriverLoaded(dev, snap)) steps.push({ op: 'modprobe-alias', modalias: modaliasOf(dev) });
     steps.push({ op: 'probe', address });
     steps.push({ op: 'verify', address, driver: hostDriver, vfio: false });
-    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: address });
+    steps.push(...hook('post-unbind'));
+    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: address, ...withDevice(dev, snap, hooks) });
   });
   return { kind: 'unbind', devices: plans };
 }

@@ -1,3 +1,5 @@
+import type { Hook } from '../hooks/discover';
+
 // The planner's output: ordered, explained steps per device, and every refusal (not just the first).
 
 export type Step =
@@ -13,6 +15,8 @@ export type Step =
   | { readonly op: 'probe'; readonly address: string }
   /** Re-read the driver link; for a VFIO driver also require vfio-dev/. null: any non-VFIO driver. */
   | { readonly op: 'verify'; readonly address: string; readonly driver: string | null; readonly vfio: boolean }
+  /** Run a hook (hooks/run.ts has the contract). */
+  | { readonly op: 'hook'; readonly address: string; readonly event: string; readonly path: string }
   /** Hand a VFIO node to an unprivileged VMM: the group node, or the vfioN cdev (known after bind). */
   | { readonly op: 'chown'; readonly address: string; readonly node: 'group' | 'cdev'; readonly group: string; readonly uid: number; readonly gid: number };
 
@@ -39,6 +43,8 @@ export interface DevicePlan {
   readonly steps: readonly Step[];
   readonly refusals: readonly Refusal[];
   readonly warnings: readonly string[];
+  /** The device as `show --json` prints it, for hooks' standard input (only when hooks run). */
+  readonly device?: unknown;
   /** Devices that must succeed or fail together (an IOMMU group moved with --group). */
   readonly unit: string;
 }
@@ -56,11 +62,14 @@ export interface BindRequest {
   readonly force: boolean;
   readonly group: boolean;
   readonly owner?: { readonly uid: number; readonly gid: number };
+  /** Per-device hooks from configuration rules, run after the hooks.d ones. */
+  readonly ruleHooks?: ReadonlyMap<string, readonly Hook[]>;
 }
 
 export interface UnbindRequest {
   readonly kind: 'unbind';
   readonly addresses: readonly string[];
+  readonly ruleHooks?: ReadonlyMap<string, readonly Hook[]>;
 }
 
 export function describeStep(s: Step): string {
@@ -78,6 +87,8 @@ export function describeStep(s: Step): string {
       return `write '${s.address}' > /sys/bus/pci/drivers_probe`;
     case 'verify':
       return s.driver === null ? `verify ${s.address} is on a host driver` : `verify ${s.address} is on ${s.driver}${s.vfio ? ' with vfio-dev/' : ''}`;
+    case 'hook':
+      return `run ${s.event} hook ${s.path}`;
     case 'chown':
       return s.node === 'group' ? `chown ${s.uid}:${s.gid} /dev/vfio/${s.group}` : `chown ${s.uid}:${s.gid} /dev/vfio/devices/vfioN (N from ${s.address}/vfio-dev/)`;
   }

@@ -35,8 +35,16 @@ export class ModelHost {
     setApplyEnv({ kernelIo: this.k });
   }
 
+  /** Environment for the CLI; tests that are not root trust their own files explicitly. */
+  env: NodeJS.ProcessEnv = {};
+
   run(args: string[]): Promise<CliResult> {
-    return cli(this.f.dir, args);
+    return cli(this.f.dir, args, this.env);
+  }
+
+  /** An executable hook in etc/vfioctl/hooks.d (or another dir under the root). */
+  hook(rel: string, body: string, mode = 0o755): void {
+    this.f.tree.write(rel, `#!/bin/sh\n${body}\n`, mode);
   }
 
   /** Die (as kill -9 would) just before the step with this index of the first device. */

@@ -36,6 +36,8 @@ export interface DeviceView {
   vfio: { module: string; driver: string } | null;
   vfioReason: string | null;
   candidates?: Candidate[];
+  /** `show` only: hooks that run when this device is bound or released. */
+  hooks?: { path: string; source: string; problem: string | null }[];
 }
 
 export function deviceView(d: PciDevice, snap: Snapshot, names: PciNames | null, withCandidates: boolean): DeviceView {

@@ -1,0 +1,23 @@
+// Every scenario, in the order a boot runs them (cheap read-only checks first, then binds).
+import type { Scenario } from '../guest/scenario';
+import { bindDefault, forcedProbeFails, unbindAll, variantOutsideIdTable } from './bind';
+import { candidatesAgreeWithKmod, listAgreesWithSysfs } from './inventory';
+import { killAtEveryStep, killBetweenUnbindAndProbe } from './recovery';
+import { nicInUse, noIommu, rootDevicesRefused, sharedIommuGroup } from './safety';
+import { sriov } from './sriov';
+
+export const SCENARIOS: readonly Scenario[] = [
+  listAgreesWithSysfs,
+  candidatesAgreeWithKmod,
+  rootDevicesRefused,
+  bindDefault,
+  variantOutsideIdTable,
+  forcedProbeFails,
+  unbindAll,
+  nicInUse,
+  sharedIommuGroup,
+  killBetweenUnbindAndProbe,
+  killAtEveryStep,
+  sriov,
+  noIommu,
+];

@@ -1,0 +1,63 @@
+// SR-IOV on QEMU's emulated NVMe controller: VFs get their own IOMMU groups, a VF binds alone,
+// the PF and its other VFs are left alone, and the PF (which has VFs) is refused.
+import type { Scenario } from '../guest/scenario';
+import * as sysfs from '../guest/sysfs';
+import { MACHINE } from '../machine';
+import { expectOnVfio, expectUnchanged, resultFor, type ApplyJson } from './common';
+import { checkListAgainstSysfs } from './inventory';
+
+export const sriov: Scenario = {
+  name: 'sriov-vf-binding',
+  title: 'SR-IOV: VFs of an emulated NVMe get own IOMMU groups; a VF binds alone; moving the PF is refused',
+  boots: ['iommu'],
+  run(ctx) {
+    const pf = ctx.dev('nvme');
+    const attr = (n: string): string => `${sysfs.PCI_DEVICES}/${pf}/${n}`;
+    ctx.eq(sysfs.driverOf(pf), MACHINE.nvme.hostDriver, `${pf} driver`);
+    const total = Number(sysfs.attr(pf, 'sriov_totalvfs'));
+    ctx.ok(total >= 2, `${pf} sriov_totalvfs = ${total}`);
+    try {
+      // No host driver for the VFs: QEMU's VFs stay offline until NVMe virtualization management
+      // assigns them resources, and nvme would spend its whole ready-timeout on each.
+      ctx.eq(sysfs.write(attr('sriov_drivers_autoprobe'), '0'), null, 'write 0 > sriov_drivers_autoprobe');
+      ctx.eq(sysfs.write(attr('sriov_numvfs'), '2'), null, 'write 2 > sriov_numvfs');
+      const vfs = sysfs.vfsOf(pf);
+      ctx.eq(vfs.length, 2, `${pf} VFs (${vfs.join(' ')})`);
+      const pfGroup = sysfs.iommuGroupOf(pf);
+      for (const vf of vfs) {
+        const g = sysfs.iommuGroupOf(vf);
+        ctx.ok(g !== null && g !== pfGroup, `${vf} has IOMMU group ${g}, not the PF's ${pfGroup}`);
+        ctx.eq(sysfs.groupMembers(g!), [vf], `members of ${vf}'s group ${g}`);
+        ctx.eq(sysfs.physfnOf(vf), pf, `${vf} physfn`);
+      }
+      checkListAgainstSysfs(ctx);
+
+      const [vf0, vf1] = vfs as [string, string];
+      const others = sysfs.snapshot([pf, vf1]);
+      const bound = ctx.cliJson<ApplyJson>(['bind', vf0, '--json']).json;
+      ctx.eq(resultFor(ctx, bound, vf0).status, 'ok', `bind ${vf0} status`);
+      expectOnVfio(ctx, vf0, 'vfio-pci');
+      expectUnchanged(ctx, others, 'the PF and the other VF after binding a VF');
+      ctx.eq(sysfs.attr(pf, 'sriov_numvfs'), '2', `${pf} sriov_numvfs`);
+
+      const all = sysfs.snapshot([pf, ...vfs]);
+      const refused = ctx.cliJson<ApplyJson>(['bind', pf, '--json'], 3).json;
+      const r = resultFor(ctx, refused, pf);
+      ctx.eq(r.status, 'refused', `bind ${pf} (a PF with VFs) status`);
+      ctx.note(`refusals: ${JSON.stringify(r.refusals ?? r.error)}`);
+      expectUnchanged(ctx, all, 'the PF and its VFs after the refused PF bind');
+
+      const un = ctx.cliJson<ApplyJson>(['unbind', vf0, '--json']).json;
+      ctx.eq(resultFor(ctx, un, vf0).status, 'ok', `unbind ${vf0} status`);
+      const s = sysfs.stateOf(vf0);
+      ctx.eq(s.override, null, `${vf0} driver_override after unbind`);
+      ctx.eq(s.vfioDev, null, `${vf0} vfio-dev/ after unbind`);
+      // With sriov_drivers_autoprobe=0 the kernel probes a VF only for a matching override.
+      ctx.note(`${vf0} after unbind (autoprobe 0): ${sysfs.describe(s)}`);
+    } finally {
+      sysfs.write(attr('sriov_numvfs'), '0');
+      sysfs.write(attr('sriov_drivers_autoprobe'), '1');
+    }
+    ctx.eq(sysfs.vfsOf(pf), [], `${pf} VFs after clean-up`);
+  },
+};
