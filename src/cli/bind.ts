@@ -158,6 +158,26 @@ export function unbindCommand(ctx: Context, devices: string[], opts: { dryRun?: 
   return runPlan(ctx, 'unbind', addresses, (snap) => planUnbind(snap, { kind: 'unbind', addresses }), opts);
 }
 
+/**
+ * Read-only commands stay read-only on a healthy host; but a device left driverless by a killed
+ * vfioctl is repaired by whichever invocation comes next (if it may write; else it says so).
+ */
+export async function repairIfPending(ctx: Context): Promise<void> {
+  if (new Journal(ctx.root).pending().length === 0) return;
+  try {
+    const release = await acquireLock(ctx.root, 5_000);
+    try {
+      for (const r of await recoverPending(ctx.root, kernelIo(ctx))) {
+        ctx.io.err(`vfioctl: recovered ${r.address} from an interrupted ${r.kind} (${r.interruptedAt}): now on ${r.driver ?? 'no driver'}${r.error ? `; ${r.error}` : ''}\n`);
+      }
+    } finally {
+      release();
+    }
+  } catch (e) {
+    ctx.io.err(`vfioctl: warning: a device was left half-done by an interrupted vfioctl and could not be repaired now (${(e as Error).message}); run 'vfioctl recover' as root\n`);
+  }
+}
+
 export async function recoverCommand(ctx: Context, opts: { json?: boolean }): Promise<number> {
   const release = await acquireLock(ctx.root);
   try {

@@ -3,11 +3,12 @@ import { parseAddress } from '../host/address';
 import { loadPciNames } from '../host/pciids';
 import { readSnapshot } from '../host/snapshot';
 import { EXIT, VfioctlError } from '../util/diag';
-import { trust } from './bind';
+import { repairIfPending, trust } from './bind';
 import { type Context, printWarnings } from './context';
 import { deviceView, nameOf, roleOf, table, type DeviceView } from '../report/device-view';
 
-export function listCommand(ctx: Context, opts: { json?: boolean }): number {
+export async function listCommand(ctx: Context, opts: { json?: boolean }): Promise<number> {
+  await repairIfPending(ctx);
   const snap = readSnapshot(ctx.root, { kernel: ctx.kernel });
   const names = loadPciNames(ctx.root, new Set([...snap.devices.values()].map((d) => d.vendor)));
   const views = [...snap.devices.values()].map((d) => deviceView(d, snap, names, false));
@@ -37,8 +38,9 @@ function marks(v: DeviceView): string {
   return m.join(' ') || '-';
 }
 
-export function showCommand(ctx: Context, device: string, opts: { json?: boolean }): number {
+export async function showCommand(ctx: Context, device: string, opts: { json?: boolean }): Promise<number> {
   const address = parseAddress(device);
+  await repairIfPending(ctx);
   const snap = readSnapshot(ctx.root, { kernel: ctx.kernel, only: [address], trust: trust(ctx) });
   const d = snap.devices.get(address);
   if (!d) {

@@ -25,10 +25,17 @@ export interface BlockdevUse {
   readonly partitions: readonly BlockdevUse[];
 }
 
+/** A virtio-9p share (its `mount_tag`) and where it is mounted: a root filesystem in VMs. */
+export interface FilesystemUse {
+  readonly tag: string;
+  readonly mountpoints: readonly string[];
+}
+
 export interface HostUse {
   /** PCI address -> interfaces anywhere below it. */
   readonly netdevs: ReadonlyMap<string, readonly NetdevUse[]>;
   readonly blockdevs: ReadonlyMap<string, readonly BlockdevUse[]>;
+  readonly filesystems: ReadonlyMap<string, readonly FilesystemUse[]>;
 }
 
 const PCI_COMPONENT = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$/;
@@ -50,6 +57,8 @@ interface MountTable {
   readonly byDevno: Map<string, string[]>;
   readonly bySource: Map<string, string[]>;
   readonly swaps: Set<string>;
+  /** 9p mounts by source (the mount tag). */
+  readonly by9pTag: Map<string, string[]>;
 }
 
 function decodeMountField(s: string): string {
@@ -59,6 +68,7 @@ function decodeMountField(s: string): string {
 function readMounts(root: HostRoot): MountTable {
   const byDevno = new Map<string, string[]>();
   const bySource = new Map<string, string[]>();
+  const by9pTag = new Map<string, string[]>();
   // mountinfo: id parent major:minor root mountpoint opts ... - fstype source superopts
   const text = root.readFile('/proc/self/mountinfo') ?? '';
   for (const line of text.split('\n')) {
@@ -69,13 +79,14 @@ function readMounts(root: HostRoot): MountTable {
     addTo(byDevno, [f[2]!], mp);
     const src = sep > 0 ? f[sep + 2] : undefined;
     if (src && src.startsWith('/dev/')) addTo(bySource, [src.slice(5)], mp);
+    if (src && sep > 0 && f[sep + 1] === '9p') addTo(by9pTag, [decodeMountField(src)], mp);
   }
   const swaps = new Set<string>();
   for (const line of (root.readFile('/proc/swaps') ?? '').split('\n').slice(1)) {
     const src = line.split(/\s+/)[0];
     if (src && src.startsWith('/dev/')) swaps.add(src.slice(5));
   }
-  return { byDevno, bySource, swaps };
+  return { byDevno, bySource, swaps, by9pTag };
 }
 
 function readBlockdev(root: HostRoot, name: string, mounts: MountTable, depth = 0): BlockdevUse {
@@ -168,9 +179,21 @@ export function readHostUse(root: HostRoot): HostUse {
     });
   }
   const blockdevs = new Map<string, BlockdevUse[]>();
+  const filesystems = new Map<string, FilesystemUse[]>();
   const blockNames = root.list('/sys/class/block');
+  const virtio = root.list('/sys/bus/virtio/devices');
+  let mounts: MountTable | undefined;
+  // virtio-9p carries no block device: its share is named by the virtio device's mount_tag.
+  for (const v of virtio) {
+    const tag = root.readAttr(`/sys/bus/virtio/devices/${v}/mount_tag`);
+    if (tag === undefined) continue;
+    mounts ??= readMounts(root);
+    const mp = mounts.by9pTag.get(tag.replace(/\0+$/, ''));
+    const real = mp && root.realpath(`/sys/bus/virtio/devices/${v}`);
+    if (real) addTo(filesystems, pciAncestors(real), { tag, mountpoints: mp });
+  }
   if (blockNames.length > 0) {
-    const mounts = readMounts(root);
+    mounts ??= readMounts(root);
     for (const name of blockNames) {
       // Partitions are reported with their disk.
       if (root.exists(`/sys/class/block/${name}/partition`)) continue;
@@ -181,7 +204,7 @@ export function readHostUse(root: HostRoot): HostUse {
       addTo(blockdevs, owners, readBlockdev(root, name, mounts));
     }
   }
-  return { netdevs, blockdevs };
+  return { netdevs, blockdevs, filesystems };
 }
 
 /** Why a block device is in use, or [] when it is not (recursing into partitions and holders). */
@@ -211,6 +234,7 @@ export function deviceInUse(use: HostUse, address: string, bootVga: boolean): st
   const why: string[] = [];
   for (const n of use.netdevs.get(address) ?? []) why.push(...netdevInUse(n));
   for (const b of use.blockdevs.get(address) ?? []) why.push(...blockInUse(b));
+  for (const f of use.filesystems.get(address) ?? []) why.push(`9p filesystem '${f.tag}' is mounted on ${f.mountpoints.join(', ')}`);
   if (bootVga) why.push('it is the boot VGA device (the console may be on it)');
   return why;
 }

@@ -72,3 +72,21 @@ test('a stale lock from a killed run is taken over', async () => {
   const r = await h.run(['bind', E2]);
   assert.equal(r.code, 0, r.stderr);
 });
+
+test('the next invocation of any kind repairs a killed run; list and show stay read-only otherwise', async () => {
+  const h = new ModelHost();
+  hosts.push(h);
+  h.killBefore(3); // between unbind and probe: driverless, override set
+  await h.run(['bind', E1]);
+  h.noKill();
+  assert.equal(h.state(E1).driver, null);
+  const r = await h.run(['list', '--json']);
+  assert.equal(r.code, 0);
+  assert.match(r.stderr, new RegExp(`recovered ${E1} from an interrupted bind \\(step 4 \\(probe\\)\\): now on e1000e`));
+  assert.deepEqual(h.state(E1), { driver: 'e1000e', override: null, vfioDev: false });
+  assert.equal(r.json<any[]>().find((d) => d.address === E1).driver, 'e1000e', 'list shows the repaired state');
+  const n = h.k.writes.length;
+  await h.run(['list']);
+  await h.run(['show', E1]);
+  assert.equal(h.k.writes.length, n, 'nothing pending: nothing written');
+});
