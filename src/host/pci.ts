@@ -35,8 +35,6 @@ export interface PciDevice {
   /** `vfio-dev/vfioN` (v6.1+): the device is bound to some VFIO driver, whatever its name. */
   readonly vfioDev: string | null;
   readonly bootVga: boolean;
-  /** Real sysfs path, e.g. /sys/devices/pci0000:00/0000:00:1c.0/0000:03:00.0 */
-  readonly sysPath: string;
 }
 
 // pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X (drivers/pci/pci-sysfs.c modalias_show)
@@ -126,7 +124,6 @@ export function readPciDevice(root: HostRoot, address: string): PciDevice | unde
     physfn: root.linkName(`${dir}/physfn`) ?? null,
     vfioDev,
     bootVga: root.readAttr(`${dir}/boot_vga`)?.trim() === '1',
-    sysPath: root.realpath(dir) ?? dir,
   };
 }
 

@@ -45,12 +45,14 @@ export interface Snapshot {
   readonly warnings: readonly string[];
 }
 
-function readIommu(root: HostRoot): IommuState {
+/** All IOMMU groups, or (for commands about a few devices) only the ones named. */
+function readIommu(root: HostRoot, only?: ReadonlySet<string>): IommuState {
   const groups = new Map<string, string[]>();
-  for (const g of root.list('/sys/kernel/iommu_groups')) {
+  const all = root.list('/sys/kernel/iommu_groups');
+  for (const g of only ? all.filter((x) => only.has(x)) : all) {
     groups.set(g, root.list(`/sys/kernel/iommu_groups/${g}/devices`).sort());
   }
-  return { present: groups.size > 0 || root.list('/sys/class/iommu').length > 0, groups };
+  return { present: all.length > 0 || root.list('/sys/class/iommu').length > 0, groups };
 }
 
 function readModuleFiles(root: HostRoot, release: string | undefined): Set<string> {
@@ -110,7 +112,7 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
   const modules = readModuleState(root, release, diag, opts.forWrite);
   return {
     devices,
-    iommu: readIommu(root),
+    iommu: readIommu(root, opts.only ? new Set([...devices.values()].map((d) => d.iommuGroup).filter((g): g is string => g !== null)) : undefined),
     modules,
     use: readHostUse(root),
     vfioUsers: opts.forWrite ? readVfioUsers(root) : new Map(),
