@@ -2,7 +2,7 @@
 // runner), run the VM, and turn what the guest wrote into one result per planned scenario.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { GuestPlan, ScenarioResult, Scenario } from './guest/scenario';
+import type { GuestPlan, Scenario, ScenarioResult } from './guest/scenario';
 import { GUEST_RESULTS_DIR } from './machine';
 import type { KernelArtifacts } from './setup/kernel';
 import { runVm, type VmResult } from './vm';
@@ -76,18 +76,18 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
   const consoleFile = path.join(env.runDir, `${plan.name}.console.log`);
   prepareShare(plan, env, share);
   const vm = await runVm(
-      {
-        name: plan.name,
-        kernel: plan.kernel,
-        iommu: plan.iommu,
-        shareDir: share,
-        consoleFile,
-        timeoutMs: env.timeoutMs,
-        cpus: env.cpus,
-        memoryMb: env.memoryMb,
-      },
-      onLine,
-    );
+    {
+      name: plan.name,
+      kernel: plan.kernel,
+      iommu: plan.iommu,
+      shareDir: share,
+      consoleFile,
+      timeoutMs: env.timeoutMs,
+      cpus: env.cpus,
+      memoryMb: env.memoryMb,
+    },
+    onLine,
+  );
 
   const finished = vm.console.includes('E2E: runner done');
   const problem = vm.timedOut

@@ -14,13 +14,13 @@ export interface DeviceSpec {
 
 /** Devices by role. Slots 0x10/0x11 carry the guest's own root and results share: never unbound. */
 export const MACHINE = {
-  e1000e: { address: '0000:00:02.0', vendor: '8086', device: '10d3', hostDriver: 'e1000e', qemu: 'e1000e,addr=0x02,romfile=', note: 'Intel 82574L NIC' },
+  e1000e: { address: '0000:00:02.0', vendor: '8086', device: '10d3', hostDriver: 'e1000e', qemu: 'e1000e,addr=0x02,romfile=,netdev=hub0', note: 'Intel 82574L NIC' },
   virtioNetModern: {
     address: '0000:00:03.0',
     vendor: '1af4',
     device: '1041',
     hostDriver: 'virtio-pci',
-    qemu: 'virtio-net-pci,disable-legacy=on,addr=0x03,romfile=',
+    qemu: 'virtio-net-pci,disable-legacy=on,addr=0x03,romfile=,netdev=hub1',
     note: 'modern virtio-net, in virtio_vfio_pci\'s ID table',
   },
   virtioNetLegacy: {
@@ -28,10 +28,10 @@ export const MACHINE = {
     vendor: '1af4',
     device: '1000',
     hostDriver: 'virtio-pci',
-    qemu: 'virtio-net-pci,addr=0x04,romfile=',
+    qemu: 'virtio-net-pci,addr=0x04,romfile=,netdev=hub2',
     note: 'transitional virtio-net',
   },
-  e1000eNic: { address: '0000:00:05.0', vendor: '8086', device: '10d3', hostDriver: 'e1000e', qemu: 'e1000e,addr=0x05,romfile=', note: 'second 82574L, configured up with an address' },
+  e1000eNic: { address: '0000:00:05.0', vendor: '8086', device: '10d3', hostDriver: 'e1000e', qemu: 'e1000e,addr=0x05,romfile=,netdev=hub3', note: 'second 82574L, configured up with an address' },
   edu: { address: '0000:00:06.0', vendor: '1234', device: '11e8', hostDriver: null, qemu: 'edu,addr=0x06', note: 'QEMU edu device, no host driver' },
   nvme: {
     address: '0000:00:07.0',
@@ -50,6 +50,9 @@ export const MACHINE = {
 } as const satisfies Record<string, DeviceSpec>;
 
 export type DeviceRole = keyof typeof MACHINE;
+
+/** NICs are ports of one QEMU hub (no host network): their links come up like real cabled NICs. */
+export const NIC_NETDEVS = ['hub0', 'hub1', 'hub2', 'hub3'] as const;
 
 /** 9p mount tags; the guest's /init mounts them. */
 export const ROOT_TAG = 'hostroot';

@@ -9,15 +9,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { runBoot, type BootEnv, type BootOutcome, type BootPlan } from './boot';
-import type { BootKind } from './guest/scenario';
+import { runBoot, type BootEnv, type BootOutcome } from './boot';
 import { KERNELS } from './kernels';
 import { formatMs, log } from './lib/log';
 import { killChildrenOnSignal } from './lib/proc';
+import { planBoots, pool } from './plan';
 import { printReport } from './report';
 import { SCENARIOS } from './scenarios';
 import { cacheDir, prune } from './setup/cache';
-import type { KernelArtifacts } from './setup/kernel';
 import { provision } from './setup/provision';
 
 const REPO = path.resolve(__dirname, '../..');
@@ -47,31 +46,13 @@ function parseOptions(argv: readonly string[]): Options {
   return { kernels, scenarios, provisionOnly: !!values['provision-only'], verbose: !!values.verbose };
 }
 
-/** Boots per kernel: one with an IOMMU for most scenarios, one without for the no-IOMMU checks. */
-function planBoots(kernels: readonly KernelArtifacts[], only: readonly string[]): BootPlan[] {
-  const boots: BootPlan[] = [];
-  for (const kind of ['iommu', 'no-iommu'] as BootKind[]) {
-    for (const kernel of kernels) {
-      const scenarios = SCENARIOS.filter((s) => s.boots.includes(kind) && (only.length === 0 || only.includes(s.name)));
-      if (scenarios.length === 0) continue;
-      boots.push({ name: kind === 'iommu' ? kernel.id : `${kernel.id}-no-iommu`, kernel, iommu: kind === 'iommu', scenarios });
-    }
+/** The guest sees the host's / except what its /init mounts over: those paths cannot be used. */
+function checkVisibleInGuest(paths: Record<string, string>): void {
+  for (const [what, p] of Object.entries(paths)) {
+    const real = fs.existsSync(p) ? fs.realpathSync(p) : path.resolve(p);
+    const hidden = ['/run', '/proc', '/sys', '/dev'].find((m) => real === m || real.startsWith(`${m}/`));
+    if (hidden) throw new Error(`the ${what} is under ${hidden} (${real}), which the guest mounts its own file system over; move it elsewhere`);
   }
-  return boots;
-}
-
-/** Runs `tasks` with at most `limit` in flight; results in task order. */
-async function pool<T>(limit: number, tasks: readonly (() => Promise<T>)[]): Promise<T[]> {
-  const results: T[] = new Array(tasks.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < tasks.length) {
-      const i = next++;
-      results[i] = await tasks[i]!();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
-  return results;
 }
 
 function prepareRunDir(): string {
@@ -92,6 +73,8 @@ async function main(): Promise<number> {
   const vfioctl = path.join(REPO, 'dist/vfioctl.js');
   const runner = path.join(REPO, 'build/e2e/guest/main.js');
   for (const f of [vfioctl, runner]) if (!fs.existsSync(f)) throw new Error(`${f} is missing: run \`npm run build && tsc -p e2e/tsconfig.json\` first (npm run test:e2e does)`);
+
+  checkVisibleInGuest({ repository: REPO, 'node binary': process.execPath, 'cache (VFIOCTL_E2E_CACHE)': cacheDir() });
 
   const initScript = fs.readFileSync(path.join(REPO, 'e2e/guest/init'));
   const kernels = await provision({ cache: cacheDir(), kernels: KERNELS.filter((k) => opts.kernels.includes(k.id)), initScript });

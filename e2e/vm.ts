@@ -3,7 +3,7 @@
 // writable 9p share for results. The serial console is collected (and streamed to a file).
 import * as fs from 'node:fs';
 import { run, type RunResult } from './lib/proc';
-import { MACHINE, RESULTS_TAG, ROOT_TAG } from './machine';
+import { MACHINE, NIC_NETDEVS, RESULTS_TAG, ROOT_TAG } from './machine';
 import type { KernelArtifacts } from './setup/kernel';
 
 export interface VmConfig {
@@ -39,6 +39,7 @@ export function qemuArgv(cfg: VmConfig): string[] {
   const devices: string[] = [];
   if (cfg.iommu) devices.push('-device', 'intel-iommu,intremap=off');
   devices.push('-device', 'nvme-subsys,id=nvmesubsys,nqn=vfioctl-e2e');
+  for (const id of NIC_NETDEVS) devices.push('-netdev', `hubport,id=${id},hubid=0`);
   for (const d of Object.values(MACHINE)) if (d.qemu) devices.push('-device', d.qemu);
   const slot = (a: string): string => `0x${a.split(':')[2]!.split('.')[0]}`;
   return [

@@ -27,11 +27,29 @@ function takeKmsg(): string[] {
   return sh(['dmesg', '-c']).out.split('\n').filter((l) => l.trim() && !/\b9pnet|overlayfs\b/.test(l));
 }
 
-/** What udev's kmod builtin does at boot: load the modules matching every device's modalias. */
+/**
+ * What udev's coldplug does at boot (the guest has no udev): load the modules matching every
+ * device's modalias on every bus, again for devices those drivers create (virtio children...).
+ */
 function coldplug(): void {
-  for (const a of sysfs.allDevices()) {
-    const alias = sysfs.attr(a, 'modalias');
-    if (alias) sh(['modprobe', '-b', '-q', alias]);
+  const seen = new Set<string>();
+  for (let pass = 0; pass < 3; pass++) {
+    const fresh: string[] = [];
+    for (const bus of fs.readdirSync('/sys/bus')) {
+      const dir = `/sys/bus/${bus}/devices`;
+      for (const d of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+        let alias: string;
+        try {
+          alias = fs.readFileSync(`${dir}/${d}/modalias`, 'utf8').trim();
+        } catch {
+          continue;
+        }
+        if (alias && !seen.has(alias)) fresh.push(alias);
+        seen.add(alias);
+      }
+    }
+    if (fresh.length === 0) return;
+    for (const alias of fresh) sh(['modprobe', '-b', '-q', alias]);
   }
 }
 
@@ -51,6 +69,14 @@ function bootFacts(plan: GuestPlan): Record<string, unknown> {
     devices,
     iommuGroups: groups,
     vfioAliases: sh(['sh', '-c', `grep '^alias vfio_pci:' /lib/modules/$(uname -r)/modules.alias`]).out.trim().split('\n'),
+    // How the guest's root looks to a tool: mounts, and which virtio device carries which 9p tag.
+    mountinfo: fs.readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n'),
+    virtioMountTags: Object.fromEntries(
+      fs
+        .readdirSync('/sys/bus/virtio/devices')
+        .filter((v) => fs.existsSync(`/sys/bus/virtio/devices/${v}/mount_tag`))
+        .map((v) => [v, { tag: fs.readFileSync(`/sys/bus/virtio/devices/${v}/mount_tag`, 'utf8').replace(/\0/g, '').trim(), device: path.basename(path.dirname(fs.realpathSync(`/sys/bus/virtio/devices/${v}`))) }]),
+    ),
   };
 }
 

@@ -90,7 +90,7 @@ export class ScenarioContext {
   /** Runs the real vfioctl (node + the bundled CLI) with an argument array. */
   cli(args: readonly string[], opts: CliOptions = {}): CliResult {
     const t = Date.now();
-    const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/tmp', ...opts.env };
+    const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/run/e2e-home', TMPDIR: '/run/e2e-home', ...opts.env };
     const r = spawnSync(process.execPath, [this.plan.vfioctl, ...args], { encoding: 'utf8', env, timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL' });
     const res: CliResult = {
       args,

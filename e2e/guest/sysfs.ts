@@ -89,12 +89,9 @@ export function vfsOf(address: string): string[] {
     .filter(Boolean);
 }
 
+/** A loadable module that is loaded (built-in modules have no initstate). */
 export function moduleLoaded(module: string): boolean {
-  return fs.existsSync(`/sys/module/${module.replace(/-/g, '_')}/initstate`) || fs.existsSync(`/sys/module/${module.replace(/-/g, '_')}/drivers`);
-}
-
-export function driverRegistered(driver: string): boolean {
-  return fs.existsSync(`/sys/bus/pci/drivers/${driver}`);
+  return fs.existsSync(`/sys/module/${module.replace(/-/g, '_')}/initstate`);
 }
 
 /** The part of a device's state every scenario compares before and after. */

@@ -1,7 +1,7 @@
 // Progress lines for the host side, stamped with the time since the run started.
 const T0 = Date.now();
 
-export function elapsed(): string {
+function elapsed(): string {
   return `${((Date.now() - T0) / 1000).toFixed(1).padStart(6)}s`;
 }
 

@@ -1,7 +1,7 @@
 // Shared checks: the kernel state a scenario expects, read from sysfs and /dev/vfio.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import type { CliResult, ScenarioContext } from '../guest/scenario';
+import type { ScenarioContext } from '../guest/scenario';
 import * as sysfs from '../guest/sysfs';
 
 /** One device's entry in the JSON output of bind/unbind. */
@@ -54,10 +54,6 @@ export function expectUnchanged(ctx: ScenarioContext, before: ReadonlyMap<string
   }
   if (changed.length > 0) ctx.fail(`${what}: device state changed:\n  ${changed.join('\n  ')}`);
   ctx.note(`ok: ${what}: ${[...before.keys()].join(' ')} unchanged`);
-}
-
-export function expectRefused(ctx: ScenarioContext, r: CliResult): void {
-  ctx.expectExit(r, 3);
 }
 
 /** Step ops of a dry-run bind/unbind for one device. */

@@ -2,6 +2,7 @@
 import type { Scenario } from '../guest/scenario';
 import { bindDefault, forcedProbeFails, unbindAll, variantOutsideIdTable } from './bind';
 import { candidatesAgreeWithKmod, listAgreesWithSysfs } from './inventory';
+import { kernelSemantics, kernelSemanticsNoIommu } from './kernel-semantics';
 import { killAtEveryStep, killBetweenUnbindAndProbe } from './recovery';
 import { nicInUse, noIommu, rootDevicesRefused, sharedIommuGroup } from './safety';
 import { sriov } from './sriov';
@@ -19,5 +20,7 @@ export const SCENARIOS: readonly Scenario[] = [
   killBetweenUnbindAndProbe,
   killAtEveryStep,
   sriov,
+  kernelSemantics,
   noIommu,
+  kernelSemanticsNoIommu,
 ];

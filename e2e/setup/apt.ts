@@ -64,7 +64,11 @@ async function aptCache(args: readonly string[]): Promise<string> {
 
 /** Direct dependencies (`Depends:` and `PreDepends:` only) of a package's candidate version. */
 export async function dependsOf(pkg: string): Promise<string[]> {
-  const out = await aptCache(['depends', '--important', '--no-recommends', pkg]);
+  return parseDepends(await aptCache(['depends', '--important', '--no-recommends', pkg]));
+}
+
+/** Package names on `Depends:`/`PreDepends:` lines of `apt-cache depends` output (alternatives too). */
+export function parseDepends(out: string): string[] {
   const deps: string[] = [];
   for (const line of out.split('\n')) {
     const m = /^\s*\|?(?:Pre)?Depends:\s*<?([^\s>]+)>?/.exec(line);

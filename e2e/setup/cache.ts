@@ -52,3 +52,44 @@ export function prune(dir: string, keep: ReadonlySet<string>): string[] {
   for (const n of removed) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
   return removed;
 }
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Holds `<dir>/.lock` while `fn` runs, so two suites on one machine never build into the same
+ * cache at once. A lock left by a dead process is taken over.
+ */
+export async function withCacheLock<T>(dir: string, fn: () => Promise<T>, onWait: (pid: number) => void, timeoutMs = 30 * 60_000): Promise<T> {
+  const lock = path.join(dir, '.lock');
+  const t0 = Date.now();
+  let told = false;
+  for (;;) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const holder = Number(fs.readFileSync(lock, 'utf8').trim());
+      if (!holder || !alive(holder)) {
+        fs.rmSync(lock, { force: true });
+        continue;
+      }
+      if (Date.now() - t0 > timeoutMs) throw new Error(`${lock} is still held by process ${holder}`);
+      if (!told) onWait(holder);
+      told = true;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}

@@ -3,9 +3,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatMs, log } from '../lib/log';
-import { HOST_PACKAGES, type KernelSpec } from '../kernels';
+import { HOST_PACKAGES, KERNELS, type KernelSpec } from '../kernels';
 import { debFileName, ensureInstalled } from './apt';
-import { prune } from './cache';
+import { prune, withCacheLock } from './cache';
 import { provisionKernel, resolveKernel, type KernelArtifacts } from './kernel';
 
 export interface ProvisionOptions {
@@ -19,6 +19,10 @@ export async function provision(opts: ProvisionOptions): Promise<KernelArtifacts
   const t0 = Date.now();
   await ensureInstalled(HOST_PACKAGES);
   fs.mkdirSync(opts.cache, { recursive: true });
+  return withCacheLock(opts.cache, () => provisionLocked(opts, t0), (pid) => log(`waiting for process ${pid}, which is provisioning ${opts.cache}`));
+}
+
+async function provisionLocked(opts: ProvisionOptions, t0: number): Promise<KernelArtifacts[]> {
   const debs = path.join(opts.cache, 'debs');
   const kernelsDir = path.join(opts.cache, 'kernels');
 
@@ -28,7 +32,7 @@ export async function provision(opts: ProvisionOptions): Promise<KernelArtifacts
   const artifacts = await Promise.all(resolved.map((k) => provisionKernel(k, path.join(kernelsDir, k.release), debs, opts.initScript)));
 
   // Superseded kernels and packages (Debian moved on) are dropped; selecting fewer kernels keeps all.
-  if (opts.kernels.length > 1) {
+  if (KERNELS.every((k) => opts.kernels.includes(k))) {
     const gone = [
       ...prune(kernelsDir, new Set(resolved.map((k) => k.release))),
       ...prune(debs, new Set(resolved.flatMap((k) => [k.image, ...k.headers, k.source].map(debFileName)))),

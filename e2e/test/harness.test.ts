@@ -1,0 +1,216 @@
+// Unit tests of the harness itself (no QEMU, no root): node --test build/e2e/test/
+import { execFileSync } from 'node:child_process';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import type { BootOutcome } from '../boot';
+import type { Scenario } from '../guest/scenario';
+import { MACHINE } from '../machine';
+import { planBoots, pool } from '../plan';
+import { printReport, totals } from '../report';
+import { debFileName, parseDepends } from '../setup/apt';
+import { cpioArchive } from '../setup/cpio';
+import { loadOrder, moduleName, type ModuleIndex } from '../setup/initramfs';
+import type { KernelArtifacts } from '../setup/kernel';
+import { SCENARIOS } from '../scenarios';
+import { kernelCmdline, qemuArgv, type VmConfig } from '../vm';
+
+const kernel = (id: string): KernelArtifacts => ({
+  id,
+  release: `${id}.0-1-amd64`,
+  version: `${id}.1-1`,
+  root: `/cache/${id}/root`,
+  vmlinuz: `/cache/${id}/root/boot/vmlinuz`,
+  initrd: `/cache/${id}/initrd.cpio.gz`,
+  variants: [],
+  vfioAliases: [],
+});
+
+/** Reads a newc archive back: name -> {mode, data}. */
+function readCpio(buf: Buffer): Map<string, { mode: number; data: Buffer; rdev: [number, number] }> {
+  const out = new Map<string, { mode: number; data: Buffer; rdev: [number, number] }>();
+  let off = 0;
+  const pad = (n: number): number => (n + 3) & ~3;
+  for (;;) {
+    assert.equal(buf.toString('ascii', off, off + 6), '070701');
+    const f = (i: number): number => Number.parseInt(buf.toString('ascii', off + 6 + i * 8, off + 14 + i * 8), 16);
+    const namesize = f(11);
+    const filesize = f(6);
+    const name = buf.toString('utf8', off + 110, off + 110 + namesize - 1);
+    const dataOff = pad(off + 110 + namesize);
+    if (name === 'TRAILER!!!') return out;
+    out.set(name, { mode: f(1), data: buf.subarray(dataOff, dataOff + filesize), rdev: [f(9), f(10)] });
+    off = pad(dataOff + filesize);
+  }
+}
+
+describe('cpio newc writer', () => {
+  const archive = cpioArchive([
+    { kind: 'dir', path: 'bin' },
+    { kind: 'file', path: '/init', data: Buffer.from('#!/bin/sh\n'), mode: 0o755 },
+    { kind: 'symlink', path: 'bin/sh', target: 'busybox' },
+    { kind: 'chardev', path: 'dev/console', major: 5, minor: 1 },
+    { kind: 'file', path: 'odd', data: Buffer.from('abcde') },
+  ]);
+
+  it('round-trips names, modes, contents and device numbers', () => {
+    const e = readCpio(archive);
+    assert.deepEqual([...e.keys()], ['bin', 'init', 'bin/sh', 'dev/console', 'odd']);
+    assert.equal(e.get('init')!.mode, 0o100755);
+    assert.equal(e.get('init')!.data.toString(), '#!/bin/sh\n');
+    assert.equal(e.get('bin/sh')!.mode, 0o120777);
+    assert.equal(e.get('bin/sh')!.data.toString(), 'busybox');
+    assert.deepEqual(e.get('dev/console')!.rdev, [5, 1]);
+    assert.equal(e.get('odd')!.data.toString(), 'abcde');
+  });
+
+  it('is what cpio(1) reads', { skip: !fs.existsSync('/bin/busybox') && 'no busybox' }, () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cpio-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'a.cpio'), archive);
+      const list = execFileSync('/bin/busybox', ['cpio', '-t', '-F', path.join(dir, 'a.cpio')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      assert.deepEqual(list.trim().split('\n'), ['bin', 'init', 'bin/sh', 'dev/console', 'odd']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('initramfs module closure', () => {
+  const index: ModuleIndex = {
+    paths: new Map([
+      ['9p', 'kernel/fs/9p/9p.ko.xz'],
+      ['9pnet', 'kernel/net/9p/9pnet.ko.xz'],
+      ['9pnet_virtio', 'kernel/net/9p/9pnet_virtio.ko.xz'],
+      ['netfs', 'kernel/fs/netfs/netfs.ko.xz'],
+    ]),
+    deps: new Map([
+      ['kernel/fs/9p/9p.ko.xz', ['kernel/net/9p/9pnet.ko.xz', 'kernel/fs/netfs/netfs.ko.xz']],
+      ['kernel/net/9p/9pnet_virtio.ko.xz', ['kernel/net/9p/9pnet.ko.xz']],
+      ['kernel/net/9p/9pnet.ko.xz', []],
+      ['kernel/fs/netfs/netfs.ko.xz', []],
+    ]),
+    builtin: new Set(['virtio_pci']),
+  };
+
+  it('orders dependencies first, once each, skipping built-ins', () => {
+    assert.deepEqual(loadOrder(index, ['virtio_pci', '9pnet_virtio', '9p']), [
+      'kernel/net/9p/9pnet.ko.xz',
+      'kernel/net/9p/9pnet_virtio.ko.xz',
+      'kernel/fs/netfs/netfs.ko.xz',
+      'kernel/fs/9p/9p.ko.xz',
+    ]);
+  });
+
+  it('fails on a module that is neither loadable nor built in', () => {
+    assert.throws(() => loadOrder(index, ['overlay']), /overlay/);
+  });
+
+  it('names modules like kmod does', () => {
+    assert.equal(moduleName('updates/vfio-variants/mlx5-vfio-pci.ko'), 'mlx5_vfio_pci');
+    assert.equal(moduleName('kernel/fs/9p/9p.ko.zst'), '9p');
+  });
+});
+
+describe('apt helpers', () => {
+  it('parses apt-cache depends, alternatives and virtual packages included', () => {
+    const out = 'linux-headers-6.12.1-amd64\n  Depends: linux-base\n |Depends: linux-image-6.12.1-amd64\n  Depends: <linux-kbuild-6.12.1>\n  PreDepends: dpkg\n  Recommends: x\n';
+    assert.deepEqual(parseDepends(out), ['linux-base', 'linux-image-6.12.1-amd64', 'linux-kbuild-6.12.1', 'dpkg']);
+  });
+
+  it('names .deb files like apt-get download', () => {
+    assert.equal(debFileName({ name: 'qemu-system-x86', version: '1:7.2+dfsg-7', architecture: 'amd64' }), 'qemu-system-x86_1%3a7.2+dfsg-7_amd64.deb');
+  });
+});
+
+describe('QEMU command line', () => {
+  const cfg = (iommu: boolean): VmConfig => ({ name: 't', kernel: kernel('6.12'), iommu, shareDir: '/tmp/share', consoleFile: '/tmp/c', timeoutMs: 1, cpus: 1, memoryMb: 1024 });
+
+  it('emulates an IOMMU only when asked, and says so on the kernel command line', () => {
+    assert.ok(qemuArgv(cfg(true)).includes('intel-iommu,intremap=off'));
+    assert.ok(!qemuArgv(cfg(false)).some((a) => a.startsWith('intel-iommu')));
+    assert.match(kernelCmdline(cfg(true)), /\bintel_iommu=on\b/);
+    assert.match(kernelCmdline(cfg(false)), /\bintel_iommu=off\b/);
+  });
+
+  it('shares the host root read-only at the root device slot, results writable at theirs', () => {
+    const argv = qemuArgv(cfg(true));
+    assert.ok(argv.includes('local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap'));
+    assert.ok(argv.includes('virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,addr=0x10'));
+    assert.ok(argv.includes('virtio-9p-pci,fsdev=results,mount_tag=results,addr=0x11'));
+    assert.ok(argv.includes('local,id=results,path=/tmp/share,security_model=none,multidevs=remap'));
+  });
+
+  it('places every emulated device at its machine address', () => {
+    const argv = qemuArgv(cfg(true));
+    for (const d of Object.values(MACHINE)) {
+      if (!d.qemu) continue;
+      assert.ok(argv.includes(d.qemu), d.qemu);
+      assert.ok(d.qemu.includes(`addr=0x${d.address.slice(8, 10)}`), `${d.address} vs ${d.qemu}`);
+    }
+  });
+});
+
+describe('boot planning', () => {
+  const s = (name: string, boots: Scenario['boots']): Scenario => ({ name, title: name, boots, run: () => undefined });
+  const scenarios = [s('a', ['iommu']), s('b', ['iommu', 'no-iommu']), s('c', ['no-iommu'])];
+
+  it('boots every kernel with an IOMMU, then without, each with its scenarios', () => {
+    const boots = planBoots([kernel('6.1'), kernel('6.12')], [], scenarios);
+    assert.deepEqual(
+      boots.map((b) => [b.name, b.iommu, b.scenarios.map((x) => x.name)]),
+      [
+        ['6.1', true, ['a', 'b']],
+        ['6.12', true, ['a', 'b']],
+        ['6.1-no-iommu', false, ['b', 'c']],
+        ['6.12-no-iommu', false, ['b', 'c']],
+      ],
+    );
+  });
+
+  it('drops boots with nothing selected', () => {
+    assert.deepEqual(planBoots([kernel('6.12')], ['a'], scenarios).map((b) => b.name), ['6.12']);
+  });
+
+  it('every scenario of the suite has a unique name and a boot', () => {
+    assert.equal(new Set(SCENARIOS.map((x) => x.name)).size, SCENARIOS.length);
+    for (const x of SCENARIOS) assert.ok(x.boots.length > 0, x.name);
+  });
+
+  it('runs at most N tasks at once and keeps their order', async () => {
+    let running = 0;
+    let peak = 0;
+    const task = (v: number) => async (): Promise<number> => {
+      peak = Math.max(peak, ++running);
+      await new Promise((r) => setTimeout(r, 5 * (4 - v)));
+      running--;
+      return v;
+    };
+    assert.deepEqual(await pool(2, [0, 1, 2, 3].map(task)), [0, 1, 2, 3]);
+    assert.equal(peak, 2);
+  });
+});
+
+describe('report', () => {
+  const outcome = (statuses: ('pass' | 'fail' | 'skip')[], problem: string | null = null): BootOutcome => ({
+    plan: { name: '6.12', kernel: kernel('6.12'), iommu: true, scenarios: [] },
+    vm: { ms: 1000, exitCode: 0, timedOut: false, console: 'E2E: runner done\n' },
+    consoleFile: '/tmp/c',
+    facts: null,
+    problem,
+    results: statuses.map((status, i) => ({ scenario: SCENARIOS[i]!.name, boot: '6.12', status, message: status === 'pass' ? null : 'why', ms: 10, transcript: ['step'], kmsg: [] })),
+  });
+
+  it('ends with the line CI reads', () => {
+    let out = '';
+    printReport([outcome(['pass', 'fail', 'skip'])], 5000, (s) => (out += s));
+    assert.equal(out.trimEnd().split('\n').pop(), '1 passed, 1 failed, 1 skipped');
+    assert.match(out, /guest console/);
+  });
+
+  it('counts a broken boot as a failure even when no scenario result says so', () => {
+    assert.deepEqual(totals([outcome(['pass'], 'the VM did not power off')]), { passed: 1, failed: 1, skipped: 0 });
+  });
+});
