@@ -185,10 +185,11 @@ export function readHostUse(root: HostRoot): HostUse {
   let mounts: MountTable | undefined;
   // virtio-9p carries no block device: its share is named by the virtio device's mount_tag.
   for (const v of virtio) {
-    const tag = root.readAttr(`/sys/bus/virtio/devices/${v}/mount_tag`);
+    // The kernel's mount_tag attribute ends in a NUL byte (observed on 6.1 and 6.12).
+    const tag = root.readAttr(`/sys/bus/virtio/devices/${v}/mount_tag`)?.replace(/\0+$/, '');
     if (tag === undefined) continue;
     mounts ??= readMounts(root);
-    const mp = mounts.by9pTag.get(tag.replace(/\0+$/, ''));
+    const mp = mounts.by9pTag.get(tag);
     const real = mp && root.realpath(`/sys/bus/virtio/devices/${v}`);
     if (real) addTo(filesystems, pciAncestors(real), { tag, mountpoints: mp });
   }

@@ -31,7 +31,8 @@ test('driver_override: truncated at newline, lone newline clears, empty write is
 test('bind/unbind errnos and drivers_probe that succeeds when the probe failed', async () => {
   const { k } = host();
   await k.modprobe(['vfio_pci']);
-  await assert.rejects(k.write('/sys/bus/pci/drivers/vfio-pci/bind', E1), { code: 'EBUSY' });
+  await assert.rejects(k.write('/sys/bus/pci/drivers/vfio-pci/bind', E1), { code: 'ENODEV' }, 'match is checked before already-bound');
+  await assert.rejects(k.write('/sys/bus/pci/drivers/e1000e/bind', E1), { code: 'EBUSY' });
   await assert.rejects(k.write('/sys/bus/pci/drivers/vfio-pci/unbind', E1), { code: 'ENODEV' });
   await k.write('/sys/bus/pci/drivers/e1000e/unbind', E1);
   await assert.rejects(k.write('/sys/bus/pci/drivers/vfio-pci/bind', E1), { code: 'ENODEV' }, 'override-only: no match without the override');

@@ -146,7 +146,7 @@ test('a virtio-9p device whose share is mounted (a VM root filesystem) is in use
   f.device({ address: '0000:00:11.0', vendor: '1af4', device: '1009', class: '000200', driver: 'virtio-pci', iommuGroup: '7' });
   for (const [addr, v, tag] of [['0000:00:10.0', 'virtio1', 'hostroot'], ['0000:00:11.0', 'virtio2', 'unused']] as const) {
     const dir = `${f.tree.devDir(addr)}/${v}`;
-    f.tree.write(`${dir}/mount_tag`, `${tag}\n`);
+    f.tree.write(`${dir}/mount_tag`, `${tag}\0`);
     f.tree.link(`/sys/bus/virtio/devices/${v}`, dir);
   }
   f.tree.write('/proc/self/mountinfo', '22 1 0:21 / / rw - overlay overlay rw\n23 1 0:30 / /host ro,relatime - 9p hostroot ro,trans=virtio\n');

@@ -212,8 +212,9 @@ export class KernelModel implements KernelIo {
         this.release(address);
         return;
       }
-      if (this.driverOf(address) !== null) throw errno('EBUSY', `${address} already bound`);
+      // Real kernels check the match before "already bound" (docs/kernel-behaviour.md).
       if (!this.matches(this.drivers.get(name!)!, address)) throw errno('ENODEV', `${name} does not match ${address}`);
+      if (this.driverOf(address) !== null) throw errno('EBUSY', `${address} already bound`);
       const r = this.probeWith(name!, address);
       if (r) throw errno(r, `probe of ${address} by ${name}`);
       return;
@@ -226,6 +227,10 @@ export class KernelModel implements KernelIo {
     }
     m = /^\/sys\/bus\/pci\/devices\/([^/]+)\/sriov_numvfs$/.exec(rel);
     if (m) {
+      // sriov_numvfs_store(): ENOENT without a PF driver; non-zero to non-zero must go through 0.
+      if (this.driverOf(m[1]!) === null) throw errno('ENOENT', `${m[1]} has no driver`);
+      const now = Number(this.tree.read(rel) ?? 0);
+      if (now !== 0 && Number(value) !== 0 && Number(value) !== now) throw errno('EBUSY', `${m[1]} has ${now} VFs`);
       this.setNumVfs(m[1]!, Number(value));
       return;
     }
