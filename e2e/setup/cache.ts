@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { processAlive } from '../../src/util/process';
 
 export const DEFAULT_CACHE_DIR = '/var/cache/vfioctl-e2e';
 
@@ -53,14 +54,6 @@ export function prune(dir: string, keep: ReadonlySet<string>): string[] {
   return removed;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Holds `<dir>/.lock` while `fn` runs, so two suites on one machine never build into the same
@@ -77,7 +70,7 @@ export async function withCacheLock<T>(dir: string, fn: () => Promise<T>, onWait
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const holder = Number(fs.readFileSync(lock, 'utf8').trim());
-      if (!holder || !alive(holder)) {
+      if (!holder || !processAlive(holder)) {
         fs.rmSync(lock, { force: true });
         continue;
       }

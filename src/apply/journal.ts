@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import type { HostRoot } from '../host/root';
 import { atomicWrite } from '../persist/records';
 import { EXIT, VfioctlError } from '../util/diag';
+import { processAlive } from '../util/process';
 
 export const JOURNAL_DIR = '/run/vfioctl/journal';
 export const LOCK_FILE = '/run/vfioctl/lock';
@@ -49,14 +50,6 @@ export class Journal {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -86,7 +79,7 @@ export async function acquireLock(root: HostRoot, timeoutMs = 30_000): Promise<(
     } catch {
       continue; // released between our open and read
     }
-    if (!Number.isInteger(holder) || holder <= 0 || !alive(holder)) {
+    if (!Number.isInteger(holder) || holder <= 0 || !processAlive(holder)) {
       // A killed vfioctl leaves its lock behind; the pid check tells us it is stale.
       try {
         fs.unlinkSync(file);
