@@ -243,13 +243,13 @@ export async function restore(root: HostRoot, io: KernelIo, address: string, wan
     }
   }
   const final = driverOf(root, address);
-  if (final === want.driver && problems.length === 0) return null;
+  // Where it should be: intermediate errors (an ENODEV race on unbind) do not matter.
   if (final === want.driver) return null;
   return `ROLLBACK INCOMPLETE: ${address} is on ${final ?? 'no driver'} instead of ${want.driver ?? 'no driver'} (${problems.join('; ') || 'no error reported'}); run 'vfioctl recover' or rebind it by hand`;
 }
 
 /** Finish handing a device back to the host: clear the override, leave VFIO, reprobe. */
-export async function completeRelease(root: HostRoot, io: KernelIo, address: string, override: string | null, expect: string | null): Promise<string | null> {
+export async function completeRelease(root: HostRoot, io: KernelIo, address: string, override: string | null): Promise<string | null> {
   const dev = `/sys/bus/pci/devices/${address}`;
   try {
     await io.write(`${dev}/driver_override`, override ?? '\n');
@@ -259,8 +259,6 @@ export async function completeRelease(root: HostRoot, io: KernelIo, address: str
   } catch (e) {
     return `release of ${address} incomplete: ${errText(e)}; run 'vfioctl recover'`;
   }
-  const final = driverOf(root, address);
-  if (expect !== null && final !== expect) return `${address} is on ${final ?? 'no driver'}, expected ${expect}`;
   return null;
 }
 

@@ -19,7 +19,7 @@ export async function recoverPending(root: HostRoot, io: KernelIo): Promise<Reco
   const out: Recovery[] = [];
   for (const e of journal.pending()) {
     // The caller holds the lock, so the run that wrote this entry is gone.
-    const error = e.kind === 'bind' ? await restore(root, io, e.address, e.original) : await completeRelease(root, io, e.address, e.target.override, null);
+    const error = e.kind === 'bind' ? await restore(root, io, e.address, e.original) : await completeRelease(root, io, e.address, e.target.override);
     journal.clear(e.address);
     out.push({ address: e.address, kind: e.kind, interruptedAt: `step ${e.step + 1} (${e.op})`, driver: driverOf(root, e.address), error });
   }
