@@ -117,6 +117,25 @@ class Runner {
         return io.write('/sys/bus/pci/drivers_probe', plan.address);
       case 'verify':
         return this.verify(plan, s, warnings);
+      case 'verify-none': {
+        const now = driverOf(root, plan.address);
+        if (now !== null) throw new StepError(`${plan.address} is still on ${now}`);
+        return;
+      }
+      case 'sriov-autoprobe':
+        return io.write(`${dev}/sriov_drivers_autoprobe`, s.value ? '1' : '0');
+      case 'sriov-numvfs': {
+        // N -> M with both non-zero is EBUSY: the kernel wants 0 in between.
+        if (s.from > 0 && s.numVfs > 0) await io.write(`${dev}/sriov_numvfs`, '0');
+        try {
+          await io.write(`${dev}/sriov_numvfs`, String(s.numVfs));
+        } catch (e) {
+          // Put the old VF count back, so a failed resize does not silently remove every VF.
+          if (s.from > 0 && s.numVfs > 0) await io.write(`${dev}/sriov_numvfs`, String(s.from)).catch(() => undefined);
+          throw e;
+        }
+        return;
+      }
       case 'hook': {
         const r = await runHook(
           root,
@@ -159,11 +178,13 @@ class Runner {
   }
 
   private journalEntry(plan: DevicePlan, kind: Plan['kind'], i: number, op: string): JournalEntry {
+    const override = plan.steps.find((s): s is Extract<Step, { op: 'set-override' }> => s.op === 'set-override')?.driver ?? null;
     return {
       address: plan.address,
-      kind,
+      // An interrupted SR-IOV resize leaves the PF's driver alone: undoing it as a bind is a no-op.
+      kind: kind === 'unbind' ? 'unbind' : 'bind',
       original: plan.from,
-      target: { driver: plan.target?.driver ?? null, override: kind === 'bind' ? (plan.target?.driver ?? null) : plan.original.override },
+      target: { driver: plan.target?.driver ?? null, override: kind === 'unbind' ? plan.original.override : override },
       step: i,
       op,
       pid: process.pid,
@@ -198,8 +219,8 @@ class Runner {
       }
     }
     if (kind === 'bind') {
-      writeRecord(this.o.root, { address: plan.address, originalDriver: plan.original.driver, originalOverride: plan.original.override, driver: plan.target!.driver!, at: new Date().toISOString() });
-    } else removeRecord(this.o.root, plan.address);
+      writeRecord(this.o.root, { address: plan.address, originalDriver: plan.original.driver, originalOverride: plan.original.override, driver: plan.target?.driver ?? null, at: new Date().toISOString() });
+    } else if (kind === 'unbind') removeRecord(this.o.root, plan.address);
     this.journal.clear(plan.address);
     return { ...base, status: 'ok', driver: driverOf(this.o.root, plan.address), steps, warnings, error: null };
   }

@@ -33,11 +33,11 @@ export function setApplyEnv(e: ApplyEnv): void {
   applyEnv = e;
 }
 
-function kernelIo(ctx: Context): KernelIo {
+export function kernelIo(ctx: Context): KernelIo {
   return applyEnv.kernelIo ?? new SysfsKernelIo(ctx.root);
 }
 
-function beforeStep(ctx: Context): ExecOptions['beforeStep'] {
+export function beforeStep(ctx: Context): ExecOptions['beforeStep'] {
   if (applyEnv.beforeStep) return applyEnv.beforeStep;
   // For the real-kernel suite: die at a chosen step, as a crash or kill -9 would.
   const killAt = ctx.io.env.VFIOCTL_TEST_KILL_AT;
@@ -55,7 +55,7 @@ export function trust(ctx: Context): TrustPolicy {
   return p;
 }
 
-function hookTimeout(ctx: Context): number {
+export function hookTimeout(ctx: Context): number {
   const s = Number(ctx.io.env.VFIOCTL_HOOK_TIMEOUT);
   return Number.isFinite(s) && s > 0 ? s * 1000 : 30_000;
 }
@@ -67,7 +67,7 @@ export function exitCodeOf(statuses: readonly string[]): number {
   return EXIT.OK;
 }
 
-function planResults(plan: Plan): DeviceResult[] {
+export function planResults(plan: Plan): DeviceResult[] {
   return plan.devices.map((d) => ({
     address: d.address,
     status: d.status,
@@ -80,35 +80,41 @@ function planResults(plan: Plan): DeviceResult[] {
   }));
 }
 
-function render(ctx: Context, kind: Plan['kind'], plan: Plan, results: DeviceResult[], dryRun: boolean, recovered: Recovery[]): void {
+export function printRecovered(ctx: Context, recovered: readonly Recovery[]): void {
   for (const r of recovered) {
     ctx.io.err(`vfioctl: recovered ${r.address} from an interrupted ${r.kind} (${r.interruptedAt}): now on ${r.driver ?? 'no driver'}${r.error ? `; ${r.error}` : ''}\n`);
   }
+}
+
+/** What happened (or would happen) to one device, in one line. */
+function headline(kind: Plan['kind'], d: DevicePlan, r: DeviceResult, dryRun: boolean): string {
+  const mod = d.target?.module && d.target.module !== d.target.driver ? ` (module ${d.target.module})` : '';
+  const was = d.from.driver ?? 'no driver';
+  switch (r.status) {
+    case 'planned':
+      if (kind === 'sriov') return `would ${d.steps.map((s) => (s.op === 'sriov-numvfs' ? `set ${s.numVfs} VFs (now ${s.from})` : 'stop autoprobing new VFs')).join(', ')}`;
+      if (kind === 'unbind') return `would return to ${d.target?.driver ?? 'its host driver'}, now on ${was}`;
+      return d.target?.driver ? `would bind to ${d.target.driver}${mod}, now on ${was}` : `would leave it without a driver (driver_override=none), now on ${was}`;
+    case 'ok':
+      if (kind === 'sriov') return `SR-IOV set (${d.steps.map((s) => (s.op === 'sriov-numvfs' ? `${s.numVfs} VFs` : 'autoprobe off')).join(', ')})`;
+      if (kind === 'unbind') return `returned to ${r.driver ?? 'no driver'} (was ${was})`;
+      return d.target?.driver ? `bound to ${r.driver}${mod} (was ${was})` : `no driver now (driver_override=none; was ${was})`;
+    case 'noop':
+      return `nothing to do (${r.warnings[0] ?? 'already there'})`;
+    case 'refused':
+      return `REFUSED${dryRun ? ' (would be)' : ''}`;
+    case 'invalid':
+      return 'INVALID';
+    default:
+      return `FAILED: ${r.error}`;
+  }
+}
+
+export function render(ctx: Context, kind: Plan['kind'], plan: Plan, results: DeviceResult[], dryRun: boolean, recovered: readonly Recovery[]): void {
+  printRecovered(ctx, recovered);
   const byAddr = new Map(plan.devices.map((d) => [d.address, d]));
   for (const r of results) {
-    const d = byAddr.get(r.address) as DevicePlan;
-    const to = d.target?.driver ?? (kind === 'unbind' ? 'its host driver' : '?');
-    const mod = d.target?.module && d.target.module !== d.target.driver ? ` (module ${d.target.module})` : '';
-    let head: string;
-    switch (r.status) {
-      case 'planned':
-        head = `would ${kind === 'bind' ? `bind to ${to}${mod}` : `return to ${to}`}, now on ${d.from.driver ?? 'no driver'}`;
-        break;
-      case 'ok':
-        head = kind === 'bind' ? `bound to ${r.driver}${mod} (was ${d.from.driver ?? 'no driver'})` : `returned to ${r.driver ?? 'no driver'} (was ${d.from.driver ?? 'no driver'})`;
-        break;
-      case 'noop':
-        head = `nothing to do (${r.warnings[0] ?? 'already there'})`;
-        break;
-      case 'refused':
-        head = `REFUSED${dryRun ? ' (would be)' : ''}`;
-        break;
-      case 'invalid':
-        head = 'INVALID';
-        break;
-      default:
-        head = `FAILED: ${r.error}`;
-    }
+    const head = headline(kind, byAddr.get(r.address) as DevicePlan, r, dryRun);
     ctx.io.out(`${r.address}: ${head}\n`);
     for (const f of r.refusals) ctx.io.out(`  - ${f.check}: ${f.message}\n`);
     if (r.status === 'planned') r.steps.forEach((s, i) => ctx.io.out(`  ${i + 1}. ${s.description}\n`));

@@ -6,6 +6,11 @@ import { listCommand, showCommand } from './inventory';
 import { VERSION } from './version';
 import { bindCommand, recoverCommand, unbindCommand } from './bind';
 import { doctorCommand } from './doctor';
+import { applyCommand } from './apply';
+import { setCommand, unsetCommand } from './set';
+import { statusCommand } from './status';
+import { installCommand } from './install';
+import { importDriverctlCommand, listDevicesCommand, listOverridesCommand } from './driverctl';
 
 type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
 
@@ -73,6 +78,71 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .description('can this host do VFIO at all, and why not')
     .option('--json', 'print JSON')
     .action(wrap((ctx, opts) => doctorCommand(ctx, opts)));
+
+  const persistOpts = (c: Command) =>
+    c
+      .option('--nosave', 'apply now, do not change the configuration')
+      .option('--noprobe', 'change the configuration, do not apply it now')
+      .option('--dry-run', 'print what would be saved and the exact steps; change nothing')
+      .option('--json', 'print JSON results');
+
+  persistOpts(
+    program
+      .command('set')
+      .description("configure DEVICE's intent (vfio | none | DRIVER) in /etc/vfioctl/vfioctl.json and apply it")
+      .argument('<device>', 'PCI address')
+      .argument('<intent>', "'vfio' (best usable VFIO driver, re-resolved per kernel), 'none' (no driver) or a driver name"),
+  ).action(wrap((ctx, device, intent, opts) => setCommand(ctx, device, intent, opts)));
+
+  persistOpts(program.command('unset').description("remove DEVICE's rule and return it to its host driver").argument('<device>', 'PCI address')).action(
+    wrap((ctx, device, opts) => unsetCommand(ctx, device, opts)),
+  );
+
+  program
+    .command('apply')
+    .description('converge devices to the configuration (all configured devices, or those named)')
+    .argument('[device...]', 'PCI addresses (default: every configured device)')
+    .option('--dry-run', 'print the exact steps and every failing check; change nothing')
+    .option('--boot', 'boot mode (the late unit): never touch boot devices (fstab, crypttab, root=); broad rules need acknowledgeBroadMatch')
+    .option('--json', 'print JSON results')
+    .action(wrap((ctx, devices, opts) => applyCommand(ctx, devices, opts)));
+
+  program
+    .command('status')
+    .description('configured devices: intent, what it resolves to now and at the last apply, live driver, boot outcome, drift')
+    .option('--json', 'print JSON')
+    .action(wrap((ctx, opts) => statusCommand(ctx, opts)));
+
+  program
+    .command('install')
+    .description('install the boot layers: per-kernel maps, early unit, udev rule, initramfs hooks, late apply unit')
+    .option('--dry-run', 'list the files that would be written or removed; change nothing')
+    .option('--uninstall', 'remove everything install wrote')
+    .option('--refresh', 'only regenerate the boot maps and udev rule (for --kernel REL, or every installed kernel)')
+    .option('--exec <path>', 'the vfioctl the units run (default: this one); must be root-owned')
+    .option('--json', 'print JSON')
+    .action(wrap((ctx, opts) => installCommand(ctx, opts)));
+
+  program
+    .command('import-driverctl')
+    .description('turn /etc/driverctl.d/* into vfioctl rules (driver names kept literally)')
+    .option('--vfio', "import driverctl's vfio-pci as intent 'vfio' (the best VFIO driver, variants included)")
+    .option('--dry-run', 'print what would be imported; change nothing')
+    .option('--json', 'print JSON')
+    .action(wrap((ctx, opts) => importDriverctlCommand(ctx, opts)));
+
+  // driverctl's verbs, with driverctl's meaning.
+  persistOpts(program.command('set-override').description('driverctl: same as set DEVICE DRIVER').argument('<device>').argument('<driver>')).action(
+    wrap((ctx, device, driver, opts) => setCommand(ctx, device, driver, opts)),
+  );
+  persistOpts(program.command('unset-override').description('driverctl: same as unset DEVICE').argument('<device>')).action(wrap((ctx, device, opts) => unsetCommand(ctx, device, opts)));
+  program
+    .command('load-override')
+    .description('driverctl: apply the saved configuration of DEVICE')
+    .argument('<device>')
+    .action(wrap((ctx, device) => applyCommand(ctx, [device], {})));
+  program.command('list-overrides').description('driverctl: configured devices and their driver').action(wrap((ctx) => listOverridesCommand(ctx)));
+  program.command('list-devices').description('driverctl: every PCI device and its driver ([*]: driver_override set)').action(wrap((ctx) => listDevicesCommand(ctx)));
 
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;

@@ -8,7 +8,8 @@ export interface BindRecord {
   readonly address: string;
   readonly originalDriver: string | null;
   readonly originalOverride: string | null;
-  readonly driver: string;
+  /** The driver it was bound to; null for intent `none` (no driver). */
+  readonly driver: string | null;
   readonly at: string;
 }
 
@@ -37,10 +38,10 @@ export function removeRecord(root: HostRoot, address: string): void {
 }
 
 /** Write-then-rename so a crash never leaves a torn file; fsync so it survives power loss. */
-export function atomicWrite(file: string, content: string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+export function atomicWrite(file: string, content: string, mode = 0o600, dirMode = 0o700): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: dirMode });
   const tmp = `${file}.${process.pid}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
+  const fd = fs.openSync(tmp, 'w', mode);
   try {
     fs.writeSync(fd, content);
     fs.fsyncSync(fd);

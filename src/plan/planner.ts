@@ -188,3 +188,67 @@ export function planUnbind(snap: Snapshot, req: UnbindRequest): Plan {
   });
   return { kind: 'unbind', devices: plans };
 }
+
+/**
+ * Intent `none`: no driver at all. driver_override "none" names no driver, so nothing binds the
+ * device again (not a hotplug probe, not a module load) until the override is cleared.
+ */
+export function planNone(snap: Snapshot, req: { readonly addresses: readonly string[]; readonly ruleHooks?: ReadonlyMap<string, readonly Hook[]> }): Plan {
+  const plans = req.addresses.map((address): DevicePlan => {
+    const dev = snap.devices.get(address);
+    if (!dev) return invalid(address, `no PCI device ${address}`, address);
+    const target = { driver: null, module: null, vfio: false };
+    if (dev.driver === null && dev.driverOverride === 'none') {
+      return devicePlan(dev, snap, { status: 'noop', target, steps: [], refusals: [], warnings: ['already without a driver (driver_override=none)'], unit: address });
+    }
+    const hooks = [...snap.hooks, ...(req.ruleHooks?.get(address) ?? [])];
+    const refusals: Refusal[] = [...checkHooks(hooks), ...checkHostUse(dev, snap), ...checkSriovPf(dev)];
+    if (isOnVfio(dev, snap)) refusals.push(...checkVfioUsers(dev, snap));
+    if (refusals.length > 0) return devicePlan(dev, snap, { status: 'refused', target, steps: [], refusals, warnings: [], unit: address });
+    const hook = hookSteps(hooks, address);
+    const steps: Step[] = [...hook('pre-bind'), { op: 'set-override', address, driver: 'none' }];
+    if (dev.driver) steps.push({ op: 'unbind', address, driver: dev.driver });
+    steps.push({ op: 'verify-none', address }, ...hook('post-bind'));
+    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: address, ...withDevice(dev, snap, hooks) });
+  });
+  return { kind: 'bind', devices: plans };
+}
+
+export interface SriovRequest {
+  readonly address: string;
+  readonly numVfs: number;
+  /** Set sriov_drivers_autoprobe to 0 first, so new VFs wait for their override. */
+  readonly noAutoprobe: boolean;
+}
+
+/** Size a PF's SR-IOV. Its driver stays; resizing destroys the existing VFs, so they must be idle. */
+export function planSriov(snap: Snapshot, reqs: readonly SriovRequest[]): Plan {
+  const plans = reqs.map((req): DevicePlan => {
+    const dev = snap.devices.get(req.address);
+    if (!dev) return invalid(req.address, `no PCI device ${req.address}`, req.address);
+    const target = { driver: dev.driver, module: null, vfio: false };
+    const refuse = (check: string, message: string) => devicePlan(dev, snap, { status: 'refused', target, steps: [], refusals: [{ check, message, forceable: false }], warnings: [], unit: req.address });
+    if (!dev.sriov) return refuse('sriov', `${req.address} is not an SR-IOV physical function (no sriov_totalvfs); fix the rule's address`);
+    if (req.numVfs > dev.sriov.totalVfs) return refuse('sriov', `${req.address} supports at most ${dev.sriov.totalVfs} VFs (sriov_totalvfs), the configuration asks for ${req.numVfs}`);
+    const autoprobe = req.noAutoprobe && dev.sriov.driversAutoprobe === true;
+    if (dev.sriov.numVfs === req.numVfs) {
+      return devicePlan(dev, snap, { status: 'noop', target, steps: [], refusals: [], warnings: [`already has ${req.numVfs} VFs`], unit: req.address });
+    }
+    // The PF driver implements sriov_configure: without one the write fails with ENOENT.
+    if (dev.driver === null) return refuse('sriov', `${req.address} has no driver, and SR-IOV is configured by the PF's driver (sriov_numvfs gives ENOENT); bind its host driver first`);
+    const refusals: Refusal[] = [];
+    for (const vf of dev.sriov.vfs) {
+      const v = snap.devices.get(vf);
+      if (!v) continue;
+      for (const r of [...checkHostUse(v, snap), ...(isOnVfio(v, snap) ? checkVfioUsers(v, snap) : [])]) {
+        refusals.push({ check: r.check, message: `resizing destroys VF ${vf}, and ${r.message.replace(/, or --force$/, '')}`, forceable: false });
+      }
+    }
+    if (refusals.length) return devicePlan(dev, snap, { status: 'refused', target, steps: [], refusals, warnings: [], unit: req.address });
+    const steps: Step[] = [];
+    if (autoprobe) steps.push({ op: 'sriov-autoprobe', address: req.address, value: false });
+    steps.push({ op: 'sriov-numvfs', address: req.address, numVfs: req.numVfs, from: dev.sriov.numVfs });
+    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: req.address });
+  });
+  return { kind: 'sriov', devices: plans };
+}

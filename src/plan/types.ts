@@ -15,6 +15,12 @@ export type Step =
   | { readonly op: 'probe'; readonly address: string }
   /** Re-read the driver link; for a VFIO driver also require vfio-dev/. null: any non-VFIO driver. */
   | { readonly op: 'verify'; readonly address: string; readonly driver: string | null; readonly vfio: boolean }
+  /** Intent `none`: re-read the driver link and require that no driver is bound. */
+  | { readonly op: 'verify-none'; readonly address: string }
+  /** Write 0/1 to <pf>/sriov_drivers_autoprobe (v4.12+): 0 = new VFs are not probed at all. */
+  | { readonly op: 'sriov-autoprobe'; readonly address: string; readonly value: boolean }
+  /** Resize SR-IOV: 0 first when VFs exist (N -> M with both non-zero is EBUSY), then numVfs. */
+  | { readonly op: 'sriov-numvfs'; readonly address: string; readonly numVfs: number; readonly from: number }
   /** Run a hook (hooks/run.ts has the contract). */
   | { readonly op: 'hook'; readonly address: string; readonly event: string; readonly path: string }
   /** Hand a VFIO node to an unprivileged VMM: the group node, or the vfioN cdev (known after bind). */
@@ -50,7 +56,8 @@ export interface DevicePlan {
 }
 
 export interface Plan {
-  readonly kind: 'bind' | 'unbind';
+  /** `sriov`: PF steps that change VFs, not drivers (no bind record is kept). */
+  readonly kind: 'bind' | 'unbind' | 'sriov';
   readonly devices: readonly DevicePlan[];
 }
 
@@ -87,6 +94,12 @@ export function describeStep(s: Step): string {
       return `write '${s.address}' > /sys/bus/pci/drivers_probe`;
     case 'verify':
       return s.driver === null ? `verify ${s.address} is on a host driver` : `verify ${s.address} is on ${s.driver}${s.vfio ? ' with vfio-dev/' : ''}`;
+    case 'verify-none':
+      return `verify ${s.address} has no driver`;
+    case 'sriov-autoprobe':
+      return `write '${s.value ? 1 : 0}' > ${dev(s.address)}/sriov_drivers_autoprobe`;
+    case 'sriov-numvfs':
+      return `${s.from > 0 ? `write '0' then ` : 'write '}'${s.numVfs}' > ${dev(s.address)}/sriov_numvfs`;
     case 'hook':
       return `run ${s.event} hook ${s.path}`;
     case 'chown':

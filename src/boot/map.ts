@@ -1,0 +1,142 @@
+// The precomputed per-kernel boot map: device selector -> driver and module, resolved ahead of
+// time so that nothing at boot resolves (the early script, the initramfs and the udev rule only
+// look entries up). Devices the host boots from and unacknowledged broad rules are left out and
+// say why in a comment line.
+import type { PciDevice } from '../host/pci';
+import type { Snapshot } from '../host/snapshot';
+import type { BootDevices } from '../host/boot-devices';
+import type { HostRoot } from '../host/root';
+import { desiredState, selects, type Desire } from '../config/desired';
+import { describeSelector, isBroad, type Config } from '../config/types';
+import { chooseTarget } from '../plan/target';
+import { VfioctlError } from '../util/diag';
+
+export const BOOT_DIR = '/etc/vfioctl/boot';
+
+export interface MapEntry {
+  /** `address 0000:03:00.0` or `id 15b3:101e` (vendor:device, optional :subvendor:subdevice). */
+  readonly kind: 'address' | 'id';
+  readonly selector: string;
+  /** Driver name for driver_override; `none` for intent none. */
+  readonly driver: string;
+  /** Module to load, or `-` (built in, or none). */
+  readonly module: string;
+}
+
+export interface BootMap {
+  readonly kernel: string;
+  readonly entries: readonly MapEntry[];
+  /** Human-readable reasons for what was left out. */
+  readonly skipped: readonly string[];
+}
+
+/** Where a PF's VFs will appear: PCI routing IDs of VF i = PF + sriov_offset + i * sriov_stride. */
+export interface VfLayout {
+  readonly offset: number;
+  readonly stride: number;
+  /** sriov_vf_device: the VFs' device id. */
+  readonly vfDevice: string;
+}
+
+export function readVfLayout(root: HostRoot, pf: string): VfLayout | null {
+  const dir = `/sys/bus/pci/devices/${pf}`;
+  const offset = Number(root.readAttr(`${dir}/sriov_offset`));
+  const stride = Number(root.readAttr(`${dir}/sriov_stride`));
+  const vfDevice = root.readAttr(`${dir}/sriov_vf_device`)?.trim().toLowerCase();
+  if (!Number.isInteger(offset) || !Number.isInteger(stride) || !vfDevice || !/^[0-9a-f]{4}$/.test(vfDevice)) return null;
+  return { offset, stride, vfDevice };
+}
+
+export function vfAddress(pf: string, layout: VfLayout, i: number): string {
+  const [domain, bus, devfn] = pf.split(':') as [string, string, string];
+  const [dev, fn] = devfn.split('.') as [string, string];
+  const rid = (Number.parseInt(bus, 16) << 8) + (Number.parseInt(dev, 16) << 3) + Number(fn) + layout.offset + i * layout.stride;
+  const h = (n: number, w: number) => n.toString(16).padStart(w, '0');
+  return `${domain}:${h((rid >> 8) & 0xff, 2)}:${h((rid >> 3) & 0x1f, 2)}.${rid & 7}`;
+}
+
+/** A VF that does not exist yet, as it will look: the PF's ids with the VF device id. */
+function futureVf(pf: PciDevice, address: string, layout: VfLayout): PciDevice {
+  return { ...pf, address, device: layout.vfDevice, physfn: pf.address, sriov: null, driver: null, driverOverride: null, vfioDev: null, modalias: null, bootVga: false, iommuGroup: pf.iommuGroup };
+}
+
+function resolveEntry(dev: PciDevice, snap: Snapshot, intent: string): { driver: string; module: string } | string {
+  if (intent === 'none') return { driver: 'none', module: '-' };
+  try {
+    const c = chooseTarget(dev, snap, intent, false);
+    // At boot nothing is forced: a refusal the CLI would let --force past is a skip here.
+    const blocking = c.refusals.filter((r) => r.check !== 'no-iommu');
+    if (!c.target || blocking.length) return (blocking[0] ?? c.refusals[0])?.message ?? 'no target';
+    const builtin = c.target.module !== null && snap.modules.builtin.has(c.target.module);
+    return { driver: c.target.driver, module: c.target.module === null || builtin ? '-' : c.target.module };
+  } catch (e) {
+    if (e instanceof VfioctlError) return e.message;
+    throw e;
+  }
+}
+
+/** Pure: the map for the kernel whose modules `snap` holds. */
+export function computeBootMap(snap: Snapshot, config: Config, boot: BootDevices, vfLayouts: ReadonlyMap<string, VfLayout>): BootMap {
+  const entries: MapEntry[] = [];
+  const skipped: string[] = [];
+  const devices = new Map(snap.devices);
+  // VFs a PF rule will create: known by address before they exist.
+  for (const rule of config.rules) {
+    if (rule.selector.kind !== 'address' || !rule.sriov?.vfIntent) continue;
+    const pf = snap.devices.get(rule.selector.address);
+    const layout = vfLayouts.get(rule.selector.address);
+    if (!pf || !layout) continue;
+    for (let i = 0; i < rule.sriov.numVfs; i++) {
+      const a = vfAddress(pf.address, layout, i);
+      if (!devices.has(a)) devices.set(a, futureVf(pf, a, layout));
+    }
+  }
+  const desired = desiredState(config, devices);
+  const add = (d: Desire, dev: PciDevice) => {
+    if (d.intent === null) return;
+    const why = boot.devices.get(dev.address);
+    if (why) return skipped.push(`${dev.address}: the host boots from it (${why.join('; ')})`);
+    if (isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch) {
+      return skipped.push(`${dev.address}: rules[${d.rule.index}] selects by ${describeSelector(d.rule.selector)} without "acknowledgeBroadMatch": true`);
+    }
+    const r = resolveEntry(dev, snap, d.intent);
+    if (typeof r === 'string') return skipped.push(`${dev.address}: ${r}`);
+    entries.push({ kind: 'address', selector: dev.address, ...r });
+  };
+  for (const d of [...desired.desires.values()].sort((a, b) => (a.address < b.address ? -1 : 1))) add(d, devices.get(d.address)!);
+  // Hotplugged devices of a configured id: one id entry when every present device of that id
+  // resolved alike (resolution can depend on subsystem ids and class, so only then).
+  for (const rule of config.rules) {
+    const s = rule.selector;
+    if (s.kind !== 'id' || rule.intent === null || !rule.acknowledgeBroadMatch) continue;
+    const mine = entries.filter((e) => e.kind === 'address' && selects(s, devices.get(e.selector)!) && desired.desires.get(e.selector)?.rule === rule);
+    const drivers = new Set(mine.map((e) => `${e.driver} ${e.module}`));
+    if (drivers.size === 1) entries.push({ kind: 'id', selector: `${s.vendor}:${s.device}${s.subvendor ? `:${s.subvendor}:${s.subdevice}` : ''}`, driver: mine[0]!.driver, module: mine[0]!.module });
+    else skipped.push(`rules[${rule.index}] (${describeSelector(s)}): ${drivers.size === 0 ? 'no present device to resolve it against' : 'its devices resolve to different drivers'}; new devices of this id are taken by the late apply, not udev`);
+  }
+  return { kernel: snap.modules.release ?? 'unknown', entries, skipped };
+}
+
+export function formatBootMap(m: BootMap, source: string): string {
+  const lines = [
+    `# vfioctl boot map for kernel ${m.kernel}, generated from ${source}; do not edit:`,
+    `# 'vfioctl install --refresh' regenerates it. Read by vfioctl-early and the initramfs.`,
+    '# kind selector driver module',
+    ...m.entries.map((e) => `${e.kind} ${e.selector} ${e.driver} ${e.module}`),
+    ...m.skipped.map((s) => `# skipped ${s.replace(/\n/g, ' ')}`),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+const LINE = /^(address|id) (\S+) ([A-Za-z0-9_.:+-]{1,64}) (\S+)$/;
+
+export function parseBootMap(text: string, kernel: string): BootMap {
+  const entries: MapEntry[] = [];
+  const skipped: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line.startsWith('# skipped ')) skipped.push(line.slice(10));
+    const m = LINE.exec(line);
+    if (m) entries.push({ kind: m[1] as MapEntry['kind'], selector: m[2]!, driver: m[3]!, module: m[4]! });
+  }
+  return { kernel, entries, skipped };
+}

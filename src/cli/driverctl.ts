@@ -1,0 +1,108 @@
+// driverctl users come along: `import-driverctl` turns /etc/driverctl.d/* into vfioctl rules, and
+// driverctl's verbs work with driverctl's meaning (set-override stores the literal driver name).
+import { isPciAddress, printable } from '../host/address';
+import { CONFIG_FILE } from '../config/types';
+import { loadConfig } from '../config/load';
+import { withIntent, writeConfig } from '../config/edit';
+import { validateDriverName } from '../plan/target';
+import { EXIT, VfioctlError } from '../util/diag';
+import { untrustedReason } from '../util/trust';
+import type { Context } from './context';
+import { trust } from './bind';
+import { refreshBootMaps } from './install';
+
+export const DRIVERCTL_DIR = '/etc/driverctl.d';
+
+interface Imported {
+  readonly file: string;
+  readonly address: string;
+  readonly driver: string;
+  readonly intent: string;
+}
+
+export function importDriverctlCommand(ctx: Context, opts: { dryRun?: boolean; json?: boolean; vfio?: boolean }): number {
+  const policy = trust(ctx);
+  const config = loadConfig(ctx.root, policy);
+  const problems: string[] = [];
+  const found: Imported[] = [];
+  for (const name of ctx.root.list(DRIVERCTL_DIR).sort()) {
+    const file = `${DRIVERCTL_DIR}/${name}`;
+    const m = /^pci-(.+)$/.exec(name);
+    if (!m) {
+      if (!name.startsWith('.')) problems.push(`${file}: not a PCI override (driverctl names them pci-DOMAIN:BUS:DEV.FN); skipped`);
+      continue;
+    }
+    const address = m[1]!.toLowerCase();
+    if (!isPciAddress(address)) {
+      problems.push(`${file}: '${printable(m[1]!)}' is not a PCI address`);
+      continue;
+    }
+    const why = untrustedReason(ctx.root, file, policy);
+    if (why) {
+      problems.push(`${file}: not imported: ${why}`);
+      continue;
+    }
+    const driver = (ctx.root.readFile(file) ?? '').replace(/\n$/, '');
+    try {
+      validateDriverName(driver);
+    } catch (e) {
+      problems.push(`${file}: ${(e as Error).message}`);
+      continue;
+    }
+    // driverctl's vfio-pci is a literal driver; the best VFIO driver only when asked (--vfio).
+    const intent = opts.vfio && driver === 'vfio-pci' ? 'vfio' : driver;
+    const existing = config.rules.find((r) => r.selector.kind === 'address' && r.selector.address === address);
+    if (existing && existing.intent !== intent) {
+      problems.push(`${file}: ${address} is already configured as '${existing.intent}' (${CONFIG_FILE} line ${existing.line}), driverctl says '${driver}': resolve it by hand`);
+      continue;
+    }
+    found.push({ file, address, driver, intent });
+  }
+  // Bad input changes nothing: all files import, or none.
+  if (problems.length) throw new VfioctlError(`cannot import ${DRIVERCTL_DIR} (nothing was changed):\n${problems.map((p) => `  ${p}`).join('\n')}`, EXIT.BAD_INPUT);
+  let text = ctx.root.readFile(CONFIG_FILE);
+  let changed = false;
+  for (const f of found) {
+    const e = withIntent(text, f.address, f.intent);
+    text = e.text;
+    changed ||= e.changed;
+  }
+  if (!opts.dryRun && changed) {
+    writeConfig(ctx.root, text!);
+    for (const w of refreshBootMaps(ctx)) ctx.io.err(`vfioctl: warning: ${w}\n`);
+  }
+  const hint = found.length
+    ? [
+        `driverctl's udev rule (89-driverctl.rules) still applies these files at boot. Remove them (do not use 'driverctl unset-override', which rebinds the device now):`,
+        `  rm ${found.map((f) => f.file).join(' ')}`,
+        `or mask driverctl's rule for every device: ln -s /dev/null /etc/udev/rules.d/89-driverctl.rules`,
+        `then 'vfioctl apply' (and 'vfioctl install' for the boot layers).`,
+      ]
+    : [];
+  if (opts.json) {
+    ctx.io.out(JSON.stringify({ command: 'import-driverctl', dryRun: !!opts.dryRun, imported: found, changed, next: hint }, null, 2) + '\n');
+    return EXIT.OK;
+  }
+  if (found.length === 0) ctx.io.out(`nothing to import from ${DRIVERCTL_DIR}\n`);
+  for (const f of found) ctx.io.out(`${opts.dryRun ? 'would import' : 'imported'} ${f.file}: ${f.address} -> ${f.intent}${f.intent !== f.driver ? ` (driverctl: ${f.driver})` : ''}\n`);
+  if (found.length && !changed) ctx.io.out(`${CONFIG_FILE} already has all of them\n`);
+  for (const h of hint) ctx.io.out(`${h}\n`);
+  return EXIT.OK;
+}
+
+/** driverctl list-overrides: `ADDRESS DRIVER` per device configured by address. */
+export function listOverridesCommand(ctx: Context): number {
+  const config = loadConfig(ctx.root, trust(ctx));
+  for (const r of config.rules) if (r.selector.kind === 'address' && r.intent !== null) ctx.io.out(`${r.selector.address} ${r.intent}\n`);
+  return EXIT.OK;
+}
+
+/** driverctl list-devices: `ADDRESS DRIVER` for every device, `(none)` unbound, ` [*]` with an override. */
+export function listDevicesCommand(ctx: Context): number {
+  for (const a of ctx.root.list('/sys/bus/pci/devices').filter(isPciAddress).sort()) {
+    const driver = ctx.root.linkName(`/sys/bus/pci/devices/${a}/driver`) ?? '(none)';
+    const override = ctx.root.readAttr(`/sys/bus/pci/devices/${a}/driver_override`);
+    ctx.io.out(`${a} ${driver}${override !== undefined && override !== '(null)' ? ' [*]' : ''}\n`);
+  }
+  return EXIT.OK;
+}

@@ -1,0 +1,70 @@
+// `vfioctl set DEVICE INTENT` / `unset DEVICE`: edit the configuration and apply it, with
+// driverctl's --nosave (apply, do not save) and --noprobe (save, do not apply).
+import { parseAddress } from '../host/address';
+import { CONFIG_FILE } from '../config/types';
+import { loadConfig } from '../config/load';
+import { withIntent, withoutDevice, writeConfig } from '../config/edit';
+import { validateDriverName } from '../plan/target';
+import { readState, writeState } from '../persist/state';
+import { EXIT, VfioctlError } from '../util/diag';
+import type { Context } from './context';
+import { trust, unbindCommand } from './bind';
+import { converge } from './apply';
+import { refreshBootMaps } from './install';
+
+export interface SetOptions {
+  nosave?: boolean;
+  noprobe?: boolean;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+function note(ctx: Context, opts: SetOptions, s: string): void {
+  // With --json stdout is one JSON document; the notes go to stderr.
+  (opts.json ? ctx.io.err : ctx.io.out)(`${s}\n`);
+}
+
+/** Writes the edited configuration and regenerates the boot maps from it. */
+function save(ctx: Context, text: string, opts: SetOptions): void {
+  writeConfig(ctx.root, text);
+  note(ctx, opts, `saved ${CONFIG_FILE}`);
+  for (const w of refreshBootMaps(ctx)) ctx.io.err(`vfioctl: warning: ${w}\n`);
+}
+
+export async function setCommand(ctx: Context, device: string, intent: string, opts: SetOptions): Promise<number> {
+  const address = parseAddress(device);
+  validateDriverName(intent);
+  const policy = trust(ctx);
+  loadConfig(ctx.root, policy); // refuses a broken or untrusted file before it is edited
+  if (!opts.noprobe && !ctx.root.exists(`/sys/bus/pci/devices/${address}`)) {
+    throw new VfioctlError(`no PCI device ${address}: nothing to apply; use --noprobe to configure it for when it appears`, EXIT.BAD_INPUT);
+  }
+  const edited = withIntent(ctx.root.readFile(CONFIG_FILE), address, intent);
+  if (opts.dryRun) note(ctx, opts, edited.changed ? `would ${opts.nosave ? 'apply (not save)' : 'save'} rule: ${address} -> ${intent}` : `${address} is already configured as ${intent}`);
+  else if (!opts.nosave && edited.changed) save(ctx, edited.text, opts);
+  if (opts.noprobe) {
+    if (!opts.dryRun) note(ctx, opts, `${address}: not applied now (--noprobe); 'vfioctl apply ${address}' applies it`);
+    return EXIT.OK;
+  }
+  return converge(ctx, policy, edited.config, [address], { dryRun: !!opts.dryRun, json: !!opts.json });
+}
+
+export async function unsetCommand(ctx: Context, device: string, opts: SetOptions): Promise<number> {
+  const address = parseAddress(device);
+  loadConfig(ctx.root, trust(ctx));
+  const edited = withoutDevice(ctx.root.readFile(CONFIG_FILE), address);
+  if (!edited.changed) ctx.io.err(`vfioctl: warning: ${address} has no rule of its own in ${CONFIG_FILE}${opts.noprobe ? '' : '; returning it to its host driver anyway'}\n`);
+  if (opts.dryRun) note(ctx, opts, edited.changed ? `would ${opts.nosave ? 'leave' : 'remove'} the rule for ${address} ${opts.nosave ? 'in place' : `from ${CONFIG_FILE}`}` : `no rule to remove`);
+  else if (!opts.nosave && edited.changed) save(ctx, edited.text, opts);
+  if (opts.noprobe) return EXIT.OK;
+  // As driverctl's unset-override: the device goes back to its host driver now.
+  const code = await unbindCommand(ctx, [address], { dryRun: !!opts.dryRun, json: !!opts.json });
+  if (!opts.dryRun && code === EXIT.OK) {
+    const state = readState(ctx.root);
+    if (state.devices[address]) {
+      const { [address]: _gone, ...devices } = state.devices;
+      writeState(ctx.root, { devices });
+    }
+  }
+  return code;
+}

@@ -1,0 +1,107 @@
+// `vfioctl status`: configured devices and their drift. Configured intent vs the live driver; the
+// driver the intent resolves to now vs at the last apply (a kernel upgrade can change it); how the
+// boot went (won early, or a host driver had it first); devices something else rebound since.
+import { readSnapshot, type Snapshot } from '../host/snapshot';
+import { loadConfig } from '../config/load';
+import { desiredState, type Desire } from '../config/desired';
+import { CONFIG_FILE } from '../config/types';
+import { ruleLabel } from '../plan/converge';
+import { chooseTarget } from '../plan/target';
+import { readBootState, readState, type AppliedDevice } from '../persist/state';
+import { table } from '../report/device-view';
+import { EXIT, VfioctlError } from '../util/diag';
+import { type Context, printWarnings } from './context';
+import { trust } from './bind';
+
+export type Drift = 'ok' | 'absent' | 'pending' | 'kernel-changed' | 'rebound' | 'drift' | 'unconfigured' | 'unresolvable';
+
+export interface DeviceStatus {
+  readonly address: string;
+  readonly intent: string | null;
+  readonly rule: string | null;
+  /** What the intent resolves to on this kernel: a driver, `none`, or null with `reason`. */
+  readonly resolved: string | null;
+  readonly reason: string | null;
+  readonly live: { readonly driver: string | null; readonly override: string | null } | null;
+  readonly lastApplied: AppliedDevice | null;
+  readonly boot: { readonly outcome: string; readonly driver: string | null; readonly hostDriverBuiltin: boolean } | null;
+  readonly drift: Drift;
+  readonly detail: string;
+}
+
+function resolveNow(snap: Snapshot, d: Desire): { resolved: string | null; reason: string | null } {
+  if (d.intent === 'none') return { resolved: 'none', reason: null };
+  const dev = snap.devices.get(d.address)!;
+  try {
+    const c = chooseTarget(dev, snap, d.intent!, false);
+    if (!c.target) return { resolved: null, reason: c.refusals.map((r) => r.message).join('; ') };
+    // apply never forces: any refusal of the target itself (ID table, blacklist) blocks it.
+    return { resolved: c.target.driver, reason: c.refusals.length ? c.refusals.map((r) => r.message).join('; ') : null };
+  } catch (e) {
+    if (e instanceof VfioctlError) return { resolved: null, reason: e.message };
+    throw e;
+  }
+}
+
+function judge(s: Omit<DeviceStatus, 'drift' | 'detail'>, kernel: string | null): { drift: Drift; detail: string } {
+  const last = s.lastApplied;
+  if (s.intent === null && last) return { drift: 'unconfigured', detail: `no longer configured; 'vfioctl apply' returns it to its host driver` };
+  if (!s.live) return { drift: 'absent', detail: 'no such device on this host now' };
+  if (s.resolved === null) return { drift: 'unresolvable', detail: s.reason ?? 'cannot be resolved' };
+  const on = s.resolved === 'none' ? s.live.driver === null && s.live.override === 'none' : s.live.driver === s.resolved;
+  const lastDriver = last ? (last.driver ?? 'none') : null;
+  if (last && last.status === 'ok' && lastDriver !== s.resolved && last.kernel !== kernel) {
+    return { drift: 'kernel-changed', detail: `resolves to ${s.resolved} on ${kernel ?? 'this kernel'}; the last apply (kernel ${last.kernel}) chose ${lastDriver}: 'vfioctl apply' follows it` };
+  }
+  if (on) return { drift: 'ok', detail: `on ${s.live.driver ?? 'no driver'}` };
+  if (!last) return { drift: 'pending', detail: `never applied; on ${s.live.driver ?? 'no driver'}` };
+  if (last.status === 'ok' && lastDriver === s.resolved) return { drift: 'rebound', detail: `something else rebound it since the last apply (${last.at}): now on ${s.live.driver ?? 'no driver'}` };
+  return { drift: 'drift', detail: `on ${s.live.driver ?? 'no driver'}, configured ${s.resolved}${last.error ? `; last apply: ${last.error}` : ''}` };
+}
+
+function bootText(b: DeviceStatus['boot']): string {
+  if (!b) return '-';
+  if (b.outcome === 'won') return 'won at boot';
+  if (b.outcome === 'unbound') return 'unbound at boot';
+  return `host driver had it first (${b.driver}${b.hostDriverBuiltin ? ', built in: only the late apply can take it' : ''})`;
+}
+
+export function statusCommand(ctx: Context, opts: { json?: boolean }): number {
+  const config = loadConfig(ctx.root, trust(ctx));
+  const snap = readSnapshot(ctx.root, { kernel: ctx.kernel });
+  printWarnings(ctx, snap.warnings);
+  const desired = desiredState(config, snap.devices);
+  const applied = readState(ctx.root).devices;
+  const boot = readBootState(ctx.root);
+  const kernel = snap.modules.release ?? null;
+  const rows: DeviceStatus[] = [];
+  const addresses = new Set([...desired.desires.keys(), ...desired.absent.map((r) => (r.selector as { address: string }).address), ...Object.keys(applied)]);
+  for (const address of [...addresses].sort()) {
+    const d = desired.desires.get(address);
+    const dev = snap.devices.get(address);
+    if (d && d.intent === null && !applied[address]) continue; // a PF rule that only sizes SR-IOV
+    const absentRule = desired.absent.find((r) => (r.selector as { address: string }).address === address);
+    const base = {
+      address,
+      intent: d?.intent ?? absentRule?.intent ?? null,
+      rule: d ? ruleLabel(d) : absentRule ? `rules[${absentRule.index}] (line ${absentRule.line})` : null,
+      ...(d && dev && d.intent !== null ? resolveNow(snap, d) : { resolved: null, reason: null }),
+      live: dev ? { driver: dev.driver, override: dev.driverOverride } : null,
+      lastApplied: applied[address] ?? null,
+      boot: boot?.devices[address] ?? null,
+    };
+    rows.push({ ...base, ...judge(base, kernel) });
+  }
+  if (opts.json) {
+    ctx.io.out(JSON.stringify({ kernel, config: config.file, bootAt: boot?.at ?? null, devices: rows, warnings: desired.warnings }, null, 2) + '\n');
+    return EXIT.OK;
+  }
+  printWarnings(ctx, desired.warnings);
+  if (rows.length === 0) {
+    ctx.io.out(config.file ? 'no configured devices\n' : `no configuration (${CONFIG_FILE}); 'vfioctl set DEVICE vfio' creates one\n`);
+    return EXIT.OK;
+  }
+  ctx.io.out(table(['DEVICE', 'INTENT', 'RESOLVED', 'LIVE', 'STATE', 'BOOT'], rows.map((r) => [r.address, r.intent ?? '-', r.resolved ?? '?', r.live ? (r.live.driver ?? '(none)') : '(absent)', r.drift, bootText(r.boot)])));
+  for (const r of rows) if (r.drift !== 'ok') ctx.io.out(`${r.address}: ${r.detail}\n`);
+  return EXIT.OK;
+}
