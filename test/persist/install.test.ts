@@ -1,0 +1,168 @@
+import { test, afterEach } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { DRIVERS } from '../support/kernel-model';
+import { E1, E2, LPC, ModelHost, VN } from '../support/model-host';
+import { vfAddress } from '../../src/boot/map';
+
+const CONF = '/etc/vfioctl/vfioctl.json';
+const MAP = '/etc/vfioctl/boot/6.12.0-test.map';
+const isRoot = process.getuid?.() === 0;
+const hosts: ModelHost[] = [];
+afterEach(() => hosts.splice(0).forEach((h) => h.cleanup()));
+function host(opts?: ConstructorParameters<typeof ModelHost>[0]): ModelHost {
+  const h = new ModelHost(opts);
+  if (!isRoot) h.env = { VFIOCTL_TRUST_UID: String(process.getuid!()) };
+  hosts.push(h);
+  return h;
+}
+function writeConfig(h: ModelHost, rules: unknown[]): void {
+  h.f.tree.write(CONF, JSON.stringify({ version: 1, rules }, null, 2));
+  fs.chmodSync(h.f.tree.abs(CONF), 0o644);
+}
+const EXEC = ['--exec', '/usr/local/bin/vfioctl'];
+
+test('install writes every layer: maps, units (enabled), udev rule, initramfs and kernel hooks; --dry-run writes nothing', async () => {
+  const h = host();
+  h.f.device({ address: '0000:00:06.0', vendor: '1b36', device: '0010', class: '010802', driver: 'nvme', iommuGroup: '6', blockdevs: [{ name: 'vda', devno: '254:0', partitions: [{ name: 'vda1', devno: '254:1' }] }] });
+  h.f.tree.write('/etc/fstab', '# <file system> <mount point> <type> <options> <dump> <pass>\n/dev/vda1 / ext4 errors=remount-ro 0 1\nserver:/srv /srv nfs defaults 0 0\n');
+  writeConfig(h, [
+    { match: { address: E1 }, intent: 'vfio' },
+    { match: { address: VN }, intent: 'vfio' },
+    { match: { address: '0000:00:06.0' }, intent: 'vfio' },
+    { match: { id: '8086:10d3' }, intent: 'vfio-pci', acknowledgeBroadMatch: true },
+    { match: { class: '0c05' }, intent: 'none' },
+  ]);
+  const before = h.f.tree.list('/etc');
+  const dry = await h.run(['install', '--dry-run', ...EXEC]);
+  assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+  assert.match(dry.stdout, /would write: \/etc\/systemd\/system\/vfioctl-early\.service/);
+  assert.deepEqual(h.f.tree.list('/etc'), before);
+  const r = await h.run(['install', ...EXEC]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const map = h.f.tree.read(MAP)!;
+  const entries = map.split('\n').filter((l) => l && !l.startsWith('#'));
+  assert.deepEqual(entries, [`address ${E1} vfio-pci vfio_pci`, `address ${VN} virtio_vfio_pci virtio_vfio_pci`, `address ${E2} vfio-pci vfio_pci`, 'id 8086:10d3 vfio-pci vfio_pci']);
+  assert.match(map, /# skipped 0000:00:06\.0: the host boots from it \(\/ \(fstab\): \/dev\/vda1\)/);
+  assert.match(map, /# skipped 0000:00:1f\.3: rules\[4\] selects by class 0c05 without "acknowledgeBroadMatch": true/);
+  const rules = h.f.tree.read('/etc/udev/rules.d/60-vfioctl.rules')!;
+  assert.match(rules, /^SYSCTL\{kernel\/osrelease\}=="6\.12\.0-test", GOTO="vfioctl_k0"$/m);
+  assert.match(rules, new RegExp(`^KERNEL=="${E1}", ATTR\\{driver_override\\}="vfio-pci", RUN\\{builtin\\}\\+="kmod load vfio_pci", RUN\\+="/usr/lib/vfioctl/vfioctl-udev-probe \\$kernel", GOTO="vfioctl_end"$`, 'm'));
+  assert.match(rules, /^ATTR\{vendor\}=="0x8086", ATTR\{device\}=="0x10d3", ATTR\{driver_override\}="vfio-pci"/m);
+  assert.ok(!rules.includes('0000:00:06.0'), 'the root disk is in no boot layer');
+  const early = h.f.tree.read('/etc/systemd/system/vfioctl-early.service')!;
+  assert.match(early, /DefaultDependencies=no/);
+  assert.match(early, /Before=systemd-udev-trigger\.service/);
+  assert.match(h.f.tree.read('/etc/systemd/system/vfioctl-apply.service')!, /ExecStart=\/usr\/local\/bin\/vfioctl apply --boot/);
+  assert.equal(fs.readlinkSync(h.f.tree.abs('/etc/systemd/system/sysinit.target.wants/vfioctl-early.service')), '../vfioctl-early.service');
+  assert.equal(fs.readlinkSync(h.f.tree.abs('/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service')), '../vfioctl-apply.service');
+  for (const x of ['/usr/lib/vfioctl/vfioctl-early', '/usr/lib/vfioctl/vfioctl-udev-probe', '/etc/initramfs-tools/hooks/vfioctl', '/etc/initramfs-tools/scripts/init-top/00vfioctl', '/etc/kernel/postinst.d/zz-vfioctl', '/usr/lib/dracut/modules.d/90vfioctl/module-setup.sh']) {
+    const st = fs.statSync(h.f.tree.abs(x));
+    assert.equal(st.mode & 0o777, 0o755, x);
+    assert.equal(spawnSync('sh', ['-n', h.f.tree.abs(x)]).status, 0, `${x} is valid sh`);
+  }
+  // Idempotent.
+  const again = await h.run(['install', ...EXEC, '--json']);
+  assert.ok(again.json().files.every((f: any) => f.action === 'unchanged'), again.stdout);
+});
+
+test('set/unset regenerate the installed maps; a broken configuration keeps the previous map', async () => {
+  const h = host();
+  writeConfig(h, []);
+  assert.equal((await h.run(['install', ...EXEC])).code, 0);
+  assert.ok(!/^address/m.test(h.f.tree.read(MAP)!));
+  assert.equal((await h.run(['set', E1, 'vfio', '--noprobe'])).code, 0);
+  assert.match(h.f.tree.read(MAP)!, new RegExp(`^address ${E1} vfio-pci vfio_pci$`, 'm'));
+  assert.match(h.f.tree.read('/etc/udev/rules.d/60-vfioctl.rules')!, new RegExp(`KERNEL=="${E1}"`));
+  const good = h.f.tree.read(MAP);
+  h.f.tree.write(CONF, '{ "version": 1, "rules": [ { "match": { "address": "nope" }, "intent": "vfio" } ] }');
+  fs.chmodSync(h.f.tree.abs(CONF), 0o644);
+  const r = await h.run(['install', '--refresh']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /rules\[0\]\.match\.address/);
+  assert.equal(h.f.tree.read(MAP), good);
+});
+
+test('--uninstall removes what install wrote and nothing else', async () => {
+  const h = host();
+  writeConfig(h, [{ match: { address: E1 }, intent: 'vfio' }]);
+  assert.equal((await h.run(['install', ...EXEC])).code, 0);
+  h.f.tree.write('/etc/kernel/postinst.d/zz-vfioctl', '#!/bin/sh\n# the admin\'s own\n', 0o755);
+  const r = await h.run(['install', '--uninstall']);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /kept \(not written by vfioctl\): \/etc\/kernel\/postinst\.d\/zz-vfioctl/);
+  for (const x of ['/etc/systemd/system/vfioctl-early.service', '/etc/systemd/system/sysinit.target.wants/vfioctl-early.service', '/etc/udev/rules.d/60-vfioctl.rules', MAP, '/usr/lib/vfioctl/vfioctl-early']) {
+    assert.ok(!fs.existsSync(h.f.tree.abs(x)), x);
+  }
+  assert.ok(h.f.tree.exists('/etc/kernel/postinst.d/zz-vfioctl'));
+  assert.ok(h.f.tree.exists(CONF), 'the configuration stays');
+});
+
+test('the early script writes overrides from the map for unclaimed devices only, loads modules, probes', async () => {
+  // No host drivers loaded yet (coldplug has not run): E1, E2 and VN are unclaimed; LPC is claimed.
+  const h = host({ loaded: [DRIVERS.lpc, DRIVERS.smbus] });
+  writeConfig(h, [{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'none' }, { match: { address: LPC }, intent: 'vfio' }, { match: { address: VN }, intent: 'vfio' }]);
+  assert.equal((await h.run(['install', ...EXEC])).code, 0);
+  // A hostile line in the map does not reach sysfs.
+  fs.appendFileSync(h.f.tree.abs(MAP), 'address 0000:00:03.0 $(touch${IFS}/tmp/pwned) x\naddress ../../../etc/x vfio-pci vfio_pci\n');
+  const bin = fs.mkdtempSync(path.join(h.f.dir, 'bin-'));
+  fs.writeFileSync(path.join(bin, 'modprobe'), `#!/bin/sh\necho "$@" >> ${bin}/calls\n`, { mode: 0o755 });
+  const r = spawnSync('sh', [h.f.tree.abs('/usr/lib/vfioctl/vfioctl-early')], { env: { PATH: `${bin}:/usr/bin:/bin`, VFIOCTL_ROOT: h.f.dir, VFIOCTL_KERNEL: '6.12.0-test' }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const ov = (a: string) => h.f.tree.read(`/sys/bus/pci/devices/${a}/driver_override`)?.trim();
+  assert.equal(ov(E1), 'vfio-pci');
+  assert.equal(ov(E2), 'none');
+  assert.equal(ov(VN), 'virtio_vfio_pci');
+  assert.notEqual(ov(LPC), 'vfio-pci', 'a device a driver already has is left to the late apply');
+  assert.deepEqual(fs.readFileSync(path.join(bin, 'calls'), 'utf8').trim().split('\n').sort(), ['-q vfio_pci', '-q virtio_vfio_pci']);
+  assert.ok(!fs.existsSync('/tmp/pwned'));
+  assert.ok(!fs.existsSync(h.f.tree.abs('/etc/x/driver_override')));
+  const probe = spawnSync('sh', [h.f.tree.abs('/usr/lib/vfioctl/vfioctl-udev-probe'), '0000:00:02.0; rm -rf /'], { encoding: 'utf8' });
+  assert.equal(probe.status, 2);
+  assert.match(probe.stderr, /not a PCI address/);
+});
+
+test('VF addresses follow sriov_offset and sriov_stride, across device and bus boundaries', () => {
+  assert.equal(vfAddress('0000:3b:00.0', { offset: 1, stride: 1, vfDevice: '101e' }, 0), '0000:3b:00.1');
+  assert.equal(vfAddress('0000:3b:00.0', { offset: 1, stride: 1, vfDevice: '101e' }, 7), '0000:3b:01.0');
+  assert.equal(vfAddress('0000:3b:00.1', { offset: 127, stride: 2, vfDevice: '101e' }, 0), '0000:3b:10.0');
+  assert.equal(vfAddress('0000:3b:00.0', { offset: 128, stride: 1, vfDevice: '101e' }, 200), '0000:3c:09.0');
+});
+
+test('import-driverctl turns /etc/driverctl.d into rules (none included); bad files change nothing', async () => {
+  const h = host();
+  h.f.tree.write('/etc/driverctl.d/pci-0000:00:02.0', 'vfio-pci\n', 0o644);
+  h.f.tree.write('/etc/driverctl.d/pci-0000:00:05.0', 'none\n', 0o644);
+  const dry = await h.run(['import-driverctl', '--dry-run']);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /would import \/etc\/driverctl\.d\/pci-0000:00:02\.0: 0000:00:02\.0 -> vfio-pci/);
+  assert.match(dry.stdout, /do not use 'driverctl unset-override'/);
+  assert.ok(!h.f.tree.exists(CONF));
+  const r = await h.run(['import-driverctl', '--vfio']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(h.f.tree.read(CONF)!).rules, [{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'none' }]);
+  assert.equal(h.k.writes.length, 0, 'import does not apply');
+  assert.equal((await h.run(['list-overrides'])).stdout, `${E1} vfio\n${E2} none\n`);
+  h.f.tree.write('/etc/driverctl.d/pci-0000:00:03.0', 'vfio pci\n', 0o644);
+  const bad = await h.run(['import-driverctl']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /pci-0000:00:03\.0: 'vfio pci' is not a driver name/);
+  assert.equal(JSON.parse(h.f.tree.read(CONF)!).rules.length, 2);
+});
+
+test('driverctl verbs: set-override stores the literal driver, list-devices marks overrides, unset-override returns it', async () => {
+  const h = host();
+  const r = await h.run(['set-override', E1, 'vfio-pci']);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.deepEqual(JSON.parse(h.f.tree.read(CONF)!).rules, [{ match: { address: E1 }, intent: 'vfio-pci' }]);
+  assert.equal(h.state(E1).driver, 'vfio-pci');
+  const list = (await h.run(['list-devices'])).stdout;
+  assert.match(list, /^0000:00:02\.0 vfio-pci \[\*\]$/m);
+  assert.match(list, /^0000:00:05\.0 e1000e$/m);
+  assert.equal((await h.run(['unset-override', E1])).code, 0);
+  assert.equal(h.state(E1).driver, 'e1000e');
+  assert.equal((await h.run(['list-overrides'])).stdout, '');
+  assert.equal((await h.run(['load-override', E1])).code, 0);
+});
