@@ -79,7 +79,26 @@ export function statusCommand(ctx: Context, opts: { json?: boolean }): number {
   for (const address of [...addresses].sort()) {
     const d = desired.desires.get(address);
     const dev = snap.devices.get(address);
-    if (d && d.intent === null && !applied[address]) continue; // a PF rule that only sizes SR-IOV
+    if (d && d.intent === null && !applied[address]) {
+      // A PF rule that only sizes SR-IOV: its drift is the VF count.
+      const want = desired.sriov.find((x) => x.pf === address);
+      if (want && dev) {
+        const have = dev.sriov?.numVfs ?? 0;
+        rows.push({
+          address,
+          intent: `sriov ${want.numVfs} VFs`,
+          rule: ruleLabel(d),
+          resolved: `${want.numVfs} VFs`,
+          reason: null,
+          live: { driver: dev.driver, override: dev.driverOverride },
+          lastApplied: null,
+          boot: null,
+          drift: have === want.numVfs ? 'ok' : 'drift',
+          detail: have === want.numVfs ? `${have} VFs` : `has ${have} VFs, configured ${want.numVfs}: 'vfioctl apply ${address}' resizes (destroying the current VFs)`,
+        });
+      }
+      continue;
+    }
     const absentRule = desired.absent.find((r) => (r.selector as { address: string }).address === address);
     const base = {
       address,
