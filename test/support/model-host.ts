@@ -12,12 +12,19 @@ export const VN = '0000:00:03.0'; // virtio-net modern 1af4:1041, group 3
 export const E2 = '0000:00:05.0'; // e1000e, group 5
 export const LPC = '0000:00:1f.0'; // q35 ICH9 functions sharing group 9
 export const SMB = '0000:00:1f.3';
+/** QEMU's emulated NVMe with SR-IOV (ModelHost's `nvme` option): its VFs appear at 00:07.1, 00:07.2, ... */
+export const NVME = '0000:00:07.0';
 
 export class ModelHost {
   readonly f: Fixture;
   readonly k: KernelModel;
 
-  constructor(opts: { loaded?: DriverModel[]; iommu?: boolean } = {}) {
+  /**
+   * `loaded`: the drivers registered at start; `iommu: false`: booted without an IOMMU;
+   * `nvme`: also the e2e machine's NVMe controller (1b36:0010 on nvme, group 7) with this many
+   * possible VFs (QEMU's sriov_max_vfs), none enabled, sriov_drivers_autoprobe 1.
+   */
+  constructor(opts: { loaded?: DriverModel[]; iommu?: boolean; nvme?: number } = {}) {
     this.f = Fixture.create().kernel('6.12.0-test');
     const all = Object.values(DRIVERS) as DriverModel[];
     this.f.modulesAlias(all.flatMap((d) => [...d.ids, ...d.overrideOnlyIds].map((p) => `alias ${p} ${d.module}`)));
@@ -31,6 +38,11 @@ export class ModelHost {
     this.f.device({ address: E2, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('5') });
     this.f.device({ address: LPC, vendor: '8086', device: '2918', class: '060100', driver: 'lpc_ich', iommuGroup: g('9') });
     this.f.device({ address: SMB, vendor: '8086', device: '2930', class: '0c0500', driver: 'i801_smbus', iommuGroup: g('9') });
+    if (opts.nvme !== undefined) {
+      this.f.device({ address: NVME, vendor: '1b36', device: '0010', subsystemVendor: '1af4', subsystemDevice: '1100', class: '010802', revision: '02', driver: loaded.has('nvme') ? 'nvme' : null, iommuGroup: g('7'), resetMethods: ['flr', 'bus'], sriov: { totalVfs: opts.nvme } });
+      // QEMU's SR-IOV capability: first VF offset 1, stride 1, VF device id 0x0010.
+      for (const [a, v] of [['sriov_offset', '1'], ['sriov_stride', '1'], ['sriov_vf_device', '10']]) this.f.tree.write(`/sys/bus/pci/devices/${NVME}/${a}`, `${v}\n`);
+    }
     if (opts.iommu === false) this.f.iommu(false);
     setApplyEnv({ kernelIo: this.k });
   }
