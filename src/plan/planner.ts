@@ -176,13 +176,18 @@ export function planUnbind(snap: Snapshot, req: UnbindRequest): Plan {
     // Already on a host driver with a stale override: clearing the override is all there is to do.
     if (!onVfio && dev.driver) return devicePlan(dev, snap, { status: 'planned', target, steps: [clear], refusals: [], warnings: [], unit: address });
     const hook = hookSteps(hooks, address);
-    const steps: Step[] = [...hook('pre-unbind'), clear];
+    // A VF whose PF has sriov_drivers_autoprobe=0 is probed only by the driver its override
+    // names (pci_device_can_probe()): name the host driver for the probe, clear it afterwards.
+    const pf = dev.physfn ? snap.devices.get(dev.physfn) : undefined;
+    const viaOverride = hostDriver !== null && pf?.sriov?.driversAutoprobe === false;
+    const steps: Step[] = [...hook('pre-unbind'), viaOverride ? { op: 'set-override', address, driver: hostDriver } : clear];
     if (dev.driver) steps.push({ op: 'unbind', address, driver: dev.driver });
     steps.push(...hook('pre-probe'));
     // As udev would on hotplug: load the host driver by modalias when none is loaded yet.
     if (!hostDriverLoaded(dev, snap)) steps.push({ op: 'modprobe-alias', modalias: modaliasOf(dev) });
     steps.push({ op: 'probe', address });
     steps.push({ op: 'verify', address, driver: hostDriver, vfio: false });
+    if (viaOverride) steps.push(clear);
     steps.push(...hook('post-unbind'));
     return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: address, ...withDevice(dev, snap, hooks) });
   });

@@ -91,18 +91,14 @@ test('apply sizes SR-IOV with autoprobe off, binds every new VF to its vfIntent,
   assert.deepEqual(h.k.vfsOf(NVME).map((vf) => h.state(vf).driver), ['vfio-pci', 'vfio-pci', 'vfio-pci']);
 });
 
-test(
-  'unbind returns a VF to its host driver when sriov_drivers_autoprobe is 0 (only an override naming nvme gets it probed)',
-  { todo: 'src bug: unbind clears driver_override and writes drivers_probe, which probes nothing for such a VF; verify fails and the VF is rolled back to vfio-pci (exit 1)' },
-  async () => {
-    const h = host();
-    await h.k.write(attr(NVME, 'sriov_numvfs'), '2'); // autoprobe 1: the VFs come up on nvme
-    const [vf0] = h.k.vfsOf(NVME) as [string];
-    assert.equal(h.state(vf0).driver, 'nvme');
-    await h.k.write(attr(NVME, 'sriov_drivers_autoprobe'), '0'); // the usual preparation for VFIO
-    assert.equal((await h.run(['bind', vf0])).code, 0);
-    const u = await h.run(['unbind', vf0, '--json']);
-    assert.equal(u.code, 0, u.stdout);
-    assert.deepEqual(h.state(vf0), { driver: 'nvme', override: null, vfioDev: false });
-  },
-);
+test('unbind returns a VF to its host driver when sriov_drivers_autoprobe is 0 (only an override naming nvme gets it probed)', async () => {
+  const h = host();
+  await h.k.write(attr(NVME, 'sriov_numvfs'), '2'); // autoprobe 1: the VFs come up on nvme
+  const [vf0] = h.k.vfsOf(NVME) as [string];
+  assert.equal(h.state(vf0).driver, 'nvme');
+  await h.k.write(attr(NVME, 'sriov_drivers_autoprobe'), '0'); // the usual preparation for VFIO
+  assert.equal((await h.run(['bind', vf0])).code, 0);
+  const u = await h.run(['unbind', vf0, '--json']);
+  assert.equal(u.code, 0, u.stdout);
+  assert.deepEqual(h.state(vf0), { driver: 'nvme', override: null, vfioDev: false });
+});
