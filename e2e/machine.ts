@@ -38,9 +38,12 @@ export const MACHINE = {
     vendor: '1b36',
     device: '0010',
     hostDriver: 'nvme',
-    // SR-IOV needs an NVM subsystem and flexible queue/interrupt resources for the VFs.
-    qemu: 'nvme,addr=0x07,serial=e2e0001,subsys=nvmesubsys,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4',
-    note: 'NVMe controller with SR-IOV (2 VFs)',
+    // SR-IOV needs an NVM subsystem and flexible queue/interrupt resources for the VFs (QEMU wants
+    // vq_flexible >= 2 per VF, vi_flexible >= 1 per VF, and 2 queue pairs and 1 vector left for the
+    // PF). VF n sits at devfn 07.0 + n: 16 VFs occupy 07.1-07.7, 08.0-08.7 and 09.0, so slots 8
+    // and 9 must stay free.
+    qemu: 'nvme,addr=0x07,serial=e2e0001,subsys=nvmesubsys,sriov_max_vfs=16,sriov_vq_flexible=32,sriov_vi_flexible=16,max_ioqpairs=34,msix_qsize=18',
+    note: 'NVMe controller with SR-IOV (up to 16 VFs)',
   },
   rootfs: { address: '0000:00:10.0', vendor: '1af4', device: '1009', hostDriver: 'virtio-pci', qemu: null, note: 'virtio-9p: the guest\'s root filesystem' },
   results: { address: '0000:00:11.0', vendor: '1af4', device: '1009', hostDriver: 'virtio-pci', qemu: null, note: 'virtio-9p: the results share' },

@@ -79,6 +79,8 @@ export function printReport(outcomes: readonly BootOutcome[], wallMs: number, wr
   const skips = outcomes.flatMap((o) => o.results.filter((r) => r.status === 'skip'));
   write('\n' + resultTable(outcomes));
   for (const r of skips) write(`skip ${r.scenario} on ${r.boot}: ${r.message}\n`);
+  const figures = outcomes.flatMap((o) => o.results.flatMap((r) => (r.figures ?? []).map((f) => `${r.scenario} on ${r.boot}: ${f}`)));
+  if (figures.length > 0) write(`\nfigures (measured, not asserted):\n${figures.map((f) => `  ${f}\n`).join('')}`);
   write('\n' + outcomes.map(bootSummary).join(''));
   const t = totals(outcomes);
   write(`\nwall time ${formatMs(wallMs)}\n`);

@@ -8,6 +8,8 @@ await build({
   platform: 'node',
   target: 'node20',
   format: 'cjs',
+  // ESM builds first: jsonc-parser's `main` is a UMD file whose require()s esbuild cannot follow.
+  mainFields: ['module', 'main'],
   outfile: 'dist/vfioctl.js',
   banner: { js: '#!/usr/bin/env node' },
   legalComments: 'none',

@@ -111,7 +111,7 @@ function runOne(plan: GuestPlan, name: string): ScenarioResult {
     const did = sysfs.restore(address, want);
     if (did.length > 0) ctx.note(`clean-up ${address}: ${did.join(', ')}`);
   }
-  return { scenario: name, boot: plan.boot, status, message, ms, transcript: ctx.transcript, kmsg: takeKmsg() };
+  return { scenario: name, boot: plan.boot, status, message, ms, transcript: ctx.transcript, kmsg: takeKmsg(), figures: ctx.figures };
 }
 
 function main(): void {
@@ -127,6 +127,7 @@ function main(): void {
     const r = runOne(plan, name);
     writeJson(path.join(RESULTS, `${name}.json`), r);
     say(`scenario ${name}: ${r.status.toUpperCase()} (${(r.ms / 1000).toFixed(1)}s)${r.message ? `: ${r.message.split('\n')[0]}` : ''}`);
+    for (const f of r.figures ?? []) say(`scenario ${name}: figure: ${f}`);
   }
   say('runner done');
 }

@@ -38,6 +38,8 @@ export interface ScenarioResult {
   readonly transcript: readonly string[];
   /** Kernel log lines written while the scenario ran. */
   readonly kmsg: readonly string[];
+  /** Measurements worth reading even when the scenario passes (the report lists them). */
+  readonly figures?: readonly string[];
 }
 
 export class SkipScenario extends Error {
@@ -66,6 +68,7 @@ const show = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) 
 
 export class ScenarioContext {
   readonly transcript: string[] = [];
+  readonly figures: string[] = [];
   private readonly t0 = Date.now();
 
   constructor(readonly plan: GuestPlan) {}
@@ -81,6 +84,12 @@ export class ScenarioContext {
 
   note(msg: string): void {
     this.transcript.push(`[${((Date.now() - this.t0) / 1000).toFixed(2)}s] ${msg}`);
+  }
+
+  /** A measurement for the report (never asserted: timings under TCG are noise). */
+  figure(text: string): void {
+    this.figures.push(text);
+    this.note(`figure: ${text}`);
   }
 
   skip(reason: string): never {

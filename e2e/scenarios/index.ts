@@ -1,6 +1,8 @@
 // Every scenario, in the order a boot runs them (cheap read-only checks first, then binds).
 import type { Scenario } from '../guest/scenario';
 import { bindDefault, forcedProbeFails, unbindAll, variantOutsideIdTable } from './bind';
+import { bulkBind } from './bulk';
+import { hookPostBindFails, hookPreBindSriovPf } from './hooks';
 import { candidatesAgreeWithKmod, listAgreesWithSysfs } from './inventory';
 import { kernelSemantics, kernelSemanticsNoIommu } from './kernel-semantics';
 import { killAtEveryStep, killBetweenUnbindAndProbe } from './recovery';
@@ -20,6 +22,9 @@ export const SCENARIOS: readonly Scenario[] = [
   killBetweenUnbindAndProbe,
   killAtEveryStep,
   sriov,
+  hookPreBindSriovPf,
+  hookPostBindFails,
+  bulkBind,
   kernelSemantics,
   noIommu,
   kernelSemanticsNoIommu,

@@ -210,6 +210,14 @@ describe('report', () => {
     assert.match(out, /guest console/);
   });
 
+  it('lists the figures of passing scenarios, measured and not asserted', () => {
+    const o = outcome(['pass']);
+    const withFigure: BootOutcome = { ...o, results: [{ ...o.results[0]!, figures: ['16 devices: vfioctl 1.00 s vs driverctl 4.00 s'] }] };
+    let out = '';
+    printReport([withFigure], 5000, (s) => (out += s));
+    assert.match(out, new RegExp(`figures \\(measured, not asserted\\):\\n  ${SCENARIOS[0]!.name} on 6\\.12: 16 devices: vfioctl 1\\.00 s vs driverctl 4\\.00 s\\n`));
+  });
+
   it('counts a broken boot as a failure even when no scenario result says so', () => {
     assert.deepEqual(totals([outcome(['pass'], 'the VM did not power off')]), { passed: 1, failed: 1, skipped: 0 });
   });
