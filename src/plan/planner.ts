@@ -152,7 +152,8 @@ function groupAtomic(plans: DevicePlan[]): DevicePlan[] {
 function hostDriverLoaded(dev: PciDevice, snap: Snapshot): boolean {
   const modalias = modaliasOf(dev);
   for (const [module, aliases] of snap.modules.aliases.pciByModule) {
-    if (aliases.some((a) => aliasMatches(a, modalias)) && loaded(snap, module)) return true;
+    // Cheap test first: a few dozen modules are loaded, thousands have aliases.
+    if (loaded(snap, module) && aliases.some((a) => aliasMatches(a, modalias))) return true;
   }
   return false;
 }
