@@ -90,19 +90,49 @@ export function importDriverctlCommand(ctx: Context, opts: { dryRun?: boolean; j
   return EXIT.OK;
 }
 
-/** driverctl list-overrides: `ADDRESS DRIVER` per device configured by address. */
-export function listOverridesCommand(ctx: Context): number {
-  const config = loadConfig(ctx.root, trust(ctx));
-  for (const r of config.rules) if (r.selector.kind === 'address' && r.intent !== null) ctx.io.out(`${r.selector.address} ${r.intent}\n`);
+const DEVICE_TYPES: Record<string, string> = {
+  all: '',
+  storage: '01',
+  network: '02',
+  display: '03',
+  multimedia: '04',
+  memory: '05',
+  bridge: '06',
+  communication: '07',
+  system: '08',
+  input: '09',
+  docking: '0a',
+  processor: '0b',
+  serial: '0c',
+};
+
+/**
+ * driverctl list-devices / list-overrides [TYPE]: `ADDRESS DRIVER` (`(none)` when unbound); devices
+ * add ` [*]` when driver_override is set, overrides lists only those (live, as driverctl does).
+ */
+export function listDevicesCommand(ctx: Context, type: string | undefined, overridesOnly: boolean): number {
+  const cls = DEVICE_TYPES[type ?? 'all'];
+  if (cls === undefined) throw new VfioctlError(`device type must be one of: ${Object.keys(DEVICE_TYPES).join(' ')}`, EXIT.BAD_INPUT);
+  for (const a of ctx.root.list('/sys/bus/pci/devices').filter(isPciAddress).sort()) {
+    const dir = `/sys/bus/pci/devices/${a}`;
+    const override = ctx.root.readAttr(`${dir}/driver_override`);
+    if (override === undefined || (overridesOnly && override === '(null)')) continue;
+    if (cls && ctx.root.readAttr(`${dir}/class`)?.slice(2, 4) !== cls) continue;
+    const driver = ctx.root.linkName(`${dir}/driver`) ?? '(none)';
+    ctx.io.out(`${a} ${driver}${!overridesOnly && override !== '(null)' ? ' [*]' : ''}\n`);
+  }
   return EXIT.OK;
 }
 
-/** driverctl list-devices: `ADDRESS DRIVER` for every device, `(none)` unbound, ` [*]` with an override. */
-export function listDevicesCommand(ctx: Context): number {
-  for (const a of ctx.root.list('/sys/bus/pci/devices').filter(isPciAddress).sort()) {
-    const driver = ctx.root.linkName(`/sys/bus/pci/devices/${a}/driver`) ?? '(none)';
-    const override = ctx.root.readAttr(`/sys/bus/pci/devices/${a}/driver_override`);
-    ctx.io.out(`${a} ${driver}${override !== undefined && override !== '(null)' ? ' [*]' : ''}\n`);
-  }
-  return EXIT.OK;
+/** driverctl's DEVICE may carry its bus: `pci/0000:01:00.0`. */
+export function driverctlDevice(dev: string): string {
+  const m = /^([^/]+)\/(.*)$/.exec(dev);
+  if (!m) return dev;
+  if (m[1] !== 'pci') throw new VfioctlError(`vfioctl handles the pci bus only, not '${printable(m[1]!)}'`, EXIT.BAD_INPUT);
+  return m[2]!;
+}
+
+/** driverctl load-override DEVICE: apply its saved configuration; exit 1 when there is none. */
+export function hasAddressRule(ctx: Context, address: string): boolean {
+  return loadConfig(ctx.root, trust(ctx)).rules.some((r) => r.selector.kind === 'address' && r.selector.address === address && r.intent !== null);
 }

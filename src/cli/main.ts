@@ -10,7 +10,8 @@ import { applyCommand } from './apply';
 import { setCommand, unsetCommand } from './set';
 import { statusCommand } from './status';
 import { installCommand } from './install';
-import { importDriverctlCommand, listDevicesCommand, listOverridesCommand } from './driverctl';
+import { driverctlDevice, hasAddressRule, importDriverctlCommand, listDevicesCommand } from './driverctl';
+import { parseAddress } from '../host/address';
 
 type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
 
@@ -21,6 +22,10 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .version(VERSION, '-V, --version')
     .addOption(new Option('--root <dir>', 'host root holding sys/, proc/, lib/modules/, etc/, run/, dev/').env('VFIOCTL_ROOT'))
     .option('--kernel <release>', 'kernel release whose modules to use (default: <root>/proc/sys/kernel/osrelease)')
+    // driverctl users write `driverctl --nosave set-override ...`: the same options before the verb.
+    .addOption(new Option('--nosave', 'driverctl verbs: do not save').hideHelp())
+    .addOption(new Option('--noprobe', 'driverctl verbs: do not apply now').hideHelp())
+    .addOption(new Option('-b, --bus <bus>', 'driverctl verbs: the bus (pci only)').hideHelp())
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
@@ -131,18 +136,40 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--json', 'print JSON')
     .action(wrap((ctx, opts) => importDriverctlCommand(ctx, opts)));
 
-  // driverctl's verbs, with driverctl's meaning.
-  persistOpts(program.command('set-override').description('driverctl: same as set DEVICE DRIVER').argument('<device>').argument('<driver>')).action(
-    wrap((ctx, device, driver, opts) => setCommand(ctx, device, driver, opts)),
+  // driverctl's verbs, with driverctl's meaning; its options may also come before the verb.
+  const dc = (ctx: Context, opts: { nosave?: boolean; noprobe?: boolean; json?: boolean; dryRun?: boolean }) => {
+    if (ctx.flags.bus !== undefined && ctx.flags.bus !== 'pci') throw new VfioctlError(`vfioctl handles the pci bus only, not '${ctx.flags.bus}'`, EXIT.BAD_INPUT);
+    return { ...opts, nosave: opts.nosave || ctx.flags.nosave, noprobe: opts.noprobe || ctx.flags.noprobe };
+  };
+  persistOpts(program.command('set-override').description('driverctl: same as set DEVICE DRIVER (the literal driver)').argument('<device>').argument('<driver>')).action(
+    wrap((ctx, device, driver, opts) => setCommand(ctx, driverctlDevice(device), driver, dc(ctx, opts))),
   );
-  persistOpts(program.command('unset-override').description('driverctl: same as unset DEVICE').argument('<device>')).action(wrap((ctx, device, opts) => unsetCommand(ctx, device, opts)));
+  persistOpts(program.command('unset-override').description('driverctl: same as unset DEVICE').argument('<device>')).action(
+    wrap((ctx, device, opts) => unsetCommand(ctx, driverctlDevice(device), dc(ctx, opts))),
+  );
   program
     .command('load-override')
-    .description('driverctl: apply the saved configuration of DEVICE')
+    .description("driverctl: apply DEVICE's saved configuration (exit 1 when it has none)")
     .argument('<device>')
-    .action(wrap((ctx, device) => applyCommand(ctx, [device], {})));
-  program.command('list-overrides').description('driverctl: configured devices and their driver').action(wrap((ctx) => listOverridesCommand(ctx)));
-  program.command('list-devices').description('driverctl: every PCI device and its driver ([*]: driver_override set)').action(wrap((ctx) => listDevicesCommand(ctx)));
+    .action(
+      wrap((ctx, device) => {
+        const address = parseAddress(driverctlDevice(device));
+        dc(ctx, {});
+        return hasAddressRule(ctx, address) ? applyCommand(ctx, [address], {}) : EXIT.FAILED;
+      }),
+    );
+  for (const [name, only] of [['list-devices', false], ['list-overrides', true]] as const) {
+    program
+      .command(name)
+      .description(`driverctl: ${only ? 'devices with driver_override set' : 'every PCI device'} and their driver${only ? '' : ' ([*]: driver_override set)'}`)
+      .argument('[type]', 'storage, network, display, multimedia, memory, bridge, communication, system, input, docking, processor, serial')
+      .action(
+        wrap((ctx, type) => {
+          dc(ctx, {});
+          return listDevicesCommand(ctx, type, only);
+        }),
+      );
+  }
 
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;

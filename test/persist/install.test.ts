@@ -144,7 +144,7 @@ test('import-driverctl turns /etc/driverctl.d into rules (none included); bad fi
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(h.f.tree.read(CONF)!).rules, [{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'none' }]);
   assert.equal(h.k.writes.length, 0, 'import does not apply');
-  assert.equal((await h.run(['list-overrides'])).stdout, `${E1} vfio\n${E2} none\n`);
+  assert.equal((await h.run(['list-overrides'])).stdout, '', 'list-overrides shows live overrides, as driverctl');
   h.f.tree.write('/etc/driverctl.d/pci-0000:00:03.0', 'vfio pci\n', 0o644);
   const bad = await h.run(['import-driverctl']);
   assert.equal(bad.code, 2);
@@ -161,8 +161,22 @@ test('driverctl verbs: set-override stores the literal driver, list-devices mark
   const list = (await h.run(['list-devices'])).stdout;
   assert.match(list, /^0000:00:02\.0 vfio-pci \[\*\]$/m);
   assert.match(list, /^0000:00:05\.0 e1000e$/m);
-  assert.equal((await h.run(['unset-override', E1])).code, 0);
+  assert.equal((await h.run(['list-overrides'])).stdout, `${E1} vfio-pci\n`);
+  assert.equal((await h.run(['list-devices', 'network'])).stdout, `${E1} vfio-pci [*]\n${VN} virtio-pci\n${E2} e1000e\n`);
+  assert.equal((await h.run(['list-devices', 'toaster'])).code, 2);
+  assert.equal((await h.run(['unset-override', `pci/${E1}`])).code, 0);
   assert.equal(h.state(E1).driver, 'e1000e');
   assert.equal((await h.run(['list-overrides'])).stdout, '');
+  assert.equal((await h.run(['load-override', E1])).code, 1, 'no saved override: exit 1, as driverctl');
+  // driverctl's options before the verb.
+  const ns = await h.run(['--nosave', 'set-override', E2, 'vfio-pci']);
+  assert.equal(ns.code, 0, ns.stderr);
+  assert.equal(h.state(E2).driver, 'vfio-pci');
+  assert.deepEqual(JSON.parse(h.f.tree.read(CONF)!).rules, []);
+  assert.equal((await h.run(['--noprobe', 'set-override', E1, 'none'])).code, 0);
+  assert.equal(h.state(E1).driver, 'e1000e');
   assert.equal((await h.run(['load-override', E1])).code, 0);
+  assert.deepEqual(h.state(E1), { driver: null, override: 'none', vfioDev: false });
+  assert.equal((await h.run(['-b', 'usb', 'list-devices'])).code, 2);
+  assert.equal((await h.run(['set-override', 'usb/1-1', 'usbhid'])).code, 2);
 });
