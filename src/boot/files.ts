@@ -31,6 +31,9 @@ take() { # address driver module
 	d="$R/sys/bus/pci/devices/$1"
 	[ -e "$d" ] || return 0
 	[ -e "$d/driver" ] && return 0
+	# An override already set (by the admin, or an address line before this id line) stays.
+	read -r cur < "$d/driver_override" 2>/dev/null || cur='(null)'
+	[ "$cur" = '(null)' ] || [ "$cur" = "$2" ] || return 0
 	printf '%s' "$2" > "$d/driver_override" || return 0
 	[ "$2" = none ] && return 0
 	case "$modules" in *" $3 "*) ;; *) modules="$modules$3 " ;; esac

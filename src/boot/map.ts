@@ -10,6 +10,7 @@ import { desiredState, selects, type Desire } from '../config/desired';
 import { describeSelector, isBroad, type Config } from '../config/types';
 import { chooseTarget } from '../plan/target';
 import { VfioctlError } from '../util/diag';
+import { deviceInUse } from '../host/usage';
 
 export const BOOT_DIR = '/etc/vfioctl/boot';
 
@@ -96,6 +97,10 @@ export function computeBootMap(snap: Snapshot, config: Config, boot: BootDevices
     if (d.intent === null) return;
     const why = boot.devices.get(dev.address);
     if (why) return skipped.push(`${dev.address}: the host boots from it (${why.join('; ')})`);
+    // In use now (an up NIC with addresses or routes, a mounted disk): the boot layers would
+    // take it before the host could use it. The late apply's live checks decide instead.
+    const use = deviceInUse(snap.use, dev.address, dev.bootVga);
+    if (use.length) return skipped.push(`${dev.address}: the host uses it now (${use.join('; ')}); left to the late apply, which refuses it while that lasts`);
     if (isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch) {
       return skipped.push(`${dev.address}: rules[${d.rule.index}] selects by ${describeSelector(d.rule.selector)} without "acknowledgeBroadMatch": true`);
     }
@@ -105,14 +110,20 @@ export function computeBootMap(snap: Snapshot, config: Config, boot: BootDevices
   };
   for (const d of [...desired.desires.values()].sort((a, b) => (a.address < b.address ? -1 : 1))) add(d, devices.get(d.address)!);
   // Hotplugged devices of a configured id: one id entry when every present device of that id
-  // resolved alike (resolution can depend on subsystem ids and class, so only then).
+  // resolved alike (resolution can depend on subsystem ids and class, so only then), and only when
+  // every present device of that id has its own address entry (matched first): an id entry must
+  // never reach a device that was left out (the root disk, a NIC in use).
+  const mapped = new Set(entries.map((e) => e.selector));
   for (const rule of config.rules) {
     const s = rule.selector;
     if (s.kind !== 'id' || rule.intent === null || !rule.acknowledgeBroadMatch) continue;
-    const mine = entries.filter((e) => e.kind === 'address' && selects(s, devices.get(e.selector)!) && desired.desires.get(e.selector)?.rule === rule);
+    const all = [...devices.values()].filter((d) => selects(s, d));
+    const mine = entries.filter((e) => e.kind === 'address' && desired.desires.get(e.selector)?.rule === rule);
     const drivers = new Set(mine.map((e) => `${e.driver} ${e.module}`));
-    if (drivers.size === 1) entries.push({ kind: 'id', selector: `${s.vendor}:${s.device}${s.subvendor ? `:${s.subvendor}:${s.subdevice}` : ''}`, driver: mine[0]!.driver, module: mine[0]!.module });
-    else skipped.push(`rules[${rule.index}] (${describeSelector(s)}): ${drivers.size === 0 ? 'no present device to resolve it against' : 'its devices resolve to different drivers'}; new devices of this id are taken by the late apply, not udev`);
+    const unmapped = all.filter((d) => !mapped.has(d.address)).map((d) => d.address);
+    const why = unmapped.length ? `${unmapped.join(', ')} of this id ${unmapped.length === 1 ? 'is' : 'are'} left out` : drivers.size === 0 ? 'no present device to resolve it against' : drivers.size > 1 ? 'its devices resolve to different drivers' : null;
+    if (why === null) entries.push({ kind: 'id', selector: `${s.vendor}:${s.device}${s.subvendor ? `:${s.subvendor}:${s.subdevice}` : ''}`, driver: mine[0]!.driver, module: mine[0]!.module });
+    else skipped.push(`rules[${rule.index}] (${describeSelector(s)}): no id entry (${why}); new devices of this id are taken by the late apply, not at boot`);
   }
   return { kernel: snap.modules.release ?? 'unknown', entries, skipped };
 }

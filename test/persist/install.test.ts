@@ -27,6 +27,7 @@ const EXEC = ['--exec', '/usr/local/bin/vfioctl'];
 test('install writes every layer: maps, units (enabled), udev rule, initramfs and kernel hooks; --dry-run writes nothing', async () => {
   const h = host();
   h.f.device({ address: '0000:00:06.0', vendor: '1b36', device: '0010', class: '010802', driver: 'nvme', iommuGroup: '6', blockdevs: [{ name: 'vda', devno: '254:0', partitions: [{ name: 'vda1', devno: '254:1' }] }] });
+  h.f.device({ address: '0000:00:08.0', vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '8', netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }] });
   h.f.tree.write('/etc/fstab', '# <file system> <mount point> <type> <options> <dump> <pass>\n/dev/vda1 / ext4 errors=remount-ro 0 1\nserver:/srv /srv nfs defaults 0 0\n');
   writeConfig(h, [
     { match: { address: E1 }, intent: 'vfio' },
@@ -44,13 +45,15 @@ test('install writes every layer: maps, units (enabled), udev rule, initramfs an
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const map = h.f.tree.read(MAP)!;
   const entries = map.split('\n').filter((l) => l && !l.startsWith('#'));
-  assert.deepEqual(entries, [`address ${E1} vfio-pci vfio_pci`, `address ${VN} virtio_vfio_pci virtio_vfio_pci`, `address ${E2} vfio-pci vfio_pci`, 'id 8086:10d3 vfio-pci vfio_pci']);
+  assert.deepEqual(entries, [`address ${E1} vfio-pci vfio_pci`, `address ${VN} virtio_vfio_pci virtio_vfio_pci`, `address ${E2} vfio-pci vfio_pci`]);
   assert.match(map, /# skipped 0000:00:06\.0: the host boots from it \(\/ \(fstab\): \/dev\/vda1\)/);
   assert.match(map, /# skipped 0000:00:1f\.3: rules\[4\] selects by class 0c05 without "acknowledgeBroadMatch": true/);
+  assert.match(map, /# skipped 0000:00:08\.0: the host uses it now \(interface mgmt0 is up.*\); left to the late apply/);
+  // The in-use NIC has the configured id: an id entry would let udev or the early script take it.
+  assert.match(map, /# skipped rules\[3\] \(id 8086:10d3\): no id entry \(0000:00:08\.0 of this id is left out\)/);
   const rules = h.f.tree.read('/etc/udev/rules.d/60-vfioctl.rules')!;
   assert.match(rules, /^SYSCTL\{kernel\/osrelease\}=="6\.12\.0-test", GOTO="vfioctl_k0"$/m);
   assert.match(rules, new RegExp(`^KERNEL=="${E1}", ATTR\\{driver_override\\}="vfio-pci", RUN\\{builtin\\}\\+="kmod load vfio_pci", RUN\\+="/usr/lib/vfioctl/vfioctl-udev-probe \\$kernel", GOTO="vfioctl_end"$`, 'm'));
-  assert.match(rules, /^ATTR\{vendor\}=="0x8086", ATTR\{device\}=="0x10d3", ATTR\{driver_override\}="vfio-pci"/m);
   assert.ok(!rules.includes('0000:00:06.0'), 'the root disk is in no boot layer');
   const early = h.f.tree.read('/etc/systemd/system/vfioctl-early.service')!;
   assert.match(early, /DefaultDependencies=no/);
@@ -122,6 +125,25 @@ test('the early script writes overrides from the map for unclaimed devices only,
   const probe = spawnSync('sh', [h.f.tree.abs('/usr/lib/vfioctl/vfioctl-udev-probe'), '0000:00:02.0; rm -rf /'], { encoding: 'utf8' });
   assert.equal(probe.status, 2);
   assert.match(probe.stderr, /not a PCI address/);
+});
+
+test('an acknowledged id rule gets an id entry (udev and the early script); an existing override stays', async () => {
+  const h = host({ loaded: [DRIVERS.lpc, DRIVERS.smbus] });
+  writeConfig(h, [{ match: { id: '8086:10d3' }, intent: 'vfio', acknowledgeBroadMatch: true }]);
+  assert.equal((await h.run(['install', ...EXEC])).code, 0);
+  assert.match(h.f.tree.read(MAP)!, /^id 8086:10d3 vfio-pci vfio_pci$/m);
+  assert.match(h.f.tree.read('/etc/udev/rules.d/60-vfioctl.rules')!, /^ATTR\{vendor\}=="0x8086", ATTR\{device\}=="0x10d3", ATTR\{driver_override\}="vfio-pci", RUN\{builtin\}\+="kmod load vfio_pci"/m);
+  // A device of that id that appeared since (no address entry), and one the admin pinned.
+  h.f.device({ address: '0000:00:09.0', vendor: '8086', device: '10d3', driver: null, iommuGroup: '9' });
+  h.f.tree.write(`/sys/bus/pci/devices/${E2}/driver_override`, 'e1000e\n');
+  const bin = fs.mkdtempSync(path.join(h.f.dir, 'bin-'));
+  fs.writeFileSync(path.join(bin, 'modprobe'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+  const r = spawnSync('sh', [h.f.tree.abs('/usr/lib/vfioctl/vfioctl-early')], { env: { PATH: `${bin}:/usr/bin:/bin`, VFIOCTL_ROOT: h.f.dir, VFIOCTL_KERNEL: '6.12.0-test' }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const ov = (a: string) => h.f.tree.read(`/sys/bus/pci/devices/${a}/driver_override`)?.trim();
+  assert.equal(ov('0000:00:09.0'), 'vfio-pci');
+  assert.equal(ov(E1), 'vfio-pci');
+  assert.equal(ov(E2), 'e1000e');
 });
 
 test('VF addresses follow sriov_offset and sriov_stride, across device and bus boundaries', () => {
