@@ -137,9 +137,9 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .action(wrap((ctx, opts) => importDriverctlCommand(ctx, opts)));
 
   // driverctl's verbs, with driverctl's meaning; its options may also come before the verb.
-  const dc = (ctx: Context, opts: { nosave?: boolean; noprobe?: boolean; json?: boolean; dryRun?: boolean }) => {
+  const dc = <T>(ctx: Context, opts: T): T => {
     if (ctx.flags.bus !== undefined && ctx.flags.bus !== 'pci') throw new VfioctlError(`vfioctl handles the pci bus only, not '${ctx.flags.bus}'`, EXIT.BAD_INPUT);
-    return { ...opts, nosave: opts.nosave || ctx.flags.nosave, noprobe: opts.noprobe || ctx.flags.noprobe };
+    return opts;
   };
   persistOpts(program.command('set-override').description('driverctl: same as set DEVICE DRIVER (the literal driver)').argument('<device>').argument('<driver>')).action(
     wrap((ctx, device, driver, opts) => setCommand(ctx, driverctlDevice(device), driver, dc(ctx, opts))),

@@ -31,7 +31,13 @@ function save(ctx: Context, text: string, opts: SetOptions): void {
   for (const w of refreshBootMaps(ctx)) ctx.io.err(`vfioctl: warning: ${w}\n`);
 }
 
-export async function setCommand(ctx: Context, device: string, intent: string, opts: SetOptions): Promise<number> {
+/** --nosave/--noprobe may also come before the verb (driverctl style); commander hands those to the program. */
+function withFlags(ctx: Context, opts: SetOptions): SetOptions {
+  return { ...opts, nosave: !!(opts.nosave || ctx.flags.nosave), noprobe: !!(opts.noprobe || ctx.flags.noprobe) };
+}
+
+export async function setCommand(ctx: Context, device: string, intent: string, given: SetOptions): Promise<number> {
+  const opts = withFlags(ctx, given);
   const address = parseAddress(device);
   validateDriverName(intent);
   const policy = trust(ctx);
@@ -49,7 +55,8 @@ export async function setCommand(ctx: Context, device: string, intent: string, o
   return converge(ctx, policy, edited.config, [address], { dryRun: !!opts.dryRun, json: !!opts.json });
 }
 
-export async function unsetCommand(ctx: Context, device: string, opts: SetOptions): Promise<number> {
+export async function unsetCommand(ctx: Context, device: string, given: SetOptions): Promise<number> {
+  const opts = withFlags(ctx, given);
   const address = parseAddress(device);
   loadConfig(ctx.root, trust(ctx));
   const edited = withoutDevice(ctx.root.readFile(CONFIG_FILE), address);
