@@ -214,6 +214,7 @@ class Runner {
         steps.push({ op: s.op, description: describeStep(s), done: false, error });
         const rb = await this.rollback(plan, kind);
         this.journal.clear(plan.address);
+        if (kind === 'bind') await this.undoHooks(plan, i, warnings);
         const msg = `${describeStep(s)} failed: ${error}`;
         return { ...base, status: 'failed', driver: driverOf(this.o.root, plan.address), steps, warnings, error: rb ? `${msg}; ${rb}` : `${msg}; rolled back to ${plan.from.driver ?? 'no driver'}` };
       }
@@ -223,6 +224,25 @@ class Runner {
     } else if (kind === 'unbind') removeRecord(this.o.root, plan.address);
     this.journal.clear(plan.address);
     return { ...base, status: 'ok', driver: driverOf(this.o.root, plan.address), steps, warnings, error: null };
+  }
+
+  /**
+   * A bind rolled back after hooks ran: each hook that ran gets `post-unbind` (target: the driver
+   * the device went back to), so it can undo what it did at pre-bind (VFs removed, firmware
+   * options set). Their failures are warnings: the device is already back.
+   */
+  private async undoHooks(plan: DevicePlan, failedAt: number, warnings: string[]): Promise<void> {
+    const ran = [...new Set(plan.steps.slice(0, failedAt + 1).flatMap((s) => (s.op === 'hook' ? [s.path] : [])))];
+    for (const path of ran) {
+      const r = await runHook(
+        this.o.root,
+        path,
+        { event: 'post-unbind', address: plan.address, targetDriver: plan.from.driver, previousDriver: plan.target?.driver ?? null, device: plan.device ?? null, steps: [] },
+        this.o.hookTimeoutMs ?? 30_000,
+        this.o.env ?? process.env,
+      );
+      if (r.status === 'failed') warnings.push(`post-unbind hook ${path} (after the rollback) failed${r.output ? `: ${r.output.trim()}` : ''}`);
+    }
   }
 
   /** Back to plan.from. Returns null on success, else what is wrong now. */

@@ -49,7 +49,7 @@ test('per-rule hooks run for apply (and apply --boot) after the hooks.d ones, on
   assert.ok(log(h).some((l) => l.startsWith('10-all pre-bind') && l.includes(E1)));
 });
 
-test('a failing per-rule post-bind hook rolls that device back; an untrusted rule hook refuses it', async () => {
+test('a failing per-rule post-bind hook rolls that device back and lets its hooks undo (post-unbind); an untrusted rule hook refuses it', async () => {
   const h = host();
   logger(h, '/etc/vfioctl/rule-hooks/fails', 'if [ "$1" = post-bind ]; then echo "firmware said no" >&2; exit 1; fi');
   writeConfig(h, [{ match: { address: E2 }, intent: 'vfio', hooks: ['/etc/vfioctl/rule-hooks/fails'] }]);
@@ -63,6 +63,8 @@ test('a failing per-rule post-bind hook rolls that device back; an untrusted rul
   const u = await h.run(['apply']);
   assert.equal(u.code, 3, u.stdout);
   assert.match(u.stdout, /hook-trust: hook \/etc\/vfioctl\/rule-hooks\/loose will not be run: .*writable by its group/);
-  assert.deepEqual(log(h).map((l) => l.split(' ')[1]), ['pre-bind', 'pre-probe', 'post-bind'], 'the untrusted hook never ran');
+  // After the rollback the hook gets post-unbind (target: the driver the device went back to) to undo its work.
+  assert.deepEqual(log(h).map((l) => l.split(' ')[1]), ['pre-bind', 'pre-probe', 'post-bind', 'post-unbind'], 'the untrusted hook never ran');
+  assert.equal(log(h)[3], `fails post-unbind ${E2} target=e1000e prev=vfio-pci`);
   assert.equal(h.state(E2).driver, 'e1000e');
 });
