@@ -516,6 +516,18 @@ function report(x: ReportInput): string {
     for (const e of p.bySrc) L.push(`| ${e.fn.replace(/\|/g, '\\|')} | ${e.where} | ${fmtMs(e.selfMs)} | ${e.pct.toFixed(1)} |`);
     L.push('');
   }
+  // The fixed part no device read can remove: Node's own start-up, then loading the bundle and
+  // building the command line (`--version` does nothing else).
+  const startupNote = (prof: string | undefined): string => {
+    const node0 = med('node0');
+    const version = med('version');
+    if (node0 === null || version === null) return '';
+    const bundleKiB = fs.existsSync(DIST) ? ` (${(fs.statSync(DIST).size / 1024).toFixed(0)} KiB)` : '';
+    if (prof === undefined) return ` Of \`--version\`'s ${fmtMs(version)}, ${fmtMs(node0)} is \`node -e 0\`; the rest is reading and compiling the bundle${bundleKiB} and building the command line.`;
+    const cmd = med(prof);
+    if (cmd === null) return '';
+    return ` Fixed start-up (\`--version\`: Node ${fmtMs(node0)} + bundle and command line ${fmtMs(version - node0)}) is ${fmtMs(version)} of its ${fmtMs(cmd)} (${((100 * version) / cmd).toFixed(0)}%).`;
+  };
   const missed = targets.filter((t) => t.pass === false);
   L.push('## Misses', '');
   if (missed.length === 0) L.push('None: every measured target passes in this run.');
@@ -530,7 +542,7 @@ function report(x: ReportInput): string {
           .map((e) => `${e.fn} (${e.where.replace(/ \(dist:\d+\)$/, '')}) ${e.pct.toFixed(0)}%`)
           .join(', ')}.`
       : '';
-    L.push(`- ${t.what}: ${t.by}.${bound}`);
+    L.push(`- ${t.what}: ${t.by}.${bound}${t.what.startsWith('`--version`') || t.prof ? startupNote(t.prof) : ''}`);
   }
   const notMeasured = targets.filter((t) => t.pass === null);
   for (const t of notMeasured) L.push(`- ${t.what}: not measured in this run (see the table).`);

@@ -11,12 +11,13 @@ export async function listCommand(ctx: Context, opts: { json?: boolean }): Promi
   await repairIfPending(ctx);
   const snap = readSnapshot(ctx.root, { kernel: ctx.kernel });
   const names = loadPciNames(ctx.root, new Set([...snap.devices.values()].map((d) => d.vendor)));
-  const views = [...snap.devices.values()].map((d) => deviceView(d, snap, names, false));
-  printWarnings(ctx, snap.warnings);
   if (opts.json) {
-    ctx.io.out(JSON.stringify(views, null, 2) + '\n');
+    printWarnings(ctx, snap.warnings);
+    writeJsonArray(ctx, snap.devices.values(), (d) => deviceView(d, snap, names, false));
     return EXIT.OK;
   }
+  const views = [...snap.devices.values()].map((d) => deviceView(d, snap, names, false));
+  printWarnings(ctx, snap.warnings);
   const rows = views.map((v) => [
     v.address,
     nameOf(v),
@@ -31,6 +32,26 @@ export async function listCommand(ctx: Context, opts: { json?: boolean }): Promi
   return EXIT.OK;
 }
 
+/**
+ * Exactly `JSON.stringify(items.map(view), null, 2)`, written in pieces of about 64 KiB: the
+ * views and one multi-megabyte string are never all in memory at once.
+ */
+function writeJsonArray<T>(ctx: Context, items: Iterable<T>, view: (x: T) => DeviceView): void {
+  let chunk = '';
+  let first = true;
+  for (const x of items) {
+    // Laid out as an array element (one level deeper): `[\n  {...}\n]` without its brackets.
+    const one = JSON.stringify([view(x)], null, 2);
+    chunk += (first ? '[\n' : ',\n') + one.slice(2, -2);
+    first = false;
+    if (chunk.length >= 65536) {
+      ctx.io.out(chunk);
+      chunk = '';
+    }
+  }
+  ctx.io.out(first ? '[]\n' : chunk + '\n]\n');
+}
+
 function marks(v: DeviceView): string {
   const m: string[] = [];
   if (v.inUse.length > 0) m.push(`host: ${[...v.netdevs, ...v.blockdevs].join(',') || (v.bootVga ? 'boot-vga' : 'yes')}`);
@@ -41,7 +62,7 @@ function marks(v: DeviceView): string {
 export async function showCommand(ctx: Context, device: string, opts: { json?: boolean }): Promise<number> {
   const address = parseAddress(device);
   await repairIfPending(ctx);
-  const snap = readSnapshot(ctx.root, { kernel: ctx.kernel, only: [address], trust: trust(ctx) });
+  const snap = readSnapshot(ctx.root, { kernel: ctx.kernel, only: [address], shallow: true, trust: trust(ctx) });
   const d = snap.devices.get(address);
   if (!d) {
     throw new VfioctlError(`no PCI device ${address} (not in ${ctx.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')`, EXIT.BAD_INPUT);

@@ -1,5 +1,5 @@
 // Reads one PCI device's sysfs directory (drivers/pci/pci-sysfs.c) into a plain record.
-import type { HostRoot } from './root';
+import type { HostDir, HostRoot } from './root';
 
 export interface SriovInfo {
   readonly totalVfs: number;
@@ -53,18 +53,33 @@ function int(v: string | undefined): number | null {
 }
 
 /** Header type from config space byte 0x0e, else inferred from the class (bridges are type 1/2). */
-function headerType(root: HostRoot, dir: string, cls: string): number | null {
-  const cfg = root.readBytes(`${dir}/config`, 16);
-  if (cfg && cfg.length >= 15) return cfg[14]! & 0x7f;
+function headerType(dir: HostDir, cls: string): number | null {
+  const b = dir.readByte('config', 14);
+  if (b !== undefined) return b & 0x7f;
   if (cls.startsWith('0604') || cls.startsWith('0609')) return 1;
   if (cls.startsWith('0607')) return 2;
   return 0;
 }
 
-export function readPciDevice(root: HostRoot, address: string): PciDevice | undefined {
-  const dir = `/sys/bus/pci/devices/${address}`;
-  const modalias = root.readAttr(`${dir}/modalias`);
-  if (modalias === undefined && !root.exists(dir)) return undefined;
+/**
+ * What a caller reading many devices already knows from one directory read each, instead of a
+ * link per device: the driver from /sys/bus/pci/drivers/<driver>/<address> (created and removed
+ * with the device's `driver` link, drivers/base/dd.c driver_sysfs_add/remove), the PF from the
+ * PF's virtfnN links (created with the VF's `physfn` link, drivers/pci/iov.c pci_iov_add_virtfn).
+ */
+export interface KnownLinks {
+  /** Driver name or null for unbound; absent: read the `driver` link. */
+  readonly driver?: string | null;
+  /** PF address; absent: read the `physfn` link. */
+  readonly physfn?: string;
+}
+
+export function readPciDevice(root: HostRoot, address: string, known: KnownLinks = {}): PciDevice | undefined {
+  const link = `/sys/bus/pci/devices/${address}`;
+  // The device's own directory (/sys/devices/...): each attribute read then skips the bus link.
+  const dir = root.at(root.linkTarget(link) ?? link);
+  const modalias = dir.readAttr('modalias');
+  if (modalias === undefined && !dir.exists()) return undefined;
   const m = modalias === undefined ? null : MODALIAS.exec(modalias);
   let vendor: string | null, device: string | null, sv: string | null, sd: string | null, cls: string | null;
   if (m) {
@@ -74,36 +89,46 @@ export function readPciDevice(root: HostRoot, address: string): PciDevice | unde
     sd = m[4]!.toLowerCase();
     cls = (m[5]! + m[6]! + m[7]!).toLowerCase();
   } else {
-    vendor = hex4(root.readAttr(`${dir}/vendor`));
-    device = hex4(root.readAttr(`${dir}/device`));
-    sv = hex4(root.readAttr(`${dir}/subsystem_vendor`));
-    sd = hex4(root.readAttr(`${dir}/subsystem_device`));
-    const c = root.readAttr(`${dir}/class`);
+    vendor = hex4(dir.readAttr('vendor'));
+    device = hex4(dir.readAttr('device'));
+    sv = hex4(dir.readAttr('subsystem_vendor'));
+    sd = hex4(dir.readAttr('subsystem_device'));
+    const c = dir.readAttr('class');
     cls = c && /^0x[0-9a-fA-F]{6}$/.test(c.trim()) ? c.trim().slice(2).toLowerCase() : null;
   }
-  const revRaw = root.readAttr(`${dir}/revision`);
+  const revRaw = dir.readAttr('revision');
   const revision = revRaw && /^0x[0-9a-fA-F]{1,2}$/.test(revRaw.trim()) ? revRaw.trim().slice(2).toLowerCase().padStart(2, '0') : null;
-  const override = root.readAttr(`${dir}/driver_override`);
-  const total = int(root.readAttr(`${dir}/sriov_totalvfs`));
+  const override = dir.readAttr('driver_override');
+  const physfn = known.physfn ?? dir.linkName('physfn') ?? null;
+  // sriov_* exist only on PFs (drivers/pci/iov.c sriov_pf_attrs_are_visible: dev_is_pf), and a
+  // VF is never a PF: no reads for the thousands of VFs. Most other devices lack them too:
+  // existsSync fails without the cost of a thrown ENOENT.
+  const total = physfn === null && dir.exists('sriov_totalvfs') ? int(dir.readAttr('sriov_totalvfs')) : null;
   let sriov: SriovInfo | null = null;
   if (total !== null && total > 0) {
-    const vfs = root
-      .list(dir)
+    const vfs = dir
+      .list()
       .filter((f) => f.startsWith('virtfn'))
-      .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)))
-      .map((f) => root.linkName(`${dir}/${f}`))
+      .map((f) => ({ f, n: Number(f.slice(6)) }))
+      .sort((a, b) => a.n - b.n)
+      .map(({ f }) => dir.linkName(f))
       .filter((x): x is string => x !== undefined);
-    const ap = root.readAttr(`${dir}/sriov_drivers_autoprobe`);
+    const ap = dir.readAttr('sriov_drivers_autoprobe');
     sriov = {
       totalVfs: total,
-      numVfs: int(root.readAttr(`${dir}/sriov_numvfs`)) ?? vfs.length,
+      numVfs: int(dir.readAttr('sriov_numvfs')) ?? vfs.length,
       driversAutoprobe: ap === undefined ? null : ap.trim() !== '0',
       vfs,
     };
   }
-  const reset = root.readAttr(`${dir}/reset_method`);
-  const vfioDev = root.list(`${dir}/vfio-dev`).find((f) => f.startsWith('vfio')) ?? null;
+  const reset = dir.readAttr('reset_method');
+  // vfio-dev/ exists only below a device a VFIO driver registered (vfio_device_add), so most
+  // have none. Not skipped for unbound devices: an unbind blocked on an open VFIO device has
+  // already dropped the `driver` link (driver_sysfs_remove runs before the driver's remove()).
+  const vfioDev = dir.exists('vfio-dev') ? dir.list('vfio-dev').find((f) => f.startsWith('vfio')) ?? null : null;
   const klass = cls ?? '000000';
+  // An unbound device has no driver link: test before readlink (a failed readlink costs a thrown error).
+  const driver = known.driver !== undefined ? known.driver : dir.hasEntry('driver') ? dir.linkName('driver') ?? null : null;
   return {
     address,
     vendor: vendor ?? '0000',
@@ -113,17 +138,19 @@ export function readPciDevice(root: HostRoot, address: string): PciDevice | unde
     class: klass,
     revision,
     modalias: m ? modalias! : null,
-    headerType: headerType(root, dir, klass),
-    driver: root.linkName(`${dir}/driver`) ?? null,
+    headerType: headerType(dir, klass),
+    driver,
     // The kernel prints `(null)` for an unset override; a set one is printed with a newline.
     driverOverride: override === undefined || override === '(null)' ? null : override,
-    iommuGroup: root.linkName(`${dir}/iommu_group`) ?? null,
-    numaNode: int(root.readAttr(`${dir}/numa_node`)),
+    iommuGroup: dir.linkName('iommu_group') ?? null,
+    numaNode: int(dir.readAttr('numa_node')),
     resetMethods: reset === undefined ? null : reset.trim().split(/\s+/).filter(Boolean),
     sriov,
-    physfn: root.linkName(`${dir}/physfn`) ?? null,
+    physfn,
     vfioDev,
-    bootVga: root.readAttr(`${dir}/boot_vga`)?.trim() === '1',
+    // boot_vga is only visible on VGA-class devices (pci-sysfs.c pci_dev_attrs_are_visible:
+    // class 0x0300, and 0x0001 "pre-2.0 VGA" since pci_is_vga()); unknown class: look anyway.
+    bootVga: (cls === null || cls.startsWith('03') || cls.startsWith('0001')) && dir.readAttr('boot_vga')?.trim() === '1',
   };
 }
 

@@ -11,22 +11,21 @@ export interface PciNames {
   className(cls: string): string | null;
 }
 
+interface NameMaps {
+  readonly vendorNames: Map<string, string>;
+  readonly deviceNames: Map<string, string>;
+  readonly subsysNames: Map<string, string>;
+  readonly classNames: Map<string, string>;
+}
+
+const newMaps = (): NameMaps => ({ vendorNames: new Map(), deviceNames: new Map(), subsysNames: new Map(), classNames: new Map() });
+
 /**
- * Parses only the vendor sections that are asked for (plus the class section), so `list` on a
- * host with a handful of vendors does not build a map of all ~40k entries.
+ * The pci.ids line grammar: vendor lines, tab-indented device and subsystem lines below the
+ * wanted vendors, then `C xx` class lines with their subclasses and prog-ifs.
  */
-export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciNames | null {
-  let text: string | undefined;
-  for (const p of PCI_IDS_PATHS) {
-    text = root.readFile(p);
-    if (text !== undefined) break;
-  }
-  if (text === undefined) return null;
-  const want = new Set(vendors);
-  const vendorNames = new Map<string, string>();
-  const deviceNames = new Map<string, string>();
-  const subsysNames = new Map<string, string>();
-  const classNames = new Map<string, string>();
+function parseLines(text: string, want: ReadonlySet<string>, into: NameMaps): void {
+  const { vendorNames, deviceNames, subsysNames, classNames } = into;
   let vendor: string | null = null;
   let device: string | null = null;
   let cls: string | null = null;
@@ -68,11 +67,103 @@ export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciName
       }
     } else inClasses = line.startsWith('C ');
   }
+}
+
+// A line that starts a new vendor or class: not indented, not a comment, not empty.
+const SECTION_END = /\n(?![\t#\n])/g;
+
+/**
+ * Names of the vendors asked for (plus the classes). The ~1.3 MB file is searched in place and
+ * only the lines used are decoded, on first use: `show` needs one vendor's and one device's.
+ */
+export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciNames | null {
+  let bytes: Buffer | undefined;
+  for (const p of PCI_IDS_PATHS) {
+    bytes = root.readFileBuffer(p);
+    if (bytes !== undefined) break;
+  }
+  if (bytes === undefined) return null;
+  const file = bytes;
+  // latin1: one character per byte, so indices found in `text` are byte offsets into `file`.
+  const text = file.toString('latin1');
+  const want = new Set(vendors);
+  // Everything from the first class line on, parsed as a whole (it is small, and a vendor line
+  // after it, in an odd file, would be parsed there too); its names win, as later lines do.
+  const c = text.indexOf('\nC ');
+  const classAt = text.startsWith('C ') ? 0 : c >= 0 ? c + 1 : -1;
+  const headEnd = classAt >= 0 ? classAt : text.length;
+  let tail: NameMaps | undefined;
+  const tailMaps = (): NameMaps => (tail ??= parseInto(classAt >= 0 ? file.toString('utf8', classAt) : '', newMaps()));
+  const parseInto = (t: string, m: NameMaps): NameMaps => (parseLines(t, want, m), m);
+  // Each wanted vendor's sections: from each line before the classes that starts with its id
+  // (one, in a sane file) up to the next unindented line. Found once, then searched in place.
+  const sectionsOf = new Map<string, { at: number; end: number }[]>();
+  const sections = (v: string) => {
+    let l = sectionsOf.get(v);
+    if (!l) {
+      l = [];
+      if (want.has(v)) {
+        const starts = text.startsWith(v) ? [0] : [];
+        for (let i = text.indexOf('\n' + v); i >= 0 && i + 1 < headEnd; i = text.indexOf('\n' + v, i + 1)) starts.push(i + 1);
+        for (const at of starts) {
+          SECTION_END.lastIndex = at;
+          const m = SECTION_END.exec(text);
+          l.push({ at, end: m && m.index < headEnd ? m.index : headEnd });
+        }
+      }
+      sectionsOf.set(v, l);
+    }
+    return l;
+  };
+  const lineAt = (i: number): string => {
+    const e = text.indexOf('\n', i);
+    return file.toString('utf8', i, e < 0 ? text.length : e);
+  };
+  // `list` asks once per device: thousands of VFs share a few vendor:device pairs.
+  const vendorCache = new Map<string, string | null>();
+  const deviceCache = new Map<string, string | null>();
+  let subsys: NameMaps | undefined;
+  const parsedSubsys = new Set<string>();
+  // Later lines win (the names were a Map filled in file order): the tail, then the last section.
   return {
-    vendorName: (v) => vendorNames.get(v) ?? null,
-    deviceName: (v, d) => deviceNames.get(`${v}:${d}`) ?? null,
-    subsystemName: (v, d, sv, sd) => subsysNames.get(`${v}:${d}:${sv}:${sd}`) ?? null,
+    vendorName: (v) => {
+      let name = vendorCache.get(v);
+      if (name === undefined) {
+        const l = sections(v);
+        name = tailMaps().vendorNames.get(v) ?? (l.length ? lineAt(l[l.length - 1]!.at).slice(6).trim() : null);
+        vendorCache.set(v, name);
+      }
+      return name;
+    },
+    deviceName: (v, d) => {
+      const key = `${v}:${d}`;
+      let name = deviceCache.get(key);
+      if (name === undefined) {
+        name = tailMaps().deviceNames.get(key) ?? null;
+        const l = sections(v);
+        for (let k = l.length - 1; name === null && k >= 0; k--) {
+          // A device line is `\tdddd  name`; subsystem lines have two tabs, so cannot match.
+          const i = text.lastIndexOf('\n\t' + d, l[k]!.end - 1);
+          if (i >= l[k]!.at) name = lineAt(i + 1).slice(7).trim();
+        }
+        deviceCache.set(key, name);
+      }
+      return name;
+    },
+    subsystemName: (v, d, sv, sd) => {
+      const t = tailMaps().subsysNames.get(`${v}:${d}:${sv}:${sd}`);
+      if (t !== undefined) return t;
+      subsys ??= newMaps();
+      if (!parsedSubsys.has(v)) {
+        parsedSubsys.add(v);
+        for (const s of sections(v)) parseInto(file.toString('utf8', s.at, s.end), subsys);
+      }
+      return subsys.subsysNames.get(`${v}:${d}:${sv}:${sd}`) ?? null;
+    },
     // Most specific class name known: prog-if, then subclass, then base class.
-    className: (c) => classNames.get(c) ?? classNames.get(c.slice(0, 4)) ?? classNames.get(c.slice(0, 2)) ?? null,
+    className: (c) => {
+      const names = tailMaps().classNames;
+      return names.get(c) ?? names.get(c.slice(0, 4)) ?? names.get(c.slice(0, 2)) ?? null;
+    },
   };
 }

@@ -45,14 +45,35 @@ export interface Snapshot {
   readonly warnings: readonly string[];
 }
 
-/** All IOMMU groups, or (for commands about a few devices) only the ones named. */
-function readIommu(root: HostRoot, only?: ReadonlySet<string>): IommuState {
+/**
+ * All IOMMU groups, or (for commands about some devices) only the ones named; `listed` holds
+ * group member lists already read.
+ */
+function readIommu(root: HostRoot, only?: ReadonlySet<string>, devices?: ReadonlyMap<string, PciDevice>, listed?: ReadonlyMap<string, string[]>): IommuState {
   const groups = new Map<string, string[]>();
   const all = root.list('/sys/kernel/iommu_groups');
-  for (const g of only ? all.filter((x) => only.has(x)) : all) {
-    groups.set(g, root.list(`/sys/kernel/iommu_groups/${g}/devices`).sort());
+  const present = all.length > 0 || root.list('/sys/class/iommu').length > 0;
+  if (!only && devices) {
+    // Every device: its iommu_group link names its group, so members come from the devices
+    // already read instead of one directory read per group (thousands with SR-IOV). Exact when
+    // every group has a PCI member; if some group has none (platform devices, e.g. behind an
+    // ARM SMMU) groups may mix in non-PCI members, so read them all from sysfs instead.
+    for (const d of devices.values()) {
+      if (d.iommuGroup === null) continue;
+      const l = groups.get(d.iommuGroup);
+      if (l) l.push(d.address);
+      else groups.set(d.iommuGroup, [d.address]);
+    }
+    if (groups.size === all.length && all.every((g) => groups.has(g))) {
+      for (const l of groups.values()) l.sort();
+      return { present, groups };
+    }
+    groups.clear();
   }
-  return { present: all.length > 0 || root.list('/sys/class/iommu').length > 0, groups };
+  for (const g of only ? all.filter((x) => only.has(x)) : all) {
+    groups.set(g, [...(listed?.get(g) ?? root.list(`/sys/kernel/iommu_groups/${g}/devices`))].sort());
+  }
+  return { present, groups };
 }
 
 function readModuleFiles(root: HostRoot, release: string | undefined): Set<string> {
@@ -78,6 +99,23 @@ export function readModuleState(root: HostRoot, release: string | undefined, dia
   };
 }
 
+/**
+ * Address -> driver for every bound PCI device: /sys/bus/pci/drivers/<driver>/ holds a link
+ * named by each bound device's address. Undefined if some address appears twice (a tree being
+ * changed under us): then every device's own `driver` link is read.
+ */
+function boundDrivers(root: HostRoot): Map<string, string> | undefined {
+  const out = new Map<string, string>();
+  for (const drv of root.list('/sys/bus/pci/drivers')) {
+    for (const e of root.list(`/sys/bus/pci/drivers/${drv}`)) {
+      if (!isPciAddress(e)) continue;
+      if (out.has(e)) return undefined;
+      out.set(e, drv);
+    }
+  }
+  return out;
+}
+
 export interface ReadOptions {
   kernel?: string;
   /** Only read these devices (and what they need); all when absent. */
@@ -86,6 +124,11 @@ export interface ReadOptions {
   forWrite?: boolean;
   /** Discover hooks, judging their ownership by this policy. */
   trust?: TrustPolicy;
+  /**
+   * With `only`: read the named devices and their PFs, not their VFs or IOMMU group peers
+   * (`show`, whose checks need no more; the peers' names still come from the group).
+   */
+  shallow?: boolean;
 }
 
 export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
@@ -95,26 +138,44 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
   const devices = new Map<string, PciDevice>();
   const names = opts.only ?? root.list('/sys/bus/pci/devices').filter(isPciAddress).sort();
   const want = new Set(names);
+  // Every device (or many): one directory read per driver and the PFs' virtfn links answer
+  // what would otherwise be two or three link reads per device (thousands of VFs).
+  const drivers = !opts.only || names.length >= 64 ? boundDrivers(root) : undefined;
+  const groupMembers = new Map<string, string[]>();
+  const pfOf = new Map<string, string>();
   // For the named devices also read their PF, VFs and IOMMU group peers: checks need them.
   const queue = [...names];
   for (let i = 0; i < queue.length; i++) {
     const addr = queue[i]!;
     if (devices.has(addr)) continue;
-    const d = readPciDevice(root, addr);
+    const pf = pfOf.get(addr);
+    const d = readPciDevice(root, addr, drivers ? { driver: drivers.get(addr) ?? null, ...(pf ? { physfn: pf } : {}) } : {});
     if (!d) continue;
     devices.set(addr, d);
+    if (drivers) for (const vf of d.sriov?.vfs ?? []) pfOf.set(vf, addr);
     if (opts.only) {
+      if (opts.shallow) {
+        if (d.physfn && !want.has(d.physfn) && i < names.length) (want.add(d.physfn), queue.push(d.physfn));
+        continue;
+      }
       const more = [d.physfn, ...(d.sriov?.vfs ?? [])];
-      if (d.iommuGroup) more.push(...root.list(`/sys/kernel/iommu_groups/${d.iommuGroup}/devices`));
+      if (d.iommuGroup) {
+        let members = groupMembers.get(d.iommuGroup);
+        if (!members) groupMembers.set(d.iommuGroup, (members = root.list(`/sys/kernel/iommu_groups/${d.iommuGroup}/devices`)));
+        more.push(...members);
+      }
       for (const x of more) if (x && !want.has(x)) (want.add(x), queue.push(x));
     }
   }
   const modules = readModuleState(root, release, diag, opts.forWrite);
   return {
     devices,
-    iommu: readIommu(root, opts.only ? new Set([...devices.values()].map((d) => d.iommuGroup).filter((g): g is string => g !== null)) : undefined),
+    iommu: opts.only
+      ? readIommu(root, new Set([...devices.values()].map((d) => d.iommuGroup).filter((g): g is string => g !== null)), undefined, groupMembers)
+      : readIommu(root, undefined, devices),
     modules,
-    use: readHostUse(root),
+    // A few devices: only their host use (each netdev/disk costs reads; a host may have thousands).
+    use: readHostUse(root, opts.only ? new Set(devices.keys()) : undefined),
     vfioUsers: opts.forWrite ? readVfioUsers(root) : new Map(),
     hooks: opts.trust ? discoverHooks(root, opts.trust) : [],
     records: opts.forWrite ? readRecords(root) : new Map(),

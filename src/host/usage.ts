@@ -160,15 +160,30 @@ function inet6ByIface(root: HostRoot): Map<string, string[]> {
   return out;
 }
 
-export function readHostUse(root: HostRoot): HostUse {
+/** Where a class/bus link points (`/sys/devices/...`): readlink, resolved by string. */
+function realOf(root: HostRoot, rel: string): string | undefined {
+  return root.linkTarget(rel) ?? root.realpath(rel);
+}
+
+/**
+ * What the host uses below each PCI device. With `only`, just what lies below those devices
+ * (a netdev or disk elsewhere costs attribute reads and cannot matter to them).
+ */
+export function readHostUse(root: HostRoot, only?: ReadonlySet<string>): HostUse {
   const netdevs = new Map<string, NetdevUse[]>();
-  const routes = routesByIface(root);
-  const inet6 = inet6ByIface(root);
+  const wanted = (owners: string[]) => owners.length > 0 && (!only || owners.some((o) => only.has(o)));
+  // With a few devices, a path naming none of them is skipped before it is split and tested.
+  const few = only && only.size <= 8 ? [...only] : undefined;
+  const mayBeWanted = (real: string) => !few || few.some((a) => real.includes(a));
+  let routes: Map<string, string[]> | undefined;
+  let inet6: Map<string, string[]> | undefined;
   for (const name of root.list('/sys/class/net')) {
-    const real = root.realpath(`/sys/class/net/${name}`);
-    if (!real) continue;
+    const real = realOf(root, `/sys/class/net/${name}`);
+    if (!real || !mayBeWanted(real)) continue;
     const owners = pciAncestors(real);
-    if (owners.length === 0) continue;
+    if (!wanted(owners)) continue;
+    routes ??= routesByIface(root);
+    inet6 ??= inet6ByIface(root);
     const flags = Number.parseInt(root.readAttr(`/sys/class/net/${name}/flags`) ?? '0', 16);
     addTo(netdevs, owners, {
       name,
@@ -190,20 +205,18 @@ export function readHostUse(root: HostRoot): HostUse {
     if (tag === undefined) continue;
     mounts ??= readMounts(root);
     const mp = mounts.by9pTag.get(tag);
-    const real = mp && root.realpath(`/sys/bus/virtio/devices/${v}`);
-    if (real) addTo(filesystems, pciAncestors(real), { tag, mountpoints: mp });
+    const real = mp && realOf(root, `/sys/bus/virtio/devices/${v}`);
+    if (real && wanted(pciAncestors(real))) addTo(filesystems, pciAncestors(real), { tag, mountpoints: mp });
   }
-  if (blockNames.length > 0) {
+  for (const name of blockNames) {
+    const real = realOf(root, `/sys/class/block/${name}`);
+    if (!real || !mayBeWanted(real)) continue;
+    const owners = pciAncestors(real);
+    if (!wanted(owners)) continue;
+    // Partitions are reported with their disk.
+    if (root.exists(`/sys/class/block/${name}/partition`)) continue;
     mounts ??= readMounts(root);
-    for (const name of blockNames) {
-      // Partitions are reported with their disk.
-      if (root.exists(`/sys/class/block/${name}/partition`)) continue;
-      const real = root.realpath(`/sys/class/block/${name}`);
-      if (!real) continue;
-      const owners = pciAncestors(real);
-      if (owners.length === 0) continue;
-      addTo(blockdevs, owners, readBlockdev(root, name, mounts));
-    }
+    addTo(blockdevs, owners, readBlockdev(root, name, mounts));
   }
   return { netdevs, blockdevs, filesystems };
 }

@@ -43,10 +43,19 @@ export function wildcardCount(pattern: string): number {
   return m.slice(1).filter((f) => f === '*').length;
 }
 
+// The normalised queries of the last modalias: callers test one modalias against many aliases.
+let lastModalias: string | undefined;
+let lastQuery: string | null = null;
+let lastVfioQuery: string | null = null;
+
 /** Does this (normalised) alias pattern match the device? Used for `vfio_pci:` and `pci:` tables. */
 export function aliasMatches(alias: PciAlias, modalias: string): boolean {
-  const query = alias.normalized.startsWith('vfio_') ? `vfio_${modalias}` : modalias;
-  const q = aliasNormalize(query);
+  if (modalias !== lastModalias) {
+    lastModalias = modalias;
+    lastQuery = aliasNormalize(modalias);
+    lastVfioQuery = aliasNormalize(`vfio_${modalias}`);
+  }
+  const q = alias.normalized.startsWith('vfio_') ? lastVfioQuery : lastQuery;
   return q !== null && fnmatch(alias.normalized, q);
 }
 
@@ -63,8 +72,21 @@ interface RawCandidate {
   source: Candidate['source'];
 }
 
-function rawCandidates(dev: PciDevice, mods: ModuleState): RawCandidate[] {
+// Candidates depend only on the modalias (and vendor:device, part of it) and the module
+// state; thousands of VFs share one modalias, so each is matched once per module state.
+const rawCache = new WeakMap<ModuleState, Map<string, readonly RawCandidate[]>>();
+
+function rawCandidates(dev: PciDevice, mods: ModuleState): readonly RawCandidate[] {
   const modalias = modaliasOf(dev);
+  const key = `${modalias} ${dev.vendor}:${dev.device}`;
+  let byModalias = rawCache.get(mods);
+  if (!byModalias) rawCache.set(mods, (byModalias = new Map()));
+  let out = byModalias.get(key);
+  if (!out) byModalias.set(key, (out = matchRaw(dev, modalias, mods)));
+  return out;
+}
+
+function matchRaw(dev: PciDevice, modalias: string, mods: ModuleState): RawCandidate[] {
   const out: RawCandidate[] = [];
   for (const a of matchingVfioAliases(modalias, mods.aliases)) {
     out.push({ module: a.module, alias: a.pattern, wildcards: wildcardCount(a.pattern), order: a.order, source: a.source });

@@ -36,13 +36,68 @@ function pushTo(map: Map<string, PciAlias[]>, a: PciAlias): void {
   else map.set(a.module, [a]);
 }
 
+/** Well-formed `pci:` lines (`alias pattern module`) of a text, noted as line offsets only. */
+interface NotedLines {
+  readonly text: string;
+  /** Offsets of lines starting with `alias pci:`; this run is [from, to). */
+  readonly lines: readonly number[];
+  readonly from: number;
+  readonly to: number;
+  /** Order number of the first; the rest follow. */
+  readonly order: number;
+}
+
 class AliasCollector {
   readonly vfio: PciAlias[] = [];
-  readonly pciByModule = new Map<string, PciAlias[]>();
   readonly vfioByModule = new Map<string, PciAlias[]>();
   private order = 0;
+  /**
+   * `pci:` aliases in file order. Only a named driver's ID-table check needs them, and a Debian
+   * kernel has ~9,000: `list` and `show` never build them, so well-formed lines are only noted.
+   */
+  private pci: (PciAlias | NotedLines)[] = [];
+  private pciMap: Map<string, PciAlias[]> | undefined;
 
   constructor(private readonly diag: Diagnostics) {}
+
+  get pciByModule(): Map<string, PciAlias[]> {
+    if (!this.pciMap) {
+      const map = new Map<string, PciAlias[]>();
+      let text = '';
+      let line = 1;
+      let pos = 0;
+      for (const p of this.pci) {
+        if ('pattern' in p) {
+          pushTo(map, p);
+          continue;
+        }
+        // Line numbers are counted now; a text's runs come in file order.
+        if (p.text !== text) (text = p.text), (line = 1), (pos = 0);
+        for (let k = p.from; k < p.to; k++) {
+          const at = p.lines[k]!;
+          for (let i = text.indexOf('\n', pos); i >= 0 && i < at; i = text.indexOf('\n', i + 1)) line++;
+          pos = at;
+          // `alias pattern module`: the pattern holds no whitespace, the module runs to the end.
+          const space = text.indexOf(' ', at + 6);
+          const nl = text.indexOf('\n', space);
+          const pattern = text.slice(at + 6, space);
+          const normalized = pattern.includes('-') ? aliasNormalize(pattern)! : pattern;
+          const module = moduleNormalize(text.slice(space + 1, nl < 0 ? text.length : nl));
+          pushTo(map, { pattern, normalized, module, order: p.order + k - p.from, source: 'modules.alias', line });
+        }
+      }
+      this.pciMap = map;
+    }
+    return this.pciMap;
+  }
+
+  /** Lines `lines[from..to)` of `text`, checked by the caller: `alias pci:PATTERN MODULE`, brackets balanced. */
+  noteLines(text: string, lines: readonly number[], from: number, to: number): void {
+    if (to <= from) return;
+    this.pci.push({ text, lines, from, to, order: this.order });
+    this.order += to - from;
+    this.pciMap = undefined;
+  }
 
   add(pattern: string, module: string, source: AliasSource, where: string, line: number): void {
     const normalized = aliasNormalize(pattern);
@@ -57,13 +112,74 @@ class AliasCollector {
     if (isVfio) {
       this.vfio.push(a);
       pushTo(this.vfioByModule, a);
-    } else pushTo(this.pciByModule, a);
+    } else {
+      this.pci.push(a);
+      this.pciMap = undefined;
+    }
   }
 }
 
 const MODULE_NAME = /^[A-Za-z0-9_-]+$/;
+// `pci:PATTERN MODULE` alone on its line: one space, balanced brackets, a valid module name.
+// Anything else (tabs, extra fields, `]` alone) takes the line-by-line path and its warnings.
+const WELL_FORMED = '[^\\s[\\]]*(?:\\[[^\\s\\]]*\\][^\\s[\\]]*)* [A-Za-z0-9_-]+(?=\\n|$)';
+// A line other than: blank, a comment, an alias that is not `pci:` (vfio ones are parsed on
+// their own), a well-formed `pci:` alias. Depmod writes none; with one, parse line by line.
+const ODD = `(?!\\n|$|#|alias (?!pci:)|alias pci:${WELL_FORMED})`;
+const ODD_FIRST_LINE = new RegExp(ODD, 'y');
+const ODD_LINE = new RegExp(`\\n${ODD}`);
+
+/** One line, checked and added the way depmod's format is read (with its warnings). */
+function parseLine(line: string, lineNo: number, where: string, col: AliasCollector, diag: Diagnostics): void {
+  if (line.startsWith('alias pci:') || line.startsWith('alias vfio_pci:') || line.startsWith('alias vfio-pci:')) {
+    const parts = line.trim().split(/\s+/);
+    if (parts.length !== 3 || !MODULE_NAME.test(parts[2]!)) {
+      diag.warn(`${where}:${lineNo}: malformed alias line '${line}'; skipped`);
+      return;
+    }
+    col.add(parts[1]!, parts[2]!, 'modules.alias', where, lineNo);
+  } else if (!line.startsWith('alias ')) {
+    if (line.trim() !== '') diag.warn(`${where}:${lineNo}: not an alias line '${line.slice(0, 80)}'; skipped`);
+  }
+}
+
+/** Offsets of the lines starting with `prefix`, ascending. */
+function linesStartingWith(text: string, prefix: string): number[] {
+  const out = text.startsWith(prefix) ? [0] : [];
+  const needle = '\n' + prefix;
+  for (let i = text.indexOf(needle); i >= 0; i = text.indexOf(needle, i + 1)) out.push(i + 1);
+  return out;
+}
+
+/**
+ * The whole file without a JavaScript loop over its ~27k lines, when every line is of a kind
+ * depmod writes (checked by one regular expression): the `pci:` lines are only counted and
+ * noted (their order numbers are needed), the few `vfio_pci:` ones parsed. Same result and
+ * warnings as line by line; false (nothing added) when some line needs that.
+ */
+function parseDepmodOutput(text: string, where: string, col: AliasCollector, diag: Diagnostics): boolean {
+  ODD_FIRST_LINE.lastIndex = 0;
+  if (ODD_FIRST_LINE.test(text) || ODD_LINE.test(text)) return false;
+  const pci = linesStartingWith(text, 'alias pci:');
+  const vfio = [...linesStartingWith(text, 'alias vfio_pci:'), ...linesStartingWith(text, 'alias vfio-pci:')].sort((a, b) => a - b);
+  let p = 0;
+  let counted = 0;
+  let line = 1;
+  for (const v of vfio) {
+    const from = p;
+    while (p < pci.length && pci[p]! < v) p++;
+    col.noteLines(text, pci, from, p);
+    for (let i = text.indexOf('\n', counted); i >= 0 && i < v; i = text.indexOf('\n', i + 1)) line++;
+    counted = v;
+    const end = text.indexOf('\n', v);
+    parseLine(text.slice(v, end < 0 ? text.length : end), line, where, col, diag);
+  }
+  col.noteLines(text, pci, p, pci.length);
+  return true;
+}
 
 export function parseModulesAlias(text: string, where: string, col: AliasCollector, diag: Diagnostics): void {
+  if (parseDepmodOutput(text, where, col, diag)) return;
   let lineNo = 0;
   let start = 0;
   while (start <= text.length) {
@@ -74,16 +190,7 @@ export function parseModulesAlias(text: string, where: string, col: AliasCollect
     start = end + 1;
     // Cheap prefix test first: of a Debian kernel's ~27k aliases only the pci ones matter here.
     if (line.length === 0 || line.charCodeAt(0) === 35 /* # */) continue;
-    if (line.startsWith('alias pci:') || line.startsWith('alias vfio_pci:') || line.startsWith('alias vfio-pci:')) {
-      const parts = line.trim().split(/\s+/);
-      if (parts.length !== 3 || !MODULE_NAME.test(parts[2]!)) {
-        diag.warn(`${where}:${lineNo}: malformed alias line '${line}'; skipped`);
-        continue;
-      }
-      col.add(parts[1]!, parts[2]!, 'modules.alias', where, lineNo);
-    } else if (!line.startsWith('alias ')) {
-      if (line.trim() !== '') diag.warn(`${where}:${lineNo}: not an alias line '${line.slice(0, 80)}'; skipped`);
-    }
+    parseLine(line, lineNo, where, col, diag);
   }
 }
 
@@ -114,7 +221,14 @@ export function loadAliasDb(root: HostRoot, release: string | undefined, diag: D
     const modinfo = root.readFile(`${dir}/modules.builtin.modinfo`);
     if (modinfo !== undefined) parseBuiltinModinfo(modinfo, `${dir}/modules.builtin.modinfo`, col);
   }
-  return { vfio: col.vfio, pciByModule: col.pciByModule, vfioByModule: col.vfioByModule, present };
+  return {
+    vfio: col.vfio,
+    get pciByModule() {
+      return col.pciByModule;
+    },
+    vfioByModule: col.vfioByModule,
+    present,
+  };
 }
 
 export { AliasCollector };
