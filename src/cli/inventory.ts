@@ -1,7 +1,12 @@
 // `vfioctl list` and `vfioctl show DEVICE`: read-only inventory with the resolved VFIO driver.
 import { parseAddress } from '../host/address';
 import { loadPciNames } from '../host/pciids';
-import { readSnapshot } from '../host/snapshot';
+import { readSnapshot, type Snapshot } from '../host/snapshot';
+import { loadConfig } from '../config/load';
+import { desiredState } from '../config/desired';
+import { CONFIG_FILE } from '../config/types';
+import { ruleHook, type Hook } from '../hooks/discover';
+import type { TrustPolicy } from '../util/trust';
 import { EXIT, VfioctlError } from '../util/diag';
 import { repairIfPending, trust } from './bind';
 import { type Context, printWarnings } from './context';
@@ -52,6 +57,19 @@ function writeJsonArray<T>(ctx: Context, items: Iterable<T>, view: (x: T) => Dev
   ctx.io.out(first ? '[]\n' : chunk + '\n]\n');
 }
 
+/** The per-rule hooks of the rule governing this device; a broken configuration only warns here. */
+function configuredHooks(ctx: Context, snap: Snapshot, address: string, policy: TrustPolicy): Hook[] {
+  if (!ctx.root.exists(CONFIG_FILE)) return [];
+  try {
+    const d = desiredState(loadConfig(ctx.root, policy), snap.devices).desires.get(address);
+    return (d?.rule.hooks ?? []).map((p) => ruleHook(ctx.root, p, policy));
+  } catch (e) {
+    if (!(e instanceof VfioctlError)) throw e;
+    ctx.io.err(`vfioctl: warning: per-rule hooks not shown: ${e.message}\n`);
+    return [];
+  }
+}
+
 function marks(v: DeviceView): string {
   const m: string[] = [];
   if (v.inUse.length > 0) m.push(`host: ${[...v.netdevs, ...v.blockdevs].join(',') || (v.bootVga ? 'boot-vga' : 'yes')}`);
@@ -62,14 +80,15 @@ function marks(v: DeviceView): string {
 export async function showCommand(ctx: Context, device: string, opts: { json?: boolean }): Promise<number> {
   const address = parseAddress(device);
   await repairIfPending(ctx);
-  const snap = readSnapshot(ctx.root, { kernel: ctx.kernel, only: [address], shallow: true, trust: trust(ctx) });
+  const policy = trust(ctx);
+  const snap = readSnapshot(ctx.root, { kernel: ctx.kernel, only: [address], shallow: true, trust: policy });
   const d = snap.devices.get(address);
   if (!d) {
     throw new VfioctlError(`no PCI device ${address} (not in ${ctx.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')`, EXIT.BAD_INPUT);
   }
   const names = loadPciNames(ctx.root, [d.vendor]);
   const v = deviceView(d, snap, names, true);
-  v.hooks = snap.hooks.map((h) => ({ path: h.path, source: h.source, problem: h.problem }));
+  v.hooks = [...snap.hooks, ...configuredHooks(ctx, snap, address, policy)].map((h) => ({ path: h.path, source: h.source, problem: h.problem }));
   printWarnings(ctx, snap.warnings);
   if (opts.json) {
     ctx.io.out(JSON.stringify(v, null, 2) + '\n');

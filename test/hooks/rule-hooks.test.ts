@@ -32,6 +32,9 @@ test('per-rule hooks run for apply (and apply --boot) after the hooks.d ones, on
     { match: { address: E2 }, intent: 'vfio', hooks: ['/etc/vfioctl/rule-hooks/cx7'] },
     { match: { address: E1 }, intent: 'vfio' },
   ]);
+  const show = await h.run(['show', E2, '--json']);
+  assert.deepEqual(show.json().hooks.map((x: any) => [x.path, x.source]), [['/etc/vfioctl/hooks.d/10-all', 'hooks.d'], ['/etc/vfioctl/rule-hooks/cx7', 'rule']]);
+  assert.deepEqual((await h.run(['show', E1, '--json'])).json().hooks.map((x: any) => x.path), ['/etc/vfioctl/hooks.d/10-all']);
   const dry = await h.run(['apply', '--dry-run']);
   assert.match(dry.stdout, /run pre-bind hook \/etc\/vfioctl\/rule-hooks\/cx7/);
   const r = await h.run(['apply', '--boot']);
