@@ -130,7 +130,9 @@ class Runner {
         try {
           await io.write(`${dev}/sriov_numvfs`, String(s.numVfs));
         } catch (e) {
-          // Put the old VF count back, so a failed resize does not silently remove every VF.
+          // Undo: autoprobe back on if this plan turned it off, then the old VF count, so a failed
+          // resize neither removes every VF nor brings them back without a driver.
+          if (plan.steps.some((x) => x.op === 'sriov-autoprobe' && !x.value)) await io.write(`${dev}/sriov_drivers_autoprobe`, '1').catch(() => undefined);
           if (s.from > 0 && s.numVfs > 0) await io.write(`${dev}/sriov_numvfs`, String(s.from)).catch(() => undefined);
           throw e;
         }

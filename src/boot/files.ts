@@ -35,6 +35,9 @@ take() { # address driver module
 	read -r cur < "$d/driver_override" 2>/dev/null || cur='(null)'
 	[ "$cur" = '(null)' ] || [ "$cur" = "$2" ] || return 0
 	printf '%s' "$2" > "$d/driver_override" || return 0
+	# What the boot took, for the late apply: it releases what no rule names any more (a map
+	# packed into an initramfs can be older than the configuration).
+	mkdir -p "$R/run/vfioctl" && printf '%s %s\\n' "$1" "$2" >> "$R/run/vfioctl/boot-taken"
 	[ "$2" = none ] && return 0
 	case "$modules" in *" $3 "*) ;; *) modules="$modules$3 " ;; esac
 	probe="$probe $1"
@@ -96,10 +99,11 @@ export function udevRules(maps: readonly BootMap[]): string {
     out.push(`LABEL="vfioctl_k${i}"`);
     for (const e of m.entries) {
       let match: string;
-      if (e.kind === 'address') match = `KERNEL=="${e.selector}"`;
+      // Like the early script: never a device a driver already has, never an override already set.
+      if (e.kind === 'address') match = `KERNEL=="${e.selector}", TEST!="driver", ATTR{driver_override}=="(null)"`;
       else {
         const [v, d, sv, sd] = e.selector.split(':');
-        match = `ATTR{vendor}=="0x${v}", ATTR{device}=="0x${d}"${sv ? `, ATTR{subsystem_vendor}=="0x${sv}", ATTR{subsystem_device}=="0x${sd}"` : ''}`;
+        match = `ATTR{vendor}=="0x${v}", ATTR{device}=="0x${d}"${sv ? `, ATTR{subsystem_vendor}=="0x${sv}", ATTR{subsystem_device}=="0x${sd}"` : ''}, TEST!="driver", ATTR{driver_override}=="(null)"`;
       }
       const load = e.driver === 'none' ? '' : `${e.module !== '-' ? `, RUN{builtin}+="kmod load ${e.module}"` : ''}, RUN+="${UDEV_PROBE} $kernel"`;
       out.push(`${match}, ATTR{driver_override}="${e.driver}"${load}, GOTO="vfioctl_end"`);
@@ -116,8 +120,7 @@ export function earlyUnit(): string {
 Description=vfioctl: driver_override for configured PCI devices before coldplug
 Documentation=man:vfioctl(8)
 DefaultDependencies=no
-Before=systemd-udev-trigger.service sysinit.target
-After=systemd-remount-fs.service
+Before=systemd-udev-trigger.service systemd-modules-load.service sysinit.target
 ConditionPathExists=${BOOT_DIR}
 
 [Service]
@@ -136,7 +139,10 @@ export function lateUnit(vfioctl: string): string {
 Description=vfioctl: apply the configuration (devices whose host driver had them first)
 Documentation=man:vfioctl(8)
 After=systemd-udev-trigger.service systemd-modules-load.service local-fs.target
-Wants=systemd-udev-trigger.service
+Wants=systemd-udev-trigger.service network-pre.target
+# Before networking configures interfaces: a NIC meant for VFIO is taken first, one the map
+# recorded as in use is refused (apply --boot reads the map), whatever the network stack does.
+Before=network-pre.target
 
 [Service]
 Type=oneshot
@@ -183,10 +189,15 @@ exit 0
 `;
 }
 
-export function dracutModuleSetup(): string {
+export function dracutModuleSetup(vfioctl: string): string {
   return `#!/bin/bash
 # ${MARKER}: do not edit.
-check() { [[ -r ${BOOT_DIR}/$kernel.map ]] || return 255; return 0; }
+# dracut runs before vfioctl's own kernel hooks: resolve for the kernel being packed first.
+check() {
+    [[ -x "${vfioctl}" ]] && "${vfioctl}" install --refresh --kernel "$kernel" >/dev/null 2>&1
+    [[ -r ${BOOT_DIR}/$kernel.map ]] || return 255
+    return 0
+}
 depends() { return 0; }
 installkernel() {
     local m

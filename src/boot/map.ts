@@ -9,6 +9,7 @@ import type { HostRoot } from '../host/root';
 import { desiredState, selects, type Desire } from '../config/desired';
 import { describeSelector, isBroad, type Config } from '../config/types';
 import { chooseTarget } from '../plan/target';
+import { checkIommu } from '../plan/checks';
 import { VfioctlError } from '../util/diag';
 import { deviceInUse } from '../host/usage';
 
@@ -43,9 +44,10 @@ export function readVfLayout(root: HostRoot, pf: string): VfLayout | null {
   const dir = `/sys/bus/pci/devices/${pf}`;
   const offset = Number(root.readAttr(`${dir}/sriov_offset`));
   const stride = Number(root.readAttr(`${dir}/sriov_stride`));
-  const vfDevice = root.readAttr(`${dir}/sriov_vf_device`)?.trim().toLowerCase();
-  if (!Number.isInteger(offset) || !Number.isInteger(stride) || !vfDevice || !/^[0-9a-f]{4}$/.test(vfDevice)) return null;
-  return { offset, stride, vfDevice };
+  // sriov_vf_device is printed with %x (drivers/pci/iov.c): `10`, not `0010`.
+  const raw = root.readAttr(`${dir}/sriov_vf_device`)?.trim().toLowerCase().replace(/^0x/, '');
+  if (!Number.isInteger(offset) || !Number.isInteger(stride) || !raw || !/^[0-9a-f]{1,4}$/.test(raw)) return null;
+  return { offset, stride, vfDevice: raw.padStart(4, '0') };
 }
 
 export function vfAddress(pf: string, layout: VfLayout, i: number): string {
@@ -65,9 +67,10 @@ function resolveEntry(dev: PciDevice, snap: Snapshot, intent: string): { driver:
   if (intent === 'none') return { driver: 'none', module: '-' };
   try {
     const c = chooseTarget(dev, snap, intent, false);
-    // At boot nothing is forced: a refusal the CLI would let --force past is a skip here.
-    const blocking = c.refusals.filter((r) => r.check !== 'no-iommu');
-    if (!c.target || blocking.length) return (blocking[0] ?? c.refusals[0])?.message ?? 'no target';
+    // At boot nothing is forced: a refusal the CLI would let --force past is a skip here. Without
+    // an IOMMU vfio-pci's probe fails and the host driver is kept out too: no driver at all.
+    const refusals = [...c.refusals, ...(c.target?.vfio && !snap.iommu.present ? checkIommu(dev, snap) : [])];
+    if (!c.target || refusals.length) return refusals[0]?.message ?? 'no target';
     const builtin = c.target.module !== null && snap.modules.builtin.has(c.target.module);
     return { driver: c.target.driver, module: c.target.module === null || builtin ? '-' : c.target.module };
   } catch (e) {
@@ -86,6 +89,7 @@ export function computeBootMap(snap: Snapshot, config: Config, boot: BootDevices
     if (rule.selector.kind !== 'address' || !rule.sriov?.vfIntent) continue;
     const pf = snap.devices.get(rule.selector.address);
     const layout = vfLayouts.get(rule.selector.address);
+    if (pf && !layout) skipped.push(`VFs of ${pf.address}: sriov_offset/sriov_stride/sriov_vf_device unreadable, so their addresses are unknown; the late apply binds them`);
     if (!pf || !layout) continue;
     for (let i = 0; i < rule.sriov.numVfs; i++) {
       const a = vfAddress(pf.address, layout, i);
@@ -95,6 +99,11 @@ export function computeBootMap(snap: Snapshot, config: Config, boot: BootDevices
   const desired = desiredState(config, devices);
   const add = (d: Desire, dev: PciDevice) => {
     if (d.intent === null) return;
+    // Hooks run from the late unit, never from udev or the early layers: a device with hooks is
+    // left to the late apply. hooks.d hooks decide per device at run time (exit 2), so any of
+    // them counts for every device.
+    const hooks = [...snap.hooks.map((h) => h.path), ...d.rule.hooks];
+    if (hooks.length) return skipped.push(`${dev.address}: has hooks (${hooks.join(', ')}); the late apply binds it so that they run`);
     const why = boot.devices.get(dev.address);
     if (why) return skipped.push(`${dev.address}: the host boots from it (${why.join('; ')})`);
     // In use now (an up NIC with addresses or routes, a mounted disk): the boot layers would

@@ -3,13 +3,15 @@
 // nothing is applied from it. `--boot` is the late boot unit's mode.
 import { parseAddress } from '../host/address';
 import { readSnapshot, type Snapshot } from '../host/snapshot';
-import { readBootDevices } from '../host/boot-devices';
+import { readBootDevices, type BootDevices } from '../host/boot-devices';
+import { BOOT_DIR, parseBootMap } from '../boot/map';
+import { isPciAddress } from '../host/address';
 import { execute, type DeviceResult } from '../apply/executor';
 import { acquireLock } from '../apply/journal';
 import { recoverPending, type Recovery } from '../apply/recover';
 import { loadConfig } from '../config/load';
 import { desiredState, type Desire, type DesiredState } from '../config/desired';
-import type { Config } from '../config/types';
+import { isBroad, type Config } from '../config/types';
 import { ruleHook, type Hook } from '../hooks/discover';
 import { planBindPhase, planSriovPhase, ruleLabel, type Skipped } from '../plan/converge';
 import { chooseTarget } from '../plan/target';
@@ -50,12 +52,38 @@ function resolvedDriver(snap: Snapshot, d: Desire): { driver: string | null; mod
   }
 }
 
+/**
+ * At boot: the devices the host boots from, plus those the boot map recorded as in use when it
+ * was made (networking may not have configured them yet when the late unit runs).
+ */
+function bootProtected(ctx: Context): BootDevices {
+  const b = readBootDevices(ctx.root);
+  const devices = new Map(b.devices);
+  const release = ctx.root.kernelRelease(ctx.kernel);
+  const map = release ? ctx.root.readFile(`${BOOT_DIR}/${release}.map`) : undefined;
+  for (const s of parseBootMap(map ?? '', release ?? '').skipped) {
+    const m = /^(\S+): the host uses it now \((.*)\); left to the late apply/.exec(s);
+    if (m) devices.set(m[1]!, [...(devices.get(m[1]!) ?? []), `in use when the boot map was made: ${m[2]}; 'vfioctl apply ${m[1]}' once it is free`]);
+  }
+  return { devices, unresolved: b.unresolved };
+}
+
+function readBootTaken(ctx: Context): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of (ctx.root.readFile('/run/vfioctl/boot-taken') ?? '').split('\n')) {
+    const [address, driver] = line.split(' ');
+    if (address && driver && isPciAddress(address)) out.set(address, driver);
+  }
+  return out;
+}
+
 /** How far the early layers got this boot, judged before the late apply changes anything. */
-function bootOutcomes(snap: Snapshot, desired: DesiredState): BootState {
+function bootOutcomes(snap: Snapshot, desired: DesiredState, boot: BootDevices): BootState {
   const devices: Record<string, BootState['devices'][string]> = {};
   for (const d of desired.desires.values()) {
     const dev = snap.devices.get(d.address);
-    if (!dev || d.intent === null) continue;
+    // Devices the boot layers never try (boot devices, unacknowledged broad rules) have no outcome.
+    if (!dev || d.intent === null || boot.devices.has(d.address) || (isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch)) continue;
     const want = resolvedDriver(snap, d).driver;
     const won = d.intent === 'none' ? dev.driver === null && dev.driverOverride === 'none' : dev.driver !== null && dev.driver === want;
     const module = dev.driver ? (snap.modules.drivers.driverModule.get(dev.driver) ?? null) : null;
@@ -98,7 +126,7 @@ export async function converge(ctx: Context, policy: TrustPolicy, config: Config
   const root = ctx.root;
   const onlySet = only ? new Set(only) : null;
   const read = () => readSnapshot(root, { kernel: ctx.kernel, forWrite: true, trust: policy });
-  const boot = opts.boot ? readBootDevices(root) : null;
+  const boot = opts.boot ? bootProtected(ctx) : null;
   const release = opts.dryRun ? () => undefined : await acquireLock(root);
   try {
     const io = kernelIo(ctx);
@@ -108,7 +136,7 @@ export async function converge(ctx: Context, policy: TrustPolicy, config: Config
     let desired = desiredState(config, snap.devices);
     if (boot) {
       for (const u of boot.unresolved) warnings.push(`boot device ${u} could not be traced to a PCI device`);
-      if (!opts.dryRun) writeBootState(root, bootOutcomes(snap, desired));
+      if (!opts.dryRun) writeBootState(root, bootOutcomes(snap, desired, boot));
     }
     const phases: PhaseResult[] = [];
     const run = async (kind: Plan['kind'], plan: Plan) => {
@@ -116,7 +144,7 @@ export async function converge(ctx: Context, policy: TrustPolicy, config: Config
       const results = opts.dryRun ? planResults(plan) : await execute(plan, { root, io, beforeStep: beforeStep(ctx), hookTimeoutMs: hookTimeout(ctx), env: ctx.io.env });
       phases.push({ kind, plan, results });
     };
-    const ruleOpts = () => ({ only: onlySet, boot, ruleHooks: ruleHooks(ctx, desired, policy) });
+    const ruleOpts = () => ({ only: onlySet, boot, ruleHooks: ruleHooks(ctx, desired, policy), ...(opts.boot ? { bootTaken: readBootTaken(ctx) } : {}) });
     const sriov = planSriovPhase(snap, desired, ruleOpts());
     await run('sriov', sriov);
     if (sriov.devices.some((d) => d.status === 'planned')) {
@@ -131,8 +159,15 @@ export async function converge(ctx: Context, policy: TrustPolicy, config: Config
     for (const b of bindPhase.binds) await run('bind', b.plan);
     if (!opts.dryRun) recordApplied(ctx, snap, desired, phases);
     report(ctx, opts, phases, bindPhase.skipped, [...warnings, ...desired.warnings, ...absentWarnings(desired)], recovered, desired);
-    if (onlySet) for (const a of onlySet) if (!desired.desires.has(a) && !phases.some((p) => p.results.some((r) => r.address === a))) ctx.io.err(`vfioctl: ${a}: not configured; nothing to apply ('vfioctl set ${a} vfio' configures it)\n`);
-    return exitCodeOf(phases.flatMap((p) => p.results.map((r) => r.status)));
+    const statuses = phases.flatMap((p) => p.results.map((r) => r.status));
+    for (const a of onlySet ?? []) {
+      if (phases.some((p) => p.results.some((r) => r.address === a))) continue;
+      if (!snap.devices.has(a)) {
+        ctx.io.err(`vfioctl: no PCI device ${a} (not in ${root.path('/sys/bus/pci/devices')}; see 'vfioctl list')\n`);
+        statuses.push('invalid');
+      } else if (!desired.desires.has(a)) ctx.io.err(`vfioctl: ${a}: not configured; nothing to apply ('vfioctl set ${a} vfio' configures it)\n`);
+    }
+    return exitCodeOf(statuses);
   } finally {
     release();
   }

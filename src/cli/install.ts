@@ -37,16 +37,22 @@ function staticFiles(vfioctl: string): BootFile[] {
     { path: '/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service', mode: 0o777, link: '../vfioctl-apply.service' },
     { path: '/etc/initramfs-tools/hooks/vfioctl', mode: 0o755, content: files.initramfsHook(vfioctl) },
     { path: files.INITRAMFS_SCRIPT, mode: 0o755, content: files.initramfsScript() },
-    { path: '/usr/lib/dracut/modules.d/90vfioctl/module-setup.sh', mode: 0o755, content: files.dracutModuleSetup() },
+    { path: '/usr/lib/dracut/modules.d/90vfioctl/module-setup.sh', mode: 0o755, content: files.dracutModuleSetup(vfioctl) },
     { path: '/usr/lib/dracut/modules.d/90vfioctl/vfioctl-pre-udev.sh', mode: 0o755, content: files.dracutHook() },
     { path: '/etc/kernel/postinst.d/zz-vfioctl', mode: 0o755, content: files.kernelPostinst(vfioctl) },
-    { path: '/etc/kernel/install.d/50-vfioctl.install', mode: 0o755, content: files.kernelInstallPlugin(vfioctl) },
+    { path: '/etc/kernel/install.d/40-vfioctl.install', mode: 0o755, content: files.kernelInstallPlugin(vfioctl) },
   ];
 }
 
 /** Kernels with a module tree under the root. */
 function installedKernels(root: HostRoot): string[] {
   return root.list('/lib/modules').filter((k) => root.exists(`/lib/modules/${k}/modules.dep`) || root.exists(`/lib/modules/${k}/modules.alias`)).sort();
+}
+
+const INITRAMFS_STALE = "the initramfs still carries the previous boot map and takes its devices at every boot until it is rebuilt: run 'update-initramfs -u -k all' (or 'dracut --regenerate-all')";
+
+function initramfsInstalled(root: HostRoot): boolean {
+  return root.exists('/etc/initramfs-tools/hooks/vfioctl') || root.exists('/usr/lib/dracut/modules.d/90vfioctl/module-setup.sh');
 }
 
 export function isInstalled(root: HostRoot): boolean {
@@ -56,7 +62,7 @@ export function isInstalled(root: HostRoot): boolean {
 /** Maps for `kernels` from the configuration as it is now. Throws on a broken configuration. */
 function computeMaps(root: HostRoot, policy: TrustPolicy, kernels: readonly string[]): { maps: BootMap[]; warnings: string[] } {
   const config = loadConfig(root, policy);
-  const base = readSnapshot(root, { kernel: kernels[0] });
+  const base = readSnapshot(root, { kernel: kernels[0], trust: policy });
   const boot = readBootDevices(root);
   const layouts = new Map<string, VfLayout>();
   for (const r of config.rules) {
@@ -114,7 +120,8 @@ export function refreshBootMaps(ctx: Context, kernel?: string): string[] {
   const kernels = kernel ? [kernel] : installedKernels(ctx.root);
   if (kernels.length === 0) return [`no kernel module trees under ${ctx.root.path('/lib/modules')}: boot maps not written`];
   const { maps, warnings } = computeMaps(ctx.root, trust(ctx), kernels);
-  for (const f of mapFiles(ctx.root, maps)) writeFile(ctx.root, f);
+  const changed = mapFiles(ctx.root, maps).filter((f) => writeFile(ctx.root, f) === 'wrote' && f.path.endsWith('.map'));
+  if (changed.length && initramfsInstalled(ctx.root)) warnings.push(INITRAMFS_STALE);
   return warnings;
 }
 
@@ -161,9 +168,22 @@ export function installCommand(ctx: Context, opts: InstallOptions): number {
       if (!opts.dryRun) fs.rmSync(root.path(p), { force: true });
       report.push({ path: p, action: opts.dryRun ? 'would remove' : 'removed' });
     }
-    if (!opts.dryRun) for (const d of [BOOT_DIR, files.LIBEXEC, '/usr/lib/dracut/modules.d/90vfioctl']) fs.rmSync(root.path(d), { recursive: true, force: true });
-    if (opts.json) ctx.io.out(JSON.stringify({ command: 'install', uninstall: true, dryRun: !!opts.dryRun, files: report }, null, 2) + '\n');
-    else for (const r of report) out(`${r.action}: ${r.path}\n`);
+    // Directories go only when empty: /usr/lib/vfioctl also holds the vendor hooks.d.
+    if (!opts.dryRun) {
+      for (const d of [BOOT_DIR, '/usr/lib/dracut/modules.d/90vfioctl', files.LIBEXEC]) {
+        try {
+          fs.rmdirSync(root.path(d));
+        } catch {
+          /* not empty (vendor hooks.d, an admin's file) or already gone: kept */
+        }
+      }
+    }
+    const next = "next: 'update-initramfs -u -k all' (or 'dracut --regenerate-all') so the initramfs no longer carries the map, then 'udevadm control --reload' and 'systemctl daemon-reload'";
+    if (opts.json) ctx.io.out(JSON.stringify({ command: 'install', uninstall: true, dryRun: !!opts.dryRun, files: report, next }, null, 2) + '\n');
+    else {
+      for (const r of report) out(`${r.action}: ${r.path}\n`);
+      if (!opts.dryRun) out(`${next}\n`);
+    }
     return EXIT.OK;
   }
   const kernels = opts.refresh && ctx.kernel ? [ctx.kernel] : installedKernels(root);

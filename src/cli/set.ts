@@ -10,6 +10,9 @@ import { EXIT, VfioctlError } from '../util/diag';
 import type { Context } from './context';
 import { trust, unbindCommand } from './bind';
 import { converge } from './apply';
+import { desiredState } from '../config/desired';
+import { readSnapshot } from '../host/snapshot';
+import { ruleLabel } from '../plan/converge';
 import { refreshBootMaps } from './install';
 
 export interface SetOptions {
@@ -46,13 +49,22 @@ export async function setCommand(ctx: Context, device: string, intent: string, g
     throw new VfioctlError(`no PCI device ${address}: nothing to apply; use --noprobe to configure it for when it appears`, EXIT.BAD_INPUT);
   }
   const edited = withIntent(ctx.root.readFile(CONFIG_FILE), address, intent);
-  if (opts.dryRun) note(ctx, opts, edited.changed ? `would ${opts.nosave ? 'apply (not save)' : 'save'} rule: ${address} -> ${intent}` : `${address} is already configured as ${intent}`);
-  else if (!opts.nosave && edited.changed) save(ctx, edited.text, opts);
+  if (opts.dryRun) {
+    note(ctx, opts, edited.changed ? `would ${opts.nosave ? 'apply (not save)' : 'save'} rule: ${address} -> ${intent}` : `${address} is already configured as ${intent}`);
+    return opts.noprobe ? EXIT.OK : converge(ctx, policy, edited.config, [address], { dryRun: true, json: !!opts.json });
+  }
   if (opts.noprobe) {
-    if (!opts.dryRun) note(ctx, opts, `${address}: not applied now (--noprobe); 'vfioctl apply ${address}' applies it`);
+    if (!opts.nosave && edited.changed) save(ctx, edited.text, opts);
+    note(ctx, opts, `${address}: not applied now (--noprobe); 'vfioctl apply ${address}' applies it`);
     return EXIT.OK;
   }
-  return converge(ctx, policy, edited.config, [address], { dryRun: !!opts.dryRun, json: !!opts.json });
+  // As driverctl: applied first, saved only when that worked, so a refused or failed device never
+  // comes back at the next boot.
+  const code = await converge(ctx, policy, edited.config, [address], { json: !!opts.json });
+  if (opts.nosave || !edited.changed) return code;
+  if (code === EXIT.OK) save(ctx, edited.text, opts);
+  else ctx.io.err(`vfioctl: ${address}: not saved to ${CONFIG_FILE}, because it was not applied\n`);
+  return code;
 }
 
 export async function unsetCommand(ctx: Context, device: string, given: SetOptions): Promise<number> {
@@ -61,6 +73,10 @@ export async function unsetCommand(ctx: Context, device: string, given: SetOptio
   loadConfig(ctx.root, trust(ctx));
   const edited = withoutDevice(ctx.root.readFile(CONFIG_FILE), address);
   if (!edited.changed) ctx.io.err(`vfioctl: warning: ${address} has no rule of its own in ${CONFIG_FILE}${opts.noprobe ? '' : '; returning it to its host driver anyway'}\n`);
+  const still = desiredState(edited.config, readSnapshot(ctx.root, { kernel: ctx.kernel, only: [address], shallow: true }).devices).desires.get(address);
+  if (still?.intent) {
+    ctx.io.err(`vfioctl: warning: ${address} is still selected by ${ruleLabel(still)} (intent ${still.intent}): 'vfioctl apply' and the next boot bind it again; add an address rule for it (e.g. 'vfioctl set ${address} none') or change that rule\n`);
+  }
   if (opts.dryRun) note(ctx, opts, edited.changed ? `would ${opts.nosave ? 'leave' : 'remove'} the rule for ${address} ${opts.nosave ? 'in place' : `from ${CONFIG_FILE}`}` : `no rule to remove`);
   else if (!opts.nosave && edited.changed) save(ctx, edited.text, opts);
   if (opts.noprobe) return EXIT.OK;

@@ -17,6 +17,8 @@ export interface ConvergeOptions {
   /** At boot: the devices the host boots from are never touched; broad rules need acknowledging. */
   readonly boot: BootDevices | null;
   readonly ruleHooks: ReadonlyMap<string, readonly Hook[]>;
+  /** At boot: what the early layers wrote (address -> override), from /run/vfioctl/boot-taken. */
+  readonly bootTaken?: ReadonlyMap<string, string>;
 }
 
 export interface Skipped {
@@ -82,5 +84,10 @@ export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: Ap
       return dev !== undefined && (a.driver === null ? dev.driverOverride === 'none' : dev.driver === a.driver);
     })
     .map((a) => a.address);
+  // Taken at boot from an older map (an initramfs not rebuilt since) that no rule names now.
+  for (const [address, driver] of o.bootTaken ?? []) {
+    const dev = snap.devices.get(address);
+    if (wanted(o.only, address) && !desired.desires.has(address) && !release.includes(address) && dev?.driverOverride === driver) release.push(address);
+  }
   return { release: planUnbind(snap, { kind: 'unbind', addresses: release, ruleHooks: o.ruleHooks }), binds, skipped };
 }

@@ -53,7 +53,7 @@ test('install writes every layer: maps, units (enabled), udev rule, initramfs an
   assert.match(map, /# skipped rules\[3\] \(id 8086:10d3\): no id entry \(0000:00:08\.0 of this id is left out\)/);
   const rules = h.f.tree.read('/etc/udev/rules.d/60-vfioctl.rules')!;
   assert.match(rules, /^SYSCTL\{kernel\/osrelease\}=="6\.12\.0-test", GOTO="vfioctl_k0"$/m);
-  assert.match(rules, new RegExp(`^KERNEL=="${E1}", ATTR\\{driver_override\\}="vfio-pci", RUN\\{builtin\\}\\+="kmod load vfio_pci", RUN\\+="/usr/lib/vfioctl/vfioctl-udev-probe \\$kernel", GOTO="vfioctl_end"$`, 'm'));
+  assert.match(rules, new RegExp(`^KERNEL=="${E1}", TEST!="driver", ATTR\\{driver_override\\}=="\\(null\\)", ATTR\\{driver_override\\}="vfio-pci", RUN\\{builtin\\}\\+="kmod load vfio_pci", RUN\\+="/usr/lib/vfioctl/vfioctl-udev-probe \\$kernel", GOTO="vfioctl_end"$`, 'm'));
   assert.ok(!rules.includes('0000:00:06.0'), 'the root disk is in no boot layer');
   const early = h.f.tree.read('/etc/systemd/system/vfioctl-early.service')!;
   assert.match(early, /DefaultDependencies=no/);
@@ -64,7 +64,8 @@ test('install writes every layer: maps, units (enabled), udev rule, initramfs an
   for (const x of ['/usr/lib/vfioctl/vfioctl-early', '/usr/lib/vfioctl/vfioctl-udev-probe', '/etc/initramfs-tools/hooks/vfioctl', '/etc/initramfs-tools/scripts/init-top/00vfioctl', '/etc/kernel/postinst.d/zz-vfioctl', '/usr/lib/dracut/modules.d/90vfioctl/module-setup.sh']) {
     const st = fs.statSync(h.f.tree.abs(x));
     assert.equal(st.mode & 0o777, 0o755, x);
-    assert.equal(spawnSync('sh', ['-n', h.f.tree.abs(x)]).status, 0, `${x} is valid sh`);
+    const shell = x.endsWith('module-setup.sh') ? 'bash' : 'sh';
+    assert.equal(spawnSync(shell, ['-n', h.f.tree.abs(x)]).status, 0, `${x} is valid ${shell}`);
   }
   // Idempotent.
   const again = await h.run(['install', ...EXEC, '--json']);
@@ -109,7 +110,9 @@ test('the early script writes overrides from the map for unclaimed devices only,
   writeConfig(h, [{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'none' }, { match: { address: LPC }, intent: 'vfio' }, { match: { address: VN }, intent: 'vfio' }]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   // A hostile line in the map does not reach sysfs.
-  fs.appendFileSync(h.f.tree.abs(MAP), 'address 0000:00:03.0 $(touch${IFS}/tmp/pwned) x\naddress ../../../etc/x vfio-pci vfio_pci\n');
+  const pwned = h.f.tree.abs('/pwned');
+  fs.appendFileSync(h.f.tree.abs(MAP), `address 0000:00:04.0 $(touch\${IFS}${pwned}) vfio_pci\naddress 0000:00:04.0 vfio-pci ;touch\${IFS}${pwned}\naddress ../../../etc/x vfio-pci vfio_pci\n`);
+  h.f.device({ address: '0000:00:04.0', vendor: '1af4', device: '1000', driver: null, iommuGroup: '4' });
   const bin = fs.mkdtempSync(path.join(h.f.dir, 'bin-'));
   fs.writeFileSync(path.join(bin, 'modprobe'), `#!/bin/sh\necho "$@" >> ${bin}/calls\n`, { mode: 0o755 });
   const r = spawnSync('sh', [h.f.tree.abs('/usr/lib/vfioctl/vfioctl-early')], { env: { PATH: `${bin}:/usr/bin:/bin`, VFIOCTL_ROOT: h.f.dir, VFIOCTL_KERNEL: '6.12.0-test' }, encoding: 'utf8' });
@@ -120,7 +123,8 @@ test('the early script writes overrides from the map for unclaimed devices only,
   assert.equal(ov(VN), 'virtio_vfio_pci');
   assert.notEqual(ov(LPC), 'vfio-pci', 'a device a driver already has is left to the late apply');
   assert.deepEqual(fs.readFileSync(path.join(bin, 'calls'), 'utf8').trim().split('\n').sort(), ['-q vfio_pci', '-q virtio_vfio_pci']);
-  assert.ok(!fs.existsSync('/tmp/pwned'));
+  assert.ok(!fs.existsSync(pwned), 'a map field is never evaluated');
+  assert.equal(ov('0000:00:04.0'), '(null)', 'lines with bad fields are skipped');
   assert.ok(!fs.existsSync(h.f.tree.abs('/etc/x/driver_override')));
   const probe = spawnSync('sh', [h.f.tree.abs('/usr/lib/vfioctl/vfioctl-udev-probe'), '0000:00:02.0; rm -rf /'], { encoding: 'utf8' });
   assert.equal(probe.status, 2);
@@ -132,7 +136,7 @@ test('an acknowledged id rule gets an id entry (udev and the early script); an e
   writeConfig(h, [{ match: { id: '8086:10d3' }, intent: 'vfio', acknowledgeBroadMatch: true }]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   assert.match(h.f.tree.read(MAP)!, /^id 8086:10d3 vfio-pci vfio_pci$/m);
-  assert.match(h.f.tree.read('/etc/udev/rules.d/60-vfioctl.rules')!, /^ATTR\{vendor\}=="0x8086", ATTR\{device\}=="0x10d3", ATTR\{driver_override\}="vfio-pci", RUN\{builtin\}\+="kmod load vfio_pci"/m);
+  assert.match(h.f.tree.read('/etc/udev/rules.d/60-vfioctl.rules')!, /^ATTR\{vendor\}=="0x8086", ATTR\{device\}=="0x10d3", TEST!="driver", ATTR\{driver_override\}=="\(null\)", ATTR\{driver_override\}="vfio-pci", RUN\{builtin\}\+="kmod load vfio_pci"/m);
   // A device of that id that appeared since (no address entry), and one the admin pinned.
   h.f.device({ address: '0000:00:09.0', vendor: '8086', device: '10d3', driver: null, iommuGroup: '9' });
   h.f.tree.write(`/sys/bus/pci/devices/${E2}/driver_override`, 'e1000e\n');
