@@ -1,5 +1,8 @@
 // One boot of the suite: prepare the results share (boot.env for /init, plan.json for the guest
 // runner), run the VM, and turn what the guest wrote into one result per planned scenario.
+// A reboot pair is two boots run one after the other (runChain): the directory holding the
+// guest's persistent /etc, /usr/lib and /var/lib moves from the first boot's share to the
+// second's, and is deleted when the pair is done.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GuestPlan, Scenario, ScenarioResult } from './guest/scenario';
@@ -13,7 +16,24 @@ export interface BootPlan {
   readonly kernel: KernelArtifacts;
   readonly iommu: boolean;
   readonly scenarios: readonly Scenario[];
+  /** Set for the two boots of a reboot pair. */
+  readonly reboot?: RebootPlan;
 }
+
+export interface RebootPlan {
+  /** Name of the pair ("6.12-reboot"); its boots are named `${chain}1` and `${chain}2`. */
+  readonly chain: string;
+  readonly stage: 1 | 2;
+  /** Kernels whose module trees are under /lib/modules when this boot starts ("installed"). */
+  readonly installed: readonly KernelArtifacts[];
+  /** The kernel of the other boot of the pair. */
+  readonly other: KernelArtifacts;
+}
+
+/** Where the persistent layer sits on a reboot boot's results share (guest path). */
+export const GUEST_PERSIST_DIR = `${GUEST_RESULTS_DIR}/persist`;
+/** The kernel command line of a reboot boot also names its root, as a 9p-root VM's does. */
+export const REBOOT_CMDLINE = ['root=hostroot', 'rootfstype=9p'] as const;
 
 export interface BootOutcome {
   readonly plan: BootPlan;
@@ -46,12 +66,15 @@ function shellQuote(v: string): string {
 function prepareShare(plan: BootPlan, env: BootEnv, share: string): void {
   fs.rmSync(share, { recursive: true, force: true });
   fs.mkdirSync(share, { recursive: true });
-  const vars = {
-    E2E_MODULES: path.join(plan.kernel.root, 'lib/modules'),
+  const trees = (plan.reboot?.installed ?? [plan.kernel]).map((k) => path.join(k.root, 'lib/modules'));
+  for (const t of trees) if (/\s/.test(t)) throw new Error(`${t}: the guest's /init takes module trees as a space-separated list; move the cache (VFIOCTL_E2E_CACHE) to a path without spaces`);
+  const vars: Record<string, string> = {
+    E2E_MODULES: trees.join(' '),
     E2E_NODE: env.node,
     E2E_RUNNER: env.runner,
     E2E_PLAN: `${GUEST_RESULTS_DIR}/plan.json`,
   };
+  if (plan.reboot) vars.E2E_PERSIST = GUEST_PERSIST_DIR;
   fs.writeFileSync(path.join(share, 'boot.env'), Object.entries(vars).map(([k, v]) => `${k}=${shellQuote(v)}\n`).join(''));
   const guestPlan: GuestPlan = {
     boot: plan.name,
@@ -59,6 +82,15 @@ function prepareShare(plan: BootPlan, env: BootEnv, share: string): void {
     iommu: plan.iommu,
     vfioctl: env.vfioctl,
     scenarios: plan.scenarios.map((s) => s.name),
+    ...(plan.reboot && {
+      reboot: {
+        chain: plan.reboot.chain,
+        stage: plan.reboot.stage,
+        persist: GUEST_PERSIST_DIR,
+        other: { id: plan.reboot.other.id, release: plan.reboot.other.release, variants: plan.reboot.other.variants },
+        otherModules: path.join(plan.reboot.other.root, 'lib/modules', plan.reboot.other.release),
+      },
+    }),
   };
   fs.writeFileSync(path.join(share, 'plan.json'), JSON.stringify(guestPlan, null, 2) + '\n');
 }
@@ -71,15 +103,26 @@ function readJson<T>(file: string): T | null {
   }
 }
 
-export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: string) => void): Promise<BootOutcome> {
+/**
+ * Runs one boot. `persistFrom`: for the second boot of a reboot pair, the host directory holding
+ * the first boot's persistent layer; it is moved onto this boot's share (the first boot starts
+ * with an empty one).
+ */
+export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: string) => void, persistFrom?: string): Promise<BootOutcome> {
   const share = path.join(env.runDir, plan.name);
   const consoleFile = path.join(env.runDir, `${plan.name}.console.log`);
   prepareShare(plan, env, share);
+  if (plan.reboot) {
+    const persist = hostPersistDir(share);
+    if (persistFrom) fs.renameSync(persistFrom, persist);
+    else fs.mkdirSync(persist, { mode: 0o755 });
+  }
   const vm = await runVm(
     {
       name: plan.name,
       kernel: plan.kernel,
       iommu: plan.iommu,
+      extraCmdline: plan.reboot ? REBOOT_CMDLINE : [],
       shareDir: share,
       consoleFile,
       timeoutMs: env.timeoutMs,
@@ -110,4 +153,55 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
     };
   });
   return { plan, vm, consoleFile, results, facts: readJson(path.join(share, 'facts.json')), problem };
+}
+
+/** Host path of the persistent layer on a boot's share. */
+export function hostPersistDir(share: string): string {
+  return path.join(share, path.basename(GUEST_PERSIST_DIR));
+}
+
+/** The result of a boot that was not started because the one before it in its pair failed. */
+function notRun(plan: BootPlan, env: BootEnv, why: string): BootOutcome {
+  return {
+    plan,
+    vm: { ms: 0, exitCode: null, timedOut: false, console: '' },
+    consoleFile: path.join(env.runDir, `${plan.name}.console.log`),
+    results: plan.scenarios.map((s) => ({ scenario: s.name, boot: plan.name, status: 'skip', message: why, ms: 0, transcript: [], kmsg: [] })),
+    facts: null,
+    problem: null,
+  };
+}
+
+/**
+ * Runs the boots of one chain in order: a single boot, or the two boots of a reboot pair (the
+ * second is skipped when the first did not pass: its failure is reported already). The pair's
+ * persistent layer is deleted afterwards.
+ */
+export async function runChain(
+  chain: readonly BootPlan[],
+  env: BootEnv,
+  each: { start?: (b: BootPlan) => void; line?: (b: BootPlan, line: string) => void; done?: (b: BootPlan, o: BootOutcome) => void } = {},
+  boot: typeof runBoot = runBoot,
+): Promise<BootOutcome[]> {
+  const outcomes: BootOutcome[] = [];
+  let persist: string | undefined;
+  const places: string[] = []; // everywhere the layer may be: all deleted at the end
+  try {
+    for (const b of chain) {
+      const before = outcomes[outcomes.length - 1];
+      if (before && (before.problem || before.results.some((r) => r.status !== 'pass'))) {
+        outcomes.push(notRun(b, env, `not run: the boot before it (${before.plan.name}) did not pass`));
+        continue;
+      }
+      each.start?.(b);
+      const from = persist;
+      if (b.reboot) places.push((persist = hostPersistDir(path.join(env.runDir, b.name))));
+      const o = await boot(b, env, each.line && ((l) => each.line!(b, l)), from);
+      each.done?.(b, o);
+      outcomes.push(o);
+    }
+  } finally {
+    for (const p of places) fs.rmSync(p, { recursive: true, force: true });
+  }
+  return outcomes;
 }

@@ -4,17 +4,49 @@ import type { BootKind, Scenario } from './guest/scenario';
 import { SCENARIOS } from './scenarios';
 import type { KernelArtifacts } from './setup/kernel';
 
-/** Boots per kernel: one with an IOMMU for most scenarios, one without for the no-IOMMU checks. */
+/**
+ * Boots per kernel: one with an IOMMU for most scenarios, then the reboot pairs (two boots each,
+ * one pair per reboot scenario and kernel pair), then one boot without an IOMMU for the no-IOMMU
+ * checks. Longest first, so that the pool's two VMs finish close together.
+ */
 export function planBoots(kernels: readonly KernelArtifacts[], only: readonly string[], scenarios: readonly Scenario[] = SCENARIOS): BootPlan[] {
   const boots: BootPlan[] = [];
-  for (const kind of ['iommu', 'no-iommu'] as BootKind[]) {
-    for (const kernel of kernels) {
-      const selected = scenarios.filter((s) => s.boots.includes(kind) && (only.length === 0 || only.includes(s.name)));
-      if (selected.length === 0) continue;
-      boots.push({ name: kind === 'iommu' ? kernel.id : `${kernel.id}-no-iommu`, kernel, iommu: kind === 'iommu', scenarios: selected });
+  const selected = (kind: BootKind) => scenarios.filter((s) => s.boots.includes(kind) && (only.length === 0 || only.includes(s.name)));
+  const plain = (kind: 'iommu' | 'no-iommu') => {
+    const chosen = selected(kind);
+    if (chosen.length === 0) return;
+    for (const kernel of kernels) boots.push({ name: kind === 'iommu' ? kernel.id : `${kernel.id}-no-iommu`, kernel, iommu: kind === 'iommu', scenarios: chosen });
+  };
+  plain('iommu');
+  for (const s of selected('reboot')) {
+    const spec = s.reboot?.kernels ?? 'same';
+    const pairs: [KernelArtifacts, KernelArtifacts][] = [];
+    if (spec === 'same') for (const k of kernels) pairs.push([k, k]);
+    else {
+      const a = kernels.find((k) => k.id === spec[0]);
+      const b = kernels.find((k) => k.id === spec[1]);
+      if (a && b) pairs.push([a, b]);
+    }
+    for (const [a, b] of pairs) {
+      const chain = a === b ? `${a.id}-reboot` : `${a.id}-${b.id}-reboot`;
+      boots.push({ name: `${chain}1`, kernel: a, iommu: true, scenarios: [s], reboot: { chain, stage: 1, installed: [a], other: b } });
+      // The first kernel stays installed next to the second (as after an upgrade).
+      boots.push({ name: `${chain}2`, kernel: b, iommu: true, scenarios: [s], reboot: { chain, stage: 2, installed: a === b ? [a] : [a, b], other: a } });
     }
   }
+  plain('no-iommu');
   return boots;
+}
+
+/** Boots grouped into what must run in order: a reboot pair together, every other boot alone. */
+export function chains(boots: readonly BootPlan[]): BootPlan[][] {
+  const out: BootPlan[][] = [];
+  for (const b of boots) {
+    const last = out[out.length - 1];
+    if (b.reboot && b.reboot.stage > 1 && last && last[0]!.reboot?.chain === b.reboot.chain) last.push(b);
+    else out.push([b]);
+  }
+  return out;
 }
 
 /** Runs `tasks` with at most `limit` in flight; results in task order. */
@@ -30,4 +62,3 @@ export async function pool<T>(limit: number, tasks: readonly (() => Promise<T>)[
   await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
   return results;
 }
-

@@ -53,14 +53,14 @@ function failureDetails(r: ScenarioResult): string {
 
 /** One paragraph per boot: kernel, how long it took, what the guest saw before the scenarios. */
 export function bootSummary(o: BootOutcome): string {
-  const f = o.facts as { uname?: string; uptime?: number; devices?: Record<string, { ids: string; driver: string | null; group: string | null }>; iommuGroups?: Record<string, string[]>; vfioAliases?: string[] } | null;
+  const f = o.facts as { coldplug?: string; uname?: string; uptime?: number; devices?: Record<string, { ids: string; driver: string | null; group: string | null }>; iommuGroups?: Record<string, string[]>; vfioAliases?: string[] } | null;
   const head = `${o.plan.name}: ${f?.uname ?? o.plan.kernel.release} (Debian ${o.plan.kernel.version}), VM ${formatMs(o.vm.ms)}${f?.uptime !== undefined ? `, runner up at ${f.uptime.toFixed(1)}s uptime` : ''}${o.problem ? ` -- ${o.problem}` : ''}`;
   if (!f?.devices) return head + '\n';
   const shared = Object.entries(f.iommuGroups ?? {}).filter(([, m]) => m.length > 1);
   const lines = [
     head,
     `  IOMMU groups: ${Object.keys(f.iommuGroups ?? {}).length}${shared.length ? `; shared: ${shared.map(([g, m]) => `${g}=[${m.join(' ')}]`).join(' ')}` : ''}`,
-    `  drivers after coldplug: ${Object.entries(f.devices)
+    `  drivers ${f.coldplug === 'none' ? 'when the runner started (no coldplug by the runner)' : 'after coldplug'}: ${Object.entries(f.devices)
       .map(([a, d]) => `${a.slice(5)} ${d.ids} ${d.driver ?? '-'}`)
       .join('; ')}`,
     `  vfio_pci aliases: ${(f.vfioAliases ?? []).map((l) => l.split(' ').pop()).join(' ')}`,

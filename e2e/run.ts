@@ -9,11 +9,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { runBoot, type BootEnv, type BootOutcome } from './boot';
+import { runChain, type BootEnv, type BootOutcome } from './boot';
 import { KERNELS } from './kernels';
 import { formatMs, log } from './lib/log';
 import { killChildrenOnSignal } from './lib/proc';
-import { planBoots, pool } from './plan';
+import { chains, planBoots, pool } from './plan';
 import { printReport } from './report';
 import { SCENARIOS } from './scenarios';
 import { cacheDir, prune } from './setup/cache';
@@ -94,18 +94,22 @@ async function main(): Promise<number> {
   fs.copyFileSync(vfioctl, env.vfioctl);
 
   const boots = planBoots(kernels, opts.scenarios);
+  for (const s of opts.scenarios) if (!boots.some((b) => b.scenarios.some((x) => x.name === s))) log(`scenario ${s}: no boot of the selected kernels runs it (a kernel-change reboot needs both kernels)`);
   log(`${boots.length} boots (${boots.map((b) => `${b.name}: ${b.scenarios.length} scenarios`).join('; ')}), ${jobs} at a time; logs in ${runDir}`);
-  const outcomes: BootOutcome[] = await pool(
-    jobs,
-    boots.map((b) => async () => {
-      log(`${b.name}: booting ${b.kernel.release}${b.iommu ? ' with an emulated IOMMU' : ' without an IOMMU'}`);
-      const o = await runBoot(b, env, (line) => {
-        if (opts.verbose || /^E2E: scenario \S+: /.test(line)) log(`${b.name}| ${line}`);
-      });
-      log(`${b.name}: done in ${formatMs(o.vm.ms)}${o.problem ? ` (${o.problem})` : ''}`);
-      return o;
-    }),
-  );
+  const outcomes: BootOutcome[] = (
+    await pool(
+      jobs,
+      chains(boots).map((chain) => () =>
+        runChain(chain, env, {
+          start: (b) => log(`${b.name}: booting ${b.kernel.release}${b.iommu ? ' with an emulated IOMMU' : ' without an IOMMU'}${b.reboot ? ` (reboot pair ${b.reboot.chain}, boot ${b.reboot.stage} of 2)` : ''}`),
+          line: (b, line) => {
+            if (opts.verbose || /^E2E: scenario \S+: /.test(line)) log(`${b.name}| ${line}`);
+          },
+          done: (b, o) => log(`${b.name}: done in ${formatMs(o.vm.ms)}${o.problem ? ` (${o.problem})` : ''}`),
+        }),
+      ),
+    )
+  ).flat();
   fs.writeFileSync(path.join(runDir, 'results.json'), JSON.stringify(outcomes.map((o) => ({ boot: o.plan.name, problem: o.problem, ms: o.vm.ms, facts: o.facts, results: o.results })), null, 2) + '\n');
   const t = printReport(outcomes, Date.now() - t0, (s) => process.stdout.write(s));
   return t.failed > 0 ? 1 : 0;

@@ -11,6 +11,8 @@ export interface VmConfig {
   readonly kernel: KernelArtifacts;
   /** Emulate an Intel IOMMU (and enable it on the kernel command line). */
   readonly iommu: boolean;
+  /** More kernel command-line words (a reboot boot names its root). */
+  readonly extraCmdline?: readonly string[];
   /** Host directory shared writable with the guest (mounted at /run/e2e). */
   readonly shareDir: string;
   readonly consoleFile: string;
@@ -32,6 +34,7 @@ export function kernelCmdline(cfg: VmConfig): string {
     'panic=-1', // reboot (and with -no-reboot: exit) at once on a panic
     'quiet', // console: warnings and worse; the full log goes to dmesg, collected per scenario
     cfg.iommu ? 'intel_iommu=on' : 'intel_iommu=off',
+    ...(cfg.extraCmdline ?? []),
   ].join(' ');
 }
 

@@ -1,6 +1,8 @@
 // The guest runner: started by /init inside the guest (node, chrooted into the host's root).
 // Reads the plan, coldplugs host drivers the way udev would, runs each scenario in turn, and writes
 // one JSON result per scenario to the results share, so a crash loses only the scenario in flight.
+// The second boot of a reboot pair is not coldplugged here: its scenario runs what systemd would
+// (the early unit, the real systemd-udevd's coldplug, the late unit) and checks each step.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -62,6 +64,7 @@ function bootFacts(plan: GuestPlan): Record<string, unknown> {
   for (const g of fs.existsSync('/sys/kernel/iommu_groups') ? fs.readdirSync('/sys/kernel/iommu_groups') : []) groups[g] = sysfs.groupMembers(g);
   return {
     boot: plan.boot,
+    coldplug: !plan.reboot || plan.reboot.stage === 1 ? 'runner' : 'none',
     uname: sh(['uname', '-r']).out.trim(),
     cmdline: fs.readFileSync('/proc/cmdline', 'utf8').trim(),
     uptime: Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]),
@@ -106,7 +109,8 @@ function runOne(plan: GuestPlan, name: string): ScenarioResult {
   }
   const ms = Date.now() - t0;
   // Leave the machine as the scenario found it, whatever happened, so failures do not cascade.
-  for (const [address, want] of baseline) {
+  // A reboot boot runs one scenario and powers off: what it leaves is the state it tests.
+  for (const [address, want] of plan.reboot ? [] : baseline) {
     if (UNTOUCHABLE.has(address) || !sysfs.exists(address)) continue;
     const did = sysfs.restore(address, want);
     if (did.length > 0) ctx.note(`clean-up ${address}: ${did.join(', ')}`);
@@ -117,8 +121,9 @@ function runOne(plan: GuestPlan, name: string): ScenarioResult {
 function main(): void {
   const plan = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as GuestPlan;
   fs.mkdirSync(RESULTS, { recursive: true });
-  say(`runner up at uptime ${fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]}s; coldplug`);
-  coldplug();
+  const ownColdplug = !plan.reboot || plan.reboot.stage === 1;
+  say(`runner up at uptime ${fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]}s; ${ownColdplug ? 'coldplug' : 'no coldplug (the scenario runs the boot layers and udev)'}`);
+  if (ownColdplug) coldplug();
   writeJson(path.join(GUEST_RESULTS_DIR, 'facts.json'), bootFacts(plan));
   takeKmsg();
   for (const name of plan.scenarios) {

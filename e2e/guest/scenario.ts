@@ -2,8 +2,12 @@
 import { spawnSync } from 'node:child_process';
 import { MACHINE, type DeviceRole } from '../machine';
 
-/** Which kind of boot a scenario needs. */
-export type BootKind = 'iommu' | 'no-iommu';
+/**
+ * Which kind of boot a scenario needs. `reboot`: a pair of boots of one guest (with an IOMMU) whose
+ * /etc, /usr/lib and /var/lib persist from the first boot to the second; the scenario runs in both
+ * (ctx.plan.reboot.stage says which) and is the only scenario of those boots.
+ */
+export type BootKind = 'iommu' | 'no-iommu' | 'reboot';
 
 export interface Scenario {
   /** Stable identifier (file-name like). */
@@ -11,15 +15,43 @@ export interface Scenario {
   /** One line: what the issue asks this scenario to prove. */
   readonly title: string;
   readonly boots: readonly BootKind[];
+  /**
+   * For `reboot` scenarios: the kernels of the two boots. `same`: one pair per selected kernel,
+   * both boots on it; [first, second] (kernel ids): one pair, when both kernels are selected.
+   */
+  readonly reboot?: { readonly kernels: 'same' | readonly [string, string] };
   /** Runs in the guest; throws on failure, calls ctx.skip() when it cannot run. */
   run(ctx: ScenarioContext): void;
+}
+
+/** A kernel as the guest runner knows it. */
+export interface GuestKernel {
+  readonly id: string;
+  readonly release: string;
+  readonly variants: readonly string[];
+}
+
+/** Where a boot stands in a reboot pair. */
+export interface RebootStage {
+  /** The pair's name, e.g. "6.12-reboot" or "6.1-6.12-reboot". */
+  readonly chain: string;
+  /** 1: the first boot (the runner coldplugs as usual); 2: the boot after the reboot (it does not). */
+  readonly stage: 1 | 2;
+  /** Guest path of the copy of the persistent layer kept between the boots (on the results share). */
+  readonly persist: string;
+  /** The kernel of the other boot of the pair (the same one for a same-kernel reboot). */
+  readonly other: GuestKernel;
+  /** Host path of the other kernel's module tree (lib/modules/<release>), visible in the guest. */
+  readonly otherModules: string;
 }
 
 /** Written by the host to the results share: what this boot is and what to run. */
 export interface GuestPlan {
   readonly boot: string;
-  readonly kernel: { readonly id: string; readonly release: string; readonly variants: readonly string[] };
+  readonly kernel: GuestKernel;
   readonly iommu: boolean;
+  /** Set for the boots of a reboot pair. */
+  readonly reboot?: RebootStage;
   /** vfioctl's bundled entry point (a copy taken when the run started). */
   readonly vfioctl: string;
   readonly scenarios: readonly string[];

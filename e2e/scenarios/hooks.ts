@@ -308,8 +308,15 @@ export const hookPostBindFails: Scenario = {
         ctx.ok(!recordExists(nic), `${what}: no ${RECORDS}/${nic}.json`);
         ctx.eq(journalEntries(), [], `${what}: ${JOURNAL} entries`);
         ctx.eq(sysfs.netdevsOf(nic).length, 1, `${what}: ${nic} has its interface back`);
-        // The hook ran after a real bind: at post-bind the device was on vfio-pci.
-        expectCalls(ctx, hookCalls(ctx), nic, 'vfio-pci', host, [['pre-bind', host], ['pre-probe', ''], ['post-bind', 'vfio-pci']], what);
+        // The hook ran after a real bind: at post-bind the device was on vfio-pci. After the
+        // rollback it is called once more with post-unbind (target: the driver the device went
+        // back to), so it can undo its pre-bind work (README, "Hooks").
+        const calls = hookCalls(ctx);
+        ctx.eq(calls.map((c) => [c.argv[0], c.driver]), [['pre-bind', host], ['pre-probe', ''], ['post-bind', 'vfio-pci'], ['post-unbind', host]], `${what}: hook calls [event, ${nic}'s driver at that moment]`);
+        expectCalls(ctx, calls.slice(0, 3), nic, 'vfio-pci', host, [['pre-bind', host], ['pre-probe', ''], ['post-bind', 'vfio-pci']], what);
+        const undo = calls[3]!;
+        ctx.eq({ argc: undo.argc, argv: undo.argv }, { argc: 4, argv: ['post-unbind', nic, host, 'vfio-pci'] }, `${what}: post-unbind (after the rollback) hook argv`);
+        ctx.eq([undo.stdin.event, undo.stdin.targetDriver, undo.stdin.previousDriver], ['post-unbind', host, 'vfio-pci'], `${what}: post-unbind (after the rollback) hook stdin fields`);
         clearCalls();
       };
 

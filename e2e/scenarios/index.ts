@@ -5,6 +5,7 @@ import { bulkBind } from './bulk';
 import { hookPostBindFails, hookPreBindSriovPf } from './hooks';
 import { candidatesAgreeWithKmod, listAgreesWithSysfs } from './inventory';
 import { kernelSemantics, kernelSemanticsNoIommu } from './kernel-semantics';
+import { rebootKernelChange, rebootSameKernel } from './reboot';
 import { killAtEveryStep, killBetweenUnbindAndProbe } from './recovery';
 import { nicInUse, noIommu, rootDevicesRefused, sharedIommuGroup } from './safety';
 import { sriov } from './sriov';
@@ -28,4 +29,6 @@ export const SCENARIOS: readonly Scenario[] = [
   kernelSemantics,
   noIommu,
   kernelSemanticsNoIommu,
+  rebootSameKernel,
+  rebootKernelChange,
 ];

@@ -5,10 +5,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import type { BootOutcome } from '../boot';
+import { hostPersistDir, runChain, type BootEnv, type BootOutcome, type BootPlan } from '../boot';
 import type { Scenario } from '../guest/scenario';
 import { MACHINE } from '../machine';
-import { planBoots, pool } from '../plan';
+import { chains, planBoots, pool } from '../plan';
 import { printReport, totals } from '../report';
 import { debFileName, parseDepends } from '../setup/apt';
 import { cpioArchive } from '../setup/cpio';
@@ -143,6 +143,11 @@ describe('QEMU command line', () => {
     assert.ok(argv.includes('local,id=results,path=/tmp/share,security_model=none,multidevs=remap'));
   });
 
+  it('adds the words a reboot boot needs to the kernel command line', () => {
+    assert.doesNotMatch(kernelCmdline(cfg(true)), /root=/);
+    assert.match(kernelCmdline({ ...cfg(true), extraCmdline: ['root=hostroot', 'rootfstype=9p'] }), /intel_iommu=on root=hostroot rootfstype=9p$/);
+  });
+
   it('places every emulated device at its machine address', () => {
     const argv = qemuArgv(cfg(true));
     for (const d of Object.values(MACHINE)) {
@@ -170,6 +175,35 @@ describe('boot planning', () => {
     );
   });
 
+  it('plans a reboot pair per kernel (same) or per kernel pair, between the IOMMU and no-IOMMU boots', () => {
+    const same: Scenario = { ...s('r', ['reboot']), reboot: { kernels: 'same' } };
+    const change: Scenario = { ...s('k', ['reboot']), reboot: { kernels: ['6.1', '6.12'] } };
+    const boots = planBoots([kernel('6.1'), kernel('6.12')], [], [...scenarios, same, change]);
+    assert.deepEqual(
+      boots.map((b) => [b.name, b.kernel.id, b.scenarios.map((x) => x.name).join(','), b.reboot ? `${b.reboot.chain}#${b.reboot.stage} other=${b.reboot.other.id} installed=${b.reboot.installed.map((k) => k.id).join('+')}` : '-']),
+      [
+        ['6.1', '6.1', 'a,b', '-'],
+        ['6.12', '6.12', 'a,b', '-'],
+        ['6.1-reboot1', '6.1', 'r', '6.1-reboot#1 other=6.1 installed=6.1'],
+        ['6.1-reboot2', '6.1', 'r', '6.1-reboot#2 other=6.1 installed=6.1'],
+        ['6.12-reboot1', '6.12', 'r', '6.12-reboot#1 other=6.12 installed=6.12'],
+        ['6.12-reboot2', '6.12', 'r', '6.12-reboot#2 other=6.12 installed=6.12'],
+        // the first kernel stays installed next to the second
+        ['6.1-6.12-reboot1', '6.1', 'k', '6.1-6.12-reboot#1 other=6.12 installed=6.1'],
+        ['6.1-6.12-reboot2', '6.12', 'k', '6.1-6.12-reboot#2 other=6.1 installed=6.1+6.12'],
+        ['6.1-no-iommu', '6.1', 'b,c', '-'],
+        ['6.12-no-iommu', '6.12', 'b,c', '-'],
+      ],
+    );
+    assert.ok(boots.every((b) => !b.reboot || b.iommu));
+    assert.deepEqual(
+      chains(boots).map((c) => c.map((b) => b.name)),
+      [['6.1'], ['6.12'], ['6.1-reboot1', '6.1-reboot2'], ['6.12-reboot1', '6.12-reboot2'], ['6.1-6.12-reboot1', '6.1-6.12-reboot2'], ['6.1-no-iommu'], ['6.12-no-iommu']],
+    );
+    // A kernel change needs both kernels.
+    assert.deepEqual(planBoots([kernel('6.12')], ['k'], [change]), []);
+  });
+
   it('drops boots with nothing selected', () => {
     assert.deepEqual(planBoots([kernel('6.12')], ['a'], scenarios).map((b) => b.name), ['6.12']);
   });
@@ -191,6 +225,49 @@ describe('boot planning', () => {
     assert.deepEqual(await pool(2, [0, 1, 2, 3].map(task)), [0, 1, 2, 3]);
     assert.equal(peak, 2);
   });
+});
+
+describe('reboot pairs on the host', () => {
+  const k = kernel('6.12');
+  const pair: BootPlan[] = [1, 2].map((stage) => ({ name: `6.12-reboot${stage}`, kernel: k, iommu: true, scenarios: [SCENARIOS[0]!], reboot: { chain: '6.12-reboot', stage: stage as 1 | 2, installed: [k], other: k } }));
+  const withRunDir = async (body: (env: BootEnv) => Promise<void>): Promise<void> => {
+    const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chain-'));
+    try {
+      await body({ runDir, vfioctl: '/x/vfioctl.js', runner: '/x/main.js', node: '/usr/bin/node', cpus: 1, memoryMb: 1024, timeoutMs: 1000 });
+    } finally {
+      fs.rmSync(runDir, { recursive: true, force: true });
+    }
+  };
+  /** Stands in for runBoot: moves the layer as it does, writes into it, passes or fails. */
+  const fakeBoot = (env: BootEnv, pass: boolean[], seen: (string | undefined)[]) => async (plan: BootPlan, _e: BootEnv, _l?: (line: string) => void, from?: string): Promise<BootOutcome> => {
+    seen.push(from && fs.readdirSync(from).join(','));
+    const persist = hostPersistDir(path.join(env.runDir, plan.name));
+    fs.mkdirSync(path.dirname(persist), { recursive: true });
+    if (from) fs.renameSync(from, persist);
+    else fs.mkdirSync(persist);
+    fs.writeFileSync(path.join(persist, `from-${plan.name}`), '');
+    const status = pass[seen.length - 1] ? 'pass' : 'fail';
+    return { plan, vm: { ms: 1, exitCode: 0, timedOut: false, console: '' }, consoleFile: '/dev/null', facts: null, problem: null, results: [{ scenario: plan.scenarios[0]!.name, boot: plan.name, status, message: null, ms: 1, transcript: [], kmsg: [] }] };
+  };
+
+  it('hands the first boot\'s persistent layer to the second, then deletes it', () =>
+    withRunDir(async (env) => {
+      const seen: (string | undefined)[] = [];
+      const out = await runChain(pair, env, {}, fakeBoot(env, [true, true], seen));
+      assert.deepEqual(seen, [undefined, 'from-6.12-reboot1']);
+      assert.deepEqual(out.map((o) => o.results[0]!.status), ['pass', 'pass']);
+      for (const b of pair) assert.ok(!fs.existsSync(hostPersistDir(path.join(env.runDir, b.name))), `${b.name}: persistent layer deleted`);
+    }));
+
+  it('skips the second boot when the first did not pass, and still deletes the layer', () =>
+    withRunDir(async (env) => {
+      const seen: (string | undefined)[] = [];
+      const out = await runChain(pair, env, {}, fakeBoot(env, [false], seen));
+      assert.equal(seen.length, 1);
+      assert.deepEqual(out.map((o) => o.results[0]!.status), ['fail', 'skip']);
+      assert.match(out[1]!.results[0]!.message ?? '', /\(6\.12-reboot1\) did not pass/);
+      assert.ok(!fs.existsSync(hostPersistDir(path.join(env.runDir, '6.12-reboot1'))));
+    }));
 });
 
 describe('report', () => {
