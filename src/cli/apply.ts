@@ -111,6 +111,8 @@ function recordApplied(ctx: Context, snap: Snapshot, desired: DesiredState, phas
       devices[r.address] = { address: r.address, intent: d.intent, rule: ruleLabel(d), kernel: snap.modules.release ?? null, driver, module, status: r.status === 'noop' ? 'ok' : r.status, error: r.error, at: new Date().toISOString() };
     }
   }
+  // Configured once, never applied (refused, failed) and not configured now: nothing to release.
+  for (const [a, d] of Object.entries(devices)) if (!desired.desires.has(a) && d.status !== 'ok' && snap.devices.has(a)) delete devices[a];
   writeState(ctx.root, { devices });
 }
 

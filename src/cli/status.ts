@@ -13,7 +13,7 @@ import { EXIT, VfioctlError } from '../util/diag';
 import { type Context, printWarnings } from './context';
 import { trust } from './bind';
 
-export type Drift = 'ok' | 'absent' | 'pending' | 'kernel-changed' | 'rebound' | 'drift' | 'unconfigured' | 'unresolvable';
+export type Drift = 'ok' | 'absent' | 'pending' | 'boot-pending' | 'kernel-changed' | 'rebound' | 'drift' | 'unconfigured' | 'unresolvable';
 
 export interface DeviceStatus {
   readonly address: string;
@@ -43,7 +43,7 @@ function resolveNow(snap: Snapshot, d: Desire): { resolved: string | null; reaso
   }
 }
 
-function judge(s: Omit<DeviceStatus, 'drift' | 'detail'>, kernel: string | null): { drift: Drift; detail: string } {
+function judge(s: Omit<DeviceStatus, 'drift' | 'detail'>, kernel: string | null, bootedAt: number | null): { drift: Drift; detail: string } {
   const last = s.lastApplied;
   if (s.intent === null && last) return { drift: 'unconfigured', detail: `no longer configured; 'vfioctl apply' returns it to its host driver` };
   if (!s.live) return { drift: 'absent', detail: 'no such device on this host now' };
@@ -55,7 +55,13 @@ function judge(s: Omit<DeviceStatus, 'drift' | 'detail'>, kernel: string | null)
   }
   if (on) return { drift: 'ok', detail: `on ${s.live.driver ?? 'no driver'}` };
   if (!last) return { drift: 'pending', detail: `never applied; on ${s.live.driver ?? 'no driver'}` };
-  if (last.status === 'ok' && lastDriver === s.resolved) return { drift: 'rebound', detail: `something else rebound it since the last apply (${last.at}): now on ${s.live.driver ?? 'no driver'}` };
+  if (last.status === 'ok' && lastDriver === s.resolved) {
+    // Applied before this boot and no late apply yet: the boot gave it to its host driver.
+    if (bootedAt !== null && Date.parse(last.at) < bootedAt && !s.boot) {
+      return { drift: 'boot-pending', detail: `on ${s.live.driver ?? 'no driver'} since boot; the late unit ('vfioctl apply --boot') has not taken it yet` };
+    }
+    return { drift: 'rebound', detail: `something else rebound it since the last apply (${last.at}): now on ${s.live.driver ?? 'no driver'}` };
+  }
   return { drift: 'drift', detail: `on ${s.live.driver ?? 'no driver'}, configured ${s.resolved}${last.error ? `; last apply: ${last.error}` : ''}` };
 }
 
@@ -72,13 +78,20 @@ export function statusCommand(ctx: Context, opts: { json?: boolean }): number {
   printWarnings(ctx, snap.warnings);
   const desired = desiredState(config, snap.devices);
   const applied = readState(ctx.root).devices;
-  const boot = readBootState(ctx.root);
   const kernel = snap.modules.release ?? null;
+  // This boot's start (/proc/stat btime); a boot record from an earlier boot does not count.
+  const btime = Number(/^btime (\d+)$/m.exec(ctx.root.readFile('/proc/stat') ?? '')?.[1]);
+  const bootedAt = Number.isFinite(btime) && btime > 0 ? btime * 1000 : null;
+  const recorded = readBootState(ctx.root);
+  const boot = recorded && (bootedAt === null || Date.parse(recorded.at) >= bootedAt) ? recorded : null;
   const rows: DeviceStatus[] = [];
+  const hasAbsentRule = (a: string) => desired.absent.some((r) => (r.selector as { address: string }).address === a);
   const addresses = new Set([...desired.desires.keys(), ...desired.absent.map((r) => (r.selector as { address: string }).address), ...Object.keys(applied)]);
   for (const address of [...addresses].sort()) {
     const d = desired.desires.get(address);
     const dev = snap.devices.get(address);
+    // A rule removed after its device was refused or failed: nothing was applied, nothing to show.
+    if (!d && !hasAbsentRule(address) && applied[address] && applied[address]!.status !== 'ok') continue;
     if (d && d.intent === null && !applied[address]) {
       // A PF rule that only sizes SR-IOV: its drift is the VF count.
       const want = desired.sriov.find((x) => x.pf === address);
@@ -109,7 +122,7 @@ export function statusCommand(ctx: Context, opts: { json?: boolean }): number {
       lastApplied: applied[address] ?? null,
       boot: boot?.devices[address] ?? null,
     };
-    rows.push({ ...base, ...judge(base, kernel) });
+    rows.push({ ...base, ...judge(base, kernel, bootedAt) });
   }
   if (opts.json) {
     ctx.io.out(JSON.stringify({ kernel, config: config.file, bootAt: boot?.at ?? null, devices: rows, warnings: desired.warnings }, null, 2) + '\n');

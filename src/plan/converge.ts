@@ -46,8 +46,9 @@ function bootRefusals(plan: Plan, boot: BootDevices | null): Plan {
   if (!boot) return plan;
   const devices = plan.devices.map((p): DevicePlan => {
     const why = boot.devices.get(p.address);
-    if (!why || p.status !== 'planned') return p;
-    return { ...p, status: 'refused', steps: [], refusals: [...p.refusals, { check: 'boot-device', message: `the host boots from it (${why.join('; ')}); a boot-time apply never moves it`, forceable: false }] };
+    if (!why || (p.status !== 'planned' && p.status !== 'refused')) return p;
+    // First, so the reason a boot device stays is the boot, not whichever live check also fired.
+    return { ...p, status: 'refused', steps: [], refusals: [{ check: 'boot-device', message: `the host boots from it (${why.join('; ')}); a boot-time apply never moves it`, forceable: false }, ...p.refusals] };
   });
   return { ...plan, devices };
 }

@@ -171,3 +171,25 @@ test('apply --boot: boot devices (root=, fstab) are refused, broad rules need ac
   const live = await h.run(['apply', E1, '--json']);
   assert.equal(live.json().results[0].status, 'ok', live.stdout);
 });
+
+test('status: a device refused and then unconfigured leaves no row; one the boot gave its host driver is boot-pending', async () => {
+  const h = host();
+  h.f.device({ address: '0000:00:08.0', vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '8', netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }] });
+  writeConfig(h, [{ match: { address: '0000:00:08.0' }, intent: 'vfio' }, { match: { address: E1 }, intent: 'vfio' }]);
+  assert.equal((await h.run(['apply'])).code, 3);
+  writeConfig(h, [{ match: { address: E1 }, intent: 'vfio' }]);
+  assert.equal((await h.run(['apply'])).code, 0);
+  assert.equal(state(h)['0000:00:08.0'], undefined, 'nothing was applied to it, nothing is kept');
+  assert.deepEqual((await h.run(['status', '--json'])).json().devices.map((d: any) => d.address), [E1]);
+  // Reboot: the host driver got E1 back; this boot started after the last apply; no late apply yet.
+  await h.k.write(`/sys/bus/pci/devices/${E1}/driver_override`, '\n');
+  await h.k.write('/sys/bus/pci/drivers/vfio-pci/unbind', E1);
+  await h.k.write('/sys/bus/pci/drivers_probe', E1);
+  h.f.tree.write('/proc/stat', `cpu  1 2 3 4\nbtime ${Math.floor(Date.now() / 1000) + 5}\n`);
+  h.f.tree.write('/run/vfioctl/boot.json', JSON.stringify({ at: '2020-01-01T00:00:00Z', kernel: 'x', devices: { [E1]: { outcome: 'won', driver: 'vfio-pci', hostDriverBuiltin: false } } }));
+  const d = (await h.run(['status', '--json'])).json().devices[0];
+  assert.equal(d.drift, 'boot-pending', JSON.stringify(d));
+  assert.equal(d.boot, null, "an earlier boot's record does not describe this boot");
+  h.f.tree.write('/proc/stat', 'cpu  1 2 3 4\nbtime 1000\n');
+  assert.equal((await h.run(['status', '--json'])).json().devices[0].drift, 'rebound');
+});
