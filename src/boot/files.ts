@@ -147,6 +147,9 @@ Before=network-pre.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+# systemd-udev-trigger.service only queues the coldplug events: let udev finish them first, so
+# the late apply sees the drivers coldplug gave (a failure here is not fatal).
+ExecStartPre=-/usr/bin/udevadm settle --timeout=60
 ExecStart=${vfioctl} apply --boot
 
 [Install]
