@@ -34,7 +34,8 @@ export function untrustedReason(root: HostRoot, rel: string, policy: TrustPolicy
     return `cannot stat ${rel}: ${(e as NodeJS.ErrnoException).code}`;
   }
   if (st.isSymbolicLink()) {
-    // A link is as trustworthy as what it points to and where it sits.
+    // A link is as trustworthy as what it points to, where it sits, and who can re-point it.
+    if (!policy.uids.includes(st.uid)) return `${rel} is a symlink owned by uid ${st.uid}, not root`;
     try {
       const target = fs.realpathSync(abs);
       if (!target.startsWith(root.dir === '/' ? '/' : root.dir + path.sep)) return `${rel} is a symlink leading outside ${root.dir}`;
@@ -46,20 +47,30 @@ export function untrustedReason(root: HostRoot, rel: string, policy: TrustPolicy
     }
   }
   if (!st.isFile()) return `${rel} is not a regular file`;
-  const owner = (s: fs.Stats, what: string): string | null => {
+  const owner = (s: fs.Stats, what: string, dir = false): string | null => {
     if (!policy.uids.includes(s.uid)) return `${what} is owned by uid ${s.uid}, not root`;
+    // A sticky directory (/tmp, mode 1777) lets others add entries but not rename or remove
+    // ours, and every entry below it on the path is checked in turn: it cannot swap the file.
+    if (dir && (s.mode & 0o1000) !== 0) return null;
     if ((s.mode & 0o022) !== 0) return `${what} is writable by ${(s.mode & 0o002) !== 0 ? 'others' : 'its group'} (mode ${(s.mode & 0o7777).toString(8)})`;
     return null;
   };
   const self = owner(st, rel);
   if (self) return self;
   if (opts.executable && (st.mode & 0o100) === 0) return `${rel} is not executable by its owner`;
-  // Every directory from the file's up to the host root: one writable by others could swap it.
+  // Whoever owns a symlink on the way could re-point it.
   for (let dir = path.dirname(abs); ; dir = path.dirname(dir)) {
-    const ds = fs.statSync(dir);
-    const r = owner(ds, `directory ${root.hostPath(dir)}`);
-    if (r) return r;
+    const ls = fs.lstatSync(dir);
+    if (ls.isSymbolicLink() && !policy.uids.includes(ls.uid)) return `directory ${root.hostPath(dir)} is a symlink owned by uid ${ls.uid}, not root`;
     if (dir === root.dir || dir === path.dirname(dir)) break;
+  }
+  // Every directory the file really sits in, up to the host root (or /): one writable by others
+  // could swap it.
+  const top = root.dir;
+  for (let dir = path.dirname(fs.realpathSync(abs)); ; dir = path.dirname(dir)) {
+    const r = owner(fs.statSync(dir), `directory ${dir.startsWith(top) ? root.hostPath(dir) : dir}`, true);
+    if (r) return r;
+    if (dir === top || dir === path.dirname(dir)) break;
   }
   return null;
 }

@@ -165,3 +165,20 @@ test('a hook not owned by root is refused unless the owner check is relaxed expl
   const warned = await h.run(['show', E2]);
   assert.match(warned.stderr, new RegExp(`VFIOCTL_TRUST_UID=${owner}: trusting hooks and configuration owned by uid ${owner}`));
 });
+
+test('trust: a sticky world-writable directory (/tmp) on the path is fine; a symlink someone else owns is not', async () => {
+  const h = host();
+  h.hook(`${H}/10-ok`, 'exit 0');
+  fs.chmodSync(h.f.tree.abs('/etc'), 0o1777);
+  const ok = await h.run(['show', E2, '--json']);
+  assert.deepEqual(ok.json().hooks.map((x: any) => x.problem), [null]);
+  fs.chmodSync(h.f.tree.abs('/etc'), 0o755);
+  // The hook reached through a symlinked directory owned by another user.
+  fs.renameSync(h.f.tree.abs(H), h.f.tree.abs('/etc/vfioctl/real.d'));
+  fs.symlinkSync('real.d', h.f.tree.abs(H));
+  if (isRoot) fs.lchownSync(h.f.tree.abs(H), 65534, 65534);
+  else h.env = { PATH: process.env.PATH }; // not trusting the test user: its symlink is not root's
+  const bad = await h.run(['show', E2, '--json']);
+  // As root the symlink is the only thing not root's; as a normal user its files are not either.
+  assert.match(bad.json().hooks[0].problem, isRoot ? /directory \/etc\/vfioctl\/hooks\.d is a symlink owned by uid \d+, not root/ : /owned by uid \d+, not root/);
+});
