@@ -1,15 +1,9 @@
-import { test, afterEach } from 'node:test';
+import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { DRIVERS, KernelHang } from '../support/kernel-model';
-import { E1, E2, LPC, ModelHost, SMB, VN } from '../support/model-host';
+import { E1, E2, LPC, modelHosts, SMB, VN } from '../support/model-host';
 
-const hosts: ModelHost[] = [];
-afterEach(() => hosts.splice(0).forEach((h) => h.cleanup()));
-function host(opts?: ConstructorParameters<typeof ModelHost>[0]): ModelHost {
-  const h = new ModelHost(opts);
-  hosts.push(h);
-  return h;
-}
+const host = modelHosts();
 
 test('bind picks virtio_vfio_pci for 1af4:1041 and vfio-pci for e1000e, loading the modules itself', async () => {
   const h = host();

@@ -1,17 +1,11 @@
 // The model must behave as the real kernel was seen to (docs/kernel-behaviour.md); these pin it.
-import { test, afterEach } from 'node:test';
+import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { DRIVERS, KernelHang } from '../support/kernel-model';
-import { E1, E2, ModelHost, NVME, VN } from '../support/model-host';
+import { E1, E2, modelHosts, NVME, VN } from '../support/model-host';
 
-const hosts: ModelHost[] = [];
-afterEach(() => hosts.splice(0).forEach((h) => h.cleanup()));
-function host(opts?: ConstructorParameters<typeof ModelHost>[0]): ModelHost {
-  const h = new ModelHost(opts);
-  hosts.push(h);
-  return h;
-}
+const host = modelHosts();
 const ov = (a: string) => `/sys/bus/pci/devices/${a}/driver_override`;
 const attr = (a: string, n: string) => `/sys/bus/pci/devices/${a}/${n}`;
 const PROBE = '/sys/bus/pci/drivers_probe';
@@ -65,8 +59,7 @@ test('any named driver binds through the dummy id; without an override autoprobe
 });
 
 test('a module loaded after an override was set binds the waiting device at once', async () => {
-  const h = new ModelHost({ loaded: [DRIVERS.e1000e] });
-  hosts.push(h);
+  const h = host({ loaded: [DRIVERS.e1000e] });
   const { k } = h;
   await k.write(ov(E1), 'vfio-pci');
   await k.write('/sys/bus/pci/drivers/e1000e/unbind', E1);

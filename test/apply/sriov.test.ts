@@ -1,19 +1,12 @@
 // vfioctl against SR-IOV as the kernel model now does it (VFs created by sriov_numvfs, autoprobe,
 // PF drivers that keep their VFs): the e2e sriov-vf-binding scenario, and SR-IOV sizing by apply.
-import { test, afterEach } from 'node:test';
+import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { ModelHost, NVME } from '../support/model-host';
+import { ModelHost, modelHosts, NVME } from '../support/model-host';
 
-const hosts: ModelHost[] = [];
-afterEach(() => hosts.splice(0).forEach((h) => h.cleanup()));
-function host(totalVfs = 2): ModelHost {
-  const h = new ModelHost({ nvme: totalVfs });
-  // Tests run as a normal user: trust its files explicitly.
-  if (process.getuid?.() !== 0) h.env = { VFIOCTL_TRUST_UID: String(process.getuid!()) };
-  hosts.push(h);
-  return h;
-}
+const newHost = modelHosts({ trustSelf: true });
+const host = (totalVfs = 2): ModelHost => newHost({ nvme: totalVfs });
 const attr = (a: string, n: string) => `/sys/bus/pci/devices/${a}/${n}`;
 
 async function makeVfs(h: ModelHost, n: number): Promise<string[]> {

@@ -1,22 +1,10 @@
-import { test, afterEach } from 'node:test';
+import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { E1, E2, ModelHost } from '../support/model-host';
+import { E1, E2, isRoot, ModelHost, modelHosts } from '../support/model-host';
 
-const hosts: ModelHost[] = [];
-afterEach(() => hosts.splice(0).forEach((h) => h.cleanup()));
-
-const isRoot = process.getuid?.() === 0;
 const H = '/etc/vfioctl/hooks.d';
-
-function host(): ModelHost {
-  const h = new ModelHost();
-  hosts.push(h);
-  // As a normal user our own files are not root's: relax explicitly (the CLI says so each time).
-  if (!isRoot) h.env = { VFIOCTL_TRUST_UID: String(process.getuid?.()), PATH: process.env.PATH };
-  else h.env = { PATH: process.env.PATH };
-  return h;
-}
+const host = modelHosts({ trustSelf: true });
 
 /** A hook that logs its argv, the device's driver/override at that moment, and its stdin. */
 function recorder(h: ModelHost, name: string, dir = H, extra = ''): void {

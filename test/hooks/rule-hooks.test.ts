@@ -1,34 +1,20 @@
-import { test, afterEach } from 'node:test';
+import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { E1, E2, ModelHost } from '../support/model-host';
+import { E1, E2, ModelHost, modelHosts } from '../support/model-host';
 
-const hosts: ModelHost[] = [];
-afterEach(() => hosts.splice(0).forEach((h) => h.cleanup()));
-const isRoot = process.getuid?.() === 0;
-const CONF = '/etc/vfioctl/vfioctl.json';
-
-function host(): ModelHost {
-  const h = new ModelHost();
-  hosts.push(h);
-  h.env = isRoot ? { PATH: process.env.PATH } : { VFIOCTL_TRUST_UID: String(process.getuid?.()), PATH: process.env.PATH };
-  return h;
-}
+const host = modelHosts({ trustSelf: true });
 
 function logger(h: ModelHost, rel: string, extra = ''): void {
   h.hook(rel, `echo "${rel.split('/').pop()} $1 $2 target=$3 prev=$4" >> ${h.f.tree.abs('/hook.log')}\n${extra}`);
 }
 const log = (h: ModelHost) => (h.f.tree.read('/hook.log') ?? '').trim().split('\n').filter(Boolean);
-function writeConfig(h: ModelHost, rules: unknown[]): void {
-  h.f.tree.write(CONF, JSON.stringify({ version: 1, rules }, null, 2));
-  fs.chmodSync(h.f.tree.abs(CONF), 0o644);
-}
 
 test('per-rule hooks run for apply (and apply --boot) after the hooks.d ones, only for their rule\'s devices', async () => {
   const h = host();
   logger(h, '/etc/vfioctl/hooks.d/10-all');
   logger(h, '/etc/vfioctl/rule-hooks/cx7');
-  writeConfig(h, [
+  h.config([
     { match: { address: E2 }, intent: 'vfio', hooks: ['/etc/vfioctl/rule-hooks/cx7'] },
     { match: { address: E1 }, intent: 'vfio' },
   ]);
@@ -55,14 +41,14 @@ test('per-rule hooks run for apply (and apply --boot) after the hooks.d ones, on
 test('a failing per-rule post-bind hook rolls that device back and lets its hooks undo (post-unbind); an untrusted rule hook refuses it', async () => {
   const h = host();
   logger(h, '/etc/vfioctl/rule-hooks/fails', 'if [ "$1" = post-bind ]; then echo "firmware said no" >&2; exit 1; fi');
-  writeConfig(h, [{ match: { address: E2 }, intent: 'vfio', hooks: ['/etc/vfioctl/rule-hooks/fails'] }]);
+  h.config([{ match: { address: E2 }, intent: 'vfio', hooks: ['/etc/vfioctl/rule-hooks/fails'] }]);
   const r = await h.run(['apply']);
   assert.equal(r.code, 1, r.stdout);
   assert.match(r.stdout, /post-bind hook \/etc\/vfioctl\/rule-hooks\/fails exited 1; its output:\nfirmware said no/);
   assert.deepEqual(h.state(E2), { driver: 'e1000e', override: null, vfioDev: false });
   logger(h, '/etc/vfioctl/rule-hooks/loose');
   fs.chmodSync(h.f.tree.abs('/etc/vfioctl/rule-hooks/loose'), 0o775);
-  writeConfig(h, [{ match: { address: E2 }, intent: 'vfio', hooks: ['/etc/vfioctl/rule-hooks/loose'] }]);
+  h.config([{ match: { address: E2 }, intent: 'vfio', hooks: ['/etc/vfioctl/rule-hooks/loose'] }]);
   const u = await h.run(['apply']);
   assert.equal(u.code, 3, u.stdout);
   assert.match(u.stdout, /hook-trust: hook \/etc\/vfioctl\/rule-hooks\/loose will not be run: .*writable by its group/);

@@ -1,25 +1,12 @@
-import { test, afterEach } from 'node:test';
+import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { E1, E2, ModelHost, VN } from '../support/model-host';
+import { E1, E2, isRoot, ModelHost, modelHosts, VN } from '../support/model-host';
 
 const CONF = '/etc/vfioctl/vfioctl.json';
-const isRoot = process.getuid?.() === 0;
-const hosts: ModelHost[] = [];
-afterEach(() => hosts.splice(0).forEach((h) => h.cleanup()));
-function host(): ModelHost {
-  const h = new ModelHost();
-  // Tests run as a normal user: trust its files explicitly (announced on stderr every time).
-  if (!isRoot) h.env = { VFIOCTL_TRUST_UID: String(process.getuid!()) };
-  hosts.push(h);
-  return h;
-}
+const host = modelHosts({ trustSelf: true });
 const config = (h: ModelHost) => JSON.parse(h.f.tree.read(CONF)!);
 const state = (h: ModelHost) => JSON.parse(h.f.tree.read('/var/lib/vfioctl/state.json')!).devices;
-function writeConfig(h: ModelHost, rules: unknown[]): void {
-  h.f.tree.write(CONF, JSON.stringify({ version: 1, rules }, null, 2));
-  fs.chmodSync(h.f.tree.abs(CONF), 0o644);
-}
 
 test('set saves the intent and applies it; apply again changes nothing; unset gives the device back', async () => {
   const h = host();
@@ -89,7 +76,7 @@ test('a broken or untrusted configuration is bad input (exit 2) and nothing is a
   }
   assert.equal(h.k.writes.length, 0);
   assert.equal(h.state(E1).driver, 'e1000e');
-  writeConfig(h, [{ match: { address: E1 }, intent: 'vfio' }]);
+  h.config([{ match: { address: E1 }, intent: 'vfio' }]);
   fs.chmodSync(h.f.tree.abs(CONF), 0o664);
   const g = await h.run(['apply']);
   assert.equal(g.code, 2);
@@ -103,7 +90,7 @@ test('a broken or untrusted configuration is bad input (exit 2) and nothing is a
 
 test('a rule removed from the file: apply returns the device it had bound; one rebound by someone else is left alone', async () => {
   const h = host();
-  writeConfig(h, [{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'vfio' }]);
+  h.config([{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'vfio' }]);
   assert.equal((await h.run(['apply'])).code, 0);
   // Someone (libvirt) hands E2 back to e1000e by hand.
   await h.k.write(`/sys/bus/pci/devices/${E2}/driver_override`, '\n');
@@ -111,7 +98,7 @@ test('a rule removed from the file: apply returns the device it had bound; one r
   await h.k.write('/sys/bus/pci/drivers_probe', E2);
   const st = (await h.run(['status', '--json'])).json();
   assert.deepEqual(st.devices.map((d: any) => [d.address, d.drift]), [[E1, 'ok'], [E2, 'rebound']]);
-  writeConfig(h, []);
+  h.config([]);
   const st2 = (await h.run(['status', '--json'])).json();
   assert.deepEqual(st2.devices.map((d: any) => [d.address, d.drift]), [[E1, 'unconfigured'], [E2, 'unconfigured']]);
   const a = await h.run(['apply', '--json']);
@@ -123,7 +110,7 @@ test('a rule removed from the file: apply returns the device it had bound; one r
 
 test('status: a kernel change that changes the resolution is reported, and apply follows it', async () => {
   const h = host();
-  writeConfig(h, [{ match: { address: VN }, intent: 'vfio' }]);
+  h.config([{ match: { address: VN }, intent: 'vfio' }]);
   // The last apply ran on an older kernel without virtio_vfio_pci: it chose vfio-pci.
   await h.run(['bind', VN, '--driver', 'vfio-pci']);
   h.f.tree.write('/var/lib/vfioctl/state.json', JSON.stringify({ devices: { [VN]: { address: VN, intent: 'vfio', rule: 'rules[0]', kernel: '6.1.0-old', driver: 'vfio-pci', module: 'vfio_pci', status: 'ok', error: null, at: '2026-01-01T00:00:00Z' } } }));
@@ -145,7 +132,7 @@ test('apply --boot: boot devices (root=, fstab) are refused, broad rules need ac
   const h = host();
   h.f.device({ address: '0000:00:06.0', vendor: '1b36', device: '0010', class: '010802', driver: 'nvme', iommuGroup: '6', blockdevs: [{ name: 'nvme0n1', devno: '259:0', partitions: [{ name: 'nvme0n1p1', devno: '259:1' }] }] });
   h.f.tree.write('/proc/cmdline', 'BOOT_IMAGE=/vmlinuz root=/dev/nvme0n1p1 ro quiet\n');
-  writeConfig(h, [
+  h.config([
     { match: { address: '0000:00:06.0' }, intent: 'vfio' },
     { match: { id: '8086:10d3' }, intent: 'vfio' },
     { match: { address: VN }, intent: 'vfio' },
@@ -175,9 +162,9 @@ test('apply --boot: boot devices (root=, fstab) are refused, broad rules need ac
 test('status: a device refused and then unconfigured leaves no row; one the boot gave its host driver is boot-pending', async () => {
   const h = host();
   h.f.device({ address: '0000:00:08.0', vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '8', netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }] });
-  writeConfig(h, [{ match: { address: '0000:00:08.0' }, intent: 'vfio' }, { match: { address: E1 }, intent: 'vfio' }]);
+  h.config([{ match: { address: '0000:00:08.0' }, intent: 'vfio' }, { match: { address: E1 }, intent: 'vfio' }]);
   assert.equal((await h.run(['apply'])).code, 3);
-  writeConfig(h, [{ match: { address: E1 }, intent: 'vfio' }]);
+  h.config([{ match: { address: E1 }, intent: 'vfio' }]);
   assert.equal((await h.run(['apply'])).code, 0);
   assert.equal(state(h)['0000:00:08.0'], undefined, 'nothing was applied to it, nothing is kept');
   assert.deepEqual((await h.run(['status', '--json'])).json().devices.map((d: any) => d.address), [E1]);

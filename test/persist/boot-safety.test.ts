@@ -1,33 +1,21 @@
 // The boot layers and the late apply never take what they must not: hooked devices (hooks run
 // only from the late unit), devices without an IOMMU, devices in use when the map was made,
 // devices a stale initramfs map took; and `set` never saves what it could not apply.
-import { test, afterEach } from 'node:test';
+import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { E1, E2, ModelHost, NVME, VN } from '../support/model-host';
+import { E1, E2, ModelHost, modelHosts, NVME, VN } from '../support/model-host';
 
 const CONF = '/etc/vfioctl/vfioctl.json';
 const MAP = '/etc/vfioctl/boot/6.12.0-test.map';
-const isRoot = process.getuid?.() === 0;
-const hosts: ModelHost[] = [];
-afterEach(() => hosts.splice(0).forEach((h) => h.cleanup()));
-function host(opts?: ConstructorParameters<typeof ModelHost>[0]): ModelHost {
-  const h = new ModelHost(opts);
-  h.env = isRoot ? { PATH: process.env.PATH } : { VFIOCTL_TRUST_UID: String(process.getuid!()), PATH: process.env.PATH };
-  hosts.push(h);
-  return h;
-}
-function writeConfig(h: ModelHost, rules: unknown[]): void {
-  h.f.tree.write(CONF, JSON.stringify({ version: 1, rules }, null, 2));
-  fs.chmodSync(h.f.tree.abs(CONF), 0o644);
-}
+const host = modelHosts({ trustSelf: true });
 const entries = (h: ModelHost) => h.f.tree.read(MAP)!.split('\n').filter((l) => /^(address|id) /.test(l));
 const EXEC = ['--exec', '/usr/local/bin/vfioctl'];
 
 test('devices with hooks are left out of the boot map (hooks run only from the late unit)', async () => {
   const h = host();
   h.hook('/etc/vfioctl/rule-hooks/cx7', 'exit 0');
-  writeConfig(h, [
+  h.config([
     { match: { address: E1 }, intent: 'vfio', hooks: ['/etc/vfioctl/rule-hooks/cx7'] },
     { match: { address: E2 }, intent: 'vfio' },
   ]);
@@ -43,14 +31,14 @@ test('devices with hooks are left out of the boot map (hooks run only from the l
 test('VFs a PF rule creates get map entries from sriov_offset/stride and the %x sriov_vf_device', async () => {
   const h = host({ nvme: 4 });
   assert.equal(h.f.tree.read(`/sys/bus/pci/devices/${NVME}/sriov_vf_device`)?.trim().length !== 4, true, 'the kernel prints it without padding');
-  writeConfig(h, [{ match: { address: NVME }, sriov: { numVfs: 2, vfIntent: 'vfio' } }]);
+  h.config([{ match: { address: NVME }, sriov: { numVfs: 2, vfIntent: 'vfio' } }]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   assert.deepEqual(entries(h), ['address 0000:00:07.1 vfio-pci vfio_pci', 'address 0000:00:07.2 vfio-pci vfio_pci']);
 });
 
 test('without an IOMMU nothing VFIO goes into the map (vfio-pci would fail and leave the device driverless)', async () => {
   const h = host({ iommu: false });
-  writeConfig(h, [{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'none' }]);
+  h.config([{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'none' }]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   assert.deepEqual(entries(h), [`address ${E2} none -`]);
   assert.match(h.f.tree.read(MAP)!, /# skipped 0000:00:02\.0: VFIO needs an IOMMU/);
@@ -69,7 +57,7 @@ test('set saves only what it applied: a refused device is not saved (as driverct
 test('apply --boot releases what a stale (initramfs) map took and no rule names, and refuses what the map saw in use', async () => {
   const h = host();
   h.f.device({ address: '0000:00:08.0', vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '8', netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }] });
-  writeConfig(h, [{ match: { address: '0000:00:08.0' }, intent: 'vfio' }, { match: { address: VN }, intent: 'vfio' }]);
+  h.config([{ match: { address: '0000:00:08.0' }, intent: 'vfio' }, { match: { address: VN }, intent: 'vfio' }]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   assert.match(h.f.tree.read(MAP)!, /# skipped 0000:00:08\.0: the host uses it now/);
   // The next boot, before networking: the interface is down and has no address yet.
@@ -97,7 +85,7 @@ test('apply --boot releases what a stale (initramfs) map took and no rule names,
 
 test('--uninstall keeps the vendor hooks.d in /usr/lib/vfioctl', async () => {
   const h = host();
-  writeConfig(h, []);
+  h.config([]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   h.hook('/usr/lib/vfioctl/hooks.d/50-vendor', 'exit 0');
   const r = await h.run(['install', '--uninstall']);
@@ -110,7 +98,7 @@ test('--uninstall keeps the vendor hooks.d in /usr/lib/vfioctl', async () => {
 
 test('a map change warns that the initramfs still carries the old one', async () => {
   const h = host();
-  writeConfig(h, []);
+  h.config([]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   const r = await h.run(['set', E1, 'vfio', '--noprobe']);
   assert.match(r.stderr, /the initramfs still carries the previous boot map .*update-initramfs -u -k all/);
@@ -118,7 +106,7 @@ test('a map change warns that the initramfs still carries the old one', async ()
 
 test('apply of a device that does not exist is bad input (exit 2), like bind', async () => {
   const h = host();
-  writeConfig(h, [{ match: { address: '0000:00:09.0' }, intent: 'vfio' }]);
+  h.config([{ match: { address: '0000:00:09.0' }, intent: 'vfio' }]);
   const r = await h.run(['apply', '0000:00:09.0']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /no PCI device 0000:00:09\.0/);
@@ -126,7 +114,7 @@ test('apply of a device that does not exist is bad input (exit 2), like bind', a
 
 test('unset warns when a broader rule still selects the device', async () => {
   const h = host();
-  writeConfig(h, [{ match: { address: E1 }, intent: 'none' }, { match: { class: '02' }, intent: 'vfio' }]);
+  h.config([{ match: { address: E1 }, intent: 'none' }, { match: { class: '02' }, intent: 'vfio' }]);
   const r = await h.run(['unset', E1, '--noprobe']);
   assert.equal(r.code, 0);
   assert.match(r.stderr, /0000:00:02\.0 is still selected by rules\[0\] \(line \d+\): class 02 \(intent vfio\)/);

@@ -1,27 +1,15 @@
-import { test, afterEach } from 'node:test';
+import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { DRIVERS } from '../support/kernel-model';
-import { E1, E2, LPC, ModelHost, VN } from '../support/model-host';
+import { E1, E2, LPC, modelHosts, VN } from '../support/model-host';
 import { vfAddress } from '../../src/boot/map';
 
 const CONF = '/etc/vfioctl/vfioctl.json';
 const MAP = '/etc/vfioctl/boot/6.12.0-test.map';
-const isRoot = process.getuid?.() === 0;
-const hosts: ModelHost[] = [];
-afterEach(() => hosts.splice(0).forEach((h) => h.cleanup()));
-function host(opts?: ConstructorParameters<typeof ModelHost>[0]): ModelHost {
-  const h = new ModelHost(opts);
-  if (!isRoot) h.env = { VFIOCTL_TRUST_UID: String(process.getuid!()) };
-  hosts.push(h);
-  return h;
-}
-function writeConfig(h: ModelHost, rules: unknown[]): void {
-  h.f.tree.write(CONF, JSON.stringify({ version: 1, rules }, null, 2));
-  fs.chmodSync(h.f.tree.abs(CONF), 0o644);
-}
+const host = modelHosts({ trustSelf: true });
 const EXEC = ['--exec', '/usr/local/bin/vfioctl'];
 
 test('install writes every layer: maps, units (enabled), udev rule, initramfs and kernel hooks; --dry-run writes nothing', async () => {
@@ -29,7 +17,7 @@ test('install writes every layer: maps, units (enabled), udev rule, initramfs an
   h.f.device({ address: '0000:00:06.0', vendor: '1b36', device: '0010', class: '010802', driver: 'nvme', iommuGroup: '6', blockdevs: [{ name: 'vda', devno: '254:0', partitions: [{ name: 'vda1', devno: '254:1' }] }] });
   h.f.device({ address: '0000:00:08.0', vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '8', netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }] });
   h.f.tree.write('/etc/fstab', '# <file system> <mount point> <type> <options> <dump> <pass>\n/dev/vda1 / ext4 errors=remount-ro 0 1\nserver:/srv /srv nfs defaults 0 0\n');
-  writeConfig(h, [
+  h.config([
     { match: { address: E1 }, intent: 'vfio' },
     { match: { address: VN }, intent: 'vfio' },
     { match: { address: '0000:00:06.0' }, intent: 'vfio' },
@@ -74,7 +62,7 @@ test('install writes every layer: maps, units (enabled), udev rule, initramfs an
 
 test('set/unset regenerate the installed maps; a broken configuration keeps the previous map', async () => {
   const h = host();
-  writeConfig(h, []);
+  h.config([]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   assert.ok(!/^address/m.test(h.f.tree.read(MAP)!));
   assert.equal((await h.run(['set', E1, 'vfio', '--noprobe'])).code, 0);
@@ -91,7 +79,7 @@ test('set/unset regenerate the installed maps; a broken configuration keeps the 
 
 test('--uninstall removes what install wrote and nothing else', async () => {
   const h = host();
-  writeConfig(h, [{ match: { address: E1 }, intent: 'vfio' }]);
+  h.config([{ match: { address: E1 }, intent: 'vfio' }]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   h.f.tree.write('/etc/kernel/postinst.d/zz-vfioctl', '#!/bin/sh\n# the admin\'s own\n', 0o755);
   const r = await h.run(['install', '--uninstall']);
@@ -107,7 +95,7 @@ test('--uninstall removes what install wrote and nothing else', async () => {
 test('the early script writes overrides from the map for unclaimed devices only, loads modules, probes', async () => {
   // No host drivers loaded yet (coldplug has not run): E1, E2 and VN are unclaimed; LPC is claimed.
   const h = host({ loaded: [DRIVERS.lpc, DRIVERS.smbus] });
-  writeConfig(h, [{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'none' }, { match: { address: LPC }, intent: 'vfio' }, { match: { address: VN }, intent: 'vfio' }]);
+  h.config([{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'none' }, { match: { address: LPC }, intent: 'vfio' }, { match: { address: VN }, intent: 'vfio' }]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   // A hostile line in the map does not reach sysfs.
   const pwned = h.f.tree.abs('/pwned');
@@ -133,7 +121,7 @@ test('the early script writes overrides from the map for unclaimed devices only,
 
 test('an acknowledged id rule gets an id entry (udev and the early script); an existing override stays', async () => {
   const h = host({ loaded: [DRIVERS.lpc, DRIVERS.smbus] });
-  writeConfig(h, [{ match: { id: '8086:10d3' }, intent: 'vfio', acknowledgeBroadMatch: true }]);
+  h.config([{ match: { id: '8086:10d3' }, intent: 'vfio', acknowledgeBroadMatch: true }]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   assert.match(h.f.tree.read(MAP)!, /^id 8086:10d3 vfio-pci vfio_pci$/m);
   assert.match(h.f.tree.read('/etc/udev/rules.d/60-vfioctl.rules')!, /^ATTR\{vendor\}=="0x8086", ATTR\{device\}=="0x10d3", TEST!="driver", ATTR\{driver_override\}=="\(null\)", ATTR\{driver_override\}="vfio-pci", RUN\{builtin\}\+="kmod load vfio_pci"/m);

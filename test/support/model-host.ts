@@ -1,5 +1,7 @@
 // The usual unit-test host for binding: the QEMU e2e machine's devices, in a fixture tree, with
 // the kernel model behind the executor. Mirrors what the real-kernel suite boots.
+import * as fs from 'node:fs';
+import { afterEach } from 'node:test';
 import { Fixture } from './fixture';
 import { DRIVERS, KernelModel, type DriverModel } from './kernel-model';
 import { setApplyEnv } from '../../src/cli/bind';
@@ -15,6 +17,10 @@ export const SMB = '0000:00:1f.3';
 /** QEMU's emulated NVMe with SR-IOV (ModelHost's `nvme` option): its VFs appear at 00:07.1, 00:07.2, ... */
 export const NVME = '0000:00:07.0';
 
+export const isRoot = process.getuid?.() === 0;
+
+export type ModelHostOptions = { loaded?: DriverModel[]; iommu?: boolean; nvme?: number };
+
 export class ModelHost {
   readonly f: Fixture;
   readonly k: KernelModel;
@@ -24,7 +30,7 @@ export class ModelHost {
    * `nvme`: also the e2e machine's NVMe controller (1b36:0010 on nvme, group 7) with this many
    * possible VFs (QEMU's sriov_max_vfs), none enabled, sriov_drivers_autoprobe 1.
    */
-  constructor(opts: { loaded?: DriverModel[]; iommu?: boolean; nvme?: number } = {}) {
+  constructor(opts: ModelHostOptions = {}) {
     this.f = Fixture.create().kernel('6.12.0-test');
     const all = Object.values(DRIVERS) as DriverModel[];
     this.f.modulesAlias(all.flatMap((d) => [...d.ids, ...d.overrideOnlyIds].map((p) => `alias ${p} ${d.module}`)));
@@ -79,8 +85,35 @@ export class ModelHost {
     return { driver: this.k.driverOf(address), override: this.k.overrideOf(address), vfioDev: this.f.tree.list(`/sys/bus/pci/devices/${address}/vfio-dev`).length > 0 };
   }
 
+  /**
+   * Tests run as a normal user, whose files are not root's: trust them explicitly (the CLI
+   * announces it on every use). As root nothing needs relaxing. PATH is kept for hooks.
+   */
+  trustSelf(): this {
+    this.env = isRoot ? { PATH: process.env.PATH } : { VFIOCTL_TRUST_UID: String(process.getuid!()), PATH: process.env.PATH };
+    return this;
+  }
+
+  /** etc/vfioctl/vfioctl.json with these rules, as root would leave it (mode 0644). */
+  config(rules: unknown[]): void {
+    this.f.tree.write('/etc/vfioctl/vfioctl.json', JSON.stringify({ version: 1, rules }, null, 2));
+    fs.chmodSync(this.f.tree.abs('/etc/vfioctl/vfioctl.json'), 0o644);
+  }
+
   cleanup(): void {
     setApplyEnv({});
     this.f.cleanup();
   }
+}
+
+/** A ModelHost factory for one test file: every host it made is cleaned up after each test. */
+export function modelHosts(defaults: { trustSelf?: boolean } = {}): (opts?: ModelHostOptions) => ModelHost {
+  const hosts: ModelHost[] = [];
+  afterEach(() => hosts.splice(0).forEach((h) => h.cleanup()));
+  return (opts) => {
+    const h = new ModelHost(opts);
+    if (defaults.trustSelf) h.trustSelf();
+    hosts.push(h);
+    return h;
+  };
 }
