@@ -6,7 +6,7 @@ import { describeStep, type DevicePlan, type Plan, type Step } from '../plan/typ
 import { removeRecord, writeRecord } from '../persist/records';
 import type { KernelIo } from './kernel-io';
 import { Journal, type JournalEntry } from './journal';
-import { runHook } from '../hooks/run';
+import { runHook, type HookInput, type HookOutcome } from '../hooks/run';
 
 export type ResultStatus = 'ok' | 'noop' | 'planned' | 'failed' | 'refused' | 'invalid';
 
@@ -82,6 +82,14 @@ class Runner {
     return p;
   }
 
+  private get hookTimeoutMs(): number {
+    return this.o.hookTimeoutMs ?? 30_000;
+  }
+
+  private hook(path: string, input: HookInput): Promise<HookOutcome> {
+    return runHook(this.o.root, path, input, this.hookTimeoutMs, this.o.env ?? process.env);
+  }
+
   private lockdownHint(): string {
     const l = this.o.root.readAttr('/sys/kernel/security/lockdown') ?? '';
     return /\[(integrity|confidentiality)\]/.test(l) ? '; kernel lockdown is active (Secure Boot): unsigned modules are refused' : '';
@@ -139,16 +147,10 @@ class Runner {
         return;
       }
       case 'hook': {
-        const r = await runHook(
-          root,
-          s.path,
-          { event: s.event, address: plan.address, targetDriver: plan.target?.driver ?? null, previousDriver: plan.from.driver, device: plan.device ?? null, steps: plan.steps.map(describeStep) },
-          this.o.hookTimeoutMs ?? 30_000,
-          this.o.env ?? process.env,
-        );
+        const r = await this.hook(s.path, { event: s.event, address: plan.address, targetDriver: plan.target?.driver ?? null, previousDriver: plan.from.driver, device: plan.device ?? null, steps: plan.steps.map(describeStep) });
         if (r.status === 'skipped') warnings.push(`${s.event} hook ${s.path}: not my device (exit 2)`);
         if (r.status !== 'failed') return;
-        const how = r.timedOut ? `timed out after ${(this.o.hookTimeoutMs ?? 30_000) / 1000} s` : r.exitCode !== null ? `exited ${r.exitCode}` : `killed by ${r.signal}`;
+        const how = r.timedOut ? `timed out after ${this.hookTimeoutMs / 1000} s` : r.exitCode !== null ? `exited ${r.exitCode}` : `killed by ${r.signal}`;
         throw new StepError(`${s.event} hook ${s.path} ${how}${r.output ? `; its output:\n${r.output}` : ' (no output)'}`);
       }
       case 'chown': {
@@ -236,13 +238,7 @@ class Runner {
   private async undoHooks(plan: DevicePlan, failedAt: number, warnings: string[]): Promise<void> {
     const ran = [...new Set(plan.steps.slice(0, failedAt + 1).flatMap((s) => (s.op === 'hook' ? [s.path] : [])))];
     for (const path of ran) {
-      const r = await runHook(
-        this.o.root,
-        path,
-        { event: 'post-unbind', address: plan.address, targetDriver: plan.from.driver, previousDriver: plan.target?.driver ?? null, device: plan.device ?? null, steps: [] },
-        this.o.hookTimeoutMs ?? 30_000,
-        this.o.env ?? process.env,
-      );
+      const r = await this.hook(path, { event: 'post-unbind', address: plan.address, targetDriver: plan.from.driver, previousDriver: plan.target?.driver ?? null, device: plan.device ?? null, steps: [] });
       if (r.status === 'failed') warnings.push(`post-unbind hook ${path} (after the rollback) failed${r.output ? `: ${r.output.trim()}` : ''}`);
     }
   }

@@ -8,9 +8,8 @@ import type { BootDevices } from '../host/boot-devices';
 import type { HostRoot } from '../host/root';
 import { desiredState, selects, type Desire } from '../config/desired';
 import { describeSelector, isBroad, type Config } from '../config/types';
-import { chooseTarget } from '../plan/target';
+import { resolveIntent } from '../plan/target';
 import { checkIommu } from '../plan/checks';
-import { VfioctlError } from '../util/diag';
 import { deviceInUse } from '../host/usage';
 
 export const BOOT_DIR = '/etc/vfioctl/boot';
@@ -65,18 +64,14 @@ function futureVf(pf: PciDevice, address: string, layout: VfLayout): PciDevice {
 
 function resolveEntry(dev: PciDevice, snap: Snapshot, intent: string): { driver: string; module: string } | string {
   if (intent === 'none') return { driver: 'none', module: '-' };
-  try {
-    const c = chooseTarget(dev, snap, intent, false);
-    // At boot nothing is forced: a refusal the CLI would let --force past is a skip here. Without
-    // an IOMMU vfio-pci's probe fails and the host driver is kept out too: no driver at all.
-    const refusals = [...c.refusals, ...(c.target?.vfio && !snap.iommu.present ? checkIommu(dev, snap) : [])];
-    if (!c.target || refusals.length) return refusals[0]?.message ?? 'no target';
-    const builtin = c.target.module !== null && snap.modules.builtin.has(c.target.module);
-    return { driver: c.target.driver, module: c.target.module === null || builtin ? '-' : c.target.module };
-  } catch (e) {
-    if (e instanceof VfioctlError) return e.message;
-    throw e;
-  }
+  const c = resolveIntent(dev, snap, intent);
+  if (c.error) return c.error;
+  // At boot nothing is forced: a refusal the CLI would let --force past is a skip here. Without
+  // an IOMMU vfio-pci's probe fails and the host driver is kept out too: no driver at all.
+  const refusals = [...c.refusals, ...(c.target?.vfio && !snap.iommu.present ? checkIommu(dev, snap) : [])];
+  if (!c.target || refusals.length) return refusals[0]?.message ?? 'no target';
+  const builtin = c.target.module !== null && snap.modules.builtin.has(c.target.module);
+  return { driver: c.target.driver, module: c.target.module === null || builtin ? '-' : c.target.module };
 }
 
 /** Pure: the map for the kernel whose modules `snap` holds. */

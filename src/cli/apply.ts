@@ -14,7 +14,7 @@ import { desiredState, type Desire, type DesiredState } from '../config/desired'
 import { isBroad, type Config } from '../config/types';
 import { ruleHook, type Hook } from '../hooks/discover';
 import { planBindPhase, planSriovPhase, ruleLabel, type Skipped } from '../plan/converge';
-import { chooseTarget } from '../plan/target';
+import { resolveIntent } from '../plan/target';
 import type { Plan } from '../plan/types';
 import { readState, writeBootState, writeState, type AppliedDevice, type BootState } from '../persist/state';
 import { type Context, printWarnings } from './context';
@@ -44,12 +44,8 @@ function resolvedDriver(snap: Snapshot, d: Desire): { driver: string | null; mod
   if (d.intent === null || d.intent === 'none') return { driver: null, module: null };
   const dev = snap.devices.get(d.address);
   if (!dev) return { driver: null, module: null };
-  try {
-    const t = chooseTarget(dev, snap, d.intent, false).target;
-    return { driver: t?.driver ?? null, module: t?.module ?? null };
-  } catch {
-    return { driver: null, module: null };
-  }
+  const t = resolveIntent(dev, snap, d.intent).target;
+  return { driver: t?.driver ?? null, module: t?.module ?? null };
 }
 
 /**
@@ -117,7 +113,7 @@ function recordApplied(ctx: Context, snap: Snapshot, desired: DesiredState, phas
 }
 
 function absentWarnings(desired: DesiredState): string[] {
-  return desired.absent.map((r) => `rules[${r.index}] (line ${r.line}): no device ${(r.selector as { address: string }).address} on this host (yet)`);
+  return [...desired.absent].map(([address, r]) => `rules[${r.index}] (line ${r.line}): no device ${address} on this host (yet)`);
 }
 
 /**

@@ -3,13 +3,13 @@
 import { isPciAddress, printable } from '../host/address';
 import { CONFIG_FILE } from '../config/types';
 import { loadConfig } from '../config/load';
-import { withIntent, writeConfig } from '../config/edit';
+import { withIntent } from '../config/edit';
 import { validateDriverName } from '../plan/target';
 import { EXIT, VfioctlError } from '../util/diag';
 import { untrustedReason } from '../util/trust';
 import type { Context } from './context';
 import { trust } from './bind';
-import { refreshBootMaps } from './install';
+import { saveConfig } from './install';
 
 export const DRIVERCTL_DIR = '/etc/driverctl.d';
 
@@ -68,8 +68,7 @@ export function importDriverctlCommand(ctx: Context, opts: { dryRun?: boolean; j
     changed ||= e.changed;
   }
   if (!opts.dryRun && changed) {
-    writeConfig(ctx.root, text!);
-    for (const w of refreshBootMaps(ctx)) ctx.io.err(`vfioctl: warning: ${w}\n`);
+    saveConfig(ctx, text!);
   }
   const hint = found.length
     ? [

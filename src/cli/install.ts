@@ -8,6 +8,7 @@ import { readSnapshot, readModuleState } from '../host/snapshot';
 import { readBootDevices } from '../host/boot-devices';
 import { loadConfig } from '../config/load';
 import { CONFIG_FILE } from '../config/types';
+import { writeConfig } from '../config/edit';
 import { BOOT_DIR, computeBootMap, formatBootMap, parseBootMap, readVfLayout, type BootMap, type VfLayout } from '../boot/map';
 import * as files from '../boot/files';
 import { atomicWrite } from '../persist/records';
@@ -112,6 +113,12 @@ function mapFiles(root: HostRoot, maps: readonly BootMap[]): BootFile[] {
     ...maps.map((m) => ({ path: `${BOOT_DIR}/${m.kernel}.map`, mode: 0o644, content: formatBootMap(m, CONFIG_FILE) })),
     { path: files.UDEV_RULES, mode: 0o644, content: files.udevRules(all) },
   ];
+}
+
+/** Writes a new configuration and, when the boot layers are installed, the maps made from it. */
+export function saveConfig(ctx: Context, text: string): void {
+  writeConfig(ctx.root, text);
+  for (const w of refreshBootMaps(ctx)) ctx.io.err(`vfioctl: warning: ${w}\n`);
 }
 
 /** After the configuration changed: new maps and udev rule, when the boot layers are installed. */

@@ -3,7 +3,7 @@
 import { parseAddress } from '../host/address';
 import { CONFIG_FILE } from '../config/types';
 import { loadConfig } from '../config/load';
-import { withIntent, withoutDevice, writeConfig } from '../config/edit';
+import { withIntent, withoutDevice } from '../config/edit';
 import { validateDriverName } from '../plan/target';
 import { readState, writeState } from '../persist/state';
 import { EXIT, VfioctlError } from '../util/diag';
@@ -13,7 +13,7 @@ import { converge } from './apply';
 import { desiredState } from '../config/desired';
 import { readSnapshot } from '../host/snapshot';
 import { ruleLabel } from '../plan/converge';
-import { refreshBootMaps } from './install';
+import { saveConfig } from './install';
 
 export interface SetOptions {
   nosave?: boolean;
@@ -29,9 +29,8 @@ function note(ctx: Context, opts: SetOptions, s: string): void {
 
 /** Writes the edited configuration and regenerates the boot maps from it. */
 function save(ctx: Context, text: string, opts: SetOptions): void {
-  writeConfig(ctx.root, text);
+  saveConfig(ctx, text);
   note(ctx, opts, `saved ${CONFIG_FILE}`);
-  for (const w of refreshBootMaps(ctx)) ctx.io.err(`vfioctl: warning: ${w}\n`);
 }
 
 /** --nosave/--noprobe may also come before the verb (driverctl style); commander hands those to the program. */

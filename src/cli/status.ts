@@ -6,10 +6,10 @@ import { loadConfig } from '../config/load';
 import { desiredState, type Desire } from '../config/desired';
 import { CONFIG_FILE } from '../config/types';
 import { ruleLabel } from '../plan/converge';
-import { chooseTarget } from '../plan/target';
+import { resolveIntent } from '../plan/target';
 import { readBootState, readState, type AppliedDevice } from '../persist/state';
 import { table } from '../report/device-view';
-import { EXIT, VfioctlError } from '../util/diag';
+import { EXIT } from '../util/diag';
 import { type Context, printWarnings } from './context';
 import { trust } from './bind';
 
@@ -31,16 +31,11 @@ export interface DeviceStatus {
 
 function resolveNow(snap: Snapshot, d: Desire): { resolved: string | null; reason: string | null } {
   if (d.intent === 'none') return { resolved: 'none', reason: null };
-  const dev = snap.devices.get(d.address)!;
-  try {
-    const c = chooseTarget(dev, snap, d.intent!, false);
-    if (!c.target) return { resolved: null, reason: c.refusals.map((r) => r.message).join('; ') };
-    // apply never forces: any refusal of the target itself (ID table, blacklist) blocks it.
-    return { resolved: c.target.driver, reason: c.refusals.length ? c.refusals.map((r) => r.message).join('; ') : null };
-  } catch (e) {
-    if (e instanceof VfioctlError) return { resolved: null, reason: e.message };
-    throw e;
-  }
+  const c = resolveIntent(snap.devices.get(d.address)!, snap, d.intent!);
+  if (c.error) return { resolved: null, reason: c.error };
+  const reason = c.refusals.map((r) => r.message).join('; ');
+  // apply never forces: any refusal of the target itself (ID table, blacklist) blocks it.
+  return { resolved: c.target?.driver ?? null, reason: c.target && !reason ? null : reason };
 }
 
 function judge(s: Omit<DeviceStatus, 'drift' | 'detail'>, kernel: string | null, bootedAt: number | null): { drift: Drift; detail: string } {
@@ -85,13 +80,12 @@ export function statusCommand(ctx: Context, opts: { json?: boolean }): number {
   const recorded = readBootState(ctx.root);
   const boot = recorded && (bootedAt === null || Date.parse(recorded.at) >= bootedAt) ? recorded : null;
   const rows: DeviceStatus[] = [];
-  const hasAbsentRule = (a: string) => desired.absent.some((r) => (r.selector as { address: string }).address === a);
-  const addresses = new Set([...desired.desires.keys(), ...desired.absent.map((r) => (r.selector as { address: string }).address), ...Object.keys(applied)]);
+  const addresses = new Set([...desired.desires.keys(), ...desired.absent.keys(), ...Object.keys(applied)]);
   for (const address of [...addresses].sort()) {
     const d = desired.desires.get(address);
     const dev = snap.devices.get(address);
     // A rule removed after its device was refused or failed: nothing was applied, nothing to show.
-    if (!d && !hasAbsentRule(address) && applied[address] && applied[address]!.status !== 'ok') continue;
+    if (!d && !desired.absent.has(address) && applied[address] && applied[address]!.status !== 'ok') continue;
     if (d && d.intent === null && !applied[address]) {
       // A PF rule that only sizes SR-IOV: its drift is the VF count.
       const want = desired.sriov.find((x) => x.pf === address);
@@ -112,7 +106,7 @@ export function statusCommand(ctx: Context, opts: { json?: boolean }): number {
       }
       continue;
     }
-    const absentRule = desired.absent.find((r) => (r.selector as { address: string }).address === address);
+    const absentRule = desired.absent.get(address);
     const base = {
       address,
       intent: d?.intent ?? absentRule?.intent ?? null,

@@ -23,8 +23,8 @@ export interface SriovDesire {
 export interface DesiredState {
   readonly desires: ReadonlyMap<string, Desire>;
   readonly sriov: readonly SriovDesire[];
-  /** Address rules whose device does not exist (yet): reported, not an error. */
-  readonly absent: readonly Rule[];
+  /** Address rules whose device does not exist (yet), by address: reported, not an error. */
+  readonly absent: ReadonlyMap<string, Rule>;
   readonly warnings: readonly string[];
 }
 
@@ -81,10 +81,10 @@ export function desiredState(config: Config, devices: ReadonlyMap<string, PciDev
     }
   }
   const sriov: SriovDesire[] = [];
-  const absent: Rule[] = [];
+  const absent = new Map<string, Rule>();
   for (const rule of config.rules) {
     if (rule.selector.kind !== 'address') continue;
-    if (!devices.has(rule.selector.address)) absent.push(rule);
+    if (!devices.has(rule.selector.address)) absent.set(rule.selector.address, rule);
     else if (rule.sriov) sriov.push({ pf: rule.selector.address, numVfs: rule.sriov.numVfs, vfIntent: rule.sriov.vfIntent, rule });
   }
   return { desires, sriov, absent, warnings };

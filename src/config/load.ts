@@ -16,11 +16,20 @@ export class ConfigError extends VfioctlError {
   }
 }
 
-function lineCol(text: string, offset: number): { line: number; col: number } {
-  let line = 1;
-  let last = -1;
-  for (let i = 0; i < offset && i < text.length; i++) if (text.charCodeAt(i) === 10) (line++, (last = i));
-  return { line, col: offset - last };
+/** offset -> line:column, from line starts found once (a fleet's file can hold thousands of rules). */
+function lineLocator(text: string): (offset: number) => { line: number; col: number } {
+  const starts = [0];
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+  return (offset) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, col: offset - starts[lo]! + 1 };
+  };
 }
 
 /** `rules[2].match.address` from a JSON pointer path. */
@@ -88,8 +97,9 @@ function selectorOf(m: Record<string, string>): Selector {
 /** Parses and validates configuration text; throws ConfigError listing every problem. */
 export function parseConfig(text: string, file: string): Config {
   const problems: string[] = [];
+  const lineCol = lineLocator(text);
   const at = (node: Node | undefined, fallback = 0) => {
-    const { line, col } = lineCol(text, node?.offset ?? fallback);
+    const { line, col } = lineCol(node?.offset ?? fallback);
     return `${file}:${line}:${col}`;
   };
   if (text.trim() === '') throw new ConfigError(file, [`${file}:1:1: empty file; fix: write {"version": 1, "rules": []} or delete it`]);
@@ -113,7 +123,7 @@ export function parseConfig(text: string, file: string): Config {
     const node = findNodeAtLocation(tree, ['rules', index]);
     return {
       index,
-      line: lineCol(text, node?.offset ?? 0).line,
+      line: lineCol(node?.offset ?? 0).line,
       selector: selectorOf(r.match),
       intent: r.intent ?? null,
       sriov: r.sriov ? { numVfs: r.sriov.numVfs, vfIntent: r.sriov.vfIntent ?? null } : null,

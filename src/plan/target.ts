@@ -123,3 +123,17 @@ function chooseExplicit(dev: PciDevice, snap: Snapshot, name: string): TargetCho
 export function chooseTarget(dev: PciDevice, snap: Snapshot, requested: string, force: boolean): TargetChoice {
   return requested === 'vfio' ? chooseVfio(dev, snap, force) : chooseExplicit(dev, snap, requested);
 }
+
+/**
+ * A configured intent (a driver name or `vfio`; `none` is the caller's) on this kernel, never
+ * forced: as chooseTarget, but a name this kernel does not know is an `error`, not a throw, since
+ * a configuration outlives kernels.
+ */
+export function resolveIntent(dev: PciDevice, snap: Snapshot, intent: string): TargetChoice & { readonly error: string | null } {
+  try {
+    return { ...chooseTarget(dev, snap, intent, false), error: null };
+  } catch (e) {
+    if (e instanceof VfioctlError) return { target: null, refusals: [], warnings: [], error: e.message };
+    throw e;
+  }
+}
