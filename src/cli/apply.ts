@@ -142,7 +142,8 @@ export async function converge(ctx: Context, policy: TrustPolicy, config: Config
       const results = opts.dryRun ? planResults(plan) : await execute(plan, { root, io, beforeStep: beforeStep(ctx), hookTimeoutMs: hookTimeout(ctx), env: ctx.io.env });
       phases.push({ kind, plan, results });
     };
-    const ruleOpts = () => ({ only: onlySet, boot, ruleHooks: ruleHooks(ctx, desired, policy), ...(opts.boot ? { bootTaken: readBootTaken(ctx) } : {}) });
+    const bootTaken = opts.boot ? { bootTaken: readBootTaken(ctx) } : {};
+    const ruleOpts = () => ({ only: onlySet, boot, ruleHooks: ruleHooks(ctx, desired, policy), ...bootTaken });
     const sriov = planSriovPhase(snap, desired, ruleOpts());
     await run('sriov', sriov);
     if (sriov.devices.some((d) => d.status === 'planned')) {
