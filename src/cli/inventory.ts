@@ -8,12 +8,12 @@ import { CONFIG_FILE } from '../config/types';
 import { ruleHook, type Hook } from '../hooks/discover';
 import type { TrustPolicy } from '../util/trust';
 import { EXIT, VfioctlError } from '../util/diag';
-import { repairIfPending, trust } from './bind';
+import { trust, warnPending } from './bind';
 import { type Context, printWarnings } from './context';
 import { deviceView, nameOf, roleOf, table, type DeviceView } from '../report/device-view';
 
 export async function listCommand(ctx: Context, opts: { json?: boolean }): Promise<number> {
-  await repairIfPending(ctx);
+  warnPending(ctx); // read-only: a half-done device is named, and repaired by 'vfioctl recover'
   const snap = readSnapshot(ctx.root, { kernel: ctx.kernel });
   const names = loadPciNames(ctx.root, new Set([...snap.devices.values()].map((d) => d.vendor)));
   if (opts.json) {
@@ -79,7 +79,7 @@ function marks(v: DeviceView): string {
 
 export async function showCommand(ctx: Context, device: string, opts: { json?: boolean }): Promise<number> {
   const address = parseAddress(device);
-  await repairIfPending(ctx);
+  warnPending(ctx);
   const policy = trust(ctx);
   const snap = readSnapshot(ctx.root, { kernel: ctx.kernel, only: [address], shallow: true, trust: policy });
   const d = snap.devices.get(address);

@@ -41,6 +41,7 @@ export function withoutDevice(text: string | undefined, address: string): { text
 }
 
 export function writeConfig(root: HostRoot, text: string): void {
-  // Root-owned (we run as root), world-readable, writable by root only: what loadConfig trusts.
-  atomicWrite(root.path(CONFIG_FILE), text, 0o644, 0o755);
+  // New: root-owned (we run as root), world-readable, writable by root only (what loadConfig
+  // trusts). Existing: its owner and mode are kept.
+  atomicWrite(root.confine(CONFIG_FILE), text, 0o644, 0o755, true);
 }

@@ -178,7 +178,7 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
     use: readHostUse(root, opts.only ? new Set(devices.keys()) : undefined),
     vfioUsers: opts.forWrite ? readVfioUsers(root) : new Map(),
     hooks: opts.trust ? discoverHooks(root, opts.trust) : [],
-    records: opts.forWrite ? readRecords(root) : new Map(),
+    records: opts.forWrite ? readRecords(root, (m) => diag.warn(m)) : new Map(),
     warnings: diag.warnings,
   };
 }

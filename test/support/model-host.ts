@@ -4,7 +4,6 @@ import * as fs from 'node:fs';
 import { afterEach } from 'node:test';
 import { Fixture } from './fixture';
 import { DRIVERS, KernelModel, type DriverModel } from './kernel-model';
-import { setApplyEnv } from '../../src/cli/bind';
 import { cli, type CliResult } from './cli';
 import type { DevicePlan, Step } from '../../src/plan/types';
 import { SimulatedKill } from '../../src/apply/executor';
@@ -50,14 +49,16 @@ export class ModelHost {
       for (const [a, v] of [['sriov_offset', '1'], ['sriov_stride', '1'], ['sriov_vf_device', '10']]) this.f.tree.write(`/sys/bus/pci/devices/${NVME}/${a}`, `${v}\n`);
     }
     if (opts.iommu === false) this.f.iommu(false);
-    setApplyEnv({ kernelIo: this.k });
   }
+
+  /** Stops the run before a step (as kill -9 would), when set. */
+  private beforeStep?: (p: DevicePlan, s: Step, i: number) => void;
 
   /** Environment for the CLI; tests that are not root trust their own files explicitly. */
   env: NodeJS.ProcessEnv = {};
 
   run(args: string[]): Promise<CliResult> {
-    return cli(this.f.dir, args, this.env);
+    return cli(this.f.dir, args, this.env, { kernelIo: () => this.k, beforeStep: this.beforeStep });
   }
 
   /** An executable hook in etc/vfioctl/hooks.d (or another dir under the root). */
@@ -67,18 +68,15 @@ export class ModelHost {
 
   /** Die (as kill -9 would) just before the step with this index of the first device. */
   killBefore(index: number): void {
-    setApplyEnv({
-      kernelIo: this.k,
-      beforeStep: (_p: DevicePlan, _s: Step, i: number) => {
-        if (i === index) {
-          throw new SimulatedKill(`killed before step ${i}`);
-        }
-      },
-    });
+    this.beforeStep = (_p: DevicePlan, _s: Step, i: number) => {
+      if (i === index) {
+        throw new SimulatedKill(`killed before step ${i}`);
+      }
+    };
   }
 
   noKill(): void {
-    setApplyEnv({ kernelIo: this.k });
+    this.beforeStep = undefined;
   }
 
   state(address: string): { driver: string | null; override: string | null; vfioDev: boolean } {
@@ -101,7 +99,6 @@ export class ModelHost {
   }
 
   cleanup(): void {
-    setApplyEnv({});
     this.f.cleanup();
   }
 }
