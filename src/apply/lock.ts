@@ -6,6 +6,7 @@
 // flock() are associated with an open file description"), so it stays ours after the child exits.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { HostRoot } from '../host/root';
 import { EXIT, VfioctlError } from '../util/diag';
 
@@ -158,7 +159,7 @@ export async function acquireLock(root: HostRoot, opts: LockOptions): Promise<Lo
   }
   // Who we are, for whoever waits next; the content never decides ownership.
   fs.ftruncateSync(fd, 0);
-  fs.writeSync(fd, `${process.pid}\n${process.argv.slice(1).join(' ')}\n`, 0);
+  fs.writeSync(fd, `${process.pid}\n${[path.basename(process.argv[0] ?? 'node'), ...process.argv.slice(1)].join(' ')}\n`, 0);
   let held = true;
   return {
     release() {

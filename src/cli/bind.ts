@@ -100,8 +100,11 @@ export function render(ctx: Context, kind: Plan['kind'], plan: Plan, results: De
   }
 }
 
-/** The lock, repair of a killed run, signals: what every writing command runs inside. */
-export function withWriteSession<T>(ctx: Context, work: (s: WriteSession) => Promise<T>): Promise<T> {
+/**
+ * The lock, repair of a killed run, signals: what every writing command runs inside. A command a
+ * signal reached exits non-zero even when the step in flight was its last.
+ */
+export function withWriteSession(ctx: Context, work: (s: WriteSession) => Promise<number>): Promise<number> {
   return writeSession(
     ctx.root,
     {
@@ -112,7 +115,8 @@ export function withWriteSession<T>(ctx: Context, work: (s: WriteSession) => Pro
     },
     async (s) => {
       reportRecovery(ctx, s.recovery);
-      return work(s);
+      const code = await work(s);
+      return s.interrupted() !== null && code === EXIT.OK ? EXIT.FAILED : code;
     },
   );
 }
