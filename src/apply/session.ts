@@ -5,6 +5,7 @@ import type { HostRoot } from '../host/root';
 import type { KernelIo } from './kernel-io';
 import { acquireLock, type LockHolder } from './lock';
 import { recoverPending, type RecoveryReport } from './recover';
+import { STATE_FILE } from '../persist/state';
 
 export type Interruption = 'SIGINT' | 'SIGTERM' | 'SIGHUP';
 
@@ -39,6 +40,8 @@ export async function writeSession<T>(root: HostRoot, o: SessionOptions, work: (
     return [sig, h] as const;
   });
   try {
+    // Where this run will keep state must be inside the root before anything changes.
+    root.confine(STATE_FILE);
     const lock = await acquireLock(root, { waitMs: o.waitMs, onWait: o.onWait, abort: waiting.signal });
     try {
       const recovery = await recoverPending(root, o.kernelIo);

@@ -3,6 +3,9 @@ import { readModuleState } from '../host/snapshot';
 import { Diagnostics, EXIT } from '../util/diag';
 import { VFIO_PCI_MODULE } from '../match/resolve';
 import type { Context } from './context';
+import { CORRUPT_JOURNAL_ACTION, Journal } from '../apply/journal';
+import { lockHeld } from '../apply/lock';
+import { describeCorrupt } from '../persist/validate';
 
 type Status = 'ok' | 'warn' | 'fail';
 interface Check {
@@ -47,6 +50,10 @@ export function doctorCommand(ctx: Context, opts: { json?: boolean }): number {
   const blacklisted = [VFIO_PCI_MODULE, ...variants].filter((m) => mods.blacklist.entries.has(m));
   if (blacklisted.length) add('blacklist', 'warn', `blacklisted: ${blacklisted.map((m) => `${m} (${mods.blacklist.entries.get(m)})`).join(', ')}`);
   if (root.readAttr('/sys/module/vfio/parameters/enable_unsafe_noiommu_mode')?.trim() === 'Y') add('noiommu', 'warn', 'vfio no-IOMMU mode is on: devices are unprotected');
+  // Half-done devices: a killed vfioctl's journal entries, or entries that cannot be read.
+  const { entries, corrupt } = new Journal(root).pending();
+  if (corrupt.length) add('journal', 'warn', `unreadable journal entries (never acted on): ${corrupt.map((c) => describeCorrupt(c, CORRUPT_JOURNAL_ACTION)).join('; ')}`);
+  else if (entries.length && !lockHeld(root)) add('journal', 'warn', `left half-done by an interrupted vfioctl: ${entries.map((e) => `${e.address} (${e.kind} at ${e.op})`).join(', ')}; run 'vfioctl recover'`);
   const ok = !checks.some((c) => c.status === 'fail');
   if (opts.json) ctx.io.out(JSON.stringify({ ok, kernel: release ?? null, checks }, null, 2) + '\n');
   else {
