@@ -93,6 +93,13 @@ test('the packaged CLI reads a fixture host under --root: list and show', () => 
   const show = chroot(['vfioctl', 'show', '00:03.0', '--json'], { VFIOCTL_ROOT: '/srv/host' });
   ok(show, 'show --json (root from VFIOCTL_ROOT)');
   assert.deepEqual((JSON.parse(show.stdout).candidates as { module: string }[]).map((c) => c.module), ['virtio_vfio_pci', 'vfio_pci']);
+  // The other read paths on Debian's nodejs 18 too (no Node 20-only API on the way).
+  for (const args of [['doctor', '--json'], ['bind', '--dry-run', '--json', '00:03.0'], ['apply', '--dry-run', '--json'], ['status', '--json']]) {
+    const r = chroot(['vfioctl', '--root', '/srv/host', ...args]);
+    assert.doesNotMatch(r.stderr, /internal error|TypeError|is not a function/, args.join(' '));
+    assert.ok(r.status !== null && [0, 1].includes(r.status), `${args.join(' ')}: exit ${r.status}\n${r.stdout}${r.stderr}`);
+    JSON.parse(r.stdout);
+  }
   const bad = chroot(['vfioctl', '--root', '/srv/host', 'show', '00:09.0']);
   assert.equal(bad.status, 2, 'an unknown device is bad input');
 });
