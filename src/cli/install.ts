@@ -25,24 +25,19 @@ interface BootFile {
   readonly link?: string;
 }
 
-const EARLY_UNIT = '/etc/systemd/system/vfioctl-early.service';
-const LATE_UNIT = '/etc/systemd/system/vfioctl-apply.service';
+const EARLY_UNIT = `${files.LOCAL_LAYOUT.units}/${files.EARLY_UNIT_NAME}`;
 
-function staticFiles(vfioctl: string): BootFile[] {
-  return [
-    { path: files.EARLY_SCRIPT, mode: 0o755, content: files.earlyScript() },
-    { path: files.UDEV_PROBE, mode: 0o755, content: files.udevProbeScript() },
-    { path: EARLY_UNIT, mode: 0o644, content: files.earlyUnit() },
-    { path: '/etc/systemd/system/sysinit.target.wants/vfioctl-early.service', mode: 0o777, link: '../vfioctl-early.service' },
-    { path: LATE_UNIT, mode: 0o644, content: files.lateUnit(vfioctl) },
-    { path: '/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service', mode: 0o777, link: '../vfioctl-apply.service' },
-    { path: '/etc/initramfs-tools/hooks/vfioctl', mode: 0o755, content: files.initramfsHook(vfioctl) },
-    { path: files.INITRAMFS_SCRIPT, mode: 0o755, content: files.initramfsScript() },
-    { path: '/usr/lib/dracut/modules.d/90vfioctl/module-setup.sh', mode: 0o755, content: files.dracutModuleSetup(vfioctl) },
-    { path: '/usr/lib/dracut/modules.d/90vfioctl/vfioctl-pre-udev.sh', mode: 0o755, content: files.dracutHook() },
-    { path: '/etc/kernel/postinst.d/zz-vfioctl', mode: 0o755, content: files.kernelPostinst(vfioctl) },
-    { path: '/etc/kernel/install.d/40-vfioctl.install', mode: 0o755, content: files.kernelInstallPlugin(vfioctl) },
-  ];
+/**
+ * Packaged mode: the Debian package owns the static layers (dpkg's files are never written here),
+ * so `install` writes only the host-specific parts and enables the package's units.
+ */
+function layoutOf(root: HostRoot): files.Layout {
+  return root.exists(files.PACKAGED_MARKER) ? files.PACKAGE_LAYOUT : files.LOCAL_LAYOUT;
+}
+
+/** What `install` owns besides the maps and the udev rule. */
+function staticFiles(layout: files.Layout, vfioctl: string): BootFile[] {
+  return [...(layout.packaged ? [] : files.staticLayers(layout, vfioctl)), ...files.unitLinks(layout).map((l) => ({ ...l, mode: 0o777 }))];
 }
 
 /** Kernels with a module tree under the root. */
@@ -53,7 +48,7 @@ function installedKernels(root: HostRoot): string[] {
 const INITRAMFS_STALE = "the initramfs still carries the previous boot map and takes its devices at every boot until it is rebuilt: run 'update-initramfs -u -k all' (or 'dracut --regenerate-all')";
 
 function initramfsInstalled(root: HostRoot): boolean {
-  return root.exists('/etc/initramfs-tools/hooks/vfioctl') || root.exists('/usr/lib/dracut/modules.d/90vfioctl/module-setup.sh');
+  return root.exists(`${layoutOf(root).initramfsTools}/hooks/vfioctl`) || root.exists('/usr/lib/dracut/modules.d/90vfioctl/module-setup.sh');
 }
 
 export function isInstalled(root: HostRoot): boolean {
@@ -156,8 +151,10 @@ export function installCommand(ctx: Context, opts: InstallOptions): number {
   const policy = trust(ctx);
   const report: { path: string; action: string }[] = [];
   const out = (s: string) => !opts.json && ctx.io.out(s);
+  const layout = layoutOf(root);
+  if (opts.exec !== undefined && layout.packaged) throw new VfioctlError(`--exec: the packaged units run ${files.PACKAGED_EXEC} (${files.PACKAGED_MARKER} exists)`, EXIT.BAD_INPUT);
   if (opts.uninstall) {
-    const targets = [...staticFiles('/x').map((f) => f.path), files.UDEV_RULES, ...root.list(BOOT_DIR).map((f) => `${BOOT_DIR}/${f}`)];
+    const targets = [...staticFiles(layout, '/x').map((f) => f.path), files.UDEV_RULES, ...root.list(BOOT_DIR).map((f) => `${BOOT_DIR}/${f}`)];
     for (const p of targets) {
       let st: fs.Stats;
       try {
@@ -174,9 +171,10 @@ export function installCommand(ctx: Context, opts: InstallOptions): number {
       if (!opts.dryRun) fs.rmSync(root.confine(p), { force: true });
       report.push({ path: p, action: opts.dryRun ? 'would remove' : 'removed' });
     }
-    // Directories go only when empty: /usr/lib/vfioctl also holds the vendor hooks.d.
+    // Directories go only when empty: /usr/lib/vfioctl also holds the vendor hooks.d. The
+    // package's directories are dpkg's.
     if (!opts.dryRun) {
-      for (const d of [BOOT_DIR, '/usr/lib/dracut/modules.d/90vfioctl', files.LIBEXEC]) {
+      for (const d of layout.packaged ? [BOOT_DIR] : [BOOT_DIR, '/usr/lib/dracut/modules.d/90vfioctl', files.LIBEXEC]) {
         try {
           fs.rmdirSync(root.path(d));
         } catch {
@@ -197,7 +195,14 @@ export function installCommand(ctx: Context, opts: InstallOptions): number {
   if (opts.refresh && !isInstalled(root)) throw new VfioctlError(`the boot layers are not installed: run 'vfioctl install' first`, EXIT.BAD_INPUT);
   // A broken configuration throws here: the previous maps stay as they are.
   const { maps, warnings } = computeMaps(root, policy, kernels);
-  const all = [...(opts.refresh ? [] : staticFiles(execPath(ctx, opts.exec, policy))), ...mapFiles(root, maps)];
+  const vfioctl = layout.packaged ? files.PACKAGED_EXEC : execPath(ctx, opts.exec, policy);
+  const all = [...(opts.refresh ? [] : staticFiles(layout, vfioctl)), ...mapFiles(root, maps)];
+  // Units a non-packaged install left in /etc override the package's: say so, keep the admin in charge.
+  if (layout.packaged) {
+    for (const f of files.staticLayers(files.LOCAL_LAYOUT, '/x')) {
+      if (f.path.startsWith('/etc/') && (root.readFile(f.path) ?? '').includes(files.MARKER)) warnings.push(`${f.path} was written by a non-packaged 'vfioctl install' and hides the package's copy: remove it`);
+    }
+  }
   for (const f of all) {
     const same = f.link !== undefined ? root.readLink(f.path) === f.link : root.readFile(f.path) === f.content;
     report.push({ path: f.path, action: same ? 'unchanged' : opts.dryRun ? 'would write' : writeFile(root, f) });

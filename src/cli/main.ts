@@ -125,7 +125,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--dry-run', 'list the files that would be written or removed; change nothing')
     .option('--uninstall', 'remove everything install wrote')
     .option('--refresh', 'only regenerate the boot maps and udev rule (for --kernel REL, or every installed kernel)')
-    .option('--exec <path>', 'the vfioctl the units run (default: this one); must be root-owned')
+    .option('--exec <path>', 'the vfioctl the units run (default: this one); must be root-owned; not with the Debian package')
     .option('--json', 'print JSON')
     .action(wrap((ctx, opts) => installCommand(ctx, opts)));
 
