@@ -188,7 +188,7 @@ function deviceTable(): HTMLElement {
     h(
       'tr',
       { role: 'row', 'data-address': d.address },
-      h('td', { role: 'cell', 'data-label': _('Address'), class: 'vf-mono vf-nowrap' }, h('button', { type: 'button', class: 'vf-link', onclick: () => cockpit.location.go(['device', d.address]), 'aria-label': `${_('Details of')} ${d.address}` }, d.address)),
+      h('td', { role: 'cell', 'data-label': _('Address'), class: 'vf-nowrap' }, h('button', { type: 'button', class: 'vf-link vf-mono', onclick: () => cockpit.location.go(['device', d.address]), 'aria-label': `${_('Details of')} ${d.address}` }, d.address)),
       h('td', { role: 'cell', 'data-label': _('Device') }, deviceLabel(d)),
       h('td', { role: 'cell', 'data-label': _('Class') }, classLabel(d)),
       h('td', { role: 'cell', 'data-label': _('Driver'), 'data-col': 'driver' }, d.driver ?? h('span', { class: 'vf-muted' }, UNBOUND), ' ', d.onVfio ? label('VFIO', 'green') : null),
@@ -320,7 +320,7 @@ function statusCard(): HTMLElement {
                   h(
                     'tr',
                     { role: 'row', 'data-address': d.address, 'data-drift': d.drift },
-                    h('td', { role: 'cell', 'data-label': _('Device'), class: 'vf-mono' }, h('button', { type: 'button', class: 'vf-link', onclick: () => cockpit.location.go(['device', d.address]) }, d.address)),
+                    h('td', { role: 'cell', 'data-label': _('Device') }, h('button', { type: 'button', class: 'vf-link vf-mono', onclick: () => cockpit.location.go(['device', d.address]) }, d.address)),
                     h('td', { role: 'cell', 'data-label': _('Intent') }, d.intent ?? '-'),
                     h('td', { role: 'cell', 'data-label': _('Resolves to') }, d.resolved ?? '-'),
                     h('td', { role: 'cell', 'data-label': _('Live driver') }, d.live?.driver ?? UNBOUND),
@@ -438,7 +438,7 @@ async function drawDetail(address: string): Promise<void> {
                     h('td', { role: 'cell', 'data-label': _('Module') }, c.module),
                     h('td', { role: 'cell', 'data-label': _('Usable'), 'data-col': 'usable' }, c.usable ? label(_('usable'), 'green') : label(_('not usable'), 'red')),
                     h('td', { role: 'cell', 'data-label': _('Why'), 'data-col': 'why' }, [c.reason, ...c.notes].filter(Boolean).join('; ') || '-'),
-                    h('td', { role: 'cell', 'data-label': _('Alias'), class: 'vf-mono' }, c.alias),
+                    h('td', { role: 'cell', 'data-label': _('Alias') }, h('span', { class: 'vf-mono' }, c.alias)),
                     h('td', { role: 'cell', 'data-label': _('Source') }, c.source),
                   ),
                 ),
@@ -524,7 +524,7 @@ async function actionDialog(first: ActionRequest): Promise<void> {
   dialogOpen = true;
   const opener = document.activeElement as HTMLElement | null;
   const titleId = uid('vf-dlg-title');
-  const title = h('h1', { class: 'pf-c-modal-box__title', id: titleId });
+  const title = h('h1', { class: 'pf-c-modal-box__title vf-wrap', id: titleId });
   const body = h('div', { class: 'pf-c-modal-box__body', 'aria-live': 'polite' });
   const footer = h('footer', { class: 'pf-c-modal-box__footer vf-actions' });
   const box = h('div', { class: 'pf-c-modal-box pf-m-md vf-modal', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': titleId, id: 'vf-dialog' }, h('header', { class: 'pf-c-modal-box__header' }, title), body, footer);

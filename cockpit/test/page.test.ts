@@ -5,7 +5,7 @@
 import { after, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
-import { closeBrowser, openSession, settled, shot, type Session } from './harness';
+import { closeBrowser, openSession, settled, shot, SHOTS, type Session } from './harness';
 import { E1, E2, LPC, VN } from '../../test/support/model-host';
 
 after(closeBrowser);
@@ -240,5 +240,19 @@ test('readable in a narrow window: no horizontal scrolling, the table stacks', a
     await page.waitForSelector('#vf-dialog [data-refusal="in-use"]');
     await settled(page);
     await shot(page, 'refusal-narrow-400');
+  });
+});
+
+test("Cockpit's shell lists the page in its menu and shows it in its frame", async () => {
+  await withSession({ eth0: { name: 'eth0', up: true, ipv4: '192.0.2.0' } }, async ({ page, url }) => {
+    await page.goto(new URL('/', url).href);
+    const entry = page.locator('nav a', { hasText: 'VFIO devices' });
+    await entry.waitFor();
+    await entry.click();
+    const frame = page.frameLocator('iframe[name="cockpit1:localhost/vfioctl"]');
+    await frame.locator('#vf-device-table').waitFor();
+    await frame.locator('body[data-busy="false"]').waitFor();
+    assert.equal(await frame.locator('#vf-device-table tbody tr[data-address]').count(), 5);
+    await page.screenshot({ path: `${SHOTS}/shell-1280x800.png` });
   });
 });
