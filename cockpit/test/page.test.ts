@@ -7,6 +7,8 @@ import * as assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { closeBrowser, openSession, settled, shot, SHOTS, type Session } from './harness';
 import { E1, E2, LPC, VN } from '../../test/support/model-host';
+import { HostRoot } from '../../src/host/root';
+import { writeBootState } from '../../src/persist/state';
 
 after(closeBrowser);
 
@@ -21,6 +23,16 @@ async function withSession(opts: Parameters<typeof openSession>[0], fn: (s: Sess
 
 const rowAddresses = (page: Page) => page.$$eval('#vf-device-table tbody tr[data-address]', (rows) => rows.map((r) => r.getAttribute('data-address')));
 const cellText = (page: Page, address: string, col: string) => page.textContent(`#vf-device-table tr[data-address="${address}"] td[data-col="${col}"]`).then((t) => (t ?? '').trim());
+
+/** On a device's detail: the action's preview, then its confirmation; leaves the result dialog open. */
+async function runAction(page: Page, action: string): Promise<void> {
+  await page.click(`button[data-action="${action}"]`);
+  await page.waitForSelector('#vf-dialog [data-dialog="confirm"]');
+  await settled(page);
+  await page.click('#vf-dialog [data-dialog="confirm"]');
+  await page.waitForSelector('#vf-dialog [data-dialog="close"]');
+  await settled(page);
+}
 
 async function openDetail(page: Page, address: string): Promise<void> {
   await page.click(`#vf-device-table tr[data-address="${address}"] button.vf-link`);
@@ -207,11 +219,7 @@ test('"make persistent" saves a rule through set; the page follows state.json wh
   await withSession({}, async ({ host, page }) => {
     await settled(page);
     await openDetail(page, VN);
-    await page.click('button[data-action="set"]');
-    await page.waitForSelector('#vf-dialog [data-dialog="confirm"]');
-    await page.click('#vf-dialog [data-dialog="confirm"]');
-    await page.waitForSelector('#vf-dialog [data-dialog="close"]');
-    await settled(page);
+    await runAction(page, 'set');
     await page.click('#vf-dialog [data-dialog="close"]');
     assert.match((await page.textContent('#vf-rule')) ?? '', /vfio/);
     assert.equal(host.state(VN).driver, 'virtio_vfio_pci');
@@ -220,9 +228,38 @@ test('"make persistent" saves a rule through set; the page follows state.json wh
     // Another vfioctl (not the page) configures E2: state.json changes and the page refreshes by itself.
     const r = await host.run(['set', E2, 'vfio']);
     assert.equal(r.code, 0, r.stderr);
-    await page.waitForSelector(`#vf-status tr[data-address="${E2}"]`, { timeout: 10_000 });
+    await page.waitForSelector(`#vf-status tr[data-address="${E2}"]`, { timeout: 20_000 });
     const st = (await host.run(['status', '--json'])).json<{ devices: { address: string; drift: string }[] }>();
     assert.deepEqual(await page.$$eval('#vf-status tbody tr', (trs) => trs.map((t) => [t.getAttribute('data-address'), t.getAttribute('data-drift')])), st.devices.map((d) => [d.address, d.drift]));
+    // "Remove rule" (unset): previewed, confirmed; the rule goes and the device returns to its host driver.
+    await page.click(`#vf-status tr[data-address="${VN}"] button.vf-link`);
+    await page.waitForSelector('button[data-action="unset"]');
+    await settled(page);
+    await runAction(page, 'unset');
+    assert.equal(await page.getAttribute(`#vf-dialog [data-result="${VN}"]`, 'data-status'), 'ok');
+    await page.click('#vf-dialog [data-dialog="close"]');
+    assert.match((await page.textContent('#vf-rule')) ?? '', /No rule names this device/);
+    assert.equal(host.state(VN).driver, 'virtio-pci');
+    assert.deepEqual((await host.run(['status', '--json'])).json<{ devices: { address: string }[] }>().devices.map((d) => d.address), [E2]);
+  });
+});
+
+test('unbind gives a device bound outside the page back to its host driver', async () => {
+  await withSession({}, async ({ host, page }) => {
+    assert.equal((await host.run(['bind', E2])).code, 0);
+    await page.reload();
+    await settled(page);
+    assert.equal(await cellText(page, E2, 'driver'), 'vfio-pci VFIO');
+    await openDetail(page, E2);
+    const plan = (await host.run(['unbind', E2, '--dry-run', '--json'])).json<{ results: { steps: { description: string }[] }[] }>();
+    await page.click('button[data-action="unbind"]');
+    await page.waitForSelector('#vf-dialog [data-dialog="confirm"]');
+    await settled(page);
+    assert.deepEqual(await page.$$eval('#vf-dialog .vf-steps li', (lis) => lis.map((l) => l.textContent)), plan.results[0]!.steps.map((s) => s.description));
+    await page.click('#vf-dialog [data-dialog="confirm"]');
+    await page.waitForSelector('#vf-dialog [data-dialog="close"]');
+    await settled(page);
+    assert.deepEqual(host.state(E2), { driver: 'e1000e', override: null, vfioDev: false });
   });
 });
 
@@ -254,5 +291,22 @@ test("Cockpit's shell lists the page in its menu and shows it in its frame", asy
     await frame.locator('body[data-busy="false"]').waitFor();
     assert.equal(await frame.locator('#vf-device-table tbody tr[data-address]').count(), 5);
     await page.screenshot({ path: `${SHOTS}/shell-1280x800.png` });
+  });
+});
+
+test('the page follows /run/vfioctl/boot.json: the boot outcome appears when the boot records it', async () => {
+  await withSession({}, async ({ host, page }) => {
+    assert.equal((await host.run(['set', VN, 'vfio'])).code, 0);
+    await page.reload();
+    await page.waitForSelector(`#vf-status tr[data-address="${VN}"]`);
+    await settled(page);
+    const bootCell = () => page.textContent(`#vf-status tr[data-address="${VN}"] td[data-label="Boot"]`);
+    assert.equal(await bootCell(), '-');
+    // What the late unit (apply --boot) records, written with vfioctl's own writer.
+    writeBootState(new HostRoot(host.f.dir), { at: new Date().toISOString(), kernel: '6.12.0-test', devices: { [VN]: { outcome: 'won', driver: 'virtio_vfio_pci', hostDriverBuiltin: false } } });
+    const st = (await host.run(['status', '--json'])).json<{ devices: { address: string; boot: { outcome: string; driver: string } | null }[] }>();
+    assert.deepEqual(st.devices.find((d) => d.address === VN)!.boot, { outcome: 'won', driver: 'virtio_vfio_pci', hostDriverBuiltin: false });
+    await page.waitForFunction((a) => document.querySelector(`#vf-status tr[data-address="${a}"] td[data-label="Boot"]`)?.textContent === 'won (virtio_vfio_pci)', VN, { timeout: 20_000 });
+    assert.match((await page.textContent('#vf-status')) ?? '', /boot recorded/);
   });
 });
