@@ -310,3 +310,26 @@ test('the page follows /run/vfioctl/boot.json: the boot outcome appears when the
     assert.match((await page.textContent('#vf-status')) ?? '', /boot recorded/);
   });
 });
+
+test("a device's hooks are listed, and progress shows while a slow bind runs", async () => {
+  await withSession({}, async ({ host, page }) => {
+    // A hooks.d hook that takes a while at pre-bind, so the run is long enough to watch.
+    host.hook('/etc/vfioctl/hooks.d/10-slow', 'if [ "$1" = pre-bind ]; then sleep 2; fi\nexit 0');
+    await settled(page);
+    await openDetail(page, VN);
+    const shown = (await host.run(['show', VN, '--json'])).json<{ hooks: { path: string }[] }>();
+    assert.equal(shown.hooks.length, 1);
+    assert.match((await page.textContent('#vf-hooks')) ?? '', new RegExp(shown.hooks[0]!.path.replace(/[.]/g, '\\.')));
+    await page.click('button[data-action="bind"]');
+    await page.waitForSelector('#vf-dialog [data-dialog="confirm"]');
+    await settled(page);
+    await page.click('#vf-dialog [data-dialog="confirm"]');
+    const progress = page.locator('#vf-progress');
+    await progress.waitFor({ state: 'visible' });
+    assert.match((await progress.textContent()) ?? '', new RegExp(`vfioctl bind ${VN}`));
+    await page.waitForSelector('#vf-dialog [data-dialog="close"]');
+    await settled(page);
+    assert.equal(await progress.isVisible(), false);
+    assert.equal(host.state(VN).driver, 'virtio_vfio_pci');
+  });
+});
