@@ -2,7 +2,7 @@
 // the kernel model behind the executor. Mirrors what the real-kernel suite boots.
 import * as fs from 'node:fs';
 import { afterEach } from 'node:test';
-import { Fixture } from './fixture';
+import { Fixture, type NetdevSpec } from './fixture';
 import { DRIVERS, KernelModel, type DriverModel } from './kernel-model';
 import { cli, type CliResult } from './cli';
 import type { DevicePlan, Step } from '../../src/plan/types';
@@ -18,7 +18,7 @@ export const NVME = '0000:00:07.0';
 
 export const isRoot = process.getuid?.() === 0;
 
-export type ModelHostOptions = { loaded?: DriverModel[]; iommu?: boolean; nvme?: number };
+export type ModelHostOptions = { loaded?: DriverModel[]; iommu?: boolean; nvme?: number; eth0?: NetdevSpec };
 
 export class ModelHost {
   readonly f: Fixture;
@@ -27,7 +27,8 @@ export class ModelHost {
   /**
    * `loaded`: the drivers registered at start; `iommu: false`: booted without an IOMMU;
    * `nvme`: also the e2e machine's NVMe controller (1b36:0010 on nvme, group 7) with this many
-   * possible VFs (QEMU's sriov_max_vfs), none enabled, sriov_drivers_autoprobe 1.
+   * possible VFs (QEMU's sriov_max_vfs), none enabled, sriov_drivers_autoprobe 1; `eth0`: E1's
+   * interface (default down, so E1 is free).
    */
   constructor(opts: ModelHostOptions = {}) {
     this.f = Fixture.create().kernel('6.12.0-test');
@@ -38,7 +39,7 @@ export class ModelHost {
     const loaded = new Set((opts.loaded ?? [DRIVERS.e1000e, DRIVERS.virtioPci, DRIVERS.lpc, DRIVERS.smbus, DRIVERS.nvme]).map((d) => d.name));
     for (const d of all) this.k.define(d, loaded.has(d.name));
     const g = (n: string) => (opts.iommu === false ? null : n);
-    this.f.device({ address: E1, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('2'), netdevs: [{ name: 'eth0', up: false }] });
+    this.f.device({ address: E1, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('2'), netdevs: [opts.eth0 ?? { name: 'eth0', up: false }] });
     this.f.device({ address: VN, vendor: '1af4', device: '1041', driver: loaded.has('virtio-pci') ? 'virtio-pci' : null, iommuGroup: g('3') });
     this.f.device({ address: E2, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('5') });
     this.f.device({ address: LPC, vendor: '8086', device: '2918', class: '060100', driver: 'lpc_ich', iommuGroup: g('9') });
