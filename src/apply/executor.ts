@@ -183,9 +183,11 @@ class Runner {
         throw new StepError(`${plan.address} is on ${s.driver} but has no vfio-dev/: the driver did not register it with VFIO`);
       }
       // Before it (5.10's vfio.c): the group's node, created by vfio_create_group(), decides.
-      const group = root.linkName(`/sys/bus/pci/devices/${plan.address}/iommu_group`);
-      if (s.vfio && !root.exists('/sys/class/vfio-dev') && (group === undefined || !root.exists(`/dev/vfio/${group}`))) {
-        throw new StepError(`${plan.address} is on ${s.driver} but ${group === undefined ? 'has no IOMMU group' : `/dev/vfio/${group} does not exist`}: the driver did not register it with VFIO`);
+      if (s.vfio && !root.exists('/sys/class/vfio-dev')) {
+        const group = root.linkName(`/sys/bus/pci/devices/${plan.address}/iommu_group`);
+        if (group === undefined || !root.exists(`/dev/vfio/${group}`)) {
+          throw new StepError(`${plan.address} is on ${s.driver} but ${group === undefined ? 'has no IOMMU group' : `/dev/vfio/${group} does not exist`}: the driver did not register it with VFIO`);
+        }
       }
       return;
     }
