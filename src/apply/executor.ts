@@ -64,6 +64,13 @@ function vfioDevOf(root: HostRoot, address: string): string | null {
   return root.list(`/sys/bus/pci/devices/${address}/vfio-dev`).find((f) => f.startsWith('vfio')) ?? null;
 }
 
+/** On a VFIO driver: vfio-dev/ (v6.1+); a kernel without that class (5.10) only by the driver's name. */
+function onVfio(root: HostRoot, address: string): boolean {
+  if (vfioDevOf(root, address) !== null) return true;
+  const now = driverOf(root, address);
+  return now !== null && !root.exists('/sys/class/vfio-dev') && /vfio/.test(now);
+}
+
 function errText(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   return err.code ? `${err.code}${err.message && !err.message.startsWith(err.code) ? ` (${err.message})` : ''}` : String((e as Error).message ?? e);
@@ -187,10 +194,17 @@ class Runner {
       if (s.vfio && root.exists('/sys/class/vfio-dev') && vfioDevOf(root, plan.address) === null) {
         throw new StepError(`${plan.address} is on ${s.driver} but has no vfio-dev/: the driver did not register it with VFIO`);
       }
+      // Before it (5.10's vfio.c): the group's node, created by vfio_create_group(), decides.
+      if (s.vfio && !root.exists('/sys/class/vfio-dev')) {
+        const group = root.linkName(`/sys/bus/pci/devices/${plan.address}/iommu_group`);
+        if (group === undefined || !root.exists(`/dev/vfio/${group}`)) {
+          throw new StepError(`${plan.address} is on ${s.driver} but ${group === undefined ? 'has no IOMMU group' : `/dev/vfio/${group} does not exist`}: the driver did not register it with VFIO`);
+        }
+      }
       return;
     }
     if (now === null) warnings.push(`${plan.address}: no host driver claimed it (none is available for this device)`);
-    else if (vfioDevOf(root, plan.address) !== null) throw new StepError(`${plan.address} is still on a VFIO driver (${now})`);
+    else if (onVfio(root, plan.address)) throw new StepError(`${plan.address} is still on a VFIO driver (${now})`);
   }
 
   private journalEntry(plan: DevicePlan, kind: Plan['kind'], i: number, op: string): JournalEntry {
@@ -311,7 +325,7 @@ export async function completeRelease(root: HostRoot, io: KernelIo, address: str
   try {
     await io.write(`${dev}/driver_override`, override ?? '\n');
     const now = driverOf(root, address);
-    if (now !== null && vfioDevOf(root, address) !== null) await io.write(`/sys/bus/pci/drivers/${now}/unbind`, address);
+    if (now !== null && onVfio(root, address)) await io.write(`/sys/bus/pci/drivers/${now}/unbind`, address);
     if (driverOf(root, address) === null) await io.write('/sys/bus/pci/drivers_probe', address);
   } catch (e) {
     return `release of ${address} incomplete: ${errText(e)}; run 'vfioctl recover'`;

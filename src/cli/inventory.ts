@@ -73,7 +73,7 @@ function configuredHooks(ctx: Context, snap: Snapshot, address: string, policy: 
 function marks(v: DeviceView): string {
   const m: string[] = [];
   if (v.inUse.length > 0) m.push(`host: ${[...v.netdevs, ...v.blockdevs].join(',') || (v.bootVga ? 'boot-vga' : 'yes')}`);
-  if (v.onVfio) m.push(`vfio:${v.vfioDev}`);
+  if (v.onVfio) m.push(`vfio:${v.vfioDev ?? v.driver}`);
   return m.join(' ') || '-';
 }
 
@@ -107,7 +107,7 @@ export async function showCommand(ctx: Context, device: string, opts: { json?: b
     ['numa node', String(v.numaNode ?? '-')],
     ['reset methods', v.resetMethods?.join(' ') || '-'],
     ['sr-iov', roleOf(v) + (v.sriov?.vfs.length ? ` [${v.sriov.vfs.join(', ')}]` : '')],
-    ['on vfio', v.onVfio ? `yes (${v.vfioDev})` : 'no'],
+    ['on vfio', v.onVfio ? `yes (${v.vfioDev ?? v.driver})` : 'no'],
     ['interfaces', v.netdevs.join(', ') || '-'],
     ['block devices', v.blockdevs.join(', ') || '-'],
     ['boot vga', v.bootVga ? 'yes' : 'no'],
@@ -132,5 +132,6 @@ export async function showCommand(ctx: Context, device: string, opts: { json?: b
       ),
     );
   }
+  for (const line of v.explanation ?? []) ctx.io.out(`why: ${line}\n`);
   return EXIT.OK;
 }

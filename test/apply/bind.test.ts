@@ -67,7 +67,7 @@ test('--dry-run prints the exact ordered writes and every failing check, and wri
     `${E2}: would bind to vfio-pci (module vfio_pci), now on e1000e\n` +
       `  1. modprobe vfio_pci\n  2. write 'vfio-pci' > /sys/bus/pci/devices/${E2}/driver_override\n` +
       `  3. write '${E2}' > /sys/bus/pci/drivers/e1000e/unbind\n  4. write '${E2}' > /sys/bus/pci/drivers_probe\n` +
-      `  5. verify ${E2} is on vfio-pci with vfio-dev/\n`,
+      `  5. verify ${E2} is on vfio-pci registered with VFIO\n`,
   );
   assert.equal(h.k.writes.length, 0);
   assert.equal(h.k.modprobes.length, 0);
