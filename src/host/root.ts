@@ -221,6 +221,17 @@ export class HostRoot {
     }
   }
 
+  /**
+   * Like confine(), for operations on the entry itself (symlink, unlink): its directory must stay
+   * under the root; the entry may be a symlink pointing anywhere, since it is not followed.
+   */
+  confineEntry(rel: string): string {
+    const cut = rel.lastIndexOf('/');
+    const name = rel.slice(cut + 1);
+    if (name === '..' || name === '.' || name === '') throw new VfioctlError(`refusing path ${rel}: not a file name`, EXIT.BAD_INPUT);
+    return `${cut <= 0 ? this.confine('/').replace(/\/$/, '') : this.confine(rel.slice(0, cut))}/${name}`;
+  }
+
   /** Reverse of path(): the host-visible path of an absolute path under this root. */
   hostPath(abs: string): string {
     const rel = path.relative(this.dir, abs);
