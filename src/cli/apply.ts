@@ -4,7 +4,8 @@
 import { readSnapshot, type Snapshot } from '../host/snapshot';
 import { readBootDevices, type BootDevices } from '../host/boot-devices';
 import { BOOT_DIR, parseBootMap } from '../boot/map';
-import { isPciAddress } from '../host/address';
+import { isPciAddress, printable } from '../host/address';
+import { isDriverName } from '../persist/validate';
 import { execute, type DeviceResult } from '../apply/executor';
 import type { Recovery } from '../apply/recover';
 import type { WriteSession } from '../apply/session';
@@ -63,12 +64,16 @@ function bootProtected(ctx: Context): BootDevices {
   return { devices, unresolved: b.unresolved };
 }
 
-function readBootTaken(ctx: Context): Map<string, string> {
+/** What the early layers took this boot (`ADDRESS DRIVER` lines); other lines are named, not used. */
+function readBootTaken(ctx: Context, warnings: string[]): Map<string, string> {
   const out = new Map<string, string>();
-  for (const line of (ctx.root.readFile('/run/vfioctl/boot-taken') ?? '').split('\n')) {
-    const [address, driver] = line.split(' ');
-    if (address && driver && isPciAddress(address)) out.set(address, driver);
-  }
+  const file = '/run/vfioctl/boot-taken';
+  (ctx.root.readFile(file) ?? '').split('\n').forEach((line, i) => {
+    if (line === '') return;
+    const [address, driver, ...rest] = line.split(' ');
+    if (address && driver && rest.length === 0 && isPciAddress(address) && isDriverName(driver)) out.set(address, driver);
+    else warnings.push(`${ctx.root.path(file)}:${i + 1}: not 'ADDRESS DRIVER' (${printable(line.slice(0, 80))}); ignored`);
+  });
   return out;
 }
 
@@ -152,7 +157,7 @@ async function convergeIn(ctx: Context, policy: TrustPolicy, config: Config, onl
     const results = session ? await execute(plan, { ...execOptions(ctx, session), onResult: (_d, r) => recordResult(ctx, planned, desired, kind, r) }) : planResults(plan);
     phases.push({ kind, plan, results });
   };
-  const bootTaken = opts.boot ? { bootTaken: readBootTaken(ctx) } : {};
+  const bootTaken = opts.boot ? { bootTaken: readBootTaken(ctx, warnings) } : {};
   const ruleOpts = () => ({ only: onlySet, boot, ruleHooks: ruleHooks(ctx, desired, policy), ...bootTaken });
   const sriov = planSriovPhase(snap, desired, ruleOpts());
   await run('sriov', sriov);

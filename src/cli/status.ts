@@ -68,6 +68,10 @@ function bootText(b: DeviceStatus['boot']): string {
 }
 
 export function statusCommand(ctx: Context, opts: { json?: boolean }): number {
+  const running = ctx.root.kernelRelease();
+  if (ctx.kernel !== undefined && ctx.root.isLive && running !== ctx.kernel) {
+    ctx.io.err(`vfioctl: note: resolving for kernel ${ctx.kernel}, not the running ${running ?? 'kernel'}: a preview of what apply would do after booting it; the live drivers are this kernel's\n`);
+  }
   const config = loadConfig(ctx.root, trust(ctx));
   const snap = readSnapshot(ctx.root, { kernel: ctx.kernel });
   printWarnings(ctx, snap.warnings);
