@@ -297,7 +297,7 @@ function bootLabel(b: Status['devices'][number]['boot']): string {
 function statusCard(): HTMLElement {
   const s = state.status;
   if (!s) return card(_('Configuration'), 'vf-status-title', h('p', { class: 'vf-muted' }, _('Not read.')));
-  return card(
+  const c = card(
     _('Configuration'),
     'vf-status-title',
     h(
@@ -334,6 +334,9 @@ function statusCard(): HTMLElement {
         : h('p', null, _('No device is configured.')),
     ),
   );
+  // A table of configured devices needs the whole width to stay readable.
+  if (s.devices.length) c.classList.add('vf-wide');
+  return c;
 }
 
 function loadErrorAlerts(): HTMLElement[] {
