@@ -72,7 +72,8 @@ export interface Session {
  * spawns it as that user and trusts that user's fixture files.
  */
 export async function openSession(opts: ModelHostOptions & { viewport?: { width: number; height: number } } = {}): Promise<Session> {
-  const host = new ModelHost(opts);
+  // trustSelf: the test's own in-process vfioctl runs trust a normal user's fixture files too.
+  const host = new ModelHost(opts).trustSelf();
   // pci.ids names for the model host's devices (QEMU's), so the page shows names as on a real host.
   host.f.pciIds(
     '1af4  Red Hat, Inc.\n\t1041  Virtio 1.0 network device\n1b36  Red Hat, Inc.\n\t0010  QEMU NVM Express Controller\n8086  Intel Corporation\n\t10d3  82574L Gigabit Network Connection\n\t2918  82801IB (ICH9) LPC Interface Controller\n\t2930  82801I (ICH9 Family) SMBus Controller\n' +
@@ -86,7 +87,7 @@ export async function openSession(opts: ModelHostOptions & { viewport?: { width:
     command: [process.execPath, MODEL_VFIOCTL],
     root: host.f.dir,
     environ: isRoot ? [] : [`VFIOCTL_TRUST_UID=${process.getuid!()}`],
-    superuser: isRoot ? 'require' : null,
+    superuser: isRoot ? 'require' : 'none',
   };
   fs.writeFileSync(path.join(home, 'config/cockpit/vfioctl.override.json'), JSON.stringify({ config }));
   const port = await freePort();
