@@ -368,7 +368,8 @@ async function drawDetail(address: string): Promise<void> {
   );
   const body = h('div', { class: 'vf-stack', id: 'vf-detail' });
   replace(content, back, h('h2', { class: 'pf-c-title pf-m-xl', id: 'vf-detail-title', tabindex: '-1' }, `${_('Device')} ${address}`), body);
-  (document.getElementById('vf-detail-title') as HTMLElement).focus();
+  // Focus follows navigation, but never leaves an open dialog (the detail redraws under it after a run).
+  if (!dialogOpen) (document.getElementById('vf-detail-title') as HTMLElement).focus();
   const r = await tracked<ShownDevice>(_('Reading the device'), ['show', address, '--json']).catch((e: Error) => ({ code: -1, data: null, stderr: e.message }));
   if (cockpit.location.path[1] !== address) return; // navigated away meanwhile
   if (!r.data) {
@@ -537,7 +538,9 @@ async function actionDialog(first: ActionRequest): Promise<void> {
     if (busy) return;
     backdrop.remove();
     dialogOpen = false;
-    opener?.focus();
+    // The detail is redrawn after a run: focus its button for the same action, else the opener.
+    const again = opener?.isConnected ? opener : document.querySelector<HTMLElement>(`[data-action="${first.kind}"]`) ?? document.getElementById('vf-detail-title');
+    again?.focus();
   };
   backdrop.addEventListener('keydown', (e: KeyboardEvent) => {
     if (e.key === 'Escape') close();

@@ -169,7 +169,11 @@ test('a bind of a free device, previewed then confirmed, ends with the table sho
     await settled(page);
     assert.equal(await page.getAttribute(`#vf-dialog [data-result="${VN}"]`, 'data-status'), 'ok');
     await shot(page, 'bind-result-1280x800');
-    await page.click('#vf-dialog [data-dialog="close"]');
+    // Keyboard: focus stays in the dialog while the page redraws under it, and comes back to the page.
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-dialog')), 'close');
+    await page.keyboard.press('Enter');
+    assert.equal(await page.$('#vf-dialog'), null);
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'vf-detail-title', 'no bind button any more: focus goes to the heading');
     await page.click('#vf-back');
     await page.waitForSelector('#vf-device-table');
     await settled(page);
