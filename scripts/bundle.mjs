@@ -6,7 +6,8 @@ await build({
   entryPoints: ['src/cli/main.ts'],
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  // Debian 12 ships Node.js 18.20 and Ubuntu 24.04 18.19: the package runs on the distribution's nodejs.
+  target: 'node18.19',
   format: 'cjs',
   // ESM builds first: jsonc-parser's `main` is a UMD file whose require()s esbuild cannot follow.
   mainFields: ['module', 'main'],

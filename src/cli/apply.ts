@@ -1,25 +1,13 @@
-// `vfioctl apply`: converge the live system to the configuration, idempotently. Same journal,
-// lock, rollback and exit codes as `bind`; a broken configuration is bad input (exit 2) and
-// nothing is applied from it. `--boot` is the late boot unit's mode.
-import { parseAddress } from '../host/address';
-import { readSnapshot, type Snapshot } from '../host/snapshot';
-import { readBootDevices, type BootDevices } from '../host/boot-devices';
-import { BOOT_DIR, parseBootMap } from '../boot/map';
-import { isPciAddress } from '../host/address';
-import { execute, type DeviceResult } from '../apply/executor';
-import { acquireLock } from '../apply/journal';
-import { recoverPending, type Recovery } from '../apply/recover';
+// `vfioctl apply`: converge the live system to the configuration (ops/converge.ts) and render
+// what happened. A broken configuration is bad input (exit 2) and nothing is applied from it.
+// `--boot` is the late boot unit's mode.
 import { loadConfig } from '../config/load';
-import { desiredState, type Desire, type DesiredState } from '../config/desired';
-import { isBroad, type Config } from '../config/types';
-import { ruleHook, type Hook } from '../hooks/discover';
-import { planBindPhase, planSriovPhase, ruleLabel, type Skipped } from '../plan/converge';
-import { resolveIntent } from '../plan/target';
-import type { Plan } from '../plan/types';
-import { readState, writeBootState, writeState, type AppliedDevice, type BootState } from '../persist/state';
-import { type Context, printWarnings } from './context';
-import { beforeStep, exitCodeOf, hookTimeout, kernelIo, planResults, printRecovered, render, trust } from './bind';
-import type { TrustPolicy } from '../util/trust';
+import type { Config } from '../config/types';
+import type { WriteSession } from '../apply/session';
+import { converge } from '../ops/converge';
+import { uniqueAddresses } from '../ops/host';
+import { type Context, refuseForeignKernelWrite, trust } from './context';
+import { renderConverge } from './render';
 
 export interface ApplyOptions {
   dryRun?: boolean;
@@ -28,170 +16,13 @@ export interface ApplyOptions {
   boot?: boolean;
 }
 
-interface PhaseResult {
-  readonly kind: Plan['kind'];
-  readonly plan: Plan;
-  readonly results: DeviceResult[];
-}
-
-function ruleHooks(ctx: Context, desired: DesiredState, policy: TrustPolicy): Map<string, Hook[]> {
-  const out = new Map<string, Hook[]>();
-  for (const d of desired.desires.values()) if (d.rule.hooks.length) out.set(d.address, d.rule.hooks.map((p) => ruleHook(ctx.root, p, policy)));
-  return out;
-}
-
-function resolvedDriver(snap: Snapshot, d: Desire): { driver: string | null; module: string | null } {
-  if (d.intent === null || d.intent === 'none') return { driver: null, module: null };
-  const dev = snap.devices.get(d.address);
-  if (!dev) return { driver: null, module: null };
-  const t = resolveIntent(dev, snap, d.intent).target;
-  return { driver: t?.driver ?? null, module: t?.module ?? null };
-}
-
-/**
- * At boot: the devices the host boots from, plus those the boot map recorded as in use when it
- * was made (networking may not have configured them yet when the late unit runs).
- */
-function bootProtected(ctx: Context): BootDevices {
-  const b = readBootDevices(ctx.root);
-  const devices = new Map(b.devices);
-  const release = ctx.root.kernelRelease(ctx.kernel);
-  const map = release ? ctx.root.readFile(`${BOOT_DIR}/${release}.map`) : undefined;
-  for (const s of parseBootMap(map ?? '', release ?? '').skipped) {
-    const m = /^(\S+): the host uses it now \((.*)\); left to the late apply/.exec(s);
-    if (m) devices.set(m[1]!, [...(devices.get(m[1]!) ?? []), `in use when the boot map was made: ${m[2]}; 'vfioctl apply ${m[1]}' once it is free`]);
-  }
-  return { devices, unresolved: b.unresolved };
-}
-
-function readBootTaken(ctx: Context): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of (ctx.root.readFile('/run/vfioctl/boot-taken') ?? '').split('\n')) {
-    const [address, driver] = line.split(' ');
-    if (address && driver && isPciAddress(address)) out.set(address, driver);
-  }
-  return out;
-}
-
-/** How far the early layers got this boot, judged before the late apply changes anything. */
-function bootOutcomes(snap: Snapshot, desired: DesiredState, boot: BootDevices): BootState {
-  const devices: Record<string, BootState['devices'][string]> = {};
-  for (const d of desired.desires.values()) {
-    const dev = snap.devices.get(d.address);
-    // Devices the boot layers never try (boot devices, unacknowledged broad rules) have no outcome.
-    if (!dev || d.intent === null || boot.devices.has(d.address) || (isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch)) continue;
-    const want = resolvedDriver(snap, d).driver;
-    const won = d.intent === 'none' ? dev.driver === null && dev.driverOverride === 'none' : dev.driver !== null && dev.driver === want;
-    const module = dev.driver ? (snap.modules.drivers.driverModule.get(dev.driver) ?? null) : null;
-    devices[d.address] = {
-      outcome: won ? 'won' : dev.driver === null ? 'unbound' : 'host-first',
-      driver: dev.driver,
-      hostDriverBuiltin: !won && module !== null && snap.modules.builtin.has(module),
-    };
-  }
-  return { at: new Date().toISOString(), kernel: snap.modules.release ?? null, devices };
-}
-
-function recordApplied(ctx: Context, snap: Snapshot, desired: DesiredState, phases: PhaseResult[]): void {
-  const state = readState(ctx.root);
-  const devices: Record<string, AppliedDevice> = { ...state.devices };
-  for (const p of phases) {
-    for (const r of p.results) {
-      if (p.kind === 'unbind') {
-        if (r.status === 'ok' || r.status === 'noop') delete devices[r.address];
-        continue;
-      }
-      const d = desired.desires.get(r.address);
-      if (p.kind === 'sriov' || !d) continue;
-      const { driver, module } = resolvedDriver(snap, d);
-      devices[r.address] = { address: r.address, intent: d.intent, rule: ruleLabel(d), kernel: snap.modules.release ?? null, driver, module, status: r.status === 'noop' ? 'ok' : r.status, error: r.error, at: new Date().toISOString() };
-    }
-  }
-  // Configured once, never applied (refused, failed) and not configured now: nothing to release.
-  for (const [a, d] of Object.entries(devices)) if (!desired.desires.has(a) && d.status !== 'ok' && snap.devices.has(a)) delete devices[a];
-  writeState(ctx.root, { devices });
-}
-
-function absentWarnings(desired: DesiredState): string[] {
-  return [...desired.absent].map(([address, r]) => `rules[${r.index}] (line ${r.line}): no device ${address} on this host (yet)`);
-}
-
-/**
- * Converges `only` (or every configured device) to `config`. Used by `apply`, and by `set` with
- * the edited configuration (which `--nosave` never writes).
- */
-export async function converge(ctx: Context, policy: TrustPolicy, config: Config, only: readonly string[] | null, opts: ApplyOptions): Promise<number> {
-  const root = ctx.root;
-  const onlySet = only ? new Set(only) : null;
-  const read = () => readSnapshot(root, { kernel: ctx.kernel, forWrite: true, trust: policy });
-  const boot = opts.boot ? bootProtected(ctx) : null;
-  const release = opts.dryRun ? () => undefined : await acquireLock(root);
-  try {
-    const io = kernelIo(ctx);
-    const recovered: Recovery[] = opts.dryRun ? [] : await recoverPending(root, io);
-    let snap = read();
-    const warnings = [...snap.warnings];
-    let desired = desiredState(config, snap.devices);
-    if (boot) {
-      for (const u of boot.unresolved) warnings.push(`boot device ${u} could not be traced to a PCI device`);
-      if (!opts.dryRun) writeBootState(root, bootOutcomes(snap, desired, boot));
-    }
-    const phases: PhaseResult[] = [];
-    const run = async (kind: Plan['kind'], plan: Plan) => {
-      if (plan.devices.length === 0) return;
-      const results = opts.dryRun ? planResults(plan) : await execute(plan, { root, io, beforeStep: beforeStep(ctx), hookTimeoutMs: hookTimeout(ctx), env: ctx.io.env });
-      phases.push({ kind, plan, results });
-    };
-    const bootTaken = opts.boot ? { bootTaken: readBootTaken(ctx) } : {};
-    const ruleOpts = () => ({ only: onlySet, boot, ruleHooks: ruleHooks(ctx, desired, policy), ...bootTaken });
-    const sriov = planSriovPhase(snap, desired, ruleOpts());
-    await run('sriov', sriov);
-    if (sriov.devices.some((d) => d.status === 'planned')) {
-      if (opts.dryRun) warnings.push('VFs that do not exist yet are planned for once they are created: run without --dry-run, then check with vfioctl status');
-      else {
-        snap = read(); // the new VFs exist now
-        desired = desiredState(config, snap.devices);
-      }
-    }
-    const bindPhase = planBindPhase(snap, desired, readState(root), ruleOpts());
-    await run('unbind', bindPhase.release);
-    for (const b of bindPhase.binds) await run('bind', b.plan);
-    if (!opts.dryRun) recordApplied(ctx, snap, desired, phases);
-    report(ctx, opts, phases, bindPhase.skipped, [...warnings, ...desired.warnings, ...absentWarnings(desired)], recovered, desired);
-    const statuses = phases.flatMap((p) => p.results.map((r) => r.status));
-    for (const a of onlySet ?? []) {
-      if (phases.some((p) => p.results.some((r) => r.address === a))) continue;
-      if (!snap.devices.has(a)) {
-        ctx.io.err(`vfioctl: no PCI device ${a} (not in ${root.path('/sys/bus/pci/devices')}; see 'vfioctl list')\n`);
-        statuses.push('invalid');
-      } else if (!desired.desires.has(a)) ctx.io.err(`vfioctl: ${a}: not configured; nothing to apply ('vfioctl set ${a} vfio' configures it)\n`);
-    }
-    return exitCodeOf(statuses);
-  } finally {
-    release();
-  }
-}
-
-function report(ctx: Context, opts: ApplyOptions, phases: PhaseResult[], skipped: readonly Skipped[], warnings: string[], recovered: Recovery[], desired: DesiredState): void {
-  if (opts.json) {
-    const results = phases.flatMap((p) =>
-      p.results.map((r) => {
-        const d = desired.desires.get(r.address);
-        return { phase: p.kind === 'unbind' ? 'release' : p.kind, intent: p.kind === 'bind' ? (d?.intent ?? null) : null, rule: d && p.kind !== 'unbind' ? ruleLabel(d) : null, ...r };
-      }),
-    );
-    ctx.io.out(JSON.stringify({ command: 'apply', dryRun: !!opts.dryRun, boot: !!opts.boot, recovered, results, skipped, warnings }, null, 2) + '\n');
-    return;
-  }
-  printWarnings(ctx, warnings);
-  printRecovered(ctx, recovered);
-  for (const p of phases) render(ctx, p.kind, p.plan, p.results, !!opts.dryRun, []);
-  for (const s of skipped) ctx.io.out(`${s.address}: SKIPPED at boot: ${s.reason}\n`);
-  if (phases.length === 0 && skipped.length === 0) ctx.io.out('nothing configured to apply\n');
+/** Converge and render; `held`: the caller's session (set edits the file under the same lock). */
+export async function convergeAndRender(ctx: Context, config: Config, only: readonly string[] | null, opts: ApplyOptions, held?: WriteSession): Promise<number> {
+  refuseForeignKernelWrite(ctx, opts.dryRun);
+  return renderConverge(ctx, await converge(ctx.host, config, { only, dryRun: opts.dryRun, boot: opts.boot }, held), opts.json);
 }
 
 export function applyCommand(ctx: Context, devices: string[], opts: ApplyOptions): Promise<number> {
-  const only = devices.length ? devices.map(parseAddress) : null;
-  const policy = trust(ctx);
-  return converge(ctx, policy, loadConfig(ctx.root, policy), only, opts);
+  const only = devices.length ? uniqueAddresses(devices) : null;
+  return convergeAndRender(ctx, loadConfig(ctx.root, trust(ctx)), only, opts);
 }

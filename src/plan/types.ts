@@ -13,7 +13,7 @@ export type Step =
   | { readonly op: 'unbind'; readonly address: string; readonly driver: string }
   /** Write the address to /sys/bus/pci/drivers_probe (succeeds even when probe fails). */
   | { readonly op: 'probe'; readonly address: string }
-  /** Re-read the driver link; for a VFIO driver also require vfio-dev/. null: any non-VFIO driver. */
+  /** Re-read the driver link; for a VFIO driver also require vfio-dev/ (6.1+), or /dev/vfio/<group> before it. null: any non-VFIO driver. */
   | { readonly op: 'verify'; readonly address: string; readonly driver: string | null; readonly vfio: boolean }
   /** Intent `none`: re-read the driver link and require that no driver is bound. */
   | { readonly op: 'verify-none'; readonly address: string }
@@ -71,6 +71,10 @@ export interface BindRequest {
   readonly owner?: { readonly uid: number; readonly gid: number };
   /** Per-device hooks from configuration rules, run after the hooks.d ones. */
   readonly ruleHooks?: ReadonlyMap<string, readonly Hook[]>;
+  /** A driver (or `vfio`) per device, where it differs from `driver` (a converge). */
+  readonly perDevice?: ReadonlyMap<string, string>;
+  /** Other devices leaving their host drivers in the same operation (for the IOMMU-group check). */
+  readonly alsoMoving?: ReadonlySet<string>;
 }
 
 export interface UnbindRequest {
@@ -93,7 +97,7 @@ export function describeStep(s: Step): string {
     case 'probe':
       return `write '${s.address}' > /sys/bus/pci/drivers_probe`;
     case 'verify':
-      return s.driver === null ? `verify ${s.address} is on a host driver` : `verify ${s.address} is on ${s.driver}${s.vfio ? ' with vfio-dev/' : ''}`;
+      return s.driver === null ? `verify ${s.address} is on a host driver` : `verify ${s.address} is on ${s.driver}${s.vfio ? ' registered with VFIO' : ''}`;
     case 'verify-none':
       return `verify ${s.address} has no driver`;
     case 'sriov-autoprobe':

@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { DRIVERS } from '../support/kernel-model';
 import { E1, E2, LPC, modelHosts, VN } from '../support/model-host';
 import { vfAddress } from '../../src/boot/map';
+import { LOCAL_LAYOUT, MARKER, PACKAGE_LAYOUT, PACKAGED_EXEC, PACKAGED_MARKER, staticLayers } from '../../src/boot/files';
 
 const CONF = '/etc/vfioctl/vfioctl.json';
 const MAP = '/etc/vfioctl/boot/6.12.0-test.map';
@@ -193,4 +194,46 @@ test('driverctl verbs: set-override stores the literal driver, list-devices mark
   assert.deepEqual(h.state(E1), { driver: null, override: 'none', vfioDev: false });
   assert.equal((await h.run(['-b', 'usb', 'list-devices'])).code, 2);
   assert.equal((await h.run(['set-override', 'usb/1-1', 'usbhid'])).code, 2);
+});
+
+test('packaged mode: install writes only the maps, the udev rule and the enable links, never a file the package owns', async () => {
+  const h = host();
+  h.config([{ match: { address: E1 }, intent: 'vfio' }]);
+  // What the package ships, as dpkg would have unpacked it.
+  h.f.tree.write(PACKAGED_MARKER, 'vfioctl package\n');
+  for (const f of staticLayers(PACKAGE_LAYOUT, PACKAGED_EXEC)) h.f.tree.write(f.path, f.content, f.mode);
+  const shipped = () => staticLayers(PACKAGE_LAYOUT, PACKAGED_EXEC).map((f) => [f.path, h.f.tree.read(f.path), fs.statSync(h.f.tree.abs(f.path)).mtimeMs]);
+  const before = shipped();
+  const exec = await h.run(['install', ...EXEC]);
+  assert.equal(exec.code, 2, 'the packaged units run /usr/sbin/vfioctl: --exec is bad input');
+  assert.match(exec.stderr, /--exec: the packaged units run \/usr\/sbin\/vfioctl/);
+  const r = await h.run(['install', '--json']);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.deepEqual(r.json().files.map((f: any) => f.path).sort(), ['/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service', '/etc/systemd/system/sysinit.target.wants/vfioctl-early.service', '/etc/udev/rules.d/60-vfioctl.rules', MAP].sort());
+  assert.match(h.f.tree.read(MAP)!, new RegExp(`^address ${E1} vfio-pci vfio_pci$`, 'm'));
+  assert.equal(fs.readlinkSync(h.f.tree.abs('/etc/systemd/system/sysinit.target.wants/vfioctl-early.service')), '/lib/systemd/system/vfioctl-early.service');
+  assert.equal(fs.readlinkSync(h.f.tree.abs('/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service')), '/lib/systemd/system/vfioctl-apply.service');
+  for (const x of ['/etc/systemd/system/vfioctl-early.service', '/etc/initramfs-tools/hooks/vfioctl', '/etc/kernel/install.d/40-vfioctl.install']) assert.ok(!h.f.tree.exists(x), `${x}: not written in packaged mode`);
+  assert.equal((await h.run(['set', E2, 'vfio', '--noprobe'])).code, 0);
+  assert.match(h.f.tree.read(MAP)!, new RegExp(`^address ${E2} vfio-pci vfio_pci$`, 'm'), 'set refreshes the packaged maps');
+  // A unit left by an earlier non-packaged install hides the package's: a warning names it.
+  h.f.tree.write('/etc/systemd/system/vfioctl-apply.service', staticLayers(LOCAL_LAYOUT, '/usr/local/bin/vfioctl')[3]!.content);
+  assert.match((await h.run(['install'])).stderr, /\/etc\/systemd\/system\/vfioctl-apply\.service was written by a non-packaged 'vfioctl install'/);
+  const u = await h.run(['install', '--uninstall']);
+  assert.equal(u.code, 0, u.stdout + u.stderr);
+  for (const x of [MAP, '/etc/udev/rules.d/60-vfioctl.rules', '/etc/systemd/system/sysinit.target.wants/vfioctl-early.service', '/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service']) assert.ok(!fs.existsSync(h.f.tree.abs(x)), x);
+  assert.deepEqual(shipped(), before, 'every packaged file is untouched: same content, never rewritten');
+  assert.ok(h.f.tree.exists(CONF));
+});
+
+test('the packaged static layers are the same renderers as the installed ones, only their directories and header differ', () => {
+  const local = staticLayers(LOCAL_LAYOUT, PACKAGED_EXEC);
+  const pkg = staticLayers(PACKAGE_LAYOUT, PACKAGED_EXEC);
+  assert.equal(pkg.length, local.length);
+  pkg.forEach((p, i) => {
+    assert.equal(p.content.replace(/^# Part of the vfioctl package .*: do not edit\.$/m, `# ${MARKER}: do not edit.`), local[i]!.content, p.path);
+    assert.ok(!p.content.includes(MARKER), `${p.path}: a packaged file does not claim install wrote it`);
+  });
+  // dpkg's files go to vendor directories; /etc only for the kernel hook (a conffile, as initramfs-tools' own).
+  assert.deepEqual(pkg.filter((p) => p.path.startsWith('/etc/')).map((p) => p.path), ['/etc/kernel/postinst.d/zz-vfioctl']);
 });

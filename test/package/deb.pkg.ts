@@ -1,0 +1,147 @@
+// The Debian package, for real (run by `npm run test:package`, as root): lintian, then an install
+// into a fresh Debian 12 tree made with debootstrap, where apt pulls Debian's own nodejs 18, the
+// packaged CLI runs, dpkg neither enables nor starts a unit, `vfioctl install` in packaged mode
+// writes only the host's parts, the pages render with man, and purge leaves only the admin's
+// configuration behind.
+import { after, before, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { ALIASES, Fixture } from '../support/fixture';
+
+const repo = path.join(__dirname, '../../..');
+const version: string = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')).version;
+const deb = path.join(repo, 'dist', `vfioctl_${version}_all.deb`);
+const cache = process.env.VFIOCTL_DEB_CACHE ?? '/var/cache/vfioctl-deb';
+const archives = path.join(cache, 'archives');
+let work = '';
+let R = '';
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', ...env } });
+  if (r.error) throw r.error;
+  return r;
+}
+const ok = (r: SpawnSyncReturns<string>, what: string) => assert.equal(r.status, 0, `${what}: exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+/** A command inside the Debian 12 tree. */
+const chroot = (args: string[], env: NodeJS.ProcessEnv = {}) => run('chroot', [R, ...args], { DEBIAN_FRONTEND: 'noninteractive', ...env });
+/** Every path in the tree that names vfioctl, outside the fixture host. */
+function vfioctlPaths(): string[] {
+  const r = run('find', [R, '-xdev', '(', '-path', `${R}/srv`, '-o', '-path', `${R}/proc`, ')', '-prune', '-o', '-name', '*vfioctl*', '-print']);
+  return r.stdout.split('\n').filter(Boolean).map((p) => p.slice(R.length)).sort();
+}
+
+before(() => {
+  assert.ok(fs.existsSync(deb), `${deb}: run 'npm run package:deb' first`);
+  const base = run('bash', [path.join(repo, 'test/package/debian-root.sh')]);
+  ok(base, 'debian-root.sh');
+  work = fs.mkdtempSync('/var/tmp/vfioctl-deb-');
+  R = path.join(work, 'root');
+  ok(run('cp', ['-a', base.stdout.trim(), R]), 'copy the Debian tree');
+  fs.copyFileSync('/etc/resolv.conf', path.join(R, 'etc/resolv.conf'));
+  // Downloaded .debs are kept between runs (apt checks them against the fresh indexes).
+  fs.mkdirSync(archives, { recursive: true });
+  for (const f of fs.readdirSync(archives)) fs.copyFileSync(path.join(archives, f), path.join(R, 'var/cache/apt/archives', f));
+  fs.copyFileSync(deb, path.join(R, 'tmp', path.basename(deb)));
+});
+
+after(() => {
+  if (R) for (const f of fs.readdirSync(path.join(R, 'var/cache/apt/archives')).filter((f) => f.endsWith('.deb'))) fs.copyFileSync(path.join(R, 'var/cache/apt/archives', f), path.join(archives, f));
+  if (work) fs.rmSync(work, { recursive: true, force: true });
+});
+
+test('lintian: no error, no warning', () => {
+  const r = run('lintian', ['--fail-on', 'error,warning', '--display-info', deb]);
+  const tags = r.stdout.split('\n').filter((l) => /^[EWIP]: /.test(l));
+  assert.deepEqual(tags.filter((l) => /^[EW]: /.test(l)), []);
+  ok(r, 'lintian');
+  // The info tags that remain are printed for the report (README, "Debian package").
+  for (const t of tags) console.log(`lintian ${t}`);
+});
+
+test('apt installs the package into Debian 12 with Debian\'s own nodejs, and dpkg enables and starts nothing', () => {
+  ok(chroot(['apt-get', 'update', '-qq']), 'apt-get update');
+  ok(chroot(['apt-get', 'install', '-y', '-qq', '--no-install-recommends', `/tmp/${path.basename(deb)}`]), 'apt-get install ./vfioctl.deb');
+  const node = chroot(['dpkg-query', '-W', '-f=${Version} ${Maintainer}', 'nodejs']);
+  ok(node, 'nodejs installed');
+  assert.match(node.stdout, /^18\.\d+\.\d+\+dfsg-\S+ Debian/, "Debian's nodejs 18");
+  assert.match(chroot(['node', '--version']).stdout, /^v18\./);
+  const v = chroot(['vfioctl', '--version']);
+  ok(v, 'vfioctl --version');
+  assert.equal(v.stdout.trim(), version);
+  // Shipped, disabled, not run: no enable links, no runtime state, and systemctl agrees offline.
+  for (const u of ['vfioctl-early.service', 'vfioctl-apply.service']) {
+    assert.ok(fs.existsSync(path.join(R, 'lib/systemd/system', u)), u);
+    assert.equal(run('systemctl', [`--root=${R}`, 'is-enabled', u]).stdout.trim(), 'disabled', `${u} is not enabled by dpkg`);
+  }
+  assert.deepEqual(vfioctlPaths().filter((p) => /\.wants\/|^\/run\/|^\/var\/lib\/vfioctl|^\/etc\/vfioctl/.test(p)), []);
+  const postinst = fs.readFileSync(path.join(R, 'var/lib/dpkg/info/vfioctl.postinst'), 'utf8');
+  assert.doesNotMatch(postinst, /deb-systemd-invoke (start|restart)|systemctl (start|restart)|apply --boot/, 'the maintainer scripts never start a unit');
+  ok(chroot(['dpkg', '--verify', 'vfioctl']), 'dpkg --verify');
+});
+
+test('the packaged CLI reads a fixture host under --root: list and show', () => {
+  const f = new Fixture(path.join(R, 'srv/host'));
+  f.kernel('6.1.0-test').modulesAlias([ALIASES.vfioPci, ALIASES.virtio1041, ALIASES.e1000e]).iommu();
+  f.device({ address: '0000:00:02.0', vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '2' });
+  f.device({ address: '0000:00:03.0', vendor: '1af4', device: '1041', driver: 'virtio-pci', iommuGroup: '3' });
+  const list = chroot(['vfioctl', '--root', '/srv/host', 'list', '--json']);
+  ok(list, 'list --json');
+  const devices = JSON.parse(list.stdout) as { address: string; vfio: { driver: string } | null }[];
+  assert.deepEqual(devices.map((d) => [d.address, d.vfio?.driver]), [['0000:00:02.0', 'vfio-pci'], ['0000:00:03.0', 'virtio_vfio_pci']]);
+  const show = chroot(['vfioctl', 'show', '00:03.0', '--json'], { VFIOCTL_ROOT: '/srv/host' });
+  ok(show, 'show --json (root from VFIOCTL_ROOT)');
+  assert.deepEqual((JSON.parse(show.stdout).candidates as { module: string }[]).map((c) => c.module), ['virtio_vfio_pci', 'vfio_pci']);
+  // The other read paths on Debian's nodejs 18 too (no Node 20-only API on the way).
+  for (const args of [['doctor', '--json'], ['bind', '--dry-run', '--json', '00:03.0'], ['apply', '--dry-run', '--json'], ['status', '--json']]) {
+    const r = chroot(['vfioctl', '--root', '/srv/host', ...args]);
+    assert.doesNotMatch(r.stderr, /internal error|TypeError|is not a function/, args.join(' '));
+    assert.ok(r.status !== null && [0, 1].includes(r.status), `${args.join(' ')}: exit ${r.status}\n${r.stdout}${r.stderr}`);
+    JSON.parse(r.stdout);
+  }
+  const bad = chroot(['vfioctl', '--root', '/srv/host', 'show', '00:09.0']);
+  assert.equal(bad.status, 2, 'an unknown device is bad input');
+});
+
+test('the man pages render with man', () => {
+  for (const [page, words] of [['man8/vfioctl.8.gz', ['bind', 'import-driverctl', 'EXIT STATUS']], ['man5/vfioctl.json.5.gz', ['acknowledgeBroadMatch', 'vfIntent']], ['man7/vfioctl-hooks.7.gz', ['pre-probe', 'VFIOCTL_HOOK_TIMEOUT']]] as const) {
+    const r = chroot(['man', '--warnings', '-l', `/usr/share/man/${page}`], { MANWIDTH: '80', MAN_KEEP_FORMATTING: '' });
+    ok(r, `man -l ${page}`);
+    assert.equal(r.stderr, '', `${page}: no groff warnings`);
+    for (const w of words) assert.ok(r.stdout.includes(w), `${page} mentions ${w}`);
+  }
+});
+
+test('packaged install writes only the host parts; reinstall refreshes them; purge leaves only the configuration', () => {
+  // The tree as a host of its own: a kernel, a device, a configuration.
+  const host = new Fixture(R);
+  host.kernel('6.1.0-test').modulesAlias([ALIASES.vfioPci, ALIASES.e1000e]).iommu();
+  host.device({ address: '0000:00:02.0', vendor: '8086', device: '10d3', driver: null, iommuGroup: '2' });
+  const conf = path.join(R, 'etc/vfioctl/vfioctl.json');
+  fs.mkdirSync(path.dirname(conf), { recursive: true });
+  fs.writeFileSync(conf, '{ "version": 1, "rules": [ { "match": { "address": "0000:00:02.0" }, "intent": "vfio" } ] }\n', { mode: 0o644 });
+  const inst = chroot(['vfioctl', 'install', '--json']);
+  ok(inst, 'vfioctl install');
+  assert.deepEqual((JSON.parse(inst.stdout).files as { path: string }[]).map((f) => f.path).sort(), [
+    '/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service',
+    '/etc/systemd/system/sysinit.target.wants/vfioctl-early.service',
+    '/etc/udev/rules.d/60-vfioctl.rules',
+    '/etc/vfioctl/boot/6.1.0-test.map',
+  ]);
+  assert.match(fs.readFileSync(path.join(R, 'etc/vfioctl/boot/6.1.0-test.map'), 'utf8'), /^address 0000:00:02\.0 vfio-pci vfio_pci$/m);
+  for (const u of ['vfioctl-early.service', 'vfioctl-apply.service']) assert.equal(run('systemctl', [`--root=${R}`, 'is-enabled', u]).stdout.trim(), 'enabled', u);
+  const verify = chroot(['dpkg', '--verify', 'vfioctl']);
+  ok(verify, 'dpkg --verify');
+  assert.equal(verify.stdout, '', 'no file of the package was changed');
+  // postinst refreshes the generated parts where install ran: a lost udev rule comes back.
+  fs.rmSync(path.join(R, 'etc/udev/rules.d/60-vfioctl.rules'));
+  ok(chroot(['apt-get', 'install', '-y', '-qq', '--reinstall', `/tmp/${path.basename(deb)}`]), 'reinstall');
+  assert.match(fs.readFileSync(path.join(R, 'etc/udev/rules.d/60-vfioctl.rules'), 'utf8'), /KERNEL=="0000:00:02\.0"/);
+  // The fake /proc and /sys of this host are no longer needed (and apt must not read them).
+  for (const d of ['proc', 'sys']) for (const e of fs.readdirSync(path.join(R, d))) fs.rmSync(path.join(R, d, e), { recursive: true, force: true });
+  fs.writeFileSync(path.join(R, 'var/lib/vfioctl-admin-note'), 'not under a vfioctl directory: must stay\n');
+  ok(chroot(['apt-get', 'purge', '-y', '-qq', 'vfioctl']), 'apt-get purge');
+  assert.deepEqual(vfioctlPaths(), ['/etc/vfioctl', '/etc/vfioctl/vfioctl.json', '/tmp/' + path.basename(deb), '/var/lib/vfioctl-admin-note']);
+  assert.equal(chroot(['dpkg-query', '-W', 'vfioctl']).status, 1, 'dpkg forgot the package');
+});
