@@ -1,4 +1,5 @@
-// Browser-test harness: a model host (fixture tree + kernel model), Debian's cockpit-ws serving the
+// Browser-test harness: a model host (fixture tree + kernel model, served to the page's vfioctl
+// processes by test/support/remote-kernel.ts), Debian's cockpit-ws serving the
 // built page from a private XDG_DATA_HOME with a manifest override pointing it at the fixture, and
 // Debian's Chromium driven by playwright-core. One cockpit-ws per test: 287's --local-session
 // ends 15 s after the browser leaves.
@@ -9,10 +10,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { ModelHost, isRoot, type ModelHostOptions } from '../../test/support/model-host';
+import { ModelServer } from '../../test/support/remote-kernel';
 
 const REPO = path.resolve(__dirname, '../../..');
 const PAGE = path.join(REPO, 'dist/cockpit/vfioctl');
-const MODEL_VFIOCTL = path.join(__dirname, 'model-vfioctl.js');
+// vfioctl as a separate process whose kernel is the test's model (served on a unix socket).
+const REMOTE_CLI = path.join(REPO, 'build/test/support/remote-cli.js');
 const WS = '/usr/lib/cockpit/cockpit-ws';
 export const SHOTS = path.join(REPO, 'build/cockpit-shots');
 
@@ -83,10 +86,13 @@ export async function openSession(opts: ModelHostOptions & { viewport?: { width:
   fs.mkdirSync(path.join(home, 'data/cockpit'), { recursive: true });
   fs.mkdirSync(path.join(home, 'config/cockpit'), { recursive: true });
   fs.symlinkSync(PAGE, path.join(home, 'data/cockpit/vfioctl'));
+  // The page's vfioctl processes write through host.k, like the test's own in-process runs; the
+  // server also records any kernel write made without the lock.
+  const server = await new ModelServer(host.f.dir, host.k).start();
   const config = {
-    command: [process.execPath, MODEL_VFIOCTL],
+    command: [process.execPath, REMOTE_CLI],
     root: host.f.dir,
-    environ: isRoot ? [] : [`VFIOCTL_TRUST_UID=${process.getuid!()}`],
+    environ: [`VFIOCTL_MODEL_SOCKET=${server.socket}`, ...(isRoot ? [] : [`VFIOCTL_TRUST_UID=${process.getuid!()}`])],
     superuser: isRoot ? 'require' : 'none',
   };
   fs.writeFileSync(path.join(home, 'config/cockpit/vfioctl.override.json'), JSON.stringify({ config }));
@@ -106,6 +112,7 @@ export async function openSession(opts: ModelHostOptions & { viewport?: { width:
       process.kill(-ws.pid, 'SIGTERM');
       await gone;
     }
+    await server.close();
     fs.rmSync(home, { recursive: true, force: true });
     host.cleanup();
   };
@@ -129,8 +136,10 @@ export async function openSession(opts: ModelHostOptions & { viewport?: { width:
       url,
       close: async () => {
         await context?.close();
+        const unlocked = [...server.violations];
         await stop();
         if (errors.length) throw new Error(`browser errors on the page:\n${errors.join('\n')}`);
+        if (unlocked.length) throw new Error(`kernel writes without vfioctl's lock:\n${unlocked.join('\n')}`);
       },
     };
   } catch (e) {
