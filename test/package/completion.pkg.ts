@@ -1,5 +1,6 @@
 // The shell completions the package ships (rendered by scripts/completions.mjs from the commander
-// tree), driven in real bash, zsh and fish against a fixture host: what TAB offers.
+// tree), against a fixture host: what TAB offers. bash: the function as its programmable completion
+// calls it; zsh: a real interactive zsh on a pseudo-terminal; fish: its own completion engine.
 import { after, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -42,16 +43,21 @@ function fish(line: string, extra: NodeJS.ProcessEnv = {}): string[] {
 }
 
 /**
- * What zsh offers: the completion function runs in a real zsh with `words`/`CURRENT`/`PREFIX` as
- * compsys sets them; compadd (a builtin only inside a completion widget) is replaced by one that
- * keeps the words matching PREFIX, as compadd does.
+ * What zsh's TAB lists: an interactive zsh on a pseudo-terminal (zsh/zpty) with compinit loading
+ * _vfioctl from its directory, as from vendor-completions; the list is read off the screen.
  */
 function zsh(line: string, extra: NodeJS.ProcessEnv = {}): string[] {
-  const script = 'compadd() { local w; for w in ${(P)2}; do [[ $w == ${PREFIX}* ]] && print -r -- $w; done; return 0 }; _files() { print -r -- "<files>" }; _users() { print -r -- "<users>" }; compdef() { : }; source $1; words=(${(z)2}); [[ $2 == *" " ]] && words+=(""); CURRENT=${#words}; PREFIX=${words[CURRENT]}; _vfioctl || true';
-  const r = spawnSync('zsh', ['-f', '-c', script, 'zsh', ZSH, line], { encoding: 'utf8', env: { ...env, ...extra } });
+  const r = spawnSync('zsh', ['-f', path.join(repo, 'test/package/zsh-tab.zsh'), path.dirname(ZSH), line], { encoding: 'utf8', env: { ...env, ...extra } });
   assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.stderr, '');
-  return lines(r.stdout);
+  // Escape sequences and carriage returns out; the list is the rows after the prompt's line, the
+  // last row ending where zsh redisplays the command line.
+  const screen = r.stdout.trimEnd().replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '').split('\n');
+  const prompt = screen.findIndex((l) => l.includes('> ') && l.includes('vfioctl'));
+  assert.ok(prompt >= 0, r.stdout);
+  const rows = screen.slice(prompt + 1);
+  if (rows.length === 0) return [];
+  rows[rows.length - 1] = rows[rows.length - 1]!.slice(0, rows[rows.length - 1]!.indexOf('vfioctl'));
+  return rows.join(' ').split(/\s+/).filter(Boolean).sort();
 }
 
 const COMMANDS = ['apply', 'bind', 'doctor', 'help', 'import-driverctl', 'install', 'list', 'list-devices', 'list-overrides', 'load-override', 'recover', 'set', 'set-override', 'show', 'status', 'unbind', 'unset', 'unset-override'];
