@@ -146,7 +146,10 @@ test('packaged install writes only the host parts; remove drops the udev rule an
   // The fake /proc and /sys of this host are no longer needed (and apt must not read them).
   for (const d of ['proc', 'sys']) for (const e of fs.readdirSync(path.join(R, d))) fs.rmSync(path.join(R, d, e), { recursive: true, force: true });
   fs.writeFileSync(path.join(R, 'var/lib/vfioctl-admin-note'), 'not under a vfioctl directory: must stay\n');
+  fs.mkdirSync(path.join(R, 'etc/vfioctl/hooks.d'));
+  fs.writeFileSync(path.join(R, 'etc/vfioctl/hooks.d/50-admin'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
   ok(chroot(['apt-get', 'purge', '-y', '-qq', 'vfioctl']), 'apt-get purge');
   assert.deepEqual(vfioctlPaths(), ['/etc/vfioctl', '/etc/vfioctl/vfioctl.json', '/tmp/' + path.basename(deb), '/var/lib/vfioctl-admin-note']);
+  assert.ok(fs.existsSync(path.join(R, 'etc/vfioctl/hooks.d/50-admin')), "the admin's hook stays");
   assert.equal(chroot(['dpkg-query', '-W', 'vfioctl']).status, 1, 'dpkg forgot the package');
 });
