@@ -184,7 +184,7 @@ export function installCommand(ctx: Context, opts: InstallOptions): number {
       }
     }
     const next = "next: 'update-initramfs -u -k all' (or 'dracut --regenerate-all') so the initramfs no longer carries the map, then 'udevadm control --reload' and 'systemctl daemon-reload'";
-    if (opts.json) ctx.io.out(JSON.stringify({ command: 'install', uninstall: true, dryRun: !!opts.dryRun, files: report, next }, null, 2) + '\n');
+    if (opts.json) ctx.io.out(JSON.stringify({ command: 'install', uninstall: true, packaged: layout.packaged, dryRun: !!opts.dryRun, files: report, next }, null, 2) + '\n');
     else {
       for (const r of report) out(`${r.action}: ${r.path}\n`);
       if (!opts.dryRun) out(`${next}\n`);
@@ -210,7 +210,7 @@ export function installCommand(ctx: Context, opts: InstallOptions): number {
   }
   const summary = maps.map((m) => ({ kernel: m.kernel, entries: m.entries.length, skipped: m.skipped }));
   if (opts.json) {
-    ctx.io.out(JSON.stringify({ command: 'install', dryRun: !!opts.dryRun, refresh: !!opts.refresh, files: report, maps: summary, warnings }, null, 2) + '\n');
+    ctx.io.out(JSON.stringify({ command: 'install', packaged: layout.packaged, dryRun: !!opts.dryRun, refresh: !!opts.refresh, files: report, maps: summary, warnings }, null, 2) + '\n');
     return EXIT.OK;
   }
   for (const w of warnings) ctx.io.err(`vfioctl: warning: ${w}\n`);
