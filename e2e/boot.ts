@@ -56,7 +56,47 @@ export interface BootEnv {
   readonly node: string;
   readonly cpus: number;
   readonly memoryMb: number;
-  readonly timeoutMs: number;
+  /** Time limit of one scenario, counted from the guest's "scenario NAME ..." line. */
+  readonly scenarioTimeoutMs: number;
+  /** What a VM gets besides its scenarios: boot, coldplug, power-off. */
+  readonly bootTimeoutMs: number;
+}
+
+/** A VM's own limit follows from its scenarios: a slow machine gives slow results, not failures. */
+export function vmTimeoutMs(env: Pick<BootEnv, 'scenarioTimeoutMs' | 'bootTimeoutMs'>, scenarios: number): number {
+  return env.bootTimeoutMs + scenarios * env.scenarioTimeoutMs;
+}
+
+/**
+ * Watches the guest's console for `E2E: scenario NAME ...` (started) and `E2E: scenario NAME:
+ * STATUS` (finished) and calls `overrun(NAME)` when one runs longer than `limitMs`.
+ */
+export class ScenarioWatchdog {
+  private timer: NodeJS.Timeout | undefined;
+  /** The scenario that ran over its limit, if one did. */
+  overrun: string | null = null;
+
+  constructor(
+    private readonly limitMs: number,
+    private readonly onOverrun: (scenario: string) => void,
+  ) {}
+
+  line(line: string): void {
+    const m = /^E2E: scenario (\S+)( \.\.\.|: )/.exec(line);
+    if (!m) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (m[2] !== ' ...') return;
+    const name = m[1]!;
+    this.timer = setTimeout(() => {
+      this.overrun = name;
+      this.onOverrun(name);
+    }, this.limitMs);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
 }
 
 function shellQuote(v: string): string {
@@ -117,24 +157,38 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
     if (persistFrom) fs.renameSync(persistFrom, persist);
     else fs.mkdirSync(persist, { mode: 0o755 });
   }
-  const vm = await runVm(
-    {
-      name: plan.name,
-      kernel: plan.kernel,
-      iommu: plan.iommu,
-      extraCmdline: plan.reboot ? REBOOT_CMDLINE : [],
-      shareDir: share,
-      consoleFile,
-      timeoutMs: env.timeoutMs,
-      cpus: env.cpus,
-      memoryMb: env.memoryMb,
-    },
-    onLine,
-  );
+  const timeoutMs = vmTimeoutMs(env, plan.scenarios.length);
+  const stop = new AbortController();
+  const watchdog = new ScenarioWatchdog(env.scenarioTimeoutMs, () => stop.abort());
+  let vm: VmResult;
+  try {
+    vm = await runVm(
+      {
+        name: plan.name,
+        kernel: plan.kernel,
+        iommu: plan.iommu,
+        extraCmdline: plan.reboot ? REBOOT_CMDLINE : [],
+        shareDir: share,
+        consoleFile,
+        timeoutMs,
+        signal: stop.signal,
+        cpus: env.cpus,
+        memoryMb: env.memoryMb,
+      },
+      (line) => {
+        watchdog.line(line);
+        onLine?.(line);
+      },
+    );
+  } finally {
+    watchdog.stop();
+  }
 
   const finished = vm.console.includes('E2E: runner done');
-  const problem = vm.timedOut
-    ? `the VM did not power off within ${env.timeoutMs / 1000}s and was killed`
+  const problem = watchdog.overrun
+    ? `scenario ${watchdog.overrun} ran longer than its time limit of ${env.scenarioTimeoutMs / 1000}s (VFIOCTL_E2E_SCENARIO_TIMEOUT) and the VM was stopped`
+    : vm.timedOut
+    ? `the VM did not power off within ${timeoutMs / 1000}s (${env.bootTimeoutMs / 1000}s plus ${env.scenarioTimeoutMs / 1000}s for each of its ${plan.scenarios.length} scenarios) and was killed`
     : !finished
       ? `the guest runner did not finish (QEMU exit ${vm.exitCode})`
       : null;

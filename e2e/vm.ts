@@ -17,6 +17,8 @@ export interface VmConfig {
   readonly shareDir: string;
   readonly consoleFile: string;
   readonly timeoutMs: number;
+  /** Stops the VM early (a scenario over its own time limit). */
+  readonly signal?: AbortSignal;
   readonly cpus: number;
   readonly memoryMb: number;
 }
@@ -66,6 +68,7 @@ export async function runVm(cfg: VmConfig, onLine?: (line: string) => void): Pro
   try {
     r = await run(qemuArgv(cfg), {
       timeoutMs: cfg.timeoutMs,
+      ...(cfg.signal && { signal: cfg.signal }),
       onOutput: (chunk) => {
         fs.writeSync(file, chunk);
         if (!onLine) return;

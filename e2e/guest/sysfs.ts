@@ -60,6 +60,11 @@ export function groupMembers(group: string): string[] {
   return list(`/sys/kernel/iommu_groups/${group}/devices`);
 }
 
+/** The vfio-dev class (Linux 6.1+, registered by vfio.ko): 5.10 has none, only the group class "vfio". */
+export function hasVfioDevClass(): boolean {
+  return fs.existsSync('/sys/class/vfio-dev');
+}
+
 /** vfioN under <dev>/vfio-dev (Linux 6.1+): the device is bound to some vfio driver. */
 export function vfioDevOf(address: string): string | null {
   return list(`${PCI_DEVICES}/${address}/vfio-dev`)[0] ?? null;

@@ -11,6 +11,8 @@ export interface RunOptions {
   readonly input?: string | Buffer;
   /** Called with every chunk of stdout/stderr as it arrives (progress, console capture). */
   readonly onOutput?: (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
+  /** Kills the process (group) when aborted, as the time limit does. */
+  readonly signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -74,6 +76,9 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
       timedOut = true;
       killGroup(child.pid);
     }, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const abort = (): void => killGroup(child.pid);
+    if (opts.signal?.aborted) abort();
+    else opts.signal?.addEventListener('abort', abort, { once: true });
     child.stdout?.on('data', (b: Buffer) => {
       out.push(b);
       opts.onOutput?.(b, 'stdout');
@@ -85,10 +90,12 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
     if (opts.input !== undefined) child.stdin?.end(opts.input);
     child.on('error', (e) => {
       clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', abort);
       reject(new Error(`cannot run ${formatArgv(argv)}: ${e.message}`));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', abort);
       if (child.pid !== undefined) live.delete(child.pid);
       resolve({
         argv,

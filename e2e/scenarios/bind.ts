@@ -3,7 +3,7 @@
 import type { Scenario } from '../guest/scenario';
 import * as sysfs from '../guest/sysfs';
 import { MACHINE } from '../machine';
-import { expectOnHost, expectOnVfio, expectUnchanged, resultFor, unloadModules, type ApplyJson } from './common';
+import { expectOnHost, expectOnVfio, expectRegisteredWithVfio, expectUnchanged, resultFor, unloadModules, type ApplyJson } from './common';
 
 export const bindDefault: Scenario = {
   name: 'bind-default-intent',
@@ -86,7 +86,8 @@ export const unbindAll: Scenario = {
     const bound = ctx.cliJson<ApplyJson>(['bind', ...addrs, '--json']).json;
     for (const a of addrs) {
       ctx.eq(resultFor(ctx, bound, a).status, 'ok', `bind ${a} status`);
-      ctx.ok(sysfs.vfioDevOf(a) !== null, `${a} is on ${sysfs.driverOf(a)} with vfio-dev/`);
+      ctx.ok(sysfs.driverOf(a) !== null, `${a} is on ${sysfs.driverOf(a)}`);
+      expectRegisteredWithVfio(ctx, a);
     }
     const un = ctx.cliJson<ApplyJson>(['unbind', ...addrs, '--json']).json;
     for (const role of roles) {

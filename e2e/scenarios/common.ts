@@ -27,14 +27,24 @@ export function resultFor(ctx: ScenarioContext, json: ApplyJson, address: string
   return r;
 }
 
-/** The device is on `driver`, a VFIO driver: override names it, vfio-dev/ and /dev/vfio/<group> exist. */
+/**
+ * The device is registered with VFIO: vfio-dev/vfioN (6.1+; the class exists once vfio.ko is
+ * loaded), and its group's /dev/vfio/<group>. Before 6.1 (5.10) there is no vfio-dev class at all.
+ */
+export function expectRegisteredWithVfio(ctx: ScenarioContext, address: string): void {
+  const s = sysfs.stateOf(address);
+  if (sysfs.hasVfioDevClass()) ctx.ok(s.vfioDev !== null, `${address} has vfio-dev/${s.vfioDev ?? ''}`);
+  else ctx.eq(s.vfioDev, null, `${address} vfio-dev/ (this kernel has no vfio-dev class)`);
+  if (s.group === null) ctx.fail(`${address} has no IOMMU group`);
+  ctx.ok(fs.existsSync(`/dev/vfio/${s.group}`), `/dev/vfio/${s.group} exists for ${address}`);
+}
+
+/** The device is on `driver`, a VFIO driver: override names it, registered with VFIO. */
 export function expectOnVfio(ctx: ScenarioContext, address: string, driver: string): void {
   const s = sysfs.stateOf(address);
   ctx.eq(s.driver, driver, `${address} driver link`);
   ctx.eq(s.override, driver, `${address} driver_override`);
-  ctx.ok(s.vfioDev !== null, `${address} has vfio-dev/${s.vfioDev ?? ''}`);
-  if (s.group === null) ctx.fail(`${address} has no IOMMU group`);
-  ctx.ok(fs.existsSync(`/dev/vfio/${s.group}`), `/dev/vfio/${s.group} exists for ${address}`);
+  expectRegisteredWithVfio(ctx, address);
 }
 
 /** The device is back on its host driver (or on none, when it has none), override cleared, no vfio. */

@@ -3,7 +3,7 @@ import type { Scenario } from '../guest/scenario';
 import { bindDefault, forcedProbeFails, unbindAll, variantOutsideIdTable } from './bind';
 import { bulkBind } from './bulk';
 import { hookPostBindFails, hookPreBindSriovPf } from './hooks';
-import { candidatesAgreeWithKmod, listAgreesWithSysfs } from './inventory';
+import { candidatesAgreeWithKmod, doctorVfioPci, listAgreesWithSysfs } from './inventory';
 import { kernelSemantics, kernelSemanticsNoIommu } from './kernel-semantics';
 import { rebootKernelChange, rebootSameKernel } from './reboot';
 import { killAtEveryStep, killBetweenUnbindAndProbe } from './recovery';
@@ -13,6 +13,7 @@ import { sriov } from './sriov';
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
   candidatesAgreeWithKmod,
+  doctorVfioPci,
   rootDevicesRefused,
   bindDefault,
   variantOutsideIdTable,

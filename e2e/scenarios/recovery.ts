@@ -37,9 +37,13 @@ export const killBetweenUnbindAndProbe: Scenario = {
     ctx.eq(sysfs.overrideOf(nic), 'vfio-pci', `${nic} driver_override after the kill`);
     ctx.ok(journalEntries().length > 0, `the journal in ${JOURNAL} records the interrupted bind`);
 
-    // Any next invocation repairs it, even a read-only one.
+    // A read-only command names it and the fix, and writes nothing.
     const r = ctx.cli(['list', '--json']);
     ctx.expectExit(r, 0);
+    ctx.ok(r.stderr.includes(`${nic} was left half-done`) && r.stderr.includes('vfioctl recover'), `list names the half-done ${nic} and 'vfioctl recover' (stderr: ${r.stderr.trim()})`);
+    ctx.eq(sysfs.driverOf(nic), null, `${nic} driver after list (list never writes)`);
+    // The next writing command repairs it first.
+    ctx.expectExit(ctx.cli(['apply']), 0);
     expectOnHost(ctx, nic, MACHINE.e1000e.hostDriver);
     ctx.eq(journalEntries(), [], `${JOURNAL} after the repair`);
   },

@@ -1,5 +1,8 @@
 // apt, used the way an unattended CI job can: `apt-get update` only when something is missing,
 // `--no-install-recommends`, exact versions for everything downloaded, and loud failures.
+// Packages of another Debian release (Debian 11's kernel) are looked up and downloaded through a
+// private apt configuration under the cache (its own sources.list, package lists and status),
+// never by changing the host's.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { log } from '../lib/log';
@@ -11,13 +14,82 @@ export class AptError extends Error {
   override name = 'AptError';
 }
 
-let listsUpdated = false;
+/** A Debian release apt does not know on the host: sources.list lines (one-line style). */
+export interface AptRepo {
+  readonly name: string;
+  readonly sources: readonly string[];
+}
 
-async function aptGetUpdate(): Promise<void> {
-  if (listsUpdated) return;
-  log('apt-get update');
-  await runChecked(['apt-get', 'update', '-q'], { env: APT_ENV, timeoutMs: 5 * 60_000 });
-  listsUpdated = true;
+/** How apt is asked: the host's configuration, or a private one for an AptRepo. */
+export interface AptView {
+  readonly label: string;
+  /** `-o` options for apt-get and apt-cache (none for the host). */
+  readonly options: readonly string[];
+  /** Private views: their package lists, refreshed before use when older than a day. */
+  readonly listsDir?: string;
+  listsUpdated: boolean;
+}
+
+export const HOST_APT: AptView = { label: 'host', options: [], listsUpdated: false };
+
+const privateViews = new Map<string, AptView>();
+
+/**
+ * A private apt configuration for `repo` in `<cache>/apt/<name>/`: apt reads only that
+ * sources.list, keeps its lists, package cache and (empty) dpkg status there, and ignores the
+ * host's sources and pins, so the host's installed packages never become candidates.
+ */
+export function privateApt(repo: AptRepo, cache: string): AptView {
+  const dir = path.join(cache, 'apt', repo.name);
+  const known = privateViews.get(dir);
+  if (known) return known;
+  for (const d of ['lists/partial', 'cache/archives/partial', 'sources.list.d', 'preferences.d']) fs.mkdirSync(path.join(dir, d), { recursive: true });
+  const list = path.join(dir, 'sources.list');
+  const text = repo.sources.map((l) => l + '\n').join('');
+  if (!fs.existsSync(list) || fs.readFileSync(list, 'utf8') !== text) {
+    fs.writeFileSync(list, text);
+    // Other sources: the lists fetched for the old ones must not answer for the new ones.
+    for (const f of fs.readdirSync(path.join(dir, 'lists'))) if (f !== 'partial') fs.rmSync(path.join(dir, 'lists', f), { force: true });
+  }
+  const status = path.join(dir, 'status');
+  if (!fs.existsSync(status)) fs.writeFileSync(status, '');
+  const o = (k: string, v: string) => ['-o', `${k}=${v}`];
+  const view: AptView = {
+    label: repo.name,
+    options: [
+      ...o('Dir::Etc::SourceList', list),
+      ...o('Dir::Etc::SourceParts', path.join(dir, 'sources.list.d')),
+      ...o('Dir::Etc::Preferences', path.join(dir, 'preferences')),
+      ...o('Dir::Etc::PreferencesParts', path.join(dir, 'preferences.d')),
+      ...o('Dir::State::Lists', path.join(dir, 'lists')),
+      ...o('Dir::State::status', status),
+      ...o('Dir::Cache', path.join(dir, 'cache')),
+      ...o('Acquire::Languages', 'none'),
+    ],
+    listsDir: path.join(dir, 'lists'),
+    listsUpdated: false,
+  };
+  privateViews.set(dir, view);
+  return view;
+}
+
+const MAX_LIST_AGE_MS = 24 * 3600_000;
+
+/** Time since the lists in `dir` were last updated by us (apt dates the files by the server's clock). */
+function listAgeMs(dir: string): number {
+  try {
+    return Date.now() - fs.statSync(path.join(dir, '.updated')).mtimeMs;
+  } catch {
+    return Infinity;
+  }
+}
+
+async function aptGetUpdate(view: AptView = HOST_APT): Promise<void> {
+  if (view.listsUpdated) return;
+  log(`apt-get update${view === HOST_APT ? '' : ` (${view.label}, private lists)`}`);
+  await runChecked(['apt-get', ...view.options, 'update', '-q'], { env: APT_ENV, timeoutMs: 5 * 60_000 });
+  if (view.listsDir !== undefined) fs.writeFileSync(path.join(view.listsDir, '.updated'), '');
+  view.listsUpdated = true;
 }
 
 function requireRoot(what: string): void {
@@ -52,19 +124,24 @@ export async function ensureInstalled(names: readonly string[]): Promise<void> {
 }
 
 /** apt-cache with one automatic `apt-get update` when the package lists do not know the package. */
-async function aptCache(args: readonly string[]): Promise<string> {
+async function aptCache(args: readonly string[], view: AptView = HOST_APT): Promise<string> {
+  // A private view's lists are ours to keep fresh: a new point release drops the old kernel.
+  if (view.listsDir !== undefined && !view.listsUpdated && listAgeMs(view.listsDir) > MAX_LIST_AGE_MS) {
+    requireRoot(`apt-get update (${view.label})`);
+    await aptGetUpdate(view);
+  }
   for (let attempt = 0; ; attempt++) {
-    const r = await run(['apt-cache', ...args], { env: APT_ENV });
+    const r = await run(['apt-cache', ...view.options, ...args], { env: APT_ENV });
     if (r.code === 0 && r.stdout.trim()) return r.stdout;
-    if (attempt > 0 || listsUpdated) throw new AptError(`apt-cache ${args.join(' ')} failed: ${(r.stderr || r.stdout).trim() || 'no such package'}`);
+    if (attempt > 0 || view.listsUpdated) throw new AptError(`apt-cache ${args.join(' ')} failed${view === HOST_APT ? '' : ` (${view.label})`}: ${(r.stderr || r.stdout).trim() || 'no such package'}`);
     requireRoot('apt-get update');
-    await aptGetUpdate();
+    await aptGetUpdate(view);
   }
 }
 
 /** Direct dependencies (`Depends:` and `PreDepends:` only) of a package's candidate version. */
-export async function dependsOf(pkg: string): Promise<string[]> {
-  return parseDepends(await aptCache(['depends', '--important', '--no-recommends', pkg]));
+export async function dependsOf(pkg: string, view: AptView = HOST_APT): Promise<string[]> {
+  return parseDepends(await aptCache(['depends', '--important', '--no-recommends', pkg], view));
 }
 
 /** Package names on `Depends:`/`PreDepends:` lines of `apt-cache depends` output (alternatives too). */
@@ -84,8 +161,8 @@ export interface PackageVersion {
 }
 
 /** The candidate version apt would install. */
-export async function candidate(pkg: string): Promise<PackageVersion> {
-  const out = await aptCache(['show', '--no-all-versions', pkg]);
+export async function candidate(pkg: string, view: AptView = HOST_APT): Promise<PackageVersion> {
+  const out = await aptCache(['show', '--no-all-versions', pkg], view);
   const field = (f: string): string => {
     const m = new RegExp(`^${f}: (.+)$`, 'm').exec(out);
     if (!m) throw new AptError(`apt-cache show ${pkg}: no ${f} field`);
@@ -95,8 +172,8 @@ export async function candidate(pkg: string): Promise<PackageVersion> {
 }
 
 /** Whether apt knows `pkg` at exactly `version` (any configured source). */
-export async function hasVersion(pkg: string, version: string): Promise<boolean> {
-  const out = await aptCache(['madison', pkg]).catch(() => '');
+export async function hasVersion(pkg: string, version: string, view: AptView = HOST_APT): Promise<boolean> {
+  const out = await aptCache(['madison', pkg], view).catch(() => '');
   return out.split('\n').some((l) => l.split('|')[1]?.trim() === version);
 }
 
@@ -109,7 +186,7 @@ export function debFileName(p: PackageVersion): string {
  * Downloads one exact package version into `dir` unless it is already there; returns its path.
  * Downloads go to a scratch directory first, so an interrupted download never looks cached.
  */
-export async function download(p: PackageVersion, dir: string): Promise<string> {
+export async function download(p: PackageVersion, dir: string, view: AptView = HOST_APT): Promise<string> {
   const file = path.join(dir, debFileName(p));
   if (fs.existsSync(file)) return file;
   fs.mkdirSync(dir, { recursive: true });
@@ -117,7 +194,7 @@ export async function download(p: PackageVersion, dir: string): Promise<string> 
   try {
     log(`apt-get download ${p.name}=${p.version}`);
     // `_apt` cannot write into a root-only cache directory: download unsandboxed, as root.
-    await runChecked(['apt-get', 'download', '-q', '-o', 'APT::Sandbox::User=root', `${p.name}=${p.version}`], {
+    await runChecked(['apt-get', ...view.options, 'download', '-q', '-o', 'APT::Sandbox::User=root', `${p.name}=${p.version}`], {
       cwd: scratch,
       env: APT_ENV,
       timeoutMs: 20 * 60_000,

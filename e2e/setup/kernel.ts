@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { log } from '../lib/log';
 import { pipeline, runChecked } from '../lib/proc';
 import type { KernelSpec, VariantSource } from '../kernels';
-import { candidate, debFileName, dependsOf, download, hasVersion, type PackageVersion } from './apt';
+import { candidate, debFileName, dependsOf, download, hasVersion, HOST_APT, type AptView, type PackageVersion } from './apt';
 import { freshDir, hashOf, readStamp, writeStamp } from './cache';
 import { BOOT_MODULES, BUSYBOX, buildInitramfs, readModuleIndex } from './initramfs';
 
@@ -17,9 +17,12 @@ export interface ResolvedKernel {
   /** e.g. 6.12.117+deb12-amd64 */
   readonly release: string;
   readonly image: PackageVersion;
-  /** linux-headers-<release>, its -common and linux-kbuild packages. */
+  /** linux-headers-<release>, its -common and linux-kbuild packages (none when nothing is built). */
   readonly headers: readonly PackageVersion[];
-  readonly source: PackageVersion;
+  /** The source package (null when nothing is built). */
+  readonly source: PackageVersion | null;
+  /** Where these packages come from. */
+  readonly apt: AptView;
 }
 
 export interface KernelArtifacts {
@@ -38,31 +41,36 @@ export interface KernelArtifacts {
 }
 
 /** The package with the same version as the image (they come from one source build). */
-async function sameVersion(name: string, version: string): Promise<PackageVersion> {
-  const c = await candidate(name);
+async function sameVersion(name: string, version: string, apt: AptView): Promise<PackageVersion> {
+  const c = await candidate(name, apt);
   if (c.version === version) return c;
-  if (await hasVersion(name, version)) return { ...c, version };
+  if (await hasVersion(name, version, apt)) return { ...c, version };
   throw new Error(`${name} ${version} (the kernel image's version) is not available; apt offers ${c.version}`);
 }
 
 /** Finds the exact packages behind a kernel spec (they change with every Debian kernel update). */
-export async function resolveKernel(spec: KernelSpec): Promise<ResolvedKernel> {
-  const imageName = (await dependsOf(spec.metaPackage)).find((d) => /^linux-image-\d.*-amd64$/.test(d));
+export async function resolveKernel(spec: KernelSpec, apt: AptView = HOST_APT): Promise<ResolvedKernel> {
+  const imageName = (await dependsOf(spec.metaPackage, apt)).find((d) => /^linux-image-\d.*-amd64$/.test(d));
   if (!imageName) throw new Error(`${spec.metaPackage} depends on no linux-image-*-amd64 package`);
   const release = imageName.slice('linux-image-'.length);
-  const image = await candidate(imageName);
-  const headerNames = [`linux-headers-${release}`, ...(await dependsOf(`linux-headers-${release}`)).filter((d) => /^linux-(headers|kbuild)-/.test(d))];
-  const headers = await Promise.all([...new Set(headerNames)].map((n) => sameVersion(n, image.version)));
-  const source = await sameVersion(spec.sourcePackage, image.version);
-  return { spec, release, image, headers, source };
+  const image = await candidate(imageName, apt);
+  // Headers and source only serve the variant build: a kernel without variants needs neither.
+  if (spec.variants.length === 0) return { spec, release, image, headers: [], source: null, apt };
+  const headerNames = [`linux-headers-${release}`, ...(await dependsOf(`linux-headers-${release}`, apt)).filter((d) => /^linux-(headers|kbuild)-/.test(d))];
+  const headers = await Promise.all([...new Set(headerNames)].map((n) => sameVersion(n, image.version, apt)));
+  const source = await sameVersion(spec.sourcePackage, image.version, apt);
+  return { spec, release, image, headers, source, apt };
+}
+
+/** Every package a resolved kernel downloads. */
+export function packagesOf(k: ResolvedKernel): PackageVersion[] {
+  return [k.image, ...k.headers, ...(k.source ? [k.source] : [])];
 }
 
 export function kernelKey(k: ResolvedKernel): string {
   return hashOf(
     KERNEL_FORMAT,
-    debFileName(k.image),
-    ...k.headers.map(debFileName),
-    debFileName(k.source),
+    ...packagesOf(k).map(debFileName),
     ...k.spec.variants.map((v) => `${v.module}:${v.dir}:${v.config}`),
   );
 }
@@ -80,7 +88,7 @@ export async function provisionKernel(k: ResolvedKernel, dir: string, debs: stri
   freshDir(dir);
   const root = path.join(dir, 'root');
   const modulesDir = path.join(root, 'lib/modules', k.release);
-  await runChecked(['dpkg-deb', '-x', await download(k.image, debs), root]);
+  await runChecked(['dpkg-deb', '-x', await download(k.image, debs, k.apt), root]);
   await runChecked(['depmod', '-b', root, k.release]);
 
   const present = readModuleIndex(modulesDir);
@@ -135,7 +143,7 @@ function ensureInitramfs(k: ResolvedKernel, dir: string, root: string, initScrip
 async function buildVariants(k: ResolvedKernel, variants: readonly VariantSource[], work: string, debs: string): Promise<string[]> {
   freshDir(work);
   const hdr = path.join(work, 'headers');
-  for (const h of k.headers) await runChecked(['dpkg-deb', '-x', await download(h, debs), hdr]);
+  for (const h of k.headers) await runChecked(['dpkg-deb', '-x', await download(h, debs, k.apt), hdr]);
   const kdir = path.join(hdr, 'usr/src', `linux-headers-${k.release}`);
   relocateHeaders(kdir, hdr);
 
@@ -143,7 +151,8 @@ async function buildVariants(k: ResolvedKernel, variants: readonly VariantSource
   const top = k.spec.sourcePackage; // the tarball's top directory, e.g. linux-source-6.12
   const src = path.join(work, 'source');
   fs.mkdirSync(src);
-  const sourceDeb = await download(k.source, debs);
+  if (!k.source) throw new Error(`kernel ${k.spec.id}: no source package resolved to build ${variants.map((v) => v.module).join(' ')}`);
+  const sourceDeb = await download(k.source, debs, k.apt);
   log(`kernel ${k.spec.id}: extracting ${variants.map((v) => v.dir).join(' ')} from ${k.spec.sourcePackage}`);
   await pipeline([
     ['dpkg-deb', '--fsys-tarfile', sourceDeb],

@@ -4,9 +4,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatMs, log } from '../lib/log';
 import { HOST_PACKAGES, KERNELS, type KernelSpec } from '../kernels';
-import { debFileName, ensureInstalled } from './apt';
+import { debFileName, ensureInstalled, HOST_APT, privateApt } from './apt';
 import { prune, withCacheLock } from './cache';
-import { provisionKernel, resolveKernel, type KernelArtifacts } from './kernel';
+import { packagesOf, provisionKernel, resolveKernel, type KernelArtifacts } from './kernel';
 
 export interface ProvisionOptions {
   readonly cache: string;
@@ -26,7 +26,7 @@ async function provisionLocked(opts: ProvisionOptions, t0: number): Promise<Kern
   const debs = path.join(opts.cache, 'debs');
   const kernelsDir = path.join(opts.cache, 'kernels');
 
-  const resolved = await Promise.all(opts.kernels.map(resolveKernel));
+  const resolved = await Promise.all(opts.kernels.map((k) => resolveKernel(k, k.apt ? privateApt(k.apt, opts.cache) : HOST_APT)));
   for (const k of resolved) log(`kernel ${k.spec.id}: ${k.release} (${k.image.version})`);
   // Both kernels in parallel: downloads overlap, and each build step is short.
   const artifacts = await Promise.all(resolved.map((k) => provisionKernel(k, path.join(kernelsDir, k.release), debs, opts.initScript)));
@@ -35,7 +35,7 @@ async function provisionLocked(opts: ProvisionOptions, t0: number): Promise<Kern
   if (KERNELS.every((k) => opts.kernels.includes(k))) {
     const gone = [
       ...prune(kernelsDir, new Set(resolved.map((k) => k.release))),
-      ...prune(debs, new Set(resolved.flatMap((k) => [k.image, ...k.headers, k.source].map(debFileName)))),
+      ...prune(debs, new Set(resolved.flatMap((k) => packagesOf(k).map(debFileName)))),
     ];
     if (gone.length > 0) log(`cache: removed stale ${gone.join(' ')}`);
   }

@@ -5,12 +5,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { hostPersistDir, runChain, type BootEnv, type BootOutcome, type BootPlan } from '../boot';
+import { hostPersistDir, runChain, ScenarioWatchdog, vmTimeoutMs, type BootEnv, type BootOutcome, type BootPlan } from '../boot';
 import type { Scenario } from '../guest/scenario';
 import { MACHINE } from '../machine';
 import { chains, planBoots, pool } from '../plan';
 import { printReport, totals } from '../report';
-import { debFileName, parseDepends } from '../setup/apt';
+import { debFileName, parseDepends, privateApt } from '../setup/apt';
+import { run } from '../lib/proc';
+import { KERNELS } from '../kernels';
 import { cpioArchive } from '../setup/cpio';
 import { loadOrder, moduleName, type ModuleIndex } from '../setup/initramfs';
 import type { KernelArtifacts } from '../setup/kernel';
@@ -233,7 +235,7 @@ describe('reboot pairs on the host', () => {
   const withRunDir = async (body: (env: BootEnv) => Promise<void>): Promise<void> => {
     const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chain-'));
     try {
-      await body({ runDir, vfioctl: '/x/vfioctl.js', runner: '/x/main.js', node: '/usr/bin/node', cpus: 1, memoryMb: 1024, timeoutMs: 1000 });
+      await body({ runDir, vfioctl: '/x/vfioctl.js', runner: '/x/main.js', node: '/usr/bin/node', cpus: 1, memoryMb: 1024, scenarioTimeoutMs: 1000, bootTimeoutMs: 1000 });
     } finally {
       fs.rmSync(runDir, { recursive: true, force: true });
     }
@@ -268,6 +270,67 @@ describe('reboot pairs on the host', () => {
       assert.match(out[1]!.results[0]!.message ?? '', /\(6\.12-reboot1\) did not pass/);
       assert.ok(!fs.existsSync(hostPersistDir(path.join(env.runDir, '6.12-reboot1'))));
     }));
+});
+
+describe('time limits', () => {
+  it('a VM gets its boot allowance plus one scenario limit per scenario', () => {
+    assert.equal(vmTimeoutMs({ bootTimeoutMs: 180_000, scenarioTimeoutMs: 300_000 }, 17), 180_000 + 17 * 300_000);
+    assert.equal(vmTimeoutMs({ bootTimeoutMs: 180_000, scenarioTimeoutMs: 300_000 }, 1), 480_000);
+  });
+
+  it('the watchdog times each scenario from its start line, not the VM from its boot', async () => {
+    const over: string[] = [];
+    const w = new ScenarioWatchdog(60, (s) => over.push(s));
+    const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // Three scenarios of 40 ms each: 120 ms in all, each under its 60 ms limit.
+    for (const name of ['a', 'b', 'c']) {
+      w.line(`E2E: scenario ${name} ...`);
+      await wait(40);
+      w.line(`E2E: scenario ${name}: PASS (0.0s)`);
+      w.line(`E2E: scenario ${name}: figure: x`);
+    }
+    await wait(80);
+    assert.deepEqual(over, [], 'finished scenarios never time out');
+    w.line('E2E: scenario slow ...');
+    w.line('some kernel line');
+    await wait(100);
+    assert.deepEqual(over, ['slow']);
+    assert.equal(w.overrun, 'slow');
+    w.stop();
+  });
+
+  it('an aborted command is killed like a timed-out one', async () => {
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 50);
+    const r = await run(['sleep', '10'], { signal: stop.signal, timeoutMs: 20_000 });
+    assert.equal(r.signal, 'SIGKILL');
+    assert.ok(r.ms < 5000, `killed after ${r.ms} ms`);
+  });
+});
+
+describe('private apt configuration (Debian 11 kernel)', () => {
+  it('points apt at its own sources, lists, cache and empty status, never the host\'s', () => {
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'apt-'));
+    try {
+      const spec = KERNELS.find((k) => k.id === '5.10');
+      assert.ok(spec?.apt, '5.10 comes from a private apt configuration');
+      const v = privateApt(spec.apt, cache);
+      const dir = path.join(cache, 'apt', 'bullseye');
+      assert.equal(fs.readFileSync(path.join(dir, 'sources.list'), 'utf8'), spec.apt.sources.map((l) => l + '\n').join(''));
+      assert.match(spec.apt.sources.join('\n'), /deb \[signed-by=\/usr\/share\/keyrings\/debian-archive-keyring\.gpg\] http:\/\/deb\.debian\.org\/debian bullseye main/);
+      assert.match(spec.apt.sources.join('\n'), /debian-security bullseye-security main/);
+      const opts: Record<string, string> = Object.fromEntries(v.options.filter((_, i) => i % 2 === 1).map((o) => o.split(/=(.*)/s).slice(0, 2)));
+      assert.equal(opts['Dir::Etc::SourceList'], path.join(dir, 'sources.list'));
+      assert.equal(opts['Dir::State::Lists'], path.join(dir, 'lists'));
+      assert.equal(opts['Dir::State::status'], path.join(dir, 'status'));
+      assert.equal(fs.readFileSync(opts['Dir::State::status']!, 'utf8'), '', 'no installed package can be a candidate');
+      for (const [k, val] of Object.entries(opts)) if (k.startsWith('Dir::')) assert.ok(val!.startsWith(dir), `${k}=${val} is inside the private directory`);
+      assert.equal(privateApt(spec.apt, cache), v, 'one view per directory (its lists are updated once)');
+      assert.ok(KERNELS.filter((k) => k.id !== '5.10').every((k) => !k.apt), 'the bookworm kernels use the host apt');
+    } finally {
+      fs.rmSync(cache, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('report', () => {

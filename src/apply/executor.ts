@@ -1,6 +1,7 @@
 // The executor: the only code that writes. It takes a plan's steps one at a time, journals each
 // before taking it, verifies the result by re-reading sysfs, and on any failure puts the device
 // back where it was (override restored, original driver bound again).
+import * as fs from 'node:fs';
 import type { HostRoot } from '../host/root';
 import { describeStep, type DevicePlan, type Plan, type Step } from '../plan/types';
 import { removeRecord, writeRecord } from '../persist/records';
@@ -42,6 +43,10 @@ export interface ExecOptions {
   readonly hookTimeoutMs?: number;
   /** Environment for hooks (PATH). */
   readonly env?: NodeJS.ProcessEnv;
+  /** A signal asked us to stop: checked before each step (the step in flight always finishes). */
+  readonly interrupted?: () => string | null;
+  /** Each device's result as soon as it is final (apply records its state per device). */
+  readonly onResult?: (plan: DevicePlan, result: DeviceResult) => void;
 }
 
 class StepError extends Error {}
@@ -59,6 +64,13 @@ function vfioDevOf(root: HostRoot, address: string): string | null {
   return root.list(`/sys/bus/pci/devices/${address}/vfio-dev`).find((f) => f.startsWith('vfio')) ?? null;
 }
 
+/** On a VFIO driver: vfio-dev/ (v6.1+); a kernel without that class (5.10) only by the driver's name. */
+function onVfio(root: HostRoot, address: string): boolean {
+  if (vfioDevOf(root, address) !== null) return true;
+  const now = driverOf(root, address);
+  return now !== null && !root.exists('/sys/class/vfio-dev') && /vfio/.test(now);
+}
+
 function errText(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   return err.code ? `${err.code}${err.message && !err.message.startsWith(err.code) ? ` (${err.message})` : ''}` : String((e as Error).message ?? e);
@@ -67,6 +79,8 @@ function errText(e: unknown): string {
 class Runner {
   private readonly journal: Journal;
   private readonly modprobes = new Map<string, Promise<{ status: number; stderr: string }>>();
+  /** Ownership changes to undo when the device's bind fails after them. */
+  private readonly undoChown = new Map<string, (() => Promise<void>)[]>();
 
   constructor(private readonly o: ExecOptions) {
     this.journal = new Journal(o.root);
@@ -156,8 +170,13 @@ class Runner {
       case 'chown': {
         const node = s.node === 'group' ? `/dev/vfio/${s.group}` : vfioDevOf(root, plan.address) ? `/dev/vfio/devices/${vfioDevOf(root, plan.address)}` : null;
         if (node === null) return; // kernels before 6.1 have no per-device cdev
-        if (!root.exists(node)) throw new StepError(`${node} does not exist after binding`);
-        return io.chown(node, s.uid, s.gid);
+        const before = fs.lstatSync(root.confine(node), { throwIfNoEntry: false });
+        if (!before) throw new StepError(`${node} does not exist after binding`);
+        await io.chown(node, s.uid, s.gid);
+        // A failure later in this bind gives the node back to its owner (it outlives the bind
+        // when other devices of its group stay on VFIO).
+        this.undoChown.set(plan.address, [...(this.undoChown.get(plan.address) ?? []), () => io.chown(node, before.uid, before.gid)]);
+        return;
       }
     }
   }
@@ -175,10 +194,17 @@ class Runner {
       if (s.vfio && root.exists('/sys/class/vfio-dev') && vfioDevOf(root, plan.address) === null) {
         throw new StepError(`${plan.address} is on ${s.driver} but has no vfio-dev/: the driver did not register it with VFIO`);
       }
+      // Before it (5.10's vfio.c): the group's node, created by vfio_create_group(), decides.
+      if (s.vfio && !root.exists('/sys/class/vfio-dev')) {
+        const group = root.linkName(`/sys/bus/pci/devices/${plan.address}/iommu_group`);
+        if (group === undefined || !root.exists(`/dev/vfio/${group}`)) {
+          throw new StepError(`${plan.address} is on ${s.driver} but ${group === undefined ? 'has no IOMMU group' : `/dev/vfio/${group} does not exist`}: the driver did not register it with VFIO`);
+        }
+      }
       return;
     }
     if (now === null) warnings.push(`${plan.address}: no host driver claimed it (none is available for this device)`);
-    else if (vfioDevOf(root, plan.address) !== null) throw new StepError(`${plan.address} is still on a VFIO driver (${now})`);
+    else if (onVfio(root, plan.address)) throw new StepError(`${plan.address} is still on a VFIO driver (${now})`);
   }
 
   private journalEntry(plan: DevicePlan, kind: Plan['kind'], i: number, op: string): JournalEntry {
@@ -205,11 +231,15 @@ class Runner {
       const status = plan.status === 'noop' ? 'noop' : plan.status;
       return { ...base, status, driver: plan.from.driver, steps, warnings, error: plan.refusals.map((r) => r.message).join('; ') || null };
     }
+    const stop = this.o.interrupted?.();
+    if (stop) return { ...base, status: 'failed', driver: plan.from.driver, steps, warnings, error: `not started: interrupted by ${stop}` };
     for (let i = 0; i < plan.steps.length; i++) {
       const s = plan.steps[i]!;
       this.journal.record(this.journalEntry(plan, kind, i, s.op));
       this.o.beforeStep?.(plan, s, i);
       try {
+        const sig = this.o.interrupted?.();
+        if (sig) throw new StepError(`interrupted by ${sig} before this step`);
         await this.step(plan, s, warnings);
         steps.push({ op: s.op, description: describeStep(s), done: true });
       } catch (e) {
@@ -245,6 +275,8 @@ class Runner {
 
   /** Back to plan.from. Returns null on success, else what is wrong now. */
   async rollback(plan: DevicePlan, kind: Plan['kind']): Promise<string | null> {
+    for (const undo of (this.undoChown.get(plan.address) ?? []).reverse()) await undo().catch(() => undefined);
+    this.undoChown.delete(plan.address);
     // Either way the device goes back where it was: on its VFIO driver for a failed unbind (never
     // left driverless), on its original driver for a failed bind.
     const r = await restore(this.o.root, this.o.io, plan.address, plan.from);
@@ -293,7 +325,7 @@ export async function completeRelease(root: HostRoot, io: KernelIo, address: str
   try {
     await io.write(`${dev}/driver_override`, override ?? '\n');
     const now = driverOf(root, address);
-    if (now !== null && vfioDevOf(root, address) !== null) await io.write(`/sys/bus/pci/drivers/${now}/unbind`, address);
+    if (now !== null && onVfio(root, address)) await io.write(`/sys/bus/pci/drivers/${now}/unbind`, address);
     if (driverOf(root, address) === null) await io.write('/sys/bus/pci/drivers_probe', address);
   } catch (e) {
     return `release of ${address} incomplete: ${errText(e)}; run 'vfioctl recover'`;
@@ -314,6 +346,7 @@ export async function execute(plan: Plan, o: ExecOptions): Promise<DeviceResult[
       for (const d of u) {
         const r = await runner.device(d, plan.kind);
         results.set(d.address, r);
+        if (r.status !== 'ok' || u.length === 1) o.onResult?.(d, r);
         if (r.status === 'failed' && u.length > 1) {
           // A group moves as a whole: put the members already moved back too.
           for (const prev of done.reverse()) {
@@ -321,13 +354,18 @@ export async function execute(plan: Plan, o: ExecOptions): Promise<DeviceResult[
             const old = results.get(prev.address)!;
             results.set(prev.address, { ...old, status: 'failed', driver: driverOf(o.root, prev.address), error: `rolled back because ${d.address} failed${rb ? `; ${rb}` : ''}` });
           }
+          for (const prev of done) o.onResult?.(prev, results.get(prev.address)!);
           for (const rest of u.slice(u.indexOf(d) + 1)) {
-            results.set(rest.address, { address: rest.address, status: 'failed', driver: rest.from.driver, target: rest.target?.driver ?? null, steps: [], refusals: [], warnings: [], error: `not attempted: ${d.address} in the same unit failed` });
+            const nr: DeviceResult = { address: rest.address, status: 'failed', driver: rest.from.driver, target: rest.target?.driver ?? null, steps: [], refusals: [], warnings: [], error: `not attempted: ${d.address} in the same unit failed` };
+            results.set(rest.address, nr);
+            o.onResult?.(rest, nr);
           }
           break;
         }
         if (r.status === 'ok') done.push(d);
       }
+      // A unit that moved as a whole is final only now.
+      if (u.length > 1 && !u.some((d) => results.get(d.address)?.status === 'failed')) for (const d of done) o.onResult?.(d, results.get(d.address)!);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(o.concurrency ?? 8, queue.length)) }, worker));

@@ -1,22 +1,26 @@
 // Crash safety: every step is recorded under <root>/run/vfioctl/journal before it is taken, so a
 // run killed between unbind and probe (device driverless, override set) is repaired by the next
-// writing vfioctl invocation or `vfioctl recover`. A lock file serialises invocations.
+// writing vfioctl invocation or `vfioctl recover`. The lock (lock.ts) serialises invocations.
 import * as fs from 'node:fs';
 import type { HostRoot } from '../host/root';
 import { atomicWrite } from '../persist/records';
-import { EXIT, VfioctlError } from '../util/diag';
-import { processAlive } from '../util/process';
+import { field, isAddress, isDriverName, isInt, isObj, isString, oneOf, orNull, readAddressFiles, Invalid, type Corrupt } from '../persist/validate';
+import { RUN_DIR } from './lock';
 
-export const JOURNAL_DIR = '/run/vfioctl/journal';
-export const LOCK_FILE = '/run/vfioctl/lock';
+export const JOURNAL_DIR = `${RUN_DIR}/journal`;
+
+export interface DriverState {
+  readonly driver: string | null;
+  readonly override: string | null;
+}
 
 export interface JournalEntry {
   readonly address: string;
   readonly kind: 'bind' | 'unbind';
   /** The state to return to when a bind is interrupted. */
-  readonly original: { readonly driver: string | null; readonly override: string | null };
+  readonly original: DriverState;
   /** Where the device was going (an interrupted unbind is completed, not undone). */
-  readonly target: { readonly driver: string | null; readonly override: string | null };
+  readonly target: DriverState;
   /** Index of the step about to be taken, and its op. */
   readonly step: number;
   readonly op: string;
@@ -24,73 +28,47 @@ export interface JournalEntry {
   readonly at: string;
 }
 
+/** driver_override values vfioctl writes: a driver name, or 'none'. */
+function driverState(v: unknown, name: string): DriverState {
+  if (!isObj(v)) throw new Invalid(`field '${name}' is ${v === undefined ? 'missing' : 'not an object'}`);
+  return { driver: field(v, 'driver', orNull(isDriverName), `a driver name or null (in '${name}')`), override: field(v, 'override', orNull(isDriverName), `a driver name or null (in '${name}')`) };
+}
+
+export function parseJournalEntry(o: Record<string, unknown>): JournalEntry {
+  return {
+    address: field(o, 'address', isAddress, 'a PCI address'),
+    kind: field(o, 'kind', oneOf('bind', 'unbind'), "'bind' or 'unbind'"),
+    original: driverState(o.original, 'original'),
+    target: driverState(o.target, 'target'),
+    step: field(o, 'step', isInt, 'a step number'),
+    op: field(o, 'op', isString, 'a step name'),
+    pid: field(o, 'pid', isInt, 'a pid'),
+    at: field(o, 'at', isString, 'a time'),
+  };
+}
+
+export interface Pending {
+  readonly entries: JournalEntry[];
+  /** Entries that could not be read: reported with the device they name, never acted on. */
+  readonly corrupt: Corrupt[];
+}
+
 export class Journal {
   constructor(private readonly root: HostRoot) {}
 
   record(e: JournalEntry): void {
-    atomicWrite(this.root.path(`${JOURNAL_DIR}/${e.address}.json`), JSON.stringify(e) + '\n');
+    atomicWrite(this.root.confine(`${JOURNAL_DIR}/${e.address}.json`), JSON.stringify(e) + '\n');
   }
 
   clear(address: string): void {
-    fs.rmSync(this.root.path(`${JOURNAL_DIR}/${address}.json`), { force: true });
+    fs.rmSync(this.root.confine(`${JOURNAL_DIR}/${address}.json`), { force: true });
   }
 
-  pending(): JournalEntry[] {
-    const out: JournalEntry[] = [];
-    for (const f of this.root.list(JOURNAL_DIR)) {
-      if (!f.endsWith('.json')) continue;
-      const text = this.root.readFile(`${JOURNAL_DIR}/${f}`);
-      try {
-        out.push(JSON.parse(text ?? '') as JournalEntry);
-      } catch {
-        // atomicWrite never leaves a torn entry; anything else here is not ours to act on.
-      }
-    }
-    return out;
+  pending(): Pending {
+    const names = this.root.list(JOURNAL_DIR);
+    if (names.length === 0) return { entries: [], corrupt: [] };
+    return readAddressFiles(names, (n) => this.root.readFile(`${JOURNAL_DIR}/${n}`), this.root.path(JOURNAL_DIR), parseJournalEntry);
   }
 }
 
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** An exclusive lock (O_EXCL lock file holding our pid); a dead holder's lock is taken over. */
-export async function acquireLock(root: HostRoot, timeoutMs = 30_000): Promise<() => void> {
-  const file = root.path(LOCK_FILE);
-  fs.mkdirSync(root.path('/run/vfioctl'), { recursive: true, mode: 0o700 });
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const fd = fs.openSync(file, 'wx', 0o600);
-      fs.writeSync(fd, `${process.pid}\n`);
-      fs.closeSync(fd);
-      return () => {
-        try {
-          if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.unlinkSync(file);
-        } catch {
-          /* already gone */
-        }
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let holder = NaN;
-    try {
-      holder = Number(fs.readFileSync(file, 'utf8').trim());
-    } catch {
-      continue; // released between our open and read
-    }
-    if (!Number.isInteger(holder) || holder <= 0 || !processAlive(holder)) {
-      // A killed vfioctl leaves its lock behind; the pid check tells us it is stale.
-      try {
-        fs.unlinkSync(file);
-      } catch {
-        /* someone else took it over */
-      }
-      continue;
-    }
-    if (Date.now() > deadline) {
-      throw new VfioctlError(`another vfioctl (pid ${holder}) holds ${root.path(LOCK_FILE)}; try again when it is done`, EXIT.FAILED);
-    }
-    await sleep(50);
-  }
-}
+export const CORRUPT_JOURNAL_ACTION = "not acted on: check the device with 'vfioctl show' (it may be without a driver), fix it by hand if needed, then delete the file";

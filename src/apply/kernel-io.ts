@@ -17,7 +17,7 @@ export class SysfsKernelIo implements KernelIo {
 
   async write(rel: string, value: string): Promise<void> {
     // A sysfs store() sees exactly one write: open, write once, close (no O_CREAT, no truncation).
-    const fh = await fs.promises.open(this.root.path(rel), fs.constants.O_WRONLY);
+    const fh = await fs.promises.open(this.root.confine(rel), fs.constants.O_WRONLY);
     try {
       await fh.write(value);
     } finally {
@@ -40,6 +40,9 @@ export class SysfsKernelIo implements KernelIo {
   }
 
   async chown(rel: string, uid: number, gid: number): Promise<void> {
-    await fs.promises.chown(this.root.path(rel), uid, gid);
+    // lchown: a /dev/vfio node replaced by a symlink must not hand its target to the user.
+    const abs = this.root.confine(rel);
+    if ((await fs.promises.lstat(abs)).isSymbolicLink()) throw Object.assign(new Error(`${rel} is a symlink, not a device node`), { code: 'ELOOP' });
+    await fs.promises.lchown(abs, uid, gid);
   }
 }

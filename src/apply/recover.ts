@@ -2,8 +2,9 @@
 // interrupted bind goes back to its original driver and override; an interrupted unbind is finished.
 import type { HostRoot } from '../host/root';
 import type { KernelIo } from './kernel-io';
-import { Journal } from './journal';
+import { CORRUPT_JOURNAL_ACTION, Journal } from './journal';
 import { completeRelease, driverOf, restore } from './executor';
+import { describeCorrupt } from '../persist/validate';
 
 export interface Recovery {
   readonly address: string;
@@ -14,14 +15,21 @@ export interface Recovery {
   readonly error: string | null;
 }
 
-export async function recoverPending(root: HostRoot, io: KernelIo): Promise<Recovery[]> {
+export interface RecoveryReport {
+  readonly recovered: Recovery[];
+  /** Journal entries that could not be read: named, left in place, never acted on. */
+  readonly unreadable: string[];
+}
+
+/** The caller holds the lock, so the runs that wrote these entries are gone. */
+export async function recoverPending(root: HostRoot, io: KernelIo): Promise<RecoveryReport> {
   const journal = new Journal(root);
-  const out: Recovery[] = [];
-  for (const e of journal.pending()) {
-    // The caller holds the lock, so the run that wrote this entry is gone.
+  const { entries, corrupt } = journal.pending();
+  const recovered: Recovery[] = [];
+  for (const e of entries) {
     const error = e.kind === 'bind' ? await restore(root, io, e.address, e.original) : await completeRelease(root, io, e.address, e.target.override);
     journal.clear(e.address);
-    out.push({ address: e.address, kind: e.kind, interruptedAt: `step ${e.step + 1} (${e.op})`, driver: driverOf(root, e.address), error });
+    recovered.push({ address: e.address, kind: e.kind, interruptedAt: `step ${e.step + 1} (${e.op})`, driver: driverOf(root, e.address), error });
   }
-  return out;
+  return { recovered, unreadable: corrupt.map((c) => describeCorrupt(c, CORRUPT_JOURNAL_ACTION)) };
 }

@@ -1,14 +1,14 @@
 // `vfioctl apply`: converge the live system to the configuration, idempotently. Same journal,
 // lock, rollback and exit codes as `bind`; a broken configuration is bad input (exit 2) and
 // nothing is applied from it. `--boot` is the late boot unit's mode.
-import { parseAddress } from '../host/address';
 import { readSnapshot, type Snapshot } from '../host/snapshot';
 import { readBootDevices, type BootDevices } from '../host/boot-devices';
 import { BOOT_DIR, parseBootMap } from '../boot/map';
-import { isPciAddress } from '../host/address';
+import { isPciAddress, printable } from '../host/address';
+import { isDriverName } from '../persist/validate';
 import { execute, type DeviceResult } from '../apply/executor';
-import { acquireLock } from '../apply/journal';
-import { recoverPending, type Recovery } from '../apply/recover';
+import type { Recovery } from '../apply/recover';
+import type { WriteSession } from '../apply/session';
 import { loadConfig } from '../config/load';
 import { desiredState, type Desire, type DesiredState } from '../config/desired';
 import { isBroad, type Config } from '../config/types';
@@ -16,9 +16,9 @@ import { ruleHook, type Hook } from '../hooks/discover';
 import { planBindPhase, planSriovPhase, ruleLabel, type Skipped } from '../plan/converge';
 import { resolveIntent } from '../plan/target';
 import type { Plan } from '../plan/types';
-import { readState, writeBootState, writeState, type AppliedDevice, type BootState } from '../persist/state';
-import { type Context, printWarnings } from './context';
-import { beforeStep, exitCodeOf, hookTimeout, kernelIo, planResults, printRecovered, render, trust } from './bind';
+import { readState, readStateChecked, writeBootState, writeState, type AppliedDevice, type BootState } from '../persist/state';
+import { type Context, printWarnings, refuseForeignKernelWrite } from './context';
+import { execOptions, exitCodeOf, planResults, render, trust, uniqueAddresses, warnPending, withWriteSession } from './bind';
 import type { TrustPolicy } from '../util/trust';
 
 export interface ApplyOptions {
@@ -64,12 +64,16 @@ function bootProtected(ctx: Context): BootDevices {
   return { devices, unresolved: b.unresolved };
 }
 
-function readBootTaken(ctx: Context): Map<string, string> {
+/** What the early layers took this boot (`ADDRESS DRIVER` lines); other lines are named, not used. */
+function readBootTaken(ctx: Context, warnings: string[]): Map<string, string> {
   const out = new Map<string, string>();
-  for (const line of (ctx.root.readFile('/run/vfioctl/boot-taken') ?? '').split('\n')) {
-    const [address, driver] = line.split(' ');
-    if (address && driver && isPciAddress(address)) out.set(address, driver);
-  }
+  const file = '/run/vfioctl/boot-taken';
+  (ctx.root.readFile(file) ?? '').split('\n').forEach((line, i) => {
+    if (line === '') return;
+    const [address, driver, ...rest] = line.split(' ');
+    if (address && driver && rest.length === 0 && isPciAddress(address) && isDriverName(driver)) out.set(address, driver);
+    else warnings.push(`${ctx.root.path(file)}:${i + 1}: not 'ADDRESS DRIVER' (${printable(line.slice(0, 80))}); ignored`);
+  });
   return out;
 }
 
@@ -92,24 +96,27 @@ function bootOutcomes(snap: Snapshot, desired: DesiredState, boot: BootDevices):
   return { at: new Date().toISOString(), kernel: snap.modules.release ?? null, devices };
 }
 
-function recordApplied(ctx: Context, snap: Snapshot, desired: DesiredState, phases: PhaseResult[]): void {
-  const state = readState(ctx.root);
-  const devices: Record<string, AppliedDevice> = { ...state.devices };
-  for (const p of phases) {
-    for (const r of p.results) {
-      if (p.kind === 'unbind') {
-        if (r.status === 'ok' || r.status === 'noop') delete devices[r.address];
-        continue;
-      }
-      const d = desired.desires.get(r.address);
-      if (p.kind === 'sriov' || !d) continue;
-      const { driver, module } = resolvedDriver(snap, d);
-      devices[r.address] = { address: r.address, intent: d.intent, rule: ruleLabel(d), kernel: snap.modules.release ?? null, driver, module, status: r.status === 'noop' ? 'ok' : r.status, error: r.error, at: new Date().toISOString() };
-    }
+/** What apply did to one device, in state.json at once: an interrupted apply leaves nothing unseen. */
+function recordResult(ctx: Context, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], r: DeviceResult): void {
+  if (kind === 'sriov') return;
+  const devices: Record<string, AppliedDevice> = { ...readState(ctx.root).devices };
+  if (kind === 'unbind') {
+    if (r.status !== 'ok' && r.status !== 'noop') return;
+    delete devices[r.address];
+  } else {
+    const d = desired.desires.get(r.address);
+    if (!d) return;
+    const { driver, module } = resolvedDriver(snap, d);
+    devices[r.address] = { address: r.address, intent: d.intent, rule: ruleLabel(d), kernel: snap.modules.release ?? null, driver, module, status: r.status === 'noop' ? 'ok' : r.status, error: r.error, at: new Date().toISOString() };
   }
-  // Configured once, never applied (refused, failed) and not configured now: nothing to release.
-  for (const [a, d] of Object.entries(devices)) if (!desired.desires.has(a) && d.status !== 'ok' && snap.devices.has(a)) delete devices[a];
   writeState(ctx.root, { devices });
+}
+
+/** After an apply: devices configured once, never applied (refused, failed) and not configured now have nothing to release. */
+function pruneState(ctx: Context, snap: Snapshot, desired: DesiredState): void {
+  const state = readState(ctx.root);
+  const devices = Object.fromEntries(Object.entries(state.devices).filter(([a, d]) => desired.desires.has(a) || d.status === 'ok' || !snap.devices.has(a)));
+  if (Object.keys(devices).length !== Object.keys(state.devices).length) writeState(ctx.root, { devices });
 }
 
 function absentWarnings(desired: DesiredState): string[] {
@@ -120,56 +127,61 @@ function absentWarnings(desired: DesiredState): string[] {
  * Converges `only` (or every configured device) to `config`. Used by `apply`, and by `set` with
  * the edited configuration (which `--nosave` never writes).
  */
-export async function converge(ctx: Context, policy: TrustPolicy, config: Config, only: readonly string[] | null, opts: ApplyOptions): Promise<number> {
+export async function converge(ctx: Context, policy: TrustPolicy, config: Config, only: readonly string[] | null, opts: ApplyOptions, held?: WriteSession): Promise<number> {
+  refuseForeignKernelWrite(ctx, opts.dryRun);
+  if (opts.dryRun) {
+    warnPending(ctx);
+    return convergeIn(ctx, policy, config, only, opts, null);
+  }
+  return held ? convergeIn(ctx, policy, config, only, opts, held) : withWriteSession(ctx, (s) => convergeIn(ctx, policy, config, only, opts, s));
+}
+
+async function convergeIn(ctx: Context, policy: TrustPolicy, config: Config, only: readonly string[] | null, opts: ApplyOptions, session: WriteSession | null): Promise<number> {
   const root = ctx.root;
   const onlySet = only ? new Set(only) : null;
   const read = () => readSnapshot(root, { kernel: ctx.kernel, forWrite: true, trust: policy });
   const boot = opts.boot ? bootProtected(ctx) : null;
-  const release = opts.dryRun ? () => undefined : await acquireLock(root);
-  try {
-    const io = kernelIo(ctx);
-    const recovered: Recovery[] = opts.dryRun ? [] : await recoverPending(root, io);
-    let snap = read();
-    const warnings = [...snap.warnings];
-    let desired = desiredState(config, snap.devices);
-    if (boot) {
-      for (const u of boot.unresolved) warnings.push(`boot device ${u} could not be traced to a PCI device`);
-      if (!opts.dryRun) writeBootState(root, bootOutcomes(snap, desired, boot));
-    }
-    const phases: PhaseResult[] = [];
-    const run = async (kind: Plan['kind'], plan: Plan) => {
-      if (plan.devices.length === 0) return;
-      const results = opts.dryRun ? planResults(plan) : await execute(plan, { root, io, beforeStep: beforeStep(ctx), hookTimeoutMs: hookTimeout(ctx), env: ctx.io.env });
-      phases.push({ kind, plan, results });
-    };
-    const bootTaken = opts.boot ? { bootTaken: readBootTaken(ctx) } : {};
-    const ruleOpts = () => ({ only: onlySet, boot, ruleHooks: ruleHooks(ctx, desired, policy), ...bootTaken });
-    const sriov = planSriovPhase(snap, desired, ruleOpts());
-    await run('sriov', sriov);
-    if (sriov.devices.some((d) => d.status === 'planned')) {
-      if (opts.dryRun) warnings.push('VFs that do not exist yet are planned for once they are created: run without --dry-run, then check with vfioctl status');
-      else {
-        snap = read(); // the new VFs exist now
-        desired = desiredState(config, snap.devices);
-      }
-    }
-    const bindPhase = planBindPhase(snap, desired, readState(root), ruleOpts());
-    await run('unbind', bindPhase.release);
-    for (const b of bindPhase.binds) await run('bind', b.plan);
-    if (!opts.dryRun) recordApplied(ctx, snap, desired, phases);
-    report(ctx, opts, phases, bindPhase.skipped, [...warnings, ...desired.warnings, ...absentWarnings(desired)], recovered, desired);
-    const statuses = phases.flatMap((p) => p.results.map((r) => r.status));
-    for (const a of onlySet ?? []) {
-      if (phases.some((p) => p.results.some((r) => r.address === a))) continue;
-      if (!snap.devices.has(a)) {
-        ctx.io.err(`vfioctl: no PCI device ${a} (not in ${root.path('/sys/bus/pci/devices')}; see 'vfioctl list')\n`);
-        statuses.push('invalid');
-      } else if (!desired.desires.has(a)) ctx.io.err(`vfioctl: ${a}: not configured; nothing to apply ('vfioctl set ${a} vfio' configures it)\n`);
-    }
-    return exitCodeOf(statuses);
-  } finally {
-    release();
+  let snap = read();
+  const warnings = [...snap.warnings];
+  const state = readStateChecked(root);
+  if (state.problem) warnings.push(state.problem);
+  let desired = desiredState(config, snap.devices);
+  if (boot) {
+    for (const u of boot.unresolved) warnings.push(`boot device ${u} could not be traced to a PCI device`);
+    if (session) writeBootState(root, bootOutcomes(snap, desired, boot));
   }
+  const phases: PhaseResult[] = [];
+  const run = async (kind: Plan['kind'], plan: Plan) => {
+    if (plan.devices.length === 0) return;
+    const planned = snap;
+    const results = session ? await execute(plan, { ...execOptions(ctx, session), onResult: (_d, r) => recordResult(ctx, planned, desired, kind, r) }) : planResults(plan);
+    phases.push({ kind, plan, results });
+  };
+  const bootTaken = opts.boot ? { bootTaken: readBootTaken(ctx, warnings) } : {};
+  const ruleOpts = () => ({ only: onlySet, boot, ruleHooks: ruleHooks(ctx, desired, policy), ...bootTaken });
+  const sriov = planSriovPhase(snap, desired, ruleOpts());
+  await run('sriov', sriov);
+  if (sriov.devices.some((d) => d.status === 'planned')) {
+    if (!session) warnings.push('VFs that do not exist yet are planned for once they are created: run without --dry-run, then check with vfioctl status');
+    else {
+      snap = read(); // the new VFs exist now
+      desired = desiredState(config, snap.devices);
+    }
+  }
+  const bindPhase = planBindPhase(snap, desired, readState(root), ruleOpts());
+  await run('unbind', bindPhase.release);
+  for (const b of bindPhase.binds) await run('bind', b.plan);
+  if (session) pruneState(ctx, snap, desired);
+  report(ctx, opts, phases, bindPhase.skipped, [...warnings, ...desired.warnings, ...absentWarnings(desired)], session?.recovery.recovered ?? [], desired);
+  const statuses = phases.flatMap((p) => p.results.map((r) => r.status));
+  for (const a of onlySet ?? []) {
+    if (phases.some((p) => p.results.some((r) => r.address === a))) continue;
+    if (!snap.devices.has(a)) {
+      ctx.io.err(`vfioctl: no PCI device ${a} (not in ${root.path('/sys/bus/pci/devices')}; see 'vfioctl list')\n`);
+      statuses.push('invalid');
+    } else if (!desired.desires.has(a)) ctx.io.err(`vfioctl: ${a}: not configured; nothing to apply ('vfioctl set ${a} vfio' configures it)\n`);
+  }
+  return exitCodeOf(statuses);
 }
 
 function report(ctx: Context, opts: ApplyOptions, phases: PhaseResult[], skipped: readonly Skipped[], warnings: string[], recovered: Recovery[], desired: DesiredState): void {
@@ -183,15 +195,14 @@ function report(ctx: Context, opts: ApplyOptions, phases: PhaseResult[], skipped
     ctx.io.out(JSON.stringify({ command: 'apply', dryRun: !!opts.dryRun, boot: !!opts.boot, recovered, results, skipped, warnings }, null, 2) + '\n');
     return;
   }
-  printWarnings(ctx, warnings);
-  printRecovered(ctx, recovered);
+  printWarnings(ctx, warnings); // (what was recovered was reported when the session began)
   for (const p of phases) render(ctx, p.kind, p.plan, p.results, !!opts.dryRun, []);
   for (const s of skipped) ctx.io.out(`${s.address}: SKIPPED at boot: ${s.reason}\n`);
   if (phases.length === 0 && skipped.length === 0) ctx.io.out('nothing configured to apply\n');
 }
 
 export function applyCommand(ctx: Context, devices: string[], opts: ApplyOptions): Promise<number> {
-  const only = devices.length ? devices.map(parseAddress) : null;
+  const only = devices.length ? uniqueAddresses(devices) : null;
   const policy = trust(ctx);
   return converge(ctx, policy, loadConfig(ctx.root, policy), only, opts);
 }

@@ -1,17 +1,20 @@
 // `vfioctl bind`, `unbind` and `recover`: read -> plan (pure) -> apply (journaled, verified).
 import { parseAddress } from '../host/address';
 import { readSnapshot } from '../host/snapshot';
-import { execute, type DeviceResult, type ExecOptions } from '../apply/executor';
-import { acquireLock, Journal } from '../apply/journal';
-import { SysfsKernelIo, type KernelIo } from '../apply/kernel-io';
-import { recoverPending, type Recovery } from '../apply/recover';
+import { execute, type DeviceResult } from '../apply/executor';
+import { Journal } from '../apply/journal';
+import { describeHolder, lockHeld } from '../apply/lock';
+import type { Recovery, RecoveryReport } from '../apply/recover';
+import { writeSession, type WriteSession } from '../apply/session';
 import { planBind, planUnbind } from '../plan/planner';
 import { validateDriverName } from '../plan/target';
 import { describeStep, type DevicePlan, type Plan } from '../plan/types';
 import { EXIT } from '../util/diag';
-import { type Context, printWarnings } from './context';
+import { type Context, kernelIoOf, printWarnings, refuseForeignKernelWrite } from './context';
 import { parseOwner } from './owner';
 import { relaxedTrustWarning, trustPolicy, type TrustPolicy } from '../util/trust';
+import { CORRUPT_JOURNAL_ACTION } from '../apply/journal';
+import { describeCorrupt } from '../persist/validate';
 
 export interface BindOptions {
   driver?: string;
@@ -20,31 +23,6 @@ export interface BindOptions {
   group?: boolean;
   json?: boolean;
   owner?: string;
-}
-
-/** Test seam: the kernel model replaces the real sysfs writer; kills are injected per step op. */
-export interface ApplyEnv {
-  kernelIo?: KernelIo;
-  beforeStep?: ExecOptions['beforeStep'];
-}
-
-let applyEnv: ApplyEnv = {};
-export function setApplyEnv(e: ApplyEnv): void {
-  applyEnv = e;
-}
-
-export function kernelIo(ctx: Context): KernelIo {
-  return applyEnv.kernelIo ?? new SysfsKernelIo(ctx.root);
-}
-
-export function beforeStep(ctx: Context): ExecOptions['beforeStep'] {
-  if (applyEnv.beforeStep) return applyEnv.beforeStep;
-  // For the real-kernel suite: die at a chosen step, as a crash or kill -9 would.
-  const killAt = ctx.io.env.VFIOCTL_TEST_KILL_AT;
-  if (!killAt) return undefined;
-  return (_p, s) => {
-    if (s.op === killAt) process.kill(process.pid, 'SIGKILL');
-  };
 }
 
 /** The trust policy for hooks and configuration; a relaxed one is announced every time. */
@@ -122,77 +100,99 @@ export function render(ctx: Context, kind: Plan['kind'], plan: Plan, results: De
   }
 }
 
-async function runPlan(ctx: Context, kind: Plan['kind'], addresses: string[], makePlan: (snap: ReturnType<typeof readSnapshot>) => Plan, opts: { dryRun?: boolean; json?: boolean }): Promise<number> {
+/**
+ * The lock, repair of a killed run, signals: what every writing command runs inside. A command a
+ * signal reached exits non-zero even when the step in flight was its last.
+ */
+export function withWriteSession(ctx: Context, work: (s: WriteSession) => Promise<number>): Promise<number> {
+  return writeSession(
+    ctx.root,
+    {
+      kernelIo: kernelIoOf(ctx),
+      waitMs: ctx.waitMs,
+      onWait: (h) => ctx.io.err(`vfioctl: waiting for the lock held by ${describeHolder(h)} (up to ${ctx.waitMs / 1000} s; --wait SECONDS)\n`),
+      onSignal: (sig) => ctx.io.err(`vfioctl: ${sig}: finishing the step in flight, then rolling back and stopping\n`),
+    },
+    async (s) => {
+      reportRecovery(ctx, s.recovery);
+      const code = await work(s);
+      return s.interrupted() !== null && code === EXIT.OK ? EXIT.FAILED : code;
+    },
+  );
+}
+
+/** Options for execute() within a session. */
+export function execOptions(ctx: Context, s: WriteSession) {
+  return { root: ctx.root, io: s.io, beforeStep: ctx.io.beforeStep, hookTimeoutMs: hookTimeout(ctx), env: ctx.io.env, interrupted: s.interrupted };
+}
+
+/** Pending journal entries, for commands that do not repair (dry runs, list, show). */
+export function warnPending(ctx: Context): void {
+  const { entries, corrupt } = new Journal(ctx.root).pending();
+  if (entries.length === 0 && corrupt.length === 0) return;
+  // Entries of a live run that holds the lock are its work in progress, not damage.
+  if (corrupt.length === 0 && lockHeld(ctx.root)) return;
+  for (const e of entries) ctx.io.err(`vfioctl: warning: ${e.address} was left half-done by an interrupted ${e.kind} (at ${e.op}); 'vfioctl recover' (or any writing command) repairs it\n`);
+  for (const c of corrupt) ctx.io.err(`vfioctl: warning: unreadable journal entry ${describeCorrupt(c, CORRUPT_JOURNAL_ACTION)}\n`);
+}
+
+export function reportRecovery(ctx: Context, r: RecoveryReport): void {
+  printRecovered(ctx, r.recovered);
+  for (const u of r.unreadable) ctx.io.err(`vfioctl: warning: unreadable journal entry ${u}\n`);
+}
+
+/** The same device twice on one command line is one device. */
+export function uniqueAddresses(devices: readonly string[]): string[] {
+  return [...new Set(devices.map(parseAddress))];
+}
+
+async function runPlan(ctx: Context, kind: Plan['kind'], addresses: string[], makePlan: (snap: ReturnType<typeof readSnapshot>) => Plan, opts: { dryRun?: boolean; json?: boolean }, held?: WriteSession): Promise<number> {
   const root = ctx.root;
+  refuseForeignKernelWrite(ctx, opts.dryRun);
   if (opts.dryRun) {
-    const pending = new Journal(root).pending();
     const snap = readSnapshot(root, { kernel: ctx.kernel, only: addresses, forWrite: true, trust: trust(ctx) });
     printWarnings(ctx, snap.warnings);
-    for (const e of pending) ctx.io.err(`vfioctl: warning: ${e.address} was left half-done by an interrupted ${e.kind}; a real run (or 'vfioctl recover') repairs it first\n`);
+    warnPending(ctx);
     const plan = makePlan(snap);
     const results = planResults(plan);
     if (opts.json) ctx.io.out(JSON.stringify({ command: kind, dryRun: true, results }, null, 2) + '\n');
     else render(ctx, kind, plan, results, true, []);
     return exitCodeOf(results.map((r) => r.status));
   }
-  const release = await acquireLock(root);
-  try {
-    const io = kernelIo(ctx);
-    const recovered = await recoverPending(root, io);
-    const snap = readSnapshot(root, { kernel: ctx.kernel, only: addresses, forWrite: true, trust: trust(ctx) });
+  const policy = trust(ctx);
+  const work = async (s: WriteSession) => {
+    const snap = readSnapshot(root, { kernel: ctx.kernel, only: addresses, forWrite: true, trust: policy });
     printWarnings(ctx, snap.warnings);
     const plan = makePlan(snap);
-    const results = await execute(plan, { root, io, beforeStep: beforeStep(ctx), hookTimeoutMs: hookTimeout(ctx), env: ctx.io.env });
-    if (opts.json) ctx.io.out(JSON.stringify({ command: kind, dryRun: false, recovered, results }, null, 2) + '\n');
-    else render(ctx, kind, plan, results, false, recovered);
+    const results = await execute(plan, execOptions(ctx, s));
+    if (opts.json) ctx.io.out(JSON.stringify({ command: kind, dryRun: false, recovered: s.recovery.recovered, unreadableJournal: s.recovery.unreadable, results }, null, 2) + '\n');
+    else render(ctx, kind, plan, results, false, []);
     return exitCodeOf(results.map((r) => r.status));
-  } finally {
-    // (A SimulatedKill in tests also passes through here: the journal stays, as after a real kill.)
-    release();
-  }
+  };
+  return held ? work(held) : withWriteSession(ctx, work);
 }
 
 export function bindCommand(ctx: Context, devices: string[], opts: BindOptions): Promise<number> {
-  const addresses = devices.map(parseAddress);
+  const addresses = uniqueAddresses(devices);
   const driver = validateDriverName(opts.driver ?? 'vfio');
   const owner = opts.owner !== undefined ? parseOwner(ctx.root, opts.owner) : undefined;
   return runPlan(ctx, 'bind', addresses, (snap) => planBind(snap, { kind: 'bind', addresses, driver, force: !!opts.force, group: !!opts.group, ...(owner ? { owner } : {}) }), opts);
 }
 
-export function unbindCommand(ctx: Context, devices: string[], opts: { dryRun?: boolean; json?: boolean }): Promise<number> {
-  const addresses = devices.map(parseAddress);
-  return runPlan(ctx, 'unbind', addresses, (snap) => planUnbind(snap, { kind: 'unbind', addresses }), opts);
-}
-
-/**
- * Read-only commands stay read-only on a healthy host; but a device left driverless by a killed
- * vfioctl is repaired by whichever invocation comes next (if it may write; else it says so).
- */
-export async function repairIfPending(ctx: Context): Promise<void> {
-  if (new Journal(ctx.root).pending().length === 0) return;
-  try {
-    const release = await acquireLock(ctx.root, 5_000);
-    try {
-      for (const r of await recoverPending(ctx.root, kernelIo(ctx))) {
-        ctx.io.err(`vfioctl: recovered ${r.address} from an interrupted ${r.kind} (${r.interruptedAt}): now on ${r.driver ?? 'no driver'}${r.error ? `; ${r.error}` : ''}\n`);
-      }
-    } finally {
-      release();
-    }
-  } catch (e) {
-    ctx.io.err(`vfioctl: warning: a device was left half-done by an interrupted vfioctl and could not be repaired now (${(e as Error).message}); run 'vfioctl recover' as root\n`);
-  }
+export function unbindCommand(ctx: Context, devices: string[], opts: { dryRun?: boolean; json?: boolean }, held?: WriteSession): Promise<number> {
+  const addresses = uniqueAddresses(devices);
+  return runPlan(ctx, 'unbind', addresses, (snap) => planUnbind(snap, { kind: 'unbind', addresses }), opts, held);
 }
 
 export async function recoverCommand(ctx: Context, opts: { json?: boolean }): Promise<number> {
-  const release = await acquireLock(ctx.root);
-  try {
-    const rec = await recoverPending(ctx.root, kernelIo(ctx));
-    if (opts.json) ctx.io.out(JSON.stringify({ recovered: rec }, null, 2) + '\n');
-    else if (rec.length === 0) ctx.io.out('nothing to recover\n');
-    else for (const r of rec) ctx.io.out(`${r.address}: interrupted ${r.kind} at ${r.interruptedAt}; now on ${r.driver ?? 'no driver'}${r.error ? ` (${r.error})` : ''}\n`);
-    return rec.some((r) => r.error) ? EXIT.FAILED : EXIT.OK;
-  } finally {
-    release();
+  // recover reports what it repaired itself, not through the session's notes.
+  const rep = await writeSession(ctx.root, { kernelIo: kernelIoOf(ctx), waitMs: ctx.waitMs }, async (s) => s.recovery);
+  const rec = rep.recovered;
+  if (opts.json) ctx.io.out(JSON.stringify({ recovered: rec, unreadableJournal: rep.unreadable }, null, 2) + '\n');
+  else {
+    if (rec.length === 0 && rep.unreadable.length === 0) ctx.io.out('nothing to recover\n');
+    for (const r of rec) ctx.io.out(`${r.address}: interrupted ${r.kind} at ${r.interruptedAt}; now on ${r.driver ?? 'no driver'}${r.error ? ` (${r.error})` : ''}\n`);
+    for (const u of rep.unreadable) ctx.io.out(`UNREADABLE journal entry ${u}\n`);
   }
+  return rec.some((r) => r.error) || rep.unreadable.length > 0 ? EXIT.FAILED : EXIT.OK;
 }

@@ -1,9 +1,15 @@
 // What every command gets: the host root, the kernel release, and where to write.
+import * as fs from 'node:fs';
 import { HostRoot } from '../host/root';
+import type { KernelIo } from '../apply/kernel-io';
+import { SysfsKernelIo } from '../apply/kernel-io';
+import type { ExecOptions } from '../apply/executor';
+import { EXIT, VfioctlError } from '../util/diag';
 
 export interface GlobalOptions {
   root?: string;
   kernel?: string;
+  wait?: string;
   nosave?: boolean;
   noprobe?: boolean;
   bus?: string;
@@ -13,18 +19,58 @@ export interface Io {
   out(s: string): void;
   err(s: string): void;
   env: NodeJS.ProcessEnv;
+  /**
+   * What writes to the kernel (default: sysfs under the root, and modprobe). The unit tests put
+   * the simulated driver core here, and may stop a run before a chosen step.
+   */
+  kernelIo?: (root: HostRoot) => KernelIo;
+  beforeStep?: ExecOptions['beforeStep'];
 }
 
 export interface Context {
   readonly root: HostRoot;
   readonly kernel: string | undefined;
   readonly io: Io;
+  /** How long to wait for another vfioctl's lock (--wait SECONDS, default 30). */
+  readonly waitMs: number;
   /** driverctl's options given before its verb. */
   readonly flags: { readonly nosave?: boolean; readonly noprobe?: boolean; readonly bus?: string };
 }
 
+export const DEFAULT_WAIT_SECONDS = 30;
+
+function waitMs(given: string | undefined): number {
+  if (given === undefined) return DEFAULT_WAIT_SECONDS * 1000;
+  const s = Number(given);
+  if (given.trim() === '' || !Number.isFinite(s) || s < 0 || s > 86_400) throw new VfioctlError(`--wait '${given}': give a number of seconds from 0 to 86400`, EXIT.BAD_INPUT);
+  return Math.round(s * 1000);
+}
+
 export function makeContext(g: GlobalOptions, io: Io): Context {
-  return { root: new HostRoot(g.root ?? io.env.VFIOCTL_ROOT ?? '/'), kernel: g.kernel, io, flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus } };
+  const dir = g.root ?? io.env.VFIOCTL_ROOT ?? '/';
+  // A mistyped --root must not read as an empty host ("no devices") or create a tree somewhere.
+  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new VfioctlError(`--root ${dir}: no such directory`, EXIT.BAD_INPUT);
+  const root = new HostRoot(dir);
+  if (g.kernel !== undefined && (!/^[A-Za-z0-9._+~-]{1,128}$/.test(g.kernel) || !root.exists(`/lib/modules/${g.kernel}`))) {
+    throw new VfioctlError(`--kernel '${g.kernel}': no module tree ${root.path(`/lib/modules/${g.kernel}`)}; 'ls ${root.path('/lib/modules')}' lists the kernels`, EXIT.BAD_INPUT);
+  }
+  return { root, kernel: g.kernel, io, waitMs: waitMs(g.wait), flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus } };
+}
+
+export function kernelIoOf(ctx: Context): KernelIo {
+  return ctx.io.kernelIo?.(ctx.root) ?? new SysfsKernelIo(ctx.root);
+}
+
+/**
+ * `--kernel OTHER` on the running system is for previews: the plan is made for that kernel's
+ * modules, which the running kernel cannot load. Writing commands refuse it unless dry-run.
+ */
+export function refuseForeignKernelWrite(ctx: Context, dryRun: boolean | undefined): void {
+  if (dryRun || ctx.kernel === undefined || !ctx.root.isLive) return;
+  const running = ctx.root.kernelRelease();
+  if (running !== undefined && running !== ctx.kernel) {
+    throw new VfioctlError(`--kernel ${ctx.kernel} is not the running kernel (${running}): its plan can only be previewed; add --dry-run`, EXIT.BAD_INPUT);
+  }
 }
 
 export function printWarnings(ctx: Context, warnings: readonly string[]): void {

@@ -3,6 +3,9 @@ import { readModuleState } from '../host/snapshot';
 import { Diagnostics, EXIT } from '../util/diag';
 import { VFIO_PCI_MODULE } from '../match/resolve';
 import type { Context } from './context';
+import { CORRUPT_JOURNAL_ACTION, Journal } from '../apply/journal';
+import { lockHeld } from '../apply/lock';
+import { describeCorrupt } from '../persist/validate';
 
 type Status = 'ok' | 'warn' | 'fail';
 interface Check {
@@ -41,12 +44,19 @@ export function doctorCommand(ctx: Context, opts: { json?: boolean }): number {
   const release = root.kernelRelease(ctx.kernel);
   const mods = readModuleState(root, release, diag);
   const variants = [...mods.aliases.vfioByModule.keys()].filter((m) => m !== VFIO_PCI_MODULE);
-  const haveVfio = mods.aliases.vfioByModule.has(VFIO_PCI_MODULE) || mods.builtin.has(VFIO_PCI_MODULE) || mods.drivers.driverModule.has('vfio-pci');
-  add('vfio-pci', haveVfio ? 'ok' : 'fail', haveVfio ? `vfio-pci available (${mods.builtin.has(VFIO_PCI_MODULE) ? 'built in' : mods.drivers.driverModule.has('vfio-pci') ? 'loaded' : 'module'})` : `vfio-pci not found for kernel ${release ?? '?'} (no vfio_pci alias, not built in, not loaded)`);
-  add('variants', variants.length ? 'ok' : 'warn', variants.length ? `variant drivers: ${variants.join(', ')}` : 'no vfio-pci variant drivers in modules.alias (plain vfio-pci only: no live migration)');
+  // Before 5.15 vfio-pci has no ID table (no vfio_pci: alias): modules.dep says it exists.
+  const haveVfio = mods.vfioPciWithoutTable !== 'absent';
+  const noTable = mods.vfioPciWithoutTable === 'module' ? ', no ID table: Linux before 5.15, it takes any device through driver_override' : '';
+  add('vfio-pci', haveVfio ? 'ok' : 'fail', haveVfio ? `vfio-pci available (${mods.builtin.has(VFIO_PCI_MODULE) ? 'built in' : mods.drivers.driverModule.has('vfio-pci') ? 'loaded' : 'module'}${noTable})` : `vfio-pci not found for kernel ${release ?? '?'} (no vfio_pci alias, not built in, not in modules.dep, not loaded)`);
+  if (noTable && variants.length === 0) add('variants', 'ok', 'no vfio-pci variant drivers: none exist before Linux 5.15 (plain vfio-pci: no live migration)');
+  else add('variants', variants.length ? 'ok' : 'warn', variants.length ? `variant drivers: ${variants.join(', ')}` : 'no vfio-pci variant drivers in modules.alias (plain vfio-pci only: no live migration)');
   const blacklisted = [VFIO_PCI_MODULE, ...variants].filter((m) => mods.blacklist.entries.has(m));
   if (blacklisted.length) add('blacklist', 'warn', `blacklisted: ${blacklisted.map((m) => `${m} (${mods.blacklist.entries.get(m)})`).join(', ')}`);
   if (root.readAttr('/sys/module/vfio/parameters/enable_unsafe_noiommu_mode')?.trim() === 'Y') add('noiommu', 'warn', 'vfio no-IOMMU mode is on: devices are unprotected');
+  // Half-done devices: a killed vfioctl's journal entries, or entries that cannot be read.
+  const { entries, corrupt } = new Journal(root).pending();
+  if (corrupt.length) add('journal', 'warn', `unreadable journal entries (never acted on): ${corrupt.map((c) => describeCorrupt(c, CORRUPT_JOURNAL_ACTION)).join('; ')}`);
+  else if (entries.length && !lockHeld(root)) add('journal', 'warn', `left half-done by an interrupted vfioctl: ${entries.map((e) => `${e.address} (${e.kind} at ${e.op})`).join(', ')}; run 'vfioctl recover'`);
   const ok = !checks.some((c) => c.status === 'fail');
   if (opts.json) ctx.io.out(JSON.stringify({ ok, kernel: release ?? null, checks }, null, 2) + '\n');
   else {

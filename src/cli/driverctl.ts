@@ -1,14 +1,14 @@
 // driverctl users come along: `import-driverctl` turns /etc/driverctl.d/* into vfioctl rules, and
 // driverctl's verbs work with driverctl's meaning (set-override stores the literal driver name).
 import { isPciAddress, printable } from '../host/address';
-import { CONFIG_FILE } from '../config/types';
-import { loadConfig } from '../config/load';
+import { CONFIG_FILE, type Config } from '../config/types';
+import { loadConfig, parseConfig, readConfigText } from '../config/load';
 import { withIntent } from '../config/edit';
 import { validateDriverName } from '../plan/target';
 import { EXIT, VfioctlError } from '../util/diag';
 import { untrustedReason } from '../util/trust';
 import type { Context } from './context';
-import { trust } from './bind';
+import { trust, withWriteSession } from './bind';
 import { saveConfig } from './install';
 
 export const DRIVERCTL_DIR = '/etc/driverctl.d';
@@ -20,9 +20,17 @@ interface Imported {
   readonly intent: string;
 }
 
-export function importDriverctlCommand(ctx: Context, opts: { dryRun?: boolean; json?: boolean; vfio?: boolean }): number {
+type ImportOptions = { dryRun?: boolean; json?: boolean; vfio?: boolean };
+
+export function importDriverctlCommand(ctx: Context, opts: ImportOptions): number | Promise<number> {
+  // The configuration's read-modify-write happens under the lock, as set's does.
+  return opts.dryRun ? importDriverctl(ctx, opts) : withWriteSession(ctx, async () => importDriverctl(ctx, opts));
+}
+
+function importDriverctl(ctx: Context, opts: ImportOptions): number {
   const policy = trust(ctx);
-  const config = loadConfig(ctx.root, policy);
+  const original = readConfigText(ctx.root, policy);
+  const config = original === undefined ? { rules: [] as Config['rules'] } : parseConfig(original, CONFIG_FILE);
   const problems: string[] = [];
   const found: Imported[] = [];
   for (const name of ctx.root.list(DRIVERCTL_DIR).sort()) {
@@ -60,7 +68,7 @@ export function importDriverctlCommand(ctx: Context, opts: { dryRun?: boolean; j
   }
   // Bad input changes nothing: all files import, or none.
   if (problems.length) throw new VfioctlError(`cannot import ${DRIVERCTL_DIR} (nothing was changed):\n${problems.map((p) => `  ${p}`).join('\n')}`, EXIT.BAD_INPUT);
-  let text = ctx.root.readFile(CONFIG_FILE);
+  let text = original;
   let changed = false;
   for (const f of found) {
     const e = withIntent(text, f.address, f.intent);

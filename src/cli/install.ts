@@ -76,7 +76,8 @@ function computeMaps(root: HostRoot, policy: TrustPolicy, kernels: readonly stri
 }
 
 function writeFile(root: HostRoot, f: BootFile): 'wrote' | 'unchanged' {
-  const abs = root.path(f.path);
+  // The entry is replaced (symlink, or rename over it), never followed: its directory must stay inside.
+  const abs = root.confineEntry(f.path);
   if (f.link !== undefined) {
     let cur: string | undefined;
     try {
@@ -92,7 +93,6 @@ function writeFile(root: HostRoot, f: BootFile): 'wrote' | 'unchanged' {
   }
   if (root.readFile(f.path) === f.content) return 'unchanged';
   atomicWrite(abs, f.content!, f.mode, 0o755);
-  fs.chmodSync(abs, f.mode); // atomicWrite's mode is filtered by the umask
   return 'wrote';
 }
 
@@ -169,7 +169,7 @@ export function installCommand(ctx: Context, opts: InstallOptions): number {
         report.push({ path: p, action: 'kept (not written by vfioctl)' });
         continue;
       }
-      if (!opts.dryRun) fs.rmSync(root.path(p), { force: true });
+      if (!opts.dryRun) fs.rmSync(root.confineEntry(p), { force: true });
       report.push({ path: p, action: opts.dryRun ? 'would remove' : 'removed' });
     }
     // Directories go only when empty: /usr/lib/vfioctl also holds the vendor hooks.d. The

@@ -8,12 +8,12 @@ import { CONFIG_FILE } from '../config/types';
 import { ruleHook, type Hook } from '../hooks/discover';
 import type { TrustPolicy } from '../util/trust';
 import { EXIT, VfioctlError } from '../util/diag';
-import { repairIfPending, trust } from './bind';
+import { trust, warnPending } from './bind';
 import { type Context, printWarnings } from './context';
 import { deviceView, nameOf, roleOf, table, type DeviceView } from '../report/device-view';
 
 export async function listCommand(ctx: Context, opts: { json?: boolean }): Promise<number> {
-  await repairIfPending(ctx);
+  warnPending(ctx); // read-only: a half-done device is named, and repaired by 'vfioctl recover'
   const snap = readSnapshot(ctx.root, { kernel: ctx.kernel });
   const names = loadPciNames(ctx.root, new Set([...snap.devices.values()].map((d) => d.vendor)));
   if (opts.json) {
@@ -73,13 +73,13 @@ function configuredHooks(ctx: Context, snap: Snapshot, address: string, policy: 
 function marks(v: DeviceView): string {
   const m: string[] = [];
   if (v.inUse.length > 0) m.push(`host: ${[...v.netdevs, ...v.blockdevs].join(',') || (v.bootVga ? 'boot-vga' : 'yes')}`);
-  if (v.onVfio) m.push(`vfio:${v.vfioDev}`);
+  if (v.onVfio) m.push(`vfio:${v.vfioDev ?? v.driver}`);
   return m.join(' ') || '-';
 }
 
 export async function showCommand(ctx: Context, device: string, opts: { json?: boolean }): Promise<number> {
   const address = parseAddress(device);
-  await repairIfPending(ctx);
+  warnPending(ctx);
   const policy = trust(ctx);
   const snap = readSnapshot(ctx.root, { kernel: ctx.kernel, only: [address], shallow: true, trust: policy });
   const d = snap.devices.get(address);
@@ -107,7 +107,7 @@ export async function showCommand(ctx: Context, device: string, opts: { json?: b
     ['numa node', String(v.numaNode ?? '-')],
     ['reset methods', v.resetMethods?.join(' ') || '-'],
     ['sr-iov', roleOf(v) + (v.sriov?.vfs.length ? ` [${v.sriov.vfs.join(', ')}]` : '')],
-    ['on vfio', v.onVfio ? `yes (${v.vfioDev})` : 'no'],
+    ['on vfio', v.onVfio ? `yes (${v.vfioDev ?? v.driver})` : 'no'],
     ['interfaces', v.netdevs.join(', ') || '-'],
     ['block devices', v.blockdevs.join(', ') || '-'],
     ['boot vga', v.bootVga ? 'yes' : 'no'],
@@ -132,5 +132,6 @@ export async function showCommand(ctx: Context, device: string, opts: { json?: b
       ),
     );
   }
+  for (const line of v.explanation ?? []) ctx.io.out(`why: ${line}\n`);
   return EXIT.OK;
 }

@@ -22,6 +22,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .version(VERSION, '-V, --version')
     .addOption(new Option('--root <dir>', 'host root holding sys/, proc/, lib/modules/, etc/, run/, dev/').env('VFIOCTL_ROOT'))
     .option('--kernel <release>', 'kernel release whose modules to use (default: <root>/proc/sys/kernel/osrelease)')
+    .option('--wait <seconds>', 'how long a writing command waits for another vfioctl to finish (default 30; exit 4 when it is not done by then)')
     // driverctl users write `driverctl --nosave set-override ...`: the same options before the verb.
     .addOption(new Option('--nosave', 'driverctl verbs: do not save').hideHelp())
     .addOption(new Option('--noprobe', 'driverctl verbs: do not apply now').hideHelp())
@@ -175,6 +176,14 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   return program;
 }
 
+/** For the real-kernel suite: die (as kill -9 would) before the step with this op. */
+function killAtStep(op: string | undefined): Io['beforeStep'] {
+  if (!op) return undefined;
+  return (_p, s) => {
+    if (s.op === op) process.kill(process.pid, 'SIGKILL');
+  };
+}
+
 /** Runs the CLI with argv (without node and script) and returns the exit code. */
 export async function run(argv: string[], io: Io): Promise<number> {
   let code: number = EXIT.OK;
@@ -197,10 +206,18 @@ export async function run(argv: string[], io: Io): Promise<number> {
 }
 
 if (require.main === module) {
+  // A reader that went away (`vfioctl show X | head -1`) is not an error of ours: stop quietly.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
   const io: Io = {
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
     env: process.env,
+    beforeStep: killAtStep(process.env.VFIOCTL_TEST_KILL_AT),
   };
   void run(process.argv.slice(2), io).then((code) => {
     process.exitCode = code;

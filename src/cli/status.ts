@@ -7,7 +7,7 @@ import { desiredState, type Desire } from '../config/desired';
 import { CONFIG_FILE } from '../config/types';
 import { ruleLabel } from '../plan/converge';
 import { resolveIntent } from '../plan/target';
-import { readBootState, readState, type AppliedDevice } from '../persist/state';
+import { readBootStateChecked, readStateChecked, type AppliedDevice } from '../persist/state';
 import { table } from '../report/device-view';
 import { EXIT } from '../util/diag';
 import { type Context, printWarnings } from './context';
@@ -68,16 +68,24 @@ function bootText(b: DeviceStatus['boot']): string {
 }
 
 export function statusCommand(ctx: Context, opts: { json?: boolean }): number {
+  const running = ctx.root.kernelRelease();
+  if (ctx.kernel !== undefined && ctx.root.isLive && running !== ctx.kernel) {
+    ctx.io.err(`vfioctl: note: resolving for kernel ${ctx.kernel}, not the running ${running ?? 'kernel'}: a preview of what apply would do after booting it; the live drivers are this kernel's\n`);
+  }
   const config = loadConfig(ctx.root, trust(ctx));
   const snap = readSnapshot(ctx.root, { kernel: ctx.kernel });
   printWarnings(ctx, snap.warnings);
   const desired = desiredState(config, snap.devices);
-  const applied = readState(ctx.root).devices;
+  const state = readStateChecked(ctx.root);
+  if (state.problem) printWarnings(ctx, [state.problem]);
+  const applied = state.value.devices;
   const kernel = snap.modules.release ?? null;
   // This boot's start (/proc/stat btime); a boot record from an earlier boot does not count.
   const btime = Number(/^btime (\d+)$/m.exec(ctx.root.readFile('/proc/stat') ?? '')?.[1]);
   const bootedAt = Number.isFinite(btime) && btime > 0 ? btime * 1000 : null;
-  const recorded = readBootState(ctx.root);
+  const bootRead = readBootStateChecked(ctx.root);
+  if (bootRead.problem) printWarnings(ctx, [bootRead.problem]);
+  const recorded = bootRead.value;
   const boot = recorded && (bootedAt === null || Date.parse(recorded.at) >= bootedAt) ? recorded : null;
   const rows: DeviceStatus[] = [];
   const addresses = new Set([...desired.desires.keys(), ...desired.absent.keys(), ...Object.keys(applied)]);

@@ -1,7 +1,10 @@
 // `vfioctl set` / `unset` edit the configuration file in place: comments and formatting that an
-// admin wrote are kept (jsonc-parser edits the text, it does not re-serialise it). The result is
-// validated before it is written, and written atomically.
-import { applyEdits, modify } from 'jsonc-parser';
+// admin wrote are kept, byte for byte outside the rule that changes. jsonc-parser's modify()
+// re-formats the whole array on an insertion or removal (and drops neighbours' line comments), so
+// whole-line rules are added and removed here by offsets from its parse tree; modify() is used
+// only where its edit stays inside the changed value. The result is validated before it is
+// written, and written atomically.
+import { applyEdits, modify, parseTree, type Edit, type Node } from 'jsonc-parser';
 import type { HostRoot } from '../host/root';
 import { atomicWrite } from '../persist/records';
 import { parseConfig } from './load';
@@ -15,6 +18,54 @@ function addressRuleIndex(config: Config, address: string): number {
   return config.rules.findIndex((r) => r.selector.kind === 'address' && r.selector.address === address);
 }
 
+/** The `rules` array node of a valid configuration text. */
+function rulesNode(text: string): Node {
+  const tree = parseTree(text, [], { disallowComments: false })!;
+  return tree.children!.find((p) => p.children?.[0]?.value === 'rules')!.children![1]!;
+}
+
+const lineStart = (text: string, at: number) => text.lastIndexOf('\n', at - 1) + 1;
+const lineEnd = (text: string, at: number) => {
+  const nl = text.indexOf('\n', at);
+  return nl < 0 ? text.length : nl;
+};
+/** After `at` on its line: nothing but whitespace, an optional comma and a line comment? */
+const restIsTrivia = (text: string, at: number) => /^\s*,?\s*(\/\/.*)?$/.test(text.slice(at, lineEnd(text, at)));
+const onlySpaceBefore = (text: string, at: number) => /^[ \t]*$/.test(text.slice(lineStart(text, at), at));
+
+/** A new last rule on its own line, indented as the current last one; null when the layout is not line-per-rule. */
+function appendRule(text: string, rule: unknown): Edit[] | null {
+  const rules = rulesNode(text).children ?? [];
+  const last = rules.at(-1);
+  if (!last) return null;
+  const end = last.offset + last.length;
+  if (!onlySpaceBefore(text, last.offset) || !restIsTrivia(text, end)) return null;
+  const indent = text.slice(lineStart(text, last.offset), last.offset);
+  const oneLine = JSON.stringify(rule).replace(/([{,])"/g, '$1 "').replace(/":/g, '": ').replace(/}/g, ' }');
+  return [
+    { offset: end, length: 0, content: ',' },
+    { offset: lineEnd(text, end), length: 0, content: `\n${indent}${oneLine}` },
+  ];
+}
+
+/** Removes rule i's whole lines (and the comma it leaves dangling); null when it shares lines. */
+function removeRule(text: string, i: number): Edit[] | null {
+  const rules = rulesNode(text).children!;
+  const el = rules[i]!;
+  const end = el.offset + el.length;
+  if (!onlySpaceBefore(text, el.offset) || !restIsTrivia(text, end)) return null;
+  const from = lineStart(text, el.offset);
+  const to = Math.min(text.length, lineEnd(text, end) + 1);
+  const edits: Edit[] = [{ offset: from, length: to - from, content: '' }];
+  if (i === rules.length - 1 && i > 0) {
+    // The new last rule must not keep its comma: the first ',' after it (comments skipped).
+    const prev = rules[i - 1]!;
+    const m = /^(\s*(\/\/[^\n]*\n|\/\*[\s\S]*?\*\/)?)*\s*,/.exec(text.slice(prev.offset + prev.length, from));
+    if (m) edits.push({ offset: prev.offset + prev.length + m[0].length - 1, length: 1, content: '' });
+  }
+  return edits;
+}
+
 /** New file text with `address` given `intent` (an existing rule for it is updated in place). */
 export function withIntent(text: string | undefined, address: string, intent: string): { text: string; config: Config; changed: boolean } {
   const base = text ?? EMPTY_CONFIG;
@@ -25,7 +76,8 @@ export function withIntent(text: string | undefined, address: string, intent: st
     if (config.rules[i]!.intent === intent) return { text: base, config, changed: false };
     next = applyEdits(base, modify(base, ['rules', i, 'intent'], intent, FORMAT));
   } else {
-    next = applyEdits(base, modify(base, ['rules', -1], { match: { address }, intent }, { ...FORMAT, isArrayInsertion: true }));
+    const rule = { match: { address }, intent };
+    next = applyEdits(base, appendRule(base, rule) ?? modify(base, ['rules', -1], rule, { ...FORMAT, isArrayInsertion: true }));
   }
   return { text: next, config: parseConfig(next, CONFIG_FILE), changed: true };
 }
@@ -36,11 +88,12 @@ export function withoutDevice(text: string | undefined, address: string): { text
   const config = parseConfig(base, CONFIG_FILE);
   const i = addressRuleIndex(config, address);
   if (i < 0) return { text: base, config, changed: false };
-  const next = applyEdits(base, modify(base, ['rules', i], undefined, FORMAT));
+  const next = applyEdits(base, removeRule(base, i) ?? modify(base, ['rules', i], undefined, FORMAT));
   return { text: next, config: parseConfig(next, CONFIG_FILE), changed: true };
 }
 
 export function writeConfig(root: HostRoot, text: string): void {
-  // Root-owned (we run as root), world-readable, writable by root only: what loadConfig trusts.
-  atomicWrite(root.path(CONFIG_FILE), text, 0o644, 0o755);
+  // New: root-owned (we run as root), world-readable, writable by root only (what loadConfig
+  // trusts). Existing: its owner and mode are kept.
+  atomicWrite(root.confine(CONFIG_FILE), text, 0o644, 0o755, true);
 }

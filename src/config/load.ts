@@ -1,5 +1,6 @@
 // Reads and validates the configuration file. A broken file is rejected as a whole (exit 2) with
 // every problem named by file, line:column, field and the fix; nothing is applied from it.
+import * as fs from 'node:fs';
 import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser';
 import validateSchema = require('./schema-validator.generated');
 import type { HostRoot } from '../host/root';
@@ -30,6 +31,46 @@ function lineLocator(text: string): (offset: number) => { line: number; col: num
     }
     return { line: lo + 1, col: offset - starts[lo]! + 1 };
   };
+}
+
+const MAX_DEPTH = 32;
+
+/** Offset where brackets nest deeper than MAX_DEPTH (outside strings and comments), or -1. */
+function tooDeepAt(text: string): number {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
+      for (i++; i < text.length && text.charCodeAt(i) !== 34; i++) if (text.charCodeAt(i) === 92 /* \\ */) i++;
+    } else if (c === 47 /* / */ && text.charCodeAt(i + 1) === 47) {
+      const nl = text.indexOf('\n', i);
+      i = nl < 0 ? text.length : nl;
+    } else if (c === 47 && text.charCodeAt(i + 1) === 42 /* * */) {
+      const end = text.indexOf('*/', i + 2);
+      i = end < 0 ? text.length : end + 1;
+    } else if (c === 123 || c === 91) {
+      if (++depth > MAX_DEPTH) return i;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return -1;
+}
+
+/** Property nodes whose key an earlier sibling already used. */
+function duplicateKeys(node: Node): Node[] {
+  const out: Node[] = [];
+  const walk = (n: Node) => {
+    if (n.type === 'object') {
+      const seen = new Set<string>();
+      for (const p of n.children ?? []) {
+        const k = String(p.children?.[0]?.value);
+        if (seen.has(k)) out.push(p);
+        seen.add(k);
+      }
+    }
+    for (const c of n.children ?? []) walk(c);
+  };
+  walk(node);
+  return out;
 }
 
 /** `rules[2].match.address` from a JSON pointer path. */
@@ -103,10 +144,16 @@ export function parseConfig(text: string, file: string): Config {
     return `${file}:${line}:${col}`;
   };
   if (text.trim() === '') throw new ConfigError(file, [`${file}:1:1: empty file; fix: write {"version": 1, "rules": []} or delete it`]);
+  // The parser recurses per nesting level: a hostile file must not overflow the stack.
+  const deep = tooDeepAt(text);
+  if (deep >= 0) throw new ConfigError(file, [`${at(undefined, deep)}: nested deeper than ${MAX_DEPTH} levels; a configuration needs 5`]);
   const errors: ParseError[] = [];
   const tree = parseTree(text, errors, { disallowComments: false, allowTrailingComma: false });
   for (const e of errors) problems.push(`${at(undefined, e.offset)}: JSON syntax error: ${printParseErrorCode(e.error)}`);
   if (problems.length || !tree) throw new ConfigError(file, problems.length ? problems : [`${file}:1:1: not a JSON document`]);
+  // JSON.parse would keep the last of two equal keys silently; which one the admin meant is unknown.
+  for (const d of duplicateKeys(tree)) problems.push(`${at(d)}: duplicate key '${d.children![0]!.value}'; fix: keep one`);
+  if (problems.length) throw new ConfigError(file, problems);
   const data = getNodeValue(tree) as unknown;
   if (!validateSchema(data)) {
     for (const e of validateSchema.errors ?? []) {
@@ -154,14 +201,69 @@ export function parseConfig(text: string, file: string): Config {
   return { file, rules };
 }
 
-/** The configuration under the root: none when the file does not exist; refused when untrusted. */
-export function loadConfig(root: HostRoot, policy: TrustPolicy): Config {
-  const text = root.readFile(CONFIG_FILE);
-  if (text === undefined) {
-    if (root.exists(CONFIG_FILE)) throw new ConfigError(CONFIG_FILE, [`${CONFIG_FILE}: cannot be read`]);
-    return { file: null, rules: [] };
+/** Above this a file is not a configuration (a fleet's thousands of rules take well under 1 MiB). */
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+
+/** Where the first byte that is not UTF-8 is, or -1. */
+function invalidUtf8At(b: Buffer): number {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(b);
+    return -1;
+  } catch {
+    // Rare path: find the offset by decoding growing prefixes' code points by hand.
+    for (let i = 0; i < b.length; ) {
+      const c = b[i]!;
+      const n = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+      if (n === 0 || i + n > b.length) return i;
+      try {
+        new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(i, i + n));
+      } catch {
+        return i;
+      }
+      i += n;
+    }
+    return 0;
   }
-  const why = untrustedReason(root, CONFIG_FILE, policy);
-  if (why) throw new VfioctlError(`refusing to read ${CONFIG_FILE}: ${why}; a file a non-root user could have written is never used (fix: chown root: and chmod go-w it and its directories)`, EXIT.BAD_INPUT);
-  return parseConfig(text, CONFIG_FILE);
+}
+
+/**
+ * The configuration file's text, or undefined when there is none. Refused before it is read when
+ * it is not a regular file (a FIFO would block us forever), too large, or one a non-root user could
+ * have written; refused after when it is not UTF-8. What set/unset edit and loadConfig parse.
+ */
+export function readConfigText(root: HostRoot, policy: TrustPolicy, rel = CONFIG_FILE): string | undefined {
+  const abs = root.path(rel);
+  const st = fs.statSync(abs, { throwIfNoEntry: false });
+  if (st === undefined) {
+    if (root.hasEntry(rel)) throw new ConfigError(rel, [`${rel}: a dangling symlink; fix: remove it or point it at the configuration`]);
+    return undefined;
+  }
+  if (!st.isFile()) throw new ConfigError(rel, [`${rel}: not a regular file (${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a device node'}); fix: replace it with a JSON file`]);
+  if (st.size > MAX_CONFIG_BYTES) throw new ConfigError(rel, [`${rel}: ${st.size} bytes, more than the ${MAX_CONFIG_BYTES} a configuration may have; fix: check it is the right file`]);
+  const why = untrustedReason(root, rel, policy);
+  if (why) throw new VfioctlError(`refusing to read ${rel}: ${why}; a file a non-root user could have written is never used (fix: chown root: and chmod go-w it and its directories)`, EXIT.BAD_INPUT);
+  let b: Buffer;
+  try {
+    // O_NONBLOCK: should it have become a FIFO since the stat, open returns at once.
+    const fd = fs.openSync(abs, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    try {
+      if (!fs.fstatSync(fd).isFile()) throw new ConfigError(rel, [`${rel}: not a regular file`]);
+      b = fs.readFileSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (e) {
+    if (e instanceof VfioctlError) throw e;
+    throw new ConfigError(rel, [`${rel}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`]);
+  }
+  if (b.length > MAX_CONFIG_BYTES) throw new ConfigError(rel, [`${rel}: more than ${MAX_CONFIG_BYTES} bytes`]);
+  const bad = invalidUtf8At(b);
+  if (bad >= 0) throw new ConfigError(rel, [`${rel}: byte offset ${bad}: not UTF-8 (byte 0x${b[bad]!.toString(16).padStart(2, '0')}); fix: save the file as UTF-8`]);
+  return b.toString('utf8');
+}
+
+/** The configuration under the root: none when the file does not exist; refused when untrusted. */
+export function loadConfig(root: HostRoot, policy: TrustPolicy, rel = CONFIG_FILE): Config {
+  const text = readConfigText(root, policy, rel);
+  return text === undefined ? { file: null, rules: [] } : parseConfig(text, rel);
 }

@@ -37,5 +37,7 @@ export function discoverHooks(root: HostRoot, policy: TrustPolicy): Hook[] {
 }
 
 export function ruleHook(root: HostRoot, path: string, policy: TrustPolicy): Hook {
-  return { path, name: path.slice(path.lastIndexOf('/') + 1), source: 'rule', problem: untrustedReason(root, path, policy, { executable: true }) };
+  // '..' could walk out of --root; an absolute path names the file without it.
+  const problem = path.split('/').includes('..') ? `${path}: '..' is not allowed in a hook path; give the absolute path` : untrustedReason(root, path, policy, { executable: true });
+  return { path, name: path.slice(path.lastIndexOf('/') + 1), source: 'rule', problem };
 }

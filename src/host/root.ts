@@ -3,6 +3,7 @@
 import { isAscii } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { EXIT, VfioctlError } from '../util/diag';
 
 /** Shared read buffer: attribute reads are synchronous, so one buffer serves them all. */
 let buf = Buffer.allocUnsafe(16384);
@@ -181,6 +182,54 @@ export class HostRoot {
   path(rel: string): string {
     // Concatenation: path.join's normalisation costs more than the read it serves.
     return isPlain(rel) ? this.prefix + rel : path.join(this.dir, rel);
+  }
+
+  /**
+   * Absolute path of `rel` for writing or executing, refused when it would leave the root: the
+   * deepest part of it that exists is resolved (symlinks followed) and must stay under the root,
+   * so a symlinked run/vfioctl, rules.d or device directory cannot aim a write elsewhere. On the
+   * live root everything is under `/`; what is checked there is `..` in `rel`.
+   */
+  confine(rel: string): string {
+    const abs = this.path(rel);
+    if (rel.split('/').includes('..')) throw new VfioctlError(`refusing path ${rel}: '..' is not allowed in a path vfioctl writes or runs`, EXIT.BAD_INPUT);
+    if (this.isLive) return abs;
+    let probe = abs;
+    for (;;) {
+      try {
+        const real = fs.realpathSync(probe);
+        if (real !== this.dir && !real.startsWith(this.prefix + '/')) {
+          throw new VfioctlError(`refusing to write ${abs}: ${probe === abs ? 'it' : probe} resolves to ${real}, outside the root ${this.dir} (a symlink leads out)`, EXIT.FAILED);
+        }
+        return abs;
+      } catch (e) {
+        if (e instanceof VfioctlError) throw e;
+        const code = (e as NodeJS.ErrnoException).code;
+        // A dangling symlink is ENOENT too: where it points decides, so look at it.
+        const link = code === 'ENOENT' ? readLinkAt(probe) : undefined;
+        if (link !== undefined) {
+          const target = path.resolve(path.dirname(probe), link);
+          if (target !== this.dir && !target.startsWith(this.prefix + '/')) {
+            throw new VfioctlError(`refusing to write ${abs}: ${probe} is a symlink to ${target}, outside the root ${this.dir}`, EXIT.FAILED);
+          }
+        }
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
+        const up = path.dirname(probe);
+        if (up === probe) return abs;
+        probe = up;
+      }
+    }
+  }
+
+  /**
+   * Like confine(), for operations on the entry itself (symlink, unlink): its directory must stay
+   * under the root; the entry may be a symlink pointing anywhere, since it is not followed.
+   */
+  confineEntry(rel: string): string {
+    const cut = rel.lastIndexOf('/');
+    const name = rel.slice(cut + 1);
+    if (name === '..' || name === '.' || name === '') throw new VfioctlError(`refusing path ${rel}: not a file name`, EXIT.BAD_INPUT);
+    return `${cut <= 0 ? this.confine('/').replace(/\/$/, '') : this.confine(rel.slice(0, cut))}/${name}`;
   }
 
   /** Reverse of path(): the host-visible path of an absolute path under this root. */

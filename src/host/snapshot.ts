@@ -9,6 +9,7 @@ import { loadAliasDb, type AliasDb } from '../modules/alias';
 import { loadBuiltin } from '../modules/builtin';
 import { loadBlacklist, type Blacklist } from '../modules/modprobe-conf';
 import { loadDriverRegistry, type DriverRegistry } from '../modules/loaded';
+import { VFIO_PCI_MODULE } from '../match/resolve';
 import { readVfioUsers, type VfioUsers } from './vfio-users';
 import { readRecords, type BindRecord } from '../persist/records';
 import { discoverHooks, type Hook } from '../hooks/discover';
@@ -29,6 +30,12 @@ export interface ModuleState {
   readonly drivers: DriverRegistry;
   /** Every module file of this kernel (modules.dep), to tell an unknown driver name from a real one. */
   readonly moduleFiles: ReadonlySet<string>;
+  /**
+   * How vfio-pci exists when no `vfio_pci:` alias names it (else null): built in, a module in
+   * modules.dep with no ID table (kernels before 5.15, commit cc6711b0bf36, e.g. Debian 11's
+   * 5.10: modules.alias has no vfio_pci: line at all), or only a registered driver; 'absent'.
+   */
+  readonly vfioPciWithoutTable: 'builtin' | 'module' | 'loaded' | 'absent' | null;
 }
 
 export interface Snapshot {
@@ -88,14 +95,32 @@ function readModuleFiles(root: HostRoot, release: string | undefined): Set<strin
   return out;
 }
 
+/** modules.dep lists `.../vfio-pci.ko[.xz|.zst|.gz]:`; read only when no alias names vfio_pci. */
+function hasModuleFile(root: HostRoot, release: string | undefined, files: ReadonlySet<string> | null, module: string): boolean {
+  if (files) return files.has(module);
+  return readModuleFiles(root, release).has(module);
+}
+
 export function readModuleState(root: HostRoot, release: string | undefined, diag: Diagnostics, withFiles = false): ModuleState {
+  const moduleFiles = withFiles ? readModuleFiles(root, release) : null;
+  const aliases = loadAliasDb(root, release, diag);
+  const builtin = loadBuiltin(root, release);
+  const drivers = loadDriverRegistry(root);
+  let vfioPciWithoutTable: ModuleState['vfioPciWithoutTable'] = null;
+  if (!aliases.vfioByModule.has(VFIO_PCI_MODULE)) {
+    if (builtin.has(VFIO_PCI_MODULE)) vfioPciWithoutTable = 'builtin';
+    else if (hasModuleFile(root, release, moduleFiles, VFIO_PCI_MODULE)) vfioPciWithoutTable = 'module';
+    else if (drivers.moduleDrivers.has(VFIO_PCI_MODULE) || drivers.driverModule.has('vfio-pci')) vfioPciWithoutTable = 'loaded';
+    else vfioPciWithoutTable = 'absent';
+  }
   return {
-    moduleFiles: withFiles ? readModuleFiles(root, release) : new Set(),
+    moduleFiles: moduleFiles ?? new Set(),
     release,
-    aliases: loadAliasDb(root, release, diag),
-    builtin: loadBuiltin(root, release),
+    aliases,
+    builtin,
     blacklist: loadBlacklist(root, diag),
-    drivers: loadDriverRegistry(root),
+    drivers,
+    vfioPciWithoutTable,
   };
 }
 
@@ -178,7 +203,7 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
     use: readHostUse(root, opts.only ? new Set(devices.keys()) : undefined),
     vfioUsers: opts.forWrite ? readVfioUsers(root) : new Map(),
     hooks: opts.trust ? discoverHooks(root, opts.trust) : [],
-    records: opts.forWrite ? readRecords(root) : new Map(),
+    records: opts.forWrite ? readRecords(root, (m) => diag.warn(m)) : new Map(),
     warnings: diag.warnings,
   };
 }

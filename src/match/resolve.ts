@@ -16,7 +16,12 @@ export interface Candidate {
   /** The matching alias pattern (for an implicit built-in vfio_pci, the catch-all it stands for). */
   readonly alias: string;
   readonly wildcards: number;
-  readonly source: 'modules.alias' | 'modules.builtin.modinfo' | 'builtin' | 'known-variants';
+  /**
+   * Where the alias comes from. Implicit catch-alls for a vfio-pci no alias names: `builtin`
+   * (its table is in no file before ~6.18), `no-id-table` (a module without an ID table: kernels
+   * before 5.15), `loaded` (only its registered driver says it exists).
+   */
+  readonly source: 'modules.alias' | 'modules.builtin.modinfo' | 'builtin' | 'known-variants' | 'no-id-table' | 'loaded';
   readonly usable: boolean;
   /** Why it is unusable (null when usable). */
   readonly reason: string | null;
@@ -30,6 +35,8 @@ export interface Resolution {
   /** Why vfio is null. */
   readonly reason: string | null;
   readonly candidates: readonly Candidate[];
+  /** Why the candidates rank as they do, where it is not obvious (implicit vfio-pci, ties). */
+  readonly explanation: readonly string[];
 }
 
 export const VFIO_PCI_MODULE = 'vfio_pci';
@@ -70,6 +77,8 @@ interface RawCandidate {
   wildcards: number;
   order: number;
   source: Candidate['source'];
+  /** Line in its file (modules.alias, or the record in modules.builtin.modinfo). */
+  line?: number;
 }
 
 // Candidates depend only on the modalias (and vendor:device, part of it) and the module
@@ -89,13 +98,17 @@ function rawCandidates(dev: PciDevice, mods: ModuleState): readonly RawCandidate
 function matchRaw(dev: PciDevice, modalias: string, mods: ModuleState): RawCandidate[] {
   const out: RawCandidate[] = [];
   for (const a of matchingVfioAliases(modalias, mods.aliases)) {
-    out.push({ module: a.module, alias: a.pattern, wildcards: wildcardCount(a.pattern), order: a.order, source: a.source });
+    out.push({ module: a.module, alias: a.pattern, wildcards: wildcardCount(a.pattern), order: a.order, source: a.source, line: a.line });
   }
   const base = mods.aliases.vfio.length;
-  // Before ~v6.18 a built-in driver's device table appears nowhere. A built-in vfio_pci is the
-  // implicit catch-all; a built-in variant is known only by its driver directory and our table.
-  if (mods.builtin.has(VFIO_PCI_MODULE) && !mods.aliases.vfioByModule.has(VFIO_PCI_MODULE)) {
-    out.push({ module: VFIO_PCI_MODULE, alias: CATCH_ALL, wildcards: 7, order: base + 1_000_000, source: 'builtin' });
+  // vfio-pci that no alias names is the implicit catch-all (what libvirt and go-nvlib fall back
+  // to): built in (before ~v6.18 a built-in driver's table appears nowhere), or a module with no
+  // ID table at all (before v5.15, commit cc6711b0bf36; 5.10's vfio_pci.c: `.id_table = NULL,
+  // /* only dynamic ids */`), or only loaded. With driver_override it binds any device
+  // (pci_match_device()'s dummy id). A built-in variant is known only by our table.
+  const implicit = mods.vfioPciWithoutTable;
+  if (implicit === 'builtin' || implicit === 'module' || implicit === 'loaded') {
+    out.push({ module: VFIO_PCI_MODULE, alias: CATCH_ALL, wildcards: 7, order: base + 1_000_000, source: implicit === 'module' ? 'no-id-table' : implicit });
   }
   const id = `${dev.vendor}:${dev.device}`;
   VARIANT_RULES.forEach((r, i) => {
@@ -104,6 +117,49 @@ function matchRaw(dev: PciDevice, modalias: string, mods: ModuleState): RawCandi
     out.push({ module: r.module, alias: pattern, wildcards: 5, order: base + i, source: 'known-variants' });
   });
   out.sort((a, b) => a.wildcards - b.wildcards || a.order - b.order);
+  return out;
+}
+
+/** `*` characters: the kernel commit's wording ("fewest *'s"). */
+const starCount = (pattern: string): number => (pattern.match(/\*/g) ?? []).length;
+
+/** A full-class alias (bc, sc and i all given): file2alias appends a `*` after `iNN`. */
+function fullClass(pattern: string): boolean {
+  const m = FIELDS.exec(pattern);
+  return !!m && /^[0-9A-F]{2}$/i.test(m[5]!) && /^[0-9A-F]{2}$/i.test(m[6]!) && /^[0-9A-F]{2}\*$/i.test(m[7]!);
+}
+
+const where = (c: RawCandidate): string => (c.line !== undefined ? `${c.source} line ${c.line}` : c.source);
+
+/** Why the ranking is what it is where that is not obvious: an implicit vfio-pci, ties, star counts. */
+function explain(raw: readonly RawCandidate[], mods: ModuleState): string[] {
+  const out: string[] = [];
+  const k = mods.release ?? 'this kernel';
+  for (const c of raw) {
+    if (c.source === 'no-id-table') {
+      out.push(`vfio-pci has no ID table on ${k}: modules.alias has no vfio_pci: line at all (kernels before 5.15, commit cc6711b0bf36, e.g. Debian 11's 5.10), so vfio-pci (a module in modules.dep) is the VFIO driver for every device: it binds through driver_override; variant drivers do not exist before 5.15`);
+    } else if (c.source === 'builtin') {
+      out.push(`vfio_pci is built into ${k} and its ID table is in no file (built-in aliases reach modules.builtin.modinfo only from about 6.18): taken as the catch-all ${CATCH_ALL}`);
+    } else if (c.source === 'loaded') {
+      out.push(`vfio-pci is registered but neither modules.alias, modules.builtin nor modules.dep of ${k} names it: taken as the catch-all ${CATCH_ALL}`);
+    }
+  }
+  // Ranking: fewest wholly-wildcard fields, as libvirt (virPCIDeviceFindBestVFIOVariant) and
+  // NVIDIA's go-nvlib count; the kernel commit says "fewest *'s". The two differ only for a
+  // full-class alias, which file2alias ends with one more `*` (`...bc02sc00i00*`).
+  for (let i = 0; i < raw.length; i++) {
+    for (let j = i + 1; j < raw.length; j++) {
+      const a = raw[i]!;
+      const b = raw[j]!;
+      if (a.wildcards === b.wildcards) {
+        out.push(`${a.module} and ${b.module} tie at ${a.wildcards} wildcard fields: the earlier alias wins (${where(a)} before ${where(b)}), as in libvirt and go-nvlib`);
+      } else if (starCount(a.alias) >= starCount(b.alias) && (fullClass(a.alias) || fullClass(b.alias))) {
+        out.push(
+          `${a.module} (${a.wildcards} wildcard fields) ranks above ${b.module} (${b.wildcards}): ${a.alias} is a full-class alias, which file2alias ends with an extra '*', so counting '*' characters (the kernel commit's "fewest *'s") would give ${starCount(a.alias)} against ${starCount(b.alias)}${starCount(a.alias) === starCount(b.alias) ? ' (a tie, won by the earlier line)' : ''}; vfioctl counts wildcard fields, as libvirt and go-nvlib do`,
+        );
+      }
+    }
+  }
   return out;
 }
 
@@ -141,6 +197,8 @@ function assess(module: string, dev: PciDevice, snap: Snapshot, opts: ResolveOpt
 export interface ResolveOptions {
   /** Rank a PF as if its VFs were gone (moving it with --force destroys them first). */
   readonly ignoreSriovEnabled?: boolean;
+  /** Also say why the candidates rank as they do (`show`). */
+  readonly explain?: boolean;
 }
 
 export function resolve(dev: PciDevice, snap: Snapshot, opts: ResolveOptions = {}): Resolution {
@@ -159,13 +217,16 @@ export function resolve(dev: PciDevice, snap: Snapshot, opts: ResolveOptions = {
       notes,
     };
   });
+  const explanation = opts.explain ? explain(raw, mods) : [];
   const best = candidates.find((c) => c.usable);
-  if (best) return { vfio: { module: best.module, driver: best.driver }, reason: null, candidates };
+  if (best) return { vfio: { module: best.module, driver: best.driver }, reason: null, candidates, explanation };
   let reason: string;
   if (candidates.length > 0) reason = `no usable candidate: ${candidates.map((c) => `${c.module}: ${c.reason}`).join('; ')}`;
   else if (mods.release === undefined) reason = 'kernel release unknown (no /proc/sys/kernel/osrelease; pass --kernel)';
   else if (!mods.aliases.present && !mods.builtin.has(VFIO_PCI_MODULE)) {
     reason = `no /lib/modules/${mods.release}/modules.alias and no built-in vfio_pci: cannot tell which VFIO drivers exist (run depmod, or install the kernel's modules)`;
-  } else reason = `no vfio_pci: alias matches ${modaliasOf(dev)} (vfio-pci missing from this kernel?)`;
-  return { vfio: null, reason, candidates };
+  } else if (mods.vfioPciWithoutTable === 'absent') {
+    reason = `no vfio_pci: alias matches ${modaliasOf(dev)} and kernel ${mods.release} has no vfio-pci (not in modules.alias, modules.builtin or modules.dep, not loaded): install or build vfio-pci (CONFIG_VFIO_PCI)`;
+  } else reason = `no vfio_pci: alias matches ${modaliasOf(dev)}`;
+  return { vfio: null, reason, candidates, explanation };
 }

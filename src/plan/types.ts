@@ -13,7 +13,7 @@ export type Step =
   | { readonly op: 'unbind'; readonly address: string; readonly driver: string }
   /** Write the address to /sys/bus/pci/drivers_probe (succeeds even when probe fails). */
   | { readonly op: 'probe'; readonly address: string }
-  /** Re-read the driver link; for a VFIO driver also require vfio-dev/. null: any non-VFIO driver. */
+  /** Re-read the driver link; for a VFIO driver also require vfio-dev/ (6.1+), or /dev/vfio/<group> before it. null: any non-VFIO driver. */
   | { readonly op: 'verify'; readonly address: string; readonly driver: string | null; readonly vfio: boolean }
   /** Intent `none`: re-read the driver link and require that no driver is bound. */
   | { readonly op: 'verify-none'; readonly address: string }
@@ -93,7 +93,7 @@ export function describeStep(s: Step): string {
     case 'probe':
       return `write '${s.address}' > /sys/bus/pci/drivers_probe`;
     case 'verify':
-      return s.driver === null ? `verify ${s.address} is on a host driver` : `verify ${s.address} is on ${s.driver}${s.vfio ? ' with vfio-dev/' : ''}`;
+      return s.driver === null ? `verify ${s.address} is on a host driver` : `verify ${s.address} is on ${s.driver}${s.vfio ? ' registered with VFIO' : ''}`;
     case 'verify-none':
       return `verify ${s.address} has no driver`;
     case 'sriov-autoprobe':

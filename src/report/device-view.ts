@@ -4,6 +4,7 @@ import type { Snapshot } from '../host/snapshot';
 import type { PciNames } from '../host/pciids';
 import { deviceInUse } from '../host/usage';
 import { resolve, type Candidate } from '../match/resolve';
+import { isOnVfio } from '../plan/checks';
 
 export interface DeviceView {
   address: string;
@@ -36,12 +37,14 @@ export interface DeviceView {
   vfio: { module: string; driver: string } | null;
   vfioReason: string | null;
   candidates?: Candidate[];
+  /** `show` only: why the candidates rank as they do, where it is not obvious. */
+  explanation?: string[];
   /** `show` only: hooks that run when this device is bound or released. */
   hooks?: { path: string; source: string; problem: string | null }[];
 }
 
 export function deviceView(d: PciDevice, snap: Snapshot, names: PciNames | null, withCandidates: boolean): DeviceView {
-  const r = resolve(d, snap);
+  const r = resolve(d, snap, { explain: withCandidates });
   const peers = d.iommuGroup ? (snap.iommu.groups.get(d.iommuGroup) ?? []).filter((a) => a !== d.address) : [];
   const v: DeviceView = {
     address: d.address,
@@ -64,7 +67,8 @@ export function deviceView(d: PciDevice, snap: Snapshot, names: PciNames | null,
     resetMethods: d.resetMethods ? [...d.resetMethods] : null,
     sriov: d.sriov ? { ...d.sriov, vfs: [...d.sriov.vfs] } : null,
     physfn: d.physfn,
-    onVfio: d.vfioDev !== null,
+    // vfio-dev/ exists from Linux 6.1 on; before that the driver says it (5.10: vfio-pci).
+    onVfio: isOnVfio(d, snap),
     vfioDev: d.vfioDev,
     netdevs: (snap.use.netdevs.get(d.address) ?? []).map((n) => n.name),
     blockdevs: (snap.use.blockdevs.get(d.address) ?? []).map((b) => b.name),
@@ -73,7 +77,7 @@ export function deviceView(d: PciDevice, snap: Snapshot, names: PciNames | null,
     vfio: r.vfio,
     vfioReason: r.reason,
   };
-  if (withCandidates) v.candidates = [...r.candidates];
+  if (withCandidates) (v.candidates = [...r.candidates]), (v.explanation = [...r.explanation]);
   return v;
 }
 

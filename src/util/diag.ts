@@ -18,4 +18,8 @@ export class VfioctlError extends Error {
   }
 }
 
-export const EXIT = { OK: 0, FAILED: 1, BAD_INPUT: 2, REFUSED: 3 } as const;
+/**
+ * 0 done; 1 failed (and rolled back); 2 bad input; 3 refused by a safety check; 4 another vfioctl
+ * held the lock for longer than --wait (nothing was done: safe to retry).
+ */
+export const EXIT = { OK: 0, FAILED: 1, BAD_INPUT: 2, REFUSED: 3, LOCKED: 4 } as const;

@@ -65,8 +65,10 @@ export function untrustedReason(root: HostRoot, rel: string, policy: TrustPolicy
     if (dir === root.dir || dir === path.dirname(dir)) break;
   }
   // Every directory the file really sits in, up to the host root (or /): one writable by others
-  // could swap it.
+  // could swap it. A directory symlink on the way must not lead out of the root either.
   const top = root.dir;
+  const real = fs.realpathSync(abs);
+  if (top !== '/' && !real.startsWith(top + path.sep)) return `${rel} resolves to ${real}, outside ${top}`;
   for (let dir = path.dirname(fs.realpathSync(abs)); ; dir = path.dirname(dir)) {
     const r = owner(fs.statSync(dir), `directory ${dir.startsWith(top) ? root.hostPath(dir) : dir}`, true);
     if (r) return r;

@@ -1,6 +1,9 @@
 import { test } from 'node:test';
+import * as fs from 'node:fs';
 import * as assert from 'node:assert/strict';
 import { DRIVERS, KernelHang } from '../support/kernel-model';
+import { lockHeld } from '../../src/apply/lock';
+import { HostRoot } from '../../src/host/root';
 import { E1, E2, LPC, modelHosts, SMB, VN } from '../support/model-host';
 
 const host = modelHosts();
@@ -65,7 +68,7 @@ test('--dry-run prints the exact ordered writes and every failing check, and wri
     `${E2}: would bind to vfio-pci (module vfio_pci), now on e1000e\n` +
       `  1. modprobe vfio_pci\n  2. write 'vfio-pci' > /sys/bus/pci/devices/${E2}/driver_override\n` +
       `  3. write '${E2}' > /sys/bus/pci/drivers/e1000e/unbind\n  4. write '${E2}' > /sys/bus/pci/drivers_probe\n` +
-      `  5. verify ${E2} is on vfio-pci with vfio-dev/\n`,
+      `  5. verify ${E2} is on vfio-pci registered with VFIO\n`,
   );
   assert.equal(h.k.writes.length, 0);
   assert.equal(h.k.modprobes.length, 0);
@@ -268,5 +271,38 @@ test('concurrent invocations are serialised by the lock', async () => {
   const [a, b] = await Promise.all([h.run(['bind', E2, '--json']), h.run(['bind', E2, '--json'])]);
   assert.deepEqual([a.json().results[0].status, b.json().results[0].status].sort(), ['noop', 'ok']);
   assert.equal(h.state(E2).driver, 'vfio-pci');
-  assert.equal(h.f.tree.exists('/run/vfioctl/lock'), false);
+  // The lock file stays (removing a flock file races with waiters); nobody holds it any more.
+  assert.equal(lockHeld(new HostRoot(h.f.dir)), false);
+});
+
+test('--owner is undone when a later step fails: the group node goes back to its owner', async () => {
+  const h = host();
+  h.f.tree.write('/etc/passwd', 'root:x:0:0::/root:/bin/sh\nqemu:x:107:110::/:/usr/sbin/nologin\n');
+  h.f.tree.write('/etc/group', 'root:x:0:\nkvm:x:110:\n');
+  const chown = h.k.chown.bind(h.k);
+  h.k.chown = async (rel, uid, gid) => {
+    if (rel.startsWith('/dev/vfio/devices/')) throw Object.assign(new Error('EPERM'), { code: 'EPERM' });
+    return chown(rel, uid, gid);
+  };
+  const owner = fs.statSync(h.f.tree.abs('/dev')); // the fixture's nodes belong to whoever made them
+  const r = await h.run(['bind', E2, '--owner', 'qemu:kvm', '--json']);
+  assert.equal(r.code, 1);
+  assert.deepEqual(h.k.chowns.map((c) => [c.rel, c.uid, c.gid]), [['/dev/vfio/5', 107, 110], ['/dev/vfio/5', owner.uid, owner.gid]]);
+  assert.equal(h.state(E2).driver, 'e1000e');
+});
+
+test('a hooks.d that is a symlink out of the root is refused (hook-trust), never run', async () => {
+  const h = host();
+  const outside = fs.mkdtempSync('/tmp/vfioctl-hooks-');
+  try {
+    fs.writeFileSync(`${outside}/10-evil`, '#!/bin/sh\ntouch "$0.ran"\n', { mode: 0o755 });
+    fs.mkdirSync(h.f.tree.abs('/etc/vfioctl'), { recursive: true });
+    fs.symlinkSync(outside, h.f.tree.abs('/etc/vfioctl/hooks.d'));
+    const r = await h.run(['bind', E2, '--json']);
+    assert.equal(r.code, 3, r.stdout);
+    assert.match(JSON.stringify(r.json().results[0].refusals), /hook-trust.*outside/);
+    assert.equal(fs.existsSync(`${outside}/10-evil.ran`), false);
+  } finally {
+    fs.rmSync(outside, { recursive: true, force: true });
+  }
 });

@@ -4,6 +4,7 @@ import { Fixture, ALIASES } from '../support/fixture';
 import { HostRoot } from '../../src/host/root';
 import { readSnapshot } from '../../src/host/snapshot';
 import { resolve, wildcardCount } from '../../src/match/resolve';
+import { cli } from '../support/cli';
 
 const fixtures: Fixture[] = [];
 afterEach(() => fixtures.splice(0).forEach((f) => f.cleanup()));
@@ -44,16 +45,38 @@ test('an e1000e gets plain vfio-pci; pci: aliases are never vfio candidates', ()
   assert.equal(r.candidates.length, 1);
 });
 
-test('on a wildcard tie the earlier modules.alias line wins', () => {
+test('on a wildcard tie the earlier modules.alias line wins, and show says so', () => {
   const f = host().modulesAlias([
     ALIASES.vfioPci,
     'alias vfio_pci:v00001AF4d00001041sv*sd*bc*sc*i* zeta_vfio_pci',
     'alias vfio_pci:v00001AF4d00001041sv*sd*bc*sc*i* alpha_vfio_pci',
   ]);
   f.device({ address: '0000:00:03.0', vendor: '1af4', device: '1041', iommuGroup: '3' });
-  const { r } = resolveOn(f, '0000:00:03.0');
+  const { r, snap } = resolveOn(f, '0000:00:03.0');
   assert.equal(r.vfio?.module, 'zeta_vfio_pci');
   assert.deepEqual(r.candidates.map((c) => c.module), ['zeta_vfio_pci', 'alpha_vfio_pci', 'vfio_pci']);
+  assert.deepEqual(r.explanation, [], 'only show asks why');
+  // `show` explains the tie (modules.alias line 1 is depmod's comment).
+  assert.deepEqual(resolve(snap.devices.get('0000:00:03.0')!, snap, { explain: true }).explanation, [
+    'zeta_vfio_pci and alpha_vfio_pci tie at 5 wildcard fields: the earlier alias wins (modules.alias line 3 before modules.alias line 4), as in libvirt and go-nvlib',
+  ]);
+});
+
+test('a full-class alias beats a vendor:device alias: 4 wildcard fields against 5, although both have five *s', async () => {
+  // file2alias appends a `*` to an alias that does not end in one: the full-class entry ends i00*.
+  const device = 'alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci';
+  const klass = 'alias vfio_pci:v*d*sv*sd*bc02sc00i00* ethclass_vfio_pci';
+  const f = host().modulesAlias([device, klass, ALIASES.vfioPci]);
+  f.device({ address: '0000:05:00.1', vendor: '15b3', device: '101e', class: '020000', iommuGroup: '9' });
+  const { r } = resolveOn(f, '0000:05:00.1');
+  assert.deepEqual(r.candidates.map((c) => [c.module, c.wildcards]), [['ethclass_vfio_pci', 4], ['mlx5_vfio_pci', 5], ['vfio_pci', 7]]);
+  assert.equal(r.vfio?.module, 'ethclass_vfio_pci', 'by "fewest *\'s" the two would tie at 5 and the earlier line (mlx5_vfio_pci) would win');
+  const show = await cli(f.dir, ['show', '0000:05:00.1']);
+  assert.match(
+    show.stdout,
+    /^why: ethclass_vfio_pci \(4 wildcard fields\) ranks above mlx5_vfio_pci \(5\): vfio_pci:v\*d\*sv\*sd\*bc02sc00i00\* is a full-class alias, which file2alias ends with an extra '\*', so counting '\*' characters \(the kernel commit's "fewest \*'s"\) would give 5 against 5 \(a tie, won by the earlier line\); vfioctl counts wildcard fields, as libvirt and go-nvlib do$/m,
+  );
+  assert.doesNotMatch(show.stdout, /why: .*mlx5_vfio_pci.* vfio_pci \(/, 'no explanation where both counts agree');
 });
 
 test('a subsystem-specific alias beats a vendor:device one; bracket aliases match', () => {

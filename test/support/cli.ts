@@ -1,5 +1,6 @@
 // Runs the CLI in-process against a fixture root and captures its output.
 import { run } from '../../src/cli/main';
+import type { Io } from '../../src/cli/context';
 
 export interface CliResult {
   code: number;
@@ -8,13 +9,14 @@ export interface CliResult {
   json<T = any>(): T;
 }
 
-export async function cli(root: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+export async function cli(root: string, args: string[], env: NodeJS.ProcessEnv = {}, seams: Pick<Io, 'kernelIo' | 'beforeStep'> = {}): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const code = await run(['--root', root, ...args], {
     out: (s) => (stdout += s),
     err: (s) => (stderr += s),
     env,
+    ...seams,
   });
   return { code, stdout, stderr, json: () => JSON.parse(stdout) };
 }

@@ -4,7 +4,9 @@
 // QEMU (docs/kernel-behaviour.md, "Model vs kernel"): driver_override parsing, override-only ids,
 // the dummy-id fallback that binds any named driver, drivers_probe that succeeds when probe fails,
 // bind/unbind errnos, SR-IOV (VF creation, sriov_drivers_autoprobe, PF drivers that keep or destroy
-// their VFs on remove), module load and unload, IOMMU group ownership.
+// their VFs on remove), module load and unload, IOMMU group ownership. With `kernel: '5.10'` it
+// is Debian 11's 5.10 where that differs (no vfio-dev/, no /dev/vfio/devices, bind errnos).
+// ModelHost's `kernel: '5.10'` adds the module tree's side (no vfio_pci: alias, no reset_method).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { KernelIo } from '../../src/apply/kernel-io';
@@ -88,7 +90,26 @@ export class KernelModel implements KernelIo {
   /** Called before every write; tests use it to interleave or delay. */
   onWrite?: (rel: string, value: string) => Promise<void> | void;
 
-  constructor(readonly tree: SysfsTree) {}
+  /**
+   * `kernel: '5.10'` (Debian 11; the default is 6.1/6.12): vfio.ko has no vfio-dev class, so a
+   * bound device gets no vfio-dev/ and no /dev/vfio/devices/vfioN, only its group's
+   * /dev/vfio/<group> (5.10's vfio_create_group(): device_create() in the "vfio" class); and
+   * `drivers/<drv>/bind` answers ENODEV for everything: an already bound device, and any failed
+   * probe (5.10's really_probe() "Ignore errors returned by ->probe" returns 0).
+   */
+  constructor(
+    readonly tree: SysfsTree,
+    readonly opts: { readonly kernel?: '5.10' | '6.x' } = {},
+  ) {}
+
+  private get vfioDevClass(): boolean {
+    return this.opts.kernel !== '5.10';
+  }
+
+  /** Bound to a VFIO driver (what vfio-dev/ shows from 6.1 on). */
+  private onVfio(address: string): boolean {
+    return this.drivers.get(this.driverOf(address) ?? '')?.vfio === true;
+  }
 
   /** A driver the model knows; `loaded` registers it now (else modprobe loads it). */
   define(d: DriverModel, loaded = false): this {
@@ -170,7 +191,7 @@ export class KernelModel implements KernelIo {
   private register(d: DriverModel): void {
     this.tree.registerDriver(d.name, d.module);
     // vfio.ko (loaded first, as a dependency) registers the vfio-dev class (v6.1+).
-    if (d.vfio) this.tree.mkdir('/sys/class/vfio-dev');
+    if (d.vfio && this.vfioDevClass) this.tree.mkdir('/sys/class/vfio-dev');
   }
 
   // ---- pci_match_device() ----
@@ -214,11 +235,13 @@ export class KernelModel implements KernelIo {
     }
     this.tree.bindLinks(address, name);
     if (d.vfio && group) {
-      const n = this.freeVfioMinor();
-      this.tree.mkdir(`${this.tree.devDir(address)}/vfio-dev/vfio${n}`);
-      this.tree.link(`/sys/class/vfio-dev/vfio${n}`, `${this.tree.devDir(address)}/vfio-dev/vfio${n}`);
       this.tree.write(`/dev/vfio/${group}`, '');
-      this.tree.write(`/dev/vfio/devices/vfio${n}`, '');
+      if (this.vfioDevClass) {
+        const n = this.freeVfioMinor();
+        this.tree.mkdir(`${this.tree.devDir(address)}/vfio-dev/vfio${n}`);
+        this.tree.link(`/sys/class/vfio-dev/vfio${n}`, `${this.tree.devDir(address)}/vfio-dev/vfio${n}`);
+        this.tree.write(`/dev/vfio/devices/vfio${n}`, '');
+      }
     }
     return null;
   }
@@ -258,7 +281,7 @@ export class KernelModel implements KernelIo {
       }
       this.tree.rm(`${dir}/vfio-dev`);
       // The group's /dev/vfio node goes with the last VFIO device of the group.
-      if (group && !this.groupMembers(group).some((m) => m !== address && this.tree.list(`${this.dev(m)}/vfio-dev`).length > 0)) this.tree.rm(`/dev/vfio/${group}`);
+      if (group && !this.groupMembers(group).some((m) => m !== address && this.onVfio(m))) this.tree.rm(`/dev/vfio/${group}`);
     } else if (Number(this.tree.read(`${dir}/sriov_numvfs`) ?? 0) > 0 && (d?.sriov?.onRemove ?? 'disable') === 'disable') {
       this.setNumVfs(address, 0); // remove() calls pci_disable_sriov(): the VFs and their users go
     }
@@ -388,6 +411,14 @@ export class KernelModel implements KernelIo {
       }
       // Real kernels check the match before "already bound" (docs/kernel-behaviour.md).
       const d = this.drivers.get(name!);
+      if (this.opts.kernel === '5.10') {
+        // 5.10's bind_store(): `dev->driver == NULL && driver_match_device()`, else -ENODEV; a
+        // failed probe returns 0 from really_probe(), which bind_store() also turns into -ENODEV.
+        if (!d || this.driverOf(address) !== null || !this.matches(d, address)) throw errno('ENODEV', `${name}: ${address} bound or not matching`);
+        const r = this.probeWith(name!, address);
+        if (r) throw errno('ENODEV', `probe of ${address} by ${name} failed (${r})`);
+        return;
+      }
       if (!d || !this.matches(d, address)) throw errno('ENODEV', `${name} does not match ${address}`);
       if (this.driverOf(address) !== null) throw errno('EBUSY', `${address} already bound`);
       const r = this.probeWith(name!, address);
@@ -519,3 +550,9 @@ export const DRIVERS = {
   smbus: { name: 'i801_smbus', module: 'i2c_i801', ids: ['pci:v00008086d00002930sv*sd*bc*sc*i*'], overrideOnlyIds: [], vfio: false },
   pciStub: { name: 'pci-stub', module: 'pci_stub', ids: [], overrideOnlyIds: [], vfio: false },
 } satisfies Record<string, DriverModel>;
+
+// Before 5.15 vfio-pci has no ID table (5.10's vfio_pci.c: `.id_table = NULL, /* only dynamic ids */`).
+export const VFIO_PCI_5_10: DriverModel = { ...DRIVERS.vfioPci, overrideOnlyIds: [] };
+
+/** Variant drivers: none exists before 5.15. */
+export const VARIANT_DRIVERS: readonly DriverModel[] = [DRIVERS.virtioVfio, DRIVERS.mlx5Vfio, DRIVERS.qatVfio];

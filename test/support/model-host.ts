@@ -2,9 +2,8 @@
 // the kernel model behind the executor. Mirrors what the real-kernel suite boots.
 import * as fs from 'node:fs';
 import { afterEach } from 'node:test';
-import { Fixture } from './fixture';
-import { DRIVERS, KernelModel, type DriverModel } from './kernel-model';
-import { setApplyEnv } from '../../src/cli/bind';
+import { Fixture, type NetdevSpec } from './fixture';
+import { DRIVERS, KernelModel, VARIANT_DRIVERS, VFIO_PCI_5_10, type DriverModel } from './kernel-model';
 import { cli, type CliResult } from './cli';
 import type { DevicePlan, Step } from '../../src/plan/types';
 import { SimulatedKill } from '../../src/apply/executor';
@@ -19,7 +18,8 @@ export const NVME = '0000:00:07.0';
 
 export const isRoot = process.getuid?.() === 0;
 
-export type ModelHostOptions = { loaded?: DriverModel[]; iommu?: boolean; nvme?: number };
+/** `kernel: '5.10'`: Debian 11's kernel: vfio-pci without an ID table, no variants, no vfio-dev/, no reset_method. */
+export type ModelHostOptions = { loaded?: DriverModel[]; iommu?: boolean; nvme?: number; eth0?: NetdevSpec; kernel?: '6.12' | '5.10' };
 
 export class ModelHost {
   readonly f: Fixture;
@@ -28,36 +28,43 @@ export class ModelHost {
   /**
    * `loaded`: the drivers registered at start; `iommu: false`: booted without an IOMMU;
    * `nvme`: also the e2e machine's NVMe controller (1b36:0010 on nvme, group 7) with this many
-   * possible VFs (QEMU's sriov_max_vfs), none enabled, sriov_drivers_autoprobe 1.
+   * possible VFs (QEMU's sriov_max_vfs), none enabled, sriov_drivers_autoprobe 1; `eth0`: E1's
+   * interface (default down, so E1 is free).
    */
   constructor(opts: ModelHostOptions = {}) {
-    this.f = Fixture.create().kernel('6.12.0-test');
-    const all = Object.values(DRIVERS) as DriverModel[];
+    const old = opts.kernel === '5.10';
+    const release = old ? '5.10.0-test' : '6.12.0-test';
+    this.f = Fixture.create().kernel(release);
+    const all = old ? (Object.values(DRIVERS) as DriverModel[]).filter((d) => !VARIANT_DRIVERS.includes(d)).map((d) => (d === DRIVERS.vfioPci ? VFIO_PCI_5_10 : d)) : (Object.values(DRIVERS) as DriverModel[]);
     this.f.modulesAlias(all.flatMap((d) => [...d.ids, ...d.overrideOnlyIds].map((p) => `alias ${p} ${d.module}`)));
-    this.f.tree.write('/lib/modules/6.12.0-test/modules.dep', all.map((d) => `kernel/drivers/${d.module.replace(/_/g, '-')}.ko.xz:`).join('\n') + '\n');
-    this.k = new KernelModel(this.f.tree);
+    this.f.tree.write(`/lib/modules/${release}/modules.dep`, all.map((d) => `kernel/drivers/${d.module.replace(/_/g, '-')}.ko${old ? '' : '.xz'}:`).join('\n') + '\n');
+    this.k = new KernelModel(this.f.tree, { kernel: old ? '5.10' : '6.x' });
     const loaded = new Set((opts.loaded ?? [DRIVERS.e1000e, DRIVERS.virtioPci, DRIVERS.lpc, DRIVERS.smbus, DRIVERS.nvme]).map((d) => d.name));
     for (const d of all) this.k.define(d, loaded.has(d.name));
     const g = (n: string) => (opts.iommu === false ? null : n);
-    this.f.device({ address: E1, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('2'), netdevs: [{ name: 'eth0', up: false }] });
-    this.f.device({ address: VN, vendor: '1af4', device: '1041', driver: loaded.has('virtio-pci') ? 'virtio-pci' : null, iommuGroup: g('3') });
-    this.f.device({ address: E2, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('5') });
-    this.f.device({ address: LPC, vendor: '8086', device: '2918', class: '060100', driver: 'lpc_ich', iommuGroup: g('9') });
-    this.f.device({ address: SMB, vendor: '8086', device: '2930', class: '0c0500', driver: 'i801_smbus', iommuGroup: g('9') });
+    // reset_method appeared in 5.15 (pci-sysfs.c of 5.10 has no such attribute).
+    const resetMethods = old ? null : undefined;
+    this.f.device({ resetMethods, address: E1, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('2'), netdevs: [opts.eth0 ?? { name: 'eth0', up: false }] });
+    this.f.device({ resetMethods, address: VN, vendor: '1af4', device: '1041', driver: loaded.has('virtio-pci') ? 'virtio-pci' : null, iommuGroup: g('3') });
+    this.f.device({ resetMethods, address: E2, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('5') });
+    this.f.device({ resetMethods, address: LPC, vendor: '8086', device: '2918', class: '060100', driver: 'lpc_ich', iommuGroup: g('9') });
+    this.f.device({ resetMethods, address: SMB, vendor: '8086', device: '2930', class: '0c0500', driver: 'i801_smbus', iommuGroup: g('9') });
     if (opts.nvme !== undefined) {
-      this.f.device({ address: NVME, vendor: '1b36', device: '0010', subsystemVendor: '1af4', subsystemDevice: '1100', class: '010802', revision: '02', driver: loaded.has('nvme') ? 'nvme' : null, iommuGroup: g('7'), resetMethods: ['flr', 'bus'], sriov: { totalVfs: opts.nvme } });
+      this.f.device({ address: NVME, vendor: '1b36', device: '0010', subsystemVendor: '1af4', subsystemDevice: '1100', class: '010802', revision: '02', driver: loaded.has('nvme') ? 'nvme' : null, iommuGroup: g('7'), resetMethods: old ? null : ['flr', 'bus'], sriov: { totalVfs: opts.nvme } });
       // QEMU's SR-IOV capability: first VF offset 1, stride 1, VF device id 0x0010.
       for (const [a, v] of [['sriov_offset', '1'], ['sriov_stride', '1'], ['sriov_vf_device', '10']]) this.f.tree.write(`/sys/bus/pci/devices/${NVME}/${a}`, `${v}\n`);
     }
     if (opts.iommu === false) this.f.iommu(false);
-    setApplyEnv({ kernelIo: this.k });
   }
+
+  /** Stops the run before a step (as kill -9 would), when set. */
+  private beforeStep?: (p: DevicePlan, s: Step, i: number) => void;
 
   /** Environment for the CLI; tests that are not root trust their own files explicitly. */
   env: NodeJS.ProcessEnv = {};
 
   run(args: string[]): Promise<CliResult> {
-    return cli(this.f.dir, args, this.env);
+    return cli(this.f.dir, args, this.env, { kernelIo: () => this.k, beforeStep: this.beforeStep });
   }
 
   /** An executable hook in etc/vfioctl/hooks.d (or another dir under the root). */
@@ -67,18 +74,15 @@ export class ModelHost {
 
   /** Die (as kill -9 would) just before the step with this index of the first device. */
   killBefore(index: number): void {
-    setApplyEnv({
-      kernelIo: this.k,
-      beforeStep: (_p: DevicePlan, _s: Step, i: number) => {
-        if (i === index) {
-          throw new SimulatedKill(`killed before step ${i}`);
-        }
-      },
-    });
+    this.beforeStep = (_p: DevicePlan, _s: Step, i: number) => {
+      if (i === index) {
+        throw new SimulatedKill(`killed before step ${i}`);
+      }
+    };
   }
 
   noKill(): void {
-    setApplyEnv({ kernelIo: this.k });
+    this.beforeStep = undefined;
   }
 
   state(address: string): { driver: string | null; override: string | null; vfioDev: boolean } {
@@ -101,7 +105,6 @@ export class ModelHost {
   }
 
   cleanup(): void {
-    setApplyEnv({});
     this.f.cleanup();
   }
 }
