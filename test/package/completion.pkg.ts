@@ -65,7 +65,7 @@ for (const [shell, complete] of [['bash', bash], ['zsh', zsh], ['fish', fish]] a
   test(`${shell}: commands, options, addresses, drivers, kernels and intents`, () => {
     assert.deepEqual(complete('vfioctl '), COMMANDS);
     assert.deepEqual(complete('vfioctl bind --d'), ['--driver', '--dry-run']);
-    assert.deepEqual(complete('vfioctl install --'), ['--dry-run', '--exec', '--help', '--json', '--kernel', '--refresh', '--root', '--uninstall', '--version']);
+    assert.deepEqual(complete('vfioctl install --'), ['--dry-run', '--exec', '--help', '--json', '--kernel', '--refresh', '--root', '--uninstall', '--version', '--wait']);
     assert.deepEqual(complete(R('bind ')), ['0000:00:02.0', '0000:03:00.1']);
     assert.deepEqual(complete(R('bind 0000:00:02.0 ')), ['0000:00:02.0', '0000:03:00.1'], 'bind takes several devices');
     assert.deepEqual(complete('vfioctl bind ', { VFIOCTL_ROOT: f.dir }), ['0000:00:02.0', '0000:03:00.1'], 'VFIOCTL_ROOT');
@@ -76,6 +76,7 @@ for (const [shell, complete] of [['bash', bash], ['zsh', zsh], ['fish', fish]] a
     assert.deepEqual(complete(R('show 0000:03:00.1 ')), []);
     assert.deepEqual(complete('vfioctl list-devices s'), ['serial', 'storage', 'system']);
     assert.deepEqual(complete('vfioctl recover '), []);
+    assert.deepEqual(complete('vfioctl --wait '), [], 'a number: no commands, no files');
   });
 }
 
