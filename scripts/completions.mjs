@@ -5,8 +5,8 @@
 // An option or argument whose values this file does not know is an error, so a new one cannot
 // ship without completion.
 
-/** What an option's value is, by its long name. */
-const OPTION_VALUES = { root: 'dir', kernel: 'kernel', driver: 'vfio-driver', owner: 'user', exec: 'file', bus: 'bus' };
+/** What an option's value is, by its long name ('seconds': a number, nothing to offer). */
+const OPTION_VALUES = { root: 'dir', kernel: 'kernel', driver: 'vfio-driver', owner: 'user', exec: 'file', bus: 'bus', wait: 'seconds' };
 /** What a positional argument is, by its name. */
 const ARGUMENT_VALUES = { device: 'device', intent: 'intent', driver: 'driver', type: 'choices' };
 
