@@ -13,6 +13,8 @@ import { installCommand } from './install';
 import { driverctlDevice, hasAddressRule, importDriverctlCommand, listDevicesCommand } from './driverctl';
 import { parseAddress } from '../host/address';
 
+// commander hands an action its arguments untyped; each command's handler gives them types.
+// biome-ignore lint/suspicious/noExplicitAny: commander's action arguments
 type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
 
 export function buildProgram(io: Io, setExit: (code: number) => void): Command {
@@ -33,6 +35,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
 
   const wrap =
     (fn: Action) =>
+    // biome-ignore lint/suspicious/noExplicitAny: commander's action arguments
     async (...args: any[]) => {
       const cmd = args[args.length - 1] as Command;
       const g = cmd.optsWithGlobals() as GlobalOptions;
