@@ -94,6 +94,8 @@ export interface CliResult {
 export interface CliOptions {
   readonly env?: Readonly<Record<string, string>>;
   readonly timeoutMs?: number;
+  /** Another entry point than the tested bundle (the kill-at-step CLI of the unit tests' support). */
+  readonly entry?: string;
 }
 
 const show = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v));
@@ -132,7 +134,7 @@ export class ScenarioContext {
   cli(args: readonly string[], opts: CliOptions = {}): CliResult {
     const t = Date.now();
     const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/run/e2e-home', TMPDIR: '/run/e2e-home', ...opts.env };
-    const r = spawnSync(process.execPath, [this.plan.vfioctl, ...args], { encoding: 'utf8', env, timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL' });
+    const r = spawnSync(process.execPath, [opts.entry ?? this.plan.vfioctl, ...args], { encoding: 'utf8', env, timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL' });
     const res: CliResult = {
       args,
       code: r.status,

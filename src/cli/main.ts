@@ -179,14 +179,6 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   return program;
 }
 
-/** For the real-kernel suite: die (as kill -9 would) before the step with this op. */
-function killAtStep(op: string | undefined): Io['beforeStep'] {
-  if (!op) return undefined;
-  return (_p, s) => {
-    if (s.op === op) process.kill(process.pid, 'SIGKILL');
-  };
-}
-
 /** Runs the CLI with argv (without node and script) and returns the exit code. */
 export async function run(argv: string[], io: Io): Promise<number> {
   let code: number = EXIT.OK;
@@ -220,7 +212,6 @@ if (require.main === module) {
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
     env: process.env,
-    beforeStep: killAtStep(process.env.VFIOCTL_TEST_KILL_AT),
   };
   void run(process.argv.slice(2), io).then((code) => {
     process.exitCode = code;
