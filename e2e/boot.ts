@@ -32,6 +32,8 @@ export interface RebootPlan {
 
 /** Where the persistent layer sits on a reboot boot's results share (guest path). */
 export const GUEST_PERSIST_DIR = `${GUEST_RESULTS_DIR}/persist`;
+/** Hands a boot to systemd as PID 1 (sourced by guest/init; the guest sees the repository at this path). */
+export const SYSTEMD_BOOT_SCRIPT = path.resolve(__dirname, '../../e2e/guest/systemd-boot.sh');
 /** The kernel command line of a reboot boot also names its root, as a 9p-root VM's does. */
 export const REBOOT_CMDLINE = ['root=hostroot', 'rootfstype=9p'] as const;
 
@@ -75,6 +77,7 @@ function prepareShare(plan: BootPlan, env: BootEnv, share: string): void {
     E2E_PLAN: `${GUEST_RESULTS_DIR}/plan.json`,
   };
   if (plan.reboot) vars.E2E_PERSIST = GUEST_PERSIST_DIR;
+  if (plan.reboot?.stage === 2 && plan.scenarios.some((s) => s.reboot?.systemd)) vars.E2E_SYSTEMD = SYSTEMD_BOOT_SCRIPT;
   fs.writeFileSync(path.join(share, 'boot.env'), Object.entries(vars).map(([k, v]) => `${k}=${shellQuote(v)}\n`).join(''));
   const guestPlan: GuestPlan = {
     boot: plan.name,

@@ -19,7 +19,11 @@ export interface Scenario {
    * For `reboot` scenarios: the kernels of the two boots. `same`: one pair per selected kernel,
    * both boots on it; [first, second] (kernel ids): one pair, when both kernels are selected.
    */
-  readonly reboot?: { readonly kernels: 'same' | readonly [string, string] };
+  readonly reboot?: {
+    readonly kernels: 'same' | readonly [string, string];
+    /** The second boot comes up under systemd as PID 1 (guest/systemd-boot.sh), the runner as its service. */
+    readonly systemd?: boolean;
+  };
   /** Runs in the guest; throws on failure, calls ctx.skip() when it cannot run. */
   run(ctx: ScenarioContext): void;
 }

@@ -40,9 +40,10 @@ take() { # address driver module
 	mkdir -p "$R/run/vfioctl" && printf '%s %s\\n' "$1" "$2" >> "$R/run/vfioctl/boot-taken"
 	[ "$2" = none ] && return 0
 	case "$modules" in *" $3 "*) ;; *) modules="$modules$3 " ;; esac
-	probe="$probe $1"
+	probe="$probe $1/$3"
 }
 probe=""
+failed=" "
 while read -r kind sel drv mod rest; do
 	case "$kind" in address|id) ;; *) continue ;; esac
 	case "$drv" in ''|*[!A-Za-z0-9_.:+-]*) continue ;; esac
@@ -62,10 +63,18 @@ while read -r kind sel drv mod rest; do
 	done
 done < "$map"
 for m in $modules; do
-	[ "$m" = - ] || modprobe -q "$m" || echo "vfioctl-early: modprobe $m failed" >&2
+	[ "$m" = - ] || modprobe -q "$m" || { echo "vfioctl-early: modprobe $m failed" >&2; failed="$failed$m "; }
 done
-# Modules that were loaded already do not probe waiting devices by themselves.
-for a in $probe; do
+for t in $probe; do
+	a="\${t%%/*}"
+	# Without its VFIO module the device would wait on an override no driver answers, and its
+	# host driver could not have it either: clear the override, the late apply says why.
+	case "$failed" in *" \${t#*/} "*)
+		printf '\\n' > "$R/sys/bus/pci/devices/$a/driver_override"
+		echo "vfioctl-early: $a left to its host driver (modprobe \${t#*/} failed)" >&2
+		continue ;;
+	esac
+	# Modules that were loaded already do not probe waiting devices by themselves.
 	[ -e "$R/sys/bus/pci/devices/$a/driver" ] || printf '%s' "$a" > "$R/sys/bus/pci/drivers_probe" 2>/dev/null
 done
 exit 0
