@@ -41,9 +41,13 @@ After=vfioctl-apply.service network-pre.target systemd-udev-settle.service
 # systemd-analyze, which wants a finished boot, works from inside it).
 Type=simple
 ExecStart=/usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/run/e2e-home TMPDIR=/run/e2e-home $E2E_NODE $E2E_RUNNER $E2E_PLAN
-StandardOutput=journal+console
-StandardError=journal+console
+# Straight to the serial console, as the runner's output is without systemd (the host reads it).
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS0
 RuntimeMaxSec=420
+ExecStopPost=/bin/sh -c 'echo "E2E-INIT: runner service stopped: \$SERVICE_RESULT, exit \$EXIT_STATUS" > /dev/ttyS0'
+ExecStopPost=/usr/bin/systemctl poweroff --force --force
 SuccessAction=poweroff-immediate
 FailureAction=poweroff-immediate
 EOF

@@ -70,18 +70,21 @@ export function waitForBootFinished(ctx: ScenarioContext): string {
   return run(ctx, ['systemctl', 'is-system-running']).out.trim();
 }
 
-/** `systemd-analyze critical-chain UNIT`: unit -> [activated at, took] in ms (the "@1.2s +3ms" columns). */
-export function criticalChain(ctx: ScenarioContext, unit: string): Map<string, { at: number; took: number | null }> {
+/**
+ * `systemd-analyze critical-chain UNIT`, top down: [unit, activated at (ms after systemd started;
+ * null for UNIT itself), took (ms; null when not shown)].
+ */
+export function criticalChain(ctx: ScenarioContext, unit: string): [string, number | null, number | null][] {
   const r = mustRun(ctx, ['systemd-analyze', 'critical-chain', '--no-pager', unit]);
-  const secs = (v: string): number => {
-    let ms = 0;
-    for (const [, n, u] of v.matchAll(/([\d.]+)(min|ms|s)/g)) ms += Number(n) * (u === 'min' ? 60_000 : u === 's' ? 1000 : 1);
-    return ms;
+  const ms = (v: string): number => {
+    let t = 0;
+    for (const [, n, u] of v.matchAll(/([\d.]+)(min|ms|s)/g)) t += Number(n) * (u === 'min' ? 60_000 : u === 's' ? 1000 : 1);
+    return t;
   };
-  const out = new Map<string, { at: number; took: number | null }>();
+  const out: [string, number | null, number | null][] = [];
   for (const l of r.out.split('\n')) {
-    const m = /([\w@.\\-]+\.(?:service|target|socket|mount))\s+@(\S+)(?:\s+\+(\S+))?/.exec(l);
-    if (m) out.set(m[1]!, { at: secs(m[2]!), took: m[3] ? secs(m[3]) : null });
+    const m = /([\w@.\\-]+\.(?:service|target|socket|mount|slice))(?:\s+@(\S+))?(?:\s+\+(\S+))?\s*$/.exec(l);
+    if (m) out.push([m[1]!, m[2] ? ms(m[2]) : null, m[3] ? ms(m[3]) : null]);
   }
   return out;
 }
@@ -157,12 +160,15 @@ function systemdSecondBoot(ctx: ScenarioContext): void {
   const earlyLog = entries.filter((e) => text(e, '_SYSTEMD_UNIT') === EARLY || text(e, 'UNIT') === EARLY).map((e) => text(e, 'MESSAGE'));
   ctx.note(`journal of ${EARLY}:\n${earlyLog.map((m) => `    | ${m}`).join('\n')}`);
 
+  // systemd's own account of what the late unit waited for last: it reaches back to the coldplug
+  // trigger (After=systemd-udev-trigger.service, directly or through sysinit.target).
   const chain = criticalChain(ctx, LATE);
-  ctx.note(`systemd-analyze critical-chain ${LATE}: ${[...chain].map(([u, v]) => `${u} @${v.at}ms${v.took !== null ? ` +${v.took}ms` : ''}`).join(' <- ')}`);
-  const c = chain.get(LATE);
-  ctx.ok(c !== undefined, `critical-chain lists ${LATE}`);
-  const before = [...chain.entries()].filter(([u]) => u !== LATE);
-  ctx.ok(before.every(([, v]) => v.at <= c!.at), `every unit critical-chain puts before ${LATE} became active before it`);
+  ctx.note(`systemd-analyze critical-chain ${LATE}: ${chain.map(([u, a, t]) => `${u}${a !== null ? ` @${a}ms` : ''}${t !== null ? ` +${t}ms` : ''}`).join(' <- ')}`);
+  ctx.eq(chain[0]?.[0], LATE, 'critical-chain starts at the late unit');
+  ctx.ok(chain.some(([u]) => u === TRIGGER || u === 'sysinit.target'), `critical-chain of ${LATE} goes through ${TRIGGER} or sysinit.target`);
+  const ti = chain.findIndex(([u]) => u === TRIGGER);
+  const ei = chain.findIndex(([u]) => u === EARLY);
+  if (ti >= 0 && ei >= 0) ctx.ok(ei > ti, `critical-chain: ${TRIGGER} waited for ${EARLY}`);
 
   // What each device ended on, from sysfs.
   expectOnVfio(ctx, nic, 'vfio-pci');
@@ -190,5 +196,149 @@ export const bootSystemd: Scenario = {
   run(ctx) {
     if (ctx.plan.reboot?.stage === 1) systemdFirstBoot(ctx);
     else systemdSecondBoot(ctx);
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Failure at boot is safe: the boot completes, the devices stay on their host drivers, and
+// systemd's journal and `vfioctl status` say why.
+
+const CONFIG = '/etc/vfioctl/vfioctl.json';
+const FAILING_HOOK = '/etc/vfioctl/rule-hooks/e2e-refuse';
+/** Makes `modprobe vfio_pci` fail, as on a kernel without the module (udev's kmod builtin runs it too). */
+const NO_VFIO_PCI = '/etc/modprobe.d/e2e-no-vfio-pci.conf';
+
+/** The unit's log lines in this boot's journal (what it wrote to stdout/stderr). */
+function unitLog(entries: readonly JournalEntry[], unit: string): string[] {
+  return entries.filter((e) => text(e, '_SYSTEMD_UNIT') === unit).map((e) => text(e, 'MESSAGE'));
+}
+
+/** Under systemd: the boot finished, the early unit succeeded and the late unit failed; their logs. */
+function failedBoot(ctx: ScenarioContext): { early: string[]; late: string[]; entries: JournalEntry[] } {
+  ctx.eq(fs.readFileSync('/proc/1/comm', 'utf8').trim(), 'systemd', 'PID 1');
+  ctx.eq(waitForBootFinished(ctx), 'degraded', 'systemctl is-system-running (the boot finished; a unit failed)');
+  const props = ['ActiveState', 'Result', 'ExecMainStatus'];
+  const early = unitProps(ctx, EARLY, props);
+  ctx.eq([early.ActiveState, early.Result, early.ExecMainStatus], ['active', 'success', '0'], `${EARLY}: [ActiveState, Result, ExecMainStatus]`);
+  const late = unitProps(ctx, LATE, props);
+  ctx.eq([late.ActiveState, late.Result], ['failed', 'exit-code'], `${LATE}: [ActiveState, Result]`);
+  ctx.note(`${LATE} ExecMainStatus=${late.ExecMainStatus}`);
+  const failed = run(ctx, ['systemctl', 'list-units', '--failed', '--plain', '--no-legend', '--no-pager']).out.split('\n').map((l) => l.split(/\s+/)[0]).filter(Boolean);
+  ctx.eq(failed, [LATE], 'failed units (systemctl list-units --failed)');
+  const entries = journal(ctx);
+  const out = { early: unitLog(entries, EARLY), late: unitLog(entries, LATE), entries };
+  ctx.note(`journal of ${EARLY}:\n${out.early.map((m) => `    | ${m}`).join('\n')}`);
+  ctx.note(`journal of ${LATE}:\n${out.late.map((m) => `    | ${m}`).join('\n')}`);
+  return out;
+}
+
+function statusText(ctx: ScenarioContext): string {
+  const r = ctx.cli(['status']);
+  ctx.note(`vfioctl status (exit ${r.code}):\n${`${r.stdout}${r.stderr}`.trim().replace(/^/gm, '    | ')}`);
+  return `${r.stdout}${r.stderr}`;
+}
+
+function failuresFirstBoot(ctx: ScenarioContext): void {
+  const nic = ctx.dev('e1000e');
+  const virtio = ctx.dev('virtioNetModern');
+  const root = ctx.dev('rootfs');
+  checkPersistentLayer(ctx);
+  ctx.expectExit(ctx.cli(['set', nic, 'vfio']), 0);
+  ctx.expectExit(ctx.cli(['set', virtio, 'vfio']), 0);
+  // The guest's root device, configured on purpose and never applied now.
+  ctx.expectExit(ctx.cli(['set', root, 'vfio', '--noprobe']), 0);
+  // A rule hook that refuses: it runs at the late apply, so the map leaves the device out.
+  fs.mkdirSync('/etc/vfioctl/rule-hooks', { mode: 0o755 });
+  fs.writeFileSync(FAILING_HOOK, '#!/bin/sh\necho "e2e-refuse: $1 $2: not today" >&2\nexit 1\n', { mode: 0o755 });
+  const config = JSON.parse(fs.readFileSync(CONFIG, 'utf8')) as { rules: { match: { address?: string }; hooks?: string[] }[] };
+  config.rules.find((r) => r.match.address === virtio)!.hooks = [FAILING_HOOK];
+  fs.writeFileSync(CONFIG, JSON.stringify(config, null, 2) + '\n');
+  ctx.expectExit(ctx.cli(['install', '--exec', ctx.plan.vfioctl]), 0);
+  const map = mapOf(ctx, ctx.plan.kernel.release);
+  ctx.note(`map:\n${map.trim().replace(/^/gm, '    | ')}`);
+  ctx.eq(mapEntries(map), [`address ${nic} vfio-pci vfio_pci`], `map entries (${virtio}: hooks, ${root}: the root device, both left to the late apply)`);
+  ctx.ok(map.includes(`# skipped ${root}:`) && map.includes(`# skipped ${virtio}:`), 'the map says why both are left out');
+  // vfio_pci cannot be loaded at the next boot.
+  fs.writeFileSync(NO_VFIO_PCI, 'install vfio_pci /bin/false\n', { mode: 0o644 });
+  checkInstalledLayers(ctx);
+}
+
+function failuresSecondBoot(ctx: ScenarioContext): void {
+  const nic = ctx.dev('e1000e');
+  const spare = ctx.dev('e1000eNic');
+  const virtio = ctx.dev('virtioNetModern');
+  const root = ctx.dev('rootfs');
+  const roots = sysfs.snapshot([root, ctx.dev('results')]);
+  const { early, late } = failedBoot(ctx);
+  ctx.ok(early.some((l) => l.includes('modprobe vfio_pci failed')) && early.some((l) => l.includes(`${nic} left to its host driver`)), `the journal of ${EARLY} says vfio_pci did not load and ${nic} was left to its host driver`);
+  const lateText = late.join('\n');
+  ctx.ok(lateText.includes(nic) && lateText.includes(virtio) && lateText.includes(root), `the journal of ${LATE} names ${nic}, ${virtio} and ${root}`);
+  ctx.ok(/e2e-refuse/.test(lateText), `the journal of ${LATE} has the refusing hook's message`);
+
+  // The kernel: every device on its host driver, no override left behind.
+  ctx.eq([sysfs.driverOf(nic), sysfs.overrideOf(nic)], ['e1000e', null], `${nic} [driver, driver_override] (its VFIO module would not load)`);
+  ctx.eq([sysfs.driverOf(spare), sysfs.overrideOf(spare)], ['e1000e', null], `${spare} [driver, driver_override]`);
+  ctx.eq([sysfs.driverOf(virtio), sysfs.overrideOf(virtio)], ['virtio-pci', null], `${virtio} [driver, driver_override] (its hook refused)`);
+  ctx.ok(!sysfs.moduleLoaded('vfio_pci'), 'vfio_pci is not loaded');
+  expectUnchanged(ctx, roots, "the guest's root and results devices (the root device is configured)");
+
+  const s = ctx.cliJson<StatusJson>(['status', '--json']).json;
+  for (const a of [nic, virtio, root]) {
+    const d = statusOf(ctx, s, a);
+    ctx.note(`status ${a}: ${d.drift}: ${d.detail}`);
+    ctx.ok(d.drift !== 'ok', `vfioctl status ${a}: not ok (${d.drift})`);
+  }
+  const t = statusText(ctx);
+  ctx.ok(t.includes(nic) && t.includes(virtio), 'vfioctl status lists the devices the boot could not take');
+}
+
+export const bootFailures: Scenario = {
+  name: 'boot-failures',
+  title: 'boot 2 under systemd with vfio_pci unloadable, a refusing rule hook and the root device configured: the boot completes, all on host drivers, journal and status say why',
+  boots: ['reboot'],
+  reboot: { kernels: 'same', systemd: true },
+  run(ctx) {
+    if (ctx.plan.reboot?.stage === 1) failuresFirstBoot(ctx);
+    else failuresSecondBoot(ctx);
+  },
+};
+
+function brokenConfigFirstBoot(ctx: ScenarioContext): void {
+  const nic = ctx.dev('e1000e');
+  const next = ctx.plan.reboot!.other.release;
+  checkPersistentLayer(ctx);
+  ctx.expectExit(ctx.cli(['set', nic, 'vfio']), 0);
+  ctx.expectExit(ctx.cli(['install', '--exec', ctx.plan.vfioctl]), 0);
+  // The next kernel is not installed here, so no map is made for it.
+  ctx.eq(fs.readdirSync('/etc/vfioctl/boot').sort(), [`${ctx.plan.kernel.release}.map`], `maps (none for ${next})`);
+  // An admin's edit that breaks the file.
+  fs.appendFileSync(CONFIG, '{ "rules": [ oops\n');
+  ctx.expectExit(ctx.cli(['status']), 2);
+}
+
+function brokenConfigSecondBoot(ctx: ScenarioContext): void {
+  const nic = ctx.dev('e1000e');
+  const spare = ctx.dev('e1000eNic');
+  const roots = sysfs.snapshot([ctx.dev('rootfs'), ctx.dev('results')]);
+  const { late } = failedBoot(ctx);
+  ctx.ok(!fs.existsSync('/run/vfioctl/boot-taken'), `the early unit took nothing (no map for ${ctx.plan.kernel.release})`);
+  ctx.ok(late.some((l) => l.includes(`${CONFIG}:`)), `the journal of ${LATE} points into ${CONFIG} (file:line:column)`);
+  ctx.eq([sysfs.driverOf(nic), sysfs.overrideOf(nic)], ['e1000e', null], `${nic} [driver, driver_override]`);
+  ctx.eq([sysfs.driverOf(spare), sysfs.overrideOf(spare)], ['e1000e', null], `${spare} [driver, driver_override]`);
+  expectUnchanged(ctx, roots, "the guest's root and results devices");
+  const r = ctx.cli(['status']);
+  ctx.note(`vfioctl status (exit ${r.code}):\n${`${r.stdout}${r.stderr}`.trim().replace(/^/gm, '    | ')}`);
+  ctx.eq(r.code, 2, 'vfioctl status exit code (a broken configuration)');
+  ctx.ok(r.stderr.includes(`${CONFIG}:`), `vfioctl status points into ${CONFIG}`);
+}
+
+export const bootBrokenConfig: Scenario = {
+  name: 'boot-broken-config',
+  title: 'boot 1 on 6.1: e1000e configured, then the file broken by hand; boot 2 on 6.12 (no map for it) under systemd: boot completes, e1000e on e1000e, journal and status point at the file',
+  boots: ['reboot'],
+  reboot: { kernels: ['6.1', '6.12'], systemd: true },
+  run(ctx) {
+    if (ctx.plan.reboot?.stage === 1) brokenConfigFirstBoot(ctx);
+    else brokenConfigSecondBoot(ctx);
   },
 };

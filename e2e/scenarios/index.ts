@@ -1,6 +1,6 @@
 // Every scenario, in the order a boot runs them (cheap read-only checks first, then binds).
 import type { Scenario } from '../guest/scenario';
-import { bootSystemd } from './boots';
+import { bootBrokenConfig, bootFailures, bootSystemd } from './boots';
 import { bindDefault, forcedProbeFails, unbindAll, variantOutsideIdTable } from './bind';
 import { bulkBind } from './bulk';
 import { hookPostBindFails, hookPreBindSriovPf } from './hooks';
@@ -33,4 +33,6 @@ export const SCENARIOS: readonly Scenario[] = [
   rebootSameKernel,
   rebootKernelChange,
   bootSystemd,
+  bootFailures,
+  bootBrokenConfig,
 ];

@@ -86,12 +86,22 @@ export function udevProbeScript(): string {
 # ${MARKER}: do not edit.
 # vfioctl-udev-probe ADDRESS: after udev wrote driver_override (60-vfioctl.rules), ask the PCI
 # core to probe the device; writing an override never probes by itself.
+# VFIOCTL_ROOT: a host tree other than / (tests).
+R="\${VFIOCTL_ROOT:-}"
 case "$1" in
 	${ADDRESS_GLOB}) ;;
 	*) echo "vfioctl-udev-probe: not a PCI address" >&2; exit 2 ;;
 esac
-[ -e "/sys/bus/pci/devices/$1/driver" ] && exit 0
-printf '%s' "$1" > /sys/bus/pci/drivers_probe
+d="$R/sys/bus/pci/devices/$1"
+[ -e "$d/driver" ] && exit 0
+printf '%s' "$1" > "$R/sys/bus/pci/drivers_probe"
+[ -e "$d/driver" ] && exit 0
+# Its VFIO driver did not take it (module missing, probe refused): an override left behind would
+# keep its host driver off it too. Clear it and probe again for a host driver already loaded.
+printf '\\n' > "$d/driver_override"
+printf '%s' "$1" > "$R/sys/bus/pci/drivers_probe"
+echo "vfioctl-udev-probe: $1: no VFIO driver bound it; override cleared, left to its host driver" >&2
+exit 1
 `;
 }
 
