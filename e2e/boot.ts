@@ -120,12 +120,14 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
     if (persistFrom) fs.renameSync(persistFrom, persist);
     else fs.mkdirSync(persist, { mode: 0o755 });
   }
+  const own = builtInitramfs(plan, share);
   const vm = await runVm(
     {
       name: plan.name,
       kernel: plan.kernel,
       iommu: plan.iommu,
-      extraCmdline: plan.reboot ? REBOOT_CMDLINE : [],
+      extraCmdline: plan.reboot ? [...REBOOT_CMDLINE, ...own.cmdline] : [],
+      ...(own.initrd && { initrd: own.initrd }),
       shareDir: share,
       consoleFile,
       timeoutMs: env.timeoutMs,
@@ -156,6 +158,19 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
     };
   });
   return { plan, vm, consoleFile, results, facts: readJson(path.join(share, 'facts.json')), problem };
+}
+
+/**
+ * The first boot of a pair may leave an initramfs it built (initrd.img) and the kernel
+ * command-line words it needs (initrd.cmdline) in its persistent directory: the second boot
+ * starts from that initramfs instead of the suite's own.
+ */
+export function builtInitramfs(plan: BootPlan, share: string): { initrd?: string; cmdline: string[] } {
+  const dir = hostPersistDir(share);
+  if (plan.reboot?.stage !== 2 || !fs.existsSync(path.join(dir, 'initrd.img'))) return { cmdline: [] };
+  const words = (fs.existsSync(path.join(dir, 'initrd.cmdline')) ? fs.readFileSync(path.join(dir, 'initrd.cmdline'), 'utf8') : '').split(/\s+/).filter(Boolean);
+  for (const w of words) if (!/^[\w.-]+=[\w./-]+$/.test(w)) throw new Error(`initrd.cmdline: unexpected word ${JSON.stringify(w)}`);
+  return { initrd: path.join(dir, 'initrd.img'), cmdline: words };
 }
 
 /** Host path of the persistent layer on a boot's share. */

@@ -37,6 +37,9 @@ export const HOST_PACKAGES = [
   'busybox-static', // the guest's initramfs
   'kmod', // depmod for the unpacked kernels; modprobe inside the guest (the guest runs the host's /)
   'iproute2', // `ip` inside the guest
+  'systemd', // PID 1 of the boot-* scenarios' second boots (the guest runs the host's /)
+  'udev',
+  'initramfs-tools', // mkinitramfs for boot-initramfs-tools (run in the guest, for the guest's kernel)
   'driverctl', // the sequential baseline the bulk-bind scenario is timed against (issue 7)
   'xz-utils', // kernel source tarball, compressed modules
   // out-of-tree build of the variant drivers against linux-headers (what linux-headers depends on)

@@ -52,7 +52,10 @@ SuccessAction=poweroff-immediate
 FailureAction=poweroff-immediate
 EOF
 ln -sfn e2e-boot.target "$U/default.target" || die "cannot set the default target"
-say "systemd as PID 1 (default target e2e-boot.target) at uptime $(cut -d' ' -f1 /proc/uptime)s"
+read -r up _ < /proc/uptime
+say "systemd as PID 1 (default target e2e-boot.target) at uptime ${up}s"
+# E2E_NO_SWITCH: the caller switches root itself (the initramfs-tools boot script).
+[ -n "${E2E_NO_SWITCH:-}" ] && { export container=; return 0; }
 # An empty \$container tells PID 1 it is not in a container: the shared root carries the host's
 # /.dockerenv, which systemd would otherwise take for Docker.
 export container=
