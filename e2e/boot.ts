@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import type { GuestPlan, Scenario, ScenarioResult } from './guest/scenario';
 import { GUEST_RESULTS_DIR } from './machine';
 import type { KernelArtifacts } from './setup/kernel';
+import { cacheDir } from './setup/cache';
 import { runVm, type VmResult } from './vm';
 
 export interface BootPlan {
@@ -120,7 +121,7 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
     if (persistFrom) fs.renameSync(persistFrom, persist);
     else fs.mkdirSync(persist, { mode: 0o755 });
   }
-  const own = builtInitramfs(plan, share);
+  const own = builtInitramfs(plan, share, cacheDir());
   const vm = await runVm(
     {
       name: plan.name,
@@ -165,9 +166,16 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
  * command-line words it needs (initrd.cmdline) in its persistent directory: the second boot
  * starts from that initramfs instead of the suite's own.
  */
-export function builtInitramfs(plan: BootPlan, share: string): { initrd?: string; cmdline: string[] } {
+export function builtInitramfs(plan: BootPlan, share: string, cache?: string): { initrd?: string; cmdline: string[] } {
   const dir = hostPersistDir(share);
   if (plan.reboot?.stage !== 2 || !fs.existsSync(path.join(dir, 'initrd.img'))) return { cmdline: [] };
+  // Kept by its inputs' key for the next run (the key says which image a first boot may reuse).
+  const key = fs.existsSync(path.join(dir, 'initrd.key')) ? fs.readFileSync(path.join(dir, 'initrd.key'), 'utf8').trim() : '';
+  if (cache && /^[0-9a-f]{16}$/.test(key) && !fs.existsSync(path.join(cache, 'initramfs', `${key}.img`))) {
+    fs.mkdirSync(path.join(cache, 'initramfs'), { recursive: true });
+    fs.copyFileSync(path.join(dir, 'initrd.img'), path.join(cache, 'initramfs', `.${key}.tmp`));
+    fs.renameSync(path.join(cache, 'initramfs', `.${key}.tmp`), path.join(cache, 'initramfs', `${key}.img`));
+  }
   const words = (fs.existsSync(path.join(dir, 'initrd.cmdline')) ? fs.readFileSync(path.join(dir, 'initrd.cmdline'), 'utf8') : '').split(/\s+/).filter(Boolean);
   for (const w of words) if (!/^[\w.-]+=[\w./-]+$/.test(w)) throw new Error(`initrd.cmdline: unexpected word ${JSON.stringify(w)}`);
   return { initrd: path.join(dir, 'initrd.img'), cmdline: words };
