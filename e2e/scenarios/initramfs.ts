@@ -92,7 +92,7 @@ const DRACUT: Tool = {
     copy(path.join(E2E_FILES, 'e2e9p'), `${m}/e2e9p`, 0o644);
   },
   build: (release, image) => ['dracut', '--force', image, release],
-  list: ['lsinitrd', '--list'],
+  list: ['lsinitrd'],
   packed: [
     [/usr\/lib\/vfioctl\/vfioctl-early$/, 'the early script'],
     [/hooks\/pre-udev\/00-vfioctl-pre-udev\.sh$/, 'the pre-udev hook'],
