@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { builtInitramfs, hostPersistDir, SYSTEMD_BOOT_SCRIPT, type BootPlan } from '../boot';
 import type { Scenario } from '../guest/scenario';
 import { planBoots } from '../plan';
-import type { KernelArtifacts } from '../setup/kernel';
+import { pruneInitramfs, type KernelArtifacts } from '../setup/kernel';
 
 const kernel = (id: string): KernelArtifacts => ({ id, release: `${id}.0-1-amd64`, version: `${id}.1-1`, root: `/c/${id}`, vmlinuz: `/c/${id}/vmlinuz`, initrd: `/c/${id}/initrd`, variants: [], vfioAliases: [] });
 const reboot = (name: string, systemd?: boolean): Scenario => ({ name, title: name, boots: ['reboot'], reboot: { kernels: 'same', ...(systemd && { systemd }) }, run() {} });
@@ -47,6 +47,21 @@ describe('boot-* pairs', () => {
       assert.throws(() => builtInitramfs(plan(2), share), /unexpected word/);
     } finally {
       fs.rmSync(share, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the shared cache', () => {
+  it('keeps initramfs images other checkouts used lately; drops those unused for longer', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kcache-'));
+    try {
+      for (const f of ['initrd-aaaa.cpio.gz', 'initrd-bbbb.cpio.gz', 'stamp.json']) fs.writeFileSync(path.join(dir, f), '');
+      const old = new Date(Date.now() - 2 * 24 * 3600_000);
+      fs.utimesSync(path.join(dir, 'initrd-aaaa.cpio.gz'), old, old);
+      assert.deepEqual(pruneInitramfs(dir, Date.now() - 24 * 3600_000), ['initrd-aaaa.cpio.gz']);
+      assert.deepEqual(fs.readdirSync(dir).sort(), ['initrd-bbbb.cpio.gz', 'stamp.json']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
