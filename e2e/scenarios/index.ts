@@ -1,7 +1,7 @@
 // Every scenario, in the order a boot runs them (cheap read-only checks first, then binds).
 import type { Scenario } from '../guest/scenario';
 import { bootBrokenConfig, bootFailures, bootSystemd } from './boots';
-import { bootInitramfsTools } from './initramfs';
+import { bootDracut, bootInitramfsTools } from './initramfs';
 import { bindDefault, forcedProbeFails, unbindAll, variantOutsideIdTable } from './bind';
 import { bulkBind } from './bulk';
 import { hookPostBindFails, hookPreBindSriovPf } from './hooks';
@@ -37,4 +37,5 @@ export const SCENARIOS: readonly Scenario[] = [
   bootFailures,
   bootBrokenConfig,
   bootInitramfsTools,
+  bootDracut,
 ];
