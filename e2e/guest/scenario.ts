@@ -19,7 +19,13 @@ export interface Scenario {
    * For `reboot` scenarios: the kernels of the two boots. `same`: one pair per selected kernel,
    * both boots on it; [first, second] (kernel ids): one pair, when both kernels are selected.
    */
-  readonly reboot?: { readonly kernels: 'same' | readonly [string, string] };
+  readonly reboot?: {
+    readonly kernels: 'same' | readonly [string, string];
+    /** With `same`: only these kernels (default: every kernel of the run). */
+    readonly only?: readonly string[];
+    /** The second boot comes up under systemd as PID 1 (guest/systemd-boot.sh), the runner as its service. */
+    readonly systemd?: boolean;
+  };
   /** Runs in the guest; throws on failure, calls ctx.skip() when it cannot run. */
   run(ctx: ScenarioContext): void;
 }
@@ -90,6 +96,13 @@ export interface CliResult {
   readonly stderr: string;
   readonly ms: number;
 }
+
+/**
+ * The kernels whose boots prove Debian 12's own systemd, initramfs-tools and dracut (the guest
+ * runs the host's userland): on Debian 11's 5.10 those would be bullseye's, and each boot pair
+ * costs minutes under TCG.
+ */
+export const DEBIAN_12_KERNELS: readonly string[] = ['6.1', '6.12'];
 
 export interface CliOptions {
   readonly env?: Readonly<Record<string, string>>;
