@@ -17,6 +17,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 npm run --silent build
+npm run --silent build:cockpit
 version=$(node -p 'require("./package.json").version')
 src=build/deb/vfioctl-$version
 node scripts/stage-package.mjs "$src"
@@ -25,5 +26,5 @@ node scripts/stage-package.mjs "$src"
   exit 1
 }
 mkdir -p dist
-cp "build/deb/vfioctl_${version}_all.deb" dist/
-echo "dist/vfioctl_${version}_all.deb"
+cp "build/deb/vfioctl_${version}_all.deb" "build/deb/cockpit-vfioctl_${version}_all.deb" dist/
+echo "dist/vfioctl_${version}_all.deb dist/cockpit-vfioctl_${version}_all.deb"

@@ -44,6 +44,8 @@ if (!bundle.startsWith('#!/usr/bin/node\n')) throw new Error('dist/vfioctl.js: u
 put(files.PACKAGED_EXEC, bundle, 0o755);
 for (const f of files.staticLayers(files.PACKAGE_LAYOUT, files.PACKAGED_EXEC)) put(f.path, f.content, f.mode);
 put(files.PACKAGED_MARKER, `# vfioctl ${pkg.version} from the Debian package: dpkg owns the static boot layers;\n# 'vfioctl install' writes only this host's boot maps and udev rule and enables the units.\n`);
+// The Cockpit page (`npm run build:cockpit`), for the cockpit-vfioctl package.
+cpSync(join(repo, 'dist/cockpit/vfioctl'), join(out, 'stage-cockpit/usr/share/cockpit/vfioctl'), { recursive: true });
 for (const s of readdirSync(join(repo, 'schema'))) put(`/usr/share/vfioctl/schema/${s}`, readFileSync(join(repo, 'schema', s)));
 
 const program = buildProgram({ out: () => {}, err: () => {}, env: {} }, () => {});

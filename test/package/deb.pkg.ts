@@ -13,6 +13,7 @@ import { ALIASES, Fixture } from '../support/fixture';
 const repo = path.join(__dirname, '../../..');
 const version: string = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')).version;
 const deb = path.join(repo, 'dist', `vfioctl_${version}_all.deb`);
+const cockpitDeb = path.join(repo, 'dist', `cockpit-vfioctl_${version}_all.deb`);
 const cache = process.env.VFIOCTL_DEB_CACHE ?? '/var/cache/vfioctl-deb';
 const archives = path.join(cache, 'archives');
 let work = '';
@@ -44,6 +45,7 @@ before(() => {
   fs.mkdirSync(archives, { recursive: true });
   for (const f of fs.readdirSync(archives)) fs.copyFileSync(path.join(archives, f), path.join(R, 'var/cache/apt/archives', f));
   fs.copyFileSync(deb, path.join(R, 'tmp', path.basename(deb)));
+  fs.copyFileSync(cockpitDeb, path.join(R, 'tmp', path.basename(cockpitDeb)));
 });
 
 after(() => {
@@ -79,6 +81,23 @@ test('apt installs the package into Debian 12 with Debian\'s own nodejs, and dpk
   const postinst = fs.readFileSync(path.join(R, 'var/lib/dpkg/info/vfioctl.postinst'), 'utf8');
   assert.doesNotMatch(postinst, /deb-systemd-invoke (start|restart)|systemctl (start|restart)|apply --boot/, 'the maintainer scripts never start a unit');
   ok(chroot(['dpkg', '--verify', 'vfioctl']), 'dpkg --verify');
+});
+
+test('cockpit-vfioctl: lintian clean, installs beside vfioctl, Cockpit\'s bridge finds the page, and purge takes it all', () => {
+  const l = run('lintian', ['--fail-on', 'error,warning', '--display-info', cockpitDeb]);
+  assert.deepEqual(l.stdout.split('\n').filter((t) => /^[EW]: /.test(t)), []);
+  ok(l, 'lintian cockpit-vfioctl');
+  ok(chroot(['apt-get', 'install', '-y', '-qq', '--no-install-recommends', `/tmp/${path.basename(cockpitDeb)}`]), 'apt-get install ./cockpit-vfioctl.deb');
+  const manifest = JSON.parse(fs.readFileSync(path.join(R, 'usr/share/cockpit/vfioctl/manifest.json'), 'utf8'));
+  assert.ok(manifest.menu, 'a menu entry');
+  // The bridge lists the packages it would serve: ours among them, by its directory name.
+  const listed = chroot(['cockpit-bridge', '--packages']);
+  ok(listed, 'cockpit-bridge --packages');
+  assert.match(listed.stdout, /^vfioctl\b/m);
+  ok(chroot(['apt-get', 'purge', '-y', '-qq', 'cockpit-vfioctl']), 'apt-get purge cockpit-vfioctl');
+  assert.equal(fs.existsSync(path.join(R, 'usr/share/cockpit/vfioctl')), false);
+  assert.equal(chroot(['dpkg-query', '-W', '-f=${Status}', 'vfioctl']).stdout, 'install ok installed', 'vfioctl stays');
+  fs.rmSync(path.join(R, 'tmp', path.basename(cockpitDeb)));
 });
 
 test('the packaged CLI reads a fixture host under --root: list and show', () => {
