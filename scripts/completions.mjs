@@ -6,9 +6,9 @@
 // ship without completion.
 
 /** What an option's value is, by its long name. */
-const OPTION_VALUES = { root: 'dir', kernel: 'kernel', driver: 'vfio-driver', owner: 'user', exec: 'file', bus: 'bus' };
+const OPTION_VALUES = { root: 'dir', kernel: 'kernel', driver: 'vfio-driver', owner: 'user', exec: 'file', bus: 'bus', config: 'file' };
 /** What a positional argument is, by its name. */
-const ARGUMENT_VALUES = { device: 'device', intent: 'intent', driver: 'driver', type: 'choices' };
+const ARGUMENT_VALUES = { device: 'device', intent: 'intent', driver: 'driver', type: 'choices', action: 'choices', file: 'file' };
 
 function describe(program) {
   const option = (o) => {

@@ -9,7 +9,6 @@ import { isDriverName } from '../persist/validate';
 import { execute, type DeviceResult } from '../apply/executor';
 import type { Recovery } from '../apply/recover';
 import type { WriteSession } from '../apply/session';
-import { loadConfig } from '../config/load';
 import { desiredState, type Desire, type DesiredState } from '../config/desired';
 import { isBroad, type Config } from '../config/types';
 import { ruleHook, type Hook } from '../hooks/discover';
@@ -20,12 +19,15 @@ import { readState, readStateChecked, writeBootState, writeState, type AppliedDe
 import { type Context, printWarnings, refuseForeignKernelWrite } from './context';
 import { execOptions, exitCodeOf, planResults, render, trust, uniqueAddresses, warnPending, withWriteSession } from './bind';
 import type { TrustPolicy } from '../util/trust';
+import { configFor } from './config-check';
 
 export interface ApplyOptions {
   dryRun?: boolean;
   json?: boolean;
   /** The late boot unit: boot devices from fstab/crypttab/root= are refused, broad rules need an acknowledgement. */
   boot?: boolean;
+  /** --config FILE: converge to FILE instead of /etc/vfioctl/vfioctl.json. */
+  config?: string;
 }
 
 interface PhaseResult {
@@ -204,5 +206,5 @@ function report(ctx: Context, opts: ApplyOptions, phases: PhaseResult[], skipped
 export function applyCommand(ctx: Context, devices: string[], opts: ApplyOptions): Promise<number> {
   const only = devices.length ? uniqueAddresses(devices) : null;
   const policy = trust(ctx);
-  return converge(ctx, policy, loadConfig(ctx.root, policy), only, opts);
+  return converge(ctx, policy, configFor(ctx, policy, opts.config), only, opts);
 }

@@ -16,6 +16,7 @@ import { Diagnostics, EXIT, VfioctlError } from '../util/diag';
 import { untrustedReason, type TrustPolicy } from '../util/trust';
 import type { Context } from './context';
 import { trust } from './bind';
+import { loadConfigFile } from './config-check';
 
 interface BootFile {
   readonly path: string;
@@ -56,8 +57,8 @@ export function isInstalled(root: HostRoot): boolean {
 }
 
 /** Maps for `kernels` from the configuration as it is now. Throws on a broken configuration. */
-function computeMaps(root: HostRoot, policy: TrustPolicy, kernels: readonly string[]): { maps: BootMap[]; warnings: string[] } {
-  const config = loadConfig(root, policy);
+function computeMaps(root: HostRoot, policy: TrustPolicy, kernels: readonly string[], file?: string): { maps: BootMap[]; warnings: string[] } {
+  const config = file === undefined ? loadConfig(root, policy) : loadConfigFile(policy, file);
   const base = readSnapshot(root, { kernel: kernels[0], trust: policy });
   const boot = readBootDevices(root);
   const layouts = new Map<string, VfLayout>();
@@ -145,6 +146,8 @@ export interface InstallOptions {
   refresh?: boolean;
   exec?: string;
   json?: boolean;
+  /** --config FILE: the maps are made from FILE instead of /etc/vfioctl/vfioctl.json. */
+  config?: string;
 }
 
 export function installCommand(ctx: Context, opts: InstallOptions): number {
@@ -195,7 +198,7 @@ export function installCommand(ctx: Context, opts: InstallOptions): number {
   if (kernels.length === 0) throw new VfioctlError(`no kernel module trees under ${root.path('/lib/modules')}: nothing to compute boot maps for`, EXIT.FAILED);
   if (opts.refresh && !isInstalled(root)) throw new VfioctlError(`the boot layers are not installed: run 'vfioctl install' first`, EXIT.BAD_INPUT);
   // A broken configuration throws here: the previous maps stay as they are.
-  const { maps, warnings } = computeMaps(root, policy, kernels);
+  const { maps, warnings } = computeMaps(root, policy, kernels, opts.config);
   const vfioctl = layout.packaged ? files.PACKAGED_EXEC : execPath(ctx, opts.exec, policy);
   const all = [...(opts.refresh ? [] : staticFiles(layout, vfioctl)), ...mapFiles(root, maps)];
   // Units a non-packaged install left in /etc override the package's: say so, keep the admin in charge.

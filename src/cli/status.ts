@@ -2,7 +2,7 @@
 // driver the intent resolves to now vs at the last apply (a kernel upgrade can change it); how the
 // boot went (won early, or a host driver had it first); devices something else rebound since.
 import { readSnapshot, type Snapshot } from '../host/snapshot';
-import { loadConfig } from '../config/load';
+import { configFor } from './config-check';
 import { desiredState, type Desire } from '../config/desired';
 import { CONFIG_FILE } from '../config/types';
 import { ruleLabel } from '../plan/converge';
@@ -67,12 +67,12 @@ function bootText(b: DeviceStatus['boot']): string {
   return `host driver had it first (${b.driver}${b.hostDriverBuiltin ? ', built in: only the late apply can take it' : ''})`;
 }
 
-export function statusCommand(ctx: Context, opts: { json?: boolean }): number {
+export function statusCommand(ctx: Context, opts: { json?: boolean; config?: string }): number {
   const running = ctx.root.kernelRelease();
   if (ctx.kernel !== undefined && ctx.root.isLive && running !== ctx.kernel) {
     ctx.io.err(`vfioctl: note: resolving for kernel ${ctx.kernel}, not the running ${running ?? 'kernel'}: a preview of what apply would do after booting it; the live drivers are this kernel's\n`);
   }
-  const config = loadConfig(ctx.root, trust(ctx));
+  const config = configFor(ctx, trust(ctx), opts.config);
   const snap = readSnapshot(ctx.root, { kernel: ctx.kernel });
   printWarnings(ctx, snap.warnings);
   const desired = desiredState(config, snap.devices);
