@@ -165,6 +165,10 @@ boot:
   description: What C(vfioctl install --refresh --json) did (files, maps, warnings), when it ran.
   type: dict
   returned: when the boot maps were refreshed
+elapsed:
+  description: Seconds the module took on the host (vfioctl's runs included).
+  type: float
+  returned: always
 warnings_vfioctl:
   description: Warnings vfioctl printed in its JSON.
   type: list
@@ -175,6 +179,7 @@ warnings_vfioctl:
 import json
 import os
 import tempfile
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
@@ -297,6 +302,7 @@ def main():
         module.fail_json(msg="state=absent removes the whole policy: give no rules (or state=present with the rules to keep)")
     if not os.path.isdir(p['root']):
         module.fail_json(msg='root %s: no such directory' % p['root'])
+    started = time.time()
     v = Vfioctl(module)
     result = dict(changed=False, config_changed=False, config_file=v.config_path, refused=[], warnings_vfioctl=[])
 
@@ -370,6 +376,7 @@ def main():
             if lines:
                 diffs.append(dict(prepared='vfioctl: devices that %s:\n  %s' % ('would move' if module.check_mode else 'moved', '\n  '.join(lines))))
             result['diff'] = diffs
+        result['elapsed'] = round(time.time() - started, 3)
         if result['refused'] and p['fail_on_refusal']:
             why = '; '.join('%s: %s' % (r['address'], ', '.join(x.get('message', '') for x in r['refusals']) or r['error']) for r in result['refused'])
             module.fail_json(msg='vfioctl refused (exit 3): %s' % why, rc=EXIT_REFUSED, **result)
