@@ -40,6 +40,8 @@ done
 step "py_compile" /usr/bin/python3 -m py_compile $(find "$coll" -name '*.py' -not -path '*/tests/output/*')
 step "pycodestyle (ansible-test's pep8 settings)" pycodestyle --max-line-length=160 --ignore=E402,W503,W504,E741 "$coll/plugins" "$coll/tests"
 
+step "role vfioctl.fleet.host (check mode)" bash -c "ANSIBLE_CONFIG='$repo/ansible/tests/fleet/ansible.cfg' /usr/bin/ansible-playbook -i localhost, ansible/tests/role.yml --check"
+
 echo "== ansible-test units"
 step "ansible-test units" bash -c "cd '$coll' && /usr/bin/ansible-test units --python 3.11 --color no"
 
