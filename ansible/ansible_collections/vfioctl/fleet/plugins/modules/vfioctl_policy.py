@@ -359,8 +359,17 @@ def main():
                 _rc, boot, _err = v.run_json('install', '--refresh', '--json')
                 result['boot'] = boot
                 changed = changed or any(f.get('action') == 'wrote' for f in boot.get('files', []))
+            # A failing apply below still reports what changed so far.
+            result['changed'] = changed
             if p['apply']:
-                rc, applied, _err = v.run_json('apply', '--json', ok_rcs=(EXIT_OK, EXIT_REFUSED))
+                try:
+                    rc, applied, _err = v.run_json('apply', '--json', ok_rcs=(EXIT_OK, EXIT_REFUSED))
+                except VfioctlError as e:
+                    # Exit 1 (failed, rolled back): which device failed, and what the others did.
+                    if isinstance(e.data, dict):
+                        result['results'] = device_moves(e.data.get('results', []), before)
+                        result['changed'] = changed or any(moved(m) for m in result['results'])
+                    raise
                 moves = device_moves(applied.get('results', []), before)
                 result['warnings_vfioctl'] = applied.get('warnings', [])
                 _rc, status, _err = v.run_json('status', '--json')

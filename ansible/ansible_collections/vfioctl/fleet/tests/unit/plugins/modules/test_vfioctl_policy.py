@@ -226,3 +226,12 @@ def test_state_absent_removes_the_file_and_previews_with_no_rules(fake):
     e = run(fake, state='absent', rules=None)
     assert e.result['config_changed'] and not conf(fake).exists()
     assert e.result['results'][0]['phase'] == 'release'
+
+
+def test_a_failed_apply_reports_the_written_file_and_the_failing_device(fake):
+    fake.on('apply', 1, apply_json([result(E2, 'failed', 'e1000e', 'vfio-pci', error='probe failed: no driver bound; rolled back')]),
+            err='vfioctl: 0000:00:05.0: failed')
+    e = run(fake)
+    assert e.failed and e.result['rc'] == 1
+    assert e.result['changed'] is True and e.result['config_changed'] is True, 'the file was written before apply failed'
+    assert e.result['results'][0]['error'] == 'probe failed: no driver bound; rolled back'
