@@ -7,8 +7,7 @@ import { ConfigError, loadConfig, readConfigText, parseConfig } from '../config/
 import type { Config, Rule } from '../config/types';
 import { EXIT, VfioctlError } from '../util/diag';
 import type { TrustPolicy } from '../util/trust';
-import type { Context } from './context';
-import { trust } from './bind';
+import { type Context, trust } from './context';
 
 /**
  * `--config FILE` is a path on the running system, not under --root: the candidate is kept beside

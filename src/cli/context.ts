@@ -2,9 +2,11 @@
 import * as fs from 'node:fs';
 import { HostRoot } from '../host/root';
 import type { KernelIo } from '../apply/kernel-io';
-import { SysfsKernelIo } from '../apply/kernel-io';
 import type { ExecOptions } from '../apply/executor';
+import { describeHolder } from '../apply/lock';
+import { Host } from '../ops/host';
 import { EXIT, VfioctlError } from '../util/diag';
+import { relaxedTrustWarning, trustPolicy, type TrustPolicy } from '../util/trust';
 
 export interface GlobalOptions {
   root?: string;
@@ -28,6 +30,8 @@ export interface Io {
 }
 
 export interface Context {
+  /** The operations on this host (the library API the CLI is a client of). */
+  readonly host: Host;
   readonly root: HostRoot;
   readonly kernel: string | undefined;
   readonly io: Io;
@@ -51,14 +55,35 @@ export function makeContext(g: GlobalOptions, io: Io): Context {
   // A mistyped --root must not read as an empty host ("no devices") or create a tree somewhere.
   if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new VfioctlError(`--root ${dir}: no such directory`, EXIT.BAD_INPUT);
   const root = new HostRoot(dir);
+  const wait = waitMs(g.wait);
   if (g.kernel !== undefined && (!/^[A-Za-z0-9._+~-]{1,128}$/.test(g.kernel) || !root.exists(`/lib/modules/${g.kernel}`))) {
     throw new VfioctlError(`--kernel '${g.kernel}': no module tree ${root.path(`/lib/modules/${g.kernel}`)}; 'ls ${root.path('/lib/modules')}' lists the kernels`, EXIT.BAD_INPUT);
   }
-  return { root, kernel: g.kernel, io, waitMs: waitMs(g.wait), flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus } };
+  const host = new Host({
+    root: dir,
+    kernel: g.kernel,
+    trust: trustPolicy(io.env),
+    env: io.env,
+    waitMs: wait,
+    ...(io.kernelIo ? { kernelIo: io.kernelIo(root) } : {}),
+    beforeStep: io.beforeStep,
+    events: {
+      lockWait: (h, ms) => io.err(`vfioctl: waiting for the lock held by ${describeHolder(h)} (up to ${ms / 1000} s; --wait SECONDS)\n`),
+      signal: (sig) => io.err(`vfioctl: ${sig}: finishing the step in flight, then rolling back and stopping\n`),
+      recovered: (r) => {
+        for (const x of r.recovered) io.err(`vfioctl: recovered ${x.address} from an interrupted ${x.kind} (${x.interruptedAt}): now on ${x.driver ?? 'no driver'}${x.error ? `; ${x.error}` : ''}\n`);
+        for (const u of r.unreadable) io.err(`vfioctl: warning: unreadable journal entry ${u}\n`);
+      },
+    },
+  });
+  return { host, root, kernel: g.kernel, io, waitMs: wait, flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus } };
 }
 
-export function kernelIoOf(ctx: Context): KernelIo {
-  return ctx.io.kernelIo?.(ctx.root) ?? new SysfsKernelIo(ctx.root);
+/** The trust policy for hooks and configuration; a relaxed one is announced every time. */
+export function trust(ctx: Context): TrustPolicy {
+  const w = relaxedTrustWarning(ctx.host.trust);
+  if (w) ctx.io.err(`vfioctl: warning: ${w}\n`);
+  return ctx.host.trust;
 }
 
 /**
@@ -71,6 +96,11 @@ export function refuseForeignKernelWrite(ctx: Context, dryRun: boolean | undefin
   if (running !== undefined && running !== ctx.kernel) {
     throw new VfioctlError(`--kernel ${ctx.kernel} is not the running kernel (${running}): its plan can only be previewed; add --dry-run`, EXIT.BAD_INPUT);
   }
+}
+
+/** Half-done devices a killed run left, for commands that do not repair them. */
+export function warnPending(ctx: Context): void {
+  printWarnings(ctx, ctx.host.pendingProblems());
 }
 
 export function printWarnings(ctx: Context, warnings: readonly string[]): void {

@@ -7,9 +7,8 @@ import { withIntent } from '../config/edit';
 import { validateDriverName } from '../plan/target';
 import { EXIT, VfioctlError } from '../util/diag';
 import { untrustedReason } from '../util/trust';
-import type { Context } from './context';
-import { trust, withWriteSession } from './bind';
-import { saveConfig } from './install';
+import { type Context, trust } from './context';
+import { saveConfig } from '../ops/boot-layers';
 
 export const DRIVERCTL_DIR = '/etc/driverctl.d';
 
@@ -24,7 +23,7 @@ type ImportOptions = { dryRun?: boolean; json?: boolean; vfio?: boolean };
 
 export function importDriverctlCommand(ctx: Context, opts: ImportOptions): number | Promise<number> {
   // The configuration's read-modify-write happens under the lock, as set's does.
-  return opts.dryRun ? importDriverctl(ctx, opts) : withWriteSession(ctx, async () => importDriverctl(ctx, opts));
+  return opts.dryRun ? importDriverctl(ctx, opts) : ctx.host.session(async () => importDriverctl(ctx, opts));
 }
 
 function importDriverctl(ctx: Context, opts: ImportOptions): number {
@@ -76,7 +75,7 @@ function importDriverctl(ctx: Context, opts: ImportOptions): number {
     changed ||= e.changed;
   }
   if (!opts.dryRun && changed) {
-    saveConfig(ctx, text!);
+    for (const w of saveConfig(ctx.host, text!)) ctx.io.err(`vfioctl: warning: ${w}\n`);
   }
   const hint = found.length
     ? [

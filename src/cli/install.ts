@@ -1,144 +1,9 @@
 // `vfioctl install [--dry-run] [--uninstall] [--refresh [--kernel REL]]`: the boot layers
-// (README.md, "Boot"): per-kernel maps, the early unit, the udev rule, initramfs hooks
-// (initramfs-tools and dracut), kernel postinst hooks and the late apply unit.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import type { HostRoot } from '../host/root';
-import { readSnapshot, readModuleState } from '../host/snapshot';
-import { readBootDevices } from '../host/boot-devices';
-import { loadConfig } from '../config/load';
-import { CONFIG_FILE } from '../config/types';
-import { writeConfig } from '../config/edit';
-import { BOOT_DIR, computeBootMap, formatBootMap, parseBootMap, readVfLayout, type BootMap, type VfLayout } from '../boot/map';
-import * as files from '../boot/files';
-import { atomicWrite } from '../persist/records';
-import { Diagnostics, EXIT, VfioctlError } from '../util/diag';
-import { untrustedReason, type TrustPolicy } from '../util/trust';
-import type { Context } from './context';
-import { trust } from './bind';
+// (ops/boot-layers.ts), rendered.
+import { install } from '../ops/boot-layers';
+import { EXIT } from '../util/diag';
+import { type Context, trust } from './context';
 import { loadConfigFile } from './config-check';
-
-interface BootFile {
-  readonly path: string;
-  readonly mode: number;
-  /** File content, or the target of a symlink (systemctl enable's wants/ links). */
-  readonly content?: string;
-  readonly link?: string;
-}
-
-const EARLY_UNIT = `${files.LOCAL_LAYOUT.units}/${files.EARLY_UNIT_NAME}`;
-
-/**
- * Packaged mode: the Debian package owns the static layers (dpkg's files are never written here),
- * so `install` writes only the host-specific parts and enables the package's units.
- */
-function layoutOf(root: HostRoot): files.Layout {
-  return root.exists(files.PACKAGED_MARKER) ? files.PACKAGE_LAYOUT : files.LOCAL_LAYOUT;
-}
-
-/** What `install` owns besides the maps and the udev rule. */
-function staticFiles(layout: files.Layout, vfioctl: string): BootFile[] {
-  return [...(layout.packaged ? [] : files.staticLayers(layout, vfioctl)), ...files.unitLinks(layout).map((l) => ({ ...l, mode: 0o777 }))];
-}
-
-/** Kernels with a module tree under the root. */
-function installedKernels(root: HostRoot): string[] {
-  return root.list('/lib/modules').filter((k) => root.exists(`/lib/modules/${k}/modules.dep`) || root.exists(`/lib/modules/${k}/modules.alias`)).sort();
-}
-
-const INITRAMFS_STALE = "the initramfs still carries the previous boot map and takes its devices at every boot until it is rebuilt: run 'update-initramfs -u -k all' (or 'dracut --regenerate-all')";
-
-function initramfsInstalled(root: HostRoot): boolean {
-  return root.exists(`${layoutOf(root).initramfsTools}/hooks/vfioctl`) || root.exists('/usr/lib/dracut/modules.d/90vfioctl/module-setup.sh');
-}
-
-export function isInstalled(root: HostRoot): boolean {
-  return root.exists(EARLY_UNIT) || root.exists(BOOT_DIR);
-}
-
-/** Maps for `kernels` from the configuration as it is now. Throws on a broken configuration. */
-function computeMaps(root: HostRoot, policy: TrustPolicy, kernels: readonly string[], file?: string): { maps: BootMap[]; warnings: string[] } {
-  const config = file === undefined ? loadConfig(root, policy) : loadConfigFile(policy, file);
-  const base = readSnapshot(root, { kernel: kernels[0], trust: policy });
-  const boot = readBootDevices(root);
-  const layouts = new Map<string, VfLayout>();
-  for (const r of config.rules) {
-    if (r.selector.kind !== 'address' || !r.sriov) continue;
-    const l = readVfLayout(root, r.selector.address);
-    if (l) layouts.set(r.selector.address, l);
-  }
-  const warnings = boot.unresolved.map((u) => `boot device ${u} could not be traced to a PCI device: it is not protected by name at boot`);
-  const maps = kernels.map((k) => {
-    const diag = new Diagnostics();
-    const snap = { ...base, modules: readModuleState(root, k, diag, true) };
-    return computeBootMap(snap, config, boot, layouts);
-  });
-  return { maps, warnings };
-}
-
-function writeFile(root: HostRoot, f: BootFile): 'wrote' | 'unchanged' {
-  // The entry is replaced (symlink, or rename over it), never followed: its directory must stay inside.
-  const abs = root.confineEntry(f.path);
-  if (f.link !== undefined) {
-    let cur: string | undefined;
-    try {
-      cur = fs.readlinkSync(abs);
-    } catch {
-      cur = undefined;
-    }
-    if (cur === f.link) return 'unchanged';
-    fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o755 });
-    fs.rmSync(abs, { force: true });
-    fs.symlinkSync(f.link, abs);
-    return 'wrote';
-  }
-  if (root.readFile(f.path) === f.content) return 'unchanged';
-  atomicWrite(abs, f.content!, f.mode, 0o755);
-  return 'wrote';
-}
-
-function mapFiles(root: HostRoot, maps: readonly BootMap[]): BootFile[] {
-  const kernels = new Set(maps.map((m) => m.kernel));
-  // Maps of kernels not refreshed this time are kept: the udev rule covers every installed kernel.
-  const kept = root
-    .list(BOOT_DIR)
-    .filter((f) => f.endsWith('.map') && !kernels.has(f.slice(0, -4)) && root.exists(`/lib/modules/${f.slice(0, -4)}`))
-    .map((f) => parseBootMap(root.readFile(`${BOOT_DIR}/${f}`) ?? '', f.slice(0, -4)));
-  const all = [...maps, ...kept].sort((a, b) => (a.kernel < b.kernel ? -1 : 1));
-  return [
-    ...maps.map((m) => ({ path: `${BOOT_DIR}/${m.kernel}.map`, mode: 0o644, content: formatBootMap(m, CONFIG_FILE) })),
-    { path: files.UDEV_RULES, mode: 0o644, content: files.udevRules(all) },
-  ];
-}
-
-/** Writes a new configuration and, when the boot layers are installed, the maps made from it. */
-export function saveConfig(ctx: Context, text: string): void {
-  writeConfig(ctx.root, text);
-  for (const w of refreshBootMaps(ctx)) ctx.io.err(`vfioctl: warning: ${w}\n`);
-}
-
-/** After the configuration changed: new maps and udev rule, when the boot layers are installed. */
-export function refreshBootMaps(ctx: Context, kernel?: string): string[] {
-  if (!isInstalled(ctx.root)) return [];
-  const kernels = kernel ? [kernel] : installedKernels(ctx.root);
-  if (kernels.length === 0) return [`no kernel module trees under ${ctx.root.path('/lib/modules')}: boot maps not written`];
-  const { maps, warnings } = computeMaps(ctx.root, trust(ctx), kernels);
-  const changed = mapFiles(ctx.root, maps).filter((f) => writeFile(ctx.root, f) === 'wrote' && f.path.endsWith('.map'));
-  if (changed.length && initramfsInstalled(ctx.root)) warnings.push(INITRAMFS_STALE);
-  return warnings;
-}
-
-function execPath(ctx: Context, given: string | undefined, policy: TrustPolicy): string {
-  const p = given ?? (/^vfioctl(\.js)?$/.test(path.basename(process.argv[1] ?? '')) ? fs.realpathSync(process.argv[1]!) : '/usr/local/bin/vfioctl');
-  if (!path.isAbsolute(p) || /[\s"'\\$`]/.test(p)) throw new VfioctlError(`--exec '${p}': must be an absolute path without spaces or quotes (it goes into unit files)`, EXIT.BAD_INPUT);
-  // Boot runs it as root: it must not be a file a non-root user could replace.
-  const rel = ctx.root.isLive ? p : p.startsWith(ctx.root.dir + '/') ? ctx.root.hostPath(p) : null;
-  if (rel !== null && ctx.root.exists(rel)) {
-    const why = untrustedReason(ctx.root, rel, policy);
-    if (why) throw new VfioctlError(`refusing to install units that run ${p} as root at boot: ${why}; install vfioctl root-owned (e.g. /usr/local/bin/vfioctl) and pass --exec`, EXIT.REFUSED);
-  }
-  return p;
-}
 
 export interface InstallOptions {
   dryRun?: boolean;
@@ -151,77 +16,19 @@ export interface InstallOptions {
 }
 
 export function installCommand(ctx: Context, opts: InstallOptions): number {
-  const root = ctx.root;
   const policy = trust(ctx);
-  const report: { path: string; action: string }[] = [];
-  const out = (s: string) => !opts.json && ctx.io.out(s);
-  const layout = layoutOf(root);
-  if (opts.exec !== undefined && layout.packaged) throw new VfioctlError(`--exec: the packaged units run ${files.PACKAGED_EXEC} (${files.PACKAGED_MARKER} exists)`, EXIT.BAD_INPUT);
-  if (opts.uninstall) {
-    const targets = [...staticFiles(layout, '/x').map((f) => f.path), files.UDEV_RULES, ...root.list(BOOT_DIR).map((f) => `${BOOT_DIR}/${f}`)];
-    for (const p of targets) {
-      let st: fs.Stats;
-      try {
-        st = fs.lstatSync(root.path(p));
-      } catch {
-        continue;
-      }
-      // Only what vfioctl wrote: an admin's file of the same name stays.
-      const ours = st.isSymbolicLink() || p.startsWith(`${BOOT_DIR}/`) || (root.readFile(p) ?? '').includes(files.MARKER);
-      if (!ours) {
-        report.push({ path: p, action: 'kept (not written by vfioctl)' });
-        continue;
-      }
-      if (!opts.dryRun) fs.rmSync(root.confineEntry(p), { force: true });
-      report.push({ path: p, action: opts.dryRun ? 'would remove' : 'removed' });
-    }
-    // Directories go only when empty: /usr/lib/vfioctl also holds the vendor hooks.d. The
-    // package's directories are dpkg's.
-    if (!opts.dryRun) {
-      for (const d of layout.packaged ? [BOOT_DIR] : [BOOT_DIR, '/usr/lib/dracut/modules.d/90vfioctl', files.LIBEXEC]) {
-        try {
-          fs.rmdirSync(root.path(d));
-        } catch {
-          /* not empty (vendor hooks.d, an admin's file) or already gone: kept */
-        }
-      }
-    }
-    const next = "next: 'update-initramfs -u -k all' (or 'dracut --regenerate-all') so the initramfs no longer carries the map, then 'udevadm control --reload' and 'systemctl daemon-reload'";
-    if (opts.json) ctx.io.out(JSON.stringify({ command: 'install', uninstall: true, dryRun: !!opts.dryRun, files: report, next }, null, 2) + '\n');
-    else {
-      for (const r of report) out(`${r.action}: ${r.path}\n`);
-      if (!opts.dryRun) out(`${next}\n`);
-    }
-    return EXIT.OK;
-  }
-  const kernels = opts.refresh && ctx.kernel ? [ctx.kernel] : installedKernels(root);
-  if (kernels.length === 0) throw new VfioctlError(`no kernel module trees under ${root.path('/lib/modules')}: nothing to compute boot maps for`, EXIT.FAILED);
-  if (opts.refresh && !isInstalled(root)) throw new VfioctlError(`the boot layers are not installed: run 'vfioctl install' first`, EXIT.BAD_INPUT);
-  // A broken configuration throws here: the previous maps stay as they are.
-  const { maps, warnings } = computeMaps(root, policy, kernels, opts.config);
-  const vfioctl = layout.packaged ? files.PACKAGED_EXEC : execPath(ctx, opts.exec, policy);
-  const all = [...(opts.refresh ? [] : staticFiles(layout, vfioctl)), ...mapFiles(root, maps)];
-  // Units a non-packaged install left in /etc override the package's: say so, keep the admin in charge.
-  if (layout.packaged) {
-    for (const f of files.staticLayers(files.LOCAL_LAYOUT, '/x')) {
-      if (f.path.startsWith('/etc/') && (root.readFile(f.path) ?? '').includes(files.MARKER)) warnings.push(`${f.path} was written by a non-packaged 'vfioctl install' and hides the package's copy: remove it`);
-    }
-  }
-  for (const f of all) {
-    const same = f.link !== undefined ? root.readLink(f.path) === f.link : root.readFile(f.path) === f.content;
-    report.push({ path: f.path, action: same ? 'unchanged' : opts.dryRun ? 'would write' : writeFile(root, f) });
-  }
-  const summary = maps.map((m) => ({ kernel: m.kernel, entries: m.entries.length, skipped: m.skipped }));
+  const r = install(ctx.host, { ...opts, config: opts.config === undefined ? undefined : loadConfigFile(policy, opts.config) });
   if (opts.json) {
-    ctx.io.out(JSON.stringify({ command: 'install', dryRun: !!opts.dryRun, refresh: !!opts.refresh, files: report, maps: summary, warnings }, null, 2) + '\n');
+    const base = { command: 'install', ...(r.uninstall ? { uninstall: true } : {}), dryRun: r.dryRun };
+    ctx.io.out(JSON.stringify(r.uninstall ? { ...base, files: r.files, next: r.next } : { ...base, refresh: r.refresh, files: r.files, maps: r.maps, warnings: r.warnings }, null, 2) + '\n');
     return EXIT.OK;
   }
-  for (const w of warnings) ctx.io.err(`vfioctl: warning: ${w}\n`);
-  for (const r of report) out(`${r.action}: ${r.path}\n`);
-  for (const m of summary) {
-    out(`kernel ${m.kernel}: ${m.entries} map entries${m.skipped.length ? `, ${m.skipped.length} left out:` : ''}\n`);
-    for (const s of m.skipped) out(`  - ${s}\n`);
+  for (const w of r.warnings) ctx.io.err(`vfioctl: warning: ${w}\n`);
+  for (const f of r.files) ctx.io.out(`${f.action}: ${f.path}\n`);
+  for (const m of r.maps) {
+    ctx.io.out(`kernel ${m.kernel}: ${m.entries} map entries${m.skipped.length ? `, ${m.skipped.length} left out:` : ''}\n`);
+    for (const s of m.skipped) ctx.io.out(`  - ${s}\n`);
   }
-  if (!opts.dryRun && !opts.refresh) out('next: update-initramfs -u -k all (or dracut --regenerate-all), udevadm control --reload, systemctl daemon-reload\n');
+  if (r.next) ctx.io.out(`next: ${r.next}\n`);
   return EXIT.OK;
 }

@@ -8,8 +8,7 @@ import { CONFIG_FILE } from '../config/types';
 import { ruleHook, type Hook } from '../hooks/discover';
 import type { TrustPolicy } from '../util/trust';
 import { EXIT, VfioctlError } from '../util/diag';
-import { trust, warnPending } from './bind';
-import { type Context, printWarnings } from './context';
+import { type Context, printWarnings, trust, warnPending } from './context';
 import { deviceView, nameOf, roleOf, table, type DeviceView } from '../report/device-view';
 
 export async function listCommand(ctx: Context, opts: { json?: boolean }): Promise<number> {

@@ -10,8 +10,7 @@ import { resolveIntent } from '../plan/target';
 import { readBootStateChecked, readStateChecked, type AppliedDevice } from '../persist/state';
 import { table } from '../report/device-view';
 import { EXIT } from '../util/diag';
-import { type Context, printWarnings } from './context';
-import { trust } from './bind';
+import { type Context, printWarnings, trust } from './context';
 
 export type Drift = 'ok' | 'absent' | 'pending' | 'boot-pending' | 'kernel-changed' | 'rebound' | 'drift' | 'unconfigured' | 'unresolvable';
 

@@ -9,6 +9,7 @@ import { describeSelector, isBroad } from '../config/types';
 import type { AppliedState } from '../persist/state';
 import type { Hook } from '../hooks/discover';
 import { planBind, planNone, planSriov, planUnbind } from './planner';
+import { resolveIntent } from './target';
 import type { DevicePlan, Plan } from './types';
 
 export interface ConvergeOptions {
@@ -56,26 +57,40 @@ function bootRefusals(plan: Plan, boot: BootDevices | null): Plan {
 export interface BindPhase {
   /** Devices configured before (by an earlier apply) and not any more: back to their host driver. */
   readonly release: Plan;
-  /** One plan per intent; `none` among them. */
-  readonly binds: readonly { readonly intent: string; readonly plan: Plan }[];
+  /** Every configured device with its own target (`none` among them), in one plan. */
+  readonly bind: Plan;
   readonly skipped: readonly Skipped[];
 }
 
 export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: AppliedState, o: ConvergeOptions): BindPhase {
   const skipped: Skipped[] = [];
-  const byIntent = new Map<string, string[]>();
+  const intents = new Map<string, string>();
   for (const d of desired.desires.values()) {
     if (!wanted(o.only, d.address) || d.intent === null) continue;
     if (o.boot && isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch) {
       skipped.push({ address: d.address, reason: `${ruleLabel(d)} selects by ${d.rule.selector.kind} and is not applied at boot without "acknowledgeBroadMatch": true; run 'vfioctl apply' to apply it now` });
       continue;
     }
-    byIntent.set(d.intent, [...(byIntent.get(d.intent) ?? []), d.address]);
+    intents.set(d.address, d.intent);
   }
-  const binds = [...byIntent].map(([intent, addresses]) => {
-    const plan = intent === 'none' ? planNone(snap, { addresses, ruleHooks: o.ruleHooks }) : planBind(snap, { kind: 'bind', addresses, driver: intent, force: false, group: false, ruleHooks: o.ruleHooks });
-    return { intent, plan: bootRefusals(plan, o.boot) };
-  });
+  // Every device that leaves its host driver in this apply (to a VFIO driver, or to none): two
+  // members of one IOMMU group with different intents (`vfio` and `vfio-pci`) make it viable together.
+  const alsoMoving = new Set(
+    [...intents].filter(([address, intent]) => {
+      const dev = snap.devices.get(address);
+      return intent === 'none' || (dev !== undefined && resolveIntent(dev, snap, intent).target?.vfio === true);
+    }).map(([a]) => a),
+  );
+  const toDriver = [...intents].filter(([, i]) => i !== 'none').map(([a]) => a);
+  const toNone = [...intents].filter(([, i]) => i === 'none').map(([a]) => a);
+  const plans = [
+    ...planBind(snap, { kind: 'bind', addresses: toDriver, driver: 'vfio', perDevice: new Map(toDriver.map((a) => [a, intents.get(a)!])), alsoMoving, force: false, group: false, ruleHooks: o.ruleHooks }).devices,
+    ...planNone(snap, { addresses: toNone, ruleHooks: o.ruleHooks }).devices,
+  ];
+  // In the configuration's order, as the rules were resolved.
+  const order = [...intents.keys()];
+  plans.sort((a, b) => order.indexOf(a.address) - order.indexOf(b.address));
+  const bind = bootRefusals({ kind: 'bind', devices: plans }, o.boot);
   // Released: applied before, no longer configured, and still where that apply put it (a device
   // something else has rebound since is left to whoever did that).
   const release = Object.values(applied.devices)
@@ -90,5 +105,5 @@ export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: Ap
     const dev = snap.devices.get(address);
     if (wanted(o.only, address) && !desired.desires.has(address) && !release.includes(address) && dev?.driverOverride === driver) release.push(address);
   }
-  return { release: planUnbind(snap, { kind: 'unbind', addresses: release, ruleHooks: o.ruleHooks }), binds, skipped };
+  return { release: planUnbind(snap, { kind: 'unbind', addresses: release, ruleHooks: o.ruleHooks }), bind, skipped };
 }

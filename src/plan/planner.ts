@@ -74,13 +74,14 @@ function expandGroups(addresses: readonly string[], snap: Snapshot): { address: 
 
 export function planBind(snap: Snapshot, req: BindRequest): Plan {
   const items = req.group ? expandGroups(req.addresses, snap) : req.addresses.map((a) => ({ address: a, unit: a }));
-  const moving = new Set(items.map((i) => i.address));
+  const moving = new Set([...items.map((i) => i.address), ...(req.alsoMoving ?? [])]);
   const plans = items.map(({ address, unit }): DevicePlan => {
     const dev = snap.devices.get(address);
     if (!dev) return invalid(address, `no PCI device ${address}`, unit);
+    const driver = req.perDevice?.get(address) ?? req.driver;
     let choice;
     try {
-      choice = chooseTarget(dev, snap, req.driver, req.force);
+      choice = chooseTarget(dev, snap, driver, req.force);
     } catch (e) {
       if (e instanceof VfioctlError) return invalid(address, e.message, unit);
       throw e;
@@ -93,7 +94,7 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
     }
     const hooks = [...snap.hooks, ...(req.ruleHooks?.get(address) ?? [])];
     const refusals: Refusal[] = [...choice.refusals, ...checkHooks(hooks)];
-    const wantsVfio = target?.vfio ?? req.driver === 'vfio';
+    const wantsVfio = target?.vfio ?? driver === 'vfio';
     if (wantsVfio) refusals.push(...checkIommu(dev, snap));
     refusals.push(...checkHostUse(dev, snap));
     if (isOnVfio(dev, snap)) refusals.push(...checkVfioUsers(dev, snap));

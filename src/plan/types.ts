@@ -71,6 +71,10 @@ export interface BindRequest {
   readonly owner?: { readonly uid: number; readonly gid: number };
   /** Per-device hooks from configuration rules, run after the hooks.d ones. */
   readonly ruleHooks?: ReadonlyMap<string, readonly Hook[]>;
+  /** A driver (or `vfio`) per device, where it differs from `driver` (a converge). */
+  readonly perDevice?: ReadonlyMap<string, string>;
+  /** Other devices leaving their host drivers in the same operation (for the IOMMU-group check). */
+  readonly alsoMoving?: ReadonlySet<string>;
 }
 
 export interface UnbindRequest {

@@ -71,7 +71,9 @@ test('stress: 10 processes bind, unbind, set, unset and apply at random; every w
     const final = await spawnCli(REMOTE_CLI, h, server, ['apply', '--json']);
     assert.equal(final.code, 0, final.stderr);
     const status = JSON.parse((await spawnCli(REMOTE_CLI, h, server, ['status', '--json'])).stdout);
-    for (const d of status.devices) assert.equal(d.drift, 'ok', `${d.address}: ${d.detail}`);
+    // Every configured device is where its rule says. (A device a rule no longer names but a manual
+    // `bind` moved after an apply had bound it is left alone by design: 'unconfigured'.)
+    for (const d of status.devices.filter((x: any) => x.drift !== 'unconfigured')) assert.equal(d.drift, 'ok', `${d.address}: ${d.detail}\nfinal apply: ${final.stdout}\nstate: ${h.f.tree.read('/var/lib/vfioctl/state.json')}\nconfig: ${h.f.tree.read('/etc/vfioctl/vfioctl.json')}\nlive: ${JSON.stringify(DEVICES.map((x) => h.state(x)))}`);
     assert.deepEqual(h.f.tree.list('/run/vfioctl/journal'), [], 'nothing half-done');
     assert.equal(lockHeld(new HostRoot(h.f.dir)), false);
     for (const d of DEVICES) {

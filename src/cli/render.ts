@@ -1,0 +1,56 @@
+// How bind, unbind and apply results read on a terminal: one headline per device, its refusals,
+// the planned steps of a dry run, and its warnings.
+import type { DeviceResult } from '../ops/host';
+import { convergeExitCode, type ConvergeReport } from '../ops/converge';
+import type { DevicePlan, Plan } from '../plan/types';
+import { type Context, printWarnings } from './context';
+
+/** What happened (or would happen) to one device, in one line. */
+function headline(kind: Plan['kind'], d: DevicePlan, r: DeviceResult, dryRun: boolean): string {
+  const mod = d.target?.module && d.target.module !== d.target.driver ? ` (module ${d.target.module})` : '';
+  const was = d.from.driver ?? 'no driver';
+  switch (r.status) {
+    case 'planned':
+      if (kind === 'sriov') return `would ${d.steps.map((s) => (s.op === 'sriov-numvfs' ? `set ${s.numVfs} VFs (now ${s.from})` : 'stop autoprobing new VFs')).join(', ')}`;
+      if (kind === 'unbind') return `would return to ${d.target?.driver ?? 'its host driver'}, now on ${was}`;
+      return d.target?.driver ? `would bind to ${d.target.driver}${mod}, now on ${was}` : `would leave it without a driver (driver_override=none), now on ${was}`;
+    case 'ok':
+      if (kind === 'sriov') return `SR-IOV set (${d.steps.map((s) => (s.op === 'sriov-numvfs' ? `${s.numVfs} VFs` : 'autoprobe off')).join(', ')})`;
+      if (kind === 'unbind') return `returned to ${r.driver ?? 'no driver'} (was ${was})`;
+      return d.target?.driver ? `bound to ${r.driver}${mod} (was ${was})` : `no driver now (driver_override=none; was ${was})`;
+    case 'noop':
+      return `nothing to do (${r.warnings[0] ?? 'already there'})`;
+    case 'refused':
+      return `REFUSED${dryRun ? ' (would be)' : ''}`;
+    case 'invalid':
+      return 'INVALID';
+    default:
+      return `FAILED: ${r.error}`;
+  }
+}
+
+export function renderResults(ctx: Context, kind: Plan['kind'], plan: Plan, results: readonly DeviceResult[], dryRun: boolean): void {
+  const byAddr = new Map(plan.devices.map((d) => [d.address, d]));
+  for (const r of results) {
+    ctx.io.out(`${r.address}: ${headline(kind, byAddr.get(r.address) as DevicePlan, r, dryRun)}\n`);
+    for (const f of r.refusals) ctx.io.out(`  - ${f.check}: ${f.message}\n`);
+    if (r.status === 'planned') r.steps.forEach((s, i) => ctx.io.out(`  ${i + 1}. ${s.description}\n`));
+    for (const w of r.status === 'noop' ? r.warnings.slice(1) : r.warnings) ctx.io.out(`  warning: ${w}\n`);
+  }
+}
+
+/** An apply: what happened per phase, what boot skipped; the exit code. */
+export function renderConverge(ctx: Context, r: ConvergeReport, json: boolean | undefined): number {
+  for (const a of r.notFound) ctx.io.err(`vfioctl: no PCI device ${a} (not in ${ctx.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')\n`);
+  for (const a of r.notConfigured) ctx.io.err(`vfioctl: ${a}: not configured; nothing to apply ('vfioctl set ${a} vfio' configures it)\n`);
+  if (json) {
+    ctx.io.out(JSON.stringify({ command: 'apply', dryRun: r.dryRun, boot: r.boot, recovered: r.recovered, results: r.results, skipped: r.skipped, warnings: r.warnings }, null, 2) + '\n');
+  } else {
+    printWarnings(ctx, r.warnings); // (what was recovered was reported when the session began)
+    for (const p of r.phases) renderResults(ctx, p.kind, p.plan, p.results, r.dryRun);
+    for (const s of r.skipped) ctx.io.out(`${s.address}: SKIPPED at boot: ${s.reason}\n`);
+    if (r.phases.length === 0 && r.skipped.length === 0) ctx.io.out('nothing configured to apply\n');
+  }
+  return convergeExitCode(r);
+}
+

@@ -1,0 +1,224 @@
+// The boot layers (README.md, "Boot"): per-kernel maps, the early unit, the udev rule, initramfs
+// hooks (initramfs-tools and dracut), kernel postinst hooks and the late apply unit. What
+// `vfioctl install` writes or removes, and the map refresh every configuration change triggers.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { HostRoot } from '../host/root';
+import { readSnapshot, readModuleState } from '../host/snapshot';
+import { readBootDevices } from '../host/boot-devices';
+import { loadConfig } from '../config/load';
+import { CONFIG_FILE, type Config } from '../config/types';
+import { writeConfig } from '../config/edit';
+import { BOOT_DIR, computeBootMap, formatBootMap, parseBootMap, readVfLayout, type BootMap, type VfLayout } from '../boot/map';
+import * as files from '../boot/files';
+import { atomicWrite } from '../persist/records';
+import { Diagnostics, EXIT, VfioctlError } from '../util/diag';
+import { untrustedReason, type TrustPolicy } from '../util/trust';
+import type { Host } from './host';
+
+interface BootFile {
+  readonly path: string;
+  readonly mode: number;
+  /** File content, or the target of a symlink (systemctl enable's wants/ links). */
+  readonly content?: string;
+  readonly link?: string;
+}
+
+const EARLY_UNIT = `${files.LOCAL_LAYOUT.units}/${files.EARLY_UNIT_NAME}`;
+
+/**
+ * Packaged mode: the Debian package owns the static layers (dpkg's files are never written here),
+ * so `install` writes only the host-specific parts and enables the package's units.
+ */
+function layoutOf(root: HostRoot): files.Layout {
+  return root.exists(files.PACKAGED_MARKER) ? files.PACKAGE_LAYOUT : files.LOCAL_LAYOUT;
+}
+
+/** What `install` owns besides the maps and the udev rule. */
+function staticFiles(layout: files.Layout, vfioctl: string): BootFile[] {
+  return [...(layout.packaged ? [] : files.staticLayers(layout, vfioctl)), ...files.unitLinks(layout).map((l) => ({ ...l, mode: 0o777 }))];
+}
+
+/** Kernels with a module tree under the root. */
+function installedKernels(root: HostRoot): string[] {
+  return root.list('/lib/modules').filter((k) => root.exists(`/lib/modules/${k}/modules.dep`) || root.exists(`/lib/modules/${k}/modules.alias`)).sort();
+}
+
+const INITRAMFS_STALE = "the initramfs still carries the previous boot map and takes its devices at every boot until it is rebuilt: run 'update-initramfs -u -k all' (or 'dracut --regenerate-all')";
+
+function initramfsInstalled(root: HostRoot): boolean {
+  return root.exists(`${layoutOf(root).initramfsTools}/hooks/vfioctl`) || root.exists('/usr/lib/dracut/modules.d/90vfioctl/module-setup.sh');
+}
+
+export function isInstalled(root: HostRoot): boolean {
+  return root.exists(EARLY_UNIT) || root.exists(BOOT_DIR);
+}
+
+/** Maps for `kernels` from the configuration as it is now. Throws on a broken configuration. */
+function computeMaps(root: HostRoot, policy: TrustPolicy, kernels: readonly string[], given?: Config): { maps: BootMap[]; warnings: string[] } {
+  const config = given ?? loadConfig(root, policy);
+  const base = readSnapshot(root, { kernel: kernels[0], trust: policy });
+  const boot = readBootDevices(root);
+  const layouts = new Map<string, VfLayout>();
+  for (const r of config.rules) {
+    if (r.selector.kind !== 'address' || !r.sriov) continue;
+    const l = readVfLayout(root, r.selector.address);
+    if (l) layouts.set(r.selector.address, l);
+  }
+  const warnings = boot.unresolved.map((u) => `boot device ${u} could not be traced to a PCI device: it is not protected by name at boot`);
+  const maps = kernels.map((k) => {
+    const diag = new Diagnostics();
+    const snap = { ...base, modules: readModuleState(root, k, diag, true) };
+    return computeBootMap(snap, config, boot, layouts);
+  });
+  return { maps, warnings };
+}
+
+function writeFile(root: HostRoot, f: BootFile): 'wrote' | 'unchanged' {
+  // The entry is replaced (symlink, or rename over it), never followed: its directory must stay inside.
+  const abs = root.confineEntry(f.path);
+  if (f.link !== undefined) {
+    let cur: string | undefined;
+    try {
+      cur = fs.readlinkSync(abs);
+    } catch {
+      cur = undefined;
+    }
+    if (cur === f.link) return 'unchanged';
+    fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o755 });
+    fs.rmSync(abs, { force: true });
+    fs.symlinkSync(f.link, abs);
+    return 'wrote';
+  }
+  if (root.readFile(f.path) === f.content) return 'unchanged';
+  atomicWrite(abs, f.content!, f.mode, 0o755);
+  return 'wrote';
+}
+
+function mapFiles(root: HostRoot, maps: readonly BootMap[]): BootFile[] {
+  const kernels = new Set(maps.map((m) => m.kernel));
+  // Maps of kernels not refreshed this time are kept: the udev rule covers every installed kernel.
+  const kept = root
+    .list(BOOT_DIR)
+    .filter((f) => f.endsWith('.map') && !kernels.has(f.slice(0, -4)) && root.exists(`/lib/modules/${f.slice(0, -4)}`))
+    .map((f) => parseBootMap(root.readFile(`${BOOT_DIR}/${f}`) ?? '', f.slice(0, -4)));
+  const all = [...maps, ...kept].sort((a, b) => (a.kernel < b.kernel ? -1 : 1));
+  return [
+    ...maps.map((m) => ({ path: `${BOOT_DIR}/${m.kernel}.map`, mode: 0o644, content: formatBootMap(m, CONFIG_FILE) })),
+    { path: files.UDEV_RULES, mode: 0o644, content: files.udevRules(all) },
+  ];
+}
+
+/**
+ * Writes a new configuration and, when the boot layers are installed, the maps made from it.
+ * The caller holds the lock (a configuration edit is a read-modify-write). Returns warnings.
+ */
+export function saveConfig(host: Host, text: string): string[] {
+  writeConfig(host.root, text);
+  return refreshBootMaps(host);
+}
+
+/** After the configuration changed: new maps and udev rule, when the boot layers are installed. */
+export function refreshBootMaps(host: Host, kernel?: string): string[] {
+  if (!isInstalled(host.root)) return [];
+  const kernels = kernel ? [kernel] : installedKernels(host.root);
+  if (kernels.length === 0) return [`no kernel module trees under ${host.root.path('/lib/modules')}: boot maps not written`];
+  const { maps, warnings } = computeMaps(host.root, host.trust, kernels);
+  const changed = mapFiles(host.root, maps).filter((f) => writeFile(host.root, f) === 'wrote' && f.path.endsWith('.map'));
+  if (changed.length && initramfsInstalled(host.root)) warnings.push(INITRAMFS_STALE);
+  return warnings;
+}
+
+function execPath(root: HostRoot, given: string | undefined, policy: TrustPolicy): string {
+  const p = given ?? (/^vfioctl(\.js)?$/.test(path.basename(process.argv[1] ?? '')) ? fs.realpathSync(process.argv[1]!) : '/usr/local/bin/vfioctl');
+  if (!path.isAbsolute(p) || /[\s"'\\$`]/.test(p)) throw new VfioctlError(`--exec '${p}': must be an absolute path without spaces or quotes (it goes into unit files)`, EXIT.BAD_INPUT);
+  // Boot runs it as root: it must not be a file a non-root user could replace.
+  const rel = root.isLive ? p : p.startsWith(root.dir + '/') ? root.hostPath(p) : null;
+  if (rel !== null && root.exists(rel)) {
+    const why = untrustedReason(root, rel, policy);
+    if (why) throw new VfioctlError(`refusing to install units that run ${p} as root at boot: ${why}; install vfioctl root-owned (e.g. /usr/local/bin/vfioctl) and pass --exec`, EXIT.REFUSED);
+  }
+  return p;
+}
+
+export interface InstallOptions {
+  readonly dryRun?: boolean;
+  readonly uninstall?: boolean;
+  readonly refresh?: boolean;
+  /** The vfioctl the units run (non-packaged mode). */
+  readonly exec?: string;
+  /** Make the maps from this configuration instead of the host's file (`install --config FILE`). */
+  readonly config?: Config;
+}
+
+export interface InstallReport {
+  readonly uninstall: boolean;
+  readonly dryRun: boolean;
+  readonly refresh: boolean;
+  /** Every file considered, and what was (or would be) done with it. */
+  readonly files: readonly { readonly path: string; readonly action: string }[];
+  readonly maps: readonly { readonly kernel: string; readonly entries: number; readonly skipped: readonly string[] }[];
+  readonly warnings: readonly string[];
+  /** What the admin runs next. */
+  readonly next: string | null;
+}
+
+/** Writes (or removes, or with dryRun lists) the boot layers. Throws on a broken configuration. */
+export function install(host: Host, opts: InstallOptions): InstallReport {
+  const root = host.root;
+  const policy = host.trust;
+  const report: { path: string; action: string }[] = [];
+  const layout = layoutOf(root);
+  if (opts.exec !== undefined && layout.packaged) throw new VfioctlError(`--exec: the packaged units run ${files.PACKAGED_EXEC} (${files.PACKAGED_MARKER} exists)`, EXIT.BAD_INPUT);
+  if (opts.uninstall) {
+    const targets = [...staticFiles(layout, '/x').map((f) => f.path), files.UDEV_RULES, ...root.list(BOOT_DIR).map((f) => `${BOOT_DIR}/${f}`)];
+    for (const p of targets) {
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(root.path(p));
+      } catch {
+        continue;
+      }
+      // Only what vfioctl wrote: an admin's file of the same name stays.
+      const ours = st.isSymbolicLink() || p.startsWith(`${BOOT_DIR}/`) || (root.readFile(p) ?? '').includes(files.MARKER);
+      if (!ours) {
+        report.push({ path: p, action: 'kept (not written by vfioctl)' });
+        continue;
+      }
+      if (!opts.dryRun) fs.rmSync(root.confineEntry(p), { force: true });
+      report.push({ path: p, action: opts.dryRun ? 'would remove' : 'removed' });
+    }
+    // Directories go only when empty: /usr/lib/vfioctl also holds the vendor hooks.d. The
+    // package's directories are dpkg's.
+    if (!opts.dryRun) {
+      for (const d of layout.packaged ? [BOOT_DIR] : [BOOT_DIR, '/usr/lib/dracut/modules.d/90vfioctl', files.LIBEXEC]) {
+        try {
+          fs.rmdirSync(root.path(d));
+        } catch {
+          /* not empty (vendor hooks.d, an admin's file) or already gone: kept */
+        }
+      }
+    }
+    const next = "'update-initramfs -u -k all' (or 'dracut --regenerate-all') so the initramfs no longer carries the map, then 'udevadm control --reload' and 'systemctl daemon-reload'";
+    return { uninstall: true, dryRun: !!opts.dryRun, refresh: false, files: report, maps: [], warnings: [], next: opts.dryRun ? null : next };
+  }
+  const kernels = opts.refresh && host.kernel ? [host.kernel] : installedKernels(root);
+  if (kernels.length === 0) throw new VfioctlError(`no kernel module trees under ${root.path('/lib/modules')}: nothing to compute boot maps for`, EXIT.FAILED);
+  if (opts.refresh && !isInstalled(root)) throw new VfioctlError(`the boot layers are not installed: run 'vfioctl install' first`, EXIT.BAD_INPUT);
+  // A broken configuration throws here: the previous maps stay as they are.
+  const { maps, warnings } = computeMaps(root, policy, kernels, opts.config);
+  const vfioctl = layout.packaged ? files.PACKAGED_EXEC : execPath(root, opts.exec, policy);
+  const all = [...(opts.refresh ? [] : staticFiles(layout, vfioctl)), ...mapFiles(root, maps)];
+  // Units a non-packaged install left in /etc override the package's: say so, keep the admin in charge.
+  if (layout.packaged) {
+    for (const f of files.staticLayers(files.LOCAL_LAYOUT, '/x')) {
+      if (f.path.startsWith('/etc/') && (root.readFile(f.path) ?? '').includes(files.MARKER)) warnings.push(`${f.path} was written by a non-packaged 'vfioctl install' and hides the package's copy: remove it`);
+    }
+  }
+  for (const f of all) {
+    const same = f.link !== undefined ? root.readLink(f.path) === f.link : root.readFile(f.path) === f.content;
+    report.push({ path: f.path, action: same ? 'unchanged' : opts.dryRun ? 'would write' : writeFile(root, f) });
+  }
+  const next = !opts.dryRun && !opts.refresh ? 'update-initramfs -u -k all (or dracut --regenerate-all), udevadm control --reload, systemctl daemon-reload' : null;
+  return { uninstall: false, dryRun: !!opts.dryRun, refresh: !!opts.refresh, files: report, maps: maps.map((m) => ({ kernel: m.kernel, entries: m.entries.length, skipped: m.skipped })), warnings, next };
+}

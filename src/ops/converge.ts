@@ -1,0 +1,212 @@
+// Converge the host to a configuration, idempotently: SR-IOV sizes, then releases of devices no
+// rule names any more, then one bind plan in which every configured device has its own target
+// (so the IOMMU-group check sees every device moving in this apply). Same lock, journal, rollback
+// and statuses as bind; what apply did is recorded per device as it goes (state.json).
+import { type Snapshot } from '../host/snapshot';
+import { readBootDevices, type BootDevices } from '../host/boot-devices';
+import { BOOT_DIR, parseBootMap } from '../boot/map';
+import { isPciAddress, printable } from '../host/address';
+import { isDriverName } from '../persist/validate';
+import { execute, type DeviceResult } from '../apply/executor';
+import type { Recovery } from '../apply/recover';
+import type { Interruption, WriteSession } from '../apply/session';
+import { desiredState, type Desire, type DesiredState } from '../config/desired';
+import { isBroad, type Config } from '../config/types';
+import { ruleHook, type Hook } from '../hooks/discover';
+import { planBindPhase, planSriovPhase, ruleLabel, type Skipped } from '../plan/converge';
+import { resolveIntent } from '../plan/target';
+import type { Plan } from '../plan/types';
+import { readState, readStateChecked, writeBootState, writeState, type AppliedDevice, type BootState } from '../persist/state';
+import { exitCodeOf, planResults, type Host } from './host';
+import { EXIT } from '../util/diag';
+
+export interface ConvergeOptions {
+  /** Only these devices (and, for a PF, its SR-IOV size); every configured device when null. */
+  readonly only?: readonly string[] | null;
+  readonly dryRun?: boolean;
+  /** The late boot unit: boot devices from fstab/crypttab/root= are refused, broad rules need an acknowledgement. */
+  readonly boot?: boolean;
+}
+
+export interface PhaseResult {
+  readonly kind: Plan['kind'];
+  readonly plan: Plan;
+  readonly results: DeviceResult[];
+}
+
+/** One device's line of an apply: its result with the phase, intent and rule it came from. */
+export type ConvergeResult = DeviceResult & { readonly phase: 'sriov' | 'release' | 'bind'; readonly intent: string | null; readonly rule: string | null };
+
+export interface ConvergeReport {
+  readonly dryRun: boolean;
+  readonly boot: boolean;
+  readonly phases: readonly PhaseResult[];
+  readonly results: readonly ConvergeResult[];
+  readonly skipped: readonly Skipped[];
+  readonly warnings: readonly string[];
+  readonly recovered: readonly Recovery[];
+  /** Devices named in `only` that are not on this host (bad input) or not configured. */
+  readonly notFound: readonly string[];
+  readonly notConfigured: readonly string[];
+  readonly interrupted: Interruption | null;
+}
+
+export function convergeExitCode(r: ConvergeReport): number {
+  const code = exitCodeOf([...r.results.map((x) => x.status), ...(r.notFound.length ? ['invalid'] : [])]);
+  return r.interrupted !== null && code === EXIT.OK ? EXIT.FAILED : code;
+}
+
+function ruleHooks(host: Host, desired: DesiredState): Map<string, Hook[]> {
+  const out = new Map<string, Hook[]>();
+  for (const d of desired.desires.values()) if (d.rule.hooks.length) out.set(d.address, d.rule.hooks.map((p) => ruleHook(host.root, p, host.trust)));
+  return out;
+}
+
+function resolvedDriver(snap: Snapshot, d: Desire): { driver: string | null; module: string | null } {
+  if (d.intent === null || d.intent === 'none') return { driver: null, module: null };
+  const dev = snap.devices.get(d.address);
+  if (!dev) return { driver: null, module: null };
+  const t = resolveIntent(dev, snap, d.intent).target;
+  return { driver: t?.driver ?? null, module: t?.module ?? null };
+}
+
+/**
+ * At boot: the devices the host boots from, plus those the boot map recorded as in use when it
+ * was made (networking may not have configured them yet when the late unit runs).
+ */
+function bootProtected(host: Host): BootDevices {
+  const b = readBootDevices(host.root);
+  const devices = new Map(b.devices);
+  const release = host.root.kernelRelease(host.kernel);
+  const map = release ? host.root.readFile(`${BOOT_DIR}/${release}.map`) : undefined;
+  for (const s of parseBootMap(map ?? '', release ?? '').skipped) {
+    const m = /^(\S+): the host uses it now \((.*)\); left to the late apply/.exec(s);
+    if (m) devices.set(m[1]!, [...(devices.get(m[1]!) ?? []), `in use when the boot map was made: ${m[2]}; 'vfioctl apply ${m[1]}' once it is free`]);
+  }
+  return { devices, unresolved: b.unresolved };
+}
+
+/** What the early layers took this boot (`ADDRESS DRIVER` lines); other lines are named, not used. */
+function readBootTaken(host: Host, warnings: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const file = '/run/vfioctl/boot-taken';
+  (host.root.readFile(file) ?? '').split('\n').forEach((line, i) => {
+    if (line === '') return;
+    const [address, driver, ...rest] = line.split(' ');
+    if (address && driver && rest.length === 0 && isPciAddress(address) && isDriverName(driver)) out.set(address, driver);
+    else warnings.push(`${host.root.path(file)}:${i + 1}: not 'ADDRESS DRIVER' (${printable(line.slice(0, 80))}); ignored`);
+  });
+  return out;
+}
+
+/** How far the early layers got this boot, judged before the late apply changes anything. */
+function bootOutcomes(snap: Snapshot, desired: DesiredState, boot: BootDevices): BootState {
+  const devices: Record<string, BootState['devices'][string]> = {};
+  for (const d of desired.desires.values()) {
+    const dev = snap.devices.get(d.address);
+    // Devices the boot layers never try (boot devices, unacknowledged broad rules) have no outcome.
+    if (!dev || d.intent === null || boot.devices.has(d.address) || (isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch)) continue;
+    const want = resolvedDriver(snap, d).driver;
+    const won = d.intent === 'none' ? dev.driver === null && dev.driverOverride === 'none' : dev.driver !== null && dev.driver === want;
+    const module = dev.driver ? (snap.modules.drivers.driverModule.get(dev.driver) ?? null) : null;
+    devices[d.address] = {
+      outcome: won ? 'won' : dev.driver === null ? 'unbound' : 'host-first',
+      driver: dev.driver,
+      hostDriverBuiltin: !won && module !== null && snap.modules.builtin.has(module),
+    };
+  }
+  return { at: new Date().toISOString(), kernel: snap.modules.release ?? null, devices };
+}
+
+/** What apply did to one device, in state.json at once: an interrupted apply leaves nothing unseen. */
+function recordResult(host: Host, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], r: DeviceResult): void {
+  if (kind === 'sriov') return;
+  const devices: Record<string, AppliedDevice> = { ...readState(host.root).devices };
+  if (kind === 'unbind') {
+    if (r.status !== 'ok' && r.status !== 'noop') return;
+    delete devices[r.address];
+  } else {
+    const d = desired.desires.get(r.address);
+    if (!d) return;
+    const { driver, module } = resolvedDriver(snap, d);
+    devices[r.address] = { address: r.address, intent: d.intent, rule: ruleLabel(d), kernel: snap.modules.release ?? null, driver, module, status: r.status === 'noop' ? 'ok' : r.status, error: r.error, at: new Date().toISOString() };
+  }
+  writeState(host.root, { devices });
+}
+
+/** After an apply: devices configured once, never applied (refused, failed) and not configured now have nothing to release. */
+function pruneState(host: Host, snap: Snapshot, desired: DesiredState): void {
+  const state = readState(host.root);
+  const devices = Object.fromEntries(Object.entries(state.devices).filter(([a, d]) => desired.desires.has(a) || d.status === 'ok' || !snap.devices.has(a)));
+  if (Object.keys(devices).length !== Object.keys(state.devices).length) writeState(host.root, { devices });
+}
+
+function absentWarnings(desired: DesiredState): string[] {
+  return [...desired.absent].map(([address, r]) => `rules[${r.index}] (line ${r.line}): no device ${address} on this host (yet)`);
+}
+
+/**
+ * Converges `only` (or every configured device) to `config`. Used by `apply`, and by `set` with
+ * the edited configuration (which `--nosave` never writes). `held`: the caller's session.
+ */
+export function converge(host: Host, config: Config, opts: ConvergeOptions, held?: WriteSession): Promise<ConvergeReport> {
+  if (opts.dryRun) return convergeIn(host, config, opts, null);
+  return held ? convergeIn(host, config, opts, held) : host.session((s) => convergeIn(host, config, opts, s));
+}
+
+async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, session: WriteSession | null): Promise<ConvergeReport> {
+  const root = host.root;
+  const onlySet = opts.only ? new Set(opts.only) : null;
+  const read = () => host.readForWrite();
+  const boot = opts.boot ? bootProtected(host) : null;
+  let snap = read();
+  const warnings = [...snap.warnings, ...(session ? [] : host.pendingProblems())];
+  const state = readStateChecked(root);
+  if (state.problem) warnings.push(state.problem);
+  let desired = desiredState(config, snap.devices);
+  if (boot) {
+    for (const u of boot.unresolved) warnings.push(`boot device ${u} could not be traced to a PCI device`);
+    if (session) writeBootState(root, bootOutcomes(snap, desired, boot));
+  }
+  const phases: PhaseResult[] = [];
+  const run = async (kind: Plan['kind'], plan: Plan) => {
+    if (plan.devices.length === 0) return;
+    const planned = snap;
+    const results = session ? await execute(plan, { ...host.execOptions(session), onResult: (_d, r) => recordResult(host, planned, desired, kind, r) }) : planResults(plan);
+    phases.push({ kind, plan, results });
+  };
+  const bootTaken = opts.boot ? { bootTaken: readBootTaken(host, warnings) } : {};
+  const ruleOpts = () => ({ only: onlySet, boot, ruleHooks: ruleHooks(host, desired), ...bootTaken });
+  const sriov = planSriovPhase(snap, desired, ruleOpts());
+  await run('sriov', sriov);
+  if (sriov.devices.some((d) => d.status === 'planned')) {
+    if (!session) warnings.push('VFs that do not exist yet are planned for once they are created: run without --dry-run, then check with vfioctl status');
+    else {
+      snap = read(); // the new VFs exist now
+      desired = desiredState(config, snap.devices);
+    }
+  }
+  const bindPhase = planBindPhase(snap, desired, readState(root), ruleOpts());
+  await run('unbind', bindPhase.release);
+  await run('bind', bindPhase.bind);
+  if (session) pruneState(host, snap, desired);
+  const results = phases.flatMap((p) =>
+    p.results.map((r): ConvergeResult => {
+      const d = desired.desires.get(r.address);
+      return { phase: p.kind === 'unbind' ? 'release' : p.kind, intent: p.kind === 'bind' ? (d?.intent ?? null) : null, rule: d && p.kind !== 'unbind' ? ruleLabel(d) : null, ...r };
+    }),
+  );
+  const untouched = [...(onlySet ?? [])].filter((a) => !results.some((r) => r.address === a));
+  return {
+    dryRun: !session,
+    boot: !!opts.boot,
+    phases,
+    results,
+    skipped: bindPhase.skipped,
+    warnings: [...warnings, ...desired.warnings, ...absentWarnings(desired)],
+    recovered: session?.recovery.recovered ?? [],
+    notFound: untouched.filter((a) => !snap.devices.has(a)),
+    notConfigured: untouched.filter((a) => snap.devices.has(a) && !desired.desires.has(a)),
+    interrupted: session?.interrupted() ?? null,
+  };
+}
