@@ -14,7 +14,7 @@ SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 need=()
 [ -x /usr/bin/ansible-playbook ] || need+=(ansible-core)
 for m in pytest xdist pytest_forked pytest_mock mock; do /usr/bin/python3 -c "import $m" 2>/dev/null || need+=("python3-${m//_/-}"); done
-command -v pycodestyle >/dev/null 2>&1 || need+=(pycodestyle)
+[ -x /usr/bin/pycodestyle ] || need+=(pycodestyle)
 if [ ${#need[@]} -gt 0 ]; then
   # Debian's names: xdist is python3-pytest-xdist, the others as imported.
   pkgs=(); for p in "${need[@]}"; do case $p in python3-xdist) pkgs+=(python3-pytest-xdist) ;; *) pkgs+=("$p") ;; esac; done
@@ -23,8 +23,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 start=$(date +%s)
-# The system Python, not whichever python3 is first on PATH (ansible-core is Debian's).
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+# Ansible's tools with the system Python first on PATH (ansible-core is Debian's; a pyenv or venv
+# python3 must not stand in), while node and npm stay whichever the rest of the suite uses.
+sys() { PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH "$@"; }
+pyver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 coll=ansible/ansible_collections/vfioctl/fleet
 passed=0; failed=0
 step() { # NAME COMMAND...: runs it, counts it
@@ -35,15 +37,15 @@ step() { # NAME COMMAND...: runs it, counts it
 echo "== documentation and style"
 for m in "$coll"/plugins/modules/*.py; do
   name=$(basename "$m" .py)
-  step "ansible-doc vfioctl.fleet.$name" bash -c "ANSIBLE_COLLECTIONS_PATH='$repo/ansible' /usr/bin/ansible-doc -t module vfioctl.fleet.$name >/dev/null"
+  step "ansible-doc vfioctl.fleet.$name" sys bash -c "ANSIBLE_COLLECTIONS_PATH='$repo/ansible' /usr/bin/ansible-doc -t module vfioctl.fleet.$name >/dev/null"
 done
 step "py_compile" /usr/bin/python3 -m py_compile $(find "$coll" -name '*.py' -not -path '*/tests/output/*')
-step "pycodestyle (ansible-test's pep8 settings)" pycodestyle --max-line-length=160 --ignore=E402,W503,W504,E741 "$coll/plugins" "$coll/tests"
+step "pycodestyle (ansible-test's pep8 settings)" /usr/bin/pycodestyle --max-line-length=160 --ignore=E402,W503,W504,E741 "$coll/plugins" "$coll/tests"
 
-step "role vfioctl.fleet.host (check mode)" bash -c "ANSIBLE_CONFIG='$repo/ansible/tests/fleet/ansible.cfg' /usr/bin/ansible-playbook -i localhost, ansible/tests/role.yml --check"
+step "role vfioctl.fleet.host (check mode)" sys bash -c "ANSIBLE_CONFIG='$repo/ansible/tests/fleet/ansible.cfg' /usr/bin/ansible-playbook -i localhost, ansible/tests/role.yml --check"
 
 echo "== ansible-test units"
-step "ansible-test units" bash -c "cd '$coll' && /usr/bin/ansible-test units --python 3.11 --color no"
+step "ansible-test units" sys bash -c "cd '$coll' && /usr/bin/ansible-test units --python $pyver --color no"
 
 echo "== ansible-test integration"
 # The bundle (the CLI the integration target runs) and build/test (fixtures, the fleet driver).
@@ -53,7 +55,7 @@ printf 'vfioctl_repo: %s\n' "$repo" > "$coll/tests/integration/integration_confi
 # Its play output is long (and shows the expected failure of the broken-policy task): kept in a
 # log, printed when the target fails.
 log=$(mktemp)
-step "ansible-test integration" bash -c "cd '$coll' && /usr/bin/ansible-test integration --python 3.11 --color no vfioctl_policy >'$log' 2>&1 || { cat '$log'; exit 1; }"
+step "ansible-test integration" sys bash -c "cd '$coll' && /usr/bin/ansible-test integration --python $pyver --color no vfioctl_policy >'$log' 2>&1 || { cat '$log'; exit 1; }"
 grep -E '^testhost +:' "$log" || true
 rm -f "$log"
 rm -rf "$coll/tests/output" "$coll/tests/integration/integration_config.yml"
