@@ -95,7 +95,7 @@ function writeFile(root: HostRoot, f: BootFile): 'wrote' | 'unchanged' {
   return 'wrote';
 }
 
-function mapFiles(root: HostRoot, maps: readonly BootMap[]): BootFile[] {
+function mapFiles(root: HostRoot, maps: readonly BootMap[], source = CONFIG_FILE): BootFile[] {
   const kernels = new Set(maps.map((m) => m.kernel));
   // Maps of kernels not refreshed this time are kept: the udev rule covers every installed kernel.
   const kept = root
@@ -104,7 +104,7 @@ function mapFiles(root: HostRoot, maps: readonly BootMap[]): BootFile[] {
     .map((f) => parseBootMap(root.readFile(`${BOOT_DIR}/${f}`) ?? '', f.slice(0, -4)));
   const all = [...maps, ...kept].sort((a, b) => (a.kernel < b.kernel ? -1 : 1));
   return [
-    ...maps.map((m) => ({ path: `${BOOT_DIR}/${m.kernel}.map`, mode: 0o644, content: formatBootMap(m, CONFIG_FILE) })),
+    ...maps.map((m) => ({ path: `${BOOT_DIR}/${m.kernel}.map`, mode: 0o644, content: formatBootMap(m, source) })),
     { path: files.UDEV_RULES, mode: 0o644, content: files.udevRules(all) },
   ];
 }
@@ -208,7 +208,8 @@ export function install(host: Host, opts: InstallOptions): InstallReport {
   // A broken configuration throws here: the previous maps stay as they are.
   const { maps, warnings } = computeMaps(root, policy, kernels, opts.config);
   const vfioctl = layout.packaged ? files.PACKAGED_EXEC : execPath(root, opts.exec, policy);
-  const all = [...(opts.refresh ? [] : staticFiles(layout, vfioctl)), ...mapFiles(root, maps)];
+  // A map says which file it was made from (--config FILE, or the host's).
+  const all = [...(opts.refresh ? [] : staticFiles(layout, vfioctl)), ...mapFiles(root, maps, opts.config?.file ?? CONFIG_FILE)];
   // Units a non-packaged install left in /etc override the package's: say so, keep the admin in charge.
   if (layout.packaged) {
     for (const f of files.staticLayers(files.LOCAL_LAYOUT, '/x')) {

@@ -148,6 +148,7 @@ test('install --refresh --config makes the boot maps from the candidate', async 
   const r = await h.run(['install', '--refresh', '--config', file, '--json']);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(entries(), [`address ${E2} vfio-pci vfio_pci`]);
+  assert.match(h.f.tree.read(MAP)!, new RegExp(`^# vfioctl boot map for kernel 6\\.12\\.0-test, generated from ${file.replace(/[.]/g, '\\.')};`));
   assert.equal((await h.run(['install', '--refresh', '--config', path.join(path.dirname(file), 'none.json')])).code, 2);
   assert.deepEqual(entries(), [`address ${E2} vfio-pci vfio_pci`], 'a missing file leaves the maps as they were');
 });
