@@ -63,7 +63,7 @@ export function bootSummary(o: BootOutcome): string {
     `  drivers ${f.coldplug === 'none' ? 'when the runner started (no coldplug by the runner)' : 'after coldplug'}: ${Object.entries(f.devices)
       .map(([a, d]) => `${a.slice(5)} ${d.ids} ${d.driver ?? '-'}`)
       .join('; ')}`,
-    `  vfio_pci aliases: ${(f.vfioAliases ?? []).map((l) => l.split(' ').pop()).join(' ')}`,
+    `  vfio_pci aliases: ${(f.vfioAliases ?? []).filter(Boolean).map((l) => l.split(' ').pop()).join(' ') || 'none (before 5.15: vfio-pci has no ID table)'}`,
   ];
   return lines.join('\n') + '\n';
 }

@@ -17,3 +17,17 @@ await build({
   logLevel: 'warning',
 });
 chmodSync('dist/vfioctl.js', 0o755);
+
+// The library (`require('vfioctl')`): the operations layer, one file too; its types come from
+// `tsc -p tsconfig.lib.json` (dist/lib/types).
+await build({
+  entryPoints: ['src/ops/index.ts'],
+  bundle: true,
+  platform: 'node',
+  target: 'node18.19',
+  format: 'cjs',
+  mainFields: ['module', 'main'],
+  outfile: 'dist/lib/index.js',
+  legalComments: 'none',
+  logLevel: 'warning',
+});

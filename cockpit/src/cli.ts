@@ -9,8 +9,8 @@ export interface PageConfig {
   root: string;
   /** Extra environment for vfioctl, "NAME=value". */
   environ: string[];
-  /** Production: "require" (vfioctl runs as root). null spawns as the session's own user. */
-  superuser: 'require' | 'try' | null;
+  /** Production: "require" (vfioctl runs as root); "none" spawns as the session's own user. */
+  superuser: 'require' | 'try' | 'none';
 }
 
 const DEFAULTS: PageConfig = { command: ['vfioctl'], root: '/', environ: [], superuser: 'require' };
@@ -27,7 +27,8 @@ export function pageConfig(): PageConfig {
     command: strings(c.command) && c.command.length > 0 ? c.command : DEFAULTS.command,
     root: typeof c.root === 'string' && c.root.startsWith('/') ? c.root : DEFAULTS.root,
     environ: strings(c.environ) ? c.environ : DEFAULTS.environ,
-    superuser: c.superuser === 'try' || c.superuser === 'require' ? c.superuser : c.superuser === null ? null : DEFAULTS.superuser,
+    // A string, not null: Cockpit merges overrides as a JSON merge patch, where null deletes the key.
+    superuser: c.superuser === 'try' || c.superuser === 'require' || c.superuser === 'none' ? c.superuser : DEFAULTS.superuser,
   };
 }
 
@@ -44,7 +45,7 @@ export function hostPath(cfg: PageConfig, p: string): string {
 export function runVfioctl<T>(cfg: PageConfig, args: string[]): Promise<CliOutcome<T>> {
   const environ = [...(cfg.root !== '/' ? [`VFIOCTL_ROOT=${cfg.root}`] : []), ...cfg.environ];
   const opts: cockpit.SpawnOptions = { environ, err: 'message' };
-  if (cfg.superuser) opts.superuser = cfg.superuser;
+  if (cfg.superuser !== 'none') opts.superuser = cfg.superuser;
   const proc = cockpit.spawn([...cfg.command, ...args], opts);
   let out = '';
   proc.stream((chunk) => {

@@ -1,4 +1,5 @@
-// Browser-test harness: a model host (fixture tree + kernel model), Debian's cockpit-ws serving the
+// Browser-test harness: a model host (fixture tree + kernel model, served to the page's vfioctl
+// processes by test/support/remote-kernel.ts), Debian's cockpit-ws serving the
 // built page from a private XDG_DATA_HOME with a manifest override pointing it at the fixture, and
 // Debian's Chromium driven by playwright-core. One cockpit-ws per test: 287's --local-session
 // ends 15 s after the browser leaves.
@@ -9,10 +10,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { ModelHost, isRoot, type ModelHostOptions } from '../../test/support/model-host';
+import { ModelServer } from '../../test/support/remote-kernel';
 
 const REPO = path.resolve(__dirname, '../../..');
 const PAGE = path.join(REPO, 'dist/cockpit/vfioctl');
-const MODEL_VFIOCTL = path.join(__dirname, 'model-vfioctl.js');
+// vfioctl as a separate process whose kernel is the test's model (served on a unix socket).
+const REMOTE_CLI = path.join(REPO, 'build/test/support/remote-cli.js');
 const WS = '/usr/lib/cockpit/cockpit-ws';
 export const SHOTS = path.join(REPO, 'build/cockpit-shots');
 
@@ -72,7 +75,8 @@ export interface Session {
  * spawns it as that user and trusts that user's fixture files.
  */
 export async function openSession(opts: ModelHostOptions & { viewport?: { width: number; height: number } } = {}): Promise<Session> {
-  const host = new ModelHost(opts);
+  // trustSelf: the test's own in-process vfioctl runs trust a normal user's fixture files too.
+  const host = new ModelHost(opts).trustSelf();
   // pci.ids names for the model host's devices (QEMU's), so the page shows names as on a real host.
   host.f.pciIds(
     '1af4  Red Hat, Inc.\n\t1041  Virtio 1.0 network device\n1b36  Red Hat, Inc.\n\t0010  QEMU NVM Express Controller\n8086  Intel Corporation\n\t10d3  82574L Gigabit Network Connection\n\t2918  82801IB (ICH9) LPC Interface Controller\n\t2930  82801I (ICH9 Family) SMBus Controller\n' +
@@ -82,11 +86,14 @@ export async function openSession(opts: ModelHostOptions & { viewport?: { width:
   fs.mkdirSync(path.join(home, 'data/cockpit'), { recursive: true });
   fs.mkdirSync(path.join(home, 'config/cockpit'), { recursive: true });
   fs.symlinkSync(PAGE, path.join(home, 'data/cockpit/vfioctl'));
+  // The page's vfioctl processes write through host.k, like the test's own in-process runs; the
+  // server also records any kernel write made without the lock.
+  const server = await new ModelServer(host.f.dir, host.k).start();
   const config = {
-    command: [process.execPath, MODEL_VFIOCTL],
+    command: [process.execPath, REMOTE_CLI],
     root: host.f.dir,
-    environ: isRoot ? [] : [`VFIOCTL_TRUST_UID=${process.getuid!()}`],
-    superuser: isRoot ? 'require' : null,
+    environ: [`VFIOCTL_MODEL_SOCKET=${server.socket}`, ...(isRoot ? [] : [`VFIOCTL_TRUST_UID=${process.getuid!()}`])],
+    superuser: isRoot ? 'require' : 'none',
   };
   fs.writeFileSync(path.join(home, 'config/cockpit/vfioctl.override.json'), JSON.stringify({ config }));
   const port = await freePort();
@@ -105,6 +112,7 @@ export async function openSession(opts: ModelHostOptions & { viewport?: { width:
       process.kill(-ws.pid, 'SIGTERM');
       await gone;
     }
+    await server.close();
     fs.rmSync(home, { recursive: true, force: true });
     host.cleanup();
   };
@@ -128,8 +136,10 @@ export async function openSession(opts: ModelHostOptions & { viewport?: { width:
       url,
       close: async () => {
         await context?.close();
+        const unlocked = [...server.violations];
         await stop();
         if (errors.length) throw new Error(`browser errors on the page:\n${errors.join('\n')}`);
+        if (unlocked.length) throw new Error(`kernel writes without vfioctl's lock:\n${unlocked.join('\n')}`);
       },
     };
   } catch (e) {

@@ -168,7 +168,12 @@ test('a bind of a free device, previewed then confirmed, ends with the table sho
     await page.waitForSelector('#vf-dialog [data-dialog="close"]');
     await settled(page);
     assert.equal(await page.getAttribute(`#vf-dialog [data-result="${VN}"]`, 'data-status'), 'ok');
-    await page.click('#vf-dialog [data-dialog="close"]');
+    await shot(page, 'bind-result-1280x800');
+    // Keyboard: focus stays in the dialog while the page redraws under it, and comes back to the page.
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-dialog')), 'close');
+    await page.keyboard.press('Enter');
+    assert.equal(await page.$('#vf-dialog'), null);
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'vf-detail-title', 'no bind button any more: focus goes to the heading');
     await page.click('#vf-back');
     await page.waitForSelector('#vf-device-table');
     await settled(page);
@@ -308,6 +313,7 @@ test('the page follows /run/vfioctl/boot.json: the boot outcome appears when the
     assert.deepEqual(st.devices.find((d) => d.address === VN)!.boot, { outcome: 'won', driver: 'virtio_vfio_pci', hostDriverBuiltin: false });
     await page.waitForFunction((a) => document.querySelector(`#vf-status tr[data-address="${a}"] td[data-label="Boot"]`)?.textContent === 'won (virtio_vfio_pci)', VN, { timeout: 20_000 });
     assert.match((await page.textContent('#vf-status')) ?? '', /boot recorded/);
+    await shot(page, 'status-boot-1280x800');
   });
 });
 

@@ -43,7 +43,7 @@ export const variantOutsideIdTable: Scenario = {
   run(ctx) {
     const nic = ctx.dev('e1000e');
     const variant = 'mlx5_vfio_pci'; // ID table: 15b3:101e only
-    if (!ctx.hasVariant(variant)) ctx.skip(`${variant} is not available for this kernel`);
+    if (!ctx.hasVariant(variant)) ctx.skip(`${variant} is not available for this kernel (variant drivers exist from Linux 5.15, mlx5_vfio_pci from 5.18)`);
     const before = sysfs.snapshot([nic]);
     const refused = ctx.cliJson<ApplyJson>(['bind', nic, '--driver', variant, '--json'], 3).json;
     const r = resultFor(ctx, refused, nic);

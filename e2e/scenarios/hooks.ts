@@ -61,7 +61,7 @@ function mountedAt(dir: string): boolean {
  * Runs `body` with a writable /etc (a tmpfs overlay over the read-only host /etc) holding an empty
  * root-owned /etc/vfioctl/hooks.d; afterwards the overlay, the hooks and their log are gone.
  */
-function withHooksDir(ctx: ScenarioContext, body: () => void): void {
+export function withHooksDir(ctx: ScenarioContext, body: () => void): void {
   if (mountedAt('/etc')) ctx.fail('/etc is already a mount point: an earlier scenario did not clean up');
   fs.rmSync(ETC_OVERLAY, { recursive: true, force: true });
   for (const d of [ETC_OVERLAY, `${ETC_OVERLAY}/upper`, `${ETC_OVERLAY}/work`]) fs.mkdirSync(d, { mode: 0o755 });

@@ -9,6 +9,7 @@ import { rebootKernelChange, rebootSameKernel } from './reboot';
 import { killAtEveryStep, killBetweenUnbindAndProbe } from './recovery';
 import { nicInUse, noIommu, rootDevicesRefused, sharedIommuGroup } from './safety';
 import { sriov } from './sriov';
+import { convergeMixedGroup } from './converge';
 
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
@@ -21,6 +22,7 @@ export const SCENARIOS: readonly Scenario[] = [
   unbindAll,
   nicInUse,
   sharedIommuGroup,
+  convergeMixedGroup,
   killBetweenUnbindAndProbe,
   killAtEveryStep,
   sriov,

@@ -45,7 +45,11 @@ export async function writeSession<T>(root: HostRoot, o: SessionOptions, work: (
     const lock = await acquireLock(root, { waitMs: o.waitMs, onWait: o.onWait, abort: waiting.signal });
     try {
       const recovery = await recoverPending(root, o.kernelIo);
-      return await work({ io: o.kernelIo, recovery, interrupted: () => signal });
+      const result = await work({ io: o.kernelIo, recovery, interrupted: () => signal });
+      // A signal sent during the last step may still be queued in the event loop: let it land, so
+      // a report's `interrupted` (read after we return) sees it.
+      await new Promise((r) => setImmediate(r));
+      return result;
     } finally {
       lock.release();
     }

@@ -98,11 +98,6 @@ export function refuseForeignKernelWrite(ctx: Context, dryRun: boolean | undefin
   }
 }
 
-/** Half-done devices a killed run left, for commands that do not repair them. */
-export function warnPending(ctx: Context): void {
-  printWarnings(ctx, ctx.host.pendingProblems());
-}
-
 export function printWarnings(ctx: Context, warnings: readonly string[]): void {
   for (const w of warnings) ctx.io.err(`vfioctl: warning: ${w}\n`);
 }

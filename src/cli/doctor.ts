@@ -48,6 +48,7 @@ export function doctorCommand(ctx: Context, opts: { json?: boolean }): number {
   const haveVfio = mods.vfioPciWithoutTable !== 'absent';
   const noTable = mods.vfioPciWithoutTable === 'module' ? ', no ID table: Linux before 5.15, it takes any device through driver_override' : '';
   add('vfio-pci', haveVfio ? 'ok' : 'fail', haveVfio ? `vfio-pci available (${mods.builtin.has(VFIO_PCI_MODULE) ? 'built in' : mods.drivers.driverModule.has('vfio-pci') ? 'loaded' : 'module'}${noTable})` : `vfio-pci not found for kernel ${release ?? '?'} (no vfio_pci alias, not built in, not in modules.dep, not loaded)`);
+  if (mods.vfioPciWithoutTable === 'stale-alias') add('modules.alias', 'warn', `modules.alias of ${release} has no vfio_pci: alias for vfio-pci although vfio_pci_core (5.15+) is installed: run depmod ${release}`);
   if (noTable && variants.length === 0) add('variants', 'ok', 'no vfio-pci variant drivers: none exist before Linux 5.15 (plain vfio-pci: no live migration)');
   else add('variants', variants.length ? 'ok' : 'warn', variants.length ? `variant drivers: ${variants.join(', ')}` : 'no vfio-pci variant drivers in modules.alias (plain vfio-pci only: no live migration)');
   const blacklisted = [VFIO_PCI_MODULE, ...variants].filter((m) => mods.blacklist.entries.has(m));

@@ -19,7 +19,7 @@ export function installCommand(ctx: Context, opts: InstallOptions): number {
   const policy = trust(ctx);
   const r = install(ctx.host, { ...opts, config: opts.config === undefined ? undefined : loadConfigFile(policy, opts.config) });
   if (opts.json) {
-    const base = { command: 'install', ...(r.uninstall ? { uninstall: true } : {}), dryRun: r.dryRun };
+    const base = { command: 'install', ...(r.uninstall ? { uninstall: true } : {}), packaged: r.packaged, dryRun: r.dryRun };
     ctx.io.out(JSON.stringify(r.uninstall ? { ...base, files: r.files, next: r.next } : { ...base, refresh: r.refresh, files: r.files, maps: r.maps, warnings: r.warnings }, null, 2) + '\n');
     return EXIT.OK;
   }

@@ -33,9 +33,11 @@ export interface ModuleState {
   /**
    * How vfio-pci exists when no `vfio_pci:` alias names it (else null): built in, a module in
    * modules.dep with no ID table (kernels before 5.15, commit cc6711b0bf36, e.g. Debian 11's
-   * 5.10: modules.alias has no vfio_pci: line at all), or only a registered driver; 'absent'.
+   * 5.10: modules.alias has no vfio_pci: line at all), a module whose alias is missing although
+   * vfio_pci_core (split out in the same 5.15 series) exists: a stale modules.alias; or only a
+   * registered driver; 'absent'.
    */
-  readonly vfioPciWithoutTable: 'builtin' | 'module' | 'loaded' | 'absent' | null;
+  readonly vfioPciWithoutTable: 'builtin' | 'module' | 'stale-alias' | 'loaded' | 'absent' | null;
 }
 
 export interface Snapshot {
@@ -95,11 +97,6 @@ function readModuleFiles(root: HostRoot, release: string | undefined): Set<strin
   return out;
 }
 
-/** modules.dep lists `.../vfio-pci.ko[.xz|.zst|.gz]:`; read only when no alias names vfio_pci. */
-function hasModuleFile(root: HostRoot, release: string | undefined, files: ReadonlySet<string> | null, module: string): boolean {
-  if (files) return files.has(module);
-  return readModuleFiles(root, release).has(module);
-}
 
 export function readModuleState(root: HostRoot, release: string | undefined, diag: Diagnostics, withFiles = false): ModuleState {
   const moduleFiles = withFiles ? readModuleFiles(root, release) : null;
@@ -108,8 +105,10 @@ export function readModuleState(root: HostRoot, release: string | undefined, dia
   const drivers = loadDriverRegistry(root);
   let vfioPciWithoutTable: ModuleState['vfioPciWithoutTable'] = null;
   if (!aliases.vfioByModule.has(VFIO_PCI_MODULE)) {
+    // modules.dep (`.../vfio-pci.ko[.xz]:`) is read here only when no alias names vfio_pci.
+    const files = builtin.has(VFIO_PCI_MODULE) ? null : (moduleFiles ?? readModuleFiles(root, release));
     if (builtin.has(VFIO_PCI_MODULE)) vfioPciWithoutTable = 'builtin';
-    else if (hasModuleFile(root, release, moduleFiles, VFIO_PCI_MODULE)) vfioPciWithoutTable = 'module';
+    else if (files!.has(VFIO_PCI_MODULE)) vfioPciWithoutTable = files!.has('vfio_pci_core') || builtin.has('vfio_pci_core') ? 'stale-alias' : 'module';
     else if (drivers.moduleDrivers.has(VFIO_PCI_MODULE) || drivers.driverModule.has('vfio-pci')) vfioPciWithoutTable = 'loaded';
     else vfioPciWithoutTable = 'absent';
   }

@@ -19,9 +19,10 @@ export interface Candidate {
   /**
    * Where the alias comes from. Implicit catch-alls for a vfio-pci no alias names: `builtin`
    * (its table is in no file before ~6.18), `no-id-table` (a module without an ID table: kernels
-   * before 5.15), `loaded` (only its registered driver says it exists).
+   * before 5.15), `modules.dep` (a 5.15+ module whose alias is missing: stale modules.alias),
+   * `loaded` (only its registered driver says it exists).
    */
-  readonly source: 'modules.alias' | 'modules.builtin.modinfo' | 'builtin' | 'known-variants' | 'no-id-table' | 'loaded';
+  readonly source: 'modules.alias' | 'modules.builtin.modinfo' | 'builtin' | 'known-variants' | 'no-id-table' | 'modules.dep' | 'loaded';
   readonly usable: boolean;
   /** Why it is unusable (null when usable). */
   readonly reason: string | null;
@@ -107,8 +108,9 @@ function matchRaw(dev: PciDevice, modalias: string, mods: ModuleState): RawCandi
   // /* only dynamic ids */`), or only loaded. With driver_override it binds any device
   // (pci_match_device()'s dummy id). A built-in variant is known only by our table.
   const implicit = mods.vfioPciWithoutTable;
-  if (implicit === 'builtin' || implicit === 'module' || implicit === 'loaded') {
-    out.push({ module: VFIO_PCI_MODULE, alias: CATCH_ALL, wildcards: 7, order: base + 1_000_000, source: implicit === 'module' ? 'no-id-table' : implicit });
+  if (implicit !== null && implicit !== 'absent') {
+    const source = implicit === 'module' ? 'no-id-table' : implicit === 'stale-alias' ? 'modules.dep' : implicit;
+    out.push({ module: VFIO_PCI_MODULE, alias: CATCH_ALL, wildcards: 7, order: base + 1_000_000, source });
   }
   const id = `${dev.vendor}:${dev.device}`;
   VARIANT_RULES.forEach((r, i) => {
@@ -140,6 +142,8 @@ function explain(raw: readonly RawCandidate[], mods: ModuleState): string[] {
       out.push(`vfio-pci has no ID table on ${k}: modules.alias has no vfio_pci: line at all (kernels before 5.15, commit cc6711b0bf36, e.g. Debian 11's 5.10), so vfio-pci (a module in modules.dep) is the VFIO driver for every device: it binds through driver_override; variant drivers do not exist before 5.15`);
     } else if (c.source === 'builtin') {
       out.push(`vfio_pci is built into ${k} and its ID table is in no file (built-in aliases reach modules.builtin.modinfo only from about 6.18): taken as the catch-all ${CATCH_ALL}`);
+    } else if (c.source === 'modules.dep') {
+      out.push(`vfio-pci is a module of ${k} (modules.dep) with vfio_pci_core beside it (5.15+), yet modules.alias has no vfio_pci: alias for it: modules.alias looks stale (run depmod ${k}); taken as the catch-all ${CATCH_ALL}`);
     } else if (c.source === 'loaded') {
       out.push(`vfio-pci is registered but neither modules.alias, modules.builtin nor modules.dep of ${k} names it: taken as the catch-all ${CATCH_ALL}`);
     }

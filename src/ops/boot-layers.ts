@@ -153,6 +153,8 @@ export interface InstallOptions {
 
 export interface InstallReport {
   readonly uninstall: boolean;
+  /** The Debian package's static layers are used (only the host's parts are written). */
+  readonly packaged: boolean;
   readonly dryRun: boolean;
   readonly refresh: boolean;
   /** Every file considered, and what was (or would be) done with it. */
@@ -200,7 +202,7 @@ export function install(host: Host, opts: InstallOptions): InstallReport {
       }
     }
     const next = "'update-initramfs -u -k all' (or 'dracut --regenerate-all') so the initramfs no longer carries the map, then 'udevadm control --reload' and 'systemctl daemon-reload'";
-    return { uninstall: true, dryRun: !!opts.dryRun, refresh: false, files: report, maps: [], warnings: [], next: opts.dryRun ? null : next };
+    return { uninstall: true, packaged: layout.packaged, dryRun: !!opts.dryRun, refresh: false, files: report, maps: [], warnings: [], next: opts.dryRun ? null : next };
   }
   const kernels = opts.refresh && host.kernel ? [host.kernel] : installedKernels(root);
   if (kernels.length === 0) throw new VfioctlError(`no kernel module trees under ${root.path('/lib/modules')}: nothing to compute boot maps for`, EXIT.FAILED);
@@ -221,5 +223,5 @@ export function install(host: Host, opts: InstallOptions): InstallReport {
     report.push({ path: f.path, action: same ? 'unchanged' : opts.dryRun ? 'would write' : writeFile(root, f) });
   }
   const next = !opts.dryRun && !opts.refresh ? 'update-initramfs -u -k all (or dracut --regenerate-all), udevadm control --reload, systemctl daemon-reload' : null;
-  return { uninstall: false, dryRun: !!opts.dryRun, refresh: !!opts.refresh, files: report, maps: maps.map((m) => ({ kernel: m.kernel, entries: m.entries.length, skipped: m.skipped })), warnings, next };
+  return { uninstall: false, packaged: layout.packaged, dryRun: !!opts.dryRun, refresh: !!opts.refresh, files: report, maps: maps.map((m) => ({ kernel: m.kernel, entries: m.entries.length, skipped: m.skipped })), warnings, next };
 }

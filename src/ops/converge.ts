@@ -197,7 +197,7 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
     }),
   );
   const untouched = [...(onlySet ?? [])].filter((a) => !results.some((r) => r.address === a));
-  return {
+  const report = {
     dryRun: !session,
     boot: !!opts.boot,
     phases,
@@ -207,6 +207,8 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
     recovered: session?.recovery.recovered ?? [],
     notFound: untouched.filter((a) => !snap.devices.has(a)),
     notConfigured: untouched.filter((a) => snap.devices.has(a) && !desired.desires.has(a)),
-    interrupted: session?.interrupted() ?? null,
+    interrupted: null as Interruption | null,
   };
+  // Read when the caller looks (after the session), so a signal that came with the last step counts.
+  return session ? Object.defineProperty(report, 'interrupted', { get: () => session.interrupted(), enumerable: true }) : report;
 }

@@ -203,7 +203,9 @@ export class Host {
 
   private async run(s: WriteSession, plan: Plan, warnings: readonly string[]): Promise<OperationResult> {
     const results = await execute(plan, this.execOptions(s));
-    return { ...this.report(plan, results, false, warnings, s.interrupted()), recovered: s.recovery.recovered, unreadableJournal: s.recovery.unreadable };
+    const r = { ...this.report(plan, results, false, warnings, null), recovered: s.recovery.recovered, unreadableJournal: s.recovery.unreadable };
+    // Read when the caller looks (after the session), so a signal that came with the last step counts.
+    return Object.defineProperty(r, 'interrupted', { get: () => s.interrupted(), enumerable: true });
   }
 
   private report(plan: Plan, results: DeviceResult[], dryRun: boolean, warnings: readonly string[], interrupted: Interruption | null): OperationResult {

@@ -113,7 +113,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       const server = await served(h);
       server.signalAt = { n, signal };
       const r = await spawnCli(REMOTE_CLI, h, server, ['bind', E1, '--json']);
-      assert.notEqual(r.code, 0, `write ${n}: exit non-zero`);
+      assert.notEqual(r.code, 0, `write ${n}: exit non-zero\n${r.stdout}\n${r.stderr}`);
       assert.equal(r.signal, null, `write ${n}: vfioctl handled ${signal} instead of dying`);
       const result = JSON.parse(r.stdout).results[0];
       if (result.status === 'failed') {

@@ -93,6 +93,22 @@ test('5.15+ with vfio-pci built in and no modules.builtin.modinfo: the built-in 
   assert.doesNotMatch(v.explanation.join('\n'), /5\.15/);
 });
 
+test('5.15+ module tree (vfio_pci_core beside vfio-pci) whose modules.alias lacks vfio_pci: stale, not pre-5.15; vfio-pci still binds, doctor warns', async () => {
+  const f = Fixture.create();
+  fixtures.push(f);
+  f.kernel('6.12.0-test').modulesAlias([ALIASES.e1000e]);
+  f.tree.write('/lib/modules/6.12.0-test/modules.dep', 'kernel/drivers/vfio/pci/vfio-pci-core.ko.xz:\nkernel/drivers/vfio/pci/vfio-pci.ko.xz: kernel/drivers/vfio/pci/vfio-pci-core.ko.xz\n');
+  f.device({ address: NIC, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '2' });
+  const v = (await cli(f.dir, ['show', NIC, '--json'])).json();
+  validateAgainst('device.schema.json', v);
+  assert.deepEqual(v.candidates.map((c: any) => [c.module, c.source]), [['vfio_pci', 'modules.dep']]);
+  assert.match(v.explanation[0], /modules\.alias looks stale \(run depmod 6\.12\.0-test\)/);
+  assert.doesNotMatch(v.explanation[0], /before 5\.15/);
+  const doc = (await cli(f.dir, ['doctor', '--json'])).json();
+  assert.equal(doc.checks.find((c: any) => c.id === 'vfio-pci').status, 'ok');
+  assert.equal(doc.checks.find((c: any) => c.id === 'modules.alias').status, 'warn');
+});
+
 test('a vfio_pci: alias for vfio_pci itself (5.15+): the module tree is not read for vfio-pci, no implicit candidate', async () => {
   const f = Fixture.create();
   fixtures.push(f);

@@ -1,5 +1,6 @@
 // The shell completions the package ships (rendered by scripts/completions.mjs from the commander
-// tree), driven in real bash, zsh and fish against a fixture host: what TAB offers.
+// tree), against a fixture host: what TAB offers in an interactive bash and zsh on a
+// pseudo-terminal, and from fish's own completion engine.
 import { after, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -22,36 +23,39 @@ f.driver('e1000e').driver('vfio-pci', 'vfio_pci');
 after(() => f.cleanup());
 
 const env = { PATH: '/usr/bin:/bin', HOME: f.dir, LANG: 'C.UTF-8' };
-const lines = (s: string) => s.split('\n').filter(Boolean).map((l) => l.split('\t')[0]!).sort();
 
-/** What bash's TAB offers for LINE: the function runs as bash's programmable completion calls it. */
-function bash(line: string, extra: NodeJS.ProcessEnv = {}): string[] {
-  const script = 'source "$1"; COMP_LINE=$2; COMP_POINT=${#2}; read -ra COMP_WORDS <<<"$2"; COMP_CWORD=${#COMP_WORDS[@]}; "$(complete -p vfioctl | sed "s/.*-F \\([^ ]*\\) .*/\\1/")"; printf "%s\\n" "${COMPREPLY[@]}"';
-  const r = spawnSync('bash', ['--norc', '--noprofile', '-c', script, 'bash', BASH, line], { encoding: 'utf8', env: { ...env, ...extra } });
+/**
+ * What TAB does in an interactive bash or zsh (test/package/tab.zsh: a pseudo-terminal, the file
+ * loaded as the shell loads vendor completions): the list it shows, or, when it completes a single
+ * match in place, that word.
+ */
+function tab(shell: 'bash' | 'zsh', line: string, extra: NodeJS.ProcessEnv = {}): string[] {
+  const r = spawnSync('zsh', ['-f', path.join(repo, 'test/package/tab.zsh'), shell, shell === 'bash' ? BASH : ZSH, line], { encoding: 'utf8', env: { ...env, ...extra } });
   assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.stderr, '');
-  return lines(r.stdout);
+  // Terminal escapes, erased characters and carriage returns out.
+  const screen = r.stdout.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/.\x08/g, '').replace(/\r/g, '');
+  const buffer = /BUFFER<(.*)>/.exec(screen)![1]!;
+  // The shell echoes and redisplays the command line around the list: only the list is kept.
+  const listed = screen
+    .slice(0, screen.indexOf('BUFFER<'))
+    .split('\n')
+    .map((l) => (l.includes('vfioctl') ? l.slice(0, l.indexOf('vfioctl')) : l))
+    .join(' ')
+    .split(/\s+/)
+    .filter(Boolean)
+    .sort();
+  if (listed.length) return listed;
+  return buffer === line ? [] : [buffer.trimEnd().split(' ').pop()!];
 }
+const bash = (line: string, extra: NodeJS.ProcessEnv = {}) => tab('bash', line, extra);
+const zsh = (line: string, extra: NodeJS.ProcessEnv = {}) => tab('zsh', line, extra);
 
 /** What fish's own completion engine offers for LINE (complete -C). */
 function fish(line: string, extra: NodeJS.ProcessEnv = {}): string[] {
   const r = spawnSync('fish', ['--no-config', '-c', 'source $argv[1]; complete -C $argv[2]', FISH, line], { encoding: 'utf8', env: { ...env, ...extra } });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stderr, '');
-  return lines(r.stdout);
-}
-
-/**
- * What zsh offers: the completion function runs in a real zsh with `words`/`CURRENT`/`PREFIX` as
- * compsys sets them; compadd (a builtin only inside a completion widget) is replaced by one that
- * keeps the words matching PREFIX, as compadd does.
- */
-function zsh(line: string, extra: NodeJS.ProcessEnv = {}): string[] {
-  const script = 'compadd() { local w; for w in ${(P)2}; do [[ $w == ${PREFIX}* ]] && print -r -- $w; done; return 0 }; _files() { print -r -- "<files>" }; _users() { print -r -- "<users>" }; compdef() { : }; source $1; words=(${(z)2}); [[ $2 == *" " ]] && words+=(""); CURRENT=${#words}; PREFIX=${words[CURRENT]}; _vfioctl || true';
-  const r = spawnSync('zsh', ['-f', '-c', script, 'zsh', ZSH, line], { encoding: 'utf8', env: { ...env, ...extra } });
-  assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.stderr, '');
-  return lines(r.stdout);
+  return r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]!).sort();
 }
 
 const COMMANDS = ['apply', 'bind', 'config', 'doctor', 'help', 'import-driverctl', 'install', 'list', 'list-devices', 'list-overrides', 'load-override', 'recover', 'set', 'set-override', 'show', 'status', 'unbind', 'unset', 'unset-override'];
@@ -61,7 +65,7 @@ for (const [shell, complete] of [['bash', bash], ['zsh', zsh], ['fish', fish]] a
   test(`${shell}: commands, options, addresses, drivers, kernels and intents`, () => {
     assert.deepEqual(complete('vfioctl '), COMMANDS);
     assert.deepEqual(complete('vfioctl bind --d'), ['--driver', '--dry-run']);
-    assert.deepEqual(complete('vfioctl install --'), ['--config', '--dry-run', '--exec', '--help', '--json', '--kernel', '--refresh', '--root', '--uninstall', '--version']);
+    assert.deepEqual(complete('vfioctl install --'), ['--config', '--dry-run', '--exec', '--help', '--json', '--kernel', '--refresh', '--root', '--uninstall', '--version', '--wait']);
     assert.deepEqual(complete(R('bind ')), ['0000:00:02.0', '0000:03:00.1']);
     assert.deepEqual(complete(R('bind 0000:00:02.0 ')), ['0000:00:02.0', '0000:03:00.1'], 'bind takes several devices');
     assert.deepEqual(complete('vfioctl bind ', { VFIOCTL_ROOT: f.dir }), ['0000:00:02.0', '0000:03:00.1'], 'VFIOCTL_ROOT');
@@ -73,9 +77,11 @@ for (const [shell, complete] of [['bash', bash], ['zsh', zsh], ['fish', fish]] a
     assert.deepEqual(complete('vfioctl list-devices s'), ['serial', 'storage', 'system']);
     assert.deepEqual(complete('vfioctl recover '), []);
     assert.deepEqual(complete('vfioctl config '), ['check']);
+    assert.deepEqual(complete('vfioctl --wait '), [], 'a number: no commands, no files');
   });
 }
 
-test('bash completes the part after the last colon, as bash replaces it (COMP_WORDBREAKS)', () => {
-  assert.deepEqual(bash(R('unbind 0000:03')), ['03:00.1']);
+test('a single match is completed in place, across the colons of an address (bash splits words at them)', () => {
+  for (const complete of [bash, zsh]) assert.deepEqual(complete(R('unbind 0000:03')), ['0000:03:00.1']);
+  assert.deepEqual(fish(R('unbind 0000:03')), ['0000:03:00.1']);
 });

@@ -113,7 +113,7 @@ test('the man pages render with man', () => {
   }
 });
 
-test('packaged install writes only the host parts; reinstall refreshes them; purge leaves only the configuration', () => {
+test('packaged install writes only the host parts; remove drops the udev rule and a new install refreshes it; purge leaves only the configuration', () => {
   // The tree as a host of its own: a kernel, a device, a configuration.
   const host = new Fixture(R);
   host.kernel('6.1.0-test').modulesAlias([ALIASES.vfioPci, ALIASES.e1000e]).iommu();
@@ -134,14 +134,22 @@ test('packaged install writes only the host parts; reinstall refreshes them; pur
   const verify = chroot(['dpkg', '--verify', 'vfioctl']);
   ok(verify, 'dpkg --verify');
   assert.equal(verify.stdout, '', 'no file of the package was changed');
-  // postinst refreshes the generated parts where install ran: a lost udev rule comes back.
-  fs.rmSync(path.join(R, 'etc/udev/rules.d/60-vfioctl.rules'));
-  ok(chroot(['apt-get', 'install', '-y', '-qq', '--reinstall', `/tmp/${path.basename(deb)}`]), 'reinstall');
-  assert.match(fs.readFileSync(path.join(R, 'etc/udev/rules.d/60-vfioctl.rules'), 'utf8'), /KERNEL=="0000:00:02\.0"/);
+  // remove: the udev rule goes (its helper is gone), the maps and the configuration stay...
+  const rule = path.join(R, 'etc/udev/rules.d/60-vfioctl.rules');
+  ok(chroot(['apt-get', 'remove', '-y', '-qq', 'vfioctl']), 'apt-get remove');
+  assert.ok(!fs.existsSync(rule), 'remove takes the udev rule away');
+  assert.ok(fs.existsSync(path.join(R, 'etc/vfioctl/boot/6.1.0-test.map')) && fs.existsSync(conf));
+  // ...and postinst regenerates the host's parts where install ran.
+  ok(chroot(['apt-get', 'install', '-y', '-qq', '--no-install-recommends', `/tmp/${path.basename(deb)}`]), 'install again');
+  assert.match(fs.readFileSync(rule, 'utf8'), /KERNEL=="0000:00:02\.0"/);
+  ok(chroot(['dpkg', '--verify', 'vfioctl']), 'dpkg --verify after postinst');
   // The fake /proc and /sys of this host are no longer needed (and apt must not read them).
   for (const d of ['proc', 'sys']) for (const e of fs.readdirSync(path.join(R, d))) fs.rmSync(path.join(R, d, e), { recursive: true, force: true });
   fs.writeFileSync(path.join(R, 'var/lib/vfioctl-admin-note'), 'not under a vfioctl directory: must stay\n');
+  fs.mkdirSync(path.join(R, 'etc/vfioctl/hooks.d'));
+  fs.writeFileSync(path.join(R, 'etc/vfioctl/hooks.d/50-admin'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
   ok(chroot(['apt-get', 'purge', '-y', '-qq', 'vfioctl']), 'apt-get purge');
   assert.deepEqual(vfioctlPaths(), ['/etc/vfioctl', '/etc/vfioctl/vfioctl.json', '/tmp/' + path.basename(deb), '/var/lib/vfioctl-admin-note']);
+  assert.ok(fs.existsSync(path.join(R, 'etc/vfioctl/hooks.d/50-admin')), "the admin's hook stays");
   assert.equal(chroot(['dpkg-query', '-W', 'vfioctl']).status, 1, 'dpkg forgot the package');
 });

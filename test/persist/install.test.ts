@@ -58,6 +58,7 @@ test('install writes every layer: maps, units (enabled), udev rule, initramfs an
   }
   // Idempotent.
   const again = await h.run(['install', ...EXEC, '--json']);
+  assert.equal(again.json().packaged, false);
   assert.ok(again.json().files.every((f: any) => f.action === 'unchanged'), again.stdout);
 });
 
@@ -209,6 +210,7 @@ test('packaged mode: install writes only the maps, the udev rule and the enable 
   assert.match(exec.stderr, /--exec: the packaged units run \/usr\/sbin\/vfioctl/);
   const r = await h.run(['install', '--json']);
   assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.equal(r.json().packaged, true);
   assert.deepEqual(r.json().files.map((f: any) => f.path).sort(), ['/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service', '/etc/systemd/system/sysinit.target.wants/vfioctl-early.service', '/etc/udev/rules.d/60-vfioctl.rules', MAP].sort());
   assert.match(h.f.tree.read(MAP)!, new RegExp(`^address ${E1} vfio-pci vfio_pci$`, 'm'));
   assert.equal(fs.readlinkSync(h.f.tree.abs('/etc/systemd/system/sysinit.target.wants/vfioctl-early.service')), '/lib/systemd/system/vfioctl-early.service');

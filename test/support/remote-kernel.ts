@@ -64,7 +64,12 @@ export class ModelServer {
     if (r.op === 'write') {
       const n = (this.writesBy.get(r.pid) ?? 0) + 1;
       this.writesBy.set(r.pid, n);
-      if (this.signalAt?.n === n) process.kill(r.pid, this.signalAt.signal);
+      if (this.signalAt?.n === n) {
+        process.kill(r.pid, this.signalAt.signal);
+        // The write is "in flight" while the signal lands: give the writer's event loop time to
+        // take it (on a loaded machine its delivery can lag the reply).
+        await new Promise((res) => setTimeout(res, 100));
+      }
       try {
         await this.k.write(r.rel!, r.value!);
         return { ok: true };

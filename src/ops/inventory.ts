@@ -1,0 +1,60 @@
+// The read-only inventory: every PCI device with its driver, best VFIO driver, IOMMU group, SR-IOV
+// role and host use (`list`), or one device in full with every VFIO candidate (`show`).
+import { loadPciNames } from '../host/pciids';
+import { readSnapshot, type Snapshot } from '../host/snapshot';
+import { loadConfig } from '../config/load';
+import { desiredState } from '../config/desired';
+import { CONFIG_FILE } from '../config/types';
+import { ruleHook, type Hook } from '../hooks/discover';
+import { EXIT, VfioctlError } from '../util/diag';
+import { deviceView, type DeviceView } from '../report/device-view';
+import type { Host } from './host';
+
+export type { DeviceView } from '../report/device-view';
+
+export interface Inventory {
+  /** The views, made one by one as they are read (a host may have thousands of functions). */
+  readonly devices: Iterable<DeviceView>;
+  readonly count: number;
+  readonly warnings: readonly string[];
+}
+
+/** Every device; `devices` is lazy, so a caller can stream it. */
+export function inventory(host: Host): Inventory {
+  const snap = readSnapshot(host.root, { kernel: host.kernel });
+  const names = loadPciNames(host.root, new Set([...snap.devices.values()].map((d) => d.vendor)));
+  const devices = (function* () {
+    for (const d of snap.devices.values()) yield deviceView(d, snap, names, false);
+  })();
+  return { devices, count: snap.devices.size, warnings: [...snap.warnings, ...host.pendingProblems()] };
+}
+
+export function list(host: Host): { devices: DeviceView[]; warnings: readonly string[] } {
+  const inv = inventory(host);
+  return { devices: [...inv.devices], warnings: inv.warnings };
+}
+
+/** One device in full: candidates best first, hooks (hooks.d and its rule's); bad input when absent. */
+export function show(host: Host, address: string): { device: DeviceView; warnings: readonly string[] } {
+  const snap = readSnapshot(host.root, { kernel: host.kernel, only: [address], shallow: true, trust: host.trust });
+  const d = snap.devices.get(address);
+  if (!d) throw new VfioctlError(`no PCI device ${address} (not in ${host.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')`, EXIT.BAD_INPUT);
+  const names = loadPciNames(host.root, [d.vendor]);
+  const v = deviceView(d, snap, names, true);
+  const warnings = [...host.pendingProblems(), ...snap.warnings];
+  v.hooks = [...snap.hooks, ...configuredHooks(host, snap, address, warnings)].map((h) => ({ path: h.path, source: h.source, problem: h.problem }));
+  return { device: v, warnings };
+}
+
+/** The per-rule hooks of the rule governing this device; a broken configuration only warns here. */
+function configuredHooks(host: Host, snap: Snapshot, address: string, warnings: string[]): Hook[] {
+  if (!host.root.exists(CONFIG_FILE)) return [];
+  try {
+    const d = desiredState(loadConfig(host.root, host.trust), snap.devices).desires.get(address);
+    return (d?.rule.hooks ?? []).map((p) => ruleHook(host.root, p, host.trust));
+  } catch (e) {
+    if (!(e instanceof VfioctlError)) throw e;
+    warnings.push(`per-rule hooks not shown: ${e.message}`);
+    return [];
+  }
+}
