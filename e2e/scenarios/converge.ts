@@ -1,7 +1,8 @@
 // apply plans every configured device together: members of one IOMMU group configured with
 // different intents (`vfio` and `vfio-pci`) move as a viable group instead of refusing each other.
 import * as fs from 'node:fs';
-import type { Scenario } from '../guest/scenario';
+import { spawnSync } from 'node:child_process';
+import type { Scenario, ScenarioContext } from '../guest/scenario';
 import { MACHINE } from '../machine';
 import { expectOnHost, expectOnVfio, resultFor, type ApplyJson } from './common';
 import { withHooksDir } from './hooks';
@@ -13,7 +14,11 @@ export const convergeMixedGroup: Scenario = {
   run(ctx) {
     const roles = ['lpc', 'sata', 'smbus'] as const;
     const [lpc, sata, smbus] = roles.map((r) => ctx.dev(r)) as [string, string, string];
-    withHooksDir(ctx, () => {
+    // apply refuses to start when it cannot record what it does (the guest's /var is read-only).
+    const refused = ctx.cli(['apply']);
+    ctx.eq(refused.code, 1, 'apply with a read-only /var/lib: exit 1');
+    ctx.ok(refused.stderr.includes('cannot record what apply does') && refused.stderr.includes('nothing was changed'), `it says why (${refused.stderr.trim()})`);
+    withWritable(ctx, '/var/lib', () => withHooksDir(ctx, () => {
       const rules = [
         { match: { address: lpc }, intent: 'vfio' },
         { match: { address: sata }, intent: 'vfio-pci' },
@@ -32,6 +37,25 @@ export const convergeMixedGroup: Scenario = {
       fs.writeFileSync('/etc/vfioctl/vfioctl.json', JSON.stringify({ version: 1, rules: [] }), { mode: 0o644 });
       ctx.cliJson<ApplyJson>(['apply', '--json']);
       for (const role of roles) expectOnHost(ctx, ctx.dev(role), MACHINE[role].hostDriver);
-    });
+    }));
   },
 };
+
+/** `dir` (read-only in the guest) writable for `body`: a tmpfs-backed overlay, gone afterwards. */
+function withWritable(ctx: ScenarioContext, dir: string, body: () => void): void {
+  const base = `/run/e2e-overlay${dir.replace(/\//g, '-')}`;
+  fs.rmSync(base, { recursive: true, force: true });
+  for (const d of [base, `${base}/upper`, `${base}/work`]) fs.mkdirSync(d, { mode: 0o755 });
+  const run = (argv: string[]) => {
+    const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+    ctx.note(`$ ${argv.join(' ')} -> exit ${r.status}`);
+    if (r.status !== 0) ctx.fail(`${argv.join(' ')}: ${r.stderr}`);
+  };
+  run(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${dir},upperdir=${base}/upper,workdir=${base}/work`, dir]);
+  try {
+    body();
+  } finally {
+    spawnSync('umount', [dir]);
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+}

@@ -3,7 +3,7 @@
 // look entries up). Devices the host boots from and unacknowledged broad rules are left out and
 // say why in a comment line.
 import type { PciDevice } from '../host/pci';
-import type { Snapshot } from '../host/snapshot';
+import type { Snapshot } from '../read/snapshot';
 import type { BootDevices } from '../host/boot-devices';
 import type { HostRoot } from '../host/root';
 import { desiredState, selects, type Desire } from '../config/desired';

@@ -1,5 +1,5 @@
 // `vfioctl doctor`: can this host do VFIO at all, and if not, why not.
-import { readModuleState } from '../host/snapshot';
+import { readModuleState } from '../read/snapshot';
 import { Diagnostics, EXIT } from '../util/diag';
 import { VFIO_PCI_MODULE } from '../match/resolve';
 import type { Context } from './context';

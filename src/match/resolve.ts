@@ -4,7 +4,7 @@
 // (libvirt's virPCIDeviceFindBestVFIOVariant). "Best" is the best *usable* candidate.
 import type { PciDevice } from '../host/pci';
 import { modaliasOf } from '../host/pci';
-import type { ModuleState, Snapshot } from '../host/snapshot';
+import type { ModuleState, Snapshot } from '../read/snapshot';
 import type { AliasDb, PciAlias } from '../modules/alias';
 import { driverNameForModule } from '../modules/loaded';
 import { aliasNormalize, fnmatch } from './fnmatch';

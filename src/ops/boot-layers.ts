@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { HostRoot } from '../host/root';
-import { readSnapshot, readModuleState } from '../host/snapshot';
+import { readSnapshot, readModuleState } from '../read/snapshot';
 import { readBootDevices } from '../host/boot-devices';
 import { loadConfig } from '../config/load';
 import { CONFIG_FILE, type Config } from '../config/types';

@@ -5,7 +5,7 @@ import { CONFIG_FILE } from '../config/types';
 import { parseConfig, readConfigText } from '../config/load';
 import { withIntent, withoutDevice } from '../config/edit';
 import { desiredState } from '../config/desired';
-import { readSnapshot } from '../host/snapshot';
+import { readSnapshot } from '../read/snapshot';
 import { ruleLabel } from '../plan/converge';
 import { validateDriverName } from '../plan/target';
 import { readState, writeState } from '../persist/state';

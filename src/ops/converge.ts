@@ -2,7 +2,7 @@
 // rule names any more, then one bind plan in which every configured device has its own target
 // (so the IOMMU-group check sees every device moving in this apply). Same lock, journal, rollback
 // and statuses as bind; what apply did is recorded per device as it goes (state.json).
-import { type Snapshot } from '../host/snapshot';
+import { type Snapshot } from '../read/snapshot';
 import { readBootDevices, type BootDevices } from '../host/boot-devices';
 import { BOOT_DIR, parseBootMap } from '../boot/map';
 import { isPciAddress, printable } from '../host/address';
@@ -16,9 +16,11 @@ import { ruleHook, type Hook } from '../hooks/discover';
 import { planBindPhase, planSriovPhase, ruleLabel, type Skipped } from '../plan/converge';
 import { resolveIntent } from '../plan/target';
 import type { Plan } from '../plan/types';
-import { readState, readStateChecked, writeBootState, writeState, type AppliedDevice, type BootState } from '../persist/state';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readState, readStateChecked, STATE_FILE, writeBootState, writeState, type AppliedDevice, type BootState } from '../persist/state';
 import { exitCodeOf, planResults, type Host } from './host';
-import { EXIT } from '../util/diag';
+import { EXIT, VfioctlError } from '../util/diag';
 
 export interface ConvergeOptions {
   /** Only these devices (and, for a PF, its SR-IOV size); every configured device when null. */
@@ -118,8 +120,31 @@ function bootOutcomes(snap: Snapshot, desired: DesiredState, boot: BootDevices):
   return { at: new Date().toISOString(), kernel: snap.modules.release ?? null, devices };
 }
 
+/**
+ * apply records every device it moves (status, and the next apply's releases depend on it): a
+ * state directory it cannot write (a read-only /var) is refused before anything changes.
+ */
+function stateWritable(host: Host): void {
+  const dir = host.root.confine(path.dirname(STATE_FILE));
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (e) {
+    throw new VfioctlError(`cannot record what apply does in ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); nothing was changed: make ${path.dirname(STATE_FILE)} writable`, EXIT.FAILED);
+  }
+}
+
 /** What apply did to one device, in state.json at once: an interrupted apply leaves nothing unseen. */
-function recordResult(host: Host, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], r: DeviceResult): void {
+function recordResult(host: Host, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], r: DeviceResult, warnings: string[]): void {
+  try {
+    recordResultIn(host, snap, desired, kind, r);
+  } catch (e) {
+    // The device has moved; the executor must go on (and roll back what fails), not crash mid-plan.
+    warnings.push(`${r.address}: could not record it in ${STATE_FILE} (${(e as Error).message}); 'vfioctl status' will not show it`);
+  }
+}
+
+function recordResultIn(host: Host, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], r: DeviceResult): void {
   if (kind === 'sriov') return;
   const devices: Record<string, AppliedDevice> = { ...readState(host.root).devices };
   if (kind === 'unbind') {
@@ -151,6 +176,7 @@ function absentWarnings(desired: DesiredState): string[] {
  */
 export function converge(host: Host, config: Config, opts: ConvergeOptions, held?: WriteSession): Promise<ConvergeReport> {
   if (opts.dryRun) return convergeIn(host, config, opts, null);
+  stateWritable(host);
   return held ? convergeIn(host, config, opts, held) : host.session((s) => convergeIn(host, config, opts, s));
 }
 
@@ -172,7 +198,7 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
   const run = async (kind: Plan['kind'], plan: Plan) => {
     if (plan.devices.length === 0) return;
     const planned = snap;
-    const results = session ? await execute(plan, { ...host.execOptions(session), onResult: (_d, r) => recordResult(host, planned, desired, kind, r) }) : planResults(plan);
+    const results = session ? await execute(plan, { ...host.execOptions(session), onResult: (_d, r) => recordResult(host, planned, desired, kind, r, warnings) }) : planResults(plan);
     phases.push({ kind, plan, results });
   };
   const bootTaken = opts.boot ? { bootTaken: readBootTaken(host, warnings) } : {};

@@ -2,7 +2,7 @@
 // typed data and nothing printed. A Host is one host root with its options; every writing
 // operation runs in a write session (lock, repair of a killed run, signals) and goes
 // read -> pure plan -> the executor, the only writer.
-import { readSnapshot, type Snapshot } from '../host/snapshot';
+import { readSnapshot, type Snapshot } from '../read/snapshot';
 import { HostRoot } from '../host/root';
 import { parseAddress } from '../host/address';
 import { execute, type DeviceResult, type ExecOptions } from '../apply/executor';

@@ -1,7 +1,7 @@
 // The read-only inventory: every PCI device with its driver, best VFIO driver, IOMMU group, SR-IOV
 // role and host use (`list`), or one device in full with every VFIO candidate (`show`).
 import { loadPciNames } from '../host/pciids';
-import { readSnapshot, type Snapshot } from '../host/snapshot';
+import { readSnapshot, type Snapshot } from '../read/snapshot';
 import { loadConfig } from '../config/load';
 import { desiredState } from '../config/desired';
 import { CONFIG_FILE } from '../config/types';

@@ -1,7 +1,7 @@
 // Configured devices and their drift: configured intent vs the live driver; the driver the intent
 // resolves to now vs at the last apply (a kernel upgrade can change it); how the boot went (won
 // early, or a host driver had it first); devices something else rebound since.
-import { readSnapshot, type Snapshot } from '../host/snapshot';
+import { readSnapshot, type Snapshot } from '../read/snapshot';
 import { loadConfig } from '../config/load';
 import type { Config } from '../config/types';
 import { desiredState, type Desire } from '../config/desired';

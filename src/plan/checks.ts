@@ -1,6 +1,6 @@
 // Safety checks. Each returns refusals (never throws) so that one refusal never hides another.
 import type { PciDevice } from '../host/pci';
-import type { Snapshot } from '../host/snapshot';
+import type { Snapshot } from '../read/snapshot';
 import { deviceInUse } from '../host/usage';
 import { isVfioModule } from './target';
 import type { Refusal } from './types';

@@ -2,7 +2,7 @@
 // only exist afterwards, so phase 2 is planned on a fresh snapshot); phase 2 releases devices the
 // configuration no longer names, then binds every configured device to what its intent resolves
 // to now (for this kernel), or to no driver at all for `none`.
-import type { Snapshot } from '../host/snapshot';
+import type { Snapshot } from '../read/snapshot';
 import type { BootDevices } from '../host/boot-devices';
 import type { DesiredState, Desire } from '../config/desired';
 import { describeSelector, isBroad } from '../config/types';

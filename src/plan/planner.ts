@@ -2,7 +2,7 @@
 // No I/O here; the executor is the only code that writes.
 import type { PciDevice } from '../host/pci';
 import { modaliasOf } from '../host/pci';
-import type { Snapshot } from '../host/snapshot';
+import type { Snapshot } from '../read/snapshot';
 import { aliasMatches } from '../match/resolve';
 import { VfioctlError } from '../util/diag';
 import { checkGroupViable, checkHostUse, checkIommu, checkSriovPf, checkVfioUsers, isOnVfio } from './checks';

@@ -3,7 +3,7 @@
 // dummy id (since v3.16), so any named driver binds; only its probe() may refuse.
 import type { PciDevice } from '../host/pci';
 import { modaliasOf } from '../host/pci';
-import type { Snapshot } from '../host/snapshot';
+import type { Snapshot } from '../read/snapshot';
 import { moduleNormalize } from '../match/fnmatch';
 import { aliasMatches, resolve, VFIO_PCI_MODULE, type Candidate } from '../match/resolve';
 import { DRIVER_NAME_EXCEPTIONS, driverNameForModule } from '../modules/loaded';

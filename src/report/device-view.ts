@@ -1,6 +1,6 @@
 // The JSON contract of `list --json` / `show --json` (schema/device.schema.json) and its table.
 import type { PciDevice } from '../host/pci';
-import type { Snapshot } from '../host/snapshot';
+import type { Snapshot } from '../read/snapshot';
 import type { PciNames } from '../host/pciids';
 import { deviceInUse } from '../host/usage';
 import { resolve, type Candidate } from '../match/resolve';

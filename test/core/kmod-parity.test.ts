@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { HostRoot } from '../../src/host/root';
 import { loadAliasDb } from '../../src/modules/alias';
-import { readModuleState } from '../../src/host/snapshot';
+import { readModuleState } from '../../src/read/snapshot';
 import { matchingVfioAliases } from '../../src/match/resolve';
 import { Diagnostics } from '../../src/util/diag';
 import { fakeKernelModule } from '../support/elf-module';

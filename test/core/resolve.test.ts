@@ -2,7 +2,7 @@ import { test, afterEach } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { Fixture, ALIASES } from '../support/fixture';
 import { HostRoot } from '../../src/host/root';
-import { readSnapshot } from '../../src/host/snapshot';
+import { readSnapshot } from '../../src/read/snapshot';
 import { resolve, wildcardCount } from '../../src/match/resolve';
 import { cli } from '../support/cli';
 

@@ -141,3 +141,15 @@ test('a device attribute symlinked out of the root is never written (sysfs write
     fs.rmSync(outside, { recursive: true, force: true });
   }
 });
+
+test('apply refuses before changing anything when it cannot record what it does (read-only /var)', async () => {
+  const h = host();
+  h.config([{ match: { address: E2 }, intent: 'vfio' }]);
+  fs.mkdirSync(h.f.tree.abs('/var/lib'), { recursive: true });
+  fs.writeFileSync(h.f.tree.abs('/var/lib/vfioctl'), 'not a directory');
+  const r = await h.run(['apply']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /cannot record what apply does in .*var\/lib\/vfioctl \(EEXIST\); nothing was changed/);
+  assert.equal(h.k.writes.length, 0);
+  assert.equal(h.state(E2).driver, 'e1000e');
+});

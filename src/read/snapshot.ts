@@ -1,8 +1,8 @@
 // Reads the host once into an immutable snapshot that the pure planner works on.
-import type { HostRoot } from './root';
-import { isPciAddress } from './address';
-import { readPciDevice, type PciDevice } from './pci';
-import { readHostUse, type HostUse } from './usage';
+import type { HostRoot } from '../host/root';
+import { isPciAddress } from '../host/address';
+import { readPciDevice, type PciDevice } from '../host/pci';
+import { readHostUse, type HostUse } from '../host/usage';
 import { Diagnostics } from '../util/diag';
 import { moduleNormalize } from '../match/fnmatch';
 import { loadAliasDb, type AliasDb } from '../modules/alias';
@@ -10,7 +10,7 @@ import { loadBuiltin } from '../modules/builtin';
 import { loadBlacklist, type Blacklist } from '../modules/modprobe-conf';
 import { loadDriverRegistry, type DriverRegistry } from '../modules/loaded';
 import { VFIO_PCI_MODULE } from '../match/resolve';
-import { readVfioUsers, type VfioUsers } from './vfio-users';
+import { readVfioUsers, type VfioUsers } from '../host/vfio-users';
 import { readRecords, type BindRecord } from '../persist/records';
 import { discoverHooks, type Hook } from '../hooks/discover';
 import type { TrustPolicy } from '../util/trust';
