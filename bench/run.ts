@@ -299,7 +299,7 @@ function main(): void {
   const cleanup = () => (opts.keep ? log(`trees kept in ${work}`) : fs.rmSync(work, { recursive: true, force: true }));
   try {
     const pfs = opts.functions / (VFS_PER_PF + 1);
-    let t = Date.now();
+    const t = Date.now();
     const tree = buildHostTree(path.join(work, `host-${opts.functions}`), pfs, kmods);
     const genMs = Date.now() - t;
     log(`built ${tree.functions}-function tree in ${fmtMs(genMs)} (${tree.dir})`);

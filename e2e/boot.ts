@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import type { GuestPlan, Scenario, ScenarioResult } from './guest/scenario';
 import { GUEST_RESULTS_DIR } from './machine';
 import type { KernelArtifacts } from './setup/kernel';
+import { cacheDir } from './setup/cache';
 import { runVm, type VmResult } from './vm';
 
 export interface BootPlan {
@@ -32,6 +33,8 @@ export interface RebootPlan {
 
 /** Where the persistent layer sits on a reboot boot's results share (guest path). */
 export const GUEST_PERSIST_DIR = `${GUEST_RESULTS_DIR}/persist`;
+/** Hands a boot to systemd as PID 1 (sourced by guest/init; the guest sees the repository at this path). */
+export const SYSTEMD_BOOT_SCRIPT = path.resolve(__dirname, '../../e2e/guest/systemd-boot.sh');
 /** The kernel command line of a reboot boot also names its root, as a 9p-root VM's does. */
 export const REBOOT_CMDLINE = ['root=hostroot', 'rootfstype=9p'] as const;
 
@@ -115,6 +118,7 @@ function prepareShare(plan: BootPlan, env: BootEnv, share: string): void {
     E2E_PLAN: `${GUEST_RESULTS_DIR}/plan.json`,
   };
   if (plan.reboot) vars.E2E_PERSIST = GUEST_PERSIST_DIR;
+  if (plan.reboot?.stage === 2 && plan.scenarios.some((s) => s.reboot?.systemd)) vars.E2E_SYSTEMD = SYSTEMD_BOOT_SCRIPT;
   fs.writeFileSync(path.join(share, 'boot.env'), Object.entries(vars).map(([k, v]) => `${k}=${shellQuote(v)}\n`).join(''));
   const guestPlan: GuestPlan = {
     boot: plan.name,
@@ -160,6 +164,7 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
   const timeoutMs = vmTimeoutMs(env, plan.scenarios.length);
   const stop = new AbortController();
   const watchdog = new ScenarioWatchdog(env.scenarioTimeoutMs, () => stop.abort());
+  const own = builtInitramfs(plan, share, cacheDir());
   let vm: VmResult;
   try {
     vm = await runVm(
@@ -167,7 +172,8 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
         name: plan.name,
         kernel: plan.kernel,
         iommu: plan.iommu,
-        extraCmdline: plan.reboot ? REBOOT_CMDLINE : [],
+        extraCmdline: plan.reboot ? [...REBOOT_CMDLINE, ...own.cmdline] : [],
+        ...(own.initrd && { initrd: own.initrd }),
         shareDir: share,
         consoleFile,
         timeoutMs,
@@ -207,6 +213,26 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
     };
   });
   return { plan, vm, consoleFile, results, facts: readJson(path.join(share, 'facts.json')), problem };
+}
+
+/**
+ * The first boot of a pair may leave an initramfs it built (initrd.img) and the kernel
+ * command-line words it needs (initrd.cmdline) in its persistent directory: the second boot
+ * starts from that initramfs instead of the suite's own.
+ */
+export function builtInitramfs(plan: BootPlan, share: string, cache?: string): { initrd?: string; cmdline: string[] } {
+  const dir = hostPersistDir(share);
+  if (plan.reboot?.stage !== 2 || !fs.existsSync(path.join(dir, 'initrd.img'))) return { cmdline: [] };
+  // Kept by its inputs' key for the next run (the key says which image a first boot may reuse).
+  const key = fs.existsSync(path.join(dir, 'initrd.key')) ? fs.readFileSync(path.join(dir, 'initrd.key'), 'utf8').trim() : '';
+  if (cache && /^[0-9a-f]{16}$/.test(key) && !fs.existsSync(path.join(cache, 'initramfs', `${key}.img`))) {
+    fs.mkdirSync(path.join(cache, 'initramfs'), { recursive: true });
+    fs.copyFileSync(path.join(dir, 'initrd.img'), path.join(cache, 'initramfs', `.${key}.tmp`));
+    fs.renameSync(path.join(cache, 'initramfs', `.${key}.tmp`), path.join(cache, 'initramfs', `${key}.img`));
+  }
+  const words = (fs.existsSync(path.join(dir, 'initrd.cmdline')) ? fs.readFileSync(path.join(dir, 'initrd.cmdline'), 'utf8') : '').split(/\s+/).filter(Boolean);
+  for (const w of words) if (!/^[\w.-]+=[\w./-]+$/.test(w)) throw new Error(`initrd.cmdline: unexpected word ${JSON.stringify(w)}`);
+  return { initrd: path.join(dir, 'initrd.img'), cmdline: words };
 }
 
 /** Host path of the persistent layer on a boot's share. */

@@ -21,14 +21,16 @@ export function planBoots(kernels: readonly KernelArtifacts[], only: readonly st
   for (const s of selected('reboot')) {
     const spec = s.reboot?.kernels ?? 'same';
     const pairs: [KernelArtifacts, KernelArtifacts][] = [];
-    if (spec === 'same') for (const k of kernels) pairs.push([k, k]);
+    if (spec === 'same') for (const k of kernels) if (!s.reboot?.only || s.reboot.only.includes(k.id)) pairs.push([k, k]);
     else {
       const a = kernels.find((k) => k.id === spec[0]);
       const b = kernels.find((k) => k.id === spec[1]);
       if (a && b) pairs.push([a, b]);
     }
     for (const [a, b] of pairs) {
-      const chain = a === b ? `${a.id}-reboot` : `${a.id}-${b.id}-reboot`;
+      const base = a === b ? `${a.id}-reboot` : `${a.id}-${b.id}-reboot`;
+      // A second pair of the same kernels is named after its scenario.
+      const chain = boots.some((x) => x.reboot?.chain === base) ? `${base}-${s.name}` : base;
       boots.push({ name: `${chain}1`, kernel: a, iommu: true, scenarios: [s], reboot: { chain, stage: 1, installed: [a], other: b } });
       // The first kernel stays installed next to the second (as after an upgrade).
       boots.push({ name: `${chain}2`, kernel: b, iommu: true, scenarios: [s], reboot: { chain, stage: 2, installed: a === b ? [a] : [a, b], other: a } });

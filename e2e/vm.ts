@@ -13,6 +13,8 @@ export interface VmConfig {
   readonly iommu: boolean;
   /** More kernel command-line words (a reboot boot names its root). */
   readonly extraCmdline?: readonly string[];
+  /** An initramfs other than the suite's own (one the guest built with mkinitramfs or dracut). */
+  readonly initrd?: string;
   /** Host directory shared writable with the guest (mounted at /run/e2e). */
   readonly shareDir: string;
   readonly consoleFile: string;
@@ -55,7 +57,7 @@ export function qemuArgv(cfg: VmConfig): string[] {
     'qemu-system-x86_64',
     ...['-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-smp', String(cfg.cpus), '-m', `${cfg.memoryMb}M`],
     ...['-nodefaults', '-display', 'none', '-no-reboot', '-monitor', 'none', '-serial', 'stdio'],
-    ...['-kernel', cfg.kernel.vmlinuz, '-initrd', cfg.kernel.initrd, '-append', kernelCmdline(cfg)],
+    ...['-kernel', cfg.kernel.vmlinuz, '-initrd', cfg.initrd ?? cfg.kernel.initrd, '-append', kernelCmdline(cfg)],
     ...['-fsdev', 'local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap'],
     ...['-device', `virtio-9p-pci,fsdev=hostroot,mount_tag=${ROOT_TAG},addr=${slot(MACHINE.rootfs.address)}`],
     ...['-fsdev', `local,id=results,path=${cfg.shareDir},security_model=none,multidevs=remap`],

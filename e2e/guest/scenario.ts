@@ -19,7 +19,13 @@ export interface Scenario {
    * For `reboot` scenarios: the kernels of the two boots. `same`: one pair per selected kernel,
    * both boots on it; [first, second] (kernel ids): one pair, when both kernels are selected.
    */
-  readonly reboot?: { readonly kernels: 'same' | readonly [string, string] };
+  readonly reboot?: {
+    readonly kernels: 'same' | readonly [string, string];
+    /** With `same`: only these kernels (default: every kernel of the run). */
+    readonly only?: readonly string[];
+    /** The second boot comes up under systemd as PID 1 (guest/systemd-boot.sh), the runner as its service. */
+    readonly systemd?: boolean;
+  };
   /** Runs in the guest; throws on failure, calls ctx.skip() when it cannot run. */
   run(ctx: ScenarioContext): void;
 }
@@ -91,9 +97,18 @@ export interface CliResult {
   readonly ms: number;
 }
 
+/**
+ * The kernels whose boots prove Debian 12's own systemd, initramfs-tools and dracut (the guest
+ * runs the host's userland): on Debian 11's 5.10 those would be bullseye's, and each boot pair
+ * costs minutes under TCG.
+ */
+export const DEBIAN_12_KERNELS: readonly string[] = ['6.1', '6.12'];
+
 export interface CliOptions {
   readonly env?: Readonly<Record<string, string>>;
   readonly timeoutMs?: number;
+  /** Another entry point than the tested bundle (the kill-at-step CLI of the unit tests' support). */
+  readonly entry?: string;
 }
 
 const show = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v));
@@ -132,7 +147,7 @@ export class ScenarioContext {
   cli(args: readonly string[], opts: CliOptions = {}): CliResult {
     const t = Date.now();
     const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/run/e2e-home', TMPDIR: '/run/e2e-home', ...opts.env };
-    const r = spawnSync(process.execPath, [this.plan.vfioctl, ...args], { encoding: 'utf8', env, timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL' });
+    const r = spawnSync(process.execPath, [opts.entry ?? this.plan.vfioctl, ...args], { encoding: 'utf8', env, timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL' });
     const res: CliResult = {
       args,
       code: r.status,

@@ -1,5 +1,7 @@
 // Every scenario, in the order a boot runs them (cheap read-only checks first, then binds).
 import type { Scenario } from '../guest/scenario';
+import { bootBrokenConfig, bootFailures, bootSystemd } from './boots';
+import { bootDracut, bootInitramfsTools } from './initramfs';
 import { bindDefault, forcedProbeFails, unbindAll, variantOutsideIdTable } from './bind';
 import { bulkBind } from './bulk';
 import { hookPostBindFails, hookPreBindSriovPf } from './hooks';
@@ -34,4 +36,9 @@ export const SCENARIOS: readonly Scenario[] = [
   kernelSemanticsNoIommu,
   rebootSameKernel,
   rebootKernelChange,
+  bootSystemd,
+  bootFailures,
+  bootBrokenConfig,
+  bootInitramfsTools,
+  bootDracut,
 ];

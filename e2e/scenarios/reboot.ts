@@ -35,14 +35,14 @@ const BOOT_STATE = '/run/vfioctl/boot.json';
 /** What the early script took this boot (for the late apply). */
 const BOOT_TAKEN = '/run/vfioctl/boot-taken';
 /** The environment systemd gives a service (systemd 252's default PATH). */
-const SERVICE_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
+export const SERVICE_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
 const UDEV_ENV = { ...SERVICE_ENV, SYSTEMD_IGNORE_CHROOT: '1' };
 /** Where guest/init keeps the persistent layer's upper directories while the guest runs. */
 const LIVE_PERSIST = '/run/e2e-persist';
 /** udevd's debug log: on the guest's tmpfs while it runs, copied to the results share at the end. */
 const UDEVD_LOG = '/run/e2e-udevd.log';
 
-interface StatusDevice {
+export interface StatusDevice {
   readonly address: string;
   readonly intent: string | null;
   readonly resolved: string | null;
@@ -53,13 +53,13 @@ interface StatusDevice {
   readonly detail: string;
 }
 
-interface StatusJson {
+export interface StatusJson {
   readonly kernel: string | null;
   readonly bootAt: string | null;
   readonly devices: readonly StatusDevice[];
 }
 
-interface ApplyRunJson extends ApplyJson {
+export interface ApplyRunJson extends ApplyJson {
   readonly skipped?: readonly { readonly address: string; readonly reason: string }[];
 }
 
@@ -70,7 +70,7 @@ interface Ran {
 }
 
 /** Runs a program (not vfioctl) with an argument array; notes the command, exit code and output. */
-function run(ctx: ScenarioContext, argv: readonly string[], env: Record<string, string> = SERVICE_ENV, timeoutMs = 120_000): Ran {
+export function run(ctx: ScenarioContext, argv: readonly string[], env: Record<string, string> = SERVICE_ENV, timeoutMs = 120_000): Ran {
   const t = Date.now();
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env, timeout: timeoutMs, killSignal: 'SIGKILL' });
   const out = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
@@ -79,13 +79,13 @@ function run(ctx: ScenarioContext, argv: readonly string[], env: Record<string, 
   return res;
 }
 
-function mustRun(ctx: ScenarioContext, argv: readonly string[], env?: Record<string, string>): Ran {
+export function mustRun(ctx: ScenarioContext, argv: readonly string[], env?: Record<string, string>): Ran {
   const r = run(ctx, argv, env);
   if (r.code !== 0) ctx.fail(`${argv.join(' ')} failed (exit ${r.code}): ${r.out.slice(0, 1500)}`);
   return r;
 }
 
-function read(ctx: ScenarioContext, file: string): string {
+export function read(ctx: ScenarioContext, file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (e) {
@@ -110,11 +110,11 @@ function unitKey(ctx: ScenarioContext, unit: string, key: string): string[] {
 }
 
 /** Entry lines of a boot map (`kind selector driver module`), comments left out. */
-function mapEntries(text: string): string[] {
+export function mapEntries(text: string): string[] {
   return text.split('\n').filter((l) => l.trim() && !l.startsWith('#'));
 }
 
-function mapOf(ctx: ScenarioContext, release: string): string {
+export function mapOf(ctx: ScenarioContext, release: string): string {
   return read(ctx, `${BOOT_DIR}/${release}.map`);
 }
 
@@ -159,7 +159,7 @@ function mounts(): { point: string; fstype: string; options: string }[] {
  * /etc, /usr/lib and /var/lib are overlays whose upper directories hold the persistent layer
  * (restored by /init from the copy on the results share, saved back at power-off).
  */
-function checkPersistentLayer(ctx: ScenarioContext): void {
+export function checkPersistentLayer(ctx: ScenarioContext): void {
   if (!ctx.plan.reboot) ctx.fail('not a reboot boot');
   const all = mounts();
   for (const p of ['/etc', '/usr/lib', '/var/lib']) {
@@ -179,12 +179,12 @@ function status(ctx: ScenarioContext): StatusJson {
   return s;
 }
 
-function statusOf(ctx: ScenarioContext, s: StatusJson, address: string): StatusDevice {
+export function statusOf(ctx: ScenarioContext, s: StatusJson, address: string): StatusDevice {
   return s.devices.find((d) => d.address === address) ?? ctx.fail(`vfioctl status has no row for ${address}: ${JSON.stringify(s).slice(0, 800)}`);
 }
 
 /** The unit files and scripts `vfioctl install` wrote, as systemd and udev would find them. */
-function checkInstalledLayers(ctx: ScenarioContext): void {
+export function checkInstalledLayers(ctx: ScenarioContext): void {
   ctx.eq(execStart(ctx, EARLY_UNIT), [EARLY_SCRIPT], `${EARLY_UNIT} ExecStart`);
   ctx.eq(unitKey(ctx, EARLY_UNIT, 'DefaultDependencies'), ['no'], `${EARLY_UNIT} DefaultDependencies`);
   ctx.ok(unitKey(ctx, EARLY_UNIT, 'Before').includes('systemd-udev-trigger.service'), `${EARLY_UNIT} runs before systemd-udev-trigger.service`);

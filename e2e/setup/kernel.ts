@@ -130,13 +130,30 @@ export async function provisionKernel(k: ResolvedKernel, dir: string, debs: stri
 function ensureInitramfs(k: ResolvedKernel, dir: string, root: string, initScript: Buffer): string {
   const key = hashOf(initScript, fs.readFileSync(BUSYBOX), ...BOOT_MODULES);
   const initrd = path.join(dir, `initrd-${key}.cpio.gz`);
-  if (fs.existsSync(initrd)) return initrd;
-  for (const f of fs.readdirSync(dir)) if (/^initrd-.*\.cpio\.gz$/.test(f)) fs.rmSync(path.join(dir, f));
+  // The cache is shared by checkouts with other /init scripts, whose runs may be booting theirs
+  // right now: only initramfs images unused for a day go (each use renews the mark).
+  pruneInitramfs(dir, Date.now() - 24 * 3600_000);
+  if (fs.existsSync(initrd)) {
+    const now = new Date();
+    fs.utimesSync(initrd, now, now);
+    return initrd;
+  }
   const tmp = `${initrd}.tmp`;
   const ir = buildInitramfs({ release: k.release, modulesDir: path.join(root, 'lib/modules', k.release), init: initScript }, tmp);
   fs.renameSync(tmp, initrd);
   log(`kernel ${k.spec.id}: initramfs ${(ir.bytes / 1e6).toFixed(1)} MB with ${ir.modules.join(' ') || 'no modules'}`);
   return initrd;
+}
+
+/** Removes initramfs images last used (mtime) before `before` (ms since the epoch). */
+export function pruneInitramfs(dir: string, before: number): string[] {
+  const gone: string[] = [];
+  for (const f of fs.readdirSync(dir)) {
+    if (!/^initrd-.*\.cpio\.gz$/.test(f) || fs.statSync(path.join(dir, f)).mtimeMs >= before) continue;
+    fs.rmSync(path.join(dir, f));
+    gone.push(f);
+  }
+  return gone;
 }
 
 /** Builds variant modules out of tree against the kernel's own headers; returns the .ko paths. */

@@ -94,9 +94,10 @@ take() { # address driver module
 	mkdir -p "$R/run/vfioctl" && printf '%s %s\\n' "$1" "$2" >> "$R/run/vfioctl/boot-taken"
 	[ "$2" = none ] && return 0
 	case "$modules" in *" $3 "*) ;; *) modules="$modules$3 " ;; esac
-	probe="$probe $1"
+	probe="$probe $1/$3"
 }
 probe=""
+failed=" "
 while read -r kind sel drv mod rest; do
 	case "$kind" in address|id) ;; *) continue ;; esac
 	case "$drv" in ''|*[!A-Za-z0-9_.:+-]*) continue ;; esac
@@ -116,10 +117,18 @@ while read -r kind sel drv mod rest; do
 	done
 done < "$map"
 for m in $modules; do
-	[ "$m" = - ] || modprobe -q "$m" || echo "vfioctl-early: modprobe $m failed" >&2
+	[ "$m" = - ] || modprobe -q "$m" || { echo "vfioctl-early: modprobe $m failed" >&2; failed="$failed$m "; }
 done
-# Modules that were loaded already do not probe waiting devices by themselves.
-for a in $probe; do
+for t in $probe; do
+	a="\${t%%/*}"
+	# Without its VFIO module the device would wait on an override no driver answers, and its
+	# host driver could not have it either: clear the override, the late apply says why.
+	case "$failed" in *" \${t#*/} "*)
+		printf '\\n' > "$R/sys/bus/pci/devices/$a/driver_override"
+		echo "vfioctl-early: $a left to its host driver (modprobe \${t#*/} failed)" >&2
+		continue ;;
+	esac
+	# Modules that were loaded already do not probe waiting devices by themselves.
 	[ -e "$R/sys/bus/pci/devices/$a/driver" ] || printf '%s' "$a" > "$R/sys/bus/pci/drivers_probe" 2>/dev/null
 done
 exit 0
@@ -131,12 +140,22 @@ export function udevProbeScript(): string {
 # ${MARKER}: do not edit.
 # vfioctl-udev-probe ADDRESS: after udev wrote driver_override (60-vfioctl.rules), ask the PCI
 # core to probe the device; writing an override never probes by itself.
+# VFIOCTL_ROOT: a host tree other than / (tests).
+R="\${VFIOCTL_ROOT:-}"
 case "$1" in
 	${ADDRESS_GLOB}) ;;
 	*) echo "vfioctl-udev-probe: not a PCI address" >&2; exit 2 ;;
 esac
-[ -e "/sys/bus/pci/devices/$1/driver" ] && exit 0
-printf '%s' "$1" > /sys/bus/pci/drivers_probe
+d="$R/sys/bus/pci/devices/$1"
+[ -e "$d/driver" ] && exit 0
+printf '%s' "$1" > "$R/sys/bus/pci/drivers_probe"
+[ -e "$d/driver" ] && exit 0
+# Its VFIO driver did not take it (module missing, probe refused): an override left behind would
+# keep its host driver off it too. Clear it and probe again for a host driver already loaded.
+printf '\\n' > "$d/driver_override"
+printf '%s' "$1" > "$R/sys/bus/pci/drivers_probe"
+echo "vfioctl-udev-probe: $1: no VFIO driver bound it; override cleared, left to its host driver" >&2
+exit 1
 `;
 }
 

@@ -3,7 +3,8 @@ import { parseAddress } from '../host/address';
 import { EXIT } from '../util/diag';
 import { inventory, show } from '../ops/inventory';
 import { type Context, printWarnings, trust } from './context';
-import { nameOf, roleOf, table, type DeviceView } from '../report/device-view';
+import type { DeviceView } from '../report/device-view';
+import { nameOf, roleOf, table } from './render';
 
 export async function listCommand(ctx: Context, opts: { json?: boolean }): Promise<number> {
   // Read-only: a half-done device is named among the warnings; 'vfioctl recover' repairs it.

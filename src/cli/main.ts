@@ -14,6 +14,8 @@ import { configCommand } from './config-check';
 import { driverctlDevice, hasAddressRule, importDriverctlCommand, listDevicesCommand } from './driverctl';
 import { parseAddress } from '../host/address';
 
+// commander hands an action its arguments untyped; each command's handler gives them types.
+// biome-ignore lint/suspicious/noExplicitAny: commander's action arguments
 type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
 
 export function buildProgram(io: Io, setExit: (code: number) => void): Command {
@@ -34,6 +36,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
 
   const wrap =
     (fn: Action) =>
+    // biome-ignore lint/suspicious/noExplicitAny: commander's action arguments
     async (...args: any[]) => {
       const cmd = args[args.length - 1] as Command;
       const g = cmd.optsWithGlobals() as GlobalOptions;
@@ -188,14 +191,6 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   return program;
 }
 
-/** For the real-kernel suite: die (as kill -9 would) before the step with this op. */
-function killAtStep(op: string | undefined): Io['beforeStep'] {
-  if (!op) return undefined;
-  return (_p, s) => {
-    if (s.op === op) process.kill(process.pid, 'SIGKILL');
-  };
-}
-
 /** Runs the CLI with argv (without node and script) and returns the exit code. */
 export async function run(argv: string[], io: Io): Promise<number> {
   let code: number = EXIT.OK;
@@ -229,7 +224,6 @@ if (require.main === module) {
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
     env: process.env,
-    beforeStep: killAtStep(process.env.VFIOCTL_TEST_KILL_AT),
   };
   void run(process.argv.slice(2), io).then((code) => {
     process.exitCode = code;

@@ -3,6 +3,7 @@
 import type { DeviceResult } from '../ops/host';
 import { convergeExitCode, type ConvergeReport } from '../ops/converge';
 import type { DevicePlan, Plan } from '../plan/types';
+import type { DeviceView } from '../report/device-view';
 import { type Context, printWarnings } from './context';
 
 /** What happened (or would happen) to one device, in one line. */
@@ -54,3 +55,21 @@ export function renderConverge(ctx: Context, r: ConvergeReport, json: boolean | 
   return convergeExitCode(r);
 }
 
+
+/** Plain column table: no colours, no truncation of addresses or driver names. */
+export function table(headers: string[], rows: string[][]): string {
+  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ').trimEnd();
+  return [fmt(headers), ...rows.map(fmt)].join('\n') + '\n';
+}
+
+export function roleOf(v: DeviceView): string {
+  if (v.physfn) return `VF of ${v.physfn}`;
+  if (v.sriov) return `PF ${v.sriov.numVfs}/${v.sriov.totalVfs} VFs`;
+  return '-';
+}
+
+export function nameOf(v: DeviceView): string {
+  const n = [v.vendorName, v.deviceName].filter(Boolean).join(' ');
+  return n || `[${v.vendor}:${v.device}]`;
+}

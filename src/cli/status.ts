@@ -1,7 +1,7 @@
 // `vfioctl status` (ops/status.ts), rendered.
 import { CONFIG_FILE } from '../config/types';
 import { status, type DeviceStatus } from '../ops/status';
-import { table } from '../report/device-view';
+import { table } from './render';
 import { EXIT } from '../util/diag';
 import { type Context, printWarnings, trust } from './context';
 import { loadConfigFile } from './config-check';

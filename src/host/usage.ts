@@ -78,13 +78,13 @@ function readMounts(root: HostRoot): MountTable {
     const mp = decodeMountField(f[4]!);
     addTo(byDevno, [f[2]!], mp);
     const src = sep > 0 ? f[sep + 2] : undefined;
-    if (src && src.startsWith('/dev/')) addTo(bySource, [src.slice(5)], mp);
+    if (src?.startsWith('/dev/')) addTo(bySource, [src.slice(5)], mp);
     if (src && sep > 0 && f[sep + 1] === '9p') addTo(by9pTag, [decodeMountField(src)], mp);
   }
   const swaps = new Set<string>();
   for (const line of (root.readFile('/proc/swaps') ?? '').split('\n').slice(1)) {
     const src = line.split(/\s+/)[0];
-    if (src && src.startsWith('/dev/')) swaps.add(src.slice(5));
+    if (src?.startsWith('/dev/')) swaps.add(src.slice(5));
   }
   return { byDevno, bySource, swaps, by9pTag };
 }

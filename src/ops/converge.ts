@@ -2,7 +2,7 @@
 // rule names any more, then one bind plan in which every configured device has its own target
 // (so the IOMMU-group check sees every device moving in this apply). Same lock, journal, rollback
 // and statuses as bind; what apply did is recorded per device as it goes (state.json).
-import { type Snapshot } from '../read/snapshot';
+import type { Snapshot } from '../read/snapshot';
 import { readBootDevices, type BootDevices } from '../host/boot-devices';
 import { BOOT_DIR, parseBootMap } from '../boot/map';
 import { isPciAddress, printable } from '../host/address';

@@ -79,7 +79,7 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
     const dev = snap.devices.get(address);
     if (!dev) return invalid(address, `no PCI device ${address}`, unit);
     const driver = req.perDevice?.get(address) ?? req.driver;
-    let choice;
+    let choice: ReturnType<typeof chooseTarget>;
     try {
       choice = chooseTarget(dev, snap, driver, req.force);
     } catch (e) {

@@ -80,21 +80,3 @@ export function deviceView(d: PciDevice, snap: Snapshot, names: PciNames | null,
   if (withCandidates) (v.candidates = [...r.candidates]), (v.explanation = [...r.explanation]);
   return v;
 }
-
-/** Plain column table: no colours, no truncation of addresses or driver names. */
-export function table(headers: string[], rows: string[][]): string {
-  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ').trimEnd();
-  return [fmt(headers), ...rows.map(fmt)].join('\n') + '\n';
-}
-
-export function roleOf(v: DeviceView): string {
-  if (v.physfn) return `VF of ${v.physfn}`;
-  if (v.sriov) return `PF ${v.sriov.numVfs}/${v.sriov.totalVfs} VFs`;
-  return '-';
-}
-
-export function nameOf(v: DeviceView): string {
-  const n = [v.vendorName, v.deviceName].filter(Boolean).join(' ');
-  return n || `[${v.vendor}:${v.device}]`;
-}

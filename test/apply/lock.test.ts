@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { acquireLock, lockHeld, LockTimeout, type LockHolder } from '../../src/apply/lock';
 import { HostRoot } from '../../src/host/root';
-import { EXIT, VfioctlError } from '../../src/util/diag';
+import { EXIT, type VfioctlError } from '../../src/util/diag';
 import { Fixture } from '../support/fixture';
 import { E2, modelHosts } from '../support/model-host';
 

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { ModelHost, modelHosts, NVME } from '../support/model-host';
+import { type ModelHost, modelHosts, NVME } from '../support/model-host';
 
 const newHost = modelHosts({ trustSelf: true });
 const host = (totalVfs = 2): ModelHost => newHost({ nvme: totalVfs });

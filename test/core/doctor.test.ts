@@ -27,9 +27,9 @@ test('doctor: no IOMMU, IOMMU off on the command line, lockdown, no vfio-pci: ex
   f.tree.write('/sys/kernel/security/lockdown', 'none [integrity] confidentiality\n');
   const r = await cli(f.dir, ['doctor']);
   assert.equal(r.code, 1);
-  assert.match(r.stdout, /FAIL  iommu +no IOMMU: \/sys\/class\/iommu is empty although the kernel command line has intel_iommu=off/);
-  assert.match(r.stdout, /FAIL  cmdline +the kernel command line disables the IOMMU/);
-  assert.match(r.stdout, /WARN  lockdown +kernel lockdown 'integrity'/);
-  assert.match(r.stdout, /FAIL  vfio-pci +vfio-pci not found for kernel 6\.12\.0-test/);
+  assert.match(r.stdout, /FAIL {2}iommu +no IOMMU: \/sys\/class\/iommu is empty although the kernel command line has intel_iommu=off/);
+  assert.match(r.stdout, /FAIL {2}cmdline +the kernel command line disables the IOMMU/);
+  assert.match(r.stdout, /WARN {2}lockdown +kernel lockdown 'integrity'/);
+  assert.match(r.stdout, /FAIL {2}vfio-pci +vfio-pci not found for kernel 6\.12\.0-test/);
   assert.match(r.stdout, /cannot use VFIO yet/);
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { E1, E2, isRoot, ModelHost, modelHosts } from '../support/model-host';
+import { E1, E2, isRoot, type ModelHost, modelHosts } from '../support/model-host';
 
 const H = '/etc/vfioctl/hooks.d';
 const host = modelHosts({ trustSelf: true });
@@ -107,7 +107,7 @@ test('--dry-run lists the hooks that would run; show lists the hooks for a devic
   h.hook(`${H}/10-a`, 'exit 0');
   const d = await h.run(['bind', E2, '--dry-run']);
   assert.equal(d.code, 0);
-  assert.match(d.stdout, /1\. run pre-bind hook \/etc\/vfioctl\/hooks.d\/10-a\n  2\. modprobe vfio_pci\n.*\n.*\n  5\. run pre-probe hook \/etc\/vfioctl\/hooks.d\/10-a\n/);
+  assert.match(d.stdout, /1\. run pre-bind hook \/etc\/vfioctl\/hooks.d\/10-a\n {2}2\. modprobe vfio_pci\n.*\n.*\n {2}5\. run pre-probe hook \/etc\/vfioctl\/hooks.d\/10-a\n/);
   assert.match(d.stdout, /run post-bind hook \/etc\/vfioctl\/hooks.d\/10-a/);
   assert.equal(h.f.tree.exists('/hook.log'), false);
   const s = await h.run(['show', E2, '--json']);

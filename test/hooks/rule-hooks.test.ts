@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { E1, E2, ModelHost, modelHosts } from '../support/model-host';
+import { E1, E2, type ModelHost, modelHosts } from '../support/model-host';
 
 const host = modelHosts({ trustSelf: true });
 

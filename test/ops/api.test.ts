@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { E1, E2, modelHosts } from '../support/model-host';
-import { openHost, StalePlanError, VfioctlError, EXIT } from '../../src/ops/index';
+import { openHost, StalePlanError, type VfioctlError, EXIT } from '../../src/ops/index';
 
 const host = modelHosts({ trustSelf: true });
 const LIB = path.resolve(__dirname, '../../../dist/lib/index.js');

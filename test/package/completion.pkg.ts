@@ -33,6 +33,8 @@ function tab(shell: 'bash' | 'zsh', line: string, extra: NodeJS.ProcessEnv = {})
   const r = spawnSync('zsh', ['-f', path.join(repo, 'test/package/tab.zsh'), shell, shell === 'bash' ? BASH : ZSH, line], { encoding: 'utf8', env: { ...env, ...extra } });
   assert.equal(r.status, 0, r.stderr);
   // Terminal escapes, erased characters and carriage returns out.
+  // The terminal's own escapes (colours, cursor) and backspaces are what the test strips.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: terminal escapes
   const screen = r.stdout.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/.\x08/g, '').replace(/\r/g, '');
   const buffer = /BUFFER<(.*)>/.exec(screen)![1]!;
   // The shell echoes and redisplays the command line around the list: only the list is kept.

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { E1, E2, isRoot, ModelHost, modelHosts, VN } from '../support/model-host';
+import { E1, E2, isRoot, type ModelHost, modelHosts, VN } from '../support/model-host';
 
 const CONF = '/etc/vfioctl/vfioctl.json';
 const host = modelHosts({ trustSelf: true });

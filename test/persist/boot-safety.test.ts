@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { E1, E2, ModelHost, modelHosts, NVME, VN } from '../support/model-host';
+import { E1, E2, type ModelHost, modelHosts, NVME, VN } from '../support/model-host';
 
 const CONF = '/etc/vfioctl/vfioctl.json';
 const MAP = '/etc/vfioctl/boot/6.12.0-test.map';

@@ -121,6 +121,36 @@ test('the early script writes overrides from the map for unclaimed devices only,
   assert.match(probe.stderr, /not a PCI address/);
 });
 
+test('the early script clears the overrides of devices whose VFIO module fails to load (their host driver takes them at coldplug)', async () => {
+  const h = host({ loaded: [DRIVERS.lpc, DRIVERS.smbus] });
+  h.config([{ match: { address: E1 }, intent: 'vfio' }, { match: { address: VN }, intent: 'vfio' }]);
+  assert.equal((await h.run(['install', ...EXEC])).code, 0);
+  const bin = fs.mkdtempSync(path.join(h.f.dir, 'bin-'));
+  // vfio_pci is missing on this kernel; virtio_vfio_pci loads.
+  fs.writeFileSync(path.join(bin, 'modprobe'), '#!/bin/sh\n[ "$2" = vfio_pci ] && exit 1\nexit 0\n', { mode: 0o755 });
+  const r = spawnSync('sh', [h.f.tree.abs('/usr/lib/vfioctl/vfioctl-early')], { env: { PATH: `${bin}:/usr/bin:/bin`, VFIOCTL_ROOT: h.f.dir, VFIOCTL_KERNEL: '6.12.0-test' }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const ov = (a: string) => h.f.tree.read(`/sys/bus/pci/devices/${a}/driver_override`)?.trim();
+  assert.equal(ov(E1), '', 'cleared (a lone newline clears driver_override)');
+  assert.equal(ov(VN), 'virtio_vfio_pci');
+  assert.match(r.stderr, new RegExp(`modprobe vfio_pci failed[\\s\\S]*${E1} left to its host driver`));
+});
+
+test('the udev probe helper clears the override when no VFIO driver took the device, and probes again for its host driver', async () => {
+  const h = host({ loaded: [DRIVERS.lpc, DRIVERS.smbus] });
+  h.config([{ match: { address: E1 }, intent: 'vfio' }]);
+  assert.equal((await h.run(['install', ...EXEC])).code, 0);
+  const dir = h.f.tree.abs(`/sys/bus/pci/devices/${E1}`);
+  fs.writeFileSync(path.join(dir, 'driver_override'), 'vfio-pci');
+  fs.rmSync(path.join(dir, 'driver'), { force: true });
+  const probe = h.f.tree.abs('/sys/bus/pci/drivers_probe');
+  const r = spawnSync('sh', [h.f.tree.abs('/usr/lib/vfioctl/vfioctl-udev-probe'), E1], { env: { PATH: '/usr/bin:/bin', VFIOCTL_ROOT: h.f.dir }, encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /no VFIO driver bound it; override cleared/);
+  assert.equal(fs.readFileSync(path.join(dir, 'driver_override'), 'utf8'), '\n', 'a lone newline clears driver_override');
+  assert.equal(fs.readFileSync(probe, 'utf8'), E1, 'probed (the last write) again after clearing');
+});
+
 test('an acknowledged id rule gets an id entry (udev and the early script); an existing override stays', async () => {
   const h = host({ loaded: [DRIVERS.lpc, DRIVERS.smbus] });
   h.config([{ match: { id: '8086:10d3' }, intent: 'vfio', acknowledgeBroadMatch: true }]);

@@ -6,7 +6,6 @@ import { Fixture, type NetdevSpec } from './fixture';
 import { DRIVERS, KernelModel, VARIANT_DRIVERS, VFIO_PCI_5_10, type DriverModel } from './kernel-model';
 import { cli, type CliResult } from './cli';
 import type { DevicePlan, Step } from '../../src/plan/types';
-import { SimulatedKill } from '../../src/apply/executor';
 
 export const E1 = '0000:00:02.0'; // e1000e, group 2, eth0 down
 export const VN = '0000:00:03.0'; // virtio-net modern 1af4:1041, group 3
@@ -17,6 +16,9 @@ export const SMB = '0000:00:1f.3';
 export const NVME = '0000:00:07.0';
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Thrown before a step to simulate the process dying there: the executor does no rollback. */
+export class SimulatedKill extends Error {}
 
 /** `kernel: '5.10'`: Debian 11's kernel: vfio-pci without an ID table, no variants, no vfio-dev/, no reset_method. */
 export type ModelHostOptions = { loaded?: DriverModel[]; iommu?: boolean; nvme?: number; eth0?: NetdevSpec; kernel?: '6.12' | '5.10' };
