@@ -6,9 +6,9 @@
 // ship without completion.
 
 /** What an option's value is, by its long name ('seconds': a number, nothing to offer). */
-const OPTION_VALUES = { root: 'dir', kernel: 'kernel', driver: 'vfio-driver', owner: 'user', exec: 'file', bus: 'bus', wait: 'seconds' };
+const OPTION_VALUES = { root: 'dir', kernel: 'kernel', driver: 'vfio-driver', owner: 'user', exec: 'file', bus: 'bus', wait: 'seconds', config: 'file' };
 /** What a positional argument is, by its name. */
-const ARGUMENT_VALUES = { device: 'device', intent: 'intent', driver: 'driver', type: 'choices' };
+const ARGUMENT_VALUES = { device: 'device', intent: 'intent', driver: 'driver', type: 'choices', action: 'choices', file: 'file' };
 
 function describe(program) {
   const option = (o) => {
@@ -253,7 +253,10 @@ export function fishCompletion(program) {
     lines.push(`complete -c vfioctl -n '__vfioctl_expects command' -a ${c.name} -d ${shq(c.description.split(/[;(:]/)[0].trim())}`);
     for (const o of c.options.filter((o) => !o.hidden)) opt(`__fish_seen_subcommand_from ${c.name}`, o);
   }
-  for (const k of ['device', 'driver', 'intent', 'choices']) lines.push(`complete -c vfioctl -n '__vfioctl_expects ${k}' -a '(__vfioctl_values ${k})'`);
+  for (const k of ['device', 'driver', 'intent']) lines.push(`complete -c vfioctl -n '__vfioctl_expects ${k}' -a '(__vfioctl_values ${k})'`);
+  // Choices are the command's own (list-devices' types, config's actions); a file argument gets files.
+  for (const c of commands) for (const a of c.args.filter((a) => a.kind === 'choices')) lines.push(`complete -c vfioctl -n ${shq(`__vfioctl_expects choices; and __fish_seen_subcommand_from ${c.name}`)} -a ${shq(a.choices.join(' '))}`);
+  lines.push(`complete -c vfioctl -n '__vfioctl_expects file' -F`);
   return `# fish completion for vfioctl(8): generated from its commander tree at build time
 # (scripts/completions.mjs); do not edit.
 
@@ -345,8 +348,6 @@ function __vfioctl_values
             __vfioctl_ls $root/lib/modules kernel
         case bus
             echo pci
-        case choices
-${[...new Set(commands.flatMap((c) => c.args.filter((a) => a.kind === 'choices').map((a) => a.choices.join(' '))))].map((l) => `            string split ' ' -- ${shq(l)}`).join('\n')}
     end
 end
 

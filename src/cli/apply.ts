@@ -1,19 +1,21 @@
 // `vfioctl apply`: converge the live system to the configuration (ops/converge.ts) and render
 // what happened. A broken configuration is bad input (exit 2) and nothing is applied from it.
 // `--boot` is the late boot unit's mode.
-import { loadConfig } from '../config/load';
 import type { Config } from '../config/types';
 import type { WriteSession } from '../apply/session';
 import { converge } from '../ops/converge';
 import { uniqueAddresses } from '../ops/host';
 import { type Context, refuseForeignKernelWrite, trust } from './context';
 import { renderConverge } from './render';
+import { configFor } from './config-check';
 
 export interface ApplyOptions {
   dryRun?: boolean;
   json?: boolean;
   /** The late boot unit: boot devices from fstab/crypttab/root= are refused, broad rules need an acknowledgement. */
   boot?: boolean;
+  /** --config FILE: converge to FILE instead of /etc/vfioctl/vfioctl.json. */
+  config?: string;
 }
 
 /** Converge and render; `held`: the caller's session (set edits the file under the same lock). */
@@ -24,5 +26,5 @@ export async function convergeAndRender(ctx: Context, config: Config, only: read
 
 export function applyCommand(ctx: Context, devices: string[], opts: ApplyOptions): Promise<number> {
   const only = devices.length ? uniqueAddresses(devices) : null;
-  return convergeAndRender(ctx, loadConfig(ctx.root, trust(ctx)), only, opts);
+  return convergeAndRender(ctx, configFor(ctx, trust(ctx), opts.config), only, opts);
 }

@@ -3,6 +3,7 @@
 import { install } from '../ops/boot-layers';
 import { EXIT } from '../util/diag';
 import { type Context, trust } from './context';
+import { loadConfigFile } from './config-check';
 
 export interface InstallOptions {
   dryRun?: boolean;
@@ -10,11 +11,13 @@ export interface InstallOptions {
   refresh?: boolean;
   exec?: string;
   json?: boolean;
+  /** --config FILE: the maps are made from FILE instead of /etc/vfioctl/vfioctl.json. */
+  config?: string;
 }
 
 export function installCommand(ctx: Context, opts: InstallOptions): number {
-  trust(ctx);
-  const r = install(ctx.host, opts);
+  const policy = trust(ctx);
+  const r = install(ctx.host, { ...opts, config: opts.config === undefined ? undefined : loadConfigFile(policy, opts.config) });
   if (opts.json) {
     const base = { command: 'install', ...(r.uninstall ? { uninstall: true } : {}), packaged: r.packaged, dryRun: r.dryRun };
     ctx.io.out(JSON.stringify(r.uninstall ? { ...base, files: r.files, next: r.next } : { ...base, refresh: r.refresh, files: r.files, maps: r.maps, warnings: r.warnings }, null, 2) + '\n');

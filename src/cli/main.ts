@@ -10,6 +10,7 @@ import { applyCommand } from './apply';
 import { setCommand, unsetCommand } from './set';
 import { statusCommand } from './status';
 import { installCommand } from './install';
+import { configCommand } from './config-check';
 import { driverctlDevice, hasAddressRule, importDriverctlCommand, listDevicesCommand } from './driverctl';
 import { parseAddress } from '../host/address';
 
@@ -113,12 +114,14 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .argument('[device...]', 'PCI addresses (default: every configured device)')
     .option('--dry-run', 'print the exact steps and every failing check; change nothing')
     .option('--boot', 'boot mode (the late unit): never touch boot devices (fstab, crypttab, root=); broad rules need acknowledgeBroadMatch')
+    .option('--config <file>', 'use this configuration file (a path on the running system) instead of /etc/vfioctl/vfioctl.json')
     .option('--json', 'print JSON results')
     .action(wrap((ctx, devices, opts) => applyCommand(ctx, devices, opts)));
 
   program
     .command('status')
     .description('configured devices: intent, what it resolves to now and at the last apply, live driver, boot outcome, drift')
+    .option('--config <file>', 'use this configuration file (a path on the running system) instead of /etc/vfioctl/vfioctl.json')
     .option('--json', 'print JSON')
     .action(wrap((ctx, opts) => statusCommand(ctx, opts)));
 
@@ -129,8 +132,17 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--uninstall', 'remove everything install wrote')
     .option('--refresh', 'only regenerate the boot maps and udev rule (for --kernel REL, or every installed kernel)')
     .option('--exec <path>', 'the vfioctl the units run (default: this one); must be root-owned; not with the Debian package')
+    .option('--config <file>', 'make the boot maps from this configuration file (a path on the running system)')
     .option('--json', 'print JSON')
     .action(wrap((ctx, opts) => installCommand(ctx, opts)));
+
+  program
+    .command('config')
+    .description('check a configuration file: exit 0 when valid, 2 with every problem')
+    .argument('<action>', 'check')
+    .argument('<file>', 'the configuration file (a path on the running system)')
+    .option('--json', 'print {file, valid, problems, rules}')
+    .action(wrap((ctx, action, file, opts) => configCommand(ctx, action, file, opts)));
 
   program
     .command('import-driverctl')

@@ -4,6 +4,7 @@ import { status, type DeviceStatus } from '../ops/status';
 import { table } from './render';
 import { EXIT } from '../util/diag';
 import { type Context, printWarnings, trust } from './context';
+import { loadConfigFile } from './config-check';
 
 function bootText(b: DeviceStatus['boot']): string {
   if (!b) return '-';
@@ -12,13 +13,13 @@ function bootText(b: DeviceStatus['boot']): string {
   return `host driver had it first (${b.driver}${b.hostDriverBuiltin ? ', built in: only the late apply can take it' : ''})`;
 }
 
-export function statusCommand(ctx: Context, opts: { json?: boolean }): number {
+export function statusCommand(ctx: Context, opts: { json?: boolean; config?: string }): number {
   const running = ctx.root.kernelRelease();
   if (ctx.kernel !== undefined && ctx.root.isLive && running !== ctx.kernel) {
     ctx.io.err(`vfioctl: note: resolving for kernel ${ctx.kernel}, not the running ${running ?? 'kernel'}: a preview of what apply would do after booting it; the live drivers are this kernel's\n`);
   }
-  trust(ctx);
-  const r = status(ctx.host);
+  const policy = trust(ctx);
+  const r = status(ctx.host, opts.config === undefined ? undefined : loadConfigFile(policy, opts.config));
   printWarnings(ctx, r.readWarnings);
   if (opts.json) {
     ctx.io.out(JSON.stringify({ kernel: r.kernel, config: r.config, bootAt: r.bootAt, devices: r.devices, warnings: r.warnings }, null, 2) + '\n');

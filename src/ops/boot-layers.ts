@@ -7,7 +7,7 @@ import type { HostRoot } from '../host/root';
 import { readSnapshot, readModuleState } from '../read/snapshot';
 import { readBootDevices } from '../host/boot-devices';
 import { loadConfig } from '../config/load';
-import { CONFIG_FILE } from '../config/types';
+import { CONFIG_FILE, type Config } from '../config/types';
 import { writeConfig } from '../config/edit';
 import { BOOT_DIR, computeBootMap, formatBootMap, parseBootMap, readVfLayout, type BootMap, type VfLayout } from '../boot/map';
 import * as files from '../boot/files';
@@ -55,8 +55,8 @@ export function isInstalled(root: HostRoot): boolean {
 }
 
 /** Maps for `kernels` from the configuration as it is now. Throws on a broken configuration. */
-function computeMaps(root: HostRoot, policy: TrustPolicy, kernels: readonly string[]): { maps: BootMap[]; warnings: string[] } {
-  const config = loadConfig(root, policy);
+function computeMaps(root: HostRoot, policy: TrustPolicy, kernels: readonly string[], given?: Config): { maps: BootMap[]; warnings: string[] } {
+  const config = given ?? loadConfig(root, policy);
   const base = readSnapshot(root, { kernel: kernels[0], trust: policy });
   const boot = readBootDevices(root);
   const layouts = new Map<string, VfLayout>();
@@ -95,7 +95,7 @@ function writeFile(root: HostRoot, f: BootFile): 'wrote' | 'unchanged' {
   return 'wrote';
 }
 
-function mapFiles(root: HostRoot, maps: readonly BootMap[]): BootFile[] {
+function mapFiles(root: HostRoot, maps: readonly BootMap[], source = CONFIG_FILE): BootFile[] {
   const kernels = new Set(maps.map((m) => m.kernel));
   // Maps of kernels not refreshed this time are kept: the udev rule covers every installed kernel.
   const kept = root
@@ -104,7 +104,7 @@ function mapFiles(root: HostRoot, maps: readonly BootMap[]): BootFile[] {
     .map((f) => parseBootMap(root.readFile(`${BOOT_DIR}/${f}`) ?? '', f.slice(0, -4)));
   const all = [...maps, ...kept].sort((a, b) => (a.kernel < b.kernel ? -1 : 1));
   return [
-    ...maps.map((m) => ({ path: `${BOOT_DIR}/${m.kernel}.map`, mode: 0o644, content: formatBootMap(m, CONFIG_FILE) })),
+    ...maps.map((m) => ({ path: `${BOOT_DIR}/${m.kernel}.map`, mode: 0o644, content: formatBootMap(m, source) })),
     { path: files.UDEV_RULES, mode: 0o644, content: files.udevRules(all) },
   ];
 }
@@ -147,6 +147,8 @@ export interface InstallOptions {
   readonly refresh?: boolean;
   /** The vfioctl the units run (non-packaged mode). */
   readonly exec?: string;
+  /** Make the maps from this configuration instead of the host's file (`install --config FILE`). */
+  readonly config?: Config;
 }
 
 export interface InstallReport {
@@ -206,9 +208,10 @@ export function install(host: Host, opts: InstallOptions): InstallReport {
   if (kernels.length === 0) throw new VfioctlError(`no kernel module trees under ${root.path('/lib/modules')}: nothing to compute boot maps for`, EXIT.FAILED);
   if (opts.refresh && !isInstalled(root)) throw new VfioctlError(`the boot layers are not installed: run 'vfioctl install' first`, EXIT.BAD_INPUT);
   // A broken configuration throws here: the previous maps stay as they are.
-  const { maps, warnings } = computeMaps(root, policy, kernels);
+  const { maps, warnings } = computeMaps(root, policy, kernels, opts.config);
   const vfioctl = layout.packaged ? files.PACKAGED_EXEC : execPath(root, opts.exec, policy);
-  const all = [...(opts.refresh ? [] : staticFiles(layout, vfioctl)), ...mapFiles(root, maps)];
+  // A map says which file it was made from (--config FILE, or the host's).
+  const all = [...(opts.refresh ? [] : staticFiles(layout, vfioctl)), ...mapFiles(root, maps, opts.config?.file ?? CONFIG_FILE)];
   // Units a non-packaged install left in /etc override the package's: say so, keep the admin in charge.
   if (layout.packaged) {
     for (const f of files.staticLayers(files.LOCAL_LAYOUT, '/x')) {

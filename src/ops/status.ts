@@ -3,6 +3,7 @@
 // early, or a host driver had it first); devices something else rebound since.
 import { readSnapshot, type Snapshot } from '../read/snapshot';
 import { loadConfig } from '../config/load';
+import type { Config } from '../config/types';
 import { desiredState, type Desire } from '../config/desired';
 import { ruleLabel } from '../plan/converge';
 import { resolveIntent } from '../plan/target';
@@ -68,9 +69,10 @@ export interface StatusReport {
   readonly readWarnings: readonly string[];
 }
 
-export function status(host: Host): StatusReport {
+/** `given`: report against this configuration instead of the host's file (`status --config FILE`). */
+export function status(host: Host, given?: Config): StatusReport {
   const root = host.root;
-  const config = loadConfig(root, host.trust);
+  const config = given ?? loadConfig(root, host.trust);
   const snap = readSnapshot(root, { kernel: host.kernel });
   const readWarnings = [...snap.warnings];
   const desired = desiredState(config, snap.devices);

@@ -60,14 +60,14 @@ function fish(line: string, extra: NodeJS.ProcessEnv = {}): string[] {
   return r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]!).sort();
 }
 
-const COMMANDS = ['apply', 'bind', 'doctor', 'help', 'import-driverctl', 'install', 'list', 'list-devices', 'list-overrides', 'load-override', 'recover', 'set', 'set-override', 'show', 'status', 'unbind', 'unset', 'unset-override'];
+const COMMANDS = ['apply', 'bind', 'config', 'doctor', 'help', 'import-driverctl', 'install', 'list', 'list-devices', 'list-overrides', 'load-override', 'recover', 'set', 'set-override', 'show', 'status', 'unbind', 'unset', 'unset-override'];
 const R = (line: string) => `vfioctl --root ${f.dir} ${line}`;
 
 for (const [shell, complete] of [['bash', bash], ['zsh', zsh], ['fish', fish]] as const) {
   test(`${shell}: commands, options, addresses, drivers, kernels and intents`, () => {
     assert.deepEqual(complete('vfioctl '), COMMANDS);
     assert.deepEqual(complete('vfioctl bind --d'), ['--driver', '--dry-run']);
-    assert.deepEqual(complete('vfioctl install --'), ['--dry-run', '--exec', '--help', '--json', '--kernel', '--refresh', '--root', '--uninstall', '--version', '--wait']);
+    assert.deepEqual(complete('vfioctl install --'), ['--config', '--dry-run', '--exec', '--help', '--json', '--kernel', '--refresh', '--root', '--uninstall', '--version', '--wait']);
     assert.deepEqual(complete(R('bind ')), ['0000:00:02.0', '0000:03:00.1']);
     assert.deepEqual(complete(R('bind 0000:00:02.0 ')), ['0000:00:02.0', '0000:03:00.1'], 'bind takes several devices');
     assert.deepEqual(complete('vfioctl bind ', { VFIOCTL_ROOT: f.dir }), ['0000:00:02.0', '0000:03:00.1'], 'VFIOCTL_ROOT');
@@ -78,6 +78,7 @@ for (const [shell, complete] of [['bash', bash], ['zsh', zsh], ['fish', fish]] a
     assert.deepEqual(complete(R('show 0000:03:00.1 ')), []);
     assert.deepEqual(complete('vfioctl list-devices s'), ['serial', 'storage', 'system']);
     assert.deepEqual(complete('vfioctl recover '), []);
+    assert.deepEqual(complete('vfioctl config '), ['check']);
     assert.deepEqual(complete('vfioctl --wait '), [], 'a number: no commands, no files');
   });
 }
