@@ -21,8 +21,9 @@ export function planBoots(kernels: readonly KernelArtifacts[], only: readonly st
   for (const s of selected('reboot')) {
     const spec = s.reboot?.kernels ?? 'same';
     const pairs: [KernelArtifacts, KernelArtifacts][] = [];
-    if (spec === 'same') for (const k of kernels) if (!s.reboot?.only || s.reboot.only.includes(k.id)) pairs.push([k, k]);
-    else {
+    if (spec === 'same') {
+      for (const k of kernels) if (!s.reboot?.only || s.reboot.only.includes(k.id)) pairs.push([k, k]);
+    } else {
       const a = kernels.find((k) => k.id === spec[0]);
       const b = kernels.find((k) => k.id === spec[1]);
       if (a && b) pairs.push([a, b]);

@@ -205,6 +205,9 @@ describe('boot planning', () => {
     );
     // A kernel change needs both kernels.
     assert.deepEqual(planBoots([kernel('6.12')], ['k'], [change]), []);
+    // `only` limits a same-kernel pair to those kernels; a kernel change is unaffected.
+    const some: Scenario = { ...s('o', ['reboot']), reboot: { kernels: 'same', only: ['6.12'] } };
+    assert.deepEqual(planBoots([kernel('5.10'), kernel('6.1'), kernel('6.12')], ['o', 'k'], [some, change]).map((b) => b.name), ['6.12-reboot1', '6.12-reboot2', '6.1-6.12-reboot1', '6.1-6.12-reboot2']);
   });
 
   it('drops boots with nothing selected', () => {
