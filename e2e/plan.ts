@@ -15,7 +15,10 @@ export function planBoots(kernels: readonly KernelArtifacts[], only: readonly st
   const plain = (kind: 'iommu' | 'no-iommu') => {
     const chosen = selected(kind);
     if (chosen.length === 0) return;
-    for (const kernel of kernels) boots.push({ name: kind === 'iommu' ? kernel.id : `${kernel.id}-no-iommu`, kernel, iommu: kind === 'iommu', scenarios: chosen });
+    for (const kernel of kernels) {
+      const here = chosen.filter((s) => !s.kernels || s.kernels.includes(kernel.id));
+      if (here.length) boots.push({ name: kind === 'iommu' ? kernel.id : `${kernel.id}-no-iommu`, kernel, iommu: kind === 'iommu', scenarios: here });
+    }
   };
   plain('iommu');
   for (const s of selected('reboot')) {

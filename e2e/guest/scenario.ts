@@ -15,6 +15,8 @@ export interface Scenario {
   /** One line: what the issue asks this scenario to prove. */
   readonly title: string;
   readonly boots: readonly BootKind[];
+  /** Only on these kernels (plain boots; default: every kernel of the run). */
+  readonly kernels?: readonly string[];
   /**
    * For `reboot` scenarios: the kernels of the two boots. `same`: one pair per selected kernel,
    * both boots on it; [first, second] (kernel ids): one pair, when both kernels are selected.

@@ -83,3 +83,22 @@ export function unloadModules(ctx: ScenarioContext, modules: readonly string[]):
   }
   for (const m of modules) ctx.ok(!sysfs.moduleLoaded(m), `module ${m} is not loaded before the bind`);
 }
+
+/** `dir` (read-only in the guest) writable for `body`: a tmpfs-backed overlay, gone afterwards. */
+export function withWritable(ctx: ScenarioContext, dir: string, body: () => void): void {
+  const base = `/run/e2e-overlay${dir.replace(/\//g, '-')}`;
+  fs.rmSync(base, { recursive: true, force: true });
+  for (const d of [base, `${base}/upper`, `${base}/work`]) fs.mkdirSync(d, { mode: 0o755 });
+  const run = (argv: string[]) => {
+    const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+    ctx.note(`$ ${argv.join(' ')} -> exit ${r.status}`);
+    if (r.status !== 0) ctx.fail(`${argv.join(' ')}: ${r.stderr}`);
+  };
+  run(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${dir},upperdir=${base}/upper,workdir=${base}/work`, dir]);
+  try {
+    body();
+  } finally {
+    spawnSync('umount', [dir]);
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+}

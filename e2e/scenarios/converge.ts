@@ -1,10 +1,9 @@
 // apply plans every configured device together: members of one IOMMU group configured with
 // different intents (`vfio` and `vfio-pci`) move as a viable group instead of refusing each other.
 import * as fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
-import type { Scenario, ScenarioContext } from '../guest/scenario';
+import type { Scenario } from '../guest/scenario';
 import { MACHINE } from '../machine';
-import { expectOnHost, expectOnVfio, resultFor, type ApplyJson } from './common';
+import { expectOnHost, expectOnVfio, resultFor, withWritable, type ApplyJson } from './common';
 import { withHooksDir } from './hooks';
 
 export const convergeMixedGroup: Scenario = {
@@ -40,22 +39,3 @@ export const convergeMixedGroup: Scenario = {
     }));
   },
 };
-
-/** `dir` (read-only in the guest) writable for `body`: a tmpfs-backed overlay, gone afterwards. */
-function withWritable(ctx: ScenarioContext, dir: string, body: () => void): void {
-  const base = `/run/e2e-overlay${dir.replace(/\//g, '-')}`;
-  fs.rmSync(base, { recursive: true, force: true });
-  for (const d of [base, `${base}/upper`, `${base}/work`]) fs.mkdirSync(d, { mode: 0o755 });
-  const run = (argv: string[]) => {
-    const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
-    ctx.note(`$ ${argv.join(' ')} -> exit ${r.status}`);
-    if (r.status !== 0) ctx.fail(`${argv.join(' ')}: ${r.stderr}`);
-  };
-  run(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${dir},upperdir=${base}/upper,workdir=${base}/work`, dir]);
-  try {
-    body();
-  } finally {
-    spawnSync('umount', [dir]);
-    fs.rmSync(base, { recursive: true, force: true });
-  }
-}

@@ -12,6 +12,7 @@ import { killAtEveryStep, killBetweenUnbindAndProbe } from './recovery';
 import { nicInUse, noIommu, rootDevicesRefused, sharedIommuGroup } from './safety';
 import { sriov } from './sriov';
 import { convergeMixedGroup } from './converge';
+import { ansiblePolicy } from './ansible';
 
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
@@ -25,6 +26,7 @@ export const SCENARIOS: readonly Scenario[] = [
   nicInUse,
   sharedIommuGroup,
   convergeMixedGroup,
+  ansiblePolicy,
   killBetweenUnbindAndProbe,
   killAtEveryStep,
   sriov,

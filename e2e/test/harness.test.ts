@@ -210,6 +210,11 @@ describe('boot planning', () => {
     assert.deepEqual(planBoots([kernel('5.10'), kernel('6.1'), kernel('6.12')], ['o', 'k'], [some, change]).map((b) => b.name), ['6.12-reboot1', '6.12-reboot2', '6.1-6.12-reboot1', '6.1-6.12-reboot2']);
   });
 
+  it('a scenario limited to some kernels runs only on their boots', () => {
+    const only: Scenario = { ...s('x', ['iommu']), kernels: ['6.12'] };
+    assert.deepEqual(planBoots([kernel('6.1'), kernel('6.12')], ['x'], [only]).map((b) => [b.name, b.scenarios.map((y) => y.name).join(',')]), [['6.12', 'x']]);
+  });
+
   it('drops boots with nothing selected', () => {
     assert.deepEqual(planBoots([kernel('6.12')], ['a'], scenarios).map((b) => b.name), ['6.12']);
   });

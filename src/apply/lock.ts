@@ -128,7 +128,12 @@ export function describeHolder(h: LockHolder): string {
 
 /** Is the lock held by a live process right now? (Read-only: never creates the file.) */
 export function lockHeld(root: HostRoot): boolean {
-  const fd = openLockFile(root, false);
+  let fd: number | null;
+  try {
+    fd = openLockFile(root, false);
+  } catch {
+    return false; // not ours to open (a reader without root): say what is pending rather than hide it
+  }
   if (fd === null) return false;
   try {
     // Taking it for an instant is the only question flock answers; closing gives it straight back.
