@@ -35,8 +35,6 @@ export interface Context {
   readonly root: HostRoot;
   readonly kernel: string | undefined;
   readonly io: Io;
-  /** How long to wait for another vfioctl's lock (--wait SECONDS, default 30). */
-  readonly waitMs: number;
   /** driverctl's options given before its verb. */
   readonly flags: { readonly nosave?: boolean; readonly noprobe?: boolean; readonly bus?: string };
 }
@@ -54,18 +52,17 @@ export function makeContext(g: GlobalOptions, io: Io): Context {
   const dir = g.root ?? io.env.VFIOCTL_ROOT ?? '/';
   // A mistyped --root must not read as an empty host ("no devices") or create a tree somewhere.
   if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new VfioctlError(`--root ${dir}: no such directory`, EXIT.BAD_INPUT);
-  const root = new HostRoot(dir);
-  const wait = waitMs(g.wait);
-  if (g.kernel !== undefined && (!/^[A-Za-z0-9._+~-]{1,128}$/.test(g.kernel) || !root.exists(`/lib/modules/${g.kernel}`))) {
-    throw new VfioctlError(`--kernel '${g.kernel}': no module tree ${root.path(`/lib/modules/${g.kernel}`)}; 'ls ${root.path('/lib/modules')}' lists the kernels`, EXIT.BAD_INPUT);
+  const probe = new HostRoot(dir);
+  if (g.kernel !== undefined && (!/^[A-Za-z0-9._+~-]{1,128}$/.test(g.kernel) || !probe.exists(`/lib/modules/${g.kernel}`))) {
+    throw new VfioctlError(`--kernel '${g.kernel}': no module tree ${probe.path(`/lib/modules/${g.kernel}`)}; 'ls ${probe.path('/lib/modules')}' lists the kernels`, EXIT.BAD_INPUT);
   }
   const host = new Host({
     root: dir,
     kernel: g.kernel,
     trust: trustPolicy(io.env),
     env: io.env,
-    waitMs: wait,
-    ...(io.kernelIo ? { kernelIo: io.kernelIo(root) } : {}),
+    waitMs: waitMs(g.wait),
+    ...(io.kernelIo ? { kernelIo: io.kernelIo(probe) } : {}),
     beforeStep: io.beforeStep,
     events: {
       lockWait: (h, ms) => io.err(`vfioctl: waiting for the lock held by ${describeHolder(h)} (up to ${ms / 1000} s; --wait SECONDS)\n`),
@@ -76,7 +73,7 @@ export function makeContext(g: GlobalOptions, io: Io): Context {
       },
     },
   });
-  return { host, root, kernel: g.kernel, io, waitMs: wait, flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus } };
+  return { host, root: host.root, kernel: g.kernel, io, flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus } };
 }
 
 /** The trust policy for hooks and configuration; a relaxed one is announced every time. */

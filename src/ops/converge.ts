@@ -212,7 +212,8 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
       desired = desiredState(config, snap.devices);
     }
   }
-  const bindPhase = planBindPhase(snap, desired, readState(root), ruleOpts());
+  // state.json as read above: the SR-IOV phase records nothing in it.
+  const bindPhase = planBindPhase(snap, desired, state.value, ruleOpts());
   await run('unbind', bindPhase.release);
   await run('bind', bindPhase.bind);
   if (session) pruneState(host, snap, desired);

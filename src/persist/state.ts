@@ -108,10 +108,6 @@ export function readBootStateChecked(root: HostRoot): StateRead<BootState | null
   return readChecked<BootState | null>(root, BOOT_FILE, null, parseBootState, 'ignored: the next boot rewrites it');
 }
 
-export function readBootState(root: HostRoot): BootState | null {
-  return readBootStateChecked(root).value;
-}
-
 export function writeBootState(root: HostRoot, s: BootState): void {
   atomicWrite(root.confine(BOOT_FILE), JSON.stringify(s, null, 2) + '\n');
 }
