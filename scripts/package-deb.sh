@@ -13,8 +13,8 @@ dpkg-query -W -f='${Status}' build-essential 2>/dev/null | grep -q 'ok installed
 command -v pandoc >/dev/null 2>&1 || need+=(pandoc)
 if [ ${#need[@]} -gt 0 ]; then
   echo "package:deb: installing ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 npm run --silent build
 npm run --silent build:cockpit

@@ -19,8 +19,8 @@ if [ ${#need[@]} -gt 0 ]; then
   # Debian's names: xdist is python3-pytest-xdist, the others as imported.
   pkgs=(); for p in "${need[@]}"; do case $p in python3-xdist) pkgs+=(python3-pytest-xdist) ;; *) pkgs+=("$p") ;; esac; done
   echo "test:ansible: installing ${pkgs[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 start=$(date +%s)
 # Ansible's tools with the system Python first on PATH (ansible-core is Debian's; a pyenv or venv

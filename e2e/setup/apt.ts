@@ -30,6 +30,10 @@ export interface AptView {
   listsUpdated: boolean;
 }
 
+// Another apt (unattended-upgrades on a fresh CI machine, a parallel job) may hold the dpkg lock:
+// wait for it instead of failing.
+const LOCK_WAIT = ['-o', 'DPkg::Lock::Timeout=600'];
+
 export const HOST_APT: AptView = { label: 'host', options: [], listsUpdated: false };
 
 const privateViews = new Map<string, AptView>();
@@ -87,7 +91,7 @@ function listAgeMs(dir: string): number {
 async function aptGetUpdate(view: AptView = HOST_APT): Promise<void> {
   if (view.listsUpdated) return;
   log(`apt-get update${view === HOST_APT ? '' : ` (${view.label}, private lists)`}`);
-  await runChecked(['apt-get', ...view.options, 'update', '-q'], { env: APT_ENV, timeoutMs: 5 * 60_000 });
+  await runChecked(['apt-get', ...LOCK_WAIT, ...view.options, 'update', '-q'], { env: APT_ENV, timeoutMs: 5 * 60_000 });
   if (view.listsDir !== undefined) fs.writeFileSync(path.join(view.listsDir, '.updated'), '');
   view.listsUpdated = true;
 }
@@ -117,7 +121,7 @@ export async function ensureInstalled(names: readonly string[]): Promise<void> {
   await aptGetUpdate();
   log(`apt-get install ${missing.join(' ')}`);
   try {
-    await runChecked(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...missing], { env: APT_ENV, timeoutMs: 15 * 60_000 });
+    await runChecked(['apt-get', ...LOCK_WAIT, 'install', '-y', '-q', '--no-install-recommends', ...missing], { env: APT_ENV, timeoutMs: 15 * 60_000 });
   } catch (e) {
     throw new AptError(`cannot install ${missing.join(' ')}: ${(e as Error).message}`);
   }
