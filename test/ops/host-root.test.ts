@@ -193,3 +193,22 @@ test('the library: openHost({ root, hostRoot: true }) is the same host root, val
     (e: VfioctlError) => e.exitCode === EXIT.BAD_INPUT && /no such directory/.test(e.message),
   );
 });
+
+test('install under --host-root: the units run vfioctl on the host, so --exec names a path on the host, checked under DIR', async () => {
+  const h = podView();
+  h.config([{ match: { address: E2 }, intent: 'vfio' }]);
+  const none = await runWith(h, ['--host-root', h.f.dir, 'install']);
+  assert.equal(none.code, EXIT.BAD_INPUT);
+  assert.match(none.stderr, /the units run vfioctl on the host at boot: give --exec PATH, its path on the host/);
+  assert.ok(!h.f.tree.exists('/etc/systemd/system/vfioctl-early.service'));
+  // DIR/usr/local/bin/vfioctl is the host's /usr/local/bin/vfioctl: one anybody may rewrite is refused.
+  h.f.tree.write('/usr/local/bin/vfioctl', '#!/bin/sh\n', 0o757);
+  fs.chmodSync(h.f.tree.abs('/usr/local/bin/vfioctl'), 0o757);
+  const writable = await runWith(h, ['--host-root', h.f.dir, 'install', '--exec', '/usr/local/bin/vfioctl']);
+  assert.equal(writable.code, EXIT.REFUSED, writable.stderr);
+  assert.match(writable.stderr, /refusing to install units that run \/usr\/local\/bin\/vfioctl as root at boot: .*writable by others/);
+  fs.chmodSync(h.f.tree.abs('/usr/local/bin/vfioctl'), 0o755);
+  const ok = await runWith(h, ['--host-root', h.f.dir, 'install', '--exec', '/usr/local/bin/vfioctl']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(h.f.tree.read('/etc/systemd/system/vfioctl-apply.service')!, /ExecStart=\/usr\/local\/bin\/vfioctl apply --boot/);
+});
