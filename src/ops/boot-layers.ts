@@ -135,7 +135,7 @@ function execPath(root: HostRoot, given: string | undefined, policy: TrustPolicy
   const p = given ?? (/^vfioctl(\.js)?$/.test(path.basename(process.argv[1] ?? '')) ? fs.realpathSync(process.argv[1]!) : '/usr/local/bin/vfioctl');
   if (!path.isAbsolute(p) || /[\s"'\\$`]/.test(p)) throw new VfioctlError(`--exec '${p}': must be an absolute path without spaces or quotes (it goes into unit files)`, EXIT.BAD_INPUT);
   // Boot runs it as root: it must not be a file a non-root user could replace. Under --host-root
-  // PATH is the host's own path, so it is checked under the root.
+  // the path given is one on the host, so it is checked under the root.
   const rel = root.isLive || root.hostMount ? p : p.startsWith(root.dir + '/') ? root.hostPath(p) : null;
   if (rel !== null && root.exists(rel)) {
     const why = untrustedReason(root, rel, policy);
