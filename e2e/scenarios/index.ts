@@ -13,6 +13,7 @@ import { nicInUse, noIommu, rootDevicesRefused, sharedIommuGroup } from './safet
 import { sriov } from './sriov';
 import { convergeMixedGroup } from './converge';
 import { ansiblePolicy } from './ansible';
+import { hostRoot } from './host-root';
 
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
@@ -24,6 +25,7 @@ export const SCENARIOS: readonly Scenario[] = [
   forcedProbeFails,
   unbindAll,
   nicInUse,
+  hostRoot,
   sharedIommuGroup,
   convergeMixedGroup,
   ansiblePolicy,

@@ -12,8 +12,24 @@ export interface KernelIo {
   chown(rel: string, uid: number, gid: number): Promise<void>;
 }
 
+/** Runs a program with an argument array (never a shell); resolves with its exit status and stderr. */
+export type RunProgram = (file: string, args: readonly string[]) => Promise<{ status: number; stderr: string }>;
+
+export const runProgram: RunProgram = (file, args) =>
+  new Promise((resolve) => {
+    const child = spawn(file, [...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (e) => resolve({ status: 127, stderr: `cannot run ${file}: ${e.message}` }));
+    child.on('close', (code) => resolve({ status: code ?? 1, stderr: stderr.trim() }));
+  });
+
 export class SysfsKernelIo implements KernelIo {
-  constructor(private readonly root: HostRoot) {}
+  /** `run`: how programs are started (the tests record the argument arrays). */
+  constructor(
+    private readonly root: HostRoot,
+    private readonly run: RunProgram = runProgram,
+  ) {}
 
   async write(rel: string, value: string): Promise<void> {
     // A sysfs store() sees exactly one write: open, write once, close (no O_CREAT, no truncation).
@@ -26,17 +42,14 @@ export class SysfsKernelIo implements KernelIo {
   }
 
   modprobe(args: readonly string[]): Promise<{ status: number; stderr: string }> {
+    // --host-root: the host's modprobe, modprobe.d and module tree. The container may have no
+    // kmod, another distribution's, or no /lib/modules for the host's kernel at all.
+    if (this.root.hostMount) return this.run('chroot', [this.root.dir, 'modprobe', ...args]);
     if (!this.root.isLive) {
       // Loading a module into the running kernel for some other tree would be wrong.
       return Promise.resolve({ status: 1, stderr: `modprobe skipped: --root ${this.root.dir} is not the running system` });
     }
-    return new Promise((resolve) => {
-      const child = spawn('modprobe', [...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', (e) => resolve({ status: 127, stderr: `cannot run modprobe: ${e.message}` }));
-      child.on('close', (code) => resolve({ status: code ?? 1, stderr: stderr.trim() }));
-    });
+    return this.run('modprobe', args);
   }
 
   async chown(rel: string, uid: number, gid: number): Promise<void> {

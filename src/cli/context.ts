@@ -1,6 +1,6 @@
 // What every command gets: the host root, the kernel release, and where to write.
 import * as fs from 'node:fs';
-import { HostRoot } from '../host/root';
+import { HostRoot, hostRootProblem } from '../host/root';
 import type { KernelIo } from '../apply/kernel-io';
 import type { ExecOptions } from '../apply/executor';
 import { describeHolder } from '../apply/lock';
@@ -10,6 +10,7 @@ import { relaxedTrustWarning, trustPolicy, type TrustPolicy } from '../util/trus
 
 export interface GlobalOptions {
   root?: string;
+  hostRoot?: string;
   kernel?: string;
   wait?: string;
   nosave?: boolean;
@@ -49,17 +50,28 @@ function waitMs(given: string | undefined): number {
 }
 
 export function makeContext(g: GlobalOptions, io: Io): Context {
-  const dir = g.root ?? io.env.VFIOCTL_ROOT ?? '/';
+  const fixture = g.root ?? io.env.VFIOCTL_ROOT;
+  const mounted = g.hostRoot ?? io.env.VFIOCTL_HOST_ROOT;
+  if (fixture !== undefined && mounted !== undefined) {
+    throw new VfioctlError(`--root ${fixture} and --host-root ${mounted} (or VFIOCTL_ROOT and VFIOCTL_HOST_ROOT) both name the host root: give one (--host-root for the live host's / mounted into a container, --root for a tree of files)`, EXIT.BAD_INPUT);
+  }
+  const dir = mounted ?? fixture ?? '/';
+  const trusted = trustPolicy(io.env);
+  if (mounted !== undefined) {
+    const why = hostRootProblem(mounted, trusted.uids);
+    if (why) throw new VfioctlError(`--host-root ${why}`, EXIT.BAD_INPUT);
+  }
   // A mistyped --root must not read as an empty host ("no devices") or create a tree somewhere.
-  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new VfioctlError(`--root ${dir}: no such directory`, EXIT.BAD_INPUT);
-  const probe = new HostRoot(dir);
+  else if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new VfioctlError(`--root ${dir}: no such directory`, EXIT.BAD_INPUT);
+  const probe = new HostRoot(dir, { hostMount: mounted !== undefined });
   if (g.kernel !== undefined && (!/^[A-Za-z0-9._+~-]{1,128}$/.test(g.kernel) || !probe.exists(`/lib/modules/${g.kernel}`))) {
     throw new VfioctlError(`--kernel '${g.kernel}': no module tree ${probe.path(`/lib/modules/${g.kernel}`)}; 'ls ${probe.path('/lib/modules')}' lists the kernels`, EXIT.BAD_INPUT);
   }
   const host = new Host({
     root: dir,
+    hostRoot: mounted !== undefined,
     kernel: g.kernel,
-    trust: trustPolicy(io.env),
+    trust: trusted,
     env: io.env,
     waitMs: waitMs(g.wait),
     ...(io.kernelIo ? { kernelIo: io.kernelIo(probe) } : {}),
@@ -88,7 +100,7 @@ export function trust(ctx: Context): TrustPolicy {
  * modules, which the running kernel cannot load. Writing commands refuse it unless dry-run.
  */
 export function refuseForeignKernelWrite(ctx: Context, dryRun: boolean | undefined): void {
-  if (dryRun || ctx.kernel === undefined || !ctx.root.isLive) return;
+  if (dryRun || ctx.kernel === undefined || !ctx.root.isRunning) return;
   const running = ctx.root.kernelRelease();
   if (running !== undefined && running !== ctx.kernel) {
     throw new VfioctlError(`--kernel ${ctx.kernel} is not the running kernel (${running}): its plan can only be previewed; add --dry-run`, EXIT.BAD_INPUT);

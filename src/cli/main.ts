@@ -1,4 +1,4 @@
-// vfioctl command line. Global options (--root, --kernel) work before or after the command.
+// vfioctl command line. Global options (--root, --host-root, --kernel) work before or after the command.
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, VfioctlError } from '../util/diag';
 import { makeContext, type Context, type GlobalOptions, type Io } from './context';
@@ -24,6 +24,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .description('Put PCI devices on the right VFIO driver: variant-aware, ID-table-checked, safe.')
     .version(VERSION, '-V, --version')
     .addOption(new Option('--root <dir>', 'host root holding sys/, proc/, lib/modules/, etc/, run/, dev/').env('VFIOCTL_ROOT'))
+    .addOption(new Option('--host-root <dir>', "the live host's / mounted into this container: as --root, and modprobe, hooks and in-use checks are the host's").env('VFIOCTL_HOST_ROOT'))
     .option('--kernel <release>', 'kernel release whose modules to use (default: <root>/proc/sys/kernel/osrelease)')
     .option('--wait <seconds>', 'how long a writing command waits for another vfioctl to finish (default 30; exit 4 when it is not done by then)')
     // driverctl users write `driverctl --nosave set-override ...`: the same options before the verb.
@@ -114,6 +115,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .argument('[device...]', 'PCI addresses (default: every configured device)')
     .option('--dry-run', 'print the exact steps and every failing check; change nothing')
     .option('--boot', 'boot mode (the late unit): never touch boot devices (fstab, crypttab, root=); broad rules need acknowledgeBroadMatch')
+    .option('--guard-boot-devices', 'never touch the devices the host boots from (fstab, crypttab, root=, resume=), whatever a rule matches')
     .option('--config <file>', 'use this configuration file (a path on the running system) instead of /etc/vfioctl/vfioctl.json')
     .option('--json', 'print JSON results')
     .action(wrap((ctx, devices, opts) => applyCommand(ctx, devices, opts)));

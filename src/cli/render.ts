@@ -45,7 +45,7 @@ export function renderConverge(ctx: Context, r: ConvergeReport, json: boolean | 
   for (const a of r.notFound) ctx.io.err(`vfioctl: no PCI device ${a} (not in ${ctx.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')\n`);
   for (const a of r.notConfigured) ctx.io.err(`vfioctl: ${a}: not configured; nothing to apply ('vfioctl set ${a} vfio' configures it)\n`);
   if (json) {
-    ctx.io.out(JSON.stringify({ command: 'apply', dryRun: r.dryRun, boot: r.boot, recovered: r.recovered, results: r.results, skipped: r.skipped, warnings: r.warnings }, null, 2) + '\n');
+    ctx.io.out(JSON.stringify({ command: 'apply', dryRun: r.dryRun, boot: r.boot, guardBootDevices: r.guardBootDevices, recovered: r.recovered, results: r.results, skipped: r.skipped, warnings: r.warnings }, null, 2) + '\n');
   } else {
     printWarnings(ctx, r.warnings); // (what was recovered was reported when the session began)
     for (const p of r.phases) renderResults(ctx, p.kind, p.plan, p.results, r.dryRun);

@@ -15,7 +15,7 @@ function bootText(b: DeviceStatus['boot']): string {
 
 export function statusCommand(ctx: Context, opts: { json?: boolean; config?: string }): number {
   const running = ctx.root.kernelRelease();
-  if (ctx.kernel !== undefined && ctx.root.isLive && running !== ctx.kernel) {
+  if (ctx.kernel !== undefined && ctx.root.isRunning && running !== ctx.kernel) {
     ctx.io.err(`vfioctl: note: resolving for kernel ${ctx.kernel}, not the running ${running ?? 'kernel'}: a preview of what apply would do after booting it; the live drivers are this kernel's\n`);
   }
   const policy = trust(ctx);

@@ -36,15 +36,27 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/**
+ * The program, its argument array and the VFIOCTL_ROOT a hook gets. Under --host-root it runs
+ * chrooted into the host's root (chroot(1) execs it: same process, same process group), so its
+ * tools (ip, devlink, mlxreg) and their libraries are the host's and `/` is the host's `/`.
+ */
+export function hookCommand(root: HostRoot, path: string, input: HookInput): { file: string; args: string[]; rootDir: string } {
+  const args = [input.event, input.address, input.targetDriver ?? '', input.previousDriver ?? ''];
+  const abs = root.confine(path); // refused when it leads out of the root, chrooted or not
+  return root.hostMount ? { file: 'chroot', args: [root.dir, path, ...args], rootDir: '/' } : { file: abs, args, rootDir: root.dir };
+}
+
 export function runHook(root: HostRoot, path: string, input: HookInput, timeoutMs: number, env: NodeJS.ProcessEnv): Promise<HookOutcome> {
   return new Promise((resolve) => {
-    const child = spawn(root.confine(path), [input.event, input.address, input.targetDriver ?? '', input.previousDriver ?? ''], {
+    const cmd = hookCommand(root, path, input);
+    const child = spawn(cmd.file, cmd.args, {
       stdio: ['pipe', 'pipe', 'pipe'],
       // Its own process group, so the time limit reaches whatever it started (a `sleep`, a
       // daemon that forgot to detach), and a terminal's ^C reaches vfioctl, which then decides.
       detached: true,
       // A small, predictable environment: no inherited LD_PRELOAD and friends.
-      env: { PATH: env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', VFIOCTL_ROOT: root.dir, VFIOCTL_EVENT: input.event },
+      env: { PATH: env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', VFIOCTL_ROOT: cmd.rootDir, VFIOCTL_EVENT: input.event },
     });
     let output = '';
     const collect = (d: Buffer) => {

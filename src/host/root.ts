@@ -164,18 +164,56 @@ export class HostDir {
   }
 }
 
+/**
+ * procfs files that follow the *reading* process's namespaces: /proc/self/mountinfo is the
+ * reader's mount namespace, /proc/net/* (a symlink to self/net) its network namespace.
+ */
+export type NamespacedProcFile = 'mountinfo' | 'net/route' | 'net/ipv6_route' | 'net/if_inet6';
+
+export interface HostRootOptions {
+  /**
+   * `dir` is the running host's `/` mounted into this process's filesystem (a container's
+   * `--host-root`), not a tree of files: modules are loaded and hooks run chrooted into it, and
+   * what follows namespaces is read as the host's init (pid 1) sees it.
+   */
+  readonly hostMount?: boolean;
+}
+
 export class HostRoot {
   readonly dir: string;
+  /** See HostRootOptions.hostMount. */
+  readonly hostMount: boolean;
   /** `dir` without its trailing slash ('' for `/`), so path() can concatenate. */
   private readonly prefix: string;
 
-  constructor(dir = '/') {
+  constructor(dir = '/', opts: HostRootOptions = {}) {
     this.dir = path.resolve(dir);
     this.prefix = this.dir === '/' ? '' : this.dir;
+    this.hostMount = !!opts.hostMount;
   }
 
+  /** This process's own `/`. */
   get isLive(): boolean {
     return this.dir === '/';
+  }
+
+  /**
+   * The running system's tree, this process's own `/` or the host's mounted (`--host-root`): the
+   * running kernel is the one it describes, so modules can be loaded into it.
+   */
+  get isRunning(): boolean {
+    return this.isLive || this.hostMount;
+  }
+
+  /**
+   * Root-relative path of a namespaced procfs file, in the namespaces the host's checks must see.
+   * The reader's own (/proc/self, /proc/net) on the live root and in fixtures; under --host-root
+   * the reader is a container with its own mount and network namespaces, so the host's are read
+   * through its init, /proc/1 (the host's procfs is mounted at DIR/proc: its pid 1 is the host's).
+   */
+  nsProc(file: NamespacedProcFile): string {
+    if (this.hostMount) return `/proc/1/${file}`;
+    return file === 'mountinfo' ? '/proc/self/mountinfo' : `/proc/${file}`;
   }
 
   /** Absolute path of `rel` (written as if from `/`) under this root. */
@@ -320,4 +358,16 @@ export class HostRoot {
   kernelRelease(override?: string): string | undefined {
     return override ?? this.readAttr('/proc/sys/kernel/osrelease')?.trim();
   }
+}
+
+/**
+ * Why `dir` cannot be a --host-root, or null: it must be the host's `/` (a root-owned
+ * directory) mounted recursively, so that its proc/, sys/ and dev/ come with it.
+ */
+export function hostRootProblem(dir: string, trustedUids: readonly number[]): string | null {
+  const st = fs.statSync(dir, { throwIfNoEntry: false });
+  if (!st?.isDirectory()) return `${dir}: no such directory`;
+  if (!trustedUids.includes(st.uid)) return `${dir} is owned by uid ${st.uid}, not root: it must be the host's / mounted into the container`;
+  if (!fs.existsSync(path.join(dir, 'proc/1'))) return `${dir} has no proc/1: mount the host's / recursively (rbind, as a Kubernetes hostPath volume is), so that its /proc, /sys and /dev come with it`;
+  return null;
 }

@@ -70,7 +70,8 @@ function readMounts(root: HostRoot): MountTable {
   const bySource = new Map<string, string[]>();
   const by9pTag = new Map<string, string[]>();
   // mountinfo: id parent major:minor root mountpoint opts ... - fstype source superopts
-  const text = root.readFile('/proc/self/mountinfo') ?? '';
+  // The host's mount namespace (a container has its own; see HostRoot.nsProc).
+  const text = root.readFile(root.nsProc('mountinfo')) ?? '';
   for (const line of text.split('\n')) {
     const f = line.split(' ');
     if (f.length < 10) continue;
@@ -82,6 +83,9 @@ function readMounts(root: HostRoot): MountTable {
     if (src && sep > 0 && f[sep + 1] === '9p') addTo(by9pTag, [decodeMountField(src)], mp);
   }
   const swaps = new Set<string>();
+  // Swap is not namespaced (there is no /proc/PID/swaps): every reader sees the one list. Paths
+  // are rendered by d_path, from the reader's root or, when it cannot reach the host's /dev,
+  // from the host's: a swap partition reads /dev/NAME either way.
   for (const line of (root.readFile('/proc/swaps') ?? '').split('\n').slice(1)) {
     const src = line.split(/\s+/)[0];
     if (src?.startsWith('/dev/')) swaps.add(src.slice(5));
@@ -131,7 +135,7 @@ export function ipv6FromHex(hex: string): string {
 function routesByIface(root: HostRoot): Map<string, string[]> {
   const out = new Map<string, string[]>();
   // /proc/net/route: Iface Destination(hex, little-endian) Gateway Flags ... Mask
-  for (const line of (root.readFile('/proc/net/route') ?? '').split('\n').slice(1)) {
+  for (const line of (root.readFile(root.nsProc('net/route')) ?? '').split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 8) continue;
     const d = f[1]!;
@@ -139,7 +143,7 @@ function routesByIface(root: HostRoot): Map<string, string[]> {
     addTo(out, [f[0]!], ip === '0.0.0.0' ? 'default' : ip);
   }
   // /proc/net/ipv6_route: dest plen src plen nexthop metric ref use flags iface
-  for (const line of (root.readFile('/proc/net/ipv6_route') ?? '').split('\n')) {
+  for (const line of (root.readFile(root.nsProc('net/ipv6_route')) ?? '').split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f.length < 10 || f[9] === 'lo') continue;
     const dest = f[0]!;
@@ -152,7 +156,7 @@ function routesByIface(root: HostRoot): Map<string, string[]> {
 
 function inet6ByIface(root: HostRoot): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  for (const line of (root.readFile('/proc/net/if_inet6') ?? '').split('\n')) {
+  for (const line of (root.readFile(root.nsProc('net/if_inet6')) ?? '').split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f.length < 6) continue;
     addTo(out, [f[5]!], ipv6FromHex(f[0]!));

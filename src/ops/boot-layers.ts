@@ -130,10 +130,13 @@ export function refreshBootMaps(host: Host, kernel?: string): string[] {
 }
 
 function execPath(root: HostRoot, given: string | undefined, policy: TrustPolicy): string {
+  // Under --host-root this process is a container's: its own path means nothing to the host's boot.
+  if (root.hostMount && given === undefined) throw new VfioctlError(`--host-root ${root.dir}: the units run vfioctl on the host at boot: give --exec PATH, its path on the host (or install the Debian package on the host)`, EXIT.BAD_INPUT);
   const p = given ?? (/^vfioctl(\.js)?$/.test(path.basename(process.argv[1] ?? '')) ? fs.realpathSync(process.argv[1]!) : '/usr/local/bin/vfioctl');
   if (!path.isAbsolute(p) || /[\s"'\\$`]/.test(p)) throw new VfioctlError(`--exec '${p}': must be an absolute path without spaces or quotes (it goes into unit files)`, EXIT.BAD_INPUT);
-  // Boot runs it as root: it must not be a file a non-root user could replace.
-  const rel = root.isLive ? p : p.startsWith(root.dir + '/') ? root.hostPath(p) : null;
+  // Boot runs it as root: it must not be a file a non-root user could replace. Under --host-root
+  // the path given is one on the host, so it is checked under the root.
+  const rel = root.isLive || root.hostMount ? p : p.startsWith(root.dir + '/') ? root.hostPath(p) : null;
   if (rel !== null && root.exists(rel)) {
     const why = untrustedReason(root, rel, policy);
     if (why) throw new VfioctlError(`refusing to install units that run ${p} as root at boot: ${why}; install vfioctl root-owned (e.g. /usr/local/bin/vfioctl) and pass --exec`, EXIT.REFUSED);

@@ -28,6 +28,12 @@ export interface ConvergeOptions {
   readonly dryRun?: boolean;
   /** The late boot unit: boot devices from fstab/crypttab/root= are refused, broad rules need an acknowledgement. */
   readonly boot?: boolean;
+  /**
+   * Refuse the devices the host boots from (fstab, crypttab, root=/resume= on the kernel command
+   * line) in this apply too, whatever a rule matches, as `boot` does: for an apply nobody watches
+   * (the node agent sets it always). Unlike `boot`, broad rules apply as usual.
+   */
+  readonly guardBootDevices?: boolean;
 }
 
 export interface PhaseResult {
@@ -42,6 +48,8 @@ export type ConvergeResult = DeviceResult & { readonly phase: 'sriov' | 'release
 export interface ConvergeReport {
   readonly dryRun: boolean;
   readonly boot: boolean;
+  /** The boot devices were refused (ConvergeOptions.guardBootDevices, or `boot`). */
+  readonly guardBootDevices: boolean;
   readonly phases: readonly PhaseResult[];
   readonly results: readonly ConvergeResult[];
   readonly skipped: readonly Skipped[];
@@ -185,15 +193,16 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
   const onlySet = opts.only ? new Set(opts.only) : null;
   const read = () => host.readForWrite();
   const boot = opts.boot ? bootProtected(host) : null;
+  // Outside boot the live in-use checks see the mounts and routes; the boot map's "in use when it
+  // was made" entries are for a boot that has not set them up yet, so they are not added here.
+  const guard = !boot && opts.guardBootDevices ? readBootDevices(host.root) : null;
   let snap = read();
   const warnings = [...snap.warnings, ...(session ? [] : host.pendingProblems())];
   const state = readStateChecked(root);
   if (state.problem) warnings.push(state.problem);
   let desired = desiredState(config, snap.devices);
-  if (boot) {
-    for (const u of boot.unresolved) warnings.push(`boot device ${u} could not be traced to a PCI device`);
-    if (session) writeBootState(root, bootOutcomes(snap, desired, boot));
-  }
+  for (const u of (boot ?? guard)?.unresolved ?? []) warnings.push(`boot device ${u} could not be traced to a PCI device`);
+  if (boot && session) writeBootState(root, bootOutcomes(snap, desired, boot));
   const phases: PhaseResult[] = [];
   const run = async (kind: Plan['kind'], plan: Plan) => {
     if (plan.devices.length === 0) return;
@@ -202,7 +211,7 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
     phases.push({ kind, plan, results });
   };
   const bootTaken = opts.boot ? { bootTaken: readBootTaken(host, warnings) } : {};
-  const ruleOpts = () => ({ only: onlySet, boot, ruleHooks: ruleHooks(host, desired), ...bootTaken });
+  const ruleOpts = () => ({ only: onlySet, boot, guard, ruleHooks: ruleHooks(host, desired), ...bootTaken });
   const sriov = planSriovPhase(snap, desired, ruleOpts());
   await run('sriov', sriov);
   if (sriov.devices.some((d) => d.status === 'planned')) {
@@ -227,6 +236,7 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
   const report = {
     dryRun: !session,
     boot: !!opts.boot,
+    guardBootDevices: !!opts.boot || !!opts.guardBootDevices,
     phases,
     results,
     skipped: bindPhase.skipped,

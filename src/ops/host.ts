@@ -3,7 +3,7 @@
 // operation runs in a write session (lock, repair of a killed run, signals) and goes
 // read -> pure plan -> the executor, the only writer.
 import { readSnapshot, type Snapshot } from '../read/snapshot';
-import { HostRoot } from '../host/root';
+import { HostRoot, hostRootProblem } from '../host/root';
 import { parseAddress } from '../host/address';
 import { execute, type DeviceResult, type ExecOptions } from '../apply/executor';
 import { CORRUPT_JOURNAL_ACTION, Journal } from '../apply/journal';
@@ -32,6 +32,13 @@ export interface HostEvents {
 export interface HostOptions {
   /** The host root (default `/`). */
   readonly root?: string;
+  /**
+   * `root` is the running host's `/` mounted into this process's filesystem (a privileged
+   * container, `--host-root`), not a tree of files: modules are loaded with `chroot ROOT modprobe`,
+   * hooks run chrooted into it, and mounts and routes are read as the host's init sees them
+   * (ROOT/proc/1), not as this process does. ROOT must be a root-owned directory with proc/1.
+   */
+  readonly hostRoot?: boolean;
   /** Kernel release whose modules to use (default: the running kernel's). */
   readonly kernel?: string;
   /** Whose hooks and configuration files are trusted (default: root's only). */
@@ -109,9 +116,13 @@ export class Host {
   private readonly io: KernelIo;
 
   constructor(readonly options: HostOptions = {}) {
-    this.root = new HostRoot(options.root ?? '/');
-    this.kernel = options.kernel;
     this.trust = options.trust ?? trustPolicy(options.env ?? {});
+    if (options.hostRoot) {
+      const why = hostRootProblem(options.root ?? '/', this.trust.uids);
+      if (why) throw new VfioctlError(`--host-root ${why}`, EXIT.BAD_INPUT);
+    }
+    this.root = new HostRoot(options.root ?? '/', { hostMount: !!options.hostRoot });
+    this.kernel = options.kernel;
     this.waitMs = options.waitMs ?? 30_000;
     this.io = options.kernelIo ?? new SysfsKernelIo(this.root);
   }

@@ -17,6 +17,8 @@ export interface ConvergeOptions {
   readonly only: ReadonlySet<string> | null;
   /** At boot: the devices the host boots from are never touched; broad rules need acknowledging. */
   readonly boot: BootDevices | null;
+  /** Outside boot (`guardBootDevices`): the devices the host boots from are refused all the same. */
+  readonly guard?: BootDevices | null;
   readonly ruleHooks: ReadonlyMap<string, readonly Hook[]>;
   /** At boot: what the early layers wrote (address -> override), from /run/vfioctl/boot-taken. */
   readonly bootTaken?: ReadonlyMap<string, string>;
@@ -42,14 +44,21 @@ export function planSriovPhase(snap: Snapshot, desired: DesiredState, o: Converg
   );
 }
 
-/** At boot a device the host boots from is refused whatever the rule says; nothing is forced. */
-function bootRefusals(plan: Plan, boot: BootDevices | null): Plan {
-  if (!boot) return plan;
+/**
+ * At boot, and in every apply that guards them, a device the host boots from is refused whatever
+ * the rule says (a broad rule's class or vendor match included); nothing is forced.
+ */
+function bootRefusals(plan: Plan, boot: BootDevices | null, guard: BootDevices | null): Plan {
+  const protect = boot ?? guard;
+  if (!protect) return plan;
   const devices = plan.devices.map((p): DevicePlan => {
-    const why = boot.devices.get(p.address);
+    const why = protect.devices.get(p.address);
     if (!why || (p.status !== 'planned' && p.status !== 'refused')) return p;
+    const message = boot
+      ? `the host boots from it (${why.join('; ')}); a boot-time apply never moves it`
+      : `the host boots from it (${why.join('; ')}); an apply that guards boot devices (--guard-boot-devices, the node agent's) never moves it: narrow the rule that selects it`;
     // First, so the reason a boot device stays is the boot, not whichever live check also fired.
-    return { ...p, status: 'refused', steps: [], refusals: [{ check: 'boot-device', message: `the host boots from it (${why.join('; ')}); a boot-time apply never moves it`, forceable: false }, ...p.refusals] };
+    return { ...p, status: 'refused', steps: [], refusals: [{ check: 'boot-device', message, forceable: false }, ...p.refusals] };
   });
   return { ...plan, devices };
 }
@@ -90,7 +99,7 @@ export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: Ap
   // In the configuration's order, as the rules were resolved.
   const order = [...intents.keys()];
   plans.sort((a, b) => order.indexOf(a.address) - order.indexOf(b.address));
-  const bind = bootRefusals({ kind: 'bind', devices: plans }, o.boot);
+  const bind = bootRefusals({ kind: 'bind', devices: plans }, o.boot, o.guard ?? null);
   // Released: applied before, no longer configured, and still where that apply put it (a device
   // something else has rebound since is left to whoever did that).
   const release = Object.values(applied.devices)

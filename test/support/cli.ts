@@ -9,10 +9,15 @@ export interface CliResult {
   json<T = any>(): T;
 }
 
-export async function cli(root: string, args: string[], env: NodeJS.ProcessEnv = {}, seams: Pick<Io, 'kernelIo' | 'beforeStep'> = {}): Promise<CliResult> {
+export function cli(root: string, args: string[], env: NodeJS.ProcessEnv = {}, seams: Pick<Io, 'kernelIo' | 'beforeStep'> = {}): Promise<CliResult> {
+  return cliArgs(['--root', root, ...args], env, seams);
+}
+
+/** The CLI with exactly these arguments (no --root added): `--host-root DIR ...`, option clashes. */
+export async function cliArgs(args: string[], env: NodeJS.ProcessEnv = {}, seams: Pick<Io, 'kernelIo' | 'beforeStep'> = {}): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
-  const code = await run(['--root', root, ...args], {
+  const code = await run(args, {
     out: (s) => (stdout += s),
     err: (s) => (stderr += s),
     env,

@@ -51,6 +51,8 @@ export class Fixture {
   private readonly routes: string[] = [];
   private readonly routes6: string[] = [];
   private readonly inet6: string[] = [];
+  /** Set by containerReader(): the reading process has namespaces of its own. */
+  private readerMounts: string[] | null = null;
 
   constructor(readonly dir: string) {
     this.tree = new SysfsTree(dir);
@@ -218,6 +220,25 @@ export class Fixture {
     return this;
   }
 
+  /**
+   * The reading process is a container's (for --host-root): from now on the mounts, routes and
+   * addresses set up here are the host's, seen through its init (/proc/1/mountinfo,
+   * /proc/1/net/*), while the reader's own (/proc/self/mountinfo, /proc/net/*) are a new mount and
+   * network namespace: an overlay root and readerMount()'s mounts, no routes, no addresses.
+   */
+  containerReader(): this {
+    this.readerMounts ??= [];
+    this.flushProc();
+    return this;
+  }
+
+  /** A mount in the reading container's mount namespace only (after containerReader()). */
+  readerMount(devno: string, source: string, mountpoint: string): this {
+    (this.readerMounts ??= []).push(`${60 + this.readerMounts.length} 1 ${devno} / ${mountpoint} rw,relatime shared:1 - ext4 ${source} rw`);
+    this.flushProc();
+    return this;
+  }
+
   swap(source: string): this {
     this.swaps.push(`${source}                               partition\t1048572\t0\t-2`);
     this.flushProc();
@@ -236,11 +257,21 @@ export class Fixture {
 
   private flushProc(): void {
     const t = this.tree;
-    t.write('/proc/self/mountinfo', ['22 1 0:21 / / rw - overlay overlay rw', ...this.mountinfo].join('\n') + '\n');
+    const routeHeader = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT';
+    const write = (proc: string, mountinfo: string[], routes: string[], routes6: string[], inet6: string[]) => {
+      t.write(`${proc === '/proc' ? '/proc/self' : proc}/mountinfo`, mountinfo.join('\n') + '\n');
+      t.write(`${proc}/net/route`, [routeHeader, ...routes].join('\n') + '\n');
+      t.write(`${proc}/net/ipv6_route`, routes6.join('\n'));
+      t.write(`${proc}/net/if_inet6`, inet6.map((l) => l + '\n').join(''));
+    };
+    const host = ['22 1 0:21 / / rw - ext4 /dev/root rw', ...this.mountinfo];
+    if (this.readerMounts === null) write('/proc', ['22 1 0:21 / / rw - overlay overlay rw', ...this.mountinfo], this.routes, this.routes6, this.inet6);
+    else {
+      write('/proc/1', host, this.routes, this.routes6, this.inet6);
+      write('/proc', ['1200 1100 0:99 / / rw - overlay overlay rw', ...this.readerMounts], [], [], []);
+    }
+    // Swap is global: one /proc/swaps whatever the reader's namespaces.
     t.write('/proc/swaps', ['Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority', ...this.swaps].join('\n') + '\n');
-    t.write('/proc/net/route', ['Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT', ...this.routes].join('\n') + '\n');
-    t.write('/proc/net/ipv6_route', this.routes6.join('\n'));
-    t.write('/proc/net/if_inet6', this.inet6.map((l) => l + '\n').join(''));
   }
 }
 
