@@ -9,7 +9,7 @@ export interface CliResult {
   json<T = any>(): T;
 }
 
-export async function cli(root: string, args: string[], env: NodeJS.ProcessEnv = {}, seams: Pick<Io, 'kernelIo' | 'beforeStep'> = {}): Promise<CliResult> {
+export async function cli(root: string, args: string[], env: NodeJS.ProcessEnv = {}, seams: Pick<Io, 'kernelIo' | 'beforeStep' | 'stdin'> = {}): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const code = await run(['--root', root, ...args], {
