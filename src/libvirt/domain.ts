@@ -67,11 +67,11 @@ interface Open {
 
 /** Throws VfioctlError (exit 2) with `LINE:COLUMN` for a document that is not well-formed or not a usable domain. */
 export function parseDomain(xml: string, source = 'domain XML'): Domain {
+  if (xml.trim() === '') throw new VfioctlError(`${source}: empty document: libvirt passes the domain XML on standard input`, EXIT.BAD_INPUT);
   const parser = new SaxesParser({ xmlns: true, position: true });
   const stack: Open[] = [];
   let name: string | null = null;
   let uuid: string | null = null;
-  let root: string | null = null;
   const hostdevs: DomainHostdev[] = [];
   const options = { group: false, force: false };
   let seenOptions = false;
@@ -90,7 +90,6 @@ export function parseDomain(xml: string, source = 'domain XML'): Domain {
     const path = tag.uri === '' && (parent === undefined || parent.path !== '') ? `${parent?.path ?? ''}/${tag.local}` : '';
     stack.push({ tag, path, text: '' });
     if (parent === undefined) {
-      root = path;
       if (path !== '/domain') bad(`the document element is <${tag.name}>, not a libvirt <domain>`);
     }
     if (tag.uri === VFIOCTL_XMLNS) {
@@ -150,7 +149,6 @@ export function parseDomain(xml: string, source = 'domain XML'): Domain {
     // saxes reports `LINE:COLUMN: what` for a document that is not well-formed.
     throw new VfioctlError(`${source}:${(e as Error).message}`, EXIT.BAD_INPUT);
   }
-  if (root === null) throw new VfioctlError(`${source}: empty document: libvirt passes the domain XML on standard input`, EXIT.BAD_INPUT);
   if (uuid !== null && !isUuid(uuid)) throw new VfioctlError(`${source}: <uuid>${uuid}</uuid> is not a UUID`, EXIT.BAD_INPUT);
   return { name, uuid, hostdevs, options };
 }
