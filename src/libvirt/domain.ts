@@ -3,7 +3,7 @@
 // strict, namespace-aware XML 1.0 parser (never regular expressions): a document that is not
 // well-formed is bad input with the parser's line and column. saxes expands no external entities
 // and reads no DTD, so a domain document cannot make vfioctl read files.
-import { SaxesParser, type SaxesTagNS } from 'saxes';
+import type { SaxesParser as Parser, SaxesTagNS } from 'saxes';
 import { EXIT, VfioctlError } from '../util/diag';
 
 /** The namespace of vfioctl's element in a domain's `<metadata>` (libvirt keeps one element per namespace). */
@@ -68,6 +68,9 @@ interface Open {
 /** Throws VfioctlError (exit 2) with `LINE:COLUMN` for a document that is not well-formed or not a usable domain. */
 export function parseDomain(xml: string, source = 'domain XML'): Domain {
   if (xml.trim() === '') throw new VfioctlError(`${source}: empty document: libvirt passes the domain XML on standard input`, EXIT.BAD_INPUT);
+  // Loaded here, not at start-up: only the hook's two acting operations parse XML (saxes builds
+  // its character-class tables when loaded; the bundle keeps a module's body until first require).
+  const { SaxesParser } = require('saxes') as { SaxesParser: typeof Parser };
   const parser = new SaxesParser({ xmlns: true, position: true });
   const stack: Open[] = [];
   let name: string | null = null;
