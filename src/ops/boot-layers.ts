@@ -239,7 +239,7 @@ function installLibvirt(host: Host, layout: files.Layout, opts: InstallOptions):
   if (opts.uninstall) {
     const text = root.readFile(p);
     // Only what vfioctl wrote; the package's copy is dpkg's (a conffile: 'apt-get purge' removes it).
-    const ours = text !== undefined && text.includes(files.MARKER);
+    const ours = text?.includes(files.MARKER) === true;
     const action = text === undefined ? 'absent' : !ours ? `kept (${text.includes('Part of the vfioctl package') ? "the package's" : 'not written by vfioctl'})` : opts.dryRun ? 'would remove' : 'removed';
     if (ours && !opts.dryRun) fs.rmSync(root.confineEntry(p), { force: true });
     return { ...base, files: [{ path: p, action }], next: action === 'removed' ? LIBVIRT_NEXT : null };
