@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as files from '../../src/boot/files';
 import { E1, E2, LPC, type ModelHost, modelHosts, SMB, VN } from '../support/model-host';
 import { parseDomain, VFIOCTL_XMLNS } from '../../src/libvirt/domain';
+import { openHost } from '../../src/ops/index';
 
 const host = modelHosts({ trustSelf: true });
 const UUID = '0b1c7a3e-2b52-4c9b-8a58-6f0f6b2f8a11';
@@ -292,4 +293,15 @@ test('install --libvirt writes the qemu.d hook, which hands libvirt\'s argv and 
   const gone = spawnSync(h.f.tree.abs(HOOK), ['g', 'prepare', 'begin', '-'], { input: '<domain/>', encoding: 'utf8' });
   assert.deepEqual([gone.status, gone.stdout, gone.stderr], [0, '', '']);
   assert.equal((await h.run(['install', '--libvirt', '--uninstall'])).stdout.split('\n')[0], `kept (the package's): ${HOOK}`);
+});
+
+test('the library API runs the same hook: typed results, problems as lines, nothing printed', async () => {
+  const h = host();
+  const api = openHost({ root: h.f.dir, kernelIo: h.k, trust: { uids: [0, process.getuid!()] } });
+  const xml = domain([hostdev(E2)]);
+  const r = await api.libvirtHook({ guest: 'win11', operation: 'prepare', subOperation: 'begin', xml: () => xml });
+  assert.deepEqual([r.action, r.domain, r.exitCode, r.results.map((x) => [x.address, x.status, x.driver])], ['prepare', 'win11', 0, [[E2, 'ok', 'vfio-pci']]]);
+  const again = await api.libvirtHook({ guest: 'win11', operation: 'release', subOperation: 'end', xml: () => xml });
+  assert.deepEqual([again.action, again.exitCode, h.state(E2).driver], ['release', 0, 'e1000e']);
+  assert.equal(api.libvirtXml(['00:05.0']).devices[0]!.address, E2);
 });
