@@ -138,7 +138,8 @@ async function prepare(host: Host, guest: string, dom: Domain): Promise<LibvirtH
     const stopped = s.interrupted();
     const problems = problemLines(results);
     if (stopped) problems.push(`interrupted by ${stopped}`);
-    if (code !== EXIT.OK || stopped) problems.push(`guest '${name}': nothing was bound (${planned.length ? planned.join(', ') : todo.map((h) => h.address).join(', ')} left where they were); fix the above, or opt in through the domain's <metadata> (vfioctl:passthrough force='yes' / group='yes')`);
+    const optIn = code === EXIT.REFUSED ? ", or opt in through the domain's <metadata> (vfioctl:passthrough force='yes' / group='yes') where the refusal allows it" : '';
+    if (code !== EXIT.OK || stopped) problems.push(`nothing was bound (${planned.length ? planned.join(', ') : todo.map((h) => h.address).join(', ')} left where they were): fix the above${optIn}`);
     return { action: 'prepare', domain: name, results, problems, warnings: [...warnings, ...results.flatMap((x) => x.warnings.map((w) => `${x.address}: ${w}`))], exitCode: stopped && code === EXIT.OK ? EXIT.FAILED : code };
   });
 }
@@ -180,7 +181,7 @@ async function release(host: Host, guest: string, dom: Domain): Promise<LibvirtH
     writeDomainRecord(host.root, { ...record, devices: left, at: new Date().toISOString() });
     const problems = problemLines(results.filter((x) => x.status !== 'invalid'));
     for (const x of results) if (x.status === 'invalid') warnings.push(`${x.address}: no longer on this host; forgotten`);
-    if (left.length) problems.push(`guest '${name}': ${left.join(', ')} not given back: fix the above, then 'vfioctl unbind ${left.join(' ')}'`);
+    if (left.length) problems.push(`${left.join(', ')} not given back: fix the above, then 'vfioctl unbind ${left.join(' ')}'`);
     const code = exitCodeOf(results.filter((x) => x.status !== 'invalid').map((x) => x.status));
     return { action: 'release', domain: name, results, problems, warnings: [...warnings, ...results.flatMap((x) => x.warnings.map((w) => `${x.address}: ${w}`))], exitCode: s.interrupted() && code === EXIT.OK ? EXIT.FAILED : code };
   });

@@ -115,7 +115,7 @@ test('all or none: a domain naming an in-use NIC is refused with the fix, nothin
   assert.equal(r.stdout, '');
   const lines = r.stderr.trim().split('\n');
   assert.match(lines[0]!, new RegExp(`^vfioctl libvirt-hook: guest 'win11': ${E1}: in-use: the host is using it: interface eth0 is up.*or --force$`));
-  assert.match(lines[1]!, /guest 'win11': nothing was bound .*vfioctl:passthrough force='yes'/);
+  assert.match(lines[1]!, /^vfioctl libvirt-hook: guest 'win11': nothing was bound .*vfioctl:passthrough force='yes'/);
   assert.equal(lines.length, 2, 'one line per problem: the free device refused alongside is not one');
   assert.equal(h.k.writes.length, 0);
   assert.equal(record(h), null);
@@ -185,6 +185,7 @@ test('nothing on standard output for any operation; only prepare begin and relea
   const failing = await hook(h, 'prepare', 'begin', domain([hostdev('0000:00:0a.0')]));
   assert.deepEqual([failing.code, failing.stdout], [2, '']);
   assert.match(failing.stderr, /0000:00:0a\.0: input: no PCI device 0000:00:0a\.0/);
+  assert.doesNotMatch(failing.stderr, /opt in/, 'bad input is not something an opt-in fixes');
   // A guest name that looks like an option (the hook script passes '--').
   const dash = await h.run(['libvirt-hook', '--', '--help', 'started', 'begin', '-'], untouched);
   assert.deepEqual([dash.code, dash.stdout], [0, '']);
