@@ -10,6 +10,7 @@ import * as sysfs from '../guest/sysfs';
 import { MACHINE } from '../machine';
 import { expectOnHost, expectOnVfio, expectUnchanged } from './common';
 import { withHooksDir } from './hooks';
+import { ip } from './safety';
 
 const HOOK = '/etc/libvirt/hooks/qemu.d/50-vfioctl';
 const RECORDS = '/run/vfioctl/libvirt';
@@ -55,12 +56,6 @@ function runHook(ctx: ScenarioContext, guest: string, op: string, sub: string, x
   if (r.stderr?.trim()) ctx.note(r.stderr.trim().split('\n').map((l) => `    stderr| ${l}`).join('\n'));
   ctx.eq(r.stdout, '', `standard output of '${op} ${sub}' (libvirt takes it as domain XML for migrate/restore)`);
   return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
-}
-
-function ip(ctx: ScenarioContext, args: readonly string[]): void {
-  const r = spawnSync('ip', args, { encoding: 'utf8' });
-  ctx.note(`$ ip ${args.join(' ')} -> exit ${r.status}${r.stderr.trim() ? `: ${r.stderr.trim()}` : ''}`);
-  if (r.status !== 0) ctx.fail(`ip ${args.join(' ')} failed: ${r.stderr.trim()}`);
 }
 
 export const libvirtHook: Scenario = {
