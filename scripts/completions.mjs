@@ -7,8 +7,8 @@
 
 /** What an option's value is, by its long name ('seconds': a number, nothing to offer). */
 const OPTION_VALUES = { root: 'dir', kernel: 'kernel', driver: 'vfio-driver', owner: 'user', exec: 'file', bus: 'bus', wait: 'seconds', config: 'file' };
-/** What a positional argument is, by its name. */
-const ARGUMENT_VALUES = { device: 'device', intent: 'intent', driver: 'driver', type: 'choices', action: 'choices', file: 'file' };
+/** What a positional argument is, by its name ('word': free text, nothing to offer: libvirt-hook's arguments come from libvirt). */
+const ARGUMENT_VALUES = { device: 'device', intent: 'intent', driver: 'driver', type: 'choices', action: 'choices', file: 'file', guest: 'word', operation: 'word', 'sub-operation': 'word', extra: 'word' };
 
 function describe(program) {
   const option = (o) => {

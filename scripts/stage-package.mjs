@@ -43,6 +43,9 @@ const bundle = readFileSync(join(repo, 'dist/vfioctl.js'), 'utf8').replace(/^#!\
 if (!bundle.startsWith('#!/usr/bin/node\n')) throw new Error('dist/vfioctl.js: unexpected interpreter line');
 put(files.PACKAGED_EXEC, bundle, 0o755);
 for (const f of files.staticLayers(files.PACKAGE_LAYOUT, files.PACKAGED_EXEC)) put(f.path, f.content, f.mode);
+// The libvirt qemu hook: a conffile; it execs /usr/sbin/vfioctl only while that exists.
+const hook = files.libvirtHook(files.PACKAGE_LAYOUT, files.PACKAGED_EXEC);
+put(hook.path, hook.content, hook.mode);
 put(files.PACKAGED_MARKER, `# vfioctl ${pkg.version} from the Debian package: dpkg owns the static boot layers;\n# 'vfioctl install' writes only this host's boot maps and udev rule and enables the units.\n`);
 // The Cockpit page (`npm run build:cockpit`), for the cockpit-vfioctl package.
 cpSync(join(repo, 'dist/cockpit/vfioctl'), join(out, 'stage-cockpit/usr/share/cockpit/vfioctl'), { recursive: true });

@@ -14,6 +14,7 @@ import { sriov } from './sriov';
 import { convergeMixedGroup } from './converge';
 import { ansiblePolicy } from './ansible';
 import { hostRoot } from './host-root';
+import { libvirtHook } from './libvirt';
 
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
@@ -29,6 +30,7 @@ export const SCENARIOS: readonly Scenario[] = [
   sharedIommuGroup,
   convergeMixedGroup,
   ansiblePolicy,
+  libvirtHook,
   killBetweenUnbindAndProbe,
   killAtEveryStep,
   sriov,

@@ -6,7 +6,7 @@ import * as sysfs from '../guest/sysfs';
 import { MACHINE } from '../machine';
 import { expectOnHost, expectOnVfio, expectUnchanged, resultFor, type ApplyJson } from './common';
 
-function ip(ctx: ScenarioContext, args: readonly string[]): string {
+export function ip(ctx: ScenarioContext, args: readonly string[]): string {
   const r = spawnSync('ip', args, { encoding: 'utf8' });
   ctx.note(`$ ip ${args.join(' ')} -> exit ${r.status}${r.stderr.trim() ? `: ${r.stderr.trim()}` : ''}`);
   if (r.status !== 0) ctx.fail(`ip ${args.join(' ')} failed: ${r.stderr.trim()}`);

@@ -264,7 +264,7 @@ class Runner {
    * the device went back to), so it can undo what it did at pre-bind (VFs removed, firmware
    * options set). Their failures are warnings: the device is already back.
    */
-  private async undoHooks(plan: DevicePlan, failedAt: number, warnings: string[]): Promise<void> {
+  async undoHooks(plan: DevicePlan, failedAt: number, warnings: string[]): Promise<void> {
     const ran = [...new Set(plan.steps.slice(0, failedAt + 1).flatMap((s) => (s.op === 'hook' ? [s.path] : [])))];
     for (const path of ran) {
       const r = await this.hook(path, { event: 'post-unbind', address: plan.address, targetDriver: plan.from.driver, previousDriver: plan.target?.driver ?? null, device: plan.device ?? null, steps: [] });
@@ -351,7 +351,10 @@ export async function execute(plan: Plan, o: ExecOptions): Promise<DeviceResult[
           for (const prev of done.reverse()) {
             const rb = await runner.rollback(prev, plan.kind);
             const old = results.get(prev.address)!;
-            results.set(prev.address, { ...old, status: 'failed', driver: driverOf(o.root, prev.address), error: `rolled back because ${d.address} failed${rb ? `; ${rb}` : ''}` });
+            const warnings = [...old.warnings];
+            // Its hooks ran to the end (post-bind too): each is told the bind was undone, as for a device that failed itself.
+            if (plan.kind === 'bind') await runner.undoHooks(prev, prev.steps.length - 1, warnings);
+            results.set(prev.address, { ...old, status: 'failed', driver: driverOf(o.root, prev.address), warnings, error: `rolled back because ${d.address} failed${rb ? `; ${rb}` : ''}` });
           }
           for (const prev of done) o.onResult?.(prev, results.get(prev.address)!);
           for (const rest of u.slice(u.indexOf(d) + 1)) {

@@ -317,3 +317,24 @@ export function kernelInstallPlugin(vfioctl: string): string {
 exit 0
 `;
 }
+
+/** libvirt (>= 6.5) runs every executable in qemu.d/ after the main `qemu` hook, sorted by name. */
+export const LIBVIRT_HOOK = '/etc/libvirt/hooks/qemu.d/50-vfioctl';
+
+/**
+ * The libvirt qemu hook: a tiny script that execs vfioctl with libvirt's arguments (standard input,
+ * the domain XML, passes through exec). Written by `install --libvirt`, shipped by the package.
+ */
+export function libvirtHook(layout: Layout, vfioctl: string): StaticFile {
+  const content = `#!/bin/sh
+# ${layout.packaged ? PACKAGE_HEADER : MARKER}: do not edit.
+# libvirt runs this as 'GUEST OPERATION SUB-OPERATION EXTRA' with the domain XML on standard input:
+# vfioctl binds the domain's managed='no' PCI hostdevs at 'prepare begin' (a failure aborts the
+# start) and gives them back at 'release end'; other operations are no-ops. '--': a guest name
+# may start with '-'. Standard output goes to standard error: for 'migrate' and 'restore' libvirt
+# takes a hook's standard output as the new domain XML. Without vfioctl, guests start as before.
+[ -x ${vfioctl} ] || exit 0
+exec ${vfioctl} libvirt-hook -- "$@" >&2
+`;
+  return { path: LIBVIRT_HOOK, mode: 0o755, content };
+}

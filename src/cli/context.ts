@@ -28,6 +28,8 @@ export interface Io {
    */
   kernelIo?: (root: HostRoot) => KernelIo;
   beforeStep?: ExecOptions['beforeStep'];
+  /** Standard input, read whole (libvirt-hook's domain XML). */
+  stdin?: () => string;
 }
 
 export interface Context {

@@ -1,6 +1,10 @@
 // `vfioctl doctor`: can this host do VFIO at all, and if not, why not.
-import { readModuleState } from '../read/snapshot';
-import { Diagnostics, EXIT } from '../util/diag';
+import { readModuleState, readSnapshot } from '../read/snapshot';
+import { Diagnostics, EXIT, VfioctlError } from '../util/diag';
+import { isOnVfio } from '../plan/checks';
+import { resetWarning } from '../report/device-view';
+import { loadConfig } from '../config/load';
+import { desiredState } from '../config/desired';
 import { VFIO_PCI_MODULE } from '../match/resolve';
 import type { Context } from './context';
 import { CORRUPT_JOURNAL_ACTION, Journal } from '../apply/journal';
@@ -58,6 +62,9 @@ export function doctorCommand(ctx: Context, opts: { json?: boolean }): number {
   const { entries, corrupt } = new Journal(root).pending();
   if (corrupt.length) add('journal', 'warn', `unreadable journal entries (never acted on): ${corrupt.map((c) => describeCorrupt(c, CORRUPT_JOURNAL_ACTION)).join('; ')}`);
   else if (entries.length && !lockHeld(root)) add('journal', 'warn', `left half-done by an interrupted vfioctl: ${entries.map((e) => `${e.address} (${e.kind} at ${e.op})`).join(', ')}; run 'vfioctl recover'`);
+  // Devices handed (or to be handed) to VMs without a reset method may not survive a VM restart.
+  const noReset = devicesWithoutReset(ctx);
+  if (noReset.length) add('reset', 'warn', `no reset method (may not survive a VM restart; see "Devices without a reset" in the README): ${noReset.join('; ')}`);
   const ok = !checks.some((c) => c.status === 'fail');
   if (opts.json) ctx.io.out(JSON.stringify({ ok, kernel: release ?? null, checks }, null, 2) + '\n');
   else {
@@ -65,4 +72,24 @@ export function doctorCommand(ctx: Context, opts: { json?: boolean }): number {
     ctx.io.out(ok ? 'this host can use VFIO\n' : 'this host cannot use VFIO yet: fix the FAIL lines above\n');
   }
   return ok ? EXIT.OK : EXIT.FAILED;
+}
+
+/** Devices on a VFIO driver or configured by a rule, whose reset_method says they have no reset. */
+function devicesWithoutReset(ctx: Context): string[] {
+  const snap = readSnapshot(ctx.root, { kernel: ctx.kernel });
+  let configured = new Set<string>();
+  try {
+    const desired = desiredState(loadConfig(ctx.root, ctx.host.trust), snap.devices);
+    configured = new Set([...desired.desires.values()].filter((d) => d.intent !== null && d.intent !== 'none').map((d) => d.address));
+  } catch (e) {
+    if (!(e instanceof VfioctlError)) throw e; // a broken configuration is status's and apply's to report
+  }
+  const release = ctx.root.kernelRelease();
+  const out: string[] = [];
+  for (const d of snap.devices.values()) {
+    if (!isOnVfio(d, snap) && !configured.has(d.address)) continue;
+    const w = resetWarning(d, release);
+    if (w) out.push(`${d.address} (${d.resetMethods === null ? 'none found by the kernel' : 'all disabled in reset_method'})`);
+  }
+  return out;
 }

@@ -13,6 +13,8 @@ export interface InstallOptions {
   json?: boolean;
   /** --config FILE: the maps are made from FILE instead of /etc/vfioctl/vfioctl.json. */
   config?: string;
+  /** --libvirt: the libvirt qemu hook only. */
+  libvirt?: boolean;
 }
 
 export function installCommand(ctx: Context, opts: InstallOptions): number {

@@ -13,6 +13,8 @@ import { installCommand } from './install';
 import { configCommand } from './config-check';
 import { driverctlDevice, hasAddressRule, importDriverctlCommand, listDevicesCommand } from './driverctl';
 import { parseAddress } from '../host/address';
+import { libvirtHookCommand, libvirtXmlCommand } from './libvirt';
+import * as fs from 'node:fs';
 
 // commander hands an action its arguments untyped; each command's handler gives them types.
 // biome-ignore lint/suspicious/noExplicitAny: commander's action arguments
@@ -135,8 +137,26 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--refresh', 'only regenerate the boot maps and udev rule (for --kernel REL, or every installed kernel)')
     .option('--exec <path>', 'the vfioctl the units run (default: this one); must be root-owned; not with the Debian package')
     .option('--config <file>', 'make the boot maps from this configuration file (a path on the running system)')
+    .option('--libvirt', 'only the libvirt qemu hook, /etc/libvirt/hooks/qemu.d/50-vfioctl (with --uninstall: remove it)')
     .option('--json', 'print JSON')
     .action(wrap((ctx, opts) => installCommand(ctx, opts)));
+
+  program
+    .command('libvirt-hook')
+    .description("libvirt's qemu hook (/etc/libvirt/hooks/qemu.d/50-vfioctl): binds a domain's managed='no' PCI hostdevs at prepare begin, gives them back at release end; domain XML on stdin; prints nothing on stdout")
+    .argument('<guest>', 'the domain name (libvirt passes it first)')
+    .argument('<operation>', 'prepare, release, ... (only prepare and release act)')
+    .argument('<sub-operation>', 'begin, end, ...')
+    .argument('[extra...]', "libvirt's extra argument ('-')")
+    .action(wrap((ctx, guest, operation, sub) => libvirtHookCommand(ctx, guest, operation, sub)));
+
+  program
+    .command('libvirt-xml')
+    .description("print <hostdev managed='no'> elements for devices a vfioctl rule keeps on VFIO")
+    .argument('<device...>', 'PCI addresses')
+    .option('--driver-model', "add <driver model='NAME'/> when the device's VFIO driver is a variant (libvirt >= 10)")
+    .option('--json', 'print JSON')
+    .action(wrap((ctx, devices, opts) => libvirtXmlCommand(ctx, devices, opts)));
 
   program
     .command('config')
@@ -226,6 +246,7 @@ if (require.main === module) {
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
     env: process.env,
+    stdin: () => fs.readFileSync(0, 'utf8'),
   };
   void run(process.argv.slice(2), io).then((code) => {
     process.exitCode = code;

@@ -152,6 +152,8 @@ export interface InstallOptions {
   readonly exec?: string;
   /** Make the maps from this configuration instead of the host's file (`install --config FILE`). */
   readonly config?: Config;
+  /** Only the libvirt qemu hook (/etc/libvirt/hooks/qemu.d/50-vfioctl), not the boot layers. */
+  readonly libvirt?: boolean;
 }
 
 export interface InstallReport {
@@ -175,6 +177,7 @@ export function install(host: Host, opts: InstallOptions): InstallReport {
   const report: { path: string; action: string }[] = [];
   const layout = layoutOf(root);
   if (opts.exec !== undefined && layout.packaged) throw new VfioctlError(`--exec: the packaged units run ${files.PACKAGED_EXEC} (${files.PACKAGED_MARKER} exists)`, EXIT.BAD_INPUT);
+  if (opts.libvirt) return installLibvirt(host, layout, opts);
   if (opts.uninstall) {
     const targets = [...staticFiles(layout, '/x').map((f) => f.path), files.UDEV_RULES, ...root.list(BOOT_DIR).map((f) => `${BOOT_DIR}/${f}`)];
     for (const p of targets) {
@@ -227,4 +230,24 @@ export function install(host: Host, opts: InstallOptions): InstallReport {
   }
   const next = !opts.dryRun && !opts.refresh ? 'update-initramfs -u -k all (or dracut --regenerate-all), udevadm control --reload, systemctl daemon-reload' : null;
   return { uninstall: false, packaged: layout.packaged, dryRun: !!opts.dryRun, refresh: !!opts.refresh, files: report, maps: maps.map((m) => ({ kernel: m.kernel, entries: m.entries.length, skipped: m.skipped })), warnings, next };
+}
+
+const LIBVIRT_NEXT = "restart libvirt's daemon so it finds the hook ('systemctl restart libvirtd', or 'virtqemud' with the modular daemons; libvirt reads qemu.d/ from 6.5 on)";
+
+/** `install --libvirt [--uninstall]`: the libvirt qemu hook only. */
+function installLibvirt(host: Host, layout: files.Layout, opts: InstallOptions): InstallReport {
+  const root = host.root;
+  const p = files.LIBVIRT_HOOK;
+  const base = { uninstall: !!opts.uninstall, packaged: layout.packaged, dryRun: !!opts.dryRun, refresh: false, maps: [], warnings: [] };
+  if (opts.uninstall) {
+    const text = root.readFile(p);
+    // Only what vfioctl wrote; the package's copy is dpkg's (a conffile: 'apt-get purge' removes it).
+    const ours = text?.includes(files.MARKER) === true;
+    const action = text === undefined ? 'absent' : !ours ? `kept (${text.includes('Part of the vfioctl package') ? "the package's" : 'not written by vfioctl'})` : opts.dryRun ? 'would remove' : 'removed';
+    if (ours && !opts.dryRun) fs.rmSync(root.confineEntry(p), { force: true });
+    return { ...base, files: [{ path: p, action }], next: action === 'removed' ? LIBVIRT_NEXT : null };
+  }
+  const f = files.libvirtHook(layout, layout.packaged ? files.PACKAGED_EXEC : execPath(root, opts.exec, host.trust));
+  const action = root.readFile(p) === f.content ? 'unchanged' : opts.dryRun ? 'would write' : writeFile(root, f);
+  return { ...base, files: [{ path: p, action }], next: action === 'wrote' ? LIBVIRT_NEXT : null };
 }

@@ -9,6 +9,7 @@ import { converge, convergeExitCode, type ConvergeOptions, type ConvergeReport }
 import { Host, operationExitCode, uniqueAddresses, type HostOptions, type OperationResult, type PlannedOperation } from './host';
 import { list, show, type DeviceView } from './inventory';
 import { status, type StatusReport } from './status';
+import { libvirtHook, libvirtXml, type HostdevXml, type LibvirtHookReport, type LibvirtHookRequest } from './libvirt';
 
 export { EXIT, VfioctlError } from '../util/diag';
 export { ConfigError } from '../config/load';
@@ -18,6 +19,7 @@ export type { HostOptions, HostEvents, OperationResult, PlannedOperation, Device
 export type { ConvergeOptions, ConvergeReport, ConvergeResult } from './converge';
 export type { DeviceStatus, Drift, StatusReport } from './status';
 export type { DeviceView } from './inventory';
+export type { HostdevXml, LibvirtHookReport, LibvirtHookRequest, QemuHookOperation } from './libvirt';
 export type { Config, Rule } from '../config/types';
 export type { Plan, DevicePlan, Step, Refusal } from '../plan/types';
 export { operationExitCode, convergeExitCode };
@@ -59,6 +61,16 @@ export class VfioctlHost extends Host {
   /** Configured devices and their drift (read-only). */
   status(): StatusReport {
     return status(this);
+  }
+
+  /** libvirt's qemu hook: `prepare begin` binds the domain's managed='no' PCI hostdevs, `release end` gives them back. */
+  libvirtHook(request: LibvirtHookRequest): Promise<LibvirtHookReport> {
+    return libvirtHook(this, request);
+  }
+
+  /** `<hostdev managed='no'>` elements for devices (read-only). */
+  libvirtXml(addresses: readonly string[], opts: { driverModel?: boolean } = {}): { devices: HostdevXml[]; warnings: string[] } {
+    return libvirtXml(this, uniqueAddresses(addresses), opts);
   }
 }
 

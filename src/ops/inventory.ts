@@ -7,7 +7,7 @@ import { desiredState } from '../config/desired';
 import { CONFIG_FILE } from '../config/types';
 import { ruleHook, type Hook } from '../hooks/discover';
 import { EXIT, VfioctlError } from '../util/diag';
-import { deviceView, type DeviceView } from '../report/device-view';
+import { deviceView, resetWarning, type DeviceView } from '../report/device-view';
 import type { Host } from './host';
 
 export type { DeviceView } from '../report/device-view';
@@ -42,6 +42,8 @@ export function show(host: Host, address: string): { device: DeviceView; warning
   const names = loadPciNames(host.root, [d.vendor]);
   const v = deviceView(d, snap, names, true);
   const warnings = [...host.pendingProblems(), ...snap.warnings];
+  const reset = resetWarning(d, host.root.kernelRelease());
+  if (reset) warnings.push(`${address}: ${reset}`);
   v.hooks = [...snap.hooks, ...configuredHooks(host, snap, address, warnings)].map((h) => ({ path: h.path, source: h.source, problem: h.problem }));
   return { device: v, warnings };
 }

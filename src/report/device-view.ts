@@ -80,3 +80,22 @@ export function deviceView(d: PciDevice, snap: Snapshot, names: PciNames | null,
   if (withCandidates) (v.candidates = [...r.candidates]), (v.explanation = [...r.explanation]);
   return v;
 }
+
+/**
+ * A device with no usable reset (reset_method, v5.15): the kernel hides the attribute when it found
+ * no reset method at all (pci_dev_reset_method_attr_is_visible: !pci_reset_supported()), and it
+ * reads empty after an admin wrote an empty string to it (all methods disabled). vfio-pci cannot
+ * reset such a device between VM runs, so it may come back in a state its driver or the next
+ * guest cannot handle. Before 5.15 the attribute does not exist: nothing to tell. Bridges are not
+ * passed through: not reported.
+ */
+export function resetWarning(d: PciDevice, runningRelease: string | undefined): string | null {
+  if ((d.headerType ?? 0) !== 0) return null;
+  if (d.resetMethods !== null && d.resetMethods.length > 0) return null;
+  if (d.resetMethods !== null) {
+    return "no reset method: reset_method is empty (every method was disabled by writing an empty string to it); 'echo default > /sys/bus/pci/devices/" + d.address + "/reset_method' restores the kernel's choice; without one the device may not survive a VM restart";
+  }
+  const m = /^(\d+)\.(\d+)/.exec(runningRelease ?? '');
+  if (!m || Number(m[1]) * 1000 + Number(m[2]) < 5015) return null;
+  return 'no reset method: the kernel found none for it (no reset_method attribute: no FLR, no PM reset, no usable bus reset); it may not survive a VM restart: see "Devices without a reset" in the README';
+}

@@ -29,3 +29,19 @@ test('the bundle starts and runs the configuration commands (jsonc-parser, gener
     h.cleanup();
   }
 });
+
+test('the bundle runs the libvirt hook (saxes, loaded when the XML is parsed): nothing on stdout, malformed XML is exit 2 with its position', () => {
+  const h = new ModelHost();
+  try {
+    const env = { ...process.env, VFIOCTL_TRUST_UID: String(process.getuid?.()) };
+    const hook = (input: string) => spawnSync(process.execPath, [DIST, '--root', h.f.dir, 'libvirt-hook', '--', 'g', 'prepare', 'begin', '-'], { env, input, encoding: 'utf8' });
+    const xml = `<domain type='kvm'><name>g</name><uuid>0b1c7a3e-2b52-4c9b-8a58-6f0f6b2f8a11</uuid><devices><hostdev mode='subsystem' type='pci' managed='no'><source><address domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></source></hostdev></devices></domain>`;
+    const dry = hook(xml.replace("managed='no'", "managed='yes'"));
+    assert.deepEqual([dry.status, dry.stdout, dry.stderr], [0, '', '']);
+    const bad = hook(xml.replace('</devices>', ''));
+    assert.deepEqual([bad.status, bad.stdout], [2, '']);
+    assert.match(bad.stderr, /^vfioctl: domain XML:1:\d+: unexpected close tag/);
+  } finally {
+    h.cleanup();
+  }
+});

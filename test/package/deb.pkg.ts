@@ -27,6 +27,10 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): SpawnSyn
 const ok = (r: SpawnSyncReturns<string>, what: string) => assert.equal(r.status, 0, `${what}: exit ${r.status}\n${r.stdout}\n${r.stderr}`);
 /** A command inside the Debian 12 tree. */
 const chroot = (args: string[], env: NodeJS.ProcessEnv = {}) => run('chroot', [R, ...args], { DEBIAN_FRONTEND: 'noninteractive', ...env });
+/** libvirt's qemu hook as libvirt runs it: argv, the domain XML on stdin, LC_ALL=C. */
+const LIBVIRT_HOOK = '/etc/libvirt/hooks/qemu.d/50-vfioctl';
+const libvirtHook = (input: string) => spawnSync('chroot', [R, LIBVIRT_HOOK, 'g', 'prepare', 'begin', '-'], { input, encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
+const DOMAIN = "<domain type='kvm'><name>g</name><uuid>c7a5fdbd-cdaf-9455-926a-d65c16db1809</uuid><devices/></domain>";
 /** Every path in the tree that names vfioctl, outside the fixture host. */
 function vfioctlPaths(): string[] {
   const r = run('find', [R, '-xdev', '(', '-path', `${R}/srv`, '-o', '-path', `${R}/proc`, ')', '-prune', '-o', '-name', '*vfioctl*', '-print']);
@@ -81,6 +85,14 @@ test('apt installs the package into Debian 12 with Debian\'s own nodejs, and dpk
   const postinst = fs.readFileSync(path.join(R, 'var/lib/dpkg/info/vfioctl.postinst'), 'utf8');
   assert.doesNotMatch(postinst, /deb-systemd-invoke (start|restart)|systemctl (start|restart)|apply --boot/, 'the maintainer scripts never start a unit');
   ok(chroot(['dpkg', '--verify', 'vfioctl']), 'dpkg --verify');
+  // The libvirt qemu hook, a conffile: vfioctl gets libvirt's argv and stdin; nothing on stdout.
+  assert.equal(fs.statSync(path.join(R, LIBVIRT_HOOK)).mode & 0o777, 0o755);
+  assert.match(fs.readFileSync(path.join(R, 'var/lib/dpkg/info/vfioctl.conffiles'), 'utf8'), /^\/etc\/libvirt\/hooks\/qemu\.d\/50-vfioctl$/m);
+  const h = libvirtHook(DOMAIN);
+  assert.deepEqual([h.status, h.stdout, h.stderr], [0, '', '']);
+  const bad = libvirtHook(DOMAIN.replace('</domain>', ''));
+  assert.deepEqual([bad.status, bad.stdout], [2, '']);
+  assert.match(bad.stderr, /domain XML:1:\d+: unclosed tag: domain/);
 });
 
 test('cockpit-vfioctl: lintian clean, installs beside vfioctl, Cockpit\'s bridge finds the page, and purge takes it all', () => {
@@ -158,6 +170,9 @@ test('packaged install writes only the host parts; remove drops the udev rule an
   ok(chroot(['apt-get', 'remove', '-y', '-qq', 'vfioctl']), 'apt-get remove');
   assert.ok(!fs.existsSync(rule), 'remove takes the udev rule away');
   assert.ok(fs.existsSync(path.join(R, 'etc/vfioctl/boot/6.1.0-test.map')) && fs.existsSync(conf));
+  // The hook (a conffile) stays after remove, and guests start as before without vfioctl.
+  const gone = libvirtHook(DOMAIN.replace('</domain>', ''));
+  assert.deepEqual([gone.status, gone.stdout, gone.stderr], [0, '', '']);
   // ...and postinst regenerates the host's parts where install ran.
   ok(chroot(['apt-get', 'install', '-y', '-qq', '--no-install-recommends', `/tmp/${path.basename(deb)}`]), 'install again');
   assert.match(fs.readFileSync(rule, 'utf8'), /KERNEL=="0000:00:02\.0"/);

@@ -65,8 +65,10 @@ export class ModelHost {
   /** Environment for the CLI; tests that are not root trust their own files explicitly. */
   env: NodeJS.ProcessEnv = {};
 
-  run(args: string[]): Promise<CliResult> {
-    return cli(this.f.dir, args, this.env, { kernelIo: () => this.k, beforeStep: this.beforeStep });
+  /** `stdin`: what the command reads from standard input (libvirt-hook's domain XML). */
+  run(args: string[], stdin?: string | (() => string)): Promise<CliResult> {
+    const input = typeof stdin === 'string' ? () => stdin : stdin;
+    return cli(this.f.dir, args, this.env, { kernelIo: () => this.k, beforeStep: this.beforeStep, ...(input ? { stdin: input } : {}) });
   }
 
   /** An executable hook in etc/vfioctl/hooks.d (or another dir under the root). */
