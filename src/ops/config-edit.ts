@@ -7,6 +7,7 @@ import { withIntent, withoutDevice } from '../config/edit';
 import { desiredState } from '../config/desired';
 import { readSnapshot } from '../read/snapshot';
 import { ruleLabel } from '../plan/converge';
+import { intentName } from '../config/intent';
 import { validateDriverName } from '../plan/target';
 import { readState, writeState } from '../persist/state';
 import { EXIT, VfioctlError } from '../util/diag';
@@ -93,7 +94,7 @@ export async function unsetDevice(host: Host, address: string, opts: ConfigEditO
     if (!edited.changed) warnings.push(`${address} has no rule of its own in ${CONFIG_FILE}${opts.noprobe ? '' : '; returning it to its host driver anyway'}`);
     const still = desiredState(edited.config, readSnapshot(host.root, { kernel: host.kernel, only: [address], shallow: true }).devices).desires.get(address);
     if (still?.intent) {
-      warnings.push(`${address} is still selected by ${ruleLabel(still)} (intent ${still.intent}): 'vfioctl apply' and the next boot bind it again; add an address rule for it (e.g. 'vfioctl set ${address} none') or change that rule`);
+      warnings.push(`${address} is still selected by ${ruleLabel(still)} (intent ${intentName(still.intent)}): 'vfioctl apply' and the next boot bind it again; keep it on its host driver with 'vfioctl set ${address} host', or change that rule`);
     }
     return { edited, warnings };
   };
