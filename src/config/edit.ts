@@ -14,7 +14,8 @@ import { intentName } from './intent';
 const FORMAT = { formattingOptions: { insertSpaces: true, tabSize: 2, eol: '\n' } };
 export const EMPTY_CONFIG = '{\n  "version": 1,\n  "rules": []\n}\n';
 
-function sameSelector(a: Selector, b: Selector): boolean {
+/** Do two selectors select by the same thing (the same rule's match)? */
+export function sameSelector(a: Selector, b: Selector): boolean {
   switch (a.kind) {
     case 'address':
       return b.kind === 'address' && b.address === a.address;
