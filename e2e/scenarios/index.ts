@@ -13,6 +13,7 @@ import { nicInUse, noIommu, rootDevicesRefused, sharedIommuGroup } from './safet
 import { sriov } from './sriov';
 import { convergeMixedGroup } from './converge';
 import { ansiblePolicy } from './ansible';
+import { adminSetGroupAndHost } from './admin';
 
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
@@ -26,6 +27,7 @@ export const SCENARIOS: readonly Scenario[] = [
   nicInUse,
   sharedIommuGroup,
   convergeMixedGroup,
+  adminSetGroupAndHost,
   ansiblePolicy,
   killBetweenUnbindAndProbe,
   killAtEveryStep,
