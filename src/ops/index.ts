@@ -19,6 +19,7 @@ export type { ConvergeOptions, ConvergeReport, ConvergeResult } from './converge
 export type { DeviceStatus, Drift, StatusReport } from './status';
 export type { DeviceView } from './inventory';
 export type { Config, Rule } from '../config/types';
+export type { Intent, Placement } from '../config/intent';
 export type { Plan, DevicePlan, Step, Refusal } from '../plan/types';
 export { operationExitCode, convergeExitCode };
 
