@@ -185,7 +185,7 @@ export async function unsetDevice(host: Host, target: string | EditTarget, opts:
   if (opts.dryRun) {
     const { edited, warnings, release } = editUnset(host, t, opts);
     const before = [edited.changed ? `would ${opts.nosave ? 'leave' : 'remove'} the rule for ${name} ${opts.nosave ? 'in place' : `from ${CONFIG_FILE}`}` : `no rule to remove`];
-    if (t.kind === 'rule') before.push(`${selectorOption(t.selector)} selects: ${release.join(', ') || '(no device to give back)'}`);
+    if (t.kind === 'rule') before.push(`${selectorOption(t.selector)}: would give back ${release.join(', ') || 'no device'}`);
     const released = opts.noprobe || release.length === 0 ? null : await host.unbind({ addresses: release }, { dryRun: true });
     return { address: name, addresses: release, changed: edited.changed, saved: false, applied: null, released, before, after: [], warnings };
   }

@@ -77,6 +77,11 @@ test('set --id writes an id rule and applies it to every device of that id; unse
   // An address rule exempts E2 from the id rule: unset --id then gives back only what the id rule governed.
   assert.equal((await h.run(['set', E2, 'host'])).code, 0);
   assert.equal(h.state(E2).driver, 'e1000e');
+  const writes = h.k.writes.length;
+  const ud = await h.run(['unset', '--id', '8086:10d3', '--dry-run']);
+  assert.equal(ud.code, 0, ud.stdout + ud.stderr);
+  assert.match(ud.stdout, /^--id 8086:10d3: would give back 0000:00:02\.0$/m);
+  assert.equal(h.k.writes.length, writes);
   const u = await h.run(['unset', '--id', '8086:10D3', '--json']);
   assert.equal(u.code, 0, u.stdout + u.stderr);
   assert.deepEqual(u.json().results.map((x: any) => [x.address, x.status]), [[E1, 'ok']]);
