@@ -13,7 +13,7 @@ import { nicInUse, noIommu, rootDevicesRefused, sharedIommuGroup } from './safet
 import { sriov } from './sriov';
 import { convergeMixedGroup } from './converge';
 import { ansiblePolicy } from './ansible';
-import { adminSetGroupAndHost } from './admin';
+import { adminHostIntent, adminSetGroup } from './admin';
 
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
@@ -27,7 +27,8 @@ export const SCENARIOS: readonly Scenario[] = [
   nicInUse,
   sharedIommuGroup,
   convergeMixedGroup,
-  adminSetGroupAndHost,
+  adminSetGroup,
+  adminHostIntent,
   ansiblePolicy,
   killBetweenUnbindAndProbe,
   killAtEveryStep,
