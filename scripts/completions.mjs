@@ -5,8 +5,8 @@
 // An option or argument whose values this file does not know is an error, so a new one cannot
 // ship without completion.
 
-/** What an option's value is, by its long name ('seconds': a number, nothing to offer). */
-const OPTION_VALUES = { root: 'dir', kernel: 'kernel', driver: 'vfio-driver', owner: 'user', exec: 'file', bus: 'bus', wait: 'seconds', config: 'file' };
+/** What an option's value is, by its long name ('seconds': a number, 'text': an id or class; nothing to offer). */
+const OPTION_VALUES = { root: 'dir', kernel: 'kernel', driver: 'vfio-driver', owner: 'user', exec: 'file', bus: 'bus', wait: 'seconds', config: 'file', id: 'text', class: 'text', 'vfs-of': 'device' };
 /** What a positional argument is, by its name ('word': free text, nothing to offer: libvirt-hook's arguments come from libvirt). */
 const ARGUMENT_VALUES = { device: 'device', intent: 'intent', driver: 'driver', type: 'choices', action: 'choices', file: 'file', guest: 'word', operation: 'word', 'sub-operation': 'word', extra: 'word' };
 
@@ -97,7 +97,7 @@ _vfioctl_values() { # KIND CMD
 	device) _vfioctl_ls "$root/sys/bus/pci/devices" ;;
 	driver) _vfioctl_ls "$root/sys/bus/pci/drivers" ;;
 	vfio-driver) echo vfio; _vfioctl_ls "$root/sys/bus/pci/drivers" ;;
-	intent) echo vfio none; _vfioctl_ls "$root/sys/bus/pci/drivers" ;;
+	intent) echo vfio none host; _vfioctl_ls "$root/sys/bus/pci/drivers" ;;
 	kernel) _vfioctl_ls "$root/lib/modules" ;;
 	bus) echo pci ;;
 	choices) _vfioctl_choices "$2" ;;
@@ -201,7 +201,7 @@ ${commands.map((c) => `    ${c.name}) kinds=(${argKinds(c)}) ;;`).join('\n')}
   device) _vfioctl_ls $root/sys/bus/pci/devices; cands=($reply) ;;
   driver) _vfioctl_ls $root/sys/bus/pci/drivers; cands=($reply) ;;
   vfio-driver) _vfioctl_ls $root/sys/bus/pci/drivers; cands=(vfio $reply) ;;
-  intent) _vfioctl_ls $root/sys/bus/pci/drivers; cands=(vfio none $reply) ;;
+  intent) _vfioctl_ls $root/sys/bus/pci/drivers; cands=(vfio none host $reply) ;;
   kernel) _vfioctl_ls $root/lib/modules; cands=($reply) ;;
   bus) cands=(pci) ;;
   choices)
@@ -343,6 +343,7 @@ function __vfioctl_values
         case intent
             echo vfio
             echo none
+            echo host
             __vfioctl_ls $root/sys/bus/pci/drivers driver
         case kernel
             __vfioctl_ls $root/lib/modules kernel

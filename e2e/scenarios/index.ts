@@ -15,6 +15,7 @@ import { convergeMixedGroup } from './converge';
 import { ansiblePolicy } from './ansible';
 import { hostRoot } from './host-root';
 import { libvirtHook } from './libvirt';
+import { adminHostIntent, adminSetGroup } from './admin';
 
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
@@ -29,6 +30,8 @@ export const SCENARIOS: readonly Scenario[] = [
   hostRoot,
   sharedIommuGroup,
   convergeMixedGroup,
+  adminSetGroup,
+  adminHostIntent,
   ansiblePolicy,
   libvirtHook,
   killBetweenUnbindAndProbe,

@@ -9,6 +9,7 @@ import type { HostRoot } from '../host/root';
 import { desiredState, selects, type Desire } from '../config/desired';
 import { describeSelector, isBroad, type Config } from '../config/types';
 import { resolveIntent } from '../plan/target';
+import type { BindIntent } from '../plan/types';
 import { checkIommu } from '../plan/checks';
 import { deviceInUse } from '../host/usage';
 
@@ -62,8 +63,8 @@ function futureVf(pf: PciDevice, address: string, layout: VfLayout): PciDevice {
   return { ...pf, address, device: layout.vfDevice, physfn: pf.address, sriov: null, driver: null, driverOverride: null, vfioDev: null, modalias: null, bootVga: false, iommuGroup: pf.iommuGroup };
 }
 
-function resolveEntry(dev: PciDevice, snap: Snapshot, intent: string): { driver: string; module: string } | string {
-  if (intent === 'none') return { driver: 'none', module: '-' };
+function resolveEntry(dev: PciDevice, snap: Snapshot, intent: BindIntent | { readonly kind: 'none' }): { driver: string; module: string } | string {
+  if (intent.kind === 'none') return { driver: 'none', module: '-' };
   const c = resolveIntent(dev, snap, intent);
   if (c.error) return c.error;
   // At boot nothing is forced: a refusal the CLI would let --force past is a skip here. Without
@@ -93,7 +94,11 @@ export function computeBootMap(snap: Snapshot, config: Config, boot: BootDevices
   }
   const desired = desiredState(config, devices);
   const add = (d: Desire, dev: PciDevice) => {
-    if (d.intent === null) return;
+    const intent = d.intent;
+    if (intent === null) return;
+    // Kept on its host driver: no override at boot, so the host driver probes it as if no rule
+    // named it (and an id entry of a broader rule never reaches it: it has no address entry).
+    if (intent.kind === 'host') return skipped.push(`${dev.address}: intent host (rules[${d.rule.index}]); no override, its host driver probes it`);
     // Hooks run from the late unit, never from udev or the early layers: a device with hooks is
     // left to the late apply. hooks.d hooks decide per device at run time (exit 2), so any of
     // them counts for every device.
@@ -108,7 +113,7 @@ export function computeBootMap(snap: Snapshot, config: Config, boot: BootDevices
     if (isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch) {
       return skipped.push(`${dev.address}: rules[${d.rule.index}] selects by ${describeSelector(d.rule.selector)} without "acknowledgeBroadMatch": true`);
     }
-    const r = resolveEntry(dev, snap, d.intent);
+    const r = resolveEntry(dev, snap, intent);
     if (typeof r === 'string') return skipped.push(`${dev.address}: ${r}`);
     entries.push({ kind: 'address', selector: dev.address, ...r });
   };
@@ -120,7 +125,7 @@ export function computeBootMap(snap: Snapshot, config: Config, boot: BootDevices
   const mapped = new Set(entries.map((e) => e.selector));
   for (const rule of config.rules) {
     const s = rule.selector;
-    if (s.kind !== 'id' || rule.intent === null || !rule.acknowledgeBroadMatch) continue;
+    if (s.kind !== 'id' || rule.intent === null || rule.intent.kind === 'host' || !rule.acknowledgeBroadMatch) continue;
     const all = [...devices.values()].filter((d) => selects(s, d));
     const mine = entries.filter((e) => e.kind === 'address' && desired.desires.get(e.selector)?.rule === rule);
     const drivers = new Set(mine.map((e) => `${e.driver} ${e.module}`));

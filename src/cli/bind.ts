@@ -1,12 +1,13 @@
 // `vfioctl bind`, `unbind` and `recover`: parse, call the operation, render its result.
-import { operationExitCode, uniqueAddresses, type OperationResult } from '../ops/host';
+import { operationExitCode, type OperationResult } from '../ops/host';
+import { selectDevices, selectorsOf, type Selection, type SelectorArgs } from '../ops/select';
 import { validateDriverName } from '../plan/target';
-import { EXIT } from '../util/diag';
+import { EXIT, VfioctlError } from '../util/diag';
 import { type Context, printWarnings, refuseForeignKernelWrite, trust } from './context';
 import { parseOwner } from './owner';
-import { renderResults } from './render';
+import { renderResults, selectionLines } from './render';
 
-export interface BindOptions {
+export interface BindOptions extends SelectorArgs {
   driver?: string;
   dryRun?: boolean;
   force?: boolean;
@@ -15,30 +16,42 @@ export interface BindOptions {
   owner?: string;
 }
 
-function output(ctx: Context, r: OperationResult, json: boolean | undefined): number {
+function output(ctx: Context, r: OperationResult, json: boolean | undefined, sel: Selection): number {
   printWarnings(ctx, r.warnings);
+  const chosen = selectionLines(sel);
   if (json) {
     const extra = r.dryRun ? {} : { recovered: r.recovered, unreadableJournal: r.unreadableJournal };
-    ctx.io.out(JSON.stringify({ command: r.kind, dryRun: r.dryRun, ...extra, results: r.results }, null, 2) + '\n');
-  } else renderResults(ctx, r.kind, r.plan, r.results, r.dryRun);
+    ctx.io.out(JSON.stringify({ command: r.kind, dryRun: r.dryRun, ...extra, ...(chosen.length ? { selected: sel.selected } : {}), results: r.results }, null, 2) + '\n');
+  } else {
+    if (r.dryRun) for (const l of chosen) ctx.io.out(`${l}\n`);
+    renderResults(ctx, r.kind, r.plan, r.results, r.dryRun);
+  }
   return operationExitCode(r);
 }
 
+/** DEVICE arguments (addresses, interface names) and --id/--class/--vfs-of: at least one. */
+function select(ctx: Context, verb: string, devices: readonly string[], opts: SelectorArgs): Selection {
+  const selectors = selectorsOf(opts);
+  if (devices.length === 0 && selectors.length === 0) throw new VfioctlError(`${verb}: name a DEVICE (PCI address or network interface), or select devices with --id, --class or --vfs-of`, EXIT.BAD_INPUT);
+  return selectDevices(ctx.root, devices, selectors);
+}
+
 export async function bindCommand(ctx: Context, devices: string[], opts: BindOptions): Promise<number> {
-  const addresses = uniqueAddresses(devices);
+  const sel = select(ctx, 'bind', devices, opts);
+  const addresses = [...sel.addresses];
   const driver = validateDriverName(opts.driver ?? 'vfio');
   const owner = opts.owner !== undefined ? parseOwner(ctx.root, opts.owner) : undefined;
   refuseForeignKernelWrite(ctx, opts.dryRun);
   trust(ctx);
   const r = await ctx.host.bind({ addresses, driver, force: !!opts.force, group: !!opts.group, ...(owner ? { owner } : {}) }, { dryRun: opts.dryRun });
-  return output(ctx, r, opts.json);
+  return output(ctx, r, opts.json, sel);
 }
 
-export async function unbindCommand(ctx: Context, devices: string[], opts: { dryRun?: boolean; json?: boolean }): Promise<number> {
-  const addresses = uniqueAddresses(devices);
+export async function unbindCommand(ctx: Context, devices: string[], opts: SelectorArgs & { dryRun?: boolean; json?: boolean }): Promise<number> {
+  const sel = select(ctx, 'unbind', devices, opts);
   refuseForeignKernelWrite(ctx, opts.dryRun);
   trust(ctx);
-  return output(ctx, await ctx.host.unbind({ addresses }, { dryRun: opts.dryRun }), opts.json);
+  return output(ctx, await ctx.host.unbind({ addresses: [...sel.addresses] }, { dryRun: opts.dryRun }), opts.json, sel);
 }
 
 export async function recoverCommand(ctx: Context, opts: { json?: boolean }): Promise<number> {

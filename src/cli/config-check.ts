@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { HostRoot } from '../host/root';
 import { ConfigError, loadConfig, readConfigText, parseConfig } from '../config/load';
 import type { Config, Rule } from '../config/types';
+import { intentName } from '../config/intent';
 import { EXIT, VfioctlError } from '../util/diag';
 import type { TrustPolicy } from '../util/trust';
 import { type Context, trust } from './context';
@@ -29,7 +30,7 @@ export function configFor(ctx: Context, policy: TrustPolicy, file: string | unde
 
 /** A rule as `config check --json` prints it: what it selects and asks for, where it is. */
 function ruleJson(r: Rule): Record<string, unknown> {
-  return { index: r.index, line: r.line, selector: r.selector, intent: r.intent, sriov: r.sriov, hooks: r.hooks, acknowledgeBroadMatch: r.acknowledgeBroadMatch };
+  return { index: r.index, line: r.line, selector: r.selector, intent: r.intent ? intentName(r.intent) : null, sriov: r.sriov ? { ...r.sriov, vfIntent: r.sriov.vfIntent ? intentName(r.sriov.vfIntent) : null } : null, hooks: r.hooks, acknowledgeBroadMatch: r.acknowledgeBroadMatch };
 }
 
 export function configCommand(ctx: Context, action: string, file: string, opts: { json?: boolean }): number {

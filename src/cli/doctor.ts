@@ -80,7 +80,7 @@ function devicesWithoutReset(ctx: Context): string[] {
   let configured = new Set<string>();
   try {
     const desired = desiredState(loadConfig(ctx.root, ctx.host.trust), snap.devices);
-    configured = new Set([...desired.desires.values()].filter((d) => d.intent !== null && d.intent !== 'none').map((d) => d.address));
+    configured = new Set([...desired.desires.values()].filter((d) => d.intent !== null && d.intent.kind !== 'none' && d.intent.kind !== 'host').map((d) => d.address));
   } catch (e) {
     if (!(e instanceof VfioctlError)) throw e; // a broken configuration is status's and apply's to report
   }

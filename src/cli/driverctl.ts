@@ -4,6 +4,7 @@ import { isPciAddress, printable } from '../host/address';
 import { CONFIG_FILE, type Config } from '../config/types';
 import { loadConfig, parseConfig, readConfigText } from '../config/load';
 import { withIntent } from '../config/edit';
+import { intentName } from '../config/intent';
 import { validateDriverName } from '../plan/target';
 import { EXIT, VfioctlError } from '../util/diag';
 import { untrustedReason } from '../util/trust';
@@ -59,8 +60,8 @@ function importDriverctl(ctx: Context, opts: ImportOptions): number {
     // driverctl's vfio-pci is a literal driver; the best VFIO driver only when asked (--vfio).
     const intent = opts.vfio && driver === 'vfio-pci' ? 'vfio' : driver;
     const existing = config.rules.find((r) => r.selector.kind === 'address' && r.selector.address === address);
-    if (existing && existing.intent !== intent) {
-      problems.push(`${file}: ${address} is already configured as '${existing.intent}' (${CONFIG_FILE} line ${existing.line}), driverctl says '${driver}': resolve it by hand`);
+    if (existing && (existing.intent && intentName(existing.intent)) !== intent) {
+      problems.push(`${file}: ${address} is already configured as '${existing.intent ? intentName(existing.intent) : 'sriov only'}' (${CONFIG_FILE} line ${existing.line}), driverctl says '${driver}': resolve it by hand`);
       continue;
     }
     found.push({ file, address, driver, intent });

@@ -60,10 +60,19 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--json', 'print one JSON object')
     .action(wrap((ctx, device, opts) => showCommand(ctx, device, opts)));
 
-  program
-    .command('bind')
-    .description('bind devices to the best VFIO driver (or --driver NAME), safely, with rollback')
-    .argument('<device...>', 'PCI addresses')
+  // Bulk selection: the same selectors as the configuration's rules (vfioctl.json(5)).
+  const selectorOpts = (c: Command) =>
+    c
+      .option('--id <vendor:device>', "every device of this id (VENDOR:DEVICE[:SUBVENDOR:SUBDEVICE], as 'lspci -nn')")
+      .option('--class <prefix>', 'every device whose class code starts with this hex prefix (02, 0200, 020000)')
+      .option('--vfs-of <pf>', "every SR-IOV virtual function of this physical function");
+
+  selectorOpts(
+    program
+      .command('bind')
+      .description('bind devices to the best VFIO driver (or --driver NAME), safely, with rollback')
+      .argument('[device...]', 'PCI addresses or network interface names'),
+  )
     .option('--driver <name>', "'vfio' (the best usable VFIO driver) or a driver name", 'vfio')
     .option('--dry-run', 'print the exact steps and every failing check; change nothing')
     .option('--force', 'go ahead despite refusals that can be overridden')
@@ -72,10 +81,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--json', 'print JSON results')
     .action(wrap((ctx, devices, opts) => bindCommand(ctx, devices, opts)));
 
-  program
-    .command('unbind')
-    .description('give devices back to their host driver')
-    .argument('<device...>', 'PCI addresses')
+  selectorOpts(program.command('unbind').description('give devices back to their host driver').argument('[device...]', 'PCI addresses or network interface names'))
     .option('--dry-run', 'print the exact steps; change nothing')
     .option('--json', 'print JSON results')
     .action(wrap((ctx, devices, opts) => unbindCommand(ctx, devices, opts)));
@@ -99,15 +105,19 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       .option('--dry-run', 'print what would be saved and the exact steps; change nothing')
       .option('--json', 'print JSON results');
 
-  persistOpts(
-    program
-      .command('set')
-      .description("configure DEVICE's intent (vfio | none | DRIVER) in /etc/vfioctl/vfioctl.json and apply it")
-      .argument('<device>', 'PCI address')
-      .argument('<intent>', "'vfio' (best usable VFIO driver, re-resolved per kernel), 'none' (no driver) or a driver name"),
+  selectorOpts(
+    persistOpts(
+      program
+        .command('set')
+        .description("configure DEVICE's intent (vfio | none | host | DRIVER) in /etc/vfioctl/vfioctl.json and apply it")
+        .argument('<device>', 'PCI address or network interface name (with --id, --class or --vfs-of: the intent)')
+        .argument('[intent]', "'vfio' (best usable VFIO driver, re-resolved per kernel), 'none' (no driver), 'host' (its host driver, exempt from broader rules) or a driver name"),
+    )
+      .option('--group', "configure and apply every member of DEVICE's IOMMU group (bridges excluded), all or nothing")
+      .option('--force', 'apply despite refusals that can be overridden (as bind --force)'),
   ).action(wrap((ctx, device, intent, opts) => setCommand(ctx, device, intent, opts)));
 
-  persistOpts(program.command('unset').description("remove DEVICE's rule and return it to its host driver").argument('<device>', 'PCI address')).action(
+  selectorOpts(persistOpts(program.command('unset').description("remove DEVICE's rule (or an --id, --class or --vfs-of rule) and return its devices to their host drivers").argument('[device]', 'PCI address or network interface name'))).action(
     wrap((ctx, device, opts) => unsetCommand(ctx, device, opts)),
   );
 

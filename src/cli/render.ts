@@ -1,6 +1,7 @@
 // How bind, unbind and apply results read on a terminal: one headline per device, its refusals,
 // the planned steps of a dry run, and its warnings.
 import type { DeviceResult } from '../ops/host';
+import type { Selection } from '../ops/select';
 import { convergeExitCode, type ConvergeReport } from '../ops/converge';
 import type { DevicePlan, Plan } from '../plan/types';
 import type { DeviceView } from '../report/device-view';
@@ -55,6 +56,11 @@ export function renderConverge(ctx: Context, r: ConvergeReport, json: boolean | 
   return convergeExitCode(r);
 }
 
+
+/** Lines saying what interface names and selectors chose (only when something other than an address was given). */
+export function selectionLines(sel: Selection): string[] {
+  return sel.selected.filter((x) => x.by !== x.addresses[0] || x.addresses.length !== 1).map((x) => `${x.by} selects ${x.addresses.join(', ') || 'nothing'}`);
+}
 
 /** Plain column table: no colours, no truncation of addresses or driver names. */
 export function table(headers: string[], rows: string[][]): string {

@@ -2,12 +2,12 @@
 // then vfsOf / a PF's vfIntent, then id with subsystem ids, then id, then class by prefix length);
 // among equals the first in the file, with a warning.
 import type { PciDevice } from '../host/pci';
-import type { Config, Rule, Selector } from './types';
+import type { Config, Intent, Rule, Selector } from './types';
 
 export interface Desire {
   readonly address: string;
-  /** `vfio`, `none` or a driver name; null: the rule claims the device but leaves its driver alone. */
-  readonly intent: string | null;
+  /** null: the rule claims the device but leaves its driver alone (a PF rule sizing SR-IOV). */
+  readonly intent: Intent | null;
   readonly rule: Rule;
   /** Set when the intent comes from a PF rule's sriov.vfIntent. */
   readonly viaPf: string | null;
@@ -16,7 +16,7 @@ export interface Desire {
 export interface SriovDesire {
   readonly pf: string;
   readonly numVfs: number;
-  readonly vfIntent: string | null;
+  readonly vfIntent: Intent | null;
   readonly rule: Rule;
 }
 

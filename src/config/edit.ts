@@ -8,14 +8,43 @@ import { applyEdits, modify, parseTree, type Edit, type Node } from 'jsonc-parse
 import type { HostRoot } from '../host/root';
 import { atomicWrite } from '../persist/records';
 import { parseConfig } from './load';
-import { CONFIG_FILE, type Config } from './types';
+import { CONFIG_FILE, type Config, type Selector } from './types';
+import { intentName } from './intent';
 
 const FORMAT = { formattingOptions: { insertSpaces: true, tabSize: 2, eol: '\n' } };
 export const EMPTY_CONFIG = '{\n  "version": 1,\n  "rules": []\n}\n';
 
-/** Index of the rule matching exactly this address (not its VFs), or -1. */
-function addressRuleIndex(config: Config, address: string): number {
-  return config.rules.findIndex((r) => r.selector.kind === 'address' && r.selector.address === address);
+/** Do two selectors select by the same thing (the same rule's match)? */
+export function sameSelector(a: Selector, b: Selector): boolean {
+  switch (a.kind) {
+    case 'address':
+      return b.kind === 'address' && b.address === a.address;
+    case 'vfsOf':
+      return b.kind === 'vfsOf' && b.pf === a.pf;
+    case 'id':
+      return b.kind === 'id' && b.vendor === a.vendor && b.device === a.device && b.subvendor === a.subvendor && b.subdevice === a.subdevice;
+    case 'class':
+      return b.kind === 'class' && b.prefix === a.prefix;
+  }
+}
+
+/** Index of the rule with exactly this selector (an address rule: not its VFs), or -1. */
+function ruleIndex(config: Config, selector: Selector): number {
+  return config.rules.findIndex((r) => sameSelector(r.selector, selector));
+}
+
+/** The `match` object of a rule, as the file spells it. */
+export function matchOf(s: Selector): Record<string, string> {
+  switch (s.kind) {
+    case 'address':
+      return { address: s.address };
+    case 'vfsOf':
+      return { vfsOf: s.pf };
+    case 'id':
+      return { id: `${s.vendor}:${s.device}${s.subvendor ? `:${s.subvendor}:${s.subdevice}` : ''}` };
+    case 'class':
+      return { class: s.prefix };
+  }
 }
 
 /** The `rules` array node of a valid configuration text. */
@@ -68,15 +97,21 @@ function removeRule(text: string, i: number): Edit[] | null {
 
 /** New file text with `address` given `intent` (an existing rule for it is updated in place). */
 export function withIntent(text: string | undefined, address: string, intent: string): { text: string; config: Config; changed: boolean } {
+  return withRuleIntent(text, { kind: 'address', address }, intent);
+}
+
+/** New file text with the rule of this selector given `intent` (updated in place when there is one). */
+export function withRuleIntent(text: string | undefined, selector: Selector, intent: string): { text: string; config: Config; changed: boolean } {
   const base = text ?? EMPTY_CONFIG;
   const config = parseConfig(base, CONFIG_FILE);
-  const i = addressRuleIndex(config, address);
+  const i = ruleIndex(config, selector);
   let next: string;
   if (i >= 0) {
-    if (config.rules[i]!.intent === intent) return { text: base, config, changed: false };
+    const cur = config.rules[i]!.intent;
+    if (cur !== null && intentName(cur) === intent) return { text: base, config, changed: false };
     next = applyEdits(base, modify(base, ['rules', i, 'intent'], intent, FORMAT));
   } else {
-    const rule = { match: { address }, intent };
+    const rule = { match: matchOf(selector), intent };
     next = applyEdits(base, appendRule(base, rule) ?? modify(base, ['rules', -1], rule, { ...FORMAT, isArrayInsertion: true }));
   }
   return { text: next, config: parseConfig(next, CONFIG_FILE), changed: true };
@@ -84,9 +119,14 @@ export function withIntent(text: string | undefined, address: string, intent: st
 
 /** New file text without the rule for `address` (its SR-IOV settings go with it). */
 export function withoutDevice(text: string | undefined, address: string): { text: string; config: Config; changed: boolean } {
+  return withoutRule(text, { kind: 'address', address });
+}
+
+/** New file text without the rule of this selector. */
+export function withoutRule(text: string | undefined, selector: Selector): { text: string; config: Config; changed: boolean } {
   const base = text ?? EMPTY_CONFIG;
   const config = parseConfig(base, CONFIG_FILE);
-  const i = addressRuleIndex(config, address);
+  const i = ruleIndex(config, selector);
   if (i < 0) return { text: base, config, changed: false };
   const next = applyEdits(base, removeRule(base, i) ?? modify(base, ['rules', i], undefined, FORMAT));
   return { text: next, config: parseConfig(next, CONFIG_FILE), changed: true };

@@ -7,6 +7,7 @@ import type { HostRoot } from '../host/root';
 import { untrustedReason, type TrustPolicy } from '../util/trust';
 import { EXIT, VfioctlError } from '../util/diag';
 import { CONFIG_FILE, type Config, type Rule, type Selector } from './types';
+import { parseIntent } from './intent';
 
 export class ConfigError extends VfioctlError {
   constructor(
@@ -83,7 +84,7 @@ const FIX: Record<string, string> = {
   vfsOf: "use the physical function's address, e.g. '0000:3b:00.0'",
   id: "use VENDOR:DEVICE or VENDOR:DEVICE:SUBVENDOR:SUBDEVICE in hex, e.g. '15b3:101e'",
   class: "use a hex class prefix: '02', '0200' or '020000'",
-  intent: "use 'vfio', 'none' or a driver name (letters, digits, '-', '_', '.'; no spaces or newlines)",
+  intent: "use 'vfio', 'none', 'host' or a driver name (letters, digits, '-', '_', '.'; no spaces or newlines)",
   vfIntent: "use 'vfio', 'none' or a driver name",
   numVfs: 'use a whole number from 0 to the PF\'s sriov_totalvfs',
   hooks: 'list absolute paths of executable, root-owned hooks',
@@ -172,8 +173,9 @@ export function parseConfig(text: string, file: string): Config {
       index,
       line: lineCol(node?.offset ?? 0).line,
       selector: selectorOf(r.match),
-      intent: r.intent ?? null,
-      sriov: r.sriov ? { numVfs: r.sriov.numVfs, vfIntent: r.sriov.vfIntent ?? null } : null,
+      // The schema checked the spelling: parsing cannot fail here.
+      intent: r.intent !== undefined ? parseIntent(r.intent) : null,
+      sriov: r.sriov ? { numVfs: r.sriov.numVfs, vfIntent: r.sriov.vfIntent !== undefined ? parseIntent(r.sriov.vfIntent) : null } : null,
       hooks: r.hooks ?? [],
       acknowledgeBroadMatch: r.acknowledgeBroadMatch === true,
     };
@@ -184,6 +186,9 @@ export function parseConfig(text: string, file: string): Config {
   const vfRule = new Map<string, Rule>();
   for (const r of rules) {
     const s = r.selector;
+    // VFs created with sriov_drivers_autoprobe=0 are probed only through their override: there is
+    // no host driver to keep them on (pci_device_can_probe()).
+    if (r.sriov?.vfIntent?.kind === 'host') problems.push(`${where(r)}.sriov.vfIntent: 'host' cannot apply to VFs created with autoprobe off; fix: leave vfIntent out (the VFs then probe their host driver)`);
     if (r.sriov && s.kind !== 'address') problems.push(`${where(r)}.sriov: only a rule matching one physical function by 'address' can size SR-IOV; fix: match the PF by address`);
     if (s.kind === 'address') {
       const prev = byAddress.get(s.address);

@@ -1,4 +1,7 @@
 // The declarative configuration, as read from <root>/etc/vfioctl/vfioctl.json (schema/config.schema.json).
+import type { Intent } from './intent';
+
+export type { Intent } from './intent';
 
 export const CONFIG_FILE = '/etc/vfioctl/vfioctl.json';
 
@@ -11,7 +14,7 @@ export type Selector =
 
 export interface SriovRule {
   readonly numVfs: number;
-  readonly vfIntent: string | null;
+  readonly vfIntent: Intent | null;
 }
 
 export interface Rule {
@@ -19,8 +22,8 @@ export interface Rule {
   readonly index: number;
   readonly line: number;
   readonly selector: Selector;
-  /** `vfio`, `none` or a driver name; null for a PF rule that only sizes SR-IOV. */
-  readonly intent: string | null;
+  /** null for a PF rule that only sizes SR-IOV. */
+  readonly intent: Intent | null;
   readonly sriov: SriovRule | null;
   /** Root-relative hook paths for this rule's devices. */
   readonly hooks: readonly string[];

@@ -15,6 +15,8 @@ import { isBroad, type Config } from '../config/types';
 import { ruleHook, type Hook } from '../hooks/discover';
 import { planBindPhase, planSriovPhase, ruleLabel, type Skipped } from '../plan/converge';
 import { resolveIntent } from '../plan/target';
+import { placement } from '../plan/planner';
+import { intentName, isPlaced } from '../config/intent';
 import type { Plan } from '../plan/types';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -34,6 +36,10 @@ export interface ConvergeOptions {
    * (the node agent sets it always). Unlike `boot`, broad rules apply as usual.
    */
   readonly guardBootDevices?: boolean;
+  /** Past forceable refusals, as `bind --force` (`set --force`; never at boot). */
+  readonly force?: boolean;
+  /** Devices that succeed or fail together (`set --group`): address -> unit name. */
+  readonly units?: ReadonlyMap<string, string>;
 }
 
 export interface PhaseResult {
@@ -73,10 +79,11 @@ function ruleHooks(host: Host, desired: DesiredState): Map<string, Hook[]> {
 }
 
 function resolvedDriver(snap: Snapshot, d: Desire): { driver: string | null; module: string | null } {
-  if (d.intent === null || d.intent === 'none') return { driver: null, module: null };
+  const intent = d.intent;
+  if (intent === null || intent.kind === 'none' || intent.kind === 'host') return { driver: null, module: null };
   const dev = snap.devices.get(d.address);
   if (!dev) return { driver: null, module: null };
-  const t = resolveIntent(dev, snap, d.intent).target;
+  const t = resolveIntent(dev, snap, intent).target;
   return { driver: t?.driver ?? null, module: t?.module ?? null };
 }
 
@@ -114,10 +121,10 @@ function bootOutcomes(snap: Snapshot, desired: DesiredState, boot: BootDevices):
   const devices: Record<string, BootState['devices'][string]> = {};
   for (const d of desired.desires.values()) {
     const dev = snap.devices.get(d.address);
-    // Devices the boot layers never try (boot devices, unacknowledged broad rules) have no outcome.
-    if (!dev || d.intent === null || boot.devices.has(d.address) || (isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch)) continue;
-    const want = resolvedDriver(snap, d).driver;
-    const won = d.intent === 'none' ? dev.driver === null && dev.driverOverride === 'none' : dev.driver !== null && dev.driver === want;
+    // Devices the boot layers never try (boot devices, unacknowledged broad rules, devices kept on
+    // their host driver) have no outcome.
+    if (!dev || d.intent === null || d.intent.kind === 'host' || boot.devices.has(d.address) || (isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch)) continue;
+    const won = isPlaced(d.intent, resolvedDriver(snap, d).driver, placement(dev, snap));
     const module = dev.driver ? (snap.modules.drivers.driverModule.get(dev.driver) ?? null) : null;
     devices[d.address] = {
       outcome: won ? 'won' : dev.driver === null ? 'unbound' : 'host-first',
@@ -155,14 +162,14 @@ function recordResult(host: Host, snap: Snapshot, desired: DesiredState, kind: P
 function recordResultIn(host: Host, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], r: DeviceResult): void {
   if (kind === 'sriov') return;
   const devices: Record<string, AppliedDevice> = { ...readState(host.root).devices };
-  if (kind === 'unbind') {
+  const d = desired.desires.get(r.address);
+  if (kind === 'unbind' && d?.intent?.kind !== 'host') {
     if (r.status !== 'ok' && r.status !== 'noop') return;
     delete devices[r.address];
   } else {
-    const d = desired.desires.get(r.address);
-    if (!d) return;
+    if (!d || d.intent === null) return;
     const { driver, module } = resolvedDriver(snap, d);
-    devices[r.address] = { address: r.address, intent: d.intent, rule: ruleLabel(d), kernel: snap.modules.release ?? null, driver, module, status: r.status === 'noop' ? 'ok' : r.status, error: r.error, at: new Date().toISOString() };
+    devices[r.address] = { address: r.address, intent: intentName(d.intent), rule: ruleLabel(d), kernel: snap.modules.release ?? null, driver, module, status: r.status === 'noop' ? 'ok' : r.status, error: r.error, at: new Date().toISOString() };
   }
   writeState(host.root, { devices });
 }
@@ -211,7 +218,7 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
     phases.push({ kind, plan, results });
   };
   const bootTaken = opts.boot ? { bootTaken: readBootTaken(host, warnings) } : {};
-  const ruleOpts = () => ({ only: onlySet, boot, guard, ruleHooks: ruleHooks(host, desired), ...bootTaken });
+  const ruleOpts = () => ({ only: onlySet, boot, guard, ruleHooks: ruleHooks(host, desired), ...bootTaken, force: !!opts.force && !opts.boot, ...(opts.units ? { units: opts.units } : {}) });
   const sriov = planSriovPhase(snap, desired, ruleOpts());
   await run('sriov', sriov);
   if (sriov.devices.some((d) => d.status === 'planned')) {
@@ -229,7 +236,9 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
   const results = phases.flatMap((p) =>
     p.results.map((r): ConvergeResult => {
       const d = desired.desires.get(r.address);
-      return { phase: p.kind === 'unbind' ? 'release' : p.kind, intent: p.kind === 'bind' ? (d?.intent ?? null) : null, rule: d && p.kind !== 'unbind' ? ruleLabel(d) : null, ...r };
+      // A release names no intent or rule, except a device kept on its host driver by intent `host`.
+      const governs = d?.intent && (p.kind === 'bind' || (p.kind === 'unbind' && d.intent.kind === 'host')) ? d : null;
+      return { phase: p.kind === 'unbind' ? 'release' : p.kind, intent: governs?.intent ? intentName(governs.intent) : null, rule: governs && p.kind !== 'sriov' ? ruleLabel(governs) : null, ...r };
     }),
   );
   const untouched = [...(onlySet ?? [])].filter((a) => !results.some((r) => r.address === a));

@@ -21,6 +21,7 @@ export type { DeviceStatus, Drift, StatusReport } from './status';
 export type { DeviceView } from './inventory';
 export type { HostdevXml, LibvirtHookReport, LibvirtHookRequest, QemuHookOperation } from './libvirt';
 export type { Config, Rule } from '../config/types';
+export type { Intent, Placement } from '../config/intent';
 export type { Plan, DevicePlan, Step, Refusal } from '../plan/types';
 export { operationExitCode, convergeExitCode };
 

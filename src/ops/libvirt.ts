@@ -118,7 +118,7 @@ async function prepare(host: Host, guest: string, dom: Domain): Promise<LibvirtH
       if (w) warnings.push(`${h.address}: ${w}`);
     }
     if (todo.length === 0) return { action: 'prepare', domain: name, results: [], problems: [], warnings, exitCode: EXIT.OK };
-    const perDevice = new Map(todo.filter((h) => h.model !== null).map((h) => [h.address, h.model!]));
+    const perDevice = new Map(todo.filter((h) => h.model !== null).map((h) => [h.address, { kind: 'driver', name: h.model! } as const]));
     const plan = allOrNone(planBind(snap, { kind: 'bind', addresses: todo.map((h) => h.address), driver: 'vfio', force: dom.options.force, group: dom.options.group, perDevice }), uuid);
     const planned = plan.devices.filter((d) => d.status === 'planned').map((d) => d.address);
     let before: readonly string[] = [];

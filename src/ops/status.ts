@@ -7,6 +7,8 @@ import type { Config } from '../config/types';
 import { desiredState, type Desire } from '../config/desired';
 import { ruleLabel } from '../plan/converge';
 import { resolveIntent } from '../plan/target';
+import { isOnVfio } from '../plan/checks';
+import { intentName, isPlaced, type Intent } from '../config/intent';
 import { readBootStateChecked, readStateChecked, type AppliedDevice } from '../persist/state';
 import type { Host } from './host';
 
@@ -16,7 +18,7 @@ export interface DeviceStatus {
   readonly address: string;
   readonly intent: string | null;
   readonly rule: string | null;
-  /** What the intent resolves to on this kernel: a driver, `none`, or null with `reason`. */
+  /** What the intent resolves to on this kernel: a driver, `none`, `host`, or null with `reason`. */
   readonly resolved: string | null;
   readonly reason: string | null;
   readonly live: { readonly driver: string | null; readonly override: string | null } | null;
@@ -26,23 +28,26 @@ export interface DeviceStatus {
   readonly detail: string;
 }
 
-function resolveNow(snap: Snapshot, d: Desire): { resolved: string | null; reason: string | null } {
-  if (d.intent === 'none') return { resolved: 'none', reason: null };
-  const c = resolveIntent(snap.devices.get(d.address)!, snap, d.intent!);
+function resolveNow(snap: Snapshot, d: Desire, intent: Intent): { resolved: string | null; reason: string | null } {
+  // `none` and `host` name no driver: they resolve to themselves on every kernel.
+  if (intent.kind === 'none' || intent.kind === 'host') return { resolved: intent.kind, reason: null };
+  const c = resolveIntent(snap.devices.get(d.address)!, snap, intent);
   if (c.error) return { resolved: null, reason: c.error };
   const reason = c.refusals.map((r) => r.message).join('; ');
   // apply never forces: any refusal of the target itself (ID table, blacklist) blocks it.
   return { resolved: c.target?.driver ?? null, reason: c.target && !reason ? null : reason };
 }
 
-function judge(s: Omit<DeviceStatus, 'drift' | 'detail'>, kernel: string | null, bootedAt: number | null): { drift: Drift; detail: string } {
+/** `want`: the configured intent; `onVfio`: the live driver is a VFIO driver. */
+function judge(s: Omit<DeviceStatus, 'drift' | 'detail'>, want: Intent | null, onVfio: boolean, kernel: string | null, bootedAt: number | null): { drift: Drift; detail: string } {
   const last = s.lastApplied;
   if (s.intent === null && last) return { drift: 'unconfigured', detail: `no longer configured; 'vfioctl apply' returns it to its host driver` };
   if (!s.live) return { drift: 'absent', detail: 'no such device on this host now' };
-  if (s.resolved === null) return { drift: 'unresolvable', detail: s.reason ?? 'cannot be resolved' };
-  const on = s.resolved === 'none' ? s.live.driver === null && s.live.override === 'none' : s.live.driver === s.resolved;
-  const lastDriver = last ? (last.driver ?? 'none') : null;
-  if (last && last.status === 'ok' && lastDriver !== s.resolved && last.kernel !== kernel) {
+  if (s.resolved === null || want === null) return { drift: 'unresolvable', detail: s.reason ?? 'cannot be resolved' };
+  const on = isPlaced(want, s.resolved, { ...s.live, onVfio });
+  // What the last apply put it on, in `resolved`'s terms: a driver, `none` or `host`.
+  const lastDriver = last ? (last.intent === 'host' ? 'host' : (last.driver ?? 'none')) : null;
+  if (last && last.status === 'ok' && want.kind !== 'host' && lastDriver !== s.resolved && last.kernel !== kernel) {
     return { drift: 'kernel-changed', detail: `resolves to ${s.resolved} on ${kernel ?? 'this kernel'}; the last apply (kernel ${last.kernel}) chose ${lastDriver}: 'vfioctl apply' follows it` };
   }
   if (on) return { drift: 'ok', detail: `on ${s.live.driver ?? 'no driver'}` };
@@ -115,16 +120,17 @@ export function status(host: Host, given?: Config): StatusReport {
       continue;
     }
     const absentRule = desired.absent.get(address);
+    const want = d?.intent ?? absentRule?.intent ?? null;
     const base = {
       address,
-      intent: d?.intent ?? absentRule?.intent ?? null,
+      intent: want ? intentName(want) : null,
       rule: d ? ruleLabel(d) : absentRule ? `rules[${absentRule.index}] (line ${absentRule.line})` : null,
-      ...(d && dev && d.intent !== null ? resolveNow(snap, d) : { resolved: null, reason: null }),
+      ...(d && dev && d.intent !== null ? resolveNow(snap, d, d.intent) : { resolved: null, reason: null }),
       live: dev ? { driver: dev.driver, override: dev.driverOverride } : null,
       lastApplied: applied[address] ?? null,
       boot: boot?.devices[address] ?? null,
     };
-    rows.push({ ...base, ...judge(base, kernel, bootedAt) });
+    rows.push({ ...base, ...judge(base, want, dev ? isOnVfio(dev, snap) : false, kernel, bootedAt) });
   }
   return { kernel, config: config.file, bootAt: boot?.at ?? null, devices: rows, warnings: desired.warnings, readWarnings };
 }

@@ -8,9 +8,10 @@ import type { DesiredState, Desire } from '../config/desired';
 import { describeSelector, isBroad } from '../config/types';
 import type { AppliedState } from '../persist/state';
 import type { Hook } from '../hooks/discover';
-import { planBind, planNone, planSriov, planUnbind } from './planner';
+import { placement, planBind, planNone, planSriov, planUnbind } from './planner';
 import { resolveIntent } from './target';
-import type { DevicePlan, Plan } from './types';
+import { isPlaced, type Intent } from '../config/intent';
+import type { BindIntent, DevicePlan, Plan } from './types';
 
 export interface ConvergeOptions {
   /** Only these devices (and, for a PF, its SR-IOV size); all configured devices when null. */
@@ -22,6 +23,10 @@ export interface ConvergeOptions {
   readonly ruleHooks: ReadonlyMap<string, readonly Hook[]>;
   /** At boot: what the early layers wrote (address -> override), from /run/vfioctl/boot-taken. */
   readonly bootTaken?: ReadonlyMap<string, string>;
+  /** `set --force`: past forceable refusals, as `bind --force`. */
+  readonly force?: boolean;
+  /** `set --group`: devices that succeed or fail together (address -> unit). */
+  readonly units?: ReadonlyMap<string, string>;
 }
 
 export interface Skipped {
@@ -64,7 +69,10 @@ function bootRefusals(plan: Plan, boot: BootDevices | null, guard: BootDevices |
 }
 
 export interface BindPhase {
-  /** Devices configured before (by an earlier apply) and not any more: back to their host driver. */
+  /**
+   * Back to a host driver: devices configured before (by an earlier apply) and not any more, and
+   * devices whose intent is `host` (exempt from a broader rule) that are not on one.
+   */
   readonly release: Plan;
   /** Every configured device with its own target (`none` among them), in one plan. */
   readonly bind: Plan;
@@ -73,7 +81,7 @@ export interface BindPhase {
 
 export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: AppliedState, o: ConvergeOptions): BindPhase {
   const skipped: Skipped[] = [];
-  const intents = new Map<string, string>();
+  const intents = new Map<string, Intent>();
   for (const d of desired.desires.values()) {
     if (!wanted(o.only, d.address) || d.intent === null) continue;
     if (o.boot && isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch) {
@@ -82,18 +90,25 @@ export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: Ap
     }
     intents.set(d.address, d.intent);
   }
+  const toDriver = new Map<string, BindIntent>();
+  const toNone: string[] = [];
+  const toHost: string[] = [];
+  for (const [a, i] of intents) {
+    if (i.kind === 'none') toNone.push(a);
+    else if (i.kind === 'host') toHost.push(a);
+    else toDriver.set(a, i);
+  }
   // Every device that leaves its host driver in this apply (to a VFIO driver, or to none): two
   // members of one IOMMU group with different intents (`vfio` and `vfio-pci`) make it viable together.
-  const alsoMoving = new Set(
-    [...intents].filter(([address, intent]) => {
+  const alsoMoving = new Set([
+    ...toNone,
+    ...[...toDriver].filter(([address, intent]) => {
       const dev = snap.devices.get(address);
-      return intent === 'none' || (dev !== undefined && resolveIntent(dev, snap, intent).target?.vfio === true);
+      return dev !== undefined && resolveIntent(dev, snap, intent, o.force).target?.vfio === true;
     }).map(([a]) => a),
-  );
-  const toDriver = [...intents].filter(([, i]) => i !== 'none').map(([a]) => a);
-  const toNone = [...intents].filter(([, i]) => i === 'none').map(([a]) => a);
+  ]);
   const plans = [
-    ...planBind(snap, { kind: 'bind', addresses: toDriver, driver: 'vfio', perDevice: new Map(toDriver.map((a) => [a, intents.get(a)!])), alsoMoving, force: false, group: false, ruleHooks: o.ruleHooks }).devices,
+    ...planBind(snap, { kind: 'bind', addresses: [...toDriver.keys()], driver: 'vfio', perDevice: toDriver, alsoMoving, force: !!o.force, group: false, ruleHooks: o.ruleHooks, ...(o.units ? { units: o.units } : {}) }).devices,
     ...planNone(snap, { addresses: toNone, ruleHooks: o.ruleHooks }).devices,
   ];
   // In the configuration's order, as the rules were resolved.
@@ -106,7 +121,10 @@ export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: Ap
     .filter((a) => wanted(o.only, a.address) && !desired.desires.has(a.address) && a.status === 'ok')
     .filter((a) => {
       const dev = snap.devices.get(a.address);
-      return dev !== undefined && (a.driver === null ? dev.driverOverride === 'none' : dev.driver === a.driver);
+      if (dev === undefined) return false;
+      // What that apply left: its host driver (`host`), no driver (`none`), or the driver it recorded.
+      const was: Intent = a.intent === 'host' ? { kind: 'host' } : a.driver === null ? { kind: 'none' } : { kind: 'driver', name: a.driver };
+      return isPlaced(was, a.driver, placement(dev, snap));
     })
     .map((a) => a.address);
   // Taken at boot from an older map (an initramfs not rebuilt since) that no rule names now.
@@ -114,5 +132,12 @@ export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: Ap
     const dev = snap.devices.get(address);
     if (wanted(o.only, address) && !desired.desires.has(address) && !release.includes(address) && dev?.driverOverride === driver) release.push(address);
   }
-  return { release: planUnbind(snap, { kind: 'unbind', addresses: release, ruleHooks: o.ruleHooks }), bind, skipped };
+  const releasePlan: Plan = {
+    kind: 'unbind',
+    devices: [
+      ...planUnbind(snap, { kind: 'unbind', addresses: release, ruleHooks: o.ruleHooks }).devices,
+      ...planUnbind(snap, { kind: 'unbind', addresses: toHost, ruleHooks: o.ruleHooks, probeUnbound: true }).devices,
+    ],
+  };
+  return { release: releasePlan, bind, skipped };
 }

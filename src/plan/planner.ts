@@ -6,10 +6,16 @@ import type { Snapshot } from '../read/snapshot';
 import { aliasMatches } from '../match/resolve';
 import { VfioctlError } from '../util/diag';
 import { checkGroupViable, checkHostUse, checkIommu, checkSriovPf, checkVfioUsers, isOnVfio } from './checks';
-import { chooseTarget } from './target';
+import { bindIntent, chooseTarget } from './target';
+import { intentName, isPlaced } from '../config/intent';
 import type { Hook, HookEvent } from '../hooks/discover';
 import { deviceView } from '../report/device-view';
 import type { BindRequest, DevicePlan, Plan, Refusal, Step, UnbindRequest } from './types';
+
+/** Where the device is now, as isPlaced() judges it. */
+export function placement(dev: PciDevice, snap: Snapshot): { driver: string | null; override: string | null; onVfio: boolean } {
+  return { driver: dev.driver, override: dev.driverOverride, onVfio: isOnVfio(dev, snap) };
+}
 
 function loaded(snap: Snapshot, module: string | null): boolean {
   if (module === null) return true;
@@ -73,12 +79,12 @@ function expandGroups(addresses: readonly string[], snap: Snapshot): { address: 
 }
 
 export function planBind(snap: Snapshot, req: BindRequest): Plan {
-  const items = req.group ? expandGroups(req.addresses, snap) : req.addresses.map((a) => ({ address: a, unit: a }));
+  const items = req.group ? expandGroups(req.addresses, snap) : req.addresses.map((a) => ({ address: a, unit: req.units?.get(a) ?? a }));
   const moving = new Set([...items.map((i) => i.address), ...(req.alsoMoving ?? [])]);
   const plans = items.map(({ address, unit }): DevicePlan => {
     const dev = snap.devices.get(address);
     if (!dev) return invalid(address, `no PCI device ${address}`, unit);
-    const driver = req.perDevice?.get(address) ?? req.driver;
+    const driver = intentName(req.perDevice?.get(address) ?? bindIntent(req.driver));
     let choice: ReturnType<typeof chooseTarget>;
     try {
       choice = chooseTarget(dev, snap, driver, req.force);
@@ -88,7 +94,7 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
     }
     const { target } = choice;
     const warnings = [...choice.warnings];
-    if (target && dev.driver === target.driver) {
+    if (target && isPlaced(bindIntent(driver), target.driver, placement(dev, snap))) {
       const steps = ownerSteps(dev, req);
       return devicePlan(dev, snap, { status: steps.length ? 'planned' : 'noop', target, steps, refusals: [], warnings: [`already on ${target.driver}`], unit });
     }
@@ -168,8 +174,11 @@ export function planUnbind(snap: Snapshot, req: UnbindRequest): Plan {
     const restoreOverride = record?.originalOverride ?? null;
     const hostDriver = record?.originalDriver ?? null;
     const target = { driver: hostDriver, module: null, vfio: false };
-    if (!onVfio && dev.driverOverride === restoreOverride && (dev.driver !== null || !record)) {
-      return devicePlan(dev, snap, { status: 'noop', target, steps: [], refusals: [], warnings: [`not on a VFIO driver${dev.driver ? ` (on ${dev.driver})` : ''}`], unit: address });
+    // Intent `host`: already on its host driver (isPlaced), or nothing to probe for.
+    const settled = req.probeUnbound ? isPlaced({ kind: 'host' }, null, placement(dev, snap)) : !onVfio && dev.driverOverride === restoreOverride && (dev.driver !== null || !record);
+    if (settled) {
+      const why = req.probeUnbound ? `already on its host driver ${dev.driver}` : `not on a VFIO driver${dev.driver ? ` (on ${dev.driver})` : ''}`;
+      return devicePlan(dev, snap, { status: 'noop', target, steps: [], refusals: [], warnings: [why], unit: address });
     }
     const hooks = [...snap.hooks, ...(req.ruleHooks?.get(address) ?? [])];
     const refusals = [...(onVfio ? checkVfioUsers(dev, snap) : []), ...checkHooks(hooks)];
@@ -205,7 +214,7 @@ export function planNone(snap: Snapshot, req: { readonly addresses: readonly str
     const dev = snap.devices.get(address);
     if (!dev) return invalid(address, `no PCI device ${address}`, address);
     const target = { driver: null, module: null, vfio: false };
-    if (dev.driver === null && dev.driverOverride === 'none') {
+    if (isPlaced({ kind: 'none' }, null, placement(dev, snap))) {
       return devicePlan(dev, snap, { status: 'noop', target, steps: [], refusals: [], warnings: ['already without a driver (driver_override=none)'], unit: address });
     }
     const hooks = [...snap.hooks, ...(req.ruleHooks?.get(address) ?? [])];

@@ -8,9 +8,11 @@ import { moduleNormalize } from '../match/fnmatch';
 import { aliasMatches, resolve, VFIO_PCI_MODULE, type Candidate } from '../match/resolve';
 import { DRIVER_NAME_EXCEPTIONS, driverNameForModule } from '../modules/loaded';
 import { variantRule } from '../match/variants';
-import { printable } from '../host/address';
 import { EXIT, VfioctlError } from '../util/diag';
+import type { Intent } from '../config/intent';
 import type { Refusal } from './types';
+
+export { validateDriverName } from '../config/intent';
 
 export interface Target {
   readonly driver: string;
@@ -20,19 +22,6 @@ export interface Target {
 
 /** Drivers meant to be bound by override, with no ID table of their own. */
 export const OVERRIDE_DRIVERS: ReadonlySet<string> = new Set(['vfio_pci', 'pci_stub', 'uio_pci_generic']);
-
-const DRIVER_NAME = /^[A-Za-z0-9_.:+-]{1,64}$/;
-
-/** A driver name from the command line or a config file; bad input (exit 2) if it cannot be one. */
-export function validateDriverName(name: string): string {
-  if (!DRIVER_NAME.test(name)) {
-    throw new VfioctlError(
-      `'${printable(name)}' is not a driver name: use 'vfio' or a PCI driver/module name (letters, digits, '-', '_', '.'; at most 64 characters, no spaces, newlines or '/')`,
-      EXIT.BAD_INPUT,
-    );
-  }
-  return name;
-}
 
 export function isVfioModule(snap: Snapshot, module: string | null, driver: string): boolean {
   if (module !== null && (module === VFIO_PCI_MODULE || snap.modules.aliases.vfioByModule.has(module) || variantRule(module))) return true;
@@ -124,14 +113,19 @@ export function chooseTarget(dev: PciDevice, snap: Snapshot, requested: string, 
   return requested === 'vfio' ? chooseVfio(dev, snap, force) : chooseExplicit(dev, snap, requested);
 }
 
+/** A bind's `--driver` (`vfio` or a name) as an intent: any other word is a driver name to look up. */
+export function bindIntent(driver: string): Extract<Intent, { kind: 'vfio' | 'driver' }> {
+  return driver === 'vfio' ? { kind: 'vfio' } : { kind: 'driver', name: driver };
+}
+
 /**
- * A configured intent (a driver name or `vfio`; `none` is the caller's) on this kernel, never
- * forced: as chooseTarget, but a name this kernel does not know is an `error`, not a throw, since
- * a configuration outlives kernels.
+ * A configured `vfio` or driver intent (`none` and `host` name no driver: the caller's) on this
+ * kernel: as chooseTarget (`force` only from `set --force`), but a name this kernel does not know
+ * is an `error`, not a throw, since a configuration outlives kernels.
  */
-export function resolveIntent(dev: PciDevice, snap: Snapshot, intent: string): TargetChoice & { readonly error: string | null } {
+export function resolveIntent(dev: PciDevice, snap: Snapshot, intent: Extract<Intent, { kind: 'vfio' | 'driver' }>, force = false): TargetChoice & { readonly error: string | null } {
   try {
-    return { ...chooseTarget(dev, snap, intent, false), error: null };
+    return { ...chooseTarget(dev, snap, intent.kind === 'vfio' ? 'vfio' : intent.name, force), error: null };
   } catch (e) {
     if (e instanceof VfioctlError) return { target: null, refusals: [], warnings: [], error: e.message };
     throw e;

@@ -1,4 +1,8 @@
 import type { Hook } from '../hooks/discover';
+import type { Intent } from '../config/intent';
+
+/** An intent that names a driver to bind (`none` and `host` are planned as what they are). */
+export type BindIntent = Extract<Intent, { kind: 'vfio' | 'driver' }>;
 
 // The planner's output: ordered, explained steps per device, and every refusal (not just the first).
 
@@ -72,15 +76,19 @@ export interface BindRequest {
   /** Per-device hooks from configuration rules, run after the hooks.d ones. */
   readonly ruleHooks?: ReadonlyMap<string, readonly Hook[]>;
   /** A driver (or `vfio`) per device, where it differs from `driver` (a converge). */
-  readonly perDevice?: ReadonlyMap<string, string>;
+  readonly perDevice?: ReadonlyMap<string, BindIntent>;
   /** Other devices leaving their host drivers in the same operation (for the IOMMU-group check). */
   readonly alsoMoving?: ReadonlySet<string>;
+  /** Devices that succeed or fail together (`set --group`): address -> unit name. */
+  readonly units?: ReadonlyMap<string, string>;
 }
 
 export interface UnbindRequest {
   readonly kind: 'unbind';
   readonly addresses: readonly string[];
   readonly ruleHooks?: ReadonlyMap<string, readonly Hook[]>;
+  /** Intent `host`: a device with no driver at all is probed for its host driver too. */
+  readonly probeUnbound?: boolean;
 }
 
 export function describeStep(s: Step): string {

@@ -225,7 +225,8 @@ test('bad input exits 2 and changes nothing: driver names, addresses, unknown de
     [['bind', E1, '--driver', ''], /is not a driver name/],
     [['bind', E1, '--driver', 'nosuchdrv'], /unknown driver 'nosuchdrv'/],
     [['bind', '0000:00:02'], /is not a PCI address/],
-    [['unbind', 'eth0'], /is not a PCI address/],
+    // An interface name is a DEVICE now (issue 12): one that does not exist is still bad input.
+    [['unbind', 'eth9'], /is not a PCI address/],
     [['bind', E1, '--owner', 'nobody-here'], /no user 'nobody-here'/],
   ];
   for (const [args, re] of cases) {

@@ -73,7 +73,7 @@ for (const [shell, complete] of [['bash', bash], ['zsh', zsh], ['fish', fish]] a
     assert.deepEqual(complete('vfioctl bind ', { VFIOCTL_ROOT: f.dir }), ['0000:00:02.0', '0000:03:00.1'], 'VFIOCTL_ROOT');
     assert.deepEqual(complete(R('bind --driver ')), ['e1000e', 'vfio', 'vfio-pci']);
     assert.deepEqual(complete(R('--kernel ')), ['6.1.0-test', '6.12.0-test']);
-    assert.deepEqual(complete(R('set 0000:03:00.1 ')), ['e1000e', 'none', 'vfio', 'vfio-pci']);
+    assert.deepEqual(complete(R('set 0000:03:00.1 ')), ['e1000e', 'host', 'none', 'vfio', 'vfio-pci']);
     assert.deepEqual(complete(R('set 0000:03:00.1 vfio ')), [], 'set takes two arguments');
     assert.deepEqual(complete(R('show 0000:03:00.1 ')), []);
     assert.deepEqual(complete('vfioctl list-devices s'), ['serial', 'storage', 'system']);

@@ -4,8 +4,11 @@ import { parseConfig, ConfigError } from '../../src/config/load';
 import { withIntent, withoutDevice } from '../../src/config/edit';
 import { desiredState } from '../../src/config/desired';
 import type { PciDevice } from '../../src/host/pci';
+import { intentName, type Intent } from '../../src/config/intent';
 
 const F = '/etc/vfioctl/vfioctl.json';
+/** An intent as the file spells it (the parsed form is the Intent union). */
+const spelt = (i: Intent | null) => (i === null ? null : intentName(i));
 
 function problems(text: string): string[] {
   try {
@@ -34,7 +37,7 @@ test('a valid file with comments parses into rules with normalised selectors and
     F,
   );
   assert.deepEqual(
-    c.rules.map((r) => [r.line, r.selector, r.intent]),
+    c.rules.map((r) => [r.line, r.selector, spelt(r.intent)]),
     [
       [5, { kind: 'address', address: '0000:03:00.0' }, 'vfio'],
       [7, { kind: 'id', vendor: '15b3', device: '101e', subvendor: null, subdevice: null }, 'vfio'],
@@ -44,7 +47,7 @@ test('a valid file with comments parses into rules with normalised selectors and
   );
   assert.deepEqual(c.rules[1]!.hooks, ['/etc/vfioctl/cx7']);
   assert.equal(c.rules[1]!.acknowledgeBroadMatch, true);
-  assert.deepEqual(c.rules[3]!.sriov, { numVfs: 4, vfIntent: 'vfio' });
+  assert.deepEqual(c.rules[3]!.sriov, { numVfs: 4, vfIntent: { kind: 'vfio' } });
 });
 
 test('errors name the file, line:column, the field and the fix; all of them at once', () => {
@@ -96,12 +99,12 @@ test('set/unset edit the text in place: comments and other rules survive; the re
   assert.ok(a.changed);
   assert.match(a.text, /\/\/ keep me/);
   assert.match(a.text, /\/\/ and me/);
-  assert.deepEqual(a.config.rules.map((r) => r.intent), ['none', 'vfio']);
+  assert.deepEqual(a.config.rules.map((r) => spelt(r.intent)), ['none', 'vfio']);
   const b = withIntent(a.text, '0000:03:00.0', 'mlx5_vfio_pci');
-  assert.deepEqual(b.config.rules.map((r) => r.intent), ['none', 'mlx5_vfio_pci']);
+  assert.deepEqual(b.config.rules.map((r) => spelt(r.intent)), ['none', 'mlx5_vfio_pci']);
   assert.equal(withIntent(b.text, '0000:03:00.0', 'mlx5_vfio_pci').changed, false);
   const c = withoutDevice(b.text, '0000:03:00.0');
-  assert.deepEqual(c.config.rules.map((r) => r.intent), ['none']);
+  assert.deepEqual(c.config.rules.map((r) => spelt(r.intent)), ['none']);
   assert.match(c.text, /\/\/ keep me/);
   assert.equal(withoutDevice(c.text, '0000:03:00.0').changed, false);
   // From no file at all.
@@ -138,7 +141,7 @@ test('the most specific rule wins: address > vfsOf/vfIntent > id+subsystem > id 
     ].map((d) => [d.address, d]),
   );
   const s = desiredState(c, devices);
-  const got = Object.fromEntries([...s.desires].map(([a, d]) => [a, d.intent]));
+  const got = Object.fromEntries([...s.desires].map(([a, d]) => [a, spelt(d.intent)]));
   assert.deepEqual(got, {
     '0000:00:01.0': 'c2',
     '0000:00:02.0': 'c4',
@@ -148,6 +151,6 @@ test('the most specific rule wins: address > vfsOf/vfIntent > id+subsystem > id 
     '0000:3b:00.0': null,
     '0000:3b:00.1': 'vf',
   });
-  assert.deepEqual(s.sriov.map((x) => [x.pf, x.numVfs, x.vfIntent]), [['0000:3b:00.0', 2, 'vf']]);
+  assert.deepEqual(s.sriov.map((x) => [x.pf, x.numVfs, spelt(x.vfIntent)]), [['0000:3b:00.0', 2, 'vf']]);
   assert.ok(s.warnings.some((w) => /0000:00:02\.0 is selected by rules\[1\] and rules\[6\]/.test(w)), s.warnings.join('\n'));
 });

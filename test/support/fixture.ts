@@ -199,6 +199,8 @@ export class Fixture {
     const ndir = `${devDir}/net/${n.name}`;
     t.write(`${ndir}/flags`, n.up ? '0x1003\n' : '0x1002\n');
     t.write(`${ndir}/operstate`, n.up ? 'up\n' : 'down\n');
+    // As sysfs: the interface's parent device (SET_NETDEV_DEV).
+    t.link(`${ndir}/device`, devDir);
     t.link(`/sys/class/net/${n.name}`, ndir);
     if (n.ipv4) {
       const [a, b, c] = n.ipv4.split('.');
