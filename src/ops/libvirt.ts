@@ -7,6 +7,7 @@
 import { execute, type DeviceResult } from '../apply/executor';
 import { loadConfig } from '../config/load';
 import { desiredState } from '../config/desired';
+import { intentName } from '../config/intent';
 import { parseDomain, type Domain, type DomainHostdev } from '../libvirt/domain';
 import { readDomainRecord, writeDomainRecord } from '../persist/domains';
 import { Invalid } from '../persist/validate';
@@ -171,7 +172,8 @@ async function release(host: Host, guest: string, dom: Domain): Promise<LibvirtH
     const give: string[] = [];
     for (const a of record.devices) {
       const rule = desired.desires.get(a);
-      if (rule && rule.intent !== null) warnings.push(`${a}: kept: rules[${rule.rule.index}] (line ${rule.rule.line}) of the configuration wants it on '${rule.intent}'`);
+      // Intent host asks for exactly what release does (its host driver); any other rule owns the device now.
+      if (rule && rule.intent !== null && rule.intent.kind !== 'host') warnings.push(`${a}: kept: rules[${rule.rule.index}] (line ${rule.rule.line}) of the configuration wants it on '${intentName(rule.intent)}'`);
       else give.push(a);
     }
     const plan = planUnbind(snap, { kind: 'unbind', addresses: give });
