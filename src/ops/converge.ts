@@ -28,6 +28,13 @@ export interface ConvergeOptions {
   readonly dryRun?: boolean;
   /** The late boot unit: boot devices from fstab/crypttab/root= are refused, broad rules need an acknowledgement. */
   readonly boot?: boolean;
+  /**
+   * Refuse the host's boot devices (fstab, crypttab, root=, resume=) on this apply too, whatever a
+   * broad rule matches: the node agent always asks for it.
+   * TODO(branch hostroot, issue 14 items 1 and 3): this is a no-op stub on the agent
+   * branch; the other branch implements it. Merge theirs.
+   */
+  readonly guardBootDevices?: boolean;
 }
 
 export interface PhaseResult {
