@@ -137,7 +137,7 @@ export class Agent {
   private readonly abort = new AbortController();
   private readonly live = new HostRoot('/');
   /** The hash of the policy the last apply converged to, and whether that apply succeeded. */
-  private applied: { hash: string; ok: boolean } | null = null;
+  private applied: { hash: string; ok: boolean; reason: ReadyReason; detail: readonly string[] } | null = null;
   private last: Readiness | null = null;
 
   constructor(
@@ -207,7 +207,8 @@ export class Agent {
         this.log('info', 'reapply', 're-applying the policy (--reapply)');
         return await this.apply(text, hash);
       }
-      return this.publish(false, this.applied.ok ? 'drift' : (this.last?.reason ?? 'drift'), drift.length ? drift : (this.last?.detail ?? []), hash);
+      // After a refused or failed apply its reason stays the headline (status repeats it as drift).
+      return this.applied.ok ? this.publish(false, 'drift', drift, hash) : this.publish(false, this.applied.reason, this.applied.detail, hash);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       this.log('error', 'error', msg);
@@ -265,13 +266,13 @@ export class Agent {
     const problems = applyProblems(outcome);
     for (const w of outcome.warnings) this.log('warn', 'warning', w);
     const moved = outcome.results.filter((r) => r.status === 'ok').map((r) => `${r.address}: ${r.phase} -> ${r.target ?? 'host driver'}`);
-    this.applied = { hash, ok: code === 0 && outcome.interrupted === null };
+    const reason: ReadyReason = outcome.interrupted !== null ? 'interrupted' : code === 0 ? 'converged' : outcome.results.some((r) => r.status === 'refused') ? 'refused' : 'failed';
+    this.applied = { hash, ok: reason === 'converged', reason, detail: outcome.interrupted !== null ? [`interrupted by ${outcome.interrupted}`, ...problems] : problems };
     if (outcome.interrupted !== null) {
       this.log('warn', 'refused', `interrupted by ${outcome.interrupted}: the device in flight was rolled back; nothing else is undone`, { problems });
-      return this.publish(false, 'interrupted', [`interrupted by ${outcome.interrupted}`, ...problems], hash);
+      return this.publish(false, 'interrupted', this.applied.detail, hash);
     }
     if (code !== 0) {
-      const reason: ReadyReason = outcome.results.some((r) => r.status === 'refused') ? 'refused' : 'failed';
       this.log('error', 'refused', `the apply was ${reason === 'refused' ? 'refused' : 'not completed'} (exit ${code}); the node stays NotReady, which halts the rollout`, { policy: hash, problems, moved });
       return this.publish(false, reason, problems, hash);
     }
