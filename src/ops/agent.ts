@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ConfigError, loadConfig, parseConfig, readConfigText } from '../config/load';
+import { ConfigError, loadConfig, MAX_CONFIG_BYTES, parseConfig, readConfigText } from '../config/load';
 import { CONFIG_FILE } from '../config/types';
 import { HostRoot } from '../host/root';
 import { atomicWrite } from '../persist/records';
@@ -106,6 +106,16 @@ export interface AgentOptions {
   readonly once?: boolean;
   readonly clock?: AgentClock;
   readonly log: (line: AgentLogLine) => void;
+}
+
+/** A directory on a read-only mount: even root cannot write it (access(2) says EROFS). */
+function readOnlyMount(dir: string): boolean {
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EROFS';
+  }
 }
 
 /** sha256 of the policy's bytes, 12 hex digits: short enough for a label value (63 characters at most). */
@@ -221,7 +231,7 @@ export class Agent {
     const file = path.resolve(this.o.policyFile);
     let text: string | undefined;
     try {
-      text = this.live.hasEntry(file) ? readConfigText(this.live, this.host.trust, file) : undefined;
+      text = this.live.hasEntry(file) ? this.readPolicyText(file) : undefined;
       if (text === undefined) throw new ConfigError(file, [`${file}: no such file (is the ConfigMap mounted there?)`]);
       parseConfig(text, file);
       return { ok: true, text, hash: policyHash(text) };
@@ -230,6 +240,30 @@ export class Agent {
       const problems = e instanceof ConfigError ? [...e.problems] : [e.message];
       this.log('error', 'policy-invalid', `the policy ${file} is refused; nothing was written or applied`, { problems });
       return { ok: false, problems, hash: text === undefined ? null : policyHash(text) };
+    }
+  }
+
+  /**
+   * The policy's text, read with the checks of `--config FILE`, with one allowance: kubelet gives
+   * a ConfigMap volume world-writable directories (it sits on an emptyDir, mode 0777) but mounts
+   * it read-only into the container (since the fix of CVE-2017-1002102), so nobody can change it
+   * through this mount. Such a directory passes when the mount is read-only (EROFS); the file
+   * itself must still be root's, regular and not group/other-writable.
+   */
+  private readPolicyText(file: string): string | undefined {
+    try {
+      return readConfigText(this.live, this.host.trust, file);
+    } catch (e) {
+      if (!(e instanceof VfioctlError) || e instanceof ConfigError) throw e;
+      const real = fs.realpathSync(file);
+      const st = fs.statSync(real);
+      if (!readOnlyMount(path.dirname(real)) || !st.isFile() || !this.host.trust.uids.includes(st.uid) || (st.mode & 0o022) !== 0) throw e;
+      if (st.size > MAX_CONFIG_BYTES) throw new ConfigError(file, [`${file}: ${st.size} bytes, more than the ${MAX_CONFIG_BYTES} a configuration may have`]);
+      try {
+        return new TextDecoder('utf-8', { fatal: true }).decode(fs.readFileSync(real));
+      } catch {
+        throw new ConfigError(file, [`${file}: not UTF-8; fix: save the file as UTF-8`]);
+      }
     }
   }
 

@@ -121,6 +121,14 @@ test('an invalid policy is refused with every problem; nothing is written to the
   assert.deepEqual(h.k.writes, []);
   assert.equal(r.logs[0]!.event, 'policy-invalid');
   assert.match(features(h) ?? '', /vfioctl\.io\/converged=false/);
+  // A policy in a directory others may write (on a writable mount) is refused, naming the fix.
+  r.writePolicy([{ match: { address: E2 }, intent: 'vfio' }]);
+  fs.chmodSync(path.dirname(r.policy), 0o777);
+  const open = await r.agent.cycle();
+  assert.equal(open.reason, 'invalid-policy');
+  assert.match(open.detail[0]!, /writable by others \(mode 777\).*fix: chown root: and chmod go-w/);
+  assert.deepEqual(h.k.writes, []);
+  fs.chmodSync(path.dirname(r.policy), 0o755);
   // A missing policy file is not "no rules" (that would release every device an apply bound).
   fs.rmSync(r.policy);
   const missing = await r.agent.cycle();
