@@ -13,6 +13,7 @@ import { nicInUse, noIommu, rootDevicesRefused, sharedIommuGroup } from './safet
 import { sriov } from './sriov';
 import { convergeMixedGroup } from './converge';
 import { ansiblePolicy } from './ansible';
+import { agentNode } from './agent';
 
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
@@ -27,6 +28,7 @@ export const SCENARIOS: readonly Scenario[] = [
   sharedIommuGroup,
   convergeMixedGroup,
   ansiblePolicy,
+  agentNode,
   killBetweenUnbindAndProbe,
   killAtEveryStep,
   sriov,
