@@ -156,7 +156,9 @@ export const agentNode: Scenario = {
           agent = null;
           expectUnchanged(ctx, before, 'the devices after SIGTERM');
 
-          // A restart (a new pod): NotReady until its first apply, which moves nothing.
+          // A restart (a new pod): NotReady until its first apply, which moves nothing. A new
+          // container's /run starts empty: the old readiness file goes with the old container.
+          fs.rmSync(READY);
           const t1 = Date.now();
           agent = startAgent(ctx, 2);
           waitFor(ctx, 'the restarted agent to report Ready', 120_000, () => probe(ctx).code === 0);
