@@ -16,6 +16,7 @@ import { ansiblePolicy } from './ansible';
 import { hostRoot } from './host-root';
 import { libvirtHook } from './libvirt';
 import { adminHostIntent, adminSetGroup } from './admin';
+import { agentNode } from './agent';
 
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
@@ -34,6 +35,7 @@ export const SCENARIOS: readonly Scenario[] = [
   adminHostIntent,
   ansiblePolicy,
   libvirtHook,
+  agentNode,
   killBetweenUnbindAndProbe,
   killAtEveryStep,
   sriov,

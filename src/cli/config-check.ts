@@ -30,7 +30,7 @@ export function configFor(ctx: Context, policy: TrustPolicy, file: string | unde
 
 /** A rule as `config check --json` prints it: what it selects and asks for, where it is. */
 function ruleJson(r: Rule): Record<string, unknown> {
-  return { index: r.index, line: r.line, selector: r.selector, intent: r.intent ? intentName(r.intent) : null, sriov: r.sriov ? { ...r.sriov, vfIntent: r.sriov.vfIntent ? intentName(r.sriov.vfIntent) : null } : null, hooks: r.hooks, acknowledgeBroadMatch: r.acknowledgeBroadMatch };
+  return { index: r.index, line: r.line, selector: r.selector, intent: r.intent ? intentName(r.intent) : null, sriov: r.sriov ? { ...r.sriov, vfIntent: r.sriov.vfIntent ? intentName(r.sriov.vfIntent) : null } : null, hooks: r.hooks, acknowledgeBroadMatch: r.acknowledgeBroadMatch, consumer: r.consumer };
 }
 
 export function configCommand(ctx: Context, action: string, file: string, opts: { json?: boolean }): number {

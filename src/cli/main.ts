@@ -11,6 +11,7 @@ import { setCommand, unsetCommand } from './set';
 import { statusCommand } from './status';
 import { installCommand } from './install';
 import { configCommand } from './config-check';
+import { agentCommand } from './agent';
 import { driverctlDevice, hasAddressRule, importDriverctlCommand, listDevicesCommand } from './driverctl';
 import { parseAddress } from '../host/address';
 import { libvirtHookCommand, libvirtXmlCommand } from './libvirt';
@@ -175,6 +176,21 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .argument('<file>', 'the configuration file (a path on the running system)')
     .option('--json', 'print {file, valid, problems, rules}')
     .action(wrap((ctx, action, file, opts) => configCommand(ctx, action, file, opts)));
+
+  program
+    .command('agent')
+    .description('the node agent (a DaemonSet pod): make a policy file the host configuration, apply it, then watch for drift')
+    .option('--policy <file>', 'the policy (a vfioctl.json mounted from a ConfigMap; a path on the running system)')
+    .option('--interval <seconds>', 'drift poll interval (default 60)')
+    .option('--jitter <seconds>', 'up to this much random delay added to each poll (default a tenth of the interval)')
+    .option('--reapply', 're-apply when status shows drift (default: report it and go NotReady)')
+    .option('--ready-file <file>', `the readiness file the probe reads (default /run/vfioctl-agent/ready.json, in the container)`)
+    .option('--stop-file <file>', 'emergency stop: while this file exists on the host nothing is applied (default /etc/vfioctl/agent-stop, under --root)')
+    .option('--features-file <file>', 'node-feature-discovery feature file on the host (default /etc/kubernetes/node-feature-discovery/features.d/vfioctl)')
+    .option('--no-features', 'publish no node-feature-discovery labels')
+    .option('--once', 'converge once and exit: 0 ready, 2 invalid policy, 3 refused, 1 otherwise')
+    .option('--probe', 'readiness probe: exit 0 when the running agent reports Ready, 1 otherwise')
+    .action(wrap((ctx, opts) => agentCommand(ctx, opts)));
 
   program
     .command('import-driverctl')

@@ -6,7 +6,7 @@ import validateSchema = require('./schema-validator.generated');
 import type { HostRoot } from '../host/root';
 import { untrustedReason, type TrustPolicy } from '../util/trust';
 import { EXIT, VfioctlError } from '../util/diag';
-import { CONFIG_FILE, type Config, type Rule, type Selector } from './types';
+import { CONFIG_FILE, type Config, type Consumer, type Rule, type Selector } from './types';
 import { parseIntent } from './intent';
 
 export class ConfigError extends VfioctlError {
@@ -89,6 +89,7 @@ const FIX: Record<string, string> = {
   numVfs: 'use a whole number from 0 to the PF\'s sriov_totalvfs',
   hooks: 'list absolute paths of executable, root-owned hooks',
   version: "set \"version\": 1",
+  consumer: "use kubevirt, nvidia-sandbox-device-plugin, sriov-network-operator or intel-qat-plugin (each needs intent 'vfio-pci'), or leave it out",
 };
 
 function schemaProblem(e: validateSchema.SchemaError): { path: (string | number)[]; text: string } {
@@ -166,7 +167,7 @@ export function parseConfig(text: string, file: string): Config {
     }
     throw new ConfigError(file, [...new Set(problems)]);
   }
-  const raw = data as { rules: { match: Record<string, string>; intent?: string; sriov?: { numVfs: number; vfIntent?: string }; hooks?: string[]; acknowledgeBroadMatch?: boolean }[] };
+  const raw = data as { rules: { match: Record<string, string>; intent?: string; sriov?: { numVfs: number; vfIntent?: string }; hooks?: string[]; acknowledgeBroadMatch?: boolean; consumer?: Consumer }[] };
   const rules: Rule[] = raw.rules.map((r, index) => {
     const node = findNodeAtLocation(tree, ['rules', index]);
     return {
@@ -178,6 +179,7 @@ export function parseConfig(text: string, file: string): Config {
       sriov: r.sriov ? { numVfs: r.sriov.numVfs, vfIntent: r.sriov.vfIntent !== undefined ? parseIntent(r.sriov.vfIntent) : null } : null,
       hooks: r.hooks ?? [],
       acknowledgeBroadMatch: r.acknowledgeBroadMatch === true,
+      consumer: r.consumer ?? null,
     };
   });
   // What the schema cannot say: one rule per address / PF, sriov only on an address.

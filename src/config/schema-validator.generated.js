@@ -2,8 +2,8 @@
 "use strict";
 module.exports = validate10;
 module.exports.default = validate10;
-const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://github.com/vfioctl/vfioctl/schema/config.schema.json","title":"vfioctl configuration: /etc/vfioctl/vfioctl.json","description":"Which PCI devices go to which driver, kept across reboots and re-resolved for every kernel. JSON; // and /* */ comments are allowed. See README.md, 'Configuration'.","type":"object","required":["version","rules"],"additionalProperties":false,"properties":{"$schema":{"type":"string"},"version":{"description":"Format version: 1.","const":1},"rules":{"description":"Rules, each selecting devices and giving them an intent. The most specific rule for a device wins: address, then vfsOf, then id with subsystem ids, then id, then class (longer class prefixes first); among equals the first in the file.","type":"array","items":{"$ref":"#/definitions/rule"}}},"definitions":{"address":{"type":"string","pattern":"^([0-9a-fA-F]{4,8}:)?[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\\.[0-7]$"},"intent":{"description":"'vfio': the best usable VFIO driver for the device (variant drivers included), re-resolved for each kernel; 'none': no driver at all; 'host': its host driver (exempt from a broader rule, never driverless; left out of the boot maps); anything else: that driver (checked against its ID table).","type":"string","pattern":"^[A-Za-z0-9_.:+-]{1,64}$"},"match":{"description":"Exactly one selector.","type":"object","additionalProperties":false,"minProperties":1,"maxProperties":1,"properties":{"address":{"description":"One device: DOMAIN:BUS:DEV.FN (or BUS:DEV.FN for domain 0000).","$ref":"#/definitions/address"},"id":{"description":"VENDOR:DEVICE or VENDOR:DEVICE:SUBVENDOR:SUBDEVICE, hexadecimal (as lspci -nn prints them).","type":"string","pattern":"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(:[0-9a-fA-F]{4}:[0-9a-fA-F]{4})?$"},"class":{"description":"PCI class code prefix, hexadecimal: base class (02), base class and subclass (0200), or all three bytes (020000).","type":"string","pattern":"^(0x)?([0-9a-fA-F]{2}){1,3}$"},"vfsOf":{"description":"Every SR-IOV virtual function of this physical function.","$ref":"#/definitions/address"}}},"rule":{"type":"object","additionalProperties":false,"required":["match"],"anyOf":[{"required":["intent"]},{"required":["sriov"]}],"properties":{"match":{"$ref":"#/definitions/match"},"intent":{"$ref":"#/definitions/intent"},"sriov":{"description":"Only with match.address on an SR-IOV physical function: create numVfs VFs (sriov_drivers_autoprobe is set to 0 first when vfIntent is given, so no VF touches the host driver) and give every VF vfIntent.","type":"object","additionalProperties":false,"required":["numVfs"],"properties":{"numVfs":{"type":"integer","minimum":0,"maximum":65535},"vfIntent":{"$ref":"#/definitions/intent"}}},"hooks":{"description":"Extra hooks for the devices of this rule (absolute paths; root-owned, not group/other-writable), run after the hooks.d ones.","type":"array","items":{"type":"string","pattern":"^/[^\\n\\u0000]*$"}},"acknowledgeBroadMatch":{"description":"A rule that selects by id or class is applied at boot only when this is true: it may catch devices added later.","type":"boolean"},"comment":{"type":"string"}}}}};
-const schema12 = {"type":"object","additionalProperties":false,"required":["match"],"anyOf":[{"required":["intent"]},{"required":["sriov"]}],"properties":{"match":{"$ref":"#/definitions/match"},"intent":{"$ref":"#/definitions/intent"},"sriov":{"description":"Only with match.address on an SR-IOV physical function: create numVfs VFs (sriov_drivers_autoprobe is set to 0 first when vfIntent is given, so no VF touches the host driver) and give every VF vfIntent.","type":"object","additionalProperties":false,"required":["numVfs"],"properties":{"numVfs":{"type":"integer","minimum":0,"maximum":65535},"vfIntent":{"$ref":"#/definitions/intent"}}},"hooks":{"description":"Extra hooks for the devices of this rule (absolute paths; root-owned, not group/other-writable), run after the hooks.d ones.","type":"array","items":{"type":"string","pattern":"^/[^\\n\\u0000]*$"}},"acknowledgeBroadMatch":{"description":"A rule that selects by id or class is applied at boot only when this is true: it may catch devices added later.","type":"boolean"},"comment":{"type":"string"}}};
+const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://github.com/vfioctl/vfioctl/schema/config.schema.json","title":"vfioctl configuration: /etc/vfioctl/vfioctl.json","description":"Which PCI devices go to which driver, kept across reboots and re-resolved for every kernel. JSON; // and /* */ comments are allowed. See README.md, 'Configuration'.","type":"object","required":["version","rules"],"additionalProperties":false,"properties":{"$schema":{"type":"string"},"version":{"description":"Format version: 1.","const":1},"rules":{"description":"Rules, each selecting devices and giving them an intent. The most specific rule for a device wins: address, then vfsOf, then id with subsystem ids, then id, then class (longer class prefixes first); among equals the first in the file.","type":"array","items":{"$ref":"#/definitions/rule"}}},"definitions":{"address":{"type":"string","pattern":"^([0-9a-fA-F]{4,8}:)?[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\\.[0-7]$"},"intent":{"description":"'vfio': the best usable VFIO driver for the device (variant drivers included), re-resolved for each kernel; 'none': no driver at all; 'host': its host driver (exempt from a broader rule, never driverless; left out of the boot maps); anything else: that driver (checked against its ID table).","type":"string","pattern":"^[A-Za-z0-9_.:+-]{1,64}$"},"match":{"description":"Exactly one selector.","type":"object","additionalProperties":false,"minProperties":1,"maxProperties":1,"properties":{"address":{"description":"One device: DOMAIN:BUS:DEV.FN (or BUS:DEV.FN for domain 0000).","$ref":"#/definitions/address"},"id":{"description":"VENDOR:DEVICE or VENDOR:DEVICE:SUBVENDOR:SUBDEVICE, hexadecimal (as lspci -nn prints them).","type":"string","pattern":"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(:[0-9a-fA-F]{4}:[0-9a-fA-F]{4})?$"},"class":{"description":"PCI class code prefix, hexadecimal: base class (02), base class and subclass (0200), or all three bytes (020000).","type":"string","pattern":"^(0x)?([0-9a-fA-F]{2}){1,3}$"},"vfsOf":{"description":"Every SR-IOV virtual function of this physical function.","$ref":"#/definitions/address"}}},"rule":{"type":"object","additionalProperties":false,"required":["match"],"anyOf":[{"required":["intent"]},{"required":["sriov"]}],"properties":{"match":{"$ref":"#/definitions/match"},"intent":{"$ref":"#/definitions/intent"},"sriov":{"description":"Only with match.address on an SR-IOV physical function: create numVfs VFs (sriov_drivers_autoprobe is set to 0 first when vfIntent is given, so no VF touches the host driver) and give every VF vfIntent.","type":"object","additionalProperties":false,"required":["numVfs"],"properties":{"numVfs":{"type":"integer","minimum":0,"maximum":65535},"vfIntent":{"$ref":"#/definitions/intent"}}},"hooks":{"description":"Extra hooks for the devices of this rule (absolute paths; root-owned, not group/other-writable), run after the hooks.d ones.","type":"array","items":{"type":"string","pattern":"^/[^\\n\\u0000]*$"}},"consumer":{"description":"Who takes this rule's devices from the VFIO driver. Each of these recognises only the literal vfio-pci driver (a device on a variant such as mlx5_vfio_pci disappears from it): use intent 'vfio-pci' for them; 'vfioctl status' warns when such a device is on a variant.","enum":["kubevirt","nvidia-sandbox-device-plugin","sriov-network-operator","intel-qat-plugin"]},"acknowledgeBroadMatch":{"description":"A rule that selects by id or class is applied at boot only when this is true: it may catch devices added later.","type":"boolean"},"comment":{"type":"string"}}}}};
+const schema12 = {"type":"object","additionalProperties":false,"required":["match"],"anyOf":[{"required":["intent"]},{"required":["sriov"]}],"properties":{"match":{"$ref":"#/definitions/match"},"intent":{"$ref":"#/definitions/intent"},"sriov":{"description":"Only with match.address on an SR-IOV physical function: create numVfs VFs (sriov_drivers_autoprobe is set to 0 first when vfIntent is given, so no VF touches the host driver) and give every VF vfIntent.","type":"object","additionalProperties":false,"required":["numVfs"],"properties":{"numVfs":{"type":"integer","minimum":0,"maximum":65535},"vfIntent":{"$ref":"#/definitions/intent"}}},"hooks":{"description":"Extra hooks for the devices of this rule (absolute paths; root-owned, not group/other-writable), run after the hooks.d ones.","type":"array","items":{"type":"string","pattern":"^/[^\\n\\u0000]*$"}},"consumer":{"description":"Who takes this rule's devices from the VFIO driver. Each of these recognises only the literal vfio-pci driver (a device on a variant such as mlx5_vfio_pci disappears from it): use intent 'vfio-pci' for them; 'vfioctl status' warns when such a device is on a variant.","enum":["kubevirt","nvidia-sandbox-device-plugin","sriov-network-operator","intel-qat-plugin"]},"acknowledgeBroadMatch":{"description":"A rule that selects by id or class is applied at boot only when this is true: it may catch devices added later.","type":"boolean"},"comment":{"type":"string"}}};
 const schema16 = {"description":"'vfio': the best usable VFIO driver for the device (variant drivers included), re-resolved for each kernel; 'none': no driver at all; 'host': its host driver (exempt from a broader rule, never driverless; left out of the boot maps); anything else: that driver (checked against its ID table).","type":"string","pattern":"^[A-Za-z0-9_.:+-]{1,64}$"};
 const schema13 = {"description":"Exactly one selector.","type":"object","additionalProperties":false,"minProperties":1,"maxProperties":1,"properties":{"address":{"description":"One device: DOMAIN:BUS:DEV.FN (or BUS:DEV.FN for domain 0000).","$ref":"#/definitions/address"},"id":{"description":"VENDOR:DEVICE or VENDOR:DEVICE:SUBVENDOR:SUBDEVICE, hexadecimal (as lspci -nn prints them).","type":"string","pattern":"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(:[0-9a-fA-F]{4}:[0-9a-fA-F]{4})?$"},"class":{"description":"PCI class code prefix, hexadecimal: base class (02), base class and subclass (0200), or all three bytes (020000).","type":"string","pattern":"^(0x)?([0-9a-fA-F]{2}){1,3}$"},"vfsOf":{"description":"Every SR-IOV virtual function of this physical function.","$ref":"#/definitions/address"}}};
 const schema14 = {"type":"string","pattern":"^([0-9a-fA-F]{4,8}:)?[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\\.[0-7]$"};
@@ -235,7 +235,7 @@ vErrors.push(err3);
 errors++;
 }
 for(const key0 in data){
-if(!((((((key0 === "match") || (key0 === "intent")) || (key0 === "sriov")) || (key0 === "hooks")) || (key0 === "acknowledgeBroadMatch")) || (key0 === "comment"))){
+if(!(((((((key0 === "match") || (key0 === "intent")) || (key0 === "sriov")) || (key0 === "hooks")) || (key0 === "consumer")) || (key0 === "acknowledgeBroadMatch")) || (key0 === "comment"))){
 const err4 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err4];
@@ -415,9 +415,10 @@ vErrors.push(err17);
 errors++;
 }
 }
-if(data.acknowledgeBroadMatch !== undefined){
-if(typeof data.acknowledgeBroadMatch !== "boolean"){
-const err18 = {instancePath:instancePath+"/acknowledgeBroadMatch",schemaPath:"#/properties/acknowledgeBroadMatch/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data.consumer !== undefined){
+let data7 = data.consumer;
+if(!((((data7 === "kubevirt") || (data7 === "nvidia-sandbox-device-plugin")) || (data7 === "sriov-network-operator")) || (data7 === "intel-qat-plugin"))){
+const err18 = {instancePath:instancePath+"/consumer",schemaPath:"#/properties/consumer/enum",keyword:"enum",params:{allowedValues: schema12.properties.consumer.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -427,9 +428,9 @@ vErrors.push(err18);
 errors++;
 }
 }
-if(data.comment !== undefined){
-if(typeof data.comment !== "string"){
-const err19 = {instancePath:instancePath+"/comment",schemaPath:"#/properties/comment/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.acknowledgeBroadMatch !== undefined){
+if(typeof data.acknowledgeBroadMatch !== "boolean"){
+const err19 = {instancePath:instancePath+"/acknowledgeBroadMatch",schemaPath:"#/properties/acknowledgeBroadMatch/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -439,14 +440,26 @@ vErrors.push(err19);
 errors++;
 }
 }
-}
-else {
-const err20 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.comment !== undefined){
+if(typeof data.comment !== "string"){
+const err20 = {instancePath:instancePath+"/comment",schemaPath:"#/properties/comment/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err20];
 }
 else {
 vErrors.push(err20);
+}
+errors++;
+}
+}
+}
+else {
+const err21 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
 }
 errors++;
 }

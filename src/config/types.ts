@@ -12,6 +12,21 @@ export type Selector =
   /** Lower-case hex prefix of the 6-digit class code: 2, 4 or 6 digits. */
   | { readonly kind: 'class'; readonly prefix: string };
 
+/**
+ * Device plugins and operators that hand devices to VMs but recognise only the literal `vfio-pci`
+ * driver: KubeVirt's built-in host-device plugin, NVIDIA's sandbox device plugin, the SR-IOV
+ * Network Operator and Intel's QAT plugin. A device on a variant (mlx5_vfio_pci, ...) vanishes
+ * from them. Closed set, as the schema's enum.
+ */
+export type Consumer = 'kubevirt' | 'nvidia-sandbox-device-plugin' | 'sriov-network-operator' | 'intel-qat-plugin';
+
+export const CONSUMER_NAMES: Readonly<Record<Consumer, string>> = {
+  kubevirt: "KubeVirt's host-device plugin",
+  'nvidia-sandbox-device-plugin': "NVIDIA's sandbox device plugin",
+  'sriov-network-operator': 'the SR-IOV Network Operator',
+  'intel-qat-plugin': "Intel's QAT device plugin",
+};
+
 export interface SriovRule {
   readonly numVfs: number;
   readonly vfIntent: Intent | null;
@@ -28,6 +43,8 @@ export interface Rule {
   /** Root-relative hook paths for this rule's devices. */
   readonly hooks: readonly string[];
   readonly acknowledgeBroadMatch: boolean;
+  /** Who takes the devices from the VFIO driver, when the rule says (see LITERAL_VFIO_PCI_CONSUMERS). */
+  readonly consumer: Consumer | null;
 }
 
 export interface Config {

@@ -3,7 +3,7 @@
 // early, or a host driver had it first); devices something else rebound since.
 import { readSnapshot, type Snapshot } from '../read/snapshot';
 import { loadConfig } from '../config/load';
-import type { Config } from '../config/types';
+import { CONSUMER_NAMES, type Config } from '../config/types';
 import { desiredState, type Desire } from '../config/desired';
 import { ruleLabel } from '../plan/converge';
 import { resolveIntent } from '../plan/target';
@@ -132,5 +132,27 @@ export function status(host: Host, given?: Config): StatusReport {
     };
     rows.push({ ...base, ...judge(base, want, dev ? isOnVfio(dev, snap) : false, kernel, bootedAt) });
   }
-  return { kernel, config: config.file, bootAt: boot?.at ?? null, devices: rows, warnings: desired.warnings, readWarnings };
+  return { kernel, config: config.file, bootAt: boot?.at ?? null, devices: rows, warnings: [...desired.warnings, ...consumerWarnings(snap, desired.desires, rows)], readWarnings };
+}
+
+/**
+ * Devices whose rule names a consumer that finds only the literal vfio-pci driver (KubeVirt, the
+ * SR-IOV operator, ...), but that are on a variant now or would be after an apply: they vanish
+ * from that consumer. `intent: "vfio-pci"` is what such a rule needs.
+ */
+function consumerWarnings(snap: Snapshot, desires: ReadonlyMap<string, Desire>, rows: readonly DeviceStatus[]): string[] {
+  const out: string[] = [];
+  for (const row of rows) {
+    const d = desires.get(row.address);
+    const consumer = d?.rule.consumer;
+    const dev = snap.devices.get(row.address);
+    if (!d || !consumer || !dev) continue;
+    const who = `${ruleLabel(d)} says ${CONSUMER_NAMES[consumer]} uses it, and that finds only devices on the literal vfio-pci driver`;
+    const fix = `fix: give the rule intent 'vfio-pci' and run 'vfioctl apply'`;
+    if (dev.driver !== null && dev.driver !== 'vfio-pci' && isOnVfio(dev, snap)) out.push(`${row.address}: on the vfio-pci variant ${dev.driver}, but ${who}; ${fix}`);
+    else if (row.resolved !== null && row.resolved !== 'vfio-pci' && row.resolved !== 'none' && row.resolved !== dev.driver && snap.modules.aliases.vfioByModule.has(snap.modules.drivers.driverModule.get(row.resolved) ?? row.resolved.replace(/-/g, '_'))) {
+      out.push(`${row.address}: intent ${row.intent} resolves to the vfio-pci variant ${row.resolved}, but ${who}; ${fix}`);
+    }
+  }
+  return out;
 }

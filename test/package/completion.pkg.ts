@@ -60,14 +60,14 @@ function fish(line: string, extra: NodeJS.ProcessEnv = {}): string[] {
   return r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]!).sort();
 }
 
-const COMMANDS = ['apply', 'bind', 'config', 'doctor', 'help', 'import-driverctl', 'install', 'libvirt-hook', 'libvirt-xml', 'list', 'list-devices', 'list-overrides', 'load-override', 'recover', 'set', 'set-override', 'show', 'status', 'unbind', 'unset', 'unset-override'];
+const COMMANDS = ['agent', 'apply', 'bind', 'config', 'doctor', 'help', 'import-driverctl', 'install', 'libvirt-hook', 'libvirt-xml', 'list', 'list-devices', 'list-overrides', 'load-override', 'recover', 'set', 'set-override', 'show', 'status', 'unbind', 'unset', 'unset-override'];
 const R = (line: string) => `vfioctl --root ${f.dir} ${line}`;
 
 for (const [shell, complete] of [['bash', bash], ['zsh', zsh], ['fish', fish]] as const) {
   test(`${shell}: commands, options, addresses, drivers, kernels and intents`, () => {
     assert.deepEqual(complete('vfioctl '), COMMANDS);
     assert.deepEqual(complete('vfioctl bind --d'), ['--driver', '--dry-run']);
-    assert.deepEqual(complete('vfioctl install --'), ['--config', '--dry-run', '--exec', '--help', '--json', '--kernel', '--libvirt', '--refresh', '--root', '--uninstall', '--version', '--wait']);
+    assert.deepEqual(complete('vfioctl install --'), ['--config', '--dry-run', '--exec', '--help', '--host-root', '--json', '--kernel', '--libvirt', '--refresh', '--root', '--uninstall', '--version', '--wait']);
     assert.deepEqual(complete(R('bind ')), ['0000:00:02.0', '0000:03:00.1']);
     assert.deepEqual(complete(R('bind 0000:00:02.0 ')), ['0000:00:02.0', '0000:03:00.1'], 'bind takes several devices');
     assert.deepEqual(complete('vfioctl bind ', { VFIOCTL_ROOT: f.dir }), ['0000:00:02.0', '0000:03:00.1'], 'VFIOCTL_ROOT');
