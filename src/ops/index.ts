@@ -8,7 +8,7 @@ import { validateDriverName } from '../plan/target';
 import { converge, convergeExitCode, type ConvergeOptions, type ConvergeReport } from './converge';
 import { Host, operationExitCode, uniqueAddresses, type HostOptions, type OperationResult, type PlannedOperation } from './host';
 import { list, show, type DeviceView } from './inventory';
-import { status, type StatusReport } from './status';
+import { status, statusExitCode, type StatusReport } from './status';
 
 export { EXIT, VfioctlError } from '../util/diag';
 export { ConfigError } from '../config/load';
@@ -20,7 +20,7 @@ export type { DeviceStatus, Drift, StatusReport } from './status';
 export type { DeviceView } from './inventory';
 export type { Config, Rule } from '../config/types';
 export type { Plan, DevicePlan, Step, Refusal } from '../plan/types';
-export { operationExitCode, convergeExitCode };
+export { operationExitCode, convergeExitCode, statusExitCode };
 
 /** What to plan: a bind to `vfio` (the best usable VFIO driver, the default) or a named driver, or an unbind. */
 export type PlanRequest =

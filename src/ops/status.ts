@@ -9,6 +9,7 @@ import { ruleLabel } from '../plan/converge';
 import { resolveIntent } from '../plan/target';
 import { readBootStateChecked, readStateChecked, type AppliedDevice } from '../persist/state';
 import type { Host } from './host';
+import { EXIT } from '../util/diag';
 
 export type Drift = 'ok' | 'absent' | 'pending' | 'boot-pending' | 'kernel-changed' | 'rebound' | 'drift' | 'unconfigured' | 'unresolvable';
 
@@ -127,4 +128,13 @@ export function status(host: Host, given?: Config): StatusReport {
     rows.push({ ...base, ...judge(base, kernel, bootedAt) });
   }
   return { kernel, config: config.file, bootAt: boot?.at ?? null, devices: rows, warnings: desired.warnings, readWarnings };
+}
+
+/**
+ * `status`'s exit code: 5 (EXIT.DRIFT) when any device is not as configured (drifted, pending,
+ * unresolvable, absent, no longer configured but still bound), else 0: a check a monitoring
+ * system or fleet agent can run as is.
+ */
+export function statusExitCode(r: StatusReport): number {
+  return r.devices.some((d) => d.drift !== 'ok') ? EXIT.DRIFT : EXIT.OK;
 }
