@@ -15,6 +15,8 @@ export interface GlobalOptions {
   nosave?: boolean;
   noprobe?: boolean;
   bus?: string;
+  verbose?: boolean;
+  debug?: boolean;
 }
 
 export interface Io {
@@ -36,7 +38,7 @@ export interface Context {
   readonly kernel: string | undefined;
   readonly io: Io;
   /** driverctl's options given before its verb. */
-  readonly flags: { readonly nosave?: boolean; readonly noprobe?: boolean; readonly bus?: string };
+  readonly flags: { readonly nosave?: boolean; readonly noprobe?: boolean; readonly bus?: string; readonly debug?: boolean };
 }
 
 export const DEFAULT_WAIT_SECONDS = 30;
@@ -73,7 +75,7 @@ export function makeContext(g: GlobalOptions, io: Io): Context {
       },
     },
   });
-  return { host, root: host.root, kernel: g.kernel, io, flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus } };
+  return { host, root: host.root, kernel: g.kernel, io, flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus, debug: !!(g.verbose || g.debug) } };
 }
 
 /** The trust policy for hooks and configuration; a relaxed one is announced every time. */

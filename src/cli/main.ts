@@ -11,7 +11,8 @@ import { setCommand, unsetCommand } from './set';
 import { statusCommand } from './status';
 import { installCommand } from './install';
 import { configCommand } from './config-check';
-import { driverctlDevice, hasAddressRule, importDriverctlCommand, listDevicesCommand } from './driverctl';
+import { importDriverctlCommand, listDevicesCommand } from './driverctl';
+import { driverctlDevice, hasAddressRule } from '../ops/driverctl';
 import { parseAddress } from '../host/address';
 
 // commander hands an action its arguments untyped; each command's handler gives them types.
@@ -30,6 +31,9 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .addOption(new Option('--nosave', 'driverctl verbs: do not save').hideHelp())
     .addOption(new Option('--noprobe', 'driverctl verbs: do not apply now').hideHelp())
     .addOption(new Option('-b, --bus <bus>', 'driverctl verbs: the bus (pci only)').hideHelp())
+    // driverctl's -v/--verbose/--debug: steps taken on stderr, device names in its lists.
+    .addOption(new Option('-v, --verbose', "driverctl's debug output: each step taken on stderr, device names in list-devices").hideHelp())
+    .addOption(new Option('--debug', 'the same as --verbose').hideHelp())
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
@@ -171,7 +175,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       wrap((ctx, device) => {
         const address = parseAddress(driverctlDevice(device));
         dc(ctx, {});
-        return hasAddressRule(ctx, address) ? applyCommand(ctx, [address], {}) : EXIT.FAILED;
+        return hasAddressRule(ctx.host, address) ? applyCommand(ctx, [address], {}) : EXIT.FAILED;
       }),
     );
   for (const [name, only] of [['list-devices', false], ['list-overrides', true]] as const) {
