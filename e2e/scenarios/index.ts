@@ -13,6 +13,7 @@ import { nicInUse, noIommu, rootDevicesRefused, sharedIommuGroup } from './safet
 import { sriov } from './sriov';
 import { convergeMixedGroup } from './converge';
 import { ansiblePolicy } from './ansible';
+import { vfioHolder } from './holders';
 
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
@@ -23,6 +24,7 @@ export const SCENARIOS: readonly Scenario[] = [
   variantOutsideIdTable,
   forcedProbeFails,
   unbindAll,
+  vfioHolder,
   nicInUse,
   sharedIommuGroup,
   convergeMixedGroup,
