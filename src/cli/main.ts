@@ -44,8 +44,13 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     async (...args: any[]) => {
       const cmd = args[args.length - 1] as Command;
       const g = cmd.optsWithGlobals() as GlobalOptions;
-      const ctx = makeContext(g, io);
-      setExit(await fn(ctx, ...args.slice(0, -1)));
+      // Progress on a terminal's stderr, never beside --json (stdout is then one document for a program).
+      const ctx = makeContext(g, io, { progress: !cmd.opts().json });
+      try {
+        setExit(await fn(ctx, ...args.slice(0, -1)));
+      } finally {
+        ctx.finish();
+      }
     };
 
   program
@@ -228,6 +233,7 @@ if (require.main === module) {
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
     env: process.env,
+    errIsTTY: process.stderr.isTTY === true,
   };
   void run(process.argv.slice(2), io).then((code) => {
     process.exitCode = code;

@@ -14,7 +14,7 @@ export { EXIT, VfioctlError } from '../util/diag';
 export { ConfigError } from '../config/load';
 export { LockTimeout } from '../apply/lock';
 export { StalePlanError, exitCodeOf } from './host';
-export type { HostOptions, HostEvents, OperationResult, PlannedOperation, DeviceResult, Recovery, RecoveryReport } from './host';
+export type { HostOptions, HostEvents, OperationResult, PlannedOperation, DeviceResult, Progress, Recovery, RecoveryReport } from './host';
 export type { ConvergeOptions, ConvergeReport, ConvergeResult } from './converge';
 export type { DeviceStatus, Drift, StatusReport } from './status';
 export type { DeviceView } from './inventory';
