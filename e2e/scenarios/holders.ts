@@ -36,10 +36,10 @@ function fdTargets(pid: number): string[] {
   }
 }
 
-function listed(ctx: ScenarioContext, address: string): ListedDevice {
-  const d = ctx.cliJson<ListedDevice[]>(['list', '--json']).json.find((x) => x.address === address);
-  if (!d) return ctx.fail(`list --json has no ${address}`);
-  return d;
+/** One `list --json`: the devices named, in order. */
+function listed(ctx: ScenarioContext, ...addresses: string[]): ListedDevice[] {
+  const all = ctx.cliJson<ListedDevice[]>(['list', '--json']).json;
+  return addresses.map((a) => all.find((x) => x.address === a) ?? ctx.fail(`list --json has no ${a}`));
 }
 
 export const vfioHolder: Scenario = {
@@ -53,19 +53,26 @@ export const vfioHolder: Scenario = {
     const group = sysfs.stateOf(nic).group;
     if (group === null) return ctx.fail(`${nic} has no IOMMU group`);
     const node = `/dev/vfio/${group}`;
-    ctx.eq(listed(ctx, nic).vfioUsers, [], `${nic} on vfio-pci, nobody holds it: vfioUsers`);
+    ctx.eq(listed(ctx, nic)[0]!.vfioUsers, [], `${nic} on vfio-pci, nobody holds it: vfioUsers`);
 
     // A VMM stand-in: busybox sh opens the group node on fd 3 and execs sleep, which inherits it.
     const holder = spawn('busybox', ['sh', '-c', 'exec 3<>"$1" && exec sleep 600', 'vfio-holder', node], { stdio: 'ignore' });
     const pid = holder.pid;
     if (pid === undefined) return ctx.fail('could not start busybox sh');
     try {
-      waitFor(ctx, `pid ${pid} to hold ${node} open`, () => fdTargets(pid).includes(node));
-      const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      // The shell opens the node before it execs sleep: wait for the exec too (its comm changes).
+      const commOf = () => {
+        try {
+          return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+        } catch {
+          return '';
+        }
+      };
+      waitFor(ctx, `pid ${pid} to be sleep, holding ${node} open`, () => commOf() === 'sleep' && fdTargets(pid).includes(node));
+      const comm = commOf();
       ctx.note(`pid ${pid} (${comm}) holds ${node}`);
-      const d = listed(ctx, nic);
+      const [d, other] = listed(ctx, nic, ctx.dev('e1000eNic')) as [ListedDevice, ListedDevice];
       ctx.eq([d.onVfio, d.vfioUsers], [true, [{ node, pid, comm }]], `list --json ${nic}: [onVfio, vfioUsers]`);
-      const other = listed(ctx, ctx.dev('e1000eNic'));
       ctx.eq(other.vfioUsers, [], `${other.address} (not on VFIO) is held by nobody`);
       const text = ctx.cli(['list']);
       ctx.ok(text.stdout.split('\n').some((l) => l.startsWith(nic) && l.includes(`held:${pid}(${comm})`)), `list marks ${nic} held:${pid}(${comm})`);
@@ -83,7 +90,7 @@ export const vfioHolder: Scenario = {
       holder.kill('SIGKILL');
     }
     waitFor(ctx, `pid ${pid} to close ${node}`, () => !fdTargets(pid).includes(node));
-    ctx.eq(listed(ctx, nic).vfioUsers, [], `${nic} after the holder exited: vfioUsers`);
+    ctx.eq(listed(ctx, nic)[0]!.vfioUsers, [], `${nic} after the holder exited: vfioUsers`);
     ctx.cliJson<ApplyJson>(['unbind', nic, '--json']);
     expectOnHost(ctx, nic, MACHINE.e1000e.hostDriver);
   },
