@@ -331,6 +331,10 @@ export function exitMeaning(code: number): string {
       return 'bad input';
     case 3:
       return 'refused by a safety check';
+    case 4:
+      return 'another vfioctl held the lock; nothing was done';
+    case 5:
+      return 'some configured device is not as configured';
     default:
       return `exit status ${code}`;
   }

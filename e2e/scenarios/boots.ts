@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { DEBIAN_12_KERNELS, type Scenario, type ScenarioContext } from '../guest/scenario';
 import * as sysfs from '../guest/sysfs';
 import { expectOnVfio, expectUnchanged, resultFor, type ApplyJson } from './common';
-import { checkInstalledLayers, checkPersistentLayer, mapEntries, mapOf, mustRun, run, SERVICE_ENV, statusOf, type StatusJson } from './reboot';
+import { checkInstalledLayers, checkPersistentLayer, mapEntries, mapOf, mustRun, run, SERVICE_ENV, statusJson, statusOf } from './reboot';
 
 const EARLY = 'vfioctl-early.service';
 const LATE = 'vfioctl-apply.service';
@@ -177,7 +177,7 @@ function systemdSecondBoot(ctx: ScenarioContext): void {
   expectUnchanged(ctx, roots, "the guest's root and results devices");
   const taken = fs.existsSync('/run/vfioctl/boot-taken') ? fs.readFileSync('/run/vfioctl/boot-taken', 'utf8') : '';
   ctx.eq(taken, `${nic} vfio-pci\n`, 'what the early unit took (/run/vfioctl/boot-taken)');
-  const s = ctx.cliJson<StatusJson>(['status', '--json']).json;
+  const s = statusJson(ctx);
   const n = statusOf(ctx, s, nic);
   ctx.eq([n.boot?.outcome, n.drift], ['won', 'ok'], `vfioctl status ${nic}: [boot outcome, drift]`);
 
@@ -282,7 +282,7 @@ function failuresSecondBoot(ctx: ScenarioContext): void {
   ctx.ok(!sysfs.moduleLoaded('vfio_pci'), 'vfio_pci is not loaded');
   expectUnchanged(ctx, roots, "the guest's root and results devices (the root device is configured)");
 
-  const s = ctx.cliJson<StatusJson>(['status', '--json']).json;
+  const s = statusJson(ctx);
   for (const a of [nic, virtio, root]) {
     const d = statusOf(ctx, s, a);
     ctx.note(`status ${a}: ${d.drift}: ${d.detail}`);

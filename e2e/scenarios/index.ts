@@ -17,6 +17,7 @@ import { hostRoot } from './host-root';
 import { libvirtHook } from './libvirt';
 import { adminHostIntent, adminSetGroup } from './admin';
 import { agentNode } from './agent';
+import { vfioHolder } from './holders';
 
 export const SCENARIOS: readonly Scenario[] = [
   listAgreesWithSysfs,
@@ -27,6 +28,7 @@ export const SCENARIOS: readonly Scenario[] = [
   variantOutsideIdTable,
   forcedProbeFails,
   unbindAll,
+  vfioHolder,
   nicInUse,
   hostRoot,
   sharedIommuGroup,

@@ -13,7 +13,7 @@ import { DEBIAN_12_KERNELS, type Scenario, type ScenarioContext } from '../guest
 import * as sysfs from '../guest/sysfs';
 import { at, journal, unitProps, waitForBootFinished } from './boots';
 import { expectOnVfio, expectUnchanged } from './common';
-import { checkPersistentLayer, mapEntries, mapOf, mustRun, run, SERVICE_ENV, statusOf, type StatusJson } from './reboot';
+import { checkPersistentLayer, mapEntries, mapOf, mustRun, run, SERVICE_ENV, statusJson, statusOf } from './reboot';
 
 /** e2e/guest/initramfs-tools in the repository (the guest sees the host's tree). */
 const E2E_FILES = path.resolve(__dirname, '../../../e2e/guest/initramfs-tools');
@@ -188,7 +188,7 @@ function secondBoot(ctx: ScenarioContext, tool: Tool): void {
   ctx.eq(fs.readFileSync('/run/vfioctl/boot-taken', 'utf8'), `${nic} vfio-pci\n`, '/run/vfioctl/boot-taken (written in the initramfs; /run moved onto the root)');
   const late = unitProps(ctx, 'vfioctl-apply.service', ['Result', 'ExecMainStatus']);
   ctx.eq([late.Result, late.ExecMainStatus], ['success', '0'], 'vfioctl-apply.service: [Result, ExecMainStatus]');
-  const s = ctx.cliJson<StatusJson>(['status', '--json']).json;
+  const s = statusJson(ctx);
   const n = statusOf(ctx, s, nic);
   ctx.eq([n.boot?.outcome, n.drift], ['won', 'ok'], `vfioctl status ${nic}: [boot outcome, drift]`);
   ctx.figure(`${ctx.plan.kernel.release}: ${tool.name} boot: ${run(ctx, ['systemd-analyze', 'time', '--no-pager']).out.split('\n')[0]}`);

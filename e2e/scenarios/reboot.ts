@@ -59,6 +59,19 @@ export interface StatusJson {
   readonly devices: readonly StatusDevice[];
 }
 
+/** `status --json`, whose exit code must be 0 when every device is `ok` and 5 (drift) otherwise. */
+export function statusJson(ctx: ScenarioContext): StatusJson {
+  const r = ctx.cli(['status', '--json']);
+  let s: StatusJson;
+  try {
+    s = JSON.parse(r.stdout) as StatusJson;
+  } catch {
+    return ctx.fail(`vfioctl status --json (exit ${r.code}): stdout is not JSON:\n${r.stdout.slice(0, 2000)}${r.stderr}`);
+  }
+  ctx.eq(r.code, s.devices.every((d) => d.drift === 'ok') ? 0 : 5, 'vfioctl status exit code (0 when every device is ok, 5 when some drift)');
+  return s;
+}
+
 export interface ApplyRunJson extends ApplyJson {
   readonly skipped?: readonly { readonly address: string; readonly reason: string }[];
 }
@@ -174,7 +187,7 @@ function virtioTarget(variants: readonly string[]): { driver: string; module: st
 }
 
 function status(ctx: ScenarioContext): StatusJson {
-  const s = ctx.cliJson<StatusJson>(['status', '--json']).json;
+  const s = statusJson(ctx);
   ctx.note(`status: bootAt=${s.bootAt} ${s.devices.map((d) => `${d.address} ${d.drift} (${d.detail}) boot=${JSON.stringify(d.boot)}`).join('; ')}`);
   return s;
 }
@@ -376,7 +389,7 @@ function rootDeviceRefusedAtBoot(ctx: ScenarioContext): void {
 
   ctx.expectExit(ctx.cli(['unset', root, '--noprobe']), 0);
   ctx.ok(!mapOf(ctx, release).includes(root), `after unset --noprobe the map no longer mentions ${root}`);
-  const s = ctx.cliJson<StatusJson>(['status', '--json']).json;
+  const s = statusJson(ctx);
   const left = s.devices.find((d) => d.address === root);
   ctx.note(`status of ${root} after unset --noprobe: ${left ? `${left.drift} (${left.detail})` : 'no row'}`);
   // What a plain apply would now do to the root device (dry run only).
@@ -386,7 +399,7 @@ function rootDeviceRefusedAtBoot(ctx: ScenarioContext): void {
   ctx.note(`apply --dry-run after unset: exit ${after.code}; ${root}: ${planned.map((r) => `${r.status} ${r.steps.map((x) => x.op).join('>')}`).join(', ') || 'nothing'}`);
   ctx.ok(planned.length === 0, `a plain apply would not touch ${root} after unset --noprobe`);
   ctx.expectExit(ctx.cli(['apply']), 0);
-  const later = ctx.cliJson<StatusJson>(['status', '--json']).json.devices.find((d) => d.address === root);
+  const later = statusJson(ctx).devices.find((d) => d.address === root);
   // Refused, then unconfigured: nothing was ever applied to it, so status has nothing to say.
   ctx.ok(later === undefined, `status of ${root} after a real apply: ${later ? `${later.drift} (${later.detail})` : 'no row'}`);
   expectUnchanged(ctx, before, `the guest's root and results devices at the end`);

@@ -47,6 +47,9 @@ export interface ExecOptions {
   readonly interrupted?: () => string | null;
   /** Each device's result as soon as it is final (apply records its state per device). */
   readonly onResult?: (plan: DevicePlan, result: DeviceResult) => void;
+  /** A device's work begins, and ends (whatever its result): progress for a caller to show. */
+  readonly onDeviceStart?: (plan: DevicePlan) => void;
+  readonly onDeviceDone?: (plan: DevicePlan) => void;
 }
 
 class StepError extends Error {}
@@ -343,7 +346,9 @@ export async function execute(plan: Plan, o: ExecOptions): Promise<DeviceResult[
     for (let u = queue.shift(); u; u = queue.shift()) {
       const done: DevicePlan[] = [];
       for (const d of u) {
+        o.onDeviceStart?.(d);
         const r = await runner.device(d, plan.kind);
+        o.onDeviceDone?.(d);
         results.set(d.address, r);
         if (r.status !== 'ok' || u.length === 1) o.onResult?.(d, r);
         if (r.status === 'failed' && u.length > 1) {
@@ -361,6 +366,7 @@ export async function execute(plan: Plan, o: ExecOptions): Promise<DeviceResult[
             const nr: DeviceResult = { address: rest.address, status: 'failed', driver: rest.from.driver, target: rest.target?.driver ?? null, steps: [], refusals: [], warnings: [], error: `not attempted: ${d.address} in the same unit failed` };
             results.set(rest.address, nr);
             o.onResult?.(rest, nr);
+            o.onDeviceDone?.(rest);
           }
           break;
         }

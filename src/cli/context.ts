@@ -4,7 +4,7 @@ import { HostRoot, hostRootProblem } from '../host/root';
 import type { KernelIo } from '../apply/kernel-io';
 import type { ExecOptions } from '../apply/executor';
 import { describeHolder } from '../apply/lock';
-import { Host } from '../ops/host';
+import { Host, type Progress } from '../ops/host';
 import { EXIT, VfioctlError } from '../util/diag';
 import { relaxedTrustWarning, trustPolicy, type TrustPolicy } from '../util/trust';
 
@@ -16,12 +16,16 @@ export interface GlobalOptions {
   nosave?: boolean;
   noprobe?: boolean;
   bus?: string;
+  verbose?: boolean;
+  debug?: boolean;
 }
 
 export interface Io {
   out(s: string): void;
   err(s: string): void;
   env: NodeJS.ProcessEnv;
+  /** Standard error is a terminal: writing commands show their progress there (one updating line). */
+  errIsTTY?: boolean;
   /**
    * What writes to the kernel (default: sysfs under the root, and modprobe). The unit tests put
    * the simulated driver core here, and may stop a run before a chosen step.
@@ -38,8 +42,10 @@ export interface Context {
   readonly root: HostRoot;
   readonly kernel: string | undefined;
   readonly io: Io;
+  /** Clears the progress line, if one is shown; called when the command is done. */
+  finish(): void;
   /** driverctl's options given before its verb. */
-  readonly flags: { readonly nosave?: boolean; readonly noprobe?: boolean; readonly bus?: string };
+  readonly flags: { readonly nosave?: boolean; readonly noprobe?: boolean; readonly bus?: string; readonly debug?: boolean };
 }
 
 export const DEFAULT_WAIT_SECONDS = 30;
@@ -51,7 +57,64 @@ function waitMs(given: string | undefined): number {
   return Math.round(s * 1000);
 }
 
-export function makeContext(g: GlobalOptions, io: Io): Context {
+/**
+ * Progress of a bind, unbind or apply of several devices on a terminal's stderr: one line (count,
+ * the device being worked on, time since the command began), rewritten in place, cleared before
+ * anything else is written and at the end. Never with --json or when stderr is not a terminal.
+ */
+class ProgressLine {
+  private readonly start = Date.now();
+  private last: Progress | null = null;
+  private shown = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly err: (s: string) => void) {}
+
+  update(p: Progress): void {
+    if (p.total < 2 || p.done >= p.total) {
+      this.last = null;
+      this.clear();
+      return;
+    }
+    this.last = p;
+    this.draw();
+    // A slow step (a modprobe, a hook) still shows the time going by.
+    this.timer ??= setInterval(() => this.draw(), 1000).unref();
+  }
+
+  private draw(): void {
+    const p = this.last;
+    if (!p) return;
+    const secs = ((Date.now() - this.start) / 1000).toFixed(1);
+    this.err(`\r\x1b[2Kvfioctl: ${p.kind} ${p.done}/${p.total}${p.current ? `: ${p.current}` : ''} (${secs} s)`);
+    this.shown = true;
+  }
+
+  /** Erases the line (before other output, and at the end). */
+  clear(): void {
+    if (this.shown) this.err('\r\x1b[2K');
+    this.shown = false;
+  }
+
+  finish(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.last = null;
+    this.clear();
+  }
+}
+
+/** `progress`: show progress on stderr (it is a terminal and the output is not --json). */
+export function makeContext(g: GlobalOptions, given: Io, opts: { progress?: boolean } = {}): Context {
+  const line = opts.progress && given.errIsTTY ? new ProgressLine((s) => given.err(s)) : null;
+  // Anything else written while the line is shown goes on a clean line.
+  const io: Io = line
+    ? {
+        ...given,
+        out: (s) => (line.clear(), given.out(s)),
+        err: (s) => (line.clear(), given.err(s)),
+      }
+    : given;
   const fixture = g.root ?? io.env.VFIOCTL_ROOT;
   const mounted = g.hostRoot ?? io.env.VFIOCTL_HOST_ROOT;
   if (fixture !== undefined && mounted !== undefined) {
@@ -81,13 +144,14 @@ export function makeContext(g: GlobalOptions, io: Io): Context {
     events: {
       lockWait: (h, ms) => io.err(`vfioctl: waiting for the lock held by ${describeHolder(h)} (up to ${ms / 1000} s; --wait SECONDS)\n`),
       signal: (sig) => io.err(`vfioctl: ${sig}: finishing the step in flight, then rolling back and stopping\n`),
+      ...(line ? { progress: (p: Progress) => line.update(p) } : {}),
       recovered: (r) => {
         for (const x of r.recovered) io.err(`vfioctl: recovered ${x.address} from an interrupted ${x.kind} (${x.interruptedAt}): now on ${x.driver ?? 'no driver'}${x.error ? `; ${x.error}` : ''}\n`);
         for (const u of r.unreadable) io.err(`vfioctl: warning: unreadable journal entry ${u}\n`);
       },
     },
   });
-  return { host, root: host.root, kernel: g.kernel, io, flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus } };
+  return { host, root: host.root, kernel: g.kernel, io, finish: () => line?.finish(), flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus, debug: !!(g.verbose || g.debug) } };
 }
 
 /** The trust policy for hooks and configuration; a relaxed one is announced every time. */

@@ -53,6 +53,8 @@ function marks(v: DeviceView): string {
   const m: string[] = [];
   if (v.inUse.length > 0) m.push(`host: ${[...v.netdevs, ...v.blockdevs].join(',') || (v.bootVga ? 'boot-vga' : 'yes')}`);
   if (v.onVfio) m.push(`vfio:${v.vfioDev ?? v.driver}`);
+  // Open by a VFIO user (a VM is using it), not merely bound: one mark per process.
+  for (const p of new Map(v.vfioUsers.map((u) => [u.pid, u.comm]))) m.push(`held:${p[0]}(${p[1]})`);
   return m.join(' ') || '-';
 }
 
@@ -79,6 +81,7 @@ export async function showCommand(ctx: Context, device: string, opts: { json?: b
     ['reset methods', v.resetMethods?.join(' ') || '-'],
     ['sr-iov', roleOf(v) + (v.sriov?.vfs.length ? ` [${v.sriov.vfs.join(', ')}]` : '')],
     ['on vfio', v.onVfio ? `yes (${v.vfioDev ?? v.driver})` : 'no'],
+    ['held by', v.vfioUsers.map((u) => `pid ${u.pid} (${u.comm}) through ${u.node}`).join(', ') || (v.onVfio ? 'nobody (no process has its VFIO group or cdev open)' : '-')],
     ['interfaces', v.netdevs.join(', ') || '-'],
     ['block devices', v.blockdevs.join(', ') || '-'],
     ['boot vga', v.bootVga ? 'yes' : 'no'],

@@ -12,7 +12,8 @@ import { statusCommand } from './status';
 import { installCommand } from './install';
 import { configCommand } from './config-check';
 import { agentCommand } from './agent';
-import { driverctlDevice, hasAddressRule, importDriverctlCommand, listDevicesCommand } from './driverctl';
+import { importDriverctlCommand, listDevicesCommand } from './driverctl';
+import { driverctlDevice, hasAddressRule } from '../ops/driverctl';
 import { parseAddress } from '../host/address';
 import { libvirtHookCommand, libvirtXmlCommand } from './libvirt';
 import * as fs from 'node:fs';
@@ -34,6 +35,9 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .addOption(new Option('--nosave', 'driverctl verbs: do not save').hideHelp())
     .addOption(new Option('--noprobe', 'driverctl verbs: do not apply now').hideHelp())
     .addOption(new Option('-b, --bus <bus>', 'driverctl verbs: the bus (pci only)').hideHelp())
+    // driverctl's -v/--verbose/--debug: steps taken on stderr, device names in its lists.
+    .addOption(new Option('-v, --verbose', "driverctl's debug output: each step taken on stderr, device names in list-devices").hideHelp())
+    .addOption(new Option('--debug', 'the same as --verbose').hideHelp())
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
@@ -44,8 +48,13 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     async (...args: any[]) => {
       const cmd = args[args.length - 1] as Command;
       const g = cmd.optsWithGlobals() as GlobalOptions;
-      const ctx = makeContext(g, io);
-      setExit(await fn(ctx, ...args.slice(0, -1)));
+      // Progress on a terminal's stderr, never beside --json (stdout is then one document for a program).
+      const ctx = makeContext(g, io, { progress: !cmd.opts().json });
+      try {
+        setExit(await fn(ctx, ...args.slice(0, -1)));
+      } finally {
+        ctx.finish();
+      }
     };
 
   program
@@ -219,7 +228,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       wrap((ctx, device) => {
         const address = parseAddress(driverctlDevice(device));
         dc(ctx, {});
-        return hasAddressRule(ctx, address) ? applyCommand(ctx, [address], {}) : EXIT.FAILED;
+        return hasAddressRule(ctx.host, address) ? applyCommand(ctx, [address], {}) : EXIT.FAILED;
       }),
     );
   for (const [name, only] of [['list-devices', false], ['list-overrides', true]] as const) {
@@ -273,6 +282,7 @@ if (require.main === module) {
     err: (s) => process.stderr.write(s),
     env: process.env,
     stdin: () => fs.readFileSync(0, 'utf8'),
+    errIsTTY: process.stderr.isTTY === true,
   };
   void run(process.argv.slice(2), io).then((code) => {
     process.exitCode = code;

@@ -37,6 +37,8 @@ export function renderResults(ctx: Context, kind: Plan['kind'], plan: Plan, resu
     ctx.io.out(`${r.address}: ${headline(kind, byAddr.get(r.address) as DevicePlan, r, dryRun)}\n`);
     for (const f of r.refusals) ctx.io.out(`  - ${f.check}: ${f.message}\n`);
     if (r.status === 'planned') r.steps.forEach((s, i) => ctx.io.out(`  ${i + 1}. ${s.description}\n`));
+    // driverctl's -v/--debug: what was done, step by step, on stderr (as driverctl's debug lines).
+    else if (ctx.flags.debug) for (const s of r.steps) ctx.io.err(`vfioctl: ${r.address}: ${s.done ? '' : 'FAILED: '}${s.description}${s.error ? `: ${s.error}` : ''}\n`);
     for (const w of r.status === 'noop' ? r.warnings.slice(1) : r.warnings) ctx.io.out(`  warning: ${w}\n`);
   }
 }

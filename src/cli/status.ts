@@ -1,6 +1,6 @@
 // `vfioctl status` (ops/status.ts), rendered.
 import { CONFIG_FILE } from '../config/types';
-import { status, type DeviceStatus } from '../ops/status';
+import { status, statusExitCode, type DeviceStatus } from '../ops/status';
 import { table } from './render';
 import { EXIT } from '../util/diag';
 import { type Context, printWarnings, trust } from './context';
@@ -23,7 +23,7 @@ export function statusCommand(ctx: Context, opts: { json?: boolean; config?: str
   printWarnings(ctx, r.readWarnings);
   if (opts.json) {
     ctx.io.out(JSON.stringify({ kernel: r.kernel, config: r.config, bootAt: r.bootAt, devices: r.devices, warnings: r.warnings }, null, 2) + '\n');
-    return EXIT.OK;
+    return statusExitCode(r);
   }
   printWarnings(ctx, r.warnings);
   if (r.devices.length === 0) {
@@ -32,5 +32,5 @@ export function statusCommand(ctx: Context, opts: { json?: boolean; config?: str
   }
   ctx.io.out(table(['DEVICE', 'INTENT', 'RESOLVED', 'LIVE', 'STATE', 'BOOT'], r.devices.map((x) => [x.address, x.intent ?? '-', x.resolved ?? '?', x.live ? (x.live.driver ?? '(none)') : '(absent)', x.drift, bootText(x.boot)])));
   for (const x of r.devices) if (x.drift !== 'ok') ctx.io.out(`${x.address}: ${x.detail}\n`);
-  return EXIT.OK;
+  return statusExitCode(r);
 }

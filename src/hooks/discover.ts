@@ -2,6 +2,7 @@
 // <root>/usr/lib/vfioctl/hooks.d/, plus per-rule hooks from the configuration. They run in one
 // stable order: by file name (byte order) across both directories, an /etc file hiding a vendor
 // file of the same name (as systemd drop-ins do); per-rule hooks after those, in rule order.
+import { isBackupName } from '../util/backup-name';
 import type { HostRoot } from '../host/root';
 import { untrustedReason, type TrustPolicy } from '../util/trust';
 
@@ -20,9 +21,7 @@ export interface Hook {
 }
 
 /** Editor backups and package-manager leftovers are not hooks. */
-function ignored(name: string): boolean {
-  return name.startsWith('.') || name.endsWith('~') || /\.(dpkg-[a-z]+|rpm[a-z]+|ucf-[a-z]+|swp|bak|orig)$/.test(name);
-}
+const ignored = isBackupName;
 
 export function discoverHooks(root: HostRoot, policy: TrustPolicy): Hook[] {
   const byName = new Map<string, Hook>();

@@ -156,14 +156,31 @@ export interface InstallOptions {
   readonly libvirt?: boolean;
 }
 
+export interface InstallFile {
+  readonly path: string;
+  readonly action: 'wrote' | 'unchanged' | 'would write' | 'removed' | 'would remove' | 'absent' | 'kept (not written by vfioctl)' | "kept (the package's)" | 'failed';
+  /** Why a `failed` file could not be written or removed (errno code and message). */
+  readonly error?: string;
+}
+
+/** Files install planned and could not write or remove (install exits 1 when there are any). */
+export function failedFiles(r: InstallReport): readonly InstallFile[] {
+  return r.files.filter((f) => f.action === 'failed');
+}
+
+function errorText(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  return err.code ? `${err.code} (${err.message})` : String(err.message ?? e);
+}
+
 export interface InstallReport {
   readonly uninstall: boolean;
   /** The Debian package's static layers are used (only the host's parts are written). */
   readonly packaged: boolean;
   readonly dryRun: boolean;
   readonly refresh: boolean;
-  /** Every file considered, and what was (or would be) done with it. */
-  readonly files: readonly { readonly path: string; readonly action: string }[];
+  /** Every file considered, and what was (or would be) done with it; `failed` ones carry the error. */
+  readonly files: readonly InstallFile[];
   readonly maps: readonly { readonly kernel: string; readonly entries: number; readonly skipped: readonly string[] }[];
   readonly warnings: readonly string[];
   /** What the admin runs next. */
@@ -174,7 +191,7 @@ export interface InstallReport {
 export function install(host: Host, opts: InstallOptions): InstallReport {
   const root = host.root;
   const policy = host.trust;
-  const report: { path: string; action: string }[] = [];
+  const report: InstallFile[] = [];
   const layout = layoutOf(root);
   if (opts.exec !== undefined && layout.packaged) throw new VfioctlError(`--exec: the packaged units run ${files.PACKAGED_EXEC} (${files.PACKAGED_MARKER} exists)`, EXIT.BAD_INPUT);
   if (opts.libvirt) return installLibvirt(host, layout, opts);
@@ -193,8 +210,16 @@ export function install(host: Host, opts: InstallOptions): InstallReport {
         report.push({ path: p, action: 'kept (not written by vfioctl)' });
         continue;
       }
-      if (!opts.dryRun) fs.rmSync(root.confineEntry(p), { force: true });
-      report.push({ path: p, action: opts.dryRun ? 'would remove' : 'removed' });
+      if (opts.dryRun) {
+        report.push({ path: p, action: 'would remove' });
+        continue;
+      }
+      try {
+        fs.rmSync(root.confineEntry(p), { force: true });
+        report.push({ path: p, action: 'removed' });
+      } catch (e) {
+        report.push({ path: p, action: 'failed', error: errorText(e) });
+      }
     }
     // Directories go only when empty: /usr/lib/vfioctl also holds the vendor hooks.d. The
     // package's directories are dpkg's.
@@ -226,7 +251,17 @@ export function install(host: Host, opts: InstallOptions): InstallReport {
   }
   for (const f of all) {
     const same = f.link !== undefined ? root.readLink(f.path) === f.link : root.readFile(f.path) === f.content;
-    report.push({ path: f.path, action: same ? 'unchanged' : opts.dryRun ? 'would write' : writeFile(root, f) });
+    if (same || opts.dryRun) {
+      report.push({ path: f.path, action: same ? 'unchanged' : 'would write' });
+      continue;
+    }
+    // One file that cannot be written (a read-only /usr, EACCES) does not stop the others; the
+    // report names it and the caller exits non-zero (`failed`).
+    try {
+      report.push({ path: f.path, action: writeFile(root, f) });
+    } catch (e) {
+      report.push({ path: f.path, action: 'failed', error: errorText(e) });
+    }
   }
   const next = !opts.dryRun && !opts.refresh ? 'update-initramfs -u -k all (or dracut --regenerate-all), udevadm control --reload, systemctl daemon-reload' : null;
   return { uninstall: false, packaged: layout.packaged, dryRun: !!opts.dryRun, refresh: !!opts.refresh, files: report, maps: maps.map((m) => ({ kernel: m.kernel, entries: m.entries.length, skipped: m.skipped })), warnings, next };
@@ -243,7 +278,8 @@ function installLibvirt(host: Host, layout: files.Layout, opts: InstallOptions):
     const text = root.readFile(p);
     // Only what vfioctl wrote; the package's copy is dpkg's (a conffile: 'apt-get purge' removes it).
     const ours = text?.includes(files.MARKER) === true;
-    const action = text === undefined ? 'absent' : !ours ? `kept (${text.includes('Part of the vfioctl package') ? "the package's" : 'not written by vfioctl'})` : opts.dryRun ? 'would remove' : 'removed';
+    const action: InstallFile['action'] =
+      text === undefined ? 'absent' : !ours ? (text.includes('Part of the vfioctl package') ? "kept (the package's)" : 'kept (not written by vfioctl)') : opts.dryRun ? 'would remove' : 'removed';
     if (ours && !opts.dryRun) fs.rmSync(root.confineEntry(p), { force: true });
     return { ...base, files: [{ path: p, action }], next: action === 'removed' ? LIBVIRT_NEXT : null };
   }

@@ -214,7 +214,7 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
   const run = async (kind: Plan['kind'], plan: Plan) => {
     if (plan.devices.length === 0) return;
     const planned = snap;
-    const results = session ? await execute(plan, { ...host.execOptions(session), onResult: (_d, r) => recordResult(host, planned, desired, kind, r, warnings) }) : planResults(plan);
+    const results = session ? await execute(plan, { ...host.execOptions(session, plan), onResult: (_d, r) => recordResult(host, planned, desired, kind, r, warnings) }) : planResults(plan);
     phases.push({ kind, plan, results });
   };
   const bootTaken = opts.boot ? { bootTaken: readBootTaken(host, warnings) } : {};

@@ -27,6 +27,17 @@ export interface HostEvents {
   readonly signal?: (signal: Interruption) => void;
   /** What a session repaired (or could not read) before its work. */
   readonly recovered?: (r: RecoveryReport) => void;
+  /** A device's work began (`current`) or ended, within one plan being carried out. */
+  readonly progress?: (p: Progress) => void;
+}
+
+/** Where a bind, unbind or apply phase is: `done` of `total` devices, `current` the one begun last. */
+export interface Progress {
+  readonly kind: Plan['kind'];
+  readonly done: number;
+  readonly total: number;
+  /** The device most recently begun and not finished, or null between devices and at the end. */
+  readonly current: string | null;
 }
 
 export interface HostOptions {
@@ -149,9 +160,31 @@ export class Host {
     });
   }
 
-  /** Options for the executor within a session. */
-  execOptions(s: WriteSession): ExecOptions {
-    return { root: this.root, io: s.io, beforeStep: this.options.beforeStep, hookTimeoutMs: this.hookTimeoutMs, env: this.options.env ?? {}, interrupted: s.interrupted };
+  /** Options for the executor within a session, carrying out `plan` (progress events for it). */
+  execOptions(s: WriteSession, plan: Plan): ExecOptions {
+    return { root: this.root, io: s.io, beforeStep: this.options.beforeStep, hookTimeoutMs: this.hookTimeoutMs, env: this.options.env ?? {}, interrupted: s.interrupted, ...this.progressOptions(plan) };
+  }
+
+  private progressOptions(plan: Plan): Pick<ExecOptions, 'onDeviceStart' | 'onDeviceDone'> {
+    const emit = this.options.events?.progress;
+    if (!emit) return {};
+    const total = plan.devices.length;
+    // Units run concurrently: several devices may be in flight; `current` is the latest begun.
+    const inFlight: string[] = [];
+    let done = 0;
+    const tell = () => emit({ kind: plan.kind, done, total, current: inFlight[inFlight.length - 1] ?? null });
+    return {
+      onDeviceStart: (d) => {
+        inFlight.push(d.address);
+        tell();
+      },
+      onDeviceDone: (d) => {
+        const i = inFlight.indexOf(d.address);
+        if (i >= 0) inFlight.splice(i, 1);
+        done++;
+        tell();
+      },
+    };
   }
 
   /** Journal entries left by a killed run (for commands that do not repair: dry runs, list, show). */
@@ -213,7 +246,7 @@ export class Host {
   }
 
   private async run(s: WriteSession, plan: Plan, warnings: readonly string[]): Promise<OperationResult> {
-    const results = await execute(plan, this.execOptions(s));
+    const results = await execute(plan, this.execOptions(s, plan));
     const r = { ...this.report(plan, results, false, warnings, null), recovered: s.recovery.recovered, unreadableJournal: s.recovery.unreadable };
     // Read when the caller looks (after the session), so a signal that came with the last step counts.
     return Object.defineProperty(r, 'interrupted', { get: () => s.interrupted(), enumerable: true });

@@ -8,14 +8,14 @@ import { validateDriverName } from '../plan/target';
 import { converge, convergeExitCode, type ConvergeOptions, type ConvergeReport } from './converge';
 import { Host, operationExitCode, uniqueAddresses, type HostOptions, type OperationResult, type PlannedOperation } from './host';
 import { list, show, type DeviceView } from './inventory';
-import { status, type StatusReport } from './status';
+import { status, statusExitCode, type StatusReport } from './status';
 import { libvirtHook, libvirtXml, type HostdevXml, type LibvirtHookReport, type LibvirtHookRequest } from './libvirt';
 
 export { EXIT, VfioctlError } from '../util/diag';
 export { ConfigError } from '../config/load';
 export { LockTimeout } from '../apply/lock';
 export { StalePlanError, exitCodeOf } from './host';
-export type { HostOptions, HostEvents, OperationResult, PlannedOperation, DeviceResult, Recovery, RecoveryReport } from './host';
+export type { HostOptions, HostEvents, OperationResult, PlannedOperation, DeviceResult, Progress, Recovery, RecoveryReport } from './host';
 export type { ConvergeOptions, ConvergeReport, ConvergeResult } from './converge';
 export type { DeviceStatus, Drift, StatusReport } from './status';
 export type { DeviceView } from './inventory';
@@ -23,7 +23,7 @@ export type { HostdevXml, LibvirtHookReport, LibvirtHookRequest, QemuHookOperati
 export type { Config, Rule } from '../config/types';
 export type { Intent, Placement } from '../config/intent';
 export type { Plan, DevicePlan, Step, Refusal } from '../plan/types';
-export { operationExitCode, convergeExitCode };
+export { operationExitCode, convergeExitCode, statusExitCode };
 
 /** What to plan: a bind to `vfio` (the best usable VFIO driver, the default) or a named driver, or an unbind. */
 export type PlanRequest =

@@ -9,6 +9,8 @@ import { ruleHook, type Hook } from '../hooks/discover';
 import { EXIT, VfioctlError } from '../util/diag';
 import { deviceView, resetWarning, type DeviceView } from '../report/device-view';
 import type { Host } from './host';
+import { readVfioUsers, vfioNodesOf } from '../host/vfio-users';
+import { isOnVfio } from '../plan/checks';
 
 export type { DeviceView } from '../report/device-view';
 
@@ -19,9 +21,19 @@ export interface Inventory {
   readonly warnings: readonly string[];
 }
 
+/**
+ * Open VFIO nodes, from one scan of every process's fds: made only when some device could be held
+ * (`anyBound`: a device is on a VFIO driver, whose group or cdev node then exists), so a host
+ * with nothing on VFIO, the usual case, pays nothing for it.
+ */
+function withVfioUsers(host: Host, snap: Snapshot, anyBound: boolean): Snapshot {
+  return anyBound ? { ...snap, vfioUsers: readVfioUsers(host.root) } : snap;
+}
+
 /** Every device; `devices` is lazy, so a caller can stream it. */
 export function inventory(host: Host): Inventory {
-  const snap = readSnapshot(host.root, { kernel: host.kernel });
+  const read = readSnapshot(host.root, { kernel: host.kernel });
+  const snap = withVfioUsers(host, read, [...read.devices.values()].some((d) => isOnVfio(d, read)));
   const names = loadPciNames(host.root, new Set([...snap.devices.values()].map((d) => d.vendor)));
   const devices = (function* () {
     for (const d of snap.devices.values()) yield deviceView(d, snap, names, false);
@@ -36,8 +48,10 @@ export function list(host: Host): { devices: DeviceView[]; warnings: readonly st
 
 /** One device in full: candidates best first, hooks (hooks.d and its rule's); bad input when absent. */
 export function show(host: Host, address: string): { device: DeviceView; warnings: readonly string[] } {
-  const snap = readSnapshot(host.root, { kernel: host.kernel, only: [address], shallow: true, trust: host.trust });
-  const d = snap.devices.get(address);
+  const read = readSnapshot(host.root, { kernel: host.kernel, only: [address], shallow: true, trust: host.trust });
+  const d = read.devices.get(address);
+  // Its group's node exists once any member is on VFIO (the peers are not read for show).
+  const snap = d ? withVfioUsers(host, read, vfioNodesOf(d).some((n) => host.root.exists(n))) : read;
   if (!d) throw new VfioctlError(`no PCI device ${address} (not in ${host.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')`, EXIT.BAD_INPUT);
   const names = loadPciNames(host.root, [d.vendor]);
   const v = deviceView(d, snap, names, true);

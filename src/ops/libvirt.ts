@@ -132,7 +132,7 @@ async function prepare(host: Host, guest: string, dom: Domain): Promise<LibvirtH
     // Recorded before the first step: a vfioctl killed mid-way leaves devices that the next
     // `release end` still gives back (and the journal rolls back the one in flight).
     if (planned.length) writeDomainRecord(host.root, { uuid, name, devices: [...new Set([...before, ...planned])], at: new Date().toISOString() });
-    const results = await execute(plan, host.execOptions(s));
+    const results = await execute(plan, host.execOptions(s, plan));
     const bound = results.filter((x) => x.status === 'ok').map((x) => x.address);
     if (planned.length) writeDomainRecord(host.root, { uuid, name, devices: [...new Set([...before, ...bound])], at: new Date().toISOString() });
     const code = exitCodeOf(results.map((x) => x.status));
@@ -177,7 +177,7 @@ async function release(host: Host, guest: string, dom: Domain): Promise<LibvirtH
       else give.push(a);
     }
     const plan = planUnbind(snap, { kind: 'unbind', addresses: give });
-    const results = give.length ? await execute(plan, host.execOptions(s)) : [];
+    const results = give.length ? await execute(plan, host.execOptions(s, plan)) : [];
     // Still ours: what could not be given back (the next release tries again). Gone: devices removed from the host.
     const left = results.filter((x) => x.status === 'failed' || x.status === 'refused').map((x) => x.address);
     writeDomainRecord(host.root, { ...record, devices: left, at: new Date().toISOString() });

@@ -11,6 +11,7 @@ import { isOnVfio } from '../plan/checks';
 import { intentName, isPlaced, type Intent } from '../config/intent';
 import { readBootStateChecked, readStateChecked, type AppliedDevice } from '../persist/state';
 import type { Host } from './host';
+import { EXIT } from '../util/diag';
 
 export type Drift = 'ok' | 'absent' | 'pending' | 'boot-pending' | 'kernel-changed' | 'rebound' | 'drift' | 'unconfigured' | 'unresolvable';
 
@@ -155,4 +156,13 @@ function consumerWarnings(snap: Snapshot, desires: ReadonlyMap<string, Desire>, 
     }
   }
   return out;
+}
+
+/**
+ * `status`'s exit code: 5 (EXIT.DRIFT) when any device is not as configured (drifted, pending,
+ * unresolvable, absent, no longer configured but still bound), else 0: a check a monitoring
+ * system or fleet agent can run as is.
+ */
+export function statusExitCode(r: StatusReport): number {
+  return r.devices.some((d) => d.drift !== 'ok') ? EXIT.DRIFT : EXIT.OK;
 }

@@ -2,6 +2,7 @@
 import type { PciDevice } from '../host/pci';
 import type { Snapshot } from '../read/snapshot';
 import { deviceInUse } from '../host/usage';
+import { vfioNodesOf } from '../host/vfio-users';
 import { isVfioModule } from './target';
 import type { Refusal } from './types';
 
@@ -33,11 +34,8 @@ export function checkHostUse(dev: PciDevice, snap: Snapshot): Refusal[] {
 
 /** Open VFIO nodes: unbinding blocks uninterruptibly in the kernel until they close. Never forced. */
 export function checkVfioUsers(dev: PciDevice, snap: Snapshot): Refusal[] {
-  const nodes: string[] = [];
-  if (dev.iommuGroup) nodes.push(`/dev/vfio/${dev.iommuGroup}`, `/dev/vfio/noiommu-${dev.iommuGroup}`);
-  if (dev.vfioDev) nodes.push(`/dev/vfio/devices/${dev.vfioDev}`);
   const out: Refusal[] = [];
-  for (const n of nodes) {
+  for (const n of vfioNodesOf(dev)) {
     const users = snap.vfioUsers.get(n);
     if (!users || users.length === 0) continue;
     out.push({

@@ -3,6 +3,7 @@ import type { PciDevice } from '../host/pci';
 import type { Snapshot } from '../read/snapshot';
 import type { PciNames } from '../host/pciids';
 import { deviceInUse } from '../host/usage';
+import { holdersOf } from '../host/vfio-users';
 import { resolve, type Candidate } from '../match/resolve';
 import { isOnVfio } from '../plan/checks';
 
@@ -34,6 +35,11 @@ export interface DeviceView {
   blockdevs: string[];
   bootVga: boolean;
   inUse: string[];
+  /**
+   * Processes holding the device's VFIO group or cdev open (a VMM using it), distinct from merely
+   * being on a VFIO driver; empty when nobody does. Unbinding it now would block in the kernel.
+   */
+  vfioUsers: { node: string; pid: number; comm: string }[];
   vfio: { module: string; driver: string } | null;
   vfioReason: string | null;
   candidates?: Candidate[];
@@ -74,6 +80,7 @@ export function deviceView(d: PciDevice, snap: Snapshot, names: PciNames | null,
     blockdevs: (snap.use.blockdevs.get(d.address) ?? []).map((b) => b.name),
     bootVga: d.bootVga,
     inUse: deviceInUse(snap.use, d.address, d.bootVga),
+    vfioUsers: holdersOf(snap.vfioUsers, d),
     vfio: r.vfio,
     vfioReason: r.reason,
   };

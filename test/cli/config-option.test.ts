@@ -109,13 +109,14 @@ test('apply --dry-run --config previews the candidate and writes nothing; apply 
   assert.equal(h.f.tree.read('/var/lib/vfioctl/state.json'), stateBefore);
   // status against the candidate: E1 pending, E2 unconfigured; against the host file: E2 ok.
   const st = await h.run(['status', '--config', file, '--json']);
-  assert.equal(st.code, 0);
+  assert.equal(st.code, 5, 'against the candidate, devices drift');
   assert.equal(st.json().config, file);
   assert.deepEqual(st.json().devices.map((d: any) => [d.address, d.drift]), [
     [E1, 'pending'],
     [E2, 'unconfigured'],
   ]);
-  assert.deepEqual((await h.run(['status', '--json'])).json().devices.map((d: any) => [d.address, d.drift]), [[E2, 'ok']]);
+  const own = await h.run(['status', '--json']);
+  assert.deepEqual([own.code, own.json().devices.map((d: any) => [d.address, d.drift])], [0, [[E2, 'ok']]]);
   const real = await h.run(['apply', '--config', file, '--json']);
   assert.equal(real.code, 0, real.stderr);
   assert.equal(h.state(E1).driver, 'vfio-pci');

@@ -180,3 +180,31 @@ test('status: a device refused and then unconfigured leaves no row; one the boot
   h.f.tree.write('/proc/stat', 'cpu  1 2 3 4\nbtime 1000\n');
   assert.equal((await h.run(['status', '--json'])).json().devices[0].drift, 'rebound');
 });
+
+test('status exits 5 (documented) when any configured device is not as configured, 0 when all are, 2 on a broken configuration', async () => {
+  const h = host();
+  const code = async (args: string[] = []) => {
+    const [j, t] = [await h.run(['status', '--json', ...args]), await h.run(['status', ...args])];
+    assert.equal(j.code, t.code, 'the same exit code with and without --json');
+    return { code: j.code, drift: j.code === 2 ? [] : j.json().devices.map((d: any) => [d.address, d.drift]) };
+  };
+  assert.deepEqual(await code(), { code: 0, drift: [] }, 'no configuration: nothing drifts');
+  h.config([{ match: { address: E1 }, intent: 'vfio' }]);
+  assert.deepEqual(await code(), { code: 5, drift: [[E1, 'pending']] });
+  assert.equal((await h.run(['apply'])).code, 0);
+  assert.deepEqual(await code(), { code: 0, drift: [[E1, 'ok']] });
+  // A rule for a device this host does not have: absent.
+  h.config([{ match: { address: E1 }, intent: 'vfio' }, { match: { address: '0000:00:0a.0' }, intent: 'vfio' }]);
+  assert.deepEqual(await code(), { code: 5, drift: [[E1, 'ok'], ['0000:00:0a.0', 'absent']] });
+  // A driver this kernel does not have: unresolvable.
+  h.config([{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'no_such_drv' }]);
+  assert.deepEqual(await code(), { code: 5, drift: [[E1, 'ok'], [E2, 'unresolvable']] });
+  // Someone else moved E1: rebound.
+  h.config([{ match: { address: E1 }, intent: 'vfio' }]);
+  await h.k.write(`/sys/bus/pci/devices/${E1}/driver_override`, '\n');
+  await h.k.write('/sys/bus/pci/drivers/vfio-pci/unbind', E1);
+  await h.k.write('/sys/bus/pci/drivers_probe', E1);
+  assert.deepEqual(await code(), { code: 5, drift: [[E1, 'rebound']] });
+  h.f.tree.write(CONF, '{ "version": 1, "rules": [ { "match": { "id": "x" } } ] }', 0o644);
+  assert.equal((await code()).code, 2, 'status could not tell: bad input, not drift');
+});

@@ -269,3 +269,23 @@ test('the packaged static layers are the same renderers as the installed ones, o
   // dpkg's files go to vendor directories; /etc only for the kernel hook (a conffile, as initramfs-tools' own).
   assert.deepEqual(pkg.filter((p) => p.path.startsWith('/etc/')).map((p) => p.path), ['/etc/kernel/postinst.d/zz-vfioctl']);
 });
+
+test('install exits 1 naming each file it could not write, and still writes the others', async () => {
+  const h = host();
+  h.config([{ match: { address: E1 }, intent: 'vfio' }]);
+  // A directory where the udev rule goes: the rename over it fails, for root too.
+  h.f.tree.write('/etc/udev/rules.d/60-vfioctl.rules/keep', 'x');
+  const r = await h.run(['install', ...EXEC, '--json']);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const failed = r.json().files.filter((f: any) => f.action === 'failed');
+  assert.deepEqual(failed.map((f: any) => f.path), ['/etc/udev/rules.d/60-vfioctl.rules']);
+  assert.match(failed[0].error, /^E[A-Z]+ /);
+  assert.match(r.stderr, /could not write .*\/etc\/udev\/rules\.d\/60-vfioctl\.rules: E[A-Z]+ .*run 'vfioctl install' again/);
+  assert.ok(h.f.tree.read(MAP)?.includes(`address ${E1} vfio-pci vfio_pci`), 'the map was still written');
+  const text = await h.run(['install', ...EXEC]);
+  assert.equal(text.code, 1);
+  assert.match(text.stdout, /^failed: \/etc\/udev\/rules\.d\/60-vfioctl\.rules \(E[A-Z]+ /m);
+  assert.doesNotMatch(text.stdout, /^next:/m, 'no next step while the layers are incomplete');
+  fs.rmSync(h.f.tree.abs('/etc/udev/rules.d/60-vfioctl.rules'), { recursive: true });
+  assert.equal((await h.run(['install', ...EXEC])).code, 0);
+});

@@ -19,13 +19,19 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 3
 EXIT_LOCKED = 4
+# `status` only: it ran, and some configured device is not as configured (the JSON says which).
+EXIT_DRIFT = 5
 
 EXIT_MEANING = {
     EXIT_FAILED: 'failed and rolled back',
     EXIT_BAD_INPUT: 'bad input',
     EXIT_REFUSED: 'refused by a safety check',
     EXIT_LOCKED: 'another vfioctl held the lock for longer than the wait; nothing was done',
+    EXIT_DRIFT: 'some configured device is not as configured',
 }
+
+# `vfioctl status` exits 5 when something drifts: that is its report, not a failure.
+STATUS_RCS = (EXIT_OK, EXIT_DRIFT)
 
 LOCK_HINT = ('another vfioctl (an admin, the boot unit, another play) held the lock: nothing was done; '
              'retry the task (retries/until), or raise lock_wait')

@@ -84,7 +84,7 @@ drifted:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfioctl.fleet.plugins.module_utils.vfioctl import (
-    COMMON_ARGS, EXIT_FAILED, EXIT_OK, Vfioctl, VfioctlError, fail_from,
+    COMMON_ARGS, EXIT_FAILED, EXIT_OK, STATUS_RCS, Vfioctl, VfioctlError, fail_from,
 )
 
 
@@ -103,7 +103,8 @@ def main():
                 result['doctor'] = data
                 result['doctor_ok'] = rc == EXIT_OK
             else:
-                _rc, data, _err = v.run_json(what, '--json')
+                # status exits 5 when something drifts: `drifted` below says what.
+                _rc, data, _err = v.run_json(what, '--json', ok_rcs=STATUS_RCS if what == 'status' else (EXIT_OK,))
                 result[what] = data
                 if what == 'status':
                     result['drifted'] = [d for d in data.get('devices', []) if d.get('drift') != 'ok']

@@ -184,7 +184,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
 from ansible_collections.vfioctl.fleet.plugins.module_utils.vfioctl import (
-    COMMON_ARGS, EXIT_OK, EXIT_REFUSED, Vfioctl, VfioctlError, fail_from,
+    COMMON_ARGS, EXIT_OK, EXIT_REFUSED, STATUS_RCS, Vfioctl, VfioctlError, fail_from,
 )
 
 EMPTY_POLICY = {'version': 1, 'rules': []}
@@ -347,7 +347,7 @@ def main():
                 rc, plan, _err = v.run_json('apply', '--dry-run', '--config', candidate, '--json', ok_rcs=(EXIT_OK, EXIT_REFUSED))
                 moves = device_moves(plan.get('results', []), before)
                 result['warnings_vfioctl'] = plan.get('warnings', [])
-                _rc, status, _err = v.run_json('status', '--config', candidate, '--json')
+                _rc, status, _err = v.run_json('status', '--config', candidate, '--json', ok_rcs=STATUS_RCS)
                 result['drifted'] = drifted_of(status)
         else:
             if config_changed:
@@ -372,7 +372,7 @@ def main():
                     raise
                 moves = device_moves(applied.get('results', []), before)
                 result['warnings_vfioctl'] = applied.get('warnings', [])
-                _rc, status, _err = v.run_json('status', '--json')
+                _rc, status, _err = v.run_json('status', '--json', ok_rcs=STATUS_RCS)
                 result['drifted'] = drifted_of(status)
 
         changed = changed or any(moved(m) for m in moves)

@@ -13,7 +13,8 @@ def fake(monkeypatch, tmp_path):
     f = patched(monkeypatch)
     f.tmp = tmp_path
     f.on('list', 0, [{'address': '0000:00:02.0', 'driver': 'e1000e'}])
-    f.on('status', 0, {'kernel': 'k', 'config': None, 'bootAt': None, 'warnings': [],
+    # 0000:00:02.0 drifted: vfioctl status exits 5, and that is a fact, not a failure.
+    f.on('status', 5, {'kernel': 'k', 'config': None, 'bootAt': None, 'warnings': [],
                        'devices': [{'address': '0000:00:02.0', 'drift': 'rebound'}, {'address': '0000:00:05.0', 'drift': 'ok'}]})
     f.on('doctor', 1, {'ok': False, 'checks': []})
     return f
@@ -39,7 +40,11 @@ def test_gathers_all_three_read_only_in_check_mode_and_doctor_exit_1_is_a_fact(f
 
 def test_gather_one_and_a_bad_exit_fails(fake):
     e = run(fake, gather=['status'], root='/srv/host')
+    assert not e.failed, e.result
     assert fake.calls == [['/usr/sbin/vfioctl', '--root', '/srv/host', 'status', '--json']]
+    fake.on('status', 2, None, err='vfioctl: /etc/vfioctl/vfioctl.json:1:1: not JSON')
+    e = run(fake, gather=['status'])
+    assert e.failed and e.result['rc'] == 2 and 'not JSON' in e.result['msg']
     fake.on('list', 2, None, err='vfioctl: --root /nope: no such directory')
     e = run(fake, gather=['list'])
     assert e.failed and e.result['rc'] == 2 and 'no such directory' in e.result['msg']

@@ -92,8 +92,11 @@ def test_an_invalid_policy_fails_with_every_problem_and_writes_nothing(fake):
 
 def test_check_mode_previews_the_candidate_and_writes_nothing(fake):
     fake.on('apply --dry-run', 0, apply_json([result(E2, 'planned', 'e1000e', 'vfio-pci')], dry=True))
+    # Against the candidate E2 is not applied yet: status says so, with exit 5 (not a failure).
+    fake.on('status', 5, status_json([{'address': E2, 'drift': 'pending', 'detail': 'never applied; on e1000e'}]))
     e = run(fake, check=True, diff=True)
     assert not e.failed, e.result
+    assert [d['address'] for d in e.result['drifted']] == [E2]
     assert e.result['changed'] and e.result['config_changed']
     assert not conf(fake).exists()
     dry = fake.called('apply --dry-run')[0]
