@@ -6,7 +6,7 @@ import { HostRoot } from '../host/root';
 import { ConfigError, loadConfig, readConfigText, parseConfig } from '../config/load';
 import type { Config, Rule } from '../config/types';
 import { EXIT, VfioctlError } from '../util/diag';
-import type { TrustPolicy } from '../util/trust';
+import type { TrustPolicy } from '../host/trust';
 import { type Context, trust } from './context';
 
 /**

@@ -6,7 +6,7 @@ import { loadConfig, parseConfig, readConfigText } from '../config/load';
 import { withIntent } from '../config/edit';
 import { validateDriverName } from '../plan/target';
 import { EXIT, VfioctlError } from '../util/diag';
-import { untrustedReason } from '../util/trust';
+import { untrustedReason } from '../host/trust';
 import { type Context, trust } from './context';
 import { saveConfig } from '../ops/boot-layers';
 

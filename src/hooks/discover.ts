@@ -3,7 +3,7 @@
 // stable order: by file name (byte order) across both directories, an /etc file hiding a vendor
 // file of the same name (as systemd drop-ins do); per-rule hooks after those, in rule order.
 import type { HostRoot } from '../host/root';
-import { untrustedReason, type TrustPolicy } from '../util/trust';
+import { untrustedReason, type TrustPolicy } from '../host/trust';
 
 export const HOOK_DIRS = ['/etc/vfioctl/hooks.d', '/usr/lib/vfioctl/hooks.d'] as const;
 

@@ -7,7 +7,7 @@ import type { Config } from '../config/types';
 import { desiredState, type Desire } from '../config/desired';
 import { ruleLabel } from '../plan/converge';
 import { resolveIntent } from '../plan/target';
-import { readBootStateChecked, readStateChecked, type AppliedDevice } from '../persist/state';
+import { readBootStateChecked, readStateChecked, type AppliedDevice, type DeviceBootOutcome } from '../persist/state';
 import type { Host } from './host';
 
 export type Drift = 'ok' | 'absent' | 'pending' | 'boot-pending' | 'kernel-changed' | 'rebound' | 'drift' | 'unconfigured' | 'unresolvable';
@@ -21,7 +21,7 @@ export interface DeviceStatus {
   readonly reason: string | null;
   readonly live: { readonly driver: string | null; readonly override: string | null } | null;
   readonly lastApplied: AppliedDevice | null;
-  readonly boot: { readonly outcome: string; readonly driver: string | null; readonly hostDriverBuiltin: boolean } | null;
+  readonly boot: DeviceBootOutcome | null;
   readonly drift: Drift;
   readonly detail: string;
 }

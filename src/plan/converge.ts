@@ -9,7 +9,6 @@ import { describeSelector, isBroad } from '../config/types';
 import type { AppliedState } from '../persist/state';
 import type { Hook } from '../hooks/discover';
 import { planBind, planNone, planSriov, planUnbind } from './planner';
-import { resolveIntent } from './target';
 import type { DevicePlan, Plan } from './types';
 
 export interface ConvergeOptions {
@@ -73,16 +72,12 @@ export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: Ap
     }
     intents.set(d.address, d.intent);
   }
-  // Every device that leaves its host driver in this apply (to a VFIO driver, or to none): two
-  // members of one IOMMU group with different intents (`vfio` and `vfio-pci`) make it viable together.
-  const alsoMoving = new Set(
-    [...intents].filter(([address, intent]) => {
-      const dev = snap.devices.get(address);
-      return intent === 'none' || (dev !== undefined && resolveIntent(dev, snap, intent).target?.vfio === true);
-    }).map(([a]) => a),
-  );
   const toDriver = [...intents].filter(([, i]) => i !== 'none').map(([a]) => a);
   const toNone = [...intents].filter(([, i]) => i === 'none').map(([a]) => a);
+  // Every device that leaves its host driver in this apply: the bind plan's own devices count as
+  // moving, so two members of one IOMMU group with different intents (`vfio` and `vfio-pci`)
+  // make it viable together; those going to no driver are added here.
+  const alsoMoving = new Set(toNone);
   const plans = [
     ...planBind(snap, { kind: 'bind', addresses: toDriver, driver: 'vfio', perDevice: new Map(toDriver.map((a) => [a, intents.get(a)!])), alsoMoving, force: false, group: false, ruleHooks: o.ruleHooks }).devices,
     ...planNone(snap, { addresses: toNone, ruleHooks: o.ruleHooks }).devices,
