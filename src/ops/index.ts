@@ -19,7 +19,9 @@ export type { ConvergeOptions, ConvergeReport, ConvergeResult } from './converge
 export type { DeviceStatus, Drift, StatusReport } from './status';
 export type { DeviceView } from './inventory';
 export type { Config, Rule } from '../config/types';
-export type { Plan, DevicePlan, Step, Refusal } from '../plan/types';
+export type { Plan, DevicePlan, Step, Refusal, RefusalCheck } from '../plan/types';
+export type { InstallReport } from './boot-layers';
+export type { LeftOut, BootMap } from '../boot/map';
 export { operationExitCode, convergeExitCode };
 
 /** What to plan: a bind to `vfio` (the best usable VFIO driver, the default) or a named driver, or an unbind. */
