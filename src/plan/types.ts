@@ -29,6 +29,22 @@ export type Step =
 
 export type StepOp = Step['op'];
 
+/** Every step op, for checking one read back (the journal); the Record makes it exhaustive. */
+const STEP_OP_SET: Readonly<Record<StepOp, true>> = {
+  modprobe: true,
+  'modprobe-alias': true,
+  'set-override': true,
+  unbind: true,
+  probe: true,
+  verify: true,
+  'verify-none': true,
+  'sriov-autoprobe': true,
+  'sriov-numvfs': true,
+  hook: true,
+  chown: true,
+};
+export const STEP_OPS = Object.keys(STEP_OP_SET) as StepOp[];
+
 /**
  * Every safety check that can refuse a device, by its stable id (JSON output, the web console).
  * input: the request itself is bad (no such device, unknown driver); the rest refuse a valid one.
