@@ -2,7 +2,9 @@
 // makes, compared with test/golden/plan/*.txt (status, target, steps, refusals, warnings).
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { resolve } from '../../src/match/resolve';
 import { planBind, planNone, planSriov, planUnbind } from '../../src/plan/planner';
+import { resolveIntent } from '../../src/plan/target';
 import type { BindRequest } from '../../src/plan/types';
 import { golden, renderPlan } from '../support/golden';
 import { snapshot } from '../support/snapshot';
@@ -80,4 +82,16 @@ test('SR-IOV sizing resizes through 0 and turns autoprobe off first; more than s
   ]);
   assert.deepEqual(p.devices.map((d) => d.status), ['planned', 'refused']);
   golden('plan/sriov.txt', renderPlan(p));
+});
+
+test('resolved once: the plan carries the resolution that every later question about the device gets', () => {
+  const p = bind([VIRTIO]);
+  const dev = host.devices.get(VIRTIO)!;
+  const carried = p.devices[0]!.resolution;
+  assert.ok(carried);
+  assert.equal(resolve(dev, host, { explain: true }), carried, 'the same object, not a second resolution');
+  assert.equal(resolveIntent(dev, host, 'vfio').resolution, carried);
+  // Another snapshot of the host is resolved anew (nothing outlives the reading it came from).
+  const again = snapshot({ aliases: ['alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci'], devices: [{ address: VIRTIO, vendor: '1af4', device: '1041' }] });
+  assert.notEqual(resolve(again.devices.get(VIRTIO)!, again, { explain: true }), carried);
 });
