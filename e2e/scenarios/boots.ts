@@ -310,7 +310,7 @@ function brokenConfigFirstBoot(ctx: ScenarioContext): void {
   ctx.expectExit(ctx.cli(['set', nic, 'vfio']), 0);
   ctx.expectExit(ctx.cli(['install', '--exec', ctx.plan.vfioctl]), 0);
   // The next kernel is not installed here, so no map is made for it.
-  ctx.eq(fs.readdirSync('/etc/vfioctl/boot').sort(), [`${ctx.plan.kernel.release}.map`], `maps (none for ${next})`);
+  ctx.eq(fs.readdirSync('/etc/vfioctl/boot').sort(), [`${ctx.plan.kernel.release}.json`, `${ctx.plan.kernel.release}.map`], `maps, each with its JSON (none for ${next})`);
   // An admin's edit that breaks the file.
   fs.appendFileSync(CONFIG, '{ "rules": [ oops\n');
   ctx.expectExit(ctx.cli(['status']), 2);

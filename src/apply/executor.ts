@@ -210,8 +210,9 @@ class Runner {
     else if (onVfio(root, plan.address)) throw new StepError(`${plan.address} is still on a VFIO driver (${now})`);
   }
 
-  private journalEntry(plan: DevicePlan, kind: Plan['kind'], i: number, op: string): JournalEntry {
-    const override = plan.steps.find((s): s is Extract<Step, { op: 'set-override' }> => s.op === 'set-override')?.driver ?? null;
+  private journalEntry(plan: DevicePlan, kind: Plan['kind'], i: number, op: Step['op']): JournalEntry {
+    const steps: readonly Step[] = plan.steps;
+    const override = steps.find((s): s is Extract<Step, { op: 'set-override' }> => s.op === 'set-override')?.driver ?? null;
     return {
       address: plan.address,
       // An interrupted SR-IOV resize leaves the PF's driver alone: undoing it as a bind is a no-op.

@@ -6,6 +6,7 @@ import type { HostRoot } from '../host/root';
 import { atomicWrite } from '../persist/records';
 import { field, isAddress, isDriverName, isInt, isObj, isString, oneOf, orNull, readAddressFiles, Invalid, type Corrupt } from '../persist/validate';
 import { RUN_DIR } from './lock';
+import { STEP_OPS, type StepOp } from '../plan/types';
 
 export const JOURNAL_DIR = `${RUN_DIR}/journal`;
 
@@ -23,7 +24,7 @@ export interface JournalEntry {
   readonly target: DriverState;
   /** Index of the step about to be taken, and its op. */
   readonly step: number;
-  readonly op: string;
+  readonly op: StepOp;
   readonly pid: number;
   readonly at: string;
 }
@@ -41,7 +42,7 @@ export function parseJournalEntry(o: Record<string, unknown>): JournalEntry {
     original: driverState(o.original, 'original'),
     target: driverState(o.target, 'target'),
     step: field(o, 'step', isInt, 'a step number'),
-    op: field(o, 'op', isString, 'a step name'),
+    op: field(o, 'op', oneOf<StepOp>(...STEP_OPS), 'a step name'),
     pid: field(o, 'pid', isInt, 'a pid'),
     at: field(o, 'at', isString, 'a time'),
   };

@@ -7,7 +7,7 @@ import { ConfigError, loadConfig, readConfigText, parseConfig } from '../config/
 import type { Config, Rule } from '../config/types';
 import { intentName } from '../config/intent';
 import { EXIT, VfioctlError } from '../util/diag';
-import type { TrustPolicy } from '../util/trust';
+import type { TrustPolicy } from '../host/trust';
 import { type Context, trust } from './context';
 
 /**

@@ -6,7 +6,7 @@ import type { ExecOptions } from '../apply/executor';
 import { describeHolder } from '../apply/lock';
 import { Host, type Progress } from '../ops/host';
 import { EXIT, VfioctlError } from '../util/diag';
-import { relaxedTrustWarning, trustPolicy, type TrustPolicy } from '../util/trust';
+import { relaxedTrustWarning, trustPolicy, type TrustPolicy } from '../host/trust';
 
 export interface GlobalOptions {
   root?: string;

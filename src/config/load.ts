@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser';
 import validateSchema = require('./schema-validator.generated');
 import type { HostRoot } from '../host/root';
-import { untrustedReason, type TrustPolicy } from '../util/trust';
+import { untrustedReason, type TrustPolicy } from '../host/trust';
 import { EXIT, VfioctlError } from '../util/diag';
 import { CONFIG_FILE, type Config, type Consumer, type Rule, type Selector } from './types';
 import { parseIntent } from './intent';

@@ -4,7 +4,7 @@
 // file of the same name (as systemd drop-ins do); per-rule hooks after those, in rule order.
 import { isBackupName } from '../util/backup-name';
 import type { HostRoot } from '../host/root';
-import { untrustedReason, type TrustPolicy } from '../util/trust';
+import { untrustedReason, type TrustPolicy } from '../host/trust';
 
 export const HOOK_DIRS = ['/etc/vfioctl/hooks.d', '/usr/lib/vfioctl/hooks.d'] as const;
 

@@ -3,9 +3,10 @@
 // stdin; exit 0 ok, 2 "not my device" (skipped), anything else (or the timeout) a failure.
 import { spawn } from 'node:child_process';
 import type { HostRoot } from '../host/root';
+import type { HookEvent } from './discover';
 
 export interface HookInput {
-  readonly event: string;
+  readonly event: HookEvent;
   readonly address: string;
   readonly targetDriver: string | null;
   readonly previousDriver: string | null;

@@ -5,9 +5,11 @@
 import type { PciDevice } from '../host/pci';
 import { modaliasOf } from '../host/pci';
 import type { ModuleState, Snapshot } from '../read/snapshot';
-import type { AliasDb, PciAlias } from '../modules/alias';
+import { VFIO_PCI_MODULE, type AliasDb, type PciAlias } from '../modules/alias';
+
+export { VFIO_PCI_MODULE } from '../modules/alias';
 import { driverNameForModule } from '../modules/loaded';
-import { aliasNormalize, fnmatch } from './fnmatch';
+import { aliasNormalize, fnmatch } from '../modules/fnmatch';
 import { VARIANT_RULES, variantRule } from './variants';
 
 export interface Candidate {
@@ -40,7 +42,6 @@ export interface Resolution {
   readonly explanation: readonly string[];
 }
 
-export const VFIO_PCI_MODULE = 'vfio_pci';
 const CATCH_ALL = 'vfio_pci:v*d*sv*sd*bc*sc*i*';
 const FIELDS = /^(?:vfio_)?pci:v(.*)d(.*)sv(.*)sd(.*)bc(.*)sc(.*)i(.*)$/;
 
@@ -205,7 +206,22 @@ export interface ResolveOptions {
   readonly explain?: boolean;
 }
 
+// One resolution per device and snapshot (both immutable): the planner, the boot map, status and
+// the hooks' device view all ask for the same device in one invocation.
+const resolved = new WeakMap<Snapshot, WeakMap<PciDevice, Map<string, Resolution>>>();
+
 export function resolve(dev: PciDevice, snap: Snapshot, opts: ResolveOptions = {}): Resolution {
+  let bySnap = resolved.get(snap);
+  if (!bySnap) resolved.set(snap, (bySnap = new WeakMap()));
+  let byDev = bySnap.get(dev);
+  if (!byDev) bySnap.set(dev, (byDev = new Map()));
+  const key = `${opts.ignoreSriovEnabled ? 1 : 0}${opts.explain ? 1 : 0}`;
+  let r = byDev.get(key);
+  if (!r) byDev.set(key, (r = resolveNow(dev, snap, opts)));
+  return r;
+}
+
+function resolveNow(dev: PciDevice, snap: Snapshot, opts: ResolveOptions): Resolution {
   const mods = snap.modules;
   const raw = rawCandidates(dev, mods);
   const candidates: Candidate[] = raw.map((c) => {

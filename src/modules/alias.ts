@@ -3,7 +3,10 @@
 // writes override-only entries (PCI_DRIVER_OVERRIDE_DEVICE_VFIO) with the prefix `vfio_pci:`.
 import type { HostRoot } from '../host/root';
 import type { Diagnostics } from '../util/diag';
-import { aliasNormalize, moduleNormalize } from '../match/fnmatch';
+import { aliasNormalize, moduleNormalize } from './fnmatch';
+
+/** vfio-pci's module: the generic VFIO driver, the fallback when no variant's table matches. */
+export const VFIO_PCI_MODULE = 'vfio_pci';
 
 export type AliasSource = 'modules.alias' | 'modules.builtin.modinfo' | 'known-variants';
 

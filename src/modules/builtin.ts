@@ -1,7 +1,7 @@
 // modules.builtin lists the modules compiled into the kernel (`kernel/drivers/vfio/pci/vfio-pci.ko`).
 // Built-in drivers never appear in modules.alias.
 import type { HostRoot } from '../host/root';
-import { moduleNormalize } from '../match/fnmatch';
+import { moduleNormalize } from './fnmatch';
 
 export function parseModulesBuiltin(text: string): Set<string> {
   const out = new Set<string>();

@@ -2,7 +2,7 @@
 // *modules*; driver_override needs the *driver* name (pci_driver.name): vfio_pci registers
 // `vfio-pci`, xe_vfio_pci registers `xe-vfio-pci`.
 import type { HostRoot } from '../host/root';
-import { moduleNormalize } from '../match/fnmatch';
+import { moduleNormalize } from './fnmatch';
 
 export interface DriverRegistry {
   /** driver name -> module name (normalised); module is null for a driver with no module link. */

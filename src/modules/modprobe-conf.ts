@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import type { HostRoot } from '../host/root';
 import type { Diagnostics } from '../util/diag';
-import { moduleNormalize } from '../match/fnmatch';
+import { moduleNormalize } from './fnmatch';
 
 /** kmod's search order; a file name seen in an earlier directory hides later ones of that name. */
 export const MODPROBE_DIRS = ['/etc/modprobe.d', '/run/modprobe.d', '/usr/local/lib/modprobe.d', '/usr/lib/modprobe.d', '/lib/modprobe.d'];

@@ -9,11 +9,12 @@ import { readBootDevices } from '../host/boot-devices';
 import { loadConfig } from '../config/load';
 import { CONFIG_FILE, type Config } from '../config/types';
 import { writeConfig } from '../config/edit';
-import { BOOT_DIR, computeBootMap, formatBootMap, parseBootMap, readVfLayout, type BootMap, type VfLayout } from '../boot/map';
+import { BOOT_DIR, bootMapJsonPath, computeBootMap, describeLeftOut, formatBootMap, formatBootMapJson, parseBootMapJson, parseMapEntries, readVfLayout, type BootMap, type LeftOut, type VfLayout } from '../boot/map';
+import { Invalid } from '../persist/validate';
 import * as files from '../boot/files';
 import { atomicWrite } from '../persist/records';
 import { Diagnostics, EXIT, VfioctlError } from '../util/diag';
-import { untrustedReason, type TrustPolicy } from '../util/trust';
+import { untrustedReason, type TrustPolicy } from '../host/trust';
 import type { Host } from './host';
 
 interface BootFile {
@@ -95,16 +96,48 @@ function writeFile(root: HostRoot, f: BootFile): 'wrote' | 'unchanged' {
   return 'wrote';
 }
 
+/** What vfioctl knows of the map it wrote for `kernel`, or why it cannot know (named, never guessed). */
+export interface StoredMap {
+  readonly map: BootMap | null;
+  readonly problem: string | null;
+}
+
+/**
+ * A map as written: its JSON (checked), which says what was left out and why. A map without one
+ * (an older vfioctl wrote it) still gives its entries (the lines the early script reads).
+ */
+export function readStoredMap(root: HostRoot, kernel: string): StoredMap {
+  const json = bootMapJsonPath(kernel);
+  const text = root.readFile(json);
+  const refresh = "'vfioctl install --refresh' rewrites it";
+  if (text !== undefined) {
+    try {
+      const m = parseBootMapJson(text);
+      if (m.kernel !== kernel) return { map: null, problem: `${root.path(json)}: made for kernel ${m.kernel}, not ${kernel}; ignored: ${refresh}` };
+      return { map: m, problem: null };
+    } catch (e) {
+      if (!(e instanceof Invalid)) throw e;
+      return { map: null, problem: `${root.path(json)}: ${e.message}; ignored: ${refresh}` };
+    }
+  }
+  const mapText = root.readFile(`${BOOT_DIR}/${kernel}.map`);
+  if (mapText === undefined) return { map: null, problem: null };
+  return { map: { kernel, entries: parseMapEntries(mapText), leftOut: [] }, problem: `${root.path(json)} is missing (the map was made by an older vfioctl): what it left out is not known; ${refresh}` };
+}
+
 function mapFiles(root: HostRoot, maps: readonly BootMap[], source = CONFIG_FILE): BootFile[] {
   const kernels = new Set(maps.map((m) => m.kernel));
   // Maps of kernels not refreshed this time are kept: the udev rule covers every installed kernel.
   const kept = root
     .list(BOOT_DIR)
     .filter((f) => f.endsWith('.map') && !kernels.has(f.slice(0, -4)) && root.exists(`/lib/modules/${f.slice(0, -4)}`))
-    .map((f) => parseBootMap(root.readFile(`${BOOT_DIR}/${f}`) ?? '', f.slice(0, -4)));
+    .flatMap((f) => readStoredMap(root, f.slice(0, -4)).map ?? []);
   const all = [...maps, ...kept].sort((a, b) => (a.kernel < b.kernel ? -1 : 1));
   return [
-    ...maps.map((m) => ({ path: `${BOOT_DIR}/${m.kernel}.map`, mode: 0o644, content: formatBootMap(m, source) })),
+    ...maps.flatMap((m) => [
+      { path: `${BOOT_DIR}/${m.kernel}.map`, mode: 0o644, content: formatBootMap(m, source) },
+      { path: bootMapJsonPath(m.kernel), mode: 0o644, content: formatBootMapJson(m, source) },
+    ]),
     { path: files.UDEV_RULES, mode: 0o644, content: files.udevRules(all) },
   ];
 }
@@ -181,7 +214,8 @@ export interface InstallReport {
   readonly refresh: boolean;
   /** Every file considered, and what was (or would be) done with it; `failed` ones carry the error. */
   readonly files: readonly InstallFile[];
-  readonly maps: readonly { readonly kernel: string; readonly entries: number; readonly skipped: readonly string[] }[];
+  /** Per kernel: how many entries, and what was left out (in words, and as reasons). */
+  readonly maps: readonly { readonly kernel: string; readonly entries: number; readonly skipped: readonly string[]; readonly leftOut: readonly LeftOut[] }[];
   readonly warnings: readonly string[];
   /** What the admin runs next. */
   readonly next: string | null;
@@ -264,7 +298,7 @@ export function install(host: Host, opts: InstallOptions): InstallReport {
     }
   }
   const next = !opts.dryRun && !opts.refresh ? 'update-initramfs -u -k all (or dracut --regenerate-all), udevadm control --reload, systemctl daemon-reload' : null;
-  return { uninstall: false, packaged: layout.packaged, dryRun: !!opts.dryRun, refresh: !!opts.refresh, files: report, maps: maps.map((m) => ({ kernel: m.kernel, entries: m.entries.length, skipped: m.skipped })), warnings, next };
+  return { uninstall: false, packaged: layout.packaged, dryRun: !!opts.dryRun, refresh: !!opts.refresh, files: report, maps: maps.map((m) => ({ kernel: m.kernel, entries: m.entries.length, skipped: m.leftOut.map(describeLeftOut), leftOut: m.leftOut })), warnings, next };
 }
 
 const LIBVIRT_NEXT = "restart libvirt's daemon so it finds the hook ('systemctl restart libvirtd', or 'virtqemud' with the modular daemons; libvirt reads qemu.d/ from 6.5 on)";

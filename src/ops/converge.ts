@@ -4,7 +4,6 @@
 // and statuses as bind; what apply did is recorded per device as it goes (state.json).
 import type { Snapshot } from '../read/snapshot';
 import { readBootDevices, type BootDevices } from '../host/boot-devices';
-import { BOOT_DIR, parseBootMap } from '../boot/map';
 import { isPciAddress, printable } from '../host/address';
 import { isDriverName } from '../persist/validate';
 import { execute, type DeviceResult } from '../apply/executor';
@@ -17,11 +16,12 @@ import { planBindPhase, planSriovPhase, ruleLabel, type Skipped } from '../plan/
 import { resolveIntent } from '../plan/target';
 import { placement } from '../plan/planner';
 import { intentName, isPlaced } from '../config/intent';
-import type { Plan } from '../plan/types';
+import type { DevicePlan, Plan } from '../plan/types';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readState, readStateChecked, STATE_FILE, writeBootState, writeState, type AppliedDevice, type BootState } from '../persist/state';
-import { exitCodeOf, planResults, type Host } from './host';
+import { exitCodeOf, planResults, withHookViews, type Host } from './host';
+import { readStoredMap } from './boot-layers';
 import { EXIT, VfioctlError } from '../util/diag';
 
 export interface ConvergeOptions {
@@ -91,14 +91,15 @@ function resolvedDriver(snap: Snapshot, d: Desire): { driver: string | null; mod
  * At boot: the devices the host boots from, plus those the boot map recorded as in use when it
  * was made (networking may not have configured them yet when the late unit runs).
  */
-function bootProtected(host: Host): BootDevices {
+function bootProtected(host: Host, warnings: string[]): BootDevices {
   const b = readBootDevices(host.root);
   const devices = new Map(b.devices);
   const release = host.root.kernelRelease(host.kernel);
-  const map = release ? host.root.readFile(`${BOOT_DIR}/${release}.map`) : undefined;
-  for (const s of parseBootMap(map ?? '', release ?? '').skipped) {
-    const m = /^(\S+): the host uses it now \((.*)\); left to the late apply/.exec(s);
-    if (m) devices.set(m[1]!, [...(devices.get(m[1]!) ?? []), `in use when the boot map was made: ${m[2]}; 'vfioctl apply ${m[1]}' once it is free`]);
+  const stored = release ? readStoredMap(host.root, release) : { map: null, problem: null };
+  if (stored.problem) warnings.push(stored.problem);
+  for (const l of stored.map?.leftOut ?? []) {
+    if (l.reason !== 'in-use') continue;
+    devices.set(l.address, [...(devices.get(l.address) ?? []), `in use when the boot map was made: ${l.use.join('; ')}; 'vfioctl apply ${l.address}' once it is free`]);
   }
   return { devices, unresolved: b.unresolved };
 }
@@ -150,16 +151,16 @@ function stateWritable(host: Host): void {
 }
 
 /** What apply did to one device, in state.json at once: an interrupted apply leaves nothing unseen. */
-function recordResult(host: Host, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], r: DeviceResult, warnings: string[]): void {
+function recordResult(host: Host, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], plan: DevicePlan, r: DeviceResult, warnings: string[]): void {
   try {
-    recordResultIn(host, snap, desired, kind, r);
+    recordResultIn(host, snap, desired, kind, plan, r);
   } catch (e) {
     // The device has moved; the executor must go on (and roll back what fails), not crash mid-plan.
     warnings.push(`${r.address}: could not record it in ${STATE_FILE} (${(e as Error).message}); 'vfioctl status' will not show it`);
   }
 }
 
-function recordResultIn(host: Host, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], r: DeviceResult): void {
+function recordResultIn(host: Host, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], plan: DevicePlan, r: DeviceResult): void {
   if (kind === 'sriov') return;
   const devices: Record<string, AppliedDevice> = { ...readState(host.root).devices };
   const d = desired.desires.get(r.address);
@@ -167,8 +168,12 @@ function recordResultIn(host: Host, snap: Snapshot, desired: DesiredState, kind:
     if (r.status !== 'ok' && r.status !== 'noop') return;
     delete devices[r.address];
   } else {
-    if (!d || d.intent === null) return;
-    const { driver, module } = resolvedDriver(snap, d);
+    // (`planned` is a dry run's status: nothing was done, nothing to record.)
+    if (!d || d.intent === null || r.status === 'planned') return;
+    // What the intent resolved to, as planned (`none` and `host` bind no driver of their own).
+    const binds = d.intent.kind === 'vfio' || d.intent.kind === 'driver';
+    const driver = binds ? (plan.target?.driver ?? null) : null;
+    const module = binds ? (plan.target?.module ?? null) : null;
     devices[r.address] = { address: r.address, intent: intentName(d.intent), rule: ruleLabel(d), kernel: snap.modules.release ?? null, driver, module, status: r.status === 'noop' ? 'ok' : r.status, error: r.error, at: new Date().toISOString() };
   }
   writeState(host.root, { devices });
@@ -199,22 +204,24 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
   const root = host.root;
   const onlySet = opts.only ? new Set(opts.only) : null;
   const read = () => host.readForWrite();
-  const boot = opts.boot ? bootProtected(host) : null;
+  const mapWarnings: string[] = [];
+  const boot = opts.boot ? bootProtected(host, mapWarnings) : null;
   // Outside boot the live in-use checks see the mounts and routes; the boot map's "in use when it
   // was made" entries are for a boot that has not set them up yet, so they are not added here.
   const guard = !boot && opts.guardBootDevices ? readBootDevices(host.root) : null;
   let snap = read();
-  const warnings = [...snap.warnings, ...(session ? [] : host.pendingProblems())];
+  const warnings = [...snap.warnings, ...(session ? [] : host.pendingProblems()), ...mapWarnings];
   const state = readStateChecked(root);
   if (state.problem) warnings.push(state.problem);
   let desired = desiredState(config, snap.devices);
   for (const u of (boot ?? guard)?.unresolved ?? []) warnings.push(`boot device ${u} could not be traced to a PCI device`);
   if (boot && session) writeBootState(root, bootOutcomes(snap, desired, boot));
   const phases: PhaseResult[] = [];
-  const run = async (kind: Plan['kind'], plan: Plan) => {
-    if (plan.devices.length === 0) return;
+  const run = async (kind: Plan['kind'], made: Plan) => {
+    if (made.devices.length === 0) return;
     const planned = snap;
-    const results = session ? await execute(plan, { ...host.execOptions(session, plan), onResult: (_d, r) => recordResult(host, planned, desired, kind, r, warnings) }) : planResults(plan);
+    const plan = withHookViews(planned, made);
+    const results = session ? await execute(plan, { ...host.execOptions(session, plan), onResult: (d, r) => recordResult(host, planned, desired, kind, d, r, warnings) }) : planResults(plan);
     phases.push({ kind, plan, results });
   };
   const bootTaken = opts.boot ? { bootTaken: readBootTaken(host, warnings) } : {};

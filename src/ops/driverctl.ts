@@ -12,7 +12,7 @@ import { validateDriverName } from '../plan/target';
 import { intentName } from '../config/intent';
 import { EXIT, VfioctlError } from '../util/diag';
 import { isBackupName } from '../util/backup-name';
-import { untrustedReason } from '../util/trust';
+import { untrustedReason } from '../host/trust';
 import { saveConfig } from './boot-layers';
 import type { Host } from './host';
 

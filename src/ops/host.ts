@@ -13,9 +13,10 @@ import type { Recovery, RecoveryReport } from '../apply/recover';
 import { writeSession, type Interruption, type WriteSession } from '../apply/session';
 import { planBind, planUnbind } from '../plan/planner';
 import { describeStep, type BindRequest, type Plan, type UnbindRequest } from '../plan/types';
+import { deviceView } from '../report/device-view';
 import { describeCorrupt } from '../persist/validate';
 import { EXIT, VfioctlError } from '../util/diag';
-import { trustPolicy, type TrustPolicy } from '../util/trust';
+import { trustPolicy, type TrustPolicy } from '../host/trust';
 
 export type { DeviceResult } from '../apply/executor';
 export type { Recovery, RecoveryReport } from '../apply/recover';
@@ -258,7 +259,17 @@ export class Host {
 }
 
 function makePlan(snap: Snapshot, r: Readonly<BindRequest> | Readonly<UnbindRequest>): Plan {
-  return r.kind === 'bind' ? planBind(snap, r as BindRequest) : planUnbind(snap, r as UnbindRequest);
+  return withHookViews(snap, r.kind === 'bind' ? planBind(snap, r as BindRequest) : planUnbind(snap, r as UnbindRequest));
+}
+
+/** Hooks get the device as `show --json` prints it, from the candidates the plan carries. */
+export function withHookViews(snap: Snapshot, plan: Plan): Plan {
+  const devices = plan.devices.map((d) => {
+    const dev = snap.devices.get(d.address);
+    if (d.status !== 'planned' || !dev || !d.steps.some((s) => s.op === 'hook')) return d;
+    return { ...d, device: deviceView(dev, snap, null, true, d.resolution) };
+  });
+  return { ...plan, devices };
 }
 
 /** A device plan without its `show` view (which carries times and counters that may differ). */

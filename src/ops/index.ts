@@ -22,7 +22,9 @@ export type { DeviceView } from './inventory';
 export type { HostdevXml, LibvirtHookReport, LibvirtHookRequest, QemuHookOperation } from './libvirt';
 export type { Config, Rule } from '../config/types';
 export type { Intent, Placement } from '../config/intent';
-export type { Plan, DevicePlan, Step, Refusal } from '../plan/types';
+export type { Plan, DevicePlan, Step, Refusal, RefusalCheck } from '../plan/types';
+export type { InstallReport } from './boot-layers';
+export type { LeftOut, BootMap } from '../boot/map';
 export { operationExitCode, convergeExitCode, statusExitCode };
 
 /** What to plan: a bind to `vfio` (the best usable VFIO driver, the default) or a named driver, or an unbind. */

@@ -9,7 +9,7 @@ import { ruleLabel } from '../plan/converge';
 import { resolveIntent } from '../plan/target';
 import { isOnVfio } from '../plan/checks';
 import { intentName, isPlaced, type Intent } from '../config/intent';
-import { readBootStateChecked, readStateChecked, type AppliedDevice } from '../persist/state';
+import { readBootStateChecked, readStateChecked, type AppliedDevice, type DeviceBootOutcome } from '../persist/state';
 import type { Host } from './host';
 import { EXIT } from '../util/diag';
 
@@ -24,7 +24,7 @@ export interface DeviceStatus {
   readonly reason: string | null;
   readonly live: { readonly driver: string | null; readonly override: string | null } | null;
   readonly lastApplied: AppliedDevice | null;
-  readonly boot: { readonly outcome: string; readonly driver: string | null; readonly hostDriverBuiltin: boolean } | null;
+  readonly boot: DeviceBootOutcome | null;
   readonly drift: Drift;
   readonly detail: string;
 }

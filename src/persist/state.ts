@@ -8,6 +8,9 @@ import { field, Invalid, isAddress, isBool, isDriverName, isObj, isString, jsonO
 export const STATE_FILE = '/var/lib/vfioctl/state.json';
 export const BOOT_FILE = '/run/vfioctl/boot.json';
 
+/** What the last apply did to a device (a no-op counts as `ok`: it was already there). */
+export type AppliedStatus = 'ok' | 'failed' | 'refused' | 'invalid';
+
 export interface AppliedDevice {
   readonly address: string;
   readonly intent: string | null;
@@ -17,7 +20,7 @@ export interface AppliedDevice {
   /** The driver the intent resolved to (null for `none`, or when it could not be resolved). */
   readonly driver: string | null;
   readonly module: string | null;
-  readonly status: string;
+  readonly status: AppliedStatus;
   readonly error: string | null;
   readonly at: string;
 }
@@ -33,10 +36,16 @@ export interface AppliedState {
  */
 export type BootOutcome = 'won' | 'host-first' | 'unbound';
 
+export interface DeviceBootOutcome {
+  readonly outcome: BootOutcome;
+  readonly driver: string | null;
+  readonly hostDriverBuiltin: boolean;
+}
+
 export interface BootState {
   readonly at: string;
   readonly kernel: string | null;
-  readonly devices: Readonly<Record<string, { readonly outcome: BootOutcome; readonly driver: string | null; readonly hostDriverBuiltin: boolean }>>;
+  readonly devices: Readonly<Record<string, DeviceBootOutcome>>;
 }
 
 export interface StateRead<T> {
@@ -68,7 +77,7 @@ function parseApplied(key: string, v: unknown): AppliedDevice {
     kernel: field(v, 'kernel', orNull(isString), 'a kernel release or null'),
     driver: field(v, 'driver', orNull(isDriverName), 'a driver name or null'),
     module: field(v, 'module', orNull(isDriverName), 'a module name or null'),
-    status: field(v, 'status', isString, 'a status'),
+    status: field(v, 'status', oneOf<AppliedStatus>('ok', 'failed', 'refused', 'invalid'), "'ok', 'failed', 'refused' or 'invalid'"),
     error: field(v, 'error', orNull(isString), 'a message or null'),
     at: field(v, 'at', isString, 'a time'),
   };

@@ -9,8 +9,8 @@ import { checkGroupViable, checkHostUse, checkIommu, checkSriovPf, checkVfioUser
 import { bindIntent, chooseTarget } from './target';
 import { intentName, isPlaced } from '../config/intent';
 import type { Hook, HookEvent } from '../hooks/discover';
-import { deviceView } from '../report/device-view';
-import type { BindRequest, DevicePlan, Plan, Refusal, Step, UnbindRequest } from './types';
+import type { Resolution } from '../match/resolve';
+import type { BindRequest, DevicePlan, Plan, Refusal, RefusalCheck, Step, UnbindRequest } from './types';
 
 /** Where the device is now, as isPlaced() judges it. */
 export function placement(dev: PciDevice, snap: Snapshot): { driver: string | null; override: string | null; onVfio: boolean } {
@@ -22,11 +22,14 @@ function loaded(snap: Snapshot, module: string | null): boolean {
   return snap.modules.drivers.moduleDrivers.has(module) || snap.modules.builtin.has(module) || snap.modules.drivers.loadedModules.has(module);
 }
 
-function devicePlan(dev: PciDevice, snap: Snapshot, p: Omit<DevicePlan, 'address' | 'from' | 'original'>): DevicePlan {
+/** A device plan's own part: what the planner decided (DevicePlan without what comes from the device). */
+type Decision<P = DevicePlan> = P extends DevicePlan ? Omit<P, 'address' | 'from' | 'original' | 'resolution' | 'device'> : never;
+
+function devicePlan(dev: PciDevice, snap: Snapshot, p: Decision, resolution: Resolution | null = null): DevicePlan {
   const from = { driver: dev.driver, override: dev.driverOverride };
   const rec = snap.records.get(dev.address);
   const original = rec ? { driver: rec.originalDriver, override: rec.originalOverride } : from;
-  return { address: dev.address, from, original, ...p };
+  return { address: dev.address, from, original, resolution, ...p };
 }
 
 function invalid(address: string, message: string, unit: string): DevicePlan {
@@ -39,6 +42,7 @@ function invalid(address: string, message: string, unit: string): DevicePlan {
     steps: [],
     refusals: [{ check: 'input', message, forceable: false }],
     warnings: [],
+    resolution: null,
     unit,
   };
 }
@@ -52,11 +56,6 @@ function checkHooks(hooks: readonly Hook[]): Refusal[] {
   return hooks
     .filter((h) => h.problem !== null)
     .map((h) => ({ check: 'hook-trust', message: `hook ${h.path} will not be run: ${h.problem}; make it root-owned and not group/other-writable (chown root: ; chmod go-w), or remove it`, forceable: false }));
-}
-
-/** Hooks get the device as `show --json` prints it. */
-function withDevice(dev: PciDevice, snap: Snapshot, hooks: readonly Hook[]): { device?: unknown } {
-  return hooks.length > 0 ? { device: deviceView(dev, snap, null, true) } : {};
 }
 
 /** With --group: the device plus every group member that is not already viable, bridges excluded. */
@@ -92,11 +91,13 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
       if (e instanceof VfioctlError) return invalid(address, e.message, unit);
       throw e;
     }
-    const { target } = choice;
+    const { target, resolution } = choice;
     const warnings = [...choice.warnings];
     if (target && isPlaced(bindIntent(driver), target.driver, placement(dev, snap))) {
       const steps = ownerSteps(dev, req);
-      return devicePlan(dev, snap, { status: steps.length ? 'planned' : 'noop', target, steps, refusals: [], warnings: [`already on ${target.driver}`], unit });
+      const already = [`already on ${target.driver}`];
+      if (steps.length) return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: already, unit }, resolution);
+      return devicePlan(dev, snap, { status: 'noop', target, steps: [], refusals: [], warnings: already, unit }, resolution);
     }
     const hooks = [...snap.hooks, ...(req.ruleHooks?.get(address) ?? [])];
     const refusals: Refusal[] = [...choice.refusals, ...checkHooks(hooks)];
@@ -109,7 +110,7 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
     const blocking = refusals.filter((r) => !r.forceable || !req.force);
     for (const r of refusals) if (r.forceable && req.force) warnings.push(`forced past: ${r.message}`);
     if (!target || blocking.length > 0) {
-      return devicePlan(dev, snap, { status: 'refused', target, steps: [], refusals: blocking, warnings, unit });
+      return devicePlan(dev, snap, { status: 'refused', target, steps: [], refusals: blocking, warnings, unit }, resolution);
     }
     const steps: Step[] = [];
     const hook = hookSteps(hooks, address);
@@ -123,7 +124,7 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
     steps.push({ op: 'verify', address, driver: target.driver, vfio: target.vfio });
     steps.push(...hook('post-bind'));
     steps.push(...ownerSteps(dev, req));
-    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings, unit, ...withDevice(dev, snap, hooks) });
+    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings, unit }, resolution);
   });
   return { kind: 'bind', devices: groupAtomic(plans) };
 }
@@ -200,7 +201,7 @@ export function planUnbind(snap: Snapshot, req: UnbindRequest): Plan {
     steps.push({ op: 'verify', address, driver: hostDriver, vfio: false });
     if (viaOverride) steps.push(clear);
     steps.push(...hook('post-unbind'));
-    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: address, ...withDevice(dev, snap, hooks) });
+    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: address });
   });
   return { kind: 'unbind', devices: plans };
 }
@@ -225,7 +226,7 @@ export function planNone(snap: Snapshot, req: { readonly addresses: readonly str
     const steps: Step[] = [...hook('pre-bind'), { op: 'set-override', address, driver: 'none' }];
     if (dev.driver) steps.push({ op: 'unbind', address, driver: dev.driver });
     steps.push({ op: 'verify-none', address }, ...hook('post-bind'));
-    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: address, ...withDevice(dev, snap, hooks) });
+    return devicePlan(dev, snap, { status: 'planned', target, steps, refusals: [], warnings: [], unit: address });
   });
   return { kind: 'bind', devices: plans };
 }
@@ -243,7 +244,7 @@ export function planSriov(snap: Snapshot, reqs: readonly SriovRequest[]): Plan {
     const dev = snap.devices.get(req.address);
     if (!dev) return invalid(req.address, `no PCI device ${req.address}`, req.address);
     const target = { driver: dev.driver, module: null, vfio: false };
-    const refuse = (check: string, message: string) => devicePlan(dev, snap, { status: 'refused', target, steps: [], refusals: [{ check, message, forceable: false }], warnings: [], unit: req.address });
+    const refuse = (check: RefusalCheck, message: string) => devicePlan(dev, snap, { status: 'refused', target, steps: [], refusals: [{ check, message, forceable: false }], warnings: [], unit: req.address });
     if (!dev.sriov) return refuse('sriov', `${req.address} is not an SR-IOV physical function (no sriov_totalvfs); fix the rule's address`);
     if (req.numVfs > dev.sriov.totalVfs) return refuse('sriov', `${req.address} supports at most ${dev.sriov.totalVfs} VFs (sriov_totalvfs), the configuration asks for ${req.numVfs}`);
     const autoprobe = req.noAutoprobe && dev.sriov.driversAutoprobe === true;

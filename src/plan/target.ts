@@ -4,8 +4,8 @@
 import type { PciDevice } from '../host/pci';
 import { modaliasOf } from '../host/pci';
 import type { Snapshot } from '../read/snapshot';
-import { moduleNormalize } from '../match/fnmatch';
-import { aliasMatches, resolve, VFIO_PCI_MODULE, type Candidate } from '../match/resolve';
+import { moduleNormalize } from '../modules/fnmatch';
+import { aliasMatches, resolve, VFIO_PCI_MODULE, type Candidate, type Resolution } from '../match/resolve';
 import { DRIVER_NAME_EXCEPTIONS, driverNameForModule } from '../modules/loaded';
 import { variantRule } from '../match/variants';
 import { EXIT, VfioctlError } from '../util/diag';
@@ -48,16 +48,18 @@ export function lookupDriver(snap: Snapshot, name: string): { driver: string; mo
 
 export interface TargetChoice {
   readonly target: Target | null;
+  /** The device's VFIO candidates the choice was made from (resolved once, carried in the plan). */
+  readonly resolution: Resolution | null;
   readonly refusals: Refusal[];
   readonly warnings: string[];
 }
 
 /** `vfio`: the best usable candidate; warns about better-ranked ones that cannot be used. */
 function chooseVfio(dev: PciDevice, snap: Snapshot, force: boolean): TargetChoice {
-  const r = resolve(dev, snap, { ignoreSriovEnabled: force });
+  const r = resolve(dev, snap, { ignoreSriovEnabled: force, explain: true });
   const warnings: string[] = [];
   if (!r.vfio) {
-    return { target: null, refusals: [{ check: 'no-vfio-driver', message: `no usable VFIO driver: ${r.reason}`, forceable: false }], warnings };
+    return { target: null, resolution: r, refusals: [{ check: 'no-vfio-driver', message: `no usable VFIO driver: ${r.reason}`, forceable: false }], warnings };
   }
   const chosen = r.candidates.find((c) => c.usable) as Candidate;
   for (const c of r.candidates) {
@@ -65,7 +67,7 @@ function chooseVfio(dev: PciDevice, snap: Snapshot, force: boolean): TargetChoic
     warnings.push(`${c.module} fits better but cannot be used (${c.reason}); using ${chosen.driver}`);
   }
   for (const n of chosen.notes) warnings.push(`${chosen.driver}: ${n}`);
-  return { target: { driver: r.vfio.driver, module: r.vfio.module, vfio: true }, refusals: [], warnings };
+  return { target: { driver: r.vfio.driver, module: r.vfio.module, vfio: true }, resolution: r, refusals: [], warnings };
 }
 
 function chooseExplicit(dev: PciDevice, snap: Snapshot, name: string): TargetChoice {
@@ -73,6 +75,7 @@ function chooseExplicit(dev: PciDevice, snap: Snapshot, name: string): TargetCho
   const vfio = isVfioModule(snap, module, driver);
   const refusals: Refusal[] = [];
   const warnings: string[] = [];
+  const r = resolve(dev, snap, { explain: true });
   if (module === null || !OVERRIDE_DRIVERS.has(module)) {
     const table = module === null ? [] : [...(snap.modules.aliases.vfioByModule.get(module) ?? []), ...(snap.modules.aliases.pciByModule.get(module) ?? [])];
     const modalias = modaliasOf(dev);
@@ -96,7 +99,6 @@ function chooseExplicit(dev: PciDevice, snap: Snapshot, name: string): TargetCho
     const bl = snap.modules.blacklist.entries.get(module);
     if (bl) refusals.push({ check: 'blacklist', message: `module ${module} is blacklisted (${bl}); remove the blacklist or use --force`, forceable: true });
     // The same prerequisites the resolver applies to `vfio`, for an explicitly named variant.
-    const r = resolve(dev, snap);
     const c = r.candidates.find((x) => x.module === module);
     if (c && !c.usable && !c.reason?.startsWith('blacklisted')) {
       refusals.push({ check: 'prerequisite', message: `${driver} cannot drive this device: ${c.reason}`, forceable: true });
@@ -106,7 +108,7 @@ function chooseExplicit(dev: PciDevice, snap: Snapshot, name: string): TargetCho
       if (rule?.vfOnly && !dev.physfn) refusals.push({ check: 'prerequisite', message: `${driver} cannot drive this device: ${rule.vfOnly}`, forceable: true });
     }
   }
-  return { target: { driver, module, vfio }, refusals, warnings };
+  return { target: { driver, module, vfio }, resolution: r, refusals, warnings };
 }
 
 export function chooseTarget(dev: PciDevice, snap: Snapshot, requested: string, force: boolean): TargetChoice {
@@ -127,7 +129,7 @@ export function resolveIntent(dev: PciDevice, snap: Snapshot, intent: Extract<In
   try {
     return { ...chooseTarget(dev, snap, intent.kind === 'vfio' ? 'vfio' : intent.name, force), error: null };
   } catch (e) {
-    if (e instanceof VfioctlError) return { target: null, refusals: [], warnings: [], error: e.message };
+    if (e instanceof VfioctlError) return { target: null, resolution: null, refusals: [], warnings: [], error: e.message };
     throw e;
   }
 }

@@ -1,4 +1,5 @@
-import type { Hook } from '../hooks/discover';
+import type { Hook, HookEvent } from '../hooks/discover';
+import type { Resolution } from '../match/resolve';
 import type { Intent } from '../config/intent';
 
 /** An intent that names a driver to bind (`none` and `host` are planned as what they are). */
@@ -26,38 +27,95 @@ export type Step =
   /** Resize SR-IOV: 0 first when VFs exist (N -> M with both non-zero is EBUSY), then numVfs. */
   | { readonly op: 'sriov-numvfs'; readonly address: string; readonly numVfs: number; readonly from: number }
   /** Run a hook (hooks/run.ts has the contract). */
-  | { readonly op: 'hook'; readonly address: string; readonly event: string; readonly path: string }
+  | { readonly op: 'hook'; readonly address: string; readonly event: HookEvent; readonly path: string }
   /** Hand a VFIO node to an unprivileged VMM: the group node, or the vfioN cdev (known after bind). */
   | { readonly op: 'chown'; readonly address: string; readonly node: 'group' | 'cdev'; readonly group: string; readonly uid: number; readonly gid: number };
 
 export type StepOp = Step['op'];
 
+/** Every step op, for checking one read back (the journal); the Record makes it exhaustive. */
+const STEP_OP_SET: Readonly<Record<StepOp, true>> = {
+  modprobe: true,
+  'modprobe-alias': true,
+  'set-override': true,
+  unbind: true,
+  probe: true,
+  verify: true,
+  'verify-none': true,
+  'sriov-autoprobe': true,
+  'sriov-numvfs': true,
+  hook: true,
+  chown: true,
+};
+export const STEP_OPS = Object.keys(STEP_OP_SET) as StepOp[];
+
+/**
+ * Every safety check that can refuse a device, by its stable id (JSON output, the web console).
+ * input: the request itself is bad (no such device, unknown driver); the rest refuse a valid one.
+ */
+export type RefusalCheck =
+  | 'input'
+  | 'no-vfio-driver'
+  | 'id-table'
+  | 'blacklist'
+  | 'prerequisite'
+  | 'hook-trust'
+  | 'in-use'
+  | 'vfio-user'
+  | 'no-iommu'
+  | 'sriov-pf'
+  | 'sriov'
+  | 'iommu-group'
+  | 'group-member'
+  | 'boot-device'
+  /** The libvirt hook: a domain's devices move together, and another of them cannot. */
+  | 'domain';
+
 export interface Refusal {
-  /** Stable id of the check, e.g. `in-use`, `id-table`, `vfio-user`. */
-  readonly check: string;
+  readonly check: RefusalCheck;
   readonly message: string;
   /** --force lets the bind go ahead despite it. */
   readonly forceable: boolean;
 }
 
-export type PlanStatus = 'planned' | 'noop' | 'refused' | 'invalid';
+export type PlanStatus = DevicePlan['status'];
 
-export interface DevicePlan {
+export interface DriverState {
+  readonly driver: string | null;
+  readonly override: string | null;
+}
+
+/** Where a device goes: a driver (and the module that provides it), or no driver (`none`, unbind to whatever probes). */
+export interface PlanTarget {
+  readonly driver: string | null;
+  readonly module: string | null;
+  readonly vfio: boolean;
+}
+
+interface DevicePlanBase {
   readonly address: string;
-  readonly status: PlanStatus;
-  /** What the device is on now, and where it goes. */
-  readonly from: { readonly driver: string | null; readonly override: string | null };
+  /** What the device is on now. */
+  readonly from: DriverState;
   /** What the device had before vfioctl first bound it (a bind record), else `from`. */
-  readonly original: { readonly driver: string | null; readonly override: string | null };
-  readonly target: { readonly driver: string | null; readonly module: string | null; readonly vfio: boolean } | null;
-  readonly steps: readonly Step[];
-  readonly refusals: readonly Refusal[];
+  readonly original: DriverState;
   readonly warnings: readonly string[];
-  /** The device as `show --json` prints it, for hooks' standard input (only when hooks run). */
+  /** The VFIO candidates the target was chosen from (bind plans; null for unbind, none, SR-IOV). */
+  readonly resolution: Resolution | null;
+  /** The device as `show --json` prints it, for hooks' standard input (added by the operations layer when hooks run). */
   readonly device?: unknown;
   /** Devices that must succeed or fail together (an IOMMU group moved with --group). */
   readonly unit: string;
 }
+
+/**
+ * One device's plan, by status: `planned` has steps and no refusals; `noop` is already there;
+ * `refused` has a refusal (and no steps); `invalid` is bad input (no device, unknown driver).
+ */
+export type DevicePlan =
+  | (DevicePlanBase & { readonly status: 'planned'; readonly target: PlanTarget; readonly steps: readonly Step[]; readonly refusals: readonly [] })
+  | (DevicePlanBase & { readonly status: 'noop'; readonly target: PlanTarget; readonly steps: readonly Step[]; readonly refusals: readonly [] })
+  | (DevicePlanBase & { readonly status: 'refused'; readonly target: PlanTarget | null; readonly steps: readonly []; readonly refusals: readonly Refusal[] })
+  | (DevicePlanBase & { readonly status: 'invalid'; readonly target: null; readonly steps: readonly []; readonly refusals: readonly Refusal[] });
 
 export interface Plan {
   /** `sriov`: PF steps that change VFs, not drivers (no bind record is kept). */

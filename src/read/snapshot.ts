@@ -4,16 +4,15 @@ import { isPciAddress } from '../host/address';
 import { readPciDevice, type PciDevice } from '../host/pci';
 import { readHostUse, type HostUse } from '../host/usage';
 import { Diagnostics } from '../util/diag';
-import { moduleNormalize } from '../match/fnmatch';
-import { loadAliasDb, type AliasDb } from '../modules/alias';
+import { moduleNormalize } from '../modules/fnmatch';
+import { loadAliasDb, VFIO_PCI_MODULE, type AliasDb } from '../modules/alias';
 import { loadBuiltin } from '../modules/builtin';
 import { loadBlacklist, type Blacklist } from '../modules/modprobe-conf';
 import { loadDriverRegistry, type DriverRegistry } from '../modules/loaded';
-import { VFIO_PCI_MODULE } from '../match/resolve';
 import { readVfioUsers, type VfioUsers } from '../host/vfio-users';
 import { readRecords, type BindRecord } from '../persist/records';
 import { discoverHooks, type Hook } from '../hooks/discover';
-import type { TrustPolicy } from '../util/trust';
+import type { TrustPolicy } from '../host/trust';
 
 export interface IommuState {
   /** /sys/class/iommu has an entry, or any IOMMU group exists. */

@@ -4,7 +4,7 @@ import type { Snapshot } from '../read/snapshot';
 import type { PciNames } from '../host/pciids';
 import { deviceInUse } from '../host/usage';
 import { holdersOf } from '../host/vfio-users';
-import { resolve, type Candidate } from '../match/resolve';
+import { resolve, type Candidate, type Resolution } from '../match/resolve';
 import { isOnVfio } from '../plan/checks';
 
 export interface DeviceView {
@@ -49,8 +49,9 @@ export interface DeviceView {
   hooks?: { path: string; source: string; problem: string | null }[];
 }
 
-export function deviceView(d: PciDevice, snap: Snapshot, names: PciNames | null, withCandidates: boolean): DeviceView {
-  const r = resolve(d, snap, { explain: withCandidates });
+/** `resolution`: the one a plan already carries for this device (else it is resolved here). */
+export function deviceView(d: PciDevice, snap: Snapshot, names: PciNames | null, withCandidates: boolean, resolution: Resolution | null = null): DeviceView {
+  const r = resolution ?? resolve(d, snap, { explain: withCandidates });
   const peers = d.iommuGroup ? (snap.iommu.groups.get(d.iommuGroup) ?? []).filter((a) => a !== d.address) : [];
   const v: DeviceView = {
     address: d.address,

@@ -3,14 +3,14 @@
 import { test, afterEach } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { runHook } from '../../src/hooks/run';
+import { runHook, type HookInput } from '../../src/hooks/run';
 import { processAlive } from '../../src/util/process';
 import { Fixture } from '../support/fixture';
 
 const fixtures: Fixture[] = [];
 afterEach(() => fixtures.splice(0).forEach((f) => f.cleanup()));
 
-const input = { event: 'pre-bind', address: '0000:00:02.0', targetDriver: 'vfio-pci', previousDriver: 'e1000e', device: null, steps: [] };
+const input: HookInput = { event: 'pre-bind', address: '0000:00:02.0', targetDriver: 'vfio-pci', previousDriver: 'e1000e', device: null, steps: [] };
 
 function hook(body: string): { f: Fixture; path: string } {
   const f = Fixture.create();

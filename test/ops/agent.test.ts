@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Agent, NFD_FEATURES_FILE, policyHash, probeReadiness, type AgentClock, type AgentLogLine, type AgentOptions } from '../../src/ops/agent';
 import { openHost } from '../../src/ops/index';
-import { trustPolicy } from '../../src/util/trust';
+import { trustPolicy } from '../../src/host/trust';
 import { E1, E2, VN, modelHosts, type ModelHost } from '../support/model-host';
 
 const host = modelHosts({ trustSelf: true });

@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import { E1, E2, modelHosts, VN } from '../support/model-host';
 import { importDriverctl } from '../../src/ops/driverctl';
 import { Host } from '../../src/ops/host';
-import { trustPolicy } from '../../src/util/trust';
+import { trustPolicy } from '../../src/host/trust';
 
 const CONF = '/etc/vfioctl/vfioctl.json';
 const host = modelHosts({ trustSelf: true });

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { openHost } from '../../src/ops/index';
 import { policyHash } from '../../src/ops/agent';
-import { trustPolicy } from '../../src/util/trust';
+import { trustPolicy } from '../../src/host/trust';
 import { E1, E2, VN, ModelHost } from '../support/model-host';
 import { DaemonSetSim, SimClock, type SimNode } from '../support/daemonset-sim';
 

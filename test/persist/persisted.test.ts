@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { parseJournalEntry } from '../../src/apply/journal';
 import { parseRecord } from '../../src/persist/records';
 import { parseBootState, parseState } from '../../src/persist/state';
+import { parseBootMapJson } from '../../src/boot/map';
 import { Invalid, jsonObject } from '../../src/persist/validate';
 import { E1, E2, modelHosts } from '../support/model-host';
 
@@ -152,4 +153,27 @@ test('apply refuses before changing anything when it cannot record what it does 
   assert.match(r.stderr, /cannot record what apply does in .*var\/lib\/vfioctl \(EEXIST\); nothing was changed/);
   assert.equal(h.k.writes.length, 0);
   assert.equal(h.state(E2).driver, 'e1000e');
+});
+
+test('a journal entry naming a step vfioctl does not take is rejected, naming the field', () => {
+  assert.throws(() => parseJournalEntry({ ...VALID_JOURNAL, op: 'format-disk' }), (e: unknown) => e instanceof Invalid && /field 'op' is not a step name/.test(e.message));
+  assert.equal(parseJournalEntry({ ...VALID_JOURNAL, op: 'set-override' }).op, 'set-override');
+});
+
+test('property: a boot map JSON near the real shape is accepted with canonical addresses, or rejected with a message', () => {
+  const leftOut = fc.record({ reason: fc.constantFrom('in-use', 'boot-device', 'hooks', 'broad-rule', 'unresolved', 'vf-layout-unknown', 'no-id-entry', 'other'), address: fc.constantFrom(E1, '../../..', ''), pf: fc.constantFrom(E1, 'x'), use: fc.array(fc.string(), { maxLength: 2 }), why: fc.oneof(fc.array(fc.string(), { maxLength: 2 }), fc.record({ kind: fc.constantFrom('left-out', 'no-device', 'drivers-differ', 'x'), addresses: fc.array(fc.constantFrom(E1, '..'), { maxLength: 2 }) })), hooks: fc.array(fc.string(), { maxLength: 2 }), rule: fc.oneof(fc.nat(), fc.string()), selector: fc.string(), message: fc.string() }, { requiredKeys: ['reason'] });
+  const entry = fc.record({ kind: fc.constantFrom('address', 'id', 'class'), selector: fc.constantFrom(E1, '8086:10d3', '../x', ''), driver: fc.constantFrom('vfio-pci', 'none', '..', 'a b'), module: fc.constantFrom('vfio_pci', '-', '') }, { requiredKeys: [] });
+  const map = fc.record({ kernel: fc.oneof(fc.string(), fc.constant(null)), source: fc.string(), entries: fc.array(entry, { maxLength: 3 }), leftOut: fc.array(leftOut, { maxLength: 3 }) }, { requiredKeys: [] });
+  fc.assert(
+    fc.property(fc.oneof(map.map((m) => JSON.stringify(m)), fc.string()), (text) => {
+      try {
+        const m = parseBootMapJson(text);
+        for (const l of m.leftOut) if ('address' in l) assert.match(l.address, /^[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/);
+        for (const e of m.entries) assert.match(e.driver, /^[A-Za-z0-9_.:+-]{1,64}$/);
+      } catch (e) {
+        assert.ok(e instanceof Invalid, `${(e as Error).name}: ${(e as Error).message}`);
+      }
+    }),
+    { numRuns: 1000 },
+  );
 });

@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { KernelIo } from '../../src/apply/kernel-io';
-import { fnmatch } from '../../src/match/fnmatch';
+import { fnmatch } from '../../src/modules/fnmatch';
 import type { SysfsTree } from './sysfs-tree';
 
 export interface DriverModel {

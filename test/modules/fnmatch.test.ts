@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { aliasNormalize, fnmatch } from '../../src/match/fnmatch';
+import { aliasNormalize, fnmatch } from '../../src/modules/fnmatch';
 
 test('fnmatch: *, ? and literal characters, case-sensitive', () => {
   assert.equal(fnmatch('vfio_pci:v*d*', 'vfio_pci:v00001AF4d00001041'), true);

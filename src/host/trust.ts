@@ -3,7 +3,7 @@
 // root) are owned by root and writable by no group or other user.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { HostRoot } from '../host/root';
+import type { HostRoot } from './root';
 
 export interface TrustPolicy {
   /** uids whose files are trusted: root, plus one explicitly relaxed for tests. */

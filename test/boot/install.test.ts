@@ -241,7 +241,7 @@ test('packaged mode: install writes only the maps, the udev rule and the enable 
   const r = await h.run(['install', '--json']);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.equal(r.json().packaged, true);
-  assert.deepEqual(r.json().files.map((f: any) => f.path).sort(), ['/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service', '/etc/systemd/system/sysinit.target.wants/vfioctl-early.service', '/etc/udev/rules.d/60-vfioctl.rules', MAP].sort());
+  assert.deepEqual(r.json().files.map((f: any) => f.path).sort(), ['/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service', '/etc/systemd/system/sysinit.target.wants/vfioctl-early.service', '/etc/udev/rules.d/60-vfioctl.rules', MAP, MAP.replace(/\.map$/, '.json')].sort());
   assert.match(h.f.tree.read(MAP)!, new RegExp(`^address ${E1} vfio-pci vfio_pci$`, 'm'));
   assert.equal(fs.readlinkSync(h.f.tree.abs('/etc/systemd/system/sysinit.target.wants/vfioctl-early.service')), '/lib/systemd/system/vfioctl-early.service');
   assert.equal(fs.readlinkSync(h.f.tree.abs('/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service')), '/lib/systemd/system/vfioctl-apply.service');

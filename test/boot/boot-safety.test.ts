@@ -83,6 +83,31 @@ test('apply --boot releases what a stale (initramfs) map took and no rule names,
   assert.equal(r.code, 3);
 });
 
+test('apply --boot reads what the map left out from its JSON, not its comments; a corrupt or missing JSON is named', async () => {
+  const h = host();
+  h.f.device({ address: '0000:00:08.0', vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '8', netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }] });
+  h.config([{ match: { address: '0000:00:08.0' }, intent: 'vfio' }]);
+  assert.equal((await h.run(['install', ...EXEC])).code, 0);
+  const JSON_FILE = MAP.replace(/\.map$/, '.json');
+  const stored = JSON.parse(h.f.tree.read(JSON_FILE)!);
+  assert.deepEqual(stored.leftOut.map((l: any) => [l.reason, l.address]), [['in-use', '0000:00:08.0']]);
+  // The comment alone decides nothing: with the JSON saying nothing was in use, the device is not protected as in use.
+  h.f.tree.write(JSON_FILE, JSON.stringify({ ...stored, leftOut: [] }));
+  const dry = await h.run(['apply', '--boot', '--dry-run', '--json']);
+  assert.doesNotMatch(JSON.stringify(dry.json().results), /in use when the boot map was made/);
+  for (const [text, why] of [
+    ['{"kernel": "6.12.0-test", "source": "x", "entries": [], "leftOut": [{"reason": "in-use", "address": "../../x", "use": []}]}', /field 'address' is not a PCI address \(leftOut\[0\]\)/],
+    ['{"kernel": "6.12', /not JSON/],
+  ] as const) {
+    h.f.tree.write(JSON_FILE, text);
+    const r = await h.run(['apply', '--boot', '--dry-run']);
+    assert.match(r.stderr, new RegExp(`${JSON_FILE.replace(/[.]/g, '\\.')}: ${why.source}.*install --refresh`));
+  }
+  fs.rmSync(h.f.tree.abs(JSON_FILE));
+  const old = await h.run(['apply', '--boot', '--dry-run']);
+  assert.match(old.stderr, /6\.12\.0-test\.json is missing \(the map was made by an older vfioctl\): what it left out is not known; 'vfioctl install --refresh' rewrites it/);
+});
+
 test('--uninstall keeps the vendor hooks.d in /usr/lib/vfioctl', async () => {
   const h = host();
   h.config([]);
