@@ -214,7 +214,7 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
   const state = readStateChecked(root);
   if (state.problem) warnings.push(state.problem);
   let desired = desiredState(config, snap.devices);
-  for (const u of (boot ?? guard)?.unresolved ?? []) warnings.push(`boot device ${u} could not be traced to a PCI device`);
+  for (const u of (boot ?? guard)?.unresolved ?? []) warnings.push(`boot device ${u} could not be traced to a PCI device${boot ? '' : ': this apply cannot refuse it by name'}`);
   if (boot && session) writeBootState(root, bootOutcomes(snap, desired, boot));
   const phases: PhaseResult[] = [];
   const run = async (kind: Plan['kind'], made: Plan) => {

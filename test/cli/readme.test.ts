@@ -137,6 +137,7 @@ test("the README's read-only commands, and every --dry-run, change nothing: no f
     status: [['status'], ['status', '--json'], ['status', '--config', cfg]],
     doctor: [['doctor'], ['doctor', '--json']],
     config: [['config', 'check', cfg], ['config', 'check', cfg, '--json']],
+    'libvirt-xml': [['libvirt-xml', E2], ['libvirt-xml', E2, '--driver-model', '--json']],
   };
   for (const c of claims) assert.ok(runs[c], `a run for the README's read-only claim about ${c}`);
   const dryRuns = [...commands.keys()].filter((c) => find(commands.get(c)!, '--dry-run'));
