@@ -1,4 +1,5 @@
 // vfioctl command line. Global options (--root, --kernel) work before or after the command.
+import * as fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, VfioctlError } from '../util/diag';
 import { makeContext, type Context, type GlobalOptions, type Io } from './context';
@@ -212,17 +213,31 @@ export async function run(argv: string[], io: Io): Promise<number> {
   }
 }
 
-if (require.main === module) {
-  // A reader that went away (`vfioctl show X | head -1`) is not an error of ours: stop quietly.
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-      throw e;
-    });
+/**
+ * Writes all of `s` to a descriptor, as process.stdout would on Linux (synchronously, for files,
+ * pipes and terminals alike) without setting up a stream: Node builds process.stdout on first
+ * use (a pipe brings in net and stream), a cost every short call would pay. A reader that went
+ * away (`vfioctl show X | head -1`) is not an error of ours: stop quietly. A non-blocking
+ * descriptor inherited from the caller may be full for a moment: wait and write the rest.
+ */
+function writeAll(fd: number, s: string): void {
+  const b = Buffer.from(s);
+  for (let off = 0; off < b.length; ) {
+    try {
+      off += fs.writeSync(fd, b, off, b.length - off);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      if (code !== 'EAGAIN') throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
   }
+}
+
+if (require.main === module) {
   const io: Io = {
-    out: (s) => process.stdout.write(s),
-    err: (s) => process.stderr.write(s),
+    out: (s) => writeAll(1, s),
+    err: (s) => writeAll(2, s),
     env: process.env,
   };
   void run(process.argv.slice(2), io).then((code) => {
