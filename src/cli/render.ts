@@ -32,12 +32,19 @@ function headline(kind: Plan['kind'], d: DevicePlan, r: DeviceResult, dryRun: bo
 
 export function renderResults(ctx: Context, kind: Plan['kind'], plan: Plan, results: readonly DeviceResult[], dryRun: boolean): void {
   const byAddr = new Map(plan.devices.map((d) => [d.address, d]));
+  // Written in pieces of about 64 KiB: one write per line is thousands of writes for a fleet of VFs.
+  let text = '';
+  const out = (s: string) => {
+    text += s;
+    if (text.length >= 65536) (ctx.io.out(text), (text = ''));
+  };
   for (const r of results) {
-    ctx.io.out(`${r.address}: ${headline(kind, byAddr.get(r.address) as DevicePlan, r, dryRun)}\n`);
-    for (const f of r.refusals) ctx.io.out(`  - ${f.check}: ${f.message}\n`);
-    if (r.status === 'planned') r.steps.forEach((s, i) => ctx.io.out(`  ${i + 1}. ${s.description}\n`));
-    for (const w of r.status === 'noop' ? r.warnings.slice(1) : r.warnings) ctx.io.out(`  warning: ${w}\n`);
+    out(`${r.address}: ${headline(kind, byAddr.get(r.address) as DevicePlan, r, dryRun)}\n`);
+    for (const f of r.refusals) out(`  - ${f.check}: ${f.message}\n`);
+    if (r.status === 'planned') r.steps.forEach((s, i) => out(`  ${i + 1}. ${s.description}\n`));
+    for (const w of r.status === 'noop' ? r.warnings.slice(1) : r.warnings) out(`  warning: ${w}\n`);
   }
+  if (text) ctx.io.out(text);
 }
 
 /** An apply: what happened per phase, what boot skipped; the exit code. */
