@@ -1,6 +1,6 @@
 // Bundles the CLI into one file (dist/vfioctl.js) so that start-up reads one script, not a module tree.
 import { build } from 'esbuild';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 const VERSION = /VERSION = '([^']+)'/.exec(readFileSync('src/cli/version.ts', 'utf8'))[1];
 
@@ -42,6 +42,8 @@ const cli = await build({
   logLevel: 'warning',
   write: false,
 });
+// write: false leaves the output directory to us (a fresh clone has no dist/).
+mkdirSync('dist', { recursive: true });
 writeFileSync('dist/vfioctl.js', trimStartUp(cli.outputFiles[0].text));
 chmodSync('dist/vfioctl.js', 0o755);
 
