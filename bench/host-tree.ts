@@ -63,10 +63,11 @@ const hex2 = (n: number) => n.toString(16).padStart(2, '0');
 const vfAddress = (bus: number, i: number) => `0000:${hex2(bus)}:${hex2((i + 1) >> 3)}.${(i + 1) & 7}`;
 
 /**
- * Builds the tree in `dir` (which must not exist): `pfs` SR-IOV PFs with 255 VFs each
- * (pfs * 256 SR-IOV functions) plus ORDINARY platform functions.
+ * Builds the tree in `dir` (which must not exist): `pfs` SR-IOV PFs with `vfsPerPf` VFs each
+ * (255 by default: pfs * 256 SR-IOV functions) plus ORDINARY platform functions. One PF with one
+ * VF is the small server tree (21 functions) whose start-up the small-tree targets time.
  */
-export function buildHostTree(dir: string, pfs: number, kmods: KernelModules): HostTree {
+export function buildHostTree(dir: string, pfs: number, kmods: KernelModules, vfsPerPf = VFS_PER_PF): HostTree {
   if (pfs < 1 || pfs > ROOT_PORTS) throw new Error(`pfs must be 1..${ROOT_PORTS}`);
   fs.mkdirSync(dir, { recursive: true });
   const f = new Fixture(dir);
@@ -132,12 +133,12 @@ export function buildHostTree(dir: string, pfs: number, kmods: KernelModules): H
       class: fam.pf.class,
       driver: fam.pf.driver,
       numaNode: numa,
-      sriov: { totalVfs: VFS_PER_PF, numVfs: VFS_PER_PF },
+      sriov: { totalVfs: VFS_PER_PF, numVfs: vfsPerPf },
       netdevs: pfNet ? [{ name: pfNet, up: true, ipv4: p % 4 === 0 ? `10.${p}.0.0` : undefined }] : [],
     });
     if (!fs.existsSync(path.join(dir, 'sys/module', fam.pf.module))) f.driver(fam.pf.driver, fam.pf.module);
     if (fam.vf.hostDriver && fam.vf.hostModule) f.driver(fam.vf.hostDriver, fam.vf.hostModule);
-    for (let i = 0; i < VFS_PER_PF; i++) {
+    for (let i = 0; i < vfsPerPf; i++) {
       const address = vfAddress(bus, i);
       vfs.push(address);
       // 0-63 on the host's VF driver, 64-95 on vfio-pci, 96-127 on the variant driver, rest unbound.
@@ -167,5 +168,5 @@ export function buildHostTree(dir: string, pfs: number, kmods: KernelModules): H
       });
     }
   }
-  return { dir, pfs, functions: n, sriovFunctions: pfs * (VFS_PER_PF + 1), vfs, showAddress: showAddress || vfs[0]! };
+  return { dir, pfs, functions: n, sriovFunctions: pfs * (vfsPerPf + 1), vfs, showAddress: showAddress || vfs[0]! };
 }

@@ -33,14 +33,21 @@ function headline(kind: Plan['kind'], d: DevicePlan, r: DeviceResult, dryRun: bo
 
 export function renderResults(ctx: Context, kind: Plan['kind'], plan: Plan, results: readonly DeviceResult[], dryRun: boolean): void {
   const byAddr = new Map(plan.devices.map((d) => [d.address, d]));
+  // Written in pieces of about 64 KiB: one write per line is thousands of writes for a fleet of VFs.
+  let text = '';
+  const out = (s: string) => {
+    text += s;
+    if (text.length >= 65536) (ctx.io.out(text), (text = ''));
+  };
   for (const r of results) {
-    ctx.io.out(`${r.address}: ${headline(kind, byAddr.get(r.address) as DevicePlan, r, dryRun)}\n`);
-    for (const f of r.refusals) ctx.io.out(`  - ${f.check}: ${f.message}\n`);
-    if (r.status === 'planned') r.steps.forEach((s, i) => ctx.io.out(`  ${i + 1}. ${s.description}\n`));
+    out(`${r.address}: ${headline(kind, byAddr.get(r.address) as DevicePlan, r, dryRun)}\n`);
+    for (const f of r.refusals) out(`  - ${f.check}: ${f.message}\n`);
+    if (r.status === 'planned') r.steps.forEach((s, i) => out(`  ${i + 1}. ${s.description}\n`));
     // driverctl's -v/--debug: what was done, step by step, on stderr (as driverctl's debug lines).
     else if (ctx.flags.debug) for (const s of r.steps) ctx.io.err(`vfioctl: ${r.address}: ${s.done ? '' : 'FAILED: '}${s.description}${s.error ? `: ${s.error}` : ''}\n`);
-    for (const w of r.status === 'noop' ? r.warnings.slice(1) : r.warnings) ctx.io.out(`  warning: ${w}\n`);
+    for (const w of r.status === 'noop' ? r.warnings.slice(1) : r.warnings) out(`  warning: ${w}\n`);
   }
+  if (text) ctx.io.out(text);
 }
 
 /** An apply: what happened per phase, what boot skipped; the exit code. */
@@ -48,7 +55,7 @@ export function renderConverge(ctx: Context, r: ConvergeReport, json: boolean | 
   for (const a of r.notFound) ctx.io.err(`vfioctl: no PCI device ${a} (not in ${ctx.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')\n`);
   for (const a of r.notConfigured) ctx.io.err(`vfioctl: ${a}: not configured; nothing to apply ('vfioctl set ${a} vfio' configures it)\n`);
   if (json) {
-    ctx.io.out(JSON.stringify({ command: 'apply', dryRun: r.dryRun, boot: r.boot, guardBootDevices: r.guardBootDevices, recovered: r.recovered, results: r.results, skipped: r.skipped, warnings: r.warnings }, null, 2) + '\n');
+    writeJsonStreaming(ctx, { command: 'apply', dryRun: r.dryRun, boot: r.boot, guardBootDevices: r.guardBootDevices, recovered: r.recovered, results: r.results, skipped: r.skipped, warnings: r.warnings }, 'results');
   } else {
     printWarnings(ctx, r.warnings); // (what was recovered was reported when the session began)
     for (const p of r.phases) renderResults(ctx, p.kind, p.plan, p.results, r.dryRun);
@@ -81,3 +88,32 @@ export function nameOf(v: DeviceView): string {
   const n = [v.vendorName, v.deviceName].filter(Boolean).join(' ');
   return n || `[${v.vendor}:${v.device}]`;
 }
+
+/**
+ * Exactly `JSON.stringify(value, null, 2) + '\n'`, with the array `value[key]` written element by
+ * element in pieces of about 64 KiB: with thousands of devices, one multi-megabyte string (and
+ * the stringifier's own copies of it) set the command's peak memory.
+ */
+export function writeJsonStreaming<T extends object>(ctx: Context, value: T, key: keyof T & string): void {
+  const items = value[key];
+  if (!Array.isArray(items) || items.length === 0) {
+    ctx.io.out(JSON.stringify(value, null, 2) + '\n');
+    return;
+  }
+  // The object with an empty array where the elements go; the placeholder cannot occur in JSON text.
+  const mark = '\u0000items\u0000';
+  const text = JSON.stringify({ ...value, [key]: mark }, null, 2);
+  const at = text.indexOf(JSON.stringify(mark));
+  // An element as stringify lays it out inside a key's array (indented four spaces).
+  const inner = (x: unknown) => JSON.stringify({ k: [x] }, null, 2).slice('{\n  "k": [\n'.length, -'\n  ]\n}'.length);
+  let chunk = text.slice(0, at) + '[\n';
+  for (let i = 0; i < items.length; i++) {
+    chunk += (i > 0 ? ',\n' : '') + inner(items[i]);
+    if (chunk.length >= 65536) {
+      ctx.io.out(chunk);
+      chunk = '';
+    }
+  }
+  ctx.io.out(chunk + '\n  ]' + text.slice(at + JSON.stringify(mark).length) + '\n');
+}
+

@@ -1,7 +1,7 @@
 // `vfioctl status` (ops/status.ts), rendered.
 import { CONFIG_FILE } from '../config/types';
 import { status, statusExitCode, type DeviceStatus } from '../ops/status';
-import { table } from './render';
+import { table, writeJsonStreaming } from './render';
 import { EXIT } from '../util/diag';
 import { type Context, printWarnings, trust } from './context';
 import { loadConfigFile } from './config-check';
@@ -22,7 +22,7 @@ export function statusCommand(ctx: Context, opts: { json?: boolean; config?: str
   const r = status(ctx.host, opts.config === undefined ? undefined : loadConfigFile(policy, opts.config));
   printWarnings(ctx, r.readWarnings);
   if (opts.json) {
-    ctx.io.out(JSON.stringify({ kernel: r.kernel, config: r.config, bootAt: r.bootAt, devices: r.devices, warnings: r.warnings }, null, 2) + '\n');
+    writeJsonStreaming(ctx, { kernel: r.kernel, config: r.config, bootAt: r.bootAt, devices: r.devices, warnings: r.warnings }, 'devices');
     return statusExitCode(r);
   }
   printWarnings(ctx, r.warnings);

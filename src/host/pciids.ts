@@ -70,11 +70,15 @@ function parseLines(text: string, want: ReadonlySet<string>, into: NameMaps): vo
 }
 
 // A line that starts a new vendor or class: not indented, not a comment, not empty.
-const SECTION_END = /\n(?![\t#\n])/g;
+const SECTION_END = /\n(?![\t#\n])/;
+/** Bytes decoded at a time while looking for a section's end (most sections are a few KB). */
+const CHUNK = 16384;
 
 /**
- * Names of the vendors asked for (plus the classes). The ~1.3 MB file is searched in place and
- * only the lines used are decoded, on first use: `show` needs one vendor's and one device's.
+ * Names of the vendors asked for (plus the classes). The ~1.3 MB file is searched in place as
+ * bytes and only the lines used are decoded, on first use: `show` needs one vendor's and one
+ * device's. (Decoding the whole file into one string cost more than the rest of `show`'s reads:
+ * a 1.3 MB heap string to allocate, copy and collect.)
  */
 export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciNames | null {
   let bytes: Buffer | undefined;
@@ -84,17 +88,27 @@ export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciName
   }
   if (bytes === undefined) return null;
   const file = bytes;
-  // latin1: one character per byte, so indices found in `text` are byte offsets into `file`.
-  const text = file.toString('latin1');
+  // Byte offsets throughout; needles are ASCII, so they match as the same bytes.
+  const startsWith = (s: string) => file.toString('latin1', 0, s.length) === s;
   const want = new Set(vendors);
   // Everything from the first class line on, parsed as a whole (it is small, and a vendor line
   // after it, in an odd file, would be parsed there too); its names win, as later lines do.
-  const c = text.indexOf('\nC ');
-  const classAt = text.startsWith('C ') ? 0 : c >= 0 ? c + 1 : -1;
-  const headEnd = classAt >= 0 ? classAt : text.length;
+  const c = file.indexOf('\nC ');
+  const classAt = startsWith('C ') ? 0 : c >= 0 ? c + 1 : -1;
+  const headEnd = classAt >= 0 ? classAt : file.length;
   let tail: NameMaps | undefined;
   const tailMaps = (): NameMaps => (tail ??= parseInto(classAt >= 0 ? file.toString('utf8', classAt) : '', newMaps()));
   const parseInto = (t: string, m: NameMaps): NameMaps => (parseLines(t, want, m), m);
+  /** The first `\n` at or after `at` that starts a new vendor or class (or ends the file), else -1. */
+  const sectionEnd = (at: number): number => {
+    for (let from = at; from < file.length; from += CHUNK) {
+      // One byte more than the chunk: the look-ahead needs the byte after a chunk's last `\n`.
+      const to = Math.min(file.length, from + CHUNK + 1);
+      const m = SECTION_END.exec(file.toString('latin1', from, to));
+      if (m && (m.index < to - from - 1 || to === file.length)) return from + m.index;
+    }
+    return -1;
+  };
   // Each wanted vendor's sections: from each line before the classes that starts with its id
   // (one, in a sane file) up to the next unindented line. Found once, then searched in place.
   const sectionsOf = new Map<string, { at: number; end: number }[]>();
@@ -103,12 +117,11 @@ export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciName
     if (!l) {
       l = [];
       if (want.has(v)) {
-        const starts = text.startsWith(v) ? [0] : [];
-        for (let i = text.indexOf('\n' + v); i >= 0 && i + 1 < headEnd; i = text.indexOf('\n' + v, i + 1)) starts.push(i + 1);
+        const starts = startsWith(v) ? [0] : [];
+        for (let i = file.indexOf('\n' + v); i >= 0 && i + 1 < headEnd; i = file.indexOf('\n' + v, i + 1)) starts.push(i + 1);
         for (const at of starts) {
-          SECTION_END.lastIndex = at;
-          const m = SECTION_END.exec(text);
-          l.push({ at, end: m && m.index < headEnd ? m.index : headEnd });
+          const e = sectionEnd(at);
+          l.push({ at, end: e >= 0 && e < headEnd ? e : headEnd });
         }
       }
       sectionsOf.set(v, l);
@@ -116,8 +129,8 @@ export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciName
     return l;
   };
   const lineAt = (i: number): string => {
-    const e = text.indexOf('\n', i);
-    return file.toString('utf8', i, e < 0 ? text.length : e);
+    const e = file.indexOf(10, i);
+    return file.toString('utf8', i, e < 0 ? file.length : e);
   };
   // `list` asks once per device: thousands of VFs share a few vendor:device pairs.
   const vendorCache = new Map<string, string | null>();
@@ -143,7 +156,7 @@ export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciName
         const l = sections(v);
         for (let k = l.length - 1; name === null && k >= 0; k--) {
           // A device line is `\tdddd  name`; subsystem lines have two tabs, so cannot match.
-          const i = text.lastIndexOf('\n\t' + d, l[k]!.end - 1);
+          const i = file.lastIndexOf('\n\t' + d, Math.max(0, l[k]!.end - 1));
           if (i >= l[k]!.at) name = lineAt(i + 1).slice(7).trim();
         }
         deviceCache.set(key, name);

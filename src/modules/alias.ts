@@ -4,6 +4,7 @@
 import type { HostRoot } from '../host/root';
 import type { Diagnostics } from '../util/diag';
 import { aliasNormalize, moduleNormalize } from './fnmatch';
+import { fileIdentity, readAliasIndex, writeAliasIndex, type AliasIndex, type IndexedAlias } from './alias-index';
 
 /** vfio-pci's module: the generic VFIO driver, the fallback when no variant's table matches. */
 export const VFIO_PCI_MODULE = 'vfio_pci';
@@ -58,8 +59,10 @@ class AliasCollector {
    * `pci:` aliases in file order. Only a named driver's ID-table check needs them, and a Debian
    * kernel has ~9,000: `list` and `show` never build them, so well-formed lines are only noted.
    */
-  private pci: (PciAlias | NotedLines)[] = [];
+  private pci: (PciAlias | NotedLines | (() => NotedLines[]))[] = [];
   private pciMap: Map<string, PciAlias[]> | undefined;
+  /** `vfio_pci:` lines as the index keeps them (what a successful parse can be indexed as). */
+  readonly indexed: IndexedAlias[] = [];
 
   constructor(private readonly diag: Diagnostics) {}
 
@@ -69,7 +72,7 @@ class AliasCollector {
       let text = '';
       let line = 1;
       let pos = 0;
-      for (const p of this.pci) {
+      for (const p of this.pci.flatMap((x) => (typeof x === 'function' ? x() : [x]))) {
         if ('pattern' in p) {
           pushTo(map, p);
           continue;
@@ -102,7 +105,41 @@ class AliasCollector {
     this.pciMap = undefined;
   }
 
-  add(pattern: string, module: string, source: AliasSource, where: string, line: number): void {
+  get count(): number {
+    return this.order;
+  }
+
+  /**
+   * A file's aliases from its index: the `vfio_pci:` ones now, the `pci:` ones (read from `read`)
+   * only if a named driver's ID table is asked for, numbered as a parse would number them.
+   */
+  restore(index: AliasIndex, where: string, read: () => string | undefined): void {
+    const base = this.order;
+    for (const [pattern, module, order, line] of index.vfio) {
+      const a: PciAlias = { pattern, normalized: aliasNormalize(pattern)!, module, order: base + order, source: 'modules.alias', line };
+      this.vfio.push(a);
+      pushTo(this.vfioByModule, a);
+    }
+    this.pci.push(() => {
+      const text = read() ?? '';
+      const lines = linesStartingWith(text, 'alias pci:');
+      const out: NotedLines[] = [];
+      let p = 0;
+      let order = base;
+      // Between two vfio_pci: lines, the pci: ones in between take the next numbers.
+      for (const [, , vOrder, , offset] of [...index.vfio, [where, '', index.count, 0, text.length + 1] as const]) {
+        const from = p;
+        while (p < lines.length && lines[p]! < offset) p++;
+        if (p > from) out.push({ text, lines, from, to: p, order });
+        order = base + vOrder + 1;
+      }
+      return out;
+    });
+    this.order = base + index.count;
+    this.pciMap = undefined;
+  }
+
+  add(pattern: string, module: string, source: AliasSource, where: string, line: number, offset = -1): void {
     const normalized = aliasNormalize(pattern);
     if (normalized === null) {
       this.diag.warn(`${where}:${line}: unbalanced bracket in alias '${pattern}'; skipped (depmod skips it too)`);
@@ -115,6 +152,7 @@ class AliasCollector {
     if (isVfio) {
       this.vfio.push(a);
       pushTo(this.vfioByModule, a);
+      if (offset >= 0) this.indexed.push([pattern, a.module, a.order, line, offset]);
     } else {
       this.pci.push(a);
       this.pciMap = undefined;
@@ -133,14 +171,14 @@ const ODD_FIRST_LINE = new RegExp(ODD, 'y');
 const ODD_LINE = new RegExp(`\\n${ODD}`);
 
 /** One line, checked and added the way depmod's format is read (with its warnings). */
-function parseLine(line: string, lineNo: number, where: string, col: AliasCollector, diag: Diagnostics): void {
+function parseLine(line: string, lineNo: number, where: string, col: AliasCollector, diag: Diagnostics, offset = -1): void {
   if (line.startsWith('alias pci:') || line.startsWith('alias vfio_pci:') || line.startsWith('alias vfio-pci:')) {
     const parts = line.trim().split(/\s+/);
     if (parts.length !== 3 || !MODULE_NAME.test(parts[2]!)) {
       diag.warn(`${where}:${lineNo}: malformed alias line '${line}'; skipped`);
       return;
     }
-    col.add(parts[1]!, parts[2]!, 'modules.alias', where, lineNo);
+    col.add(parts[1]!, parts[2]!, 'modules.alias', where, lineNo, offset);
   } else if (!line.startsWith('alias ')) {
     if (line.trim() !== '') diag.warn(`${where}:${lineNo}: not an alias line '${line.slice(0, 80)}'; skipped`);
   }
@@ -175,14 +213,15 @@ function parseDepmodOutput(text: string, where: string, col: AliasCollector, dia
     for (let i = text.indexOf('\n', counted); i >= 0 && i < v; i = text.indexOf('\n', i + 1)) line++;
     counted = v;
     const end = text.indexOf('\n', v);
-    parseLine(text.slice(v, end < 0 ? text.length : end), line, where, col, diag);
+    parseLine(text.slice(v, end < 0 ? text.length : end), line, where, col, diag, v);
   }
   col.noteLines(text, pci, p, pci.length);
   return true;
 }
 
-export function parseModulesAlias(text: string, where: string, col: AliasCollector, diag: Diagnostics): void {
-  if (parseDepmodOutput(text, where, col, diag)) return;
+/** Returns true when the whole file was of the kinds depmod writes (the fast path). */
+export function parseModulesAlias(text: string, where: string, col: AliasCollector, diag: Diagnostics): boolean {
+  if (parseDepmodOutput(text, where, col, diag)) return true;
   let lineNo = 0;
   let start = 0;
   while (start <= text.length) {
@@ -195,6 +234,7 @@ export function parseModulesAlias(text: string, where: string, col: AliasCollect
     if (line.length === 0 || line.charCodeAt(0) === 35 /* # */) continue;
     parseLine(line, lineNo, where, col, diag);
   }
+  return false;
 }
 
 /**
@@ -211,15 +251,28 @@ export function parseBuiltinModinfo(text: string, where: string, col: AliasColle
   }
 }
 
-export function loadAliasDb(root: HostRoot, release: string | undefined, diag: Diagnostics): AliasDb {
+/** `writeIndex`: refresh the index when it is missing or stale (writing commands only: read-only ones never write). */
+export function loadAliasDb(root: HostRoot, release: string | undefined, diag: Diagnostics, opts: { readonly writeIndex?: boolean } = {}): AliasDb {
   const col = new AliasCollector(diag);
   let present = false;
   if (release !== undefined) {
     const dir = `/lib/modules/${release}`;
-    const text = root.readFile(`${dir}/modules.alias`);
-    if (text !== undefined) {
+    const file = `${dir}/modules.alias`;
+    const id = fileIdentity(root, file);
+    const index = id && readAliasIndex(root, release, id);
+    if (index) {
       present = true;
-      parseModulesAlias(text, `${dir}/modules.alias`, col, diag);
+      col.restore(index, file, () => root.readFile(file));
+    } else {
+      const text = root.readFile(file);
+      if (text !== undefined) {
+        present = true;
+        const warned = diag.warnings.length;
+        // Only a file read without a warning is indexed: a later call must warn the same.
+        if (parseModulesAlias(text, file, col, diag) && opts.writeIndex && diag.warnings.length === warned && id && col.indexed.length === col.vfio.length) {
+          writeAliasIndex(root, release, id, { count: col.count, vfio: col.indexed });
+        }
+      }
     }
     const modinfo = root.readFile(`${dir}/modules.builtin.modinfo`);
     if (modinfo !== undefined) parseBuiltinModinfo(modinfo, `${dir}/modules.builtin.modinfo`, col);

@@ -97,9 +97,13 @@ function readModuleFiles(root: HostRoot, release: string | undefined): Set<strin
 }
 
 
-export function readModuleState(root: HostRoot, release: string | undefined, diag: Diagnostics, withFiles = false): ModuleState {
-  const moduleFiles = withFiles ? readModuleFiles(root, release) : null;
-  const aliases = loadAliasDb(root, release, diag);
+/**
+ * `writer`: the caller writes anyway (bind, apply, install), so it may also refresh the
+ * modules.alias index; read-only commands (list, show, status, doctor) only use it.
+ */
+export function readModuleState(root: HostRoot, release: string | undefined, diag: Diagnostics, writer = false): ModuleState {
+  const moduleFiles = writer ? readModuleFiles(root, release) : null;
+  const aliases = loadAliasDb(root, release, diag, { writeIndex: writer });
   const builtin = loadBuiltin(root, release);
   const drivers = loadDriverRegistry(root);
   let vfioPciWithoutTable: ModuleState['vfioPciWithoutTable'] = null;
