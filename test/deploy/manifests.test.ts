@@ -104,7 +104,10 @@ test('each manifest of the base validates against the Kubernetes schemas and has
   assert.throws(() => new (model('apps/v1', 'DaemonSet'))(ds).validate(), /minReadySeconds/);
 });
 
-test('kubectl kustomize renders the base and the canary overlay; a policy change renames the ConfigMap in the pod template', { skip: haveKubectl ? false : 'kubectl is not installed (Debian: kubernetes-client); the manifests were validated file by file' }, (t) => {
+// CI sets VFIOCTL_REQUIRE_KUBECTL=1: there a missing kubectl is a failure, not a skip.
+const kubectlMissing = 'kubectl is not installed (its kustomize must support `patches`: v4 or later; Debian 12\'s kubernetes-client 1.20 is too old); the manifests were validated file by file';
+test('kubectl kustomize renders the base and the canary overlay; a policy change renames the ConfigMap in the pod template', { skip: haveKubectl || process.env.VFIOCTL_REQUIRE_KUBECTL === '1' ? false : kubectlMissing }, (t) => {
+  assert.ok(haveKubectl, kubectlMissing);
   const base = render(path.join(deploy, 'base'));
   for (const o of base) validate(o);
   assert.deepEqual(base.map((o) => o.kind).sort(), ['ConfigMap', 'DaemonSet', 'Namespace', 'ServiceAccount']);
