@@ -22,29 +22,64 @@ function vfAddr(pf: string, i: number): string {
 /** vfState: where the VFs are: absent (early boot), unbound (just created), vfio (won). */
 function tree(vfState: 'absent' | 'unbound' | 'vfio'): Fixture {
   const f = Fixture.create().kernel(REL).iommu(true);
-  f.modulesAlias(['alias pci:v00008086d00001592sv*sd*bc*sc*i* ice', 'alias pci:v00008086d00001889sv*sd*bc*sc*i* iavf', 'alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci']);
-  f.tree.write(`/lib/modules/${REL}/modules.dep`, 'kernel/drivers/vfio/pci/vfio-pci.ko.xz:\nkernel/drivers/net/ethernet/intel/ice/ice.ko.xz:\nkernel/drivers/net/ethernet/intel/iavf/iavf.ko.xz:\n');
+  f.modulesAlias([
+    'alias pci:v00008086d00001592sv*sd*bc*sc*i* ice',
+    'alias pci:v00008086d00001889sv*sd*bc*sc*i* iavf',
+    'alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci',
+  ]);
+  f.tree.write(
+    `/lib/modules/${REL}/modules.dep`,
+    'kernel/drivers/vfio/pci/vfio-pci.ko.xz:\nkernel/drivers/net/ethernet/intel/ice/ice.ko.xz:\nkernel/drivers/net/ethernet/intel/iavf/iavf.ko.xz:\n',
+  );
   f.driver('ice').driver('vfio-pci', 'vfio_pci');
   let group = 10;
   for (const pf of PFS) {
-    f.device({ address: pf, vendor: '8086', device: '1592', driver: 'ice', iommuGroup: String(group++), sriov: { totalVfs: VFS, numVfs: vfState === 'absent' ? 0 : VFS, autoprobe: false } });
-    for (const [k, v] of Object.entries({ sriov_offset: '1', sriov_stride: '1', sriov_vf_device: '1889' })) f.tree.write(`/sys/bus/pci/devices/${pf}/${k}`, `${v}\n`);
+    f.device({
+      address: pf,
+      vendor: '8086',
+      device: '1592',
+      driver: 'ice',
+      iommuGroup: String(group++),
+      sriov: { totalVfs: VFS, numVfs: vfState === 'absent' ? 0 : VFS, autoprobe: false },
+    });
+    for (const [k, v] of Object.entries({
+      sriov_offset: '1',
+      sriov_stride: '1',
+      sriov_vf_device: '1889',
+    }))
+      f.tree.write(`/sys/bus/pci/devices/${pf}/${k}`, `${v}\n`);
     if (vfState === 'absent') continue;
     for (let i = 0; i < VFS; i++) {
       const a = vfAddr(pf, i);
-      f.device({ address: a, vendor: '8086', device: '1889', physfn: pf, iommuGroup: String(group++), driver: vfState === 'vfio' ? 'vfio-pci' : null, driverOverride: vfState === 'vfio' ? 'vfio-pci' : null, ...(vfState === 'vfio' ? { vfioDev: `vfio${i}` } : {}) });
+      f.device({
+        address: a,
+        vendor: '8086',
+        device: '1889',
+        physfn: pf,
+        iommuGroup: String(group++),
+        driver: vfState === 'vfio' ? 'vfio-pci' : null,
+        driverOverride: vfState === 'vfio' ? 'vfio-pci' : null,
+        ...(vfState === 'vfio' ? { vfioDev: `vfio${i}` } : {}),
+      });
     }
   }
-  const rules = PFS.map((pf) => ({ match: { address: pf }, sriov: { numVfs: VFS, vfIntent: 'vfio' } }));
+  const rules = PFS.map((pf) => ({
+    match: { address: pf },
+    sriov: { numVfs: VFS, vfIntent: 'vfio' },
+  }));
   f.tree.write('/etc/vfioctl/vfioctl.json', JSON.stringify({ version: 1, rules }, null, 2), 0o644);
   return f;
 }
 
 function timeIt(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): number {
   const t = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const r = spawnSync(cmd, args, {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const ms = Number(process.hrtime.bigint() - t) / 1e6;
-  if (r.status !== 0 && r.status !== 3) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  if (r.status !== 0 && r.status !== 3)
+    throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
   return ms;
 }
 
@@ -54,22 +89,43 @@ function main(): void {
   const absent = tree('absent');
   const unbound = tree('unbound');
   const won = tree('vfio');
-  const trustEnv = process.getuid?.() === 0 ? {} : { VFIOCTL_TRUST_UID: String(process.getuid?.()) };
-  for (const f of [absent, unbound, won]) timeIt('node', [VFIOCTL, '--root', f.dir, 'install', '--exec', '/usr/local/bin/vfioctl'], trustEnv);
+  const trustEnv =
+    process.getuid?.() === 0 ? {} : { VFIOCTL_TRUST_UID: String(process.getuid?.()) };
+  for (const f of [absent, unbound, won])
+    timeIt(
+      'node',
+      [VFIOCTL, '--root', f.dir, 'install', '--exec', '/usr/local/bin/vfioctl'],
+      trustEnv,
+    );
   const map = absent.tree.read(`/etc/vfioctl/boot/${REL}.map`)!;
   const mapEntries = map.split('\n').filter((l) => /^(address|id) /.test(l)).length;
   const rules = absent.tree.read('/etc/udev/rules.d/60-vfioctl.rules')!;
   const bin = fs.mkdtempSync(path.join(absent.dir, 'bin-'));
   fs.writeFileSync(path.join(bin, 'modprobe'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
-  const early = (f: Fixture) => () => timeIt('sh', [f.tree.abs('/usr/lib/vfioctl/vfioctl-early')], { PATH: `${bin}:${process.env.PATH}`, VFIOCTL_ROOT: f.dir, VFIOCTL_KERNEL: REL });
+  const early = (f: Fixture) => () =>
+    timeIt('sh', [f.tree.abs('/usr/lib/vfioctl/vfioctl-early')], {
+      PATH: `${bin}:${process.env.PATH}`,
+      VFIOCTL_ROOT: f.dir,
+      VFIOCTL_KERNEL: REL,
+    });
   const rows: [string, () => number][] = [
     ['`node -e 0` (peer: Node start-up)', () => timeIt('node', ['-e', '0'])],
     ['`sh -c :` (peer: a shell)', () => timeIt('sh', ['-c', ':'])],
-    ['map + udev rule regeneration (`install --refresh`, one kernel)', () => timeIt('node', [VFIOCTL, '--root', absent.dir, 'install', '--refresh'], trustEnv)],
+    [
+      'map + udev rule regeneration (`install --refresh`, one kernel)',
+      () => timeIt('node', [VFIOCTL, '--root', absent.dir, 'install', '--refresh'], trustEnv),
+    ],
     ['early unit / initramfs script, VFs not created yet (real early boot)', early(absent)],
     ['early unit / initramfs script, 512 unclaimed VFs present (worst case)', early(unbound)],
-    ['late unit `apply --boot`, all 512 VFs already won (steady state)', () => timeIt('node', [VFIOCTL, '--root', won.dir, 'apply', '--boot'], trustEnv)],
-    ['late unit `apply --boot --dry-run`, 512 VFs to bind (planning only)', () => timeIt('node', [VFIOCTL, '--root', unbound.dir, 'apply', '--boot', '--dry-run'], trustEnv)],
+    [
+      'late unit `apply --boot`, all 512 VFs already won (steady state)',
+      () => timeIt('node', [VFIOCTL, '--root', won.dir, 'apply', '--boot'], trustEnv),
+    ],
+    [
+      'late unit `apply --boot --dry-run`, 512 VFs to bind (planning only)',
+      () =>
+        timeIt('node', [VFIOCTL, '--root', unbound.dir, 'apply', '--boot', '--dry-run'], trustEnv),
+    ],
   ];
   const samples = rows.map(() => [] as number[]);
   for (let r = 0; r < ROUNDS; r++) rows.forEach(([, fn], i) => samples[i]!.push(fn()));
@@ -83,7 +139,10 @@ function main(): void {
     '',
     '| layer | median | vs `node -e 0` |',
     '|---|---:|---:|',
-    ...rows.map(([name], i) => `| ${name} | ${median(samples[i]!).toFixed(1)} ms | ${(median(samples[i]!) / node).toFixed(2)}x |`),
+    ...rows.map(
+      ([name], i) =>
+        `| ${name} | ${median(samples[i]!).toFixed(1)} ms | ${(median(samples[i]!) / node).toFixed(2)}x |`,
+    ),
   ];
   fs.writeFileSync('bench/boot-layers.md', lines.join('\n') + '\n');
   process.stdout.write(lines.join('\n') + '\n');

@@ -12,7 +12,13 @@ export const VFS_PER_PF = 255;
 interface Family {
   name: string;
   pf: { vendor: string; device: string; class: string; driver: string; module: string };
-  vf: { device: string; class: string; hostDriver: string | null; hostModule: string | null; netdev: boolean };
+  vf: {
+    device: string;
+    class: string;
+    hostDriver: string | null;
+    hostModule: string | null;
+    netdev: boolean;
+  };
   /** Variant VFIO driver (pci_driver name, module) for some of the VFs, or plain vfio-pci. */
   variant: { driver: string; module: string } | null;
 }
@@ -21,8 +27,20 @@ interface Family {
 export const FAMILIES: readonly Family[] = [
   {
     name: 'ConnectX-6 Dx',
-    pf: { vendor: '15b3', device: '101d', class: '020000', driver: 'mlx5_core', module: 'mlx5_core' },
-    vf: { device: '101e', class: '020000', hostDriver: 'mlx5_core', hostModule: 'mlx5_core', netdev: true },
+    pf: {
+      vendor: '15b3',
+      device: '101d',
+      class: '020000',
+      driver: 'mlx5_core',
+      module: 'mlx5_core',
+    },
+    vf: {
+      device: '101e',
+      class: '020000',
+      hostDriver: 'mlx5_core',
+      hostModule: 'mlx5_core',
+      netdev: true,
+    },
     variant: { driver: 'mlx5_vfio_pci', module: 'mlx5_vfio_pci' },
   },
   {
@@ -39,8 +57,20 @@ export const FAMILIES: readonly Family[] = [
   },
   {
     name: 'virtio-net (DPU)',
-    pf: { vendor: '1af4', device: '1041', class: '020000', driver: 'virtio-pci', module: 'virtio_pci' },
-    vf: { device: '1041', class: '020000', hostDriver: 'virtio-pci', hostModule: 'virtio_pci', netdev: false },
+    pf: {
+      vendor: '1af4',
+      device: '1041',
+      class: '020000',
+      driver: 'virtio-pci',
+      module: 'virtio_pci',
+    },
+    vf: {
+      device: '1041',
+      class: '020000',
+      hostDriver: 'virtio-pci',
+      hostModule: 'virtio_pci',
+      netdev: false,
+    },
     variant: { driver: 'virtio_vfio_pci', module: 'virtio_vfio_pci' },
   },
 ];
@@ -60,14 +90,20 @@ export interface HostTree {
 }
 
 const hex2 = (n: number) => n.toString(16).padStart(2, '0');
-const vfAddress = (bus: number, i: number) => `0000:${hex2(bus)}:${hex2((i + 1) >> 3)}.${(i + 1) & 7}`;
+const vfAddress = (bus: number, i: number) =>
+  `0000:${hex2(bus)}:${hex2((i + 1) >> 3)}.${(i + 1) & 7}`;
 
 /**
  * Builds the tree in `dir` (which must not exist): `pfs` SR-IOV PFs with `vfsPerPf` VFs each
  * (255 by default: pfs * 256 SR-IOV functions) plus ORDINARY platform functions. One PF with one
  * VF is the small server tree (21 functions) whose start-up the small-tree targets time.
  */
-export function buildHostTree(dir: string, pfs: number, kmods: KernelModules, vfsPerPf = VFS_PER_PF): HostTree {
+export function buildHostTree(
+  dir: string,
+  pfs: number,
+  kmods: KernelModules,
+  vfsPerPf = VFS_PER_PF,
+): HostTree {
   if (pfs < 1 || pfs > ROOT_PORTS) throw new Error(`pfs must be 1..${ROOT_PORTS}`);
   fs.mkdirSync(dir, { recursive: true });
   const f = new Fixture(dir);
@@ -76,8 +112,12 @@ export function buildHostTree(dir: string, pfs: number, kmods: KernelModules, vf
   const modDir = path.join(dir, 'lib/modules', rel);
   // The whole index as depmod wrote it; the variant aliases go into the text file vfioctl reads
   // (modules.alias.bin, which only libkmod users such as lspci -k read, keeps the Debian ones).
-  for (const file of kmods.files) fs.copyFileSync(path.join(kmods.dir, file), path.join(modDir, file));
-  fs.appendFileSync(path.join(modDir, 'modules.alias'), VARIANT_ALIASES.map((l) => l + '\n').join(''));
+  for (const file of kmods.files)
+    fs.copyFileSync(path.join(kmods.dir, file), path.join(modDir, file));
+  fs.appendFileSync(
+    path.join(modDir, 'modules.alias'),
+    VARIANT_ALIASES.map((l) => l + '\n').join(''),
+  );
   for (const ids of ['/usr/share/misc/pci.ids', '/usr/share/hwdata/pci.ids']) {
     if (fs.existsSync(ids)) {
       fs.mkdirSync(path.join(dir, 'usr/share/misc'), { recursive: true });
@@ -97,8 +137,23 @@ export function buildHostTree(dir: string, pfs: number, kmods: KernelModules, vf
     f.device({ iommuGroup: String(group++), ...s });
     n++;
   };
-  dev({ address: '0000:00:00.0', vendor: '8086', device: '09a2', class: '060000', subsystemVendor: '8086', subsystemDevice: '0000' });
-  dev({ address: '0000:00:02.0', vendor: '1a03', device: '2000', class: '030000', revision: '41', driver: 'ast', bootVga: true });
+  dev({
+    address: '0000:00:00.0',
+    vendor: '8086',
+    device: '09a2',
+    class: '060000',
+    subsystemVendor: '8086',
+    subsystemDevice: '0000',
+  });
+  dev({
+    address: '0000:00:02.0',
+    vendor: '1a03',
+    device: '2000',
+    class: '030000',
+    revision: '41',
+    driver: 'ast',
+    bootVga: true,
+  });
   dev({
     address: '0000:00:17.0',
     vendor: '8086',
@@ -106,14 +161,31 @@ export function buildHostTree(dir: string, pfs: number, kmods: KernelModules, vf
     class: '010601',
     revision: '09',
     driver: 'ahci',
-    blockdevs: [{ name: 'sda', devno: '8:0', partitions: [{ name: 'sda1', devno: '8:1' }, { name: 'sda2', devno: '8:2' }] }],
+    blockdevs: [
+      {
+        name: 'sda',
+        devno: '8:0',
+        partitions: [
+          { name: 'sda1', devno: '8:1' },
+          { name: 'sda2', devno: '8:2' },
+        ],
+      },
+    ],
   });
   f.mount('8:1', '/dev/sda1', '/').swap('/dev/sda2');
   const ports: string[] = [];
   for (let p = 0; p < ROOT_PORTS; p++) {
     const address = `0000:00:${p < 8 ? '1c' : '1d'}.${p % 8}`;
     ports.push(address);
-    dev({ address, vendor: '8086', device: p < 8 ? 'a110' : 'a118', class: '060400', headerType: 1, driver: 'pcieport', resetMethods: null });
+    dev({
+      address,
+      vendor: '8086',
+      device: p < 8 ? 'a110' : 'a118',
+      class: '060400',
+      headerType: 1,
+      driver: 'pcieport',
+      resetMethods: null,
+    });
   }
 
   const vfs: string[] = [];
@@ -134,14 +206,18 @@ export function buildHostTree(dir: string, pfs: number, kmods: KernelModules, vf
       driver: fam.pf.driver,
       numaNode: numa,
       sriov: { totalVfs: VFS_PER_PF, numVfs: vfsPerPf },
-      netdevs: pfNet ? [{ name: pfNet, up: true, ipv4: p % 4 === 0 ? `10.${p}.0.0` : undefined }] : [],
+      netdevs: pfNet
+        ? [{ name: pfNet, up: true, ipv4: p % 4 === 0 ? `10.${p}.0.0` : undefined }]
+        : [],
     });
-    if (!fs.existsSync(path.join(dir, 'sys/module', fam.pf.module))) f.driver(fam.pf.driver, fam.pf.module);
+    if (!fs.existsSync(path.join(dir, 'sys/module', fam.pf.module)))
+      f.driver(fam.pf.driver, fam.pf.module);
     if (fam.vf.hostDriver && fam.vf.hostModule) f.driver(fam.vf.hostDriver, fam.vf.hostModule);
     for (let i = 0; i < vfsPerPf; i++) {
       const address = vfAddress(bus, i);
       vfs.push(address);
-      // 0-63 on the host's VF driver, 64-95 on vfio-pci, 96-127 on the variant driver, rest unbound.
+      // 0-63 on the host's VF driver, 64-95 on vfio-pci, 96-127 on the variant driver, rest
+      // unbound.
       let driver: string | null = null;
       let override: string | null = null;
       let vfioDev: string | undefined;
@@ -151,7 +227,8 @@ export function buildHostTree(dir: string, pfs: number, kmods: KernelModules, vf
         override = driver;
         vfioDev = `vfio${vfioN++}`;
       }
-      if (!showAddress && fam.variant && driver === fam.vf.hostDriver && driver) showAddress = address;
+      if (!showAddress && fam.variant && driver === fam.vf.hostDriver && driver)
+        showAddress = address;
       dev({
         address,
         parent: ports[p],
@@ -164,9 +241,19 @@ export function buildHostTree(dir: string, pfs: number, kmods: KernelModules, vf
         vfioDev,
         numaNode: numa,
         resetMethods: ['flr'],
-        netdevs: driver && fam.vf.netdev && driver === fam.vf.hostDriver ? [{ name: `ens${p + 1}f0v${i}`, up: i < 8 }] : [],
+        netdevs:
+          driver && fam.vf.netdev && driver === fam.vf.hostDriver
+            ? [{ name: `ens${p + 1}f0v${i}`, up: i < 8 }]
+            : [],
       });
     }
   }
-  return { dir, pfs, functions: n, sriovFunctions: pfs * (vfsPerPf + 1), vfs, showAddress: showAddress || vfs[0]! };
+  return {
+    dir,
+    pfs,
+    functions: n,
+    sriovFunctions: pfs * (vfsPerPf + 1),
+    vfs,
+    showAddress: showAddress || vfs[0]!,
+  };
 }

@@ -7,8 +7,18 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-/** What vfioctl reads; the cache keeps every modules.* file depmod writes (libkmod needs the .bin ones). */
-export const MODULE_FILES = ['modules.alias', 'modules.dep', 'modules.builtin', 'modules.builtin.modinfo', 'modules.alias.bin', 'modules.dep.bin'] as const;
+/**
+ * What vfioctl reads; the cache keeps every modules.* file depmod writes (libkmod needs the .bin
+ * ones).
+ */
+export const MODULE_FILES = [
+  'modules.alias',
+  'modules.dep',
+  'modules.builtin',
+  'modules.builtin.modinfo',
+  'modules.alias.bin',
+  'modules.dep.bin',
+] as const;
 const CACHE_FORMAT = 2;
 
 /**
@@ -56,12 +66,16 @@ export interface KernelModules {
 function run(cmd: string, args: string[], opts: { cwd?: string } = {}): string {
   const r = spawnSync(cmd, args, { cwd: opts.cwd, encoding: 'utf8', maxBuffer: 64 << 20 });
   if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr.trim()}`);
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr.trim()}`);
   return r.stdout;
 }
 
 function imagePackage(): string {
-  const look = () => /Depends:\s*(linux-image-[0-9][^\s]*-amd64)/.exec(spawnSync('apt-cache', ['depends', 'linux-image-amd64'], { encoding: 'utf8' }).stdout ?? '')?.[1];
+  const look = () =>
+    /Depends:\s*(linux-image-[0-9][^\s]*-amd64)/.exec(
+      spawnSync('apt-cache', ['depends', 'linux-image-amd64'], { encoding: 'utf8' }).stdout ?? '',
+    )?.[1];
   let pkg = look();
   if (!pkg) {
     run('apt-get', ['update']);
@@ -79,7 +93,10 @@ function findDeb(dirs: string[], pkg: string): string | undefined {
     } catch {
       continue;
     }
-    const hit = names.filter((n) => n.startsWith(`${pkg}_`) && n.endsWith('_amd64.deb')).sort().pop();
+    const hit = names
+      .filter((n) => n.startsWith(`${pkg}_`) && n.endsWith('_amd64.deb'))
+      .sort()
+      .pop();
     if (hit) return path.join(d, hit);
   }
   return undefined;
@@ -91,7 +108,8 @@ export function debianKernelModules(cacheDir: string, log: (s: string) => void):
   const stamp = path.join(cacheDir, 'modules.json');
   try {
     const k = JSON.parse(fs.readFileSync(stamp, 'utf8')) as KernelModules;
-    if (k.format === CACHE_FORMAT && k.files.every((f) => fs.existsSync(path.join(k.dir, f)))) return k;
+    if (k.format === CACHE_FORMAT && k.files.every((f) => fs.existsSync(path.join(k.dir, f))))
+      return k;
   } catch {
     /* not cached yet */
   }
@@ -109,7 +127,10 @@ export function debianKernelModules(cacheDir: string, log: (s: string) => void):
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vfioctl-bench-kernel-'));
   try {
     run('dpkg-deb', ['-x', deb, tmp]);
-    const modDir = [path.join(tmp, 'lib/modules', release), path.join(tmp, 'usr/lib/modules', release)].find((d) => fs.existsSync(d));
+    const modDir = [
+      path.join(tmp, 'lib/modules', release),
+      path.join(tmp, 'usr/lib/modules', release),
+    ].find((d) => fs.existsSync(d));
     if (!modDir) throw new Error(`${deb} has no lib/modules/${release}`);
     run('depmod', ['-b', path.dirname(path.dirname(path.dirname(modDir))), release]);
     const out = path.join(cacheDir, release);
@@ -118,8 +139,18 @@ export function debianKernelModules(cacheDir: string, log: (s: string) => void):
     const missing = MODULE_FILES.filter((f) => !files.includes(f));
     if (missing.length) throw new Error(`depmod wrote no ${missing.join(', ')} in ${modDir}`);
     for (const f of files) fs.copyFileSync(path.join(modDir, f), path.join(out, f));
-    const aliasLines = fs.readFileSync(path.join(out, 'modules.alias'), 'utf8').split('\n').filter(Boolean).length;
-    const k: KernelModules = { release, source: `${pkg} ${version}`, dir: out, aliasLines, files, format: CACHE_FORMAT };
+    const aliasLines = fs
+      .readFileSync(path.join(out, 'modules.alias'), 'utf8')
+      .split('\n')
+      .filter(Boolean).length;
+    const k: KernelModules = {
+      release,
+      source: `${pkg} ${version}`,
+      dir: out,
+      aliasLines,
+      files,
+      format: CACHE_FORMAT,
+    };
     fs.writeFileSync(stamp, JSON.stringify(k, null, 2) + '\n');
     return k;
   } finally {

@@ -54,10 +54,16 @@ export function capture(argv: readonly string[]): Captured {
  * Peak resident set size in KiB from GNU time (%M: the largest RSS of the command or any
  * descendant it waited for, i.e. of the largest single process, not a sum).
  */
-export function peakRssKiB(argv: readonly string[], wrap?: (argv: readonly string[]) => readonly string[], okStatus: readonly number[] = [0]): number | null {
+export function peakRssKiB(
+  argv: readonly string[],
+  wrap?: (argv: readonly string[]) => readonly string[],
+  okStatus: readonly number[] = [0],
+): number | null {
   const out = path.join(os.tmpdir(), `vfioctl-bench-rss-${process.pid}.txt`);
   const timed = ['/usr/bin/time', '-f', '%M', '-o', out, ...argv];
-  const r = spawnSync(...split(wrap ? wrap(timed) : timed), { stdio: ['ignore', DEV_NULL, DEV_NULL] });
+  const r = spawnSync(...split(wrap ? wrap(timed) : timed), {
+    stdio: ['ignore', DEV_NULL, DEV_NULL],
+  });
   try {
     if (!okStatus.includes(r.status ?? -1)) return null;
     const kib = Number.parseInt(fs.readFileSync(out, 'utf8').trim().split('\n').pop() ?? '', 10);
@@ -95,7 +101,12 @@ export function stats(xs: readonly number[]): Stats {
  * command that still needs a sample runs once, in an order rotated from round to round, so drift
  * in the machine's load spreads over all of them alike.
  */
-export function alternate(cmds: readonly Cmd[], reps: number, slowReps: number, progress: (s: string) => void): Map<string, Sample[]> {
+export function alternate(
+  cmds: readonly Cmd[],
+  reps: number,
+  slowReps: number,
+  progress: (s: string) => void,
+): Map<string, Sample[]> {
   const out = new Map<string, Sample[]>(cmds.map((c) => [c.id, []]));
   const rounds = Math.max(reps, slowReps);
   for (let r = 0; r < rounds; r++) {
@@ -103,7 +114,9 @@ export function alternate(cmds: readonly Cmd[], reps: number, slowReps: number, 
     const k = due.length ? r % due.length : 0;
     const order = [...due.slice(k), ...due.slice(0, k)];
     for (const c of order) out.get(c.id)!.push(timeOnce(c.argv));
-    progress(`round ${r + 1}/${rounds}: ${order.map((c) => `${c.id} ${fmtMs(out.get(c.id)!.at(-1)!.ms)}`).join(', ')}`);
+    progress(
+      `round ${r + 1}/${rounds}: ${order.map((c) => `${c.id} ${fmtMs(out.get(c.id)!.at(-1)!.ms)}`).join(', ')}`,
+    );
   }
   return out;
 }

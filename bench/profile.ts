@@ -40,7 +40,8 @@ export interface ProfileSummary {
   bySrc: ProfileEntry[];
 }
 
-const FS_BINDINGS = /^(open|close|read|lstat|stat|fstat|readlink|readdir|realpath|readFileUtf8|access|existsSync|writeString|writeBuffer|internalModuleStat)$/;
+const FS_BINDINGS =
+  /^(open|close|read|lstat|stat|fstat|readlink|readdir|realpath|readFileUtf8|access|existsSync|writeString|writeBuffer|internalModuleStat)$/;
 
 /** Line number (0-based) -> `src/...` module of a non-minified esbuild bundle. */
 function bundleModules(bundle: string): (line: number) => string {
@@ -59,11 +60,22 @@ function bundleModules(bundle: string): (line: number) => string {
   };
 }
 
-export function profile(node: string, bundlePath: string, args: readonly string[], label: string, okStatus: readonly number[] = [0]): ProfileSummary | string {
+export function profile(
+  node: string,
+  bundlePath: string,
+  args: readonly string[],
+  label: string,
+  okStatus: readonly number[] = [0],
+): ProfileSummary | string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfioctl-bench-prof-'));
   try {
-    const r = spawnSync(node, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', bundlePath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-    if (!okStatus.includes(r.status ?? -1)) return `profile run exited ${r.status}: ${(r.stderr ?? '').trim().split('\n')[0] ?? ''}`;
+    const r = spawnSync(
+      node,
+      ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', bundlePath, ...args],
+      { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' },
+    );
+    if (!okStatus.includes(r.status ?? -1))
+      return `profile run exited ${r.status}: ${(r.stderr ?? '').trim().split('\n')[0] ?? ''}`;
     const file = fs.readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
     if (!file) return 'no .cpuprofile written';
     const prof = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as CpuProfile;
@@ -73,10 +85,17 @@ export function profile(node: string, bundlePath: string, args: readonly string[
     const parent = new Map<number, number>();
     for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
     const isBundle = (url: string) => url === bundleUrl || url === path.resolve(bundlePath);
-    const whereOf = (cf: ProfNode['callFrame']) => (isBundle(cf.url) ? `${moduleOf(cf.lineNumber)} (dist:${cf.lineNumber + 1})` : cf.url ? cf.url.replace(/^file:\/\//, '') : '');
+    const whereOf = (cf: ProfNode['callFrame']) =>
+      isBundle(cf.url)
+        ? `${moduleOf(cf.lineNumber)} (dist:${cf.lineNumber + 1})`
+        : cf.url
+          ? cf.url.replace(/^file:\/\//, '')
+          : '';
     const srcAgg = new Map<string, ProfileEntry>();
     const selfUs = new Map<number, number>();
-    prof.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0)));
+    prof.samples.forEach((id, i) =>
+      selfUs.set(id, (selfUs.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0)),
+    );
     const fnAgg = new Map<string, ProfileEntry>();
     const fileAgg = new Map<string, ProfileEntry>();
     let total = 0;
@@ -97,11 +116,20 @@ export function profile(node: string, bundlePath: string, args: readonly string[
                 : '(native/V8)';
       // Nearest src/ (or bundled dependency) frame at or above this one owns the sample.
       let owner: ProfNode | undefined = n;
-      while (owner && !(isBundle(owner.callFrame.url) && moduleOf(owner.callFrame.lineNumber) !== '(bundle)')) owner = byId.get(parent.get(owner.id) ?? -1);
+      while (
+        owner &&
+        !(isBundle(owner.callFrame.url) && moduleOf(owner.callFrame.lineNumber) !== '(bundle)')
+      )
+        owner = byId.get(parent.get(owner.id) ?? -1);
       if (owner) {
         const ow = whereOf(owner.callFrame);
         const okey = `${owner.callFrame.functionName || '(anonymous)'}@${ow}`;
-        const oe = srcAgg.get(okey) ?? { fn: owner.callFrame.functionName || '(anonymous)', where: ow, selfMs: 0, pct: 0 };
+        const oe = srcAgg.get(okey) ?? {
+          fn: owner.callFrame.functionName || '(anonymous)',
+          where: ow,
+          selfMs: 0,
+          pct: 0,
+        };
         oe.selfMs += us / 1000;
         srcAgg.set(okey, oe);
       }
@@ -120,7 +148,13 @@ export function profile(node: string, bundlePath: string, args: readonly string[
         .map((e) => ({ ...e, pct: (100 * e.selfMs) / totalMs }))
         .sort((a, b) => b.selfMs - a.selfMs)
         .slice(0, k);
-    return { command: label, totalMs, top: finish(fnAgg, 12), byFile: finish(fileAgg, 10), bySrc: finish(srcAgg, 12) };
+    return {
+      command: label,
+      totalMs,
+      top: finish(fnAgg, 12),
+      byFile: finish(fileAgg, 10),
+      bySrc: finish(srcAgg, 12),
+    };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -13,13 +13,25 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { debianKernelModules, VARIANT_ALIASES, type KernelModules } from './kernel-modules';
 import { buildHostTree, ORDINARY, VFS_PER_PF, type HostTree } from './host-tree';
-import { alternate, capture, fmtMs, peakRssKiB, stats, type Cmd, type Sample, type Stats } from './measure';
+import {
+  alternate,
+  capture,
+  fmtMs,
+  peakRssKiB,
+  stats,
+  type Cmd,
+  type Sample,
+  type Stats,
+} from './measure';
 import { profile, type ProfileSummary } from './profile';
 
 const REPO = path.resolve(__dirname, '../..');
 const DIST = path.join(REPO, 'dist/vfioctl.js');
 const NODE = process.execPath;
-const LOAD_START = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+const LOAD_START = os
+  .loadavg()
+  .map((l) => l.toFixed(2))
+  .join(' ');
 
 /**
  * How vfioctl is started: as users start it, through its `#!/usr/bin/env node` line, when that
@@ -29,7 +41,12 @@ function vfioctlArgv(): string[] {
   try {
     fs.accessSync(DIST, fs.constants.X_OK);
     const envNode = which('node');
-    if (envNode && fs.realpathSync(envNode) === fs.realpathSync(NODE) && fs.readFileSync(DIST, 'utf8').startsWith('#!/usr/bin/env node')) return [DIST];
+    if (
+      envNode &&
+      fs.realpathSync(envNode) === fs.realpathSync(NODE) &&
+      fs.readFileSync(DIST, 'utf8').startsWith('#!/usr/bin/env node')
+    )
+      return [DIST];
   } catch {
     /* fall back */
   }
@@ -46,7 +63,14 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { functions: 4096, reps: 11, slowReps: 3, scaleReps: 5, out: path.join(REPO, 'bench/results.md'), keep: false };
+  const o: Options = {
+    functions: 4096,
+    reps: 11,
+    slowReps: 3,
+    scaleReps: 5,
+    out: path.join(REPO, 'bench/results.md'),
+    keep: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const num = () => {
@@ -73,11 +97,12 @@ function parseArgs(argv: string[]): Options {
           'env: VFIOCTL_BENCH_CACHE (default /var/cache/vfioctl-bench), VFIOCTL_BENCH_NO_INSTALL=1\n',
       );
       process.exit(0);
-    }
-    else throw new Error(`unknown option ${a}`);
+    } else throw new Error(`unknown option ${a}`);
   }
   if (o.functions % (VFS_PER_PF + 1) !== 0 || o.functions / (VFS_PER_PF + 1) > 16) {
-    throw new Error(`--functions must be a multiple of ${VFS_PER_PF + 1} up to 4096 (PFs with ${VFS_PER_PF} VFs each)`);
+    throw new Error(
+      `--functions must be a multiple of ${VFS_PER_PF + 1} up to 4096 (PFs with ${VFS_PER_PF} VFs each)`,
+    );
   }
   return o;
 }
@@ -85,7 +110,9 @@ function parseArgs(argv: string[]): Options {
 const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
 
 function which(cmd: string): string | null {
-  for (const d of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').concat(['/usr/sbin', '/sbin'])) {
+  for (const d of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin')
+    .split(':')
+    .concat(['/usr/sbin', '/sbin'])) {
     const p = path.join(d, cmd);
     try {
       fs.accessSync(p, fs.constants.X_OK);
@@ -109,13 +136,28 @@ const TOOLS: Record<string, string> = {
 };
 
 function ensureTools(): Map<string, string | null> {
-  const found = () => new Map(Object.keys(TOOLS).map((t) => [t, t === 'time' ? (fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : null) : which(t)]));
+  const found = () =>
+    new Map(
+      Object.keys(TOOLS).map((t) => [
+        t,
+        t === 'time' ? (fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : null) : which(t),
+      ]),
+    );
   let have = found();
   const missing = [...new Set([...have].filter(([, p]) => !p).map(([t]) => TOOLS[t]!))];
-  if (missing.length > 0 && process.env.VFIOCTL_BENCH_NO_INSTALL !== '1' && process.getuid?.() === 0 && which('apt-get')) {
+  if (
+    missing.length > 0 &&
+    process.env.VFIOCTL_BENCH_NO_INSTALL !== '1' &&
+    process.getuid?.() === 0 &&
+    which('apt-get')
+  ) {
     log(`installing ${missing.join(' ')} with apt-get`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    const inst = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { stdio: ['ignore', 'ignore', 'inherit'], env }).status;
+    const inst = () =>
+      spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...missing], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+        env,
+      }).status;
     if (inst() !== 0) {
       spawnSync('apt-get', ['update'], { stdio: ['ignore', 'ignore', 'inherit'], env });
       inst();
@@ -130,16 +172,22 @@ function firstLine(s: string): string {
 }
 
 function machine(): Record<string, string> {
-  const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? '?';
+  const cpu =
+    /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ??
+    os.cpus()[0]?.model ??
+    '?';
   let distro = '?';
   try {
     distro = /PRETTY_NAME="([^"]*)"/.exec(fs.readFileSync('/etc/os-release', 'utf8'))?.[1] ?? '?';
   } catch {
     /* none */
   }
-  const ver = (pkg: string) => firstLine(capture(['dpkg-query', '-W', '-f', '${Version}', pkg]).stdout) || 'not installed';
+  const ver = (pkg: string) =>
+    firstLine(capture(['dpkg-query', '-W', '-f', '${Version}', pkg]).stdout) || 'not installed';
   const git = capture(['git', '-C', REPO, 'rev-parse', '--short', 'HEAD']).stdout.trim();
-  const dirty = capture(['git', '-C', REPO, 'status', '--porcelain', '--', 'src']).stdout.trim() ? ' (src/ has uncommitted changes)' : '';
+  const dirty = capture(['git', '-C', REPO, 'status', '--porcelain', '--', 'src']).stdout.trim()
+    ? ' (src/ has uncommitted changes)'
+    : '';
   return {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     cpu: `${cpu} x ${os.availableParallelism()} (nproc)`,
@@ -147,33 +195,64 @@ function machine(): Record<string, string> {
     kernel: `${os.release()} (${distro})`,
     node: process.version,
     vfioctl: `commit ${git || '?'}${dirty}, started as \`${vfioctlArgv().length === 1 ? 'dist/vfioctl.js' : 'node dist/vfioctl.js'}\``,
-    load: `load average ${LOAD_START} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end (1/5/15 min)`,
+    load: `load average ${LOAD_START} at the start, ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} at the end (1/5/15 min)`,
     peers: `pciutils ${ver('pciutils')}, driverctl ${ver('driverctl')}, dpdk ${ver('dpdk')}`,
   };
 }
 
-/** Mount-namespace wrapper: the tree's sys/ over /sys, its module index under /lib/modules/$(uname -r). */
-function nsWrapper(tree: HostTree, kmodOverlay: string | null): (argv: readonly string[]) => readonly string[] {
+/**
+ * Mount-namespace wrapper: the tree's sys/ over /sys, its module index under /lib/modules/$(uname
+ * -r).
+ */
+function nsWrapper(
+  tree: HostTree,
+  kmodOverlay: string | null,
+): (argv: readonly string[]) => readonly string[] {
   const libTarget = fs.realpathSync('/lib');
   const script = kmodOverlay
     ? 'mount --bind "$1" /sys && mount -t overlay vfioctl-bench -o "lowerdir=$2:$3" "$3" && shift 3 && exec "$@"'
     : 'mount --bind "$1" /sys && shift 3 && exec "$@"';
-  return (argv) => ['unshare', '-m', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', path.join(tree.dir, 'sys'), kmodOverlay ?? '-', libTarget, ...argv];
+  return (argv) => [
+    'unshare',
+    '-m',
+    '--propagation',
+    'private',
+    '--',
+    'sh',
+    '-c',
+    script,
+    'sh',
+    path.join(tree.dir, 'sys'),
+    kmodOverlay ?? '-',
+    libTarget,
+    ...argv,
+  ];
 }
 
-/** lowerdir holding modules/<running release> -> the tree's Debian module index (with its .bin files). */
+/**
+ * lowerdir holding modules/<running release> -> the tree's Debian module index (with its .bin
+ * files).
+ */
 function makeKmodOverlay(work: string, tree: HostTree, kmods: KernelModules): string | null {
   const dir = path.join(work, 'kmod-overlay');
   if (/[:,\s]/.test(dir) || /[:,\s]/.test(tree.dir)) return null;
   fs.mkdirSync(path.join(dir, 'modules'), { recursive: true });
-  fs.symlinkSync(path.join(tree.dir, 'lib/modules', kmods.release), path.join(dir, 'modules', os.release()));
+  fs.symlinkSync(
+    path.join(tree.dir, 'lib/modules', kmods.release),
+    path.join(dir, 'modules', os.release()),
+  );
   return dir;
 }
 
 function nsWorks(wrap: (argv: readonly string[]) => readonly string[]): string | null {
   if (process.getuid?.() !== 0) return 'needs root (unshare -m and mount)';
   const r = capture(wrap(['test', '-e', '/sys/bus/pci/drivers_autoprobe']));
-  return r.status === 0 ? null : `mount namespace failed: ${firstLine(r.stderr) || `exit ${r.status}`}`;
+  return r.status === 0
+    ? null
+    : `mount namespace failed: ${firstLine(r.stderr) || `exit ${r.status}`}`;
 }
 
 /**
@@ -184,12 +263,25 @@ function nsWorks(wrap: (argv: readonly string[]) => readonly string[]): string |
  */
 function installed(tree: HostTree): HostTree {
   fs.mkdirSync(path.join(tree.dir, 'run/vfioctl'), { recursive: true, mode: 0o700 });
-  const pfs = Array.from({ length: tree.pfs }, (_, p) => `0000:${(0x10 + p).toString(16).padStart(2, '0')}:00.0`);
+  const pfs = Array.from(
+    { length: tree.pfs },
+    (_, p) => `0000:${(0x10 + p).toString(16).padStart(2, '0')}:00.0`,
+  );
   fs.mkdirSync(path.join(tree.dir, 'etc/vfioctl'), { recursive: true, mode: 0o755 });
-  fs.writeFileSync(path.join(tree.dir, 'etc/vfioctl/vfioctl.json'), JSON.stringify({ version: 1, rules: pfs.map((a) => ({ match: { vfsOf: a }, intent: 'vfio' })) }, null, 2) + '\n', { mode: 0o644 });
+  fs.writeFileSync(
+    path.join(tree.dir, 'etc/vfioctl/vfioctl.json'),
+    JSON.stringify(
+      { version: 1, rules: pfs.map((a) => ({ match: { vfsOf: a }, intent: 'vfio' })) },
+      null,
+      2,
+    ) + '\n',
+    { mode: 0o644 },
+  );
   const modDir = path.join(tree.dir, 'lib/modules');
   const hourAgo = new Date(Date.now() - 3600_000);
-  for (const rel of fs.readdirSync(modDir)) for (const f of fs.readdirSync(path.join(modDir, rel))) fs.utimesSync(path.join(modDir, rel, f), hourAgo, hourAgo);
+  for (const rel of fs.readdirSync(modDir))
+    for (const f of fs.readdirSync(path.join(modDir, rel)))
+      fs.utimesSync(path.join(modDir, rel, f), hourAgo, hourAgo);
   return tree;
 }
 
@@ -207,48 +299,96 @@ function verifyJsonArray(n: number) {
   return (out: string, _err: string, status: number | null) => {
     if (status !== 0) return `exit ${status}`;
     const a = JSON.parse(out) as unknown[];
-    return Array.isArray(a) && a.length === n ? null : `expected ${n} devices, got ${Array.isArray(a) ? a.length : typeof a}`;
+    return Array.isArray(a) && a.length === n
+      ? null
+      : `expected ${n} devices, got ${Array.isArray(a) ? a.length : typeof a}`;
   };
 }
 
-function commands(tree: HostTree, small: HostTree, wrap: ((argv: readonly string[]) => readonly string[]) | null, nsProblem: string | null, tools: Map<string, string | null>, bindAvailable: string | null): Cmd[] {
+function commands(
+  tree: HostTree,
+  small: HostTree,
+  wrap: ((argv: readonly string[]) => readonly string[]) | null,
+  nsProblem: string | null,
+  tools: Map<string, string | null>,
+  bindAvailable: string | null,
+): Cmd[] {
   const n = tree.functions;
-  const lspciArgs = ['lspci', '-D', '-nnk', '-A', 'linux-sysfs', '-O', `sysfs.path=${path.join(tree.dir, 'sys/bus/pci')}`];
-  const peerMissing = (t: string) => (tools.get(t) ? undefined : `${t} not installed (Debian package ${TOOLS[t]})`);
+  const lspciArgs = [
+    'lspci',
+    '-D',
+    '-nnk',
+    '-A',
+    'linux-sysfs',
+    '-O',
+    `sysfs.path=${path.join(tree.dir, 'sys/bus/pci')}`,
+  ];
+  const peerMissing = (t: string) =>
+    tools.get(t) ? undefined : `${t} not installed (Debian package ${TOOLS[t]})`;
   const nsMissing = (t: string) => peerMissing(t) ?? nsProblem ?? undefined;
   const VF = vfioctlArgv();
   const vf = [...VF, '--root', tree.dir];
   const nsCmd = (argv: string[]) => ({ argv: wrap ? wrap(argv) : argv, inner: argv });
-  const lspciOk = (out: string, _e: string, s: number | null) => (s !== 0 ? `exit ${s}` : countLines(out, /^[0-9a-f]{4}:/) === n ? null : `listed ${countLines(out, /^[0-9a-f]{4}:/)} of ${n}`);
+  const lspciOk = (out: string, _e: string, s: number | null) =>
+    s !== 0
+      ? `exit ${s}`
+      : countLines(out, /^[0-9a-f]{4}:/) === n
+        ? null
+        : `listed ${countLines(out, /^[0-9a-f]{4}:/)} of ${n}`;
   return [
     { id: 'node0', label: '`node -e 0` (start-up floor)', argv: [NODE, '-e', '0'] },
     {
       id: 'version',
       label: '`vfioctl --version`',
       argv: [...VF, '--version'],
-      verify: (o, _e, s) => (s === 0 && /^\d+\.\d+\.\d+/.test(o.trim()) ? null : `exit ${s}: ${firstLine(o)}`),
+      verify: (o, _e, s) =>
+        s === 0 && /^\d+\.\d+\.\d+/.test(o.trim()) ? null : `exit ${s}: ${firstLine(o)}`,
     },
     {
       id: 'smallshow',
       label: `small tree: \`vfioctl show ${small.showAddress} --json\``,
       argv: [...VF, '--root', small.dir, 'show', small.showAddress, '--json'],
-      verify: (o, _e, s) => (s === 0 && (JSON.parse(o) as { address?: string }).address === small.showAddress ? null : `exit ${s}`),
+      verify: (o, _e, s) =>
+        s === 0 && (JSON.parse(o) as { address?: string }).address === small.showAddress
+          ? null
+          : `exit ${s}`,
     },
-    { id: 'smalllist', label: `small tree: \`vfioctl list --json\` (${small.functions} functions)`, argv: [...VF, '--root', small.dir, 'list', '--json'], verify: verifyJsonArray(small.functions) },
+    {
+      id: 'smalllist',
+      label: `small tree: \`vfioctl list --json\` (${small.functions} functions)`,
+      argv: [...VF, '--root', small.dir, 'list', '--json'],
+      verify: verifyJsonArray(small.functions),
+    },
     {
       id: 'show',
       label: `\`vfioctl show ${tree.showAddress} --json\``,
       argv: [...vf, 'show', tree.showAddress, '--json'],
-      verify: (o, _e, s) => (s === 0 && (JSON.parse(o) as { address?: string }).address === tree.showAddress ? null : `exit ${s}`),
+      verify: (o, _e, s) =>
+        s === 0 && (JSON.parse(o) as { address?: string }).address === tree.showAddress
+          ? null
+          : `exit ${s}`,
     },
-    { id: 'list', label: '`vfioctl list --json`', argv: [...vf, 'list', '--json'], verify: verifyJsonArray(n) },
-    { id: 'lspci', label: '`lspci -D -nnk -A linux-sysfs -O sysfs.path=<tree>/sys/bus/pci`', argv: lspciArgs, unavailable: peerMissing('lspci'), verify: lspciOk },
+    {
+      id: 'list',
+      label: '`vfioctl list --json`',
+      argv: [...vf, 'list', '--json'],
+      verify: verifyJsonArray(n),
+    },
+    {
+      id: 'lspci',
+      label: '`lspci -D -nnk -A linux-sysfs -O sysfs.path=<tree>/sys/bus/pci`',
+      argv: lspciArgs,
+      unavailable: peerMissing('lspci'),
+      verify: lspciOk,
+    },
     {
       id: 'lspcikmod',
-      label: '`lspci -D -nnk` in the namespace, with libkmod lookups in the tree\'s module index',
+      label: "`lspci -D -nnk` in the namespace, with libkmod lookups in the tree's module index",
       ...nsCmd(['lspci', '-D', '-nnk']),
       unavailable: nsMissing('lspci'),
-      verify: (o, e, s) => lspciOk(o, e, s) ?? (/Kernel modules:/.test(o) ? null : 'no "Kernel modules:" lines (libkmod found no index)'),
+      verify: (o, e, s) =>
+        lspciOk(o, e, s) ??
+        (/Kernel modules:/.test(o) ? null : 'no "Kernel modules:" lines (libkmod found no index)'),
     },
     {
       id: 'bind',
@@ -258,13 +398,20 @@ function commands(tree: HostTree, small: HostTree, wrap: ((argv: readonly string
       // 3: some would be refused (the VFs whose host interface is up): the whole plan was made.
       okStatus: [0, 3],
       verify: (o, e, s) =>
-        s !== 0 && s !== 3 ? `exit ${s}: ${firstLine(e)}` : countLines(o, /^[0-9a-f]{4}:/) === tree.vfs.length ? null : `planned ${countLines(o, /^[0-9a-f]{4}:/)} of ${tree.vfs.length} VFs`,
+        s !== 0 && s !== 3
+          ? `exit ${s}: ${firstLine(e)}`
+          : countLines(o, /^[0-9a-f]{4}:/) === tree.vfs.length
+            ? null
+            : `planned ${countLines(o, /^[0-9a-f]{4}:/)} of ${tree.vfs.length} VFs`,
     },
     {
       id: 'status',
       label: `\`vfioctl status --json\` (${tree.vfs.length} configured VFs)`,
       argv: [...vf, 'status', '--json'],
-      verify: (o, _e, s) => (s === 0 && (JSON.parse(o) as { devices?: unknown[] }).devices?.length === tree.vfs.length ? null : `exit ${s}, not ${tree.vfs.length} devices`),
+      verify: (o, _e, s) =>
+        s === 0 && (JSON.parse(o) as { devices?: unknown[] }).devices?.length === tree.vfs.length
+          ? null
+          : `exit ${s}, not ${tree.vfs.length} devices`,
     },
     {
       id: 'apply',
@@ -272,7 +419,12 @@ function commands(tree: HostTree, small: HostTree, wrap: ((argv: readonly string
       argv: [...vf, 'apply', '--dry-run'],
       // 3: some would be refused (the VFs whose host interface is up): the whole plan was made.
       okStatus: [0, 3],
-      verify: (o, e, s) => (s !== 0 && s !== 3 ? `exit ${s}: ${firstLine(e)}` : countLines(o, /^[0-9a-f]{4}:/) === tree.vfs.length ? null : `planned ${countLines(o, /^[0-9a-f]{4}:/)} of ${tree.vfs.length} VFs`),
+      verify: (o, e, s) =>
+        s !== 0 && s !== 3
+          ? `exit ${s}: ${firstLine(e)}`
+          : countLines(o, /^[0-9a-f]{4}:/) === tree.vfs.length
+            ? null
+            : `planned ${countLines(o, /^[0-9a-f]{4}:/)} of ${tree.vfs.length} VFs`,
     },
     {
       id: 'dpdk',
@@ -280,7 +432,8 @@ function commands(tree: HostTree, small: HostTree, wrap: ((argv: readonly string
       ...nsCmd(['dpdk-devbind.py', '--status']),
       slow: true,
       unavailable: nsMissing('dpdk-devbind.py'),
-      verify: (o, e, s) => (s === 0 && /Network devices/.test(o) ? null : `exit ${s}: ${firstLine(e)}`),
+      verify: (o, e, s) =>
+        s === 0 && /Network devices/.test(o) ? null : `exit ${s}: ${firstLine(e)}`,
     },
     {
       id: 'driverctl',
@@ -288,9 +441,17 @@ function commands(tree: HostTree, small: HostTree, wrap: ((argv: readonly string
       ...nsCmd(['driverctl', 'list-devices']),
       slow: true,
       unavailable: nsMissing('driverctl'),
-      verify: (o, _e, s) => (s === 0 && countLines(o, /^[0-9a-f]{4}:/) === n ? null : `exit ${s}, ${countLines(o, /^[0-9a-f]{4}:/)} of ${n} devices`),
+      verify: (o, _e, s) =>
+        s === 0 && countLines(o, /^[0-9a-f]{4}:/) === n
+          ? null
+          : `exit ${s}, ${countLines(o, /^[0-9a-f]{4}:/)} of ${n} devices`,
     },
-    { id: 'nsfloor', label: '`true` in the same namespace wrapper (its overhead)', ...nsCmd(['true']), unavailable: nsProblem ?? undefined },
+    {
+      id: 'nsfloor',
+      label: '`true` in the same namespace wrapper (its overhead)',
+      ...nsCmd(['true']),
+      unavailable: nsProblem ?? undefined,
+    },
   ];
 }
 
@@ -334,7 +495,8 @@ function main(): void {
   const cache = process.env.VFIOCTL_BENCH_CACHE ?? '/var/cache/vfioctl-bench';
   const kmods = debianKernelModules(cache, log);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vfioctl-bench-'));
-  const cleanup = () => (opts.keep ? log(`trees kept in ${work}`) : fs.rmSync(work, { recursive: true, force: true }));
+  const cleanup = () =>
+    opts.keep ? log(`trees kept in ${work}`) : fs.rmSync(work, { recursive: true, force: true });
   try {
     const pfs = opts.functions / (VFS_PER_PF + 1);
     const t = Date.now();
@@ -347,7 +509,10 @@ function main(): void {
     const nsProblem = nsWorks(wrap);
     if (nsProblem) log(`namespace peers not available: ${nsProblem}`);
     const help = capture([NODE, DIST, 'bind', '--help']);
-    const bindAvailable = help.status === 0 && /--dry-run/.test(help.stdout) ? null : 'not available: `vfioctl bind --dry-run` is not implemented in this build';
+    const bindAvailable =
+      help.status === 0 && /--dry-run/.test(help.stdout)
+        ? null
+        : 'not available: `vfioctl bind --dry-run` is not implemented in this build';
     const cmds = commands(tree, small, nsProblem ? null : wrap, nsProblem, tools, bindAvailable);
 
     // One captured run each: checks the output is right, and warms the page cache.
@@ -371,45 +536,141 @@ function main(): void {
     const rows: Row[] = cmds.map((c) => {
       const s = samples.get(c.id) ?? [];
       const bad = s.find((x) => !(c.okStatus ?? [0]).includes(x.status ?? -1));
-      return { cmd: c, samples: s, stats: s.length ? stats(s.map((x) => x.ms)) : null, rssKiB: null, failed: bad ? `exit ${bad.status}` : null };
+      return {
+        cmd: c,
+        samples: s,
+        stats: s.length ? stats(s.map((x) => x.ms)) : null,
+        rssKiB: null,
+        failed: bad ? `exit ${bad.status}` : null,
+      };
     });
     log('peak RSS (one run each under /usr/bin/time)');
     for (const r of rows) {
       if (r.cmd.unavailable || !tools.get('time')) continue;
       // Inside the namespace, time measures the peer itself (not unshare/sh).
-      r.rssKiB = r.cmd.inner ? peakRssKiB(r.cmd.inner, wrap, r.cmd.okStatus) : peakRssKiB(r.cmd.argv, undefined, r.cmd.okStatus);
+      r.rssKiB = r.cmd.inner
+        ? peakRssKiB(r.cmd.inner, wrap, r.cmd.okStatus)
+        : peakRssKiB(r.cmd.argv, undefined, r.cmd.okStatus);
     }
 
     // Scaling: list (and lspci, for reference) at 1, 4, 16 PFs, alternating.
     const scalePfs = [1, 4, 16].filter((p) => p <= pfs);
     if (!scalePfs.includes(pfs)) scalePfs.push(pfs);
     const scale: { tree: HostTree; list: Stats; lspci: Stats | null }[] = [];
-    const scaleTrees = scalePfs.map((p) => (p === pfs ? tree : buildHostTree(path.join(work, `host-${p * (VFS_PER_PF + 1)}`), p, kmods)));
+    const scaleTrees = scalePfs.map((p) =>
+      p === pfs ? tree : buildHostTree(path.join(work, `host-${p * (VFS_PER_PF + 1)}`), p, kmods),
+    );
     const scaleCmds: Cmd[] = scaleTrees.flatMap((st) => [
-      { id: `list-${st.sriovFunctions}`, label: '', argv: [...vfioctlArgv(), '--root', installed(st).dir, 'list', '--json'] },
-      { id: `lspci-${st.sriovFunctions}`, label: '', argv: ['lspci', '-D', '-nnk', '-A', 'linux-sysfs', '-O', `sysfs.path=${path.join(st.dir, 'sys/bus/pci')}`], unavailable: tools.get('lspci') ? undefined : 'no lspci' },
+      {
+        id: `list-${st.sriovFunctions}`,
+        label: '',
+        argv: [...vfioctlArgv(), '--root', installed(st).dir, 'list', '--json'],
+      },
+      {
+        id: `lspci-${st.sriovFunctions}`,
+        label: '',
+        argv: [
+          'lspci',
+          '-D',
+          '-nnk',
+          '-A',
+          'linux-sysfs',
+          '-O',
+          `sysfs.path=${path.join(st.dir, 'sys/bus/pci')}`,
+        ],
+        unavailable: tools.get('lspci') ? undefined : 'no lspci',
+      },
     ]);
     for (const c of scaleCmds) if (!c.unavailable) capture(c.argv);
-    log(`scaling: ${scalePfs.map((p) => p * (VFS_PER_PF + 1)).join(', ')} SR-IOV functions, ${opts.scaleReps} rounds`);
+    log(
+      `scaling: ${scalePfs.map((p) => p * (VFS_PER_PF + 1)).join(', ')} SR-IOV functions, ${opts.scaleReps} rounds`,
+    );
     const ss = alternate(scaleCmds, opts.scaleReps, opts.scaleReps, log);
     for (const st of scaleTrees) {
       const l = ss.get(`list-${st.sriovFunctions}`)!;
       const p = ss.get(`lspci-${st.sriovFunctions}`) ?? [];
-      scale.push({ tree: st, list: stats(l.map((x) => x.ms)), lspci: p.length ? stats(p.map((x) => x.ms)) : null });
+      scale.push({
+        tree: st,
+        list: stats(l.map((x) => x.ms)),
+        lspci: p.length ? stats(p.map((x) => x.ms)) : null,
+      });
     }
 
     log('profiling with --cpu-prof');
     const profiles = new Map<string, ProfileSummary | string>();
-    profiles.set('list', profile(NODE, DIST, ['--root', tree.dir, 'list', '--json'], `vfioctl list --json (${tree.functions} functions)`));
-    profiles.set('smalllist', profile(NODE, DIST, ['--root', small.dir, 'list', '--json'], `vfioctl list --json (small tree, ${small.functions} functions)`));
-    profiles.set('smallshow', profile(NODE, DIST, ['--root', small.dir, 'show', small.showAddress, '--json'], `vfioctl show ${small.showAddress} --json (small tree)`));
-    profiles.set('status', profile(NODE, DIST, ['--root', tree.dir, 'status', '--json'], `vfioctl status --json (${tree.vfs.length} configured VFs)`));
-    profiles.set('apply', profile(NODE, DIST, ['--root', tree.dir, 'apply', '--dry-run'], `vfioctl apply --dry-run (${tree.vfs.length} configured VFs)`, [0, 3]));
+    profiles.set(
+      'list',
+      profile(
+        NODE,
+        DIST,
+        ['--root', tree.dir, 'list', '--json'],
+        `vfioctl list --json (${tree.functions} functions)`,
+      ),
+    );
+    profiles.set(
+      'smalllist',
+      profile(
+        NODE,
+        DIST,
+        ['--root', small.dir, 'list', '--json'],
+        `vfioctl list --json (small tree, ${small.functions} functions)`,
+      ),
+    );
+    profiles.set(
+      'smallshow',
+      profile(
+        NODE,
+        DIST,
+        ['--root', small.dir, 'show', small.showAddress, '--json'],
+        `vfioctl show ${small.showAddress} --json (small tree)`,
+      ),
+    );
+    profiles.set(
+      'status',
+      profile(
+        NODE,
+        DIST,
+        ['--root', tree.dir, 'status', '--json'],
+        `vfioctl status --json (${tree.vfs.length} configured VFs)`,
+      ),
+    );
+    profiles.set(
+      'apply',
+      profile(
+        NODE,
+        DIST,
+        ['--root', tree.dir, 'apply', '--dry-run'],
+        `vfioctl apply --dry-run (${tree.vfs.length} configured VFs)`,
+        [0, 3],
+      ),
+    );
     if (!rows.find((r) => r.cmd.id === 'bind')?.cmd.unavailable) {
-      profiles.set('bind', profile(NODE, DIST, ['--root', tree.dir, 'bind', ...tree.vfs, '--dry-run'], `vfioctl bind <${tree.vfs.length} VFs> --dry-run`, [0, 3]));
+      profiles.set(
+        'bind',
+        profile(
+          NODE,
+          DIST,
+          ['--root', tree.dir, 'bind', ...tree.vfs, '--dry-run'],
+          `vfioctl bind <${tree.vfs.length} VFs> --dry-run`,
+          [0, 3],
+        ),
+      );
     }
 
-    const md = report({ opts, tree, small, kmods, genMs, rows, scale, profiles, machine: machine(), nsProblem, overlay, elapsedMs: Date.now() - started });
+    const md = report({
+      opts,
+      tree,
+      small,
+      kmods,
+      genMs,
+      rows,
+      scale,
+      profiles,
+      machine: machine(),
+      nsProblem,
+      overlay,
+      elapsedMs: Date.now() - started,
+    });
     process.stdout.write(md);
     if (opts.out) {
       fs.writeFileSync(opts.out, md);
@@ -431,8 +692,14 @@ function elsewhere(): string[] {
   let found: { run: string; figures: string[] } | undefined;
   for (const run of (fs.existsSync(runs) ? fs.readdirSync(runs) : []).sort().reverse()) {
     try {
-      const outcomes = JSON.parse(fs.readFileSync(path.join(runs, run, 'results.json'), 'utf8')) as { boot: string; results: { scenario: string; figures?: string[] }[] }[];
-      const figures = outcomes.flatMap((o) => o.results.flatMap((r) => (r.figures ?? []).map((f) => `\`${r.scenario}\` on ${o.boot}: ${f}`)));
+      const outcomes = JSON.parse(
+        fs.readFileSync(path.join(runs, run, 'results.json'), 'utf8'),
+      ) as { boot: string; results: { scenario: string; figures?: string[] }[] }[];
+      const figures = outcomes.flatMap((o) =>
+        o.results.flatMap((r) =>
+          (r.figures ?? []).map((f) => `\`${r.scenario}\` on ${o.boot}: ${f}`),
+        ),
+      );
       if (figures.length > 0) {
         found = { run, figures };
         break;
@@ -442,10 +709,15 @@ function elsewhere(): string[] {
     }
   }
   if (found) {
-    L.push(`From the real-kernel suite (QEMU/TCG guest, so absolute times are the emulator's; run ${found.run}, \`npm run test:e2e -- --scenario bulk-bind-vs-driverctl\`):`, '');
+    L.push(
+      `From the real-kernel suite (QEMU/TCG guest, so absolute times are the emulator's; run ${found.run}, \`npm run test:e2e -- --scenario bulk-bind-vs-driverctl\`):`,
+      '',
+    );
     for (const f of found.figures) L.push(`- ${f}`);
   } else {
-    L.push('No real-kernel figures: no run under build/e2e-runs recorded any (`npm run test:e2e -- --kernel 6.12 --scenario bulk-bind-vs-driverctl` as root records one).');
+    L.push(
+      'No real-kernel figures: no run under build/e2e-runs recorded any (`npm run test:e2e -- --kernel 6.12 --scenario bulk-bind-vs-driverctl` as root records one).',
+    );
   }
   L.push('');
   const boot = path.join(REPO, 'bench/boot-layers.md');
@@ -453,7 +725,11 @@ function elsewhere(): string[] {
     const text = fs.readFileSync(boot, 'utf8');
     const generated = /^Generated by[^\n]*/m.exec(text)?.[0] ?? '';
     const table = text.split('\n').filter((l) => l.startsWith('|'));
-    L.push(`Boot-layer costs from bench/boot-layers.md (${generated.replace(/^Generated by /, 'generated by ').split('. ')[0]}):`, '', ...table);
+    L.push(
+      `Boot-layer costs from bench/boot-layers.md (${generated.replace(/^Generated by /, 'generated by ').split('. ')[0]}):`,
+      '',
+      ...table,
+    );
   } else {
     L.push('No boot-layer figures: bench/boot-layers.md is missing (`npm run bench:boot`).');
   }
@@ -487,36 +763,158 @@ function report(x: ReportInput): string {
   const ratio = (a: string, b: string) => {
     if (med(a) === null || med(b) === null) return null;
     const n = Math.min(row(a).samples.length, row(b).samples.length);
-    const pick = (id: string) => stats(row(id).samples.slice(0, n).map((x) => x.ms)).median;
+    const pick = (id: string) =>
+      stats(
+        row(id)
+          .samples.slice(0, n)
+          .map((x) => x.ms),
+      ).median;
     return pick(a) / pick(b);
   };
   const targets: Target[] = [];
   const minRatio = (a: string, b: string) => {
     const ra = row(a);
     const rb = row(b);
-    if (!ra.stats || !rb.stats || ra.failed || rb.failed || ra.cmd.unavailable || rb.cmd.unavailable) return null;
+    if (
+      !ra.stats ||
+      !rb.stats ||
+      ra.failed ||
+      rb.failed ||
+      ra.cmd.unavailable ||
+      rb.cmd.unavailable
+    )
+      return null;
     const n = Math.min(ra.samples.length, rb.samples.length);
     const min = (r: Row) => Math.min(...r.samples.slice(0, n).map((x) => x.ms));
     return min(ra) / min(rb);
   };
-  const addTarget = (what: string, goal: string, r: number | null, pairs: number[], limit: number, kind: 'max' | 'min', prof?: string, a = '', b = '') => {
+  const addTarget = (
+    what: string,
+    goal: string,
+    r: number | null,
+    pairs: number[],
+    limit: number,
+    kind: 'max' | 'min',
+    prof?: string,
+    a = '',
+    b = '',
+  ) => {
     const pass = r === null ? null : kind === 'max' ? r <= limit : r >= limit;
     let by = '';
     // By how much: the speed-up vfioctl still needs to reach the goal in this run.
-    if (pass === false && r !== null) by = kind === 'max' ? `${fmtRatio(r)} is ${((r / limit - 1) * 100).toFixed(0)}% over ${limit}x: needs ${(r / limit).toFixed(2)}x faster` : `${fmtRatio(r)} is ${((1 - r / limit) * 100).toFixed(0)}% under ${limit}x: needs ${(limit / r).toFixed(2)}x faster`;
+    if (pass === false && r !== null)
+      by =
+        kind === 'max'
+          ? `${fmtRatio(r)} is ${((r / limit - 1) * 100).toFixed(0)}% over ${limit}x: needs ${(r / limit).toFixed(2)}x faster`
+          : `${fmtRatio(r)} is ${((1 - r / limit) * 100).toFixed(0)}% under ${limit}x: needs ${(limit / r).toFixed(2)}x faster`;
     targets.push({ what, goal, ratio: r, pairs, pass, by, prof, minRatio: minRatio(a, b) });
   };
   const pr = (a: string, b: string) => pairedRatios(row(a).samples, row(b).samples);
-  addTarget('`list --json` / `lspci -D -nnk`', '≤ 1.0x', ratio('list', 'lspci'), pr('list', 'lspci'), 1.0, 'max', 'list', 'list', 'lspci');
-  addTarget('`driverctl list-devices` / `list --json`', '≥ 30x', ratio('driverctl', 'list'), pr('driverctl', 'list'), 30, 'min', 'list', 'driverctl', 'list');
-  addTarget('`dpdk-devbind.py --status` / `list --json`', '≥ 10x', ratio('dpdk', 'list'), pr('dpdk', 'list'), 10, 'min', 'list', 'dpdk', 'list');
-  addTarget(`small tree (${x.small.functions} functions): \`list --json\` / \`node -e 0\``, '≤ 1.3x', ratio('smalllist', 'node0'), pr('smalllist', 'node0'), 1.3, 'max', 'smalllist', 'smalllist', 'node0');
-  addTarget('small tree: `show --json` / `node -e 0`', '≤ 1.2x', ratio('smallshow', 'node0'), pr('smallshow', 'node0'), 1.2, 'max', 'smallshow', 'smallshow', 'node0');
-  addTarget('`--version` / `node -e 0`', '≤ 1.1x', ratio('version', 'node0'), pr('version', 'node0'), 1.1, 'max', undefined, 'version', 'node0');
-  addTarget(`\`status --json\` (${tree.vfs.length} configured VFs) / \`list --json\``, '≤ 1.5x', ratio('status', 'list'), pr('status', 'list'), 1.5, 'max', 'status', 'status', 'list');
-  addTarget(`\`apply --dry-run\` (${tree.vfs.length} configured VFs) / \`list --json\``, '≤ 1.5x', ratio('apply', 'list'), pr('apply', 'list'), 1.5, 'max', 'apply', 'apply', 'list');
-  addTarget(`\`bind --dry-run\` (${tree.vfs.length} VFs) / \`list --json\``, '< 2x', ratio('bind', 'list'), pr('bind', 'list'), 2, 'max', 'bind', 'bind', 'list');
-  const vfRss = rows.filter((r) => ['version', 'smallshow', 'smalllist', 'show', 'list', 'bind', 'status', 'apply'].includes(r.cmd.id) && r.rssKiB !== null);
+  addTarget(
+    '`list --json` / `lspci -D -nnk`',
+    '≤ 1.0x',
+    ratio('list', 'lspci'),
+    pr('list', 'lspci'),
+    1.0,
+    'max',
+    'list',
+    'list',
+    'lspci',
+  );
+  addTarget(
+    '`driverctl list-devices` / `list --json`',
+    '≥ 30x',
+    ratio('driverctl', 'list'),
+    pr('driverctl', 'list'),
+    30,
+    'min',
+    'list',
+    'driverctl',
+    'list',
+  );
+  addTarget(
+    '`dpdk-devbind.py --status` / `list --json`',
+    '≥ 10x',
+    ratio('dpdk', 'list'),
+    pr('dpdk', 'list'),
+    10,
+    'min',
+    'list',
+    'dpdk',
+    'list',
+  );
+  addTarget(
+    `small tree (${x.small.functions} functions): \`list --json\` / \`node -e 0\``,
+    '≤ 1.3x',
+    ratio('smalllist', 'node0'),
+    pr('smalllist', 'node0'),
+    1.3,
+    'max',
+    'smalllist',
+    'smalllist',
+    'node0',
+  );
+  addTarget(
+    'small tree: `show --json` / `node -e 0`',
+    '≤ 1.2x',
+    ratio('smallshow', 'node0'),
+    pr('smallshow', 'node0'),
+    1.2,
+    'max',
+    'smallshow',
+    'smallshow',
+    'node0',
+  );
+  addTarget(
+    '`--version` / `node -e 0`',
+    '≤ 1.1x',
+    ratio('version', 'node0'),
+    pr('version', 'node0'),
+    1.1,
+    'max',
+    undefined,
+    'version',
+    'node0',
+  );
+  addTarget(
+    `\`status --json\` (${tree.vfs.length} configured VFs) / \`list --json\``,
+    '≤ 1.5x',
+    ratio('status', 'list'),
+    pr('status', 'list'),
+    1.5,
+    'max',
+    'status',
+    'status',
+    'list',
+  );
+  addTarget(
+    `\`apply --dry-run\` (${tree.vfs.length} configured VFs) / \`list --json\``,
+    '≤ 1.5x',
+    ratio('apply', 'list'),
+    pr('apply', 'list'),
+    1.5,
+    'max',
+    'apply',
+    'apply',
+    'list',
+  );
+  addTarget(
+    `\`bind --dry-run\` (${tree.vfs.length} VFs) / \`list --json\``,
+    '< 2x',
+    ratio('bind', 'list'),
+    pr('bind', 'list'),
+    2,
+    'max',
+    'bind',
+    'bind',
+    'list',
+  );
+  const vfRss = rows.filter(
+    (r) =>
+      ['version', 'smallshow', 'smalllist', 'show', 'list', 'bind', 'status', 'apply'].includes(
+        r.cmd.id,
+      ) && r.rssKiB !== null,
+  );
   const maxRss = vfRss.length ? Math.max(...vfRss.map((r) => r.rssKiB!)) : null;
   const maxRssRow = vfRss.find((r) => r.rssKiB === maxRss);
   targets.push({
@@ -527,16 +925,31 @@ function report(x: ReportInput): string {
     pass: maxRss === null ? null : maxRss * 1024 < 80e6,
     prof: undefined,
     minRatio: null,
-    by: maxRss !== null && maxRss * 1024 >= 80e6 ? `${mib(maxRss)} = ${((maxRss * 1024) / 1e6).toFixed(1)} MB, ${(((maxRss * 1024) / 80e6 - 1) * 100).toFixed(0)}% over 80 MB (\`node -e 0\` alone: ${mib(row('node0').rssKiB)})` : '',
+    by:
+      maxRss !== null && maxRss * 1024 >= 80e6
+        ? `${mib(maxRss)} = ${((maxRss * 1024) / 1e6).toFixed(1)} MB, ${(((maxRss * 1024) / 80e6 - 1) * 100).toFixed(0)}% over 80 MB (\`node -e 0\` alone: ${mib(row('node0').rssKiB)})`
+        : '',
   });
 
   const m = x.machine;
   const L: string[] = [];
   L.push('# vfioctl benchmark results', '');
-  L.push('Generated by `npm run bench` (bench/run.ts); do not edit by hand. Only the **ratios** between commands of this one run mean anything: the machines are shared and noisy, so absolute times are context only.', '');
+  L.push(
+    'Generated by `npm run bench` (bench/run.ts); do not edit by hand. Only the **ratios** between commands of this one run mean anything: the machines are shared and noisy, so absolute times are context only.',
+    '',
+  );
   L.push('## Machine', '');
   L.push('| | |', '|---|---|');
-  L.push(`| date | ${m.date} |`, `| CPU | ${m.cpu} |`, `| memory | ${m.memory} |`, `| kernel | ${m.kernel} |`, `| node | ${m.node} |`, `| vfioctl | ${m.vfioctl} |`, `| peers | ${m.peers} |`, `| load | ${m.load}; the table's commands share the machine with whatever else ran |`);
+  L.push(
+    `| date | ${m.date} |`,
+    `| CPU | ${m.cpu} |`,
+    `| memory | ${m.memory} |`,
+    `| kernel | ${m.kernel} |`,
+    `| node | ${m.node} |`,
+    `| vfioctl | ${m.vfioctl} |`,
+    `| peers | ${m.peers} |`,
+    `| load | ${m.load}; the table's commands share the machine with whatever else ran |`,
+  );
   L.push('');
   L.push('## Host tree', '');
   L.push(
@@ -549,28 +962,47 @@ function report(x: ReportInput): string {
     `driverctl and dpdk-devbind.py read /sys directly: they run in a private mount namespace (\`unshare -m\`) with the tree's \`sys/\` bind-mounted over /sys${x.overlay ? ` and an overlay giving /lib/modules/${os.release()} the tree's module index, so their \`lspci -k\` and the "libkmod" lspci row do module lookups as on a real host` : ''}. The row "\`true\` in the same namespace wrapper" is that wrapper's own cost, included in theirs.${x.nsProblem ? ` **Not available in this run: ${x.nsProblem}.**` : ''}`,
   );
   L.push('');
-  L.push(`## Times (${x.opts.reps} alternating rounds, ${x.opts.slowReps} for the slow peers; stdout to /dev/null)`, '');
+  L.push(
+    `## Times (${x.opts.reps} alternating rounds, ${x.opts.slowReps} for the slow peers; stdout to /dev/null)`,
+    '',
+  );
   L.push('| command | runs | median | min–max | peak RSS |', '|---|---:|---:|---:|---:|');
   for (const r of rows) {
     if (r.cmd.unavailable) {
-      L.push(`| ${r.cmd.label} | – | ${r.cmd.unavailable.startsWith('not available') ? r.cmd.unavailable : `not available: ${r.cmd.unavailable}`} | | |`);
+      L.push(
+        `| ${r.cmd.label} | – | ${r.cmd.unavailable.startsWith('not available') ? r.cmd.unavailable : `not available: ${r.cmd.unavailable}`} | | |`,
+      );
       continue;
     }
     const s = r.stats!;
-    L.push(`| ${r.cmd.label} | ${s.n} | ${r.failed ? `failed (${r.failed})` : fmtMs(s.median)} | ${fmtMs(s.min)} – ${fmtMs(s.max)} | ${mib(r.rssKiB)} |`);
+    L.push(
+      `| ${r.cmd.label} | ${s.n} | ${r.failed ? `failed (${r.failed})` : fmtMs(s.median)} | ${fmtMs(s.min)} – ${fmtMs(s.max)} | ${mib(r.rssKiB)} |`,
+    );
   }
   L.push('');
   L.push('## Targets (issue 19)', '');
-  L.push('Ratio = median / median from this run, over the rounds both commands ran (the verdict); the spread is the range of the per-round ratios (the commands alternate, so round *i* of one pairs with round *i* of the other); "fastest / fastest" compares the least disturbed run of each, for context when the machine was busy.', '');
-  L.push('| target | goal | measured (median ratio) | per-round spread | fastest / fastest | result |', '|---|---|---:|---:|---:|---|');
+  L.push(
+    'Ratio = median / median from this run, over the rounds both commands ran (the verdict); the spread is the range of the per-round ratios (the commands alternate, so round *i* of one pairs with round *i* of the other); "fastest / fastest" compares the least disturbed run of each, for context when the machine was busy.',
+    '',
+  );
+  L.push(
+    '| target | goal | measured (median ratio) | per-round spread | fastest / fastest | result |',
+    '|---|---|---:|---:|---:|---|',
+  );
   for (const t of targets) {
-    const measured = t.ratio !== null ? fmtRatio(t.ratio) : t.goal === '< 80 MB' ? mib(maxRss) : 'n/a';
+    const measured =
+      t.ratio !== null ? fmtRatio(t.ratio) : t.goal === '< 80 MB' ? mib(maxRss) : 'n/a';
     const res = t.pass === null ? 'not measured' : t.pass ? '**pass**' : `**miss**: ${t.by}`;
-    L.push(`| ${t.what} | ${t.goal} | ${measured} | ${fmtPairs(t.pairs)} | ${t.minRatio === null ? '–' : fmtRatio(t.minRatio)} | ${res} |`);
+    L.push(
+      `| ${t.what} | ${t.goal} | ${measured} | ${fmtPairs(t.pairs)} | ${t.minRatio === null ? '–' : fmtRatio(t.minRatio)} | ${res} |`,
+    );
   }
   L.push('');
   L.push(`## Scaling (\`vfioctl list --json\`, ${x.opts.scaleReps} alternating rounds)`, '');
-  L.push('| SR-IOV functions | total functions | `list --json` median (min–max) | per function | `lspci -D -nnk` median | lspci per function | list / lspci |', '|---:|---:|---:|---:|---:|---:|---:|');
+  L.push(
+    '| SR-IOV functions | total functions | `list --json` median (min–max) | per function | `lspci -D -nnk` median | lspci per function | list / lspci |',
+    '|---:|---:|---:|---:|---:|---:|---:|',
+  );
   for (const s of x.scale) {
     L.push(
       `| ${s.tree.sriovFunctions.toLocaleString('en')} | ${s.tree.functions.toLocaleString('en')} | ${fmtMs(s.list.median)} (${fmtMs(s.list.min)} – ${fmtMs(s.list.max)}) | ${((s.list.median * 1000) / s.tree.functions).toFixed(0)} µs | ${s.lspci ? fmtMs(s.lspci.median) : 'n/a'} | ${s.lspci ? `${((s.lspci.median * 1000) / s.tree.functions).toFixed(0)} µs` : 'n/a'} | ${s.lspci ? fmtRatio(s.list.median / s.lspci.median) : 'n/a'} |`,
@@ -581,11 +1013,16 @@ function report(x: ReportInput): string {
     const b = x.scale[x.scale.length - 1]!;
     const slope = (b.list.median - a.list.median) / (b.tree.functions - a.tree.functions);
     const fixed = a.list.median - slope * a.tree.functions;
-    L.push('', `Fit through the smallest and largest tree: ${fmtMs(fixed)} fixed + ${(slope * 1000).toFixed(0)} µs per function.`);
+    L.push(
+      '',
+      `Fit through the smallest and largest tree: ${fmtMs(fixed)} fixed + ${(slope * 1000).toFixed(0)} µs per function.`,
+    );
     if (x.scale.length >= 3) {
       const mid = x.scale[1]!;
       const pred = fixed + slope * mid.tree.functions;
-      L.push(`The middle tree (${mid.tree.functions.toLocaleString('en')} functions) predicted by that line: ${fmtMs(pred)}, measured ${fmtMs(mid.list.median)} (${(((mid.list.median - pred) / pred) * 100).toFixed(0)}%): ${Math.abs(mid.list.median - pred) / pred < 0.15 ? 'linear' : 'not linear within 15%'}.`);
+      L.push(
+        `The middle tree (${mid.tree.functions.toLocaleString('en')} functions) predicted by that line: ${fmtMs(pred)}, measured ${fmtMs(mid.list.median)} (${(((mid.list.median - pred) / pred) * 100).toFixed(0)}%): ${Math.abs(mid.list.median - pred) / pred < 0.15 ? 'linear' : 'not linear within 15%'}.`,
+      );
     }
   }
   L.push('');
@@ -600,9 +1037,19 @@ function report(x: ReportInput): string {
     L.push('| by area | self | % |', '|---|---:|---:|');
     for (const e of p.byFile) L.push(`| ${e.fn} | ${fmtMs(e.selfMs)} | ${e.pct.toFixed(1)} |`);
     L.push('', '| function (self time) | where | self | % |', '|---|---|---:|---:|');
-    for (const e of p.top) L.push(`| ${e.fn.replace(/\|/g, '\\|')} | ${e.where} | ${fmtMs(e.selfMs)} | ${e.pct.toFixed(1)} |`);
-    L.push('', '| src function, with the fs/node/native calls it makes | where | time | % |', '|---|---|---:|---:|');
-    for (const e of p.bySrc) L.push(`| ${e.fn.replace(/\|/g, '\\|')} | ${e.where} | ${fmtMs(e.selfMs)} | ${e.pct.toFixed(1)} |`);
+    for (const e of p.top)
+      L.push(
+        `| ${e.fn.replace(/\|/g, '\\|')} | ${e.where} | ${fmtMs(e.selfMs)} | ${e.pct.toFixed(1)} |`,
+      );
+    L.push(
+      '',
+      '| src function, with the fs/node/native calls it makes | where | time | % |',
+      '|---|---|---:|---:|',
+    );
+    for (const e of p.bySrc)
+      L.push(
+        `| ${e.fn.replace(/\|/g, '\\|')} | ${e.where} | ${fmtMs(e.selfMs)} | ${e.pct.toFixed(1)} |`,
+      );
     L.push('');
   }
   // The fixed part no device read can remove: Node's own start-up, then loading the bundle and
@@ -611,8 +1058,11 @@ function report(x: ReportInput): string {
     const node0 = med('node0');
     const version = med('version');
     if (node0 === null || version === null) return '';
-    const bundleKiB = fs.existsSync(DIST) ? ` (${(fs.statSync(DIST).size / 1024).toFixed(0)} KiB)` : '';
-    if (prof === undefined) return ` Of \`--version\`'s ${fmtMs(version)}, ${fmtMs(node0)} is \`node -e 0\`; the rest is reading and compiling the bundle${bundleKiB} and building the command line.`;
+    const bundleKiB = fs.existsSync(DIST)
+      ? ` (${(fs.statSync(DIST).size / 1024).toFixed(0)} KiB)`
+      : '';
+    if (prof === undefined)
+      return ` Of \`--version\`'s ${fmtMs(version)}, ${fmtMs(node0)} is \`node -e 0\`; the rest is reading and compiling the bundle${bundleKiB} and building the command line.`;
     const cmd = med(prof);
     if (cmd === null) return '';
     return ` Fixed start-up (\`--version\`: Node ${fmtMs(node0)} + bundle and command line ${fmtMs(version - node0)}) is ${fmtMs(version)} of its ${fmtMs(cmd)} (${((100 * version) / cmd).toFixed(0)}%).`;
@@ -632,7 +1082,9 @@ function report(x: ReportInput): string {
           .map((e) => `${e.fn} (${e.where.replace(/ \(dist:\d+\)$/, '')}) ${e.pct.toFixed(0)}%`)
           .join(', ')}.`
       : '';
-    L.push(`- ${t.what}: ${t.by}.${bound}${t.what.startsWith('`--version`') || t.prof ? startupNote(t.prof) : ''}`);
+    L.push(
+      `- ${t.what}: ${t.by}.${bound}${t.what.startsWith('`--version`') || t.prof ? startupNote(t.prof) : ''}`,
+    );
   }
   const notMeasured = targets.filter((t) => t.pass === null);
   for (const t of notMeasured) L.push(`- ${t.what}: not measured in this run (see the table).`);

@@ -33,7 +33,10 @@ export interface RebootPlan {
 
 /** Where the persistent layer sits on a reboot boot's results share (guest path). */
 export const GUEST_PERSIST_DIR = `${GUEST_RESULTS_DIR}/persist`;
-/** Hands a boot to systemd as PID 1 (sourced by guest/init; the guest sees the repository at this path). */
+/**
+ * Hands a boot to systemd as PID 1 (sourced by guest/init; the guest sees the repository at this
+ * path).
+ */
 export const SYSTEMD_BOOT_SCRIPT = path.resolve(__dirname, '../../e2e/guest/systemd-boot.sh');
 /** The kernel command line of a reboot boot also names its root, as a 9p-root VM's does. */
 export const REBOOT_CMDLINE = ['root=hostroot', 'rootfstype=9p'] as const;
@@ -66,7 +69,10 @@ export interface BootEnv {
 }
 
 /** A VM's own limit follows from its scenarios: a slow machine gives slow results, not failures. */
-export function vmTimeoutMs(env: Pick<BootEnv, 'scenarioTimeoutMs' | 'bootTimeoutMs'>, scenarios: number): number {
+export function vmTimeoutMs(
+  env: Pick<BootEnv, 'scenarioTimeoutMs' | 'bootTimeoutMs'>,
+  scenarios: number,
+): number {
   return env.bootTimeoutMs + scenarios * env.scenarioTimeoutMs;
 }
 
@@ -109,8 +115,14 @@ function shellQuote(v: string): string {
 function prepareShare(plan: BootPlan, env: BootEnv, share: string): void {
   fs.rmSync(share, { recursive: true, force: true });
   fs.mkdirSync(share, { recursive: true });
-  const trees = (plan.reboot?.installed ?? [plan.kernel]).map((k) => path.join(k.root, 'lib/modules'));
-  for (const t of trees) if (/\s/.test(t)) throw new Error(`${t}: the guest's /init takes module trees as a space-separated list; move the cache (VFIOCTL_E2E_CACHE) to a path without spaces`);
+  const trees = (plan.reboot?.installed ?? [plan.kernel]).map((k) =>
+    path.join(k.root, 'lib/modules'),
+  );
+  for (const t of trees)
+    if (/\s/.test(t))
+      throw new Error(
+        `${t}: the guest's /init takes module trees as a space-separated list; move the cache (VFIOCTL_E2E_CACHE) to a path without spaces`,
+      );
   const vars: Record<string, string> = {
     E2E_MODULES: trees.join(' '),
     E2E_NODE: env.node,
@@ -118,8 +130,14 @@ function prepareShare(plan: BootPlan, env: BootEnv, share: string): void {
     E2E_PLAN: `${GUEST_RESULTS_DIR}/plan.json`,
   };
   if (plan.reboot) vars.E2E_PERSIST = GUEST_PERSIST_DIR;
-  if (plan.reboot?.stage === 2 && plan.scenarios.some((s) => s.reboot?.systemd)) vars.E2E_SYSTEMD = SYSTEMD_BOOT_SCRIPT;
-  fs.writeFileSync(path.join(share, 'boot.env'), Object.entries(vars).map(([k, v]) => `${k}=${shellQuote(v)}\n`).join(''));
+  if (plan.reboot?.stage === 2 && plan.scenarios.some((s) => s.reboot?.systemd))
+    vars.E2E_SYSTEMD = SYSTEMD_BOOT_SCRIPT;
+  fs.writeFileSync(
+    path.join(share, 'boot.env'),
+    Object.entries(vars)
+      .map(([k, v]) => `${k}=${shellQuote(v)}\n`)
+      .join(''),
+  );
   const guestPlan: GuestPlan = {
     boot: plan.name,
     kernel: { id: plan.kernel.id, release: plan.kernel.release, variants: plan.kernel.variants },
@@ -131,7 +149,11 @@ function prepareShare(plan: BootPlan, env: BootEnv, share: string): void {
         chain: plan.reboot.chain,
         stage: plan.reboot.stage,
         persist: GUEST_PERSIST_DIR,
-        other: { id: plan.reboot.other.id, release: plan.reboot.other.release, variants: plan.reboot.other.variants },
+        other: {
+          id: plan.reboot.other.id,
+          release: plan.reboot.other.release,
+          variants: plan.reboot.other.variants,
+        },
         otherModules: path.join(plan.reboot.other.root, 'lib/modules', plan.reboot.other.release),
       },
     }),
@@ -152,7 +174,12 @@ function readJson<T>(file: string): T | null {
  * the first boot's persistent layer; it is moved onto this boot's share (the first boot starts
  * with an empty one).
  */
-export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: string) => void, persistFrom?: string): Promise<BootOutcome> {
+export async function runBoot(
+  plan: BootPlan,
+  env: BootEnv,
+  onLine?: (line: string) => void,
+  persistFrom?: string,
+): Promise<BootOutcome> {
   const share = path.join(env.runDir, plan.name);
   const consoleFile = path.join(env.runDir, `${plan.name}.console.log`);
   prepareShare(plan, env, share);
@@ -194,10 +221,10 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
   const problem = watchdog.overrun
     ? `scenario ${watchdog.overrun} ran longer than its time limit of ${env.scenarioTimeoutMs / 1000}s (VFIOCTL_E2E_SCENARIO_TIMEOUT) and the VM was stopped`
     : vm.timedOut
-    ? `the VM did not power off within ${timeoutMs / 1000}s (${env.bootTimeoutMs / 1000}s plus ${env.scenarioTimeoutMs / 1000}s for each of its ${plan.scenarios.length} scenarios) and was killed`
-    : !finished
-      ? `the guest runner did not finish (QEMU exit ${vm.exitCode})`
-      : null;
+      ? `the VM did not power off within ${timeoutMs / 1000}s (${env.bootTimeoutMs / 1000}s plus ${env.scenarioTimeoutMs / 1000}s for each of its ${plan.scenarios.length} scenarios) and was killed`
+      : !finished
+        ? `the guest runner did not finish (QEMU exit ${vm.exitCode})`
+        : null;
   const results = plan.scenarios.map((s): ScenarioResult => {
     const got = readJson<ScenarioResult>(path.join(share, 'results', `${s.name}.json`));
     if (got) return got;
@@ -206,13 +233,22 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
       scenario: s.name,
       boot: plan.name,
       status: 'fail',
-      message: started ? `no result: the guest died or hung during this scenario (${problem ?? 'see the console'})` : `not run: ${problem ?? 'the guest runner stopped before it'}`,
+      message: started
+        ? `no result: the guest died or hung during this scenario (${problem ?? 'see the console'})`
+        : `not run: ${problem ?? 'the guest runner stopped before it'}`,
       ms: 0,
       transcript: [],
       kmsg: [],
     };
   });
-  return { plan, vm, consoleFile, results, facts: readJson(path.join(share, 'facts.json')), problem };
+  return {
+    plan,
+    vm,
+    consoleFile,
+    results,
+    facts: readJson(path.join(share, 'facts.json')),
+    problem,
+  };
 }
 
 /**
@@ -220,18 +256,40 @@ export async function runBoot(plan: BootPlan, env: BootEnv, onLine?: (line: stri
  * command-line words it needs (initrd.cmdline) in its persistent directory: the second boot
  * starts from that initramfs instead of the suite's own.
  */
-export function builtInitramfs(plan: BootPlan, share: string, cache?: string): { initrd?: string; cmdline: string[] } {
+export function builtInitramfs(
+  plan: BootPlan,
+  share: string,
+  cache?: string,
+): { initrd?: string; cmdline: string[] } {
   const dir = hostPersistDir(share);
-  if (plan.reboot?.stage !== 2 || !fs.existsSync(path.join(dir, 'initrd.img'))) return { cmdline: [] };
+  if (plan.reboot?.stage !== 2 || !fs.existsSync(path.join(dir, 'initrd.img')))
+    return { cmdline: [] };
   // Kept by its inputs' key for the next run (the key says which image a first boot may reuse).
-  const key = fs.existsSync(path.join(dir, 'initrd.key')) ? fs.readFileSync(path.join(dir, 'initrd.key'), 'utf8').trim() : '';
-  if (cache && /^[0-9a-f]{16}$/.test(key) && !fs.existsSync(path.join(cache, 'initramfs', `${key}.img`))) {
+  const key = fs.existsSync(path.join(dir, 'initrd.key'))
+    ? fs.readFileSync(path.join(dir, 'initrd.key'), 'utf8').trim()
+    : '';
+  if (
+    cache &&
+    /^[0-9a-f]{16}$/.test(key) &&
+    !fs.existsSync(path.join(cache, 'initramfs', `${key}.img`))
+  ) {
     fs.mkdirSync(path.join(cache, 'initramfs'), { recursive: true });
     fs.copyFileSync(path.join(dir, 'initrd.img'), path.join(cache, 'initramfs', `.${key}.tmp`));
-    fs.renameSync(path.join(cache, 'initramfs', `.${key}.tmp`), path.join(cache, 'initramfs', `${key}.img`));
+    fs.renameSync(
+      path.join(cache, 'initramfs', `.${key}.tmp`),
+      path.join(cache, 'initramfs', `${key}.img`),
+    );
   }
-  const words = (fs.existsSync(path.join(dir, 'initrd.cmdline')) ? fs.readFileSync(path.join(dir, 'initrd.cmdline'), 'utf8') : '').split(/\s+/).filter(Boolean);
-  for (const w of words) if (!/^[\w.-]+=[\w./-]+$/.test(w)) throw new Error(`initrd.cmdline: unexpected word ${JSON.stringify(w)}`);
+  const words = (
+    fs.existsSync(path.join(dir, 'initrd.cmdline'))
+      ? fs.readFileSync(path.join(dir, 'initrd.cmdline'), 'utf8')
+      : ''
+  )
+    .split(/\s+/)
+    .filter(Boolean);
+  for (const w of words)
+    if (!/^[\w.-]+=[\w./-]+$/.test(w))
+      throw new Error(`initrd.cmdline: unexpected word ${JSON.stringify(w)}`);
   return { initrd: path.join(dir, 'initrd.img'), cmdline: words };
 }
 
@@ -246,7 +304,15 @@ function notRun(plan: BootPlan, env: BootEnv, why: string): BootOutcome {
     plan,
     vm: { ms: 0, exitCode: null, timedOut: false, console: '' },
     consoleFile: path.join(env.runDir, `${plan.name}.console.log`),
-    results: plan.scenarios.map((s) => ({ scenario: s.name, boot: plan.name, status: 'skip', message: why, ms: 0, transcript: [], kmsg: [] })),
+    results: plan.scenarios.map((s) => ({
+      scenario: s.name,
+      boot: plan.name,
+      status: 'skip',
+      message: why,
+      ms: 0,
+      transcript: [],
+      kmsg: [],
+    })),
     facts: null,
     problem: null,
   };
@@ -260,7 +326,11 @@ function notRun(plan: BootPlan, env: BootEnv, why: string): BootOutcome {
 export async function runChain(
   chain: readonly BootPlan[],
   env: BootEnv,
-  each: { start?: (b: BootPlan) => void; line?: (b: BootPlan, line: string) => void; done?: (b: BootPlan, o: BootOutcome) => void } = {},
+  each: {
+    start?: (b: BootPlan) => void;
+    line?: (b: BootPlan, line: string) => void;
+    done?: (b: BootPlan, o: BootOutcome) => void;
+  } = {},
   boot: typeof runBoot = runBoot,
 ): Promise<BootOutcome[]> {
   const outcomes: BootOutcome[] = [];
@@ -270,7 +340,9 @@ export async function runChain(
     for (const b of chain) {
       const before = outcomes[outcomes.length - 1];
       if (before && (before.problem || before.results.some((r) => r.status !== 'pass'))) {
-        outcomes.push(notRun(b, env, `not run: the boot before it (${before.plan.name}) did not pass`));
+        outcomes.push(
+          notRun(b, env, `not run: the boot before it (${before.plan.name}) did not pass`),
+        );
         continue;
       }
       each.start?.(b);

@@ -14,14 +14,21 @@ export interface DeviceSpec {
 
 /** Devices by role. Slots 0x10/0x11 carry the guest's own root and results share: never unbound. */
 export const MACHINE = {
-  e1000e: { address: '0000:00:02.0', vendor: '8086', device: '10d3', hostDriver: 'e1000e', qemu: 'e1000e,addr=0x02,romfile=,netdev=hub0', note: 'Intel 82574L NIC' },
+  e1000e: {
+    address: '0000:00:02.0',
+    vendor: '8086',
+    device: '10d3',
+    hostDriver: 'e1000e',
+    qemu: 'e1000e,addr=0x02,romfile=,netdev=hub0',
+    note: 'Intel 82574L NIC',
+  },
   virtioNetModern: {
     address: '0000:00:03.0',
     vendor: '1af4',
     device: '1041',
     hostDriver: 'virtio-pci',
     qemu: 'virtio-net-pci,disable-legacy=on,addr=0x03,romfile=,netdev=hub1',
-    note: 'modern virtio-net, in virtio_vfio_pci\'s ID table',
+    note: "modern virtio-net, in virtio_vfio_pci's ID table",
   },
   virtioNetLegacy: {
     address: '0000:00:04.0',
@@ -31,8 +38,22 @@ export const MACHINE = {
     qemu: 'virtio-net-pci,addr=0x04,romfile=,netdev=hub2',
     note: 'transitional virtio-net',
   },
-  e1000eNic: { address: '0000:00:05.0', vendor: '8086', device: '10d3', hostDriver: 'e1000e', qemu: 'e1000e,addr=0x05,romfile=,netdev=hub3', note: 'second 82574L, configured up with an address' },
-  edu: { address: '0000:00:06.0', vendor: '1234', device: '11e8', hostDriver: null, qemu: 'edu,addr=0x06', note: 'QEMU edu device, no host driver' },
+  e1000eNic: {
+    address: '0000:00:05.0',
+    vendor: '8086',
+    device: '10d3',
+    hostDriver: 'e1000e',
+    qemu: 'e1000e,addr=0x05,romfile=,netdev=hub3',
+    note: 'second 82574L, configured up with an address',
+  },
+  edu: {
+    address: '0000:00:06.0',
+    vendor: '1234',
+    device: '11e8',
+    hostDriver: null,
+    qemu: 'edu,addr=0x06',
+    note: 'QEMU edu device, no host driver',
+  },
   nvme: {
     address: '0000:00:07.0',
     vendor: '1b36',
@@ -45,11 +66,46 @@ export const MACHINE = {
     qemu: 'nvme,addr=0x07,serial=e2e0001,subsys=nvmesubsys,sriov_max_vfs=16,sriov_vq_flexible=32,sriov_vi_flexible=16,max_ioqpairs=34,msix_qsize=18',
     note: 'NVMe controller with SR-IOV (up to 16 VFs)',
   },
-  rootfs: { address: '0000:00:10.0', vendor: '1af4', device: '1009', hostDriver: 'virtio-pci', qemu: null, note: 'virtio-9p: the guest\'s root filesystem' },
-  results: { address: '0000:00:11.0', vendor: '1af4', device: '1009', hostDriver: 'virtio-pci', qemu: null, note: 'virtio-9p: the results share' },
-  lpc: { address: '0000:00:1f.0', vendor: '8086', device: '2918', hostDriver: 'lpc_ich', qemu: null, note: 'ICH9 LPC, shares an IOMMU group with 1f.2 and 1f.3' },
-  sata: { address: '0000:00:1f.2', vendor: '8086', device: '2922', hostDriver: 'ahci', qemu: null, note: 'ICH9 AHCI' },
-  smbus: { address: '0000:00:1f.3', vendor: '8086', device: '2930', hostDriver: 'i801_smbus', qemu: null, note: 'ICH9 SMBus' },
+  rootfs: {
+    address: '0000:00:10.0',
+    vendor: '1af4',
+    device: '1009',
+    hostDriver: 'virtio-pci',
+    qemu: null,
+    note: "virtio-9p: the guest's root filesystem",
+  },
+  results: {
+    address: '0000:00:11.0',
+    vendor: '1af4',
+    device: '1009',
+    hostDriver: 'virtio-pci',
+    qemu: null,
+    note: 'virtio-9p: the results share',
+  },
+  lpc: {
+    address: '0000:00:1f.0',
+    vendor: '8086',
+    device: '2918',
+    hostDriver: 'lpc_ich',
+    qemu: null,
+    note: 'ICH9 LPC, shares an IOMMU group with 1f.2 and 1f.3',
+  },
+  sata: {
+    address: '0000:00:1f.2',
+    vendor: '8086',
+    device: '2922',
+    hostDriver: 'ahci',
+    qemu: null,
+    note: 'ICH9 AHCI',
+  },
+  smbus: {
+    address: '0000:00:1f.3',
+    vendor: '8086',
+    device: '2930',
+    hostDriver: 'i801_smbus',
+    qemu: null,
+    note: 'ICH9 SMBus',
+  },
 } as const satisfies Record<string, DeviceSpec>;
 
 export type DeviceRole = keyof typeof MACHINE;

@@ -9,15 +9,26 @@ import type { KernelArtifacts } from './setup/kernel';
  * one pair per reboot scenario and kernel pair), then one boot without an IOMMU for the no-IOMMU
  * checks. Longest first, so that the pool's two VMs finish close together.
  */
-export function planBoots(kernels: readonly KernelArtifacts[], only: readonly string[], scenarios: readonly Scenario[] = SCENARIOS): BootPlan[] {
+export function planBoots(
+  kernels: readonly KernelArtifacts[],
+  only: readonly string[],
+  scenarios: readonly Scenario[] = SCENARIOS,
+): BootPlan[] {
   const boots: BootPlan[] = [];
-  const selected = (kind: BootKind) => scenarios.filter((s) => s.boots.includes(kind) && (only.length === 0 || only.includes(s.name)));
+  const selected = (kind: BootKind) =>
+    scenarios.filter((s) => s.boots.includes(kind) && (only.length === 0 || only.includes(s.name)));
   const plain = (kind: 'iommu' | 'no-iommu') => {
     const chosen = selected(kind);
     if (chosen.length === 0) return;
     for (const kernel of kernels) {
       const here = chosen.filter((s) => !s.kernels || s.kernels.includes(kernel.id));
-      if (here.length) boots.push({ name: kind === 'iommu' ? kernel.id : `${kernel.id}-no-iommu`, kernel, iommu: kind === 'iommu', scenarios: here });
+      if (here.length)
+        boots.push({
+          name: kind === 'iommu' ? kernel.id : `${kernel.id}-no-iommu`,
+          kernel,
+          iommu: kind === 'iommu',
+          scenarios: here,
+        });
     }
   };
   plain('iommu');
@@ -25,7 +36,8 @@ export function planBoots(kernels: readonly KernelArtifacts[], only: readonly st
     const spec = s.reboot?.kernels ?? 'same';
     const pairs: [KernelArtifacts, KernelArtifacts][] = [];
     if (spec === 'same') {
-      for (const k of kernels) if (!s.reboot?.only || s.reboot.only.includes(k.id)) pairs.push([k, k]);
+      for (const k of kernels)
+        if (!s.reboot?.only || s.reboot.only.includes(k.id)) pairs.push([k, k]);
     } else {
       const a = kernels.find((k) => k.id === spec[0]);
       const b = kernels.find((k) => k.id === spec[1]);
@@ -35,9 +47,21 @@ export function planBoots(kernels: readonly KernelArtifacts[], only: readonly st
       const base = a === b ? `${a.id}-reboot` : `${a.id}-${b.id}-reboot`;
       // A second pair of the same kernels is named after its scenario.
       const chain = boots.some((x) => x.reboot?.chain === base) ? `${base}-${s.name}` : base;
-      boots.push({ name: `${chain}1`, kernel: a, iommu: true, scenarios: [s], reboot: { chain, stage: 1, installed: [a], other: b } });
+      boots.push({
+        name: `${chain}1`,
+        kernel: a,
+        iommu: true,
+        scenarios: [s],
+        reboot: { chain, stage: 1, installed: [a], other: b },
+      });
       // The first kernel stays installed next to the second (as after an upgrade).
-      boots.push({ name: `${chain}2`, kernel: b, iommu: true, scenarios: [s], reboot: { chain, stage: 2, installed: a === b ? [a] : [a, b], other: a } });
+      boots.push({
+        name: `${chain}2`,
+        kernel: b,
+        iommu: true,
+        scenarios: [s],
+        reboot: { chain, stage: 2, installed: a === b ? [a] : [a, b], other: a },
+      });
     }
   }
   plain('no-iommu');
@@ -49,7 +73,8 @@ export function chains(boots: readonly BootPlan[]): BootPlan[][] {
   const out: BootPlan[][] = [];
   for (const b of boots) {
     const last = out[out.length - 1];
-    if (b.reboot && b.reboot.stage > 1 && last && last[0]!.reboot?.chain === b.reboot.chain) last.push(b);
+    if (b.reboot && b.reboot.stage > 1 && last && last[0]!.reboot?.chain === b.reboot.chain)
+      last.push(b);
     else out.push([b]);
   }
   return out;

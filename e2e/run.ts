@@ -41,18 +41,34 @@ function parseOptions(argv: readonly string[]): Options {
     },
   });
   const kernels = values.kernel ?? KERNELS.map((k) => k.id);
-  for (const k of kernels) if (!KERNELS.some((s) => s.id === k)) throw new Error(`unknown --kernel ${k} (known: ${KERNELS.map((s) => s.id).join(', ')})`);
+  for (const k of kernels)
+    if (!KERNELS.some((s) => s.id === k))
+      throw new Error(`unknown --kernel ${k} (known: ${KERNELS.map((s) => s.id).join(', ')})`);
   const scenarios = values.scenario ?? [];
-  for (const s of scenarios) if (!SCENARIOS.some((x) => x.name === s)) throw new Error(`unknown --scenario ${s} (known: ${SCENARIOS.map((x) => x.name).join(', ')})`);
-  return { kernels, scenarios, provisionOnly: !!values['provision-only'], verbose: !!values.verbose };
+  for (const s of scenarios)
+    if (!SCENARIOS.some((x) => x.name === s))
+      throw new Error(
+        `unknown --scenario ${s} (known: ${SCENARIOS.map((x) => x.name).join(', ')})`,
+      );
+  return {
+    kernels,
+    scenarios,
+    provisionOnly: !!values['provision-only'],
+    verbose: !!values.verbose,
+  };
 }
 
 /** The guest sees the host's / except what its /init mounts over: those paths cannot be used. */
 function checkVisibleInGuest(paths: Record<string, string>): void {
   for (const [what, p] of Object.entries(paths)) {
     const real = fs.existsSync(p) ? fs.realpathSync(p) : path.resolve(p);
-    const hidden = ['/run', '/proc', '/sys', '/dev'].find((m) => real === m || real.startsWith(`${m}/`));
-    if (hidden) throw new Error(`the ${what} is under ${hidden} (${real}), which the guest mounts its own file system over; move it elsewhere`);
+    const hidden = ['/run', '/proc', '/sys', '/dev'].find(
+      (m) => real === m || real.startsWith(`${m}/`),
+    );
+    if (hidden)
+      throw new Error(
+        `the ${what} is under ${hidden} (${real}), which the guest mounts its own file system over; move it elsewhere`,
+      );
   }
 }
 
@@ -73,12 +89,24 @@ async function main(): Promise<number> {
 
   const vfioctl = path.join(REPO, 'dist/vfioctl.js');
   const runner = path.join(REPO, 'build/e2e/guest/main.js');
-  for (const f of [vfioctl, runner]) if (!fs.existsSync(f)) throw new Error(`${f} is missing: run \`npm run build && tsc -p e2e/tsconfig.json\` first (npm run test:e2e does)`);
+  for (const f of [vfioctl, runner])
+    if (!fs.existsSync(f))
+      throw new Error(
+        `${f} is missing: run \`npm run build && tsc -p e2e/tsconfig.json\` first (npm run test:e2e does)`,
+      );
 
-  checkVisibleInGuest({ repository: REPO, 'node binary': process.execPath, 'cache (VFIOCTL_E2E_CACHE)': cacheDir() });
+  checkVisibleInGuest({
+    repository: REPO,
+    'node binary': process.execPath,
+    'cache (VFIOCTL_E2E_CACHE)': cacheDir(),
+  });
 
   const initScript = fs.readFileSync(path.join(REPO, 'e2e/guest/init'));
-  const kernels = await provision({ cache: cacheDir(), kernels: KERNELS.filter((k) => opts.kernels.includes(k.id)), initScript });
+  const kernels = await provision({
+    cache: cacheDir(),
+    kernels: KERNELS.filter((k) => opts.kernels.includes(k.id)),
+    initScript,
+  });
   if (opts.provisionOnly) return 0;
 
   const runDir = prepareRunDir();
@@ -94,26 +122,53 @@ async function main(): Promise<number> {
     bootTimeoutMs: (Number(process.env.VFIOCTL_E2E_BOOT_TIMEOUT) || 180) * 1000,
   };
   fs.copyFileSync(vfioctl, env.vfioctl);
-  if (process.env.VFIOCTL_E2E_VM_TIMEOUT) log('VFIOCTL_E2E_VM_TIMEOUT is no longer read: a VM\'s limit follows from VFIOCTL_E2E_SCENARIO_TIMEOUT and its scenario count');
+  if (process.env.VFIOCTL_E2E_VM_TIMEOUT)
+    log(
+      "VFIOCTL_E2E_VM_TIMEOUT is no longer read: a VM's limit follows from VFIOCTL_E2E_SCENARIO_TIMEOUT and its scenario count",
+    );
 
   const boots = planBoots(kernels, opts.scenarios);
-  for (const s of opts.scenarios) if (!boots.some((b) => b.scenarios.some((x) => x.name === s))) log(`scenario ${s}: no boot of the selected kernels runs it (a kernel-change reboot needs both kernels)`);
-  log(`${boots.length} boots (${boots.map((b) => `${b.name}: ${b.scenarios.length} scenarios`).join('; ')}), ${jobs} at a time; logs in ${runDir}`);
+  for (const s of opts.scenarios)
+    if (!boots.some((b) => b.scenarios.some((x) => x.name === s)))
+      log(
+        `scenario ${s}: no boot of the selected kernels runs it (a kernel-change reboot needs both kernels)`,
+      );
+  log(
+    `${boots.length} boots (${boots.map((b) => `${b.name}: ${b.scenarios.length} scenarios`).join('; ')}), ${jobs} at a time; logs in ${runDir}`,
+  );
   const outcomes: BootOutcome[] = (
     await pool(
       jobs,
-      chains(boots).map((chain) => () =>
-        runChain(chain, env, {
-          start: (b) => log(`${b.name}: booting ${b.kernel.release}${b.iommu ? ' with an emulated IOMMU' : ' without an IOMMU'}${b.reboot ? ` (reboot pair ${b.reboot.chain}, boot ${b.reboot.stage} of 2)` : ''}`),
-          line: (b, line) => {
-            if (opts.verbose || /^E2E: scenario \S+: /.test(line)) log(`${b.name}| ${line}`);
-          },
-          done: (b, o) => log(`${b.name}: done in ${formatMs(o.vm.ms)}${o.problem ? ` (${o.problem})` : ''}`),
-        }),
+      chains(boots).map(
+        (chain) => () =>
+          runChain(chain, env, {
+            start: (b) =>
+              log(
+                `${b.name}: booting ${b.kernel.release}${b.iommu ? ' with an emulated IOMMU' : ' without an IOMMU'}${b.reboot ? ` (reboot pair ${b.reboot.chain}, boot ${b.reboot.stage} of 2)` : ''}`,
+              ),
+            line: (b, line) => {
+              if (opts.verbose || /^E2E: scenario \S+: /.test(line)) log(`${b.name}| ${line}`);
+            },
+            done: (b, o) =>
+              log(`${b.name}: done in ${formatMs(o.vm.ms)}${o.problem ? ` (${o.problem})` : ''}`),
+          }),
       ),
     )
   ).flat();
-  fs.writeFileSync(path.join(runDir, 'results.json'), JSON.stringify(outcomes.map((o) => ({ boot: o.plan.name, problem: o.problem, ms: o.vm.ms, facts: o.facts, results: o.results })), null, 2) + '\n');
+  fs.writeFileSync(
+    path.join(runDir, 'results.json'),
+    JSON.stringify(
+      outcomes.map((o) => ({
+        boot: o.plan.name,
+        problem: o.problem,
+        ms: o.vm.ms,
+        facts: o.facts,
+        results: o.results,
+      })),
+      null,
+      2,
+    ) + '\n',
+  );
   const t = printReport(outcomes, Date.now() - t0, (s) => process.stdout.write(s));
   return t.failed > 0 ? 1 : 0;
 }

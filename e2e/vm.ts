@@ -55,13 +55,37 @@ export function qemuArgv(cfg: VmConfig): string[] {
   const slot = (a: string): string => `0x${a.split(':')[2]!.split('.')[0]}`;
   return [
     'qemu-system-x86_64',
-    ...['-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-smp', String(cfg.cpus), '-m', `${cfg.memoryMb}M`],
+    ...[
+      '-machine',
+      'q35',
+      '-accel',
+      'tcg',
+      '-cpu',
+      'max',
+      '-smp',
+      String(cfg.cpus),
+      '-m',
+      `${cfg.memoryMb}M`,
+    ],
     ...['-nodefaults', '-display', 'none', '-no-reboot', '-monitor', 'none', '-serial', 'stdio'],
-    ...['-kernel', cfg.kernel.vmlinuz, '-initrd', cfg.initrd ?? cfg.kernel.initrd, '-append', kernelCmdline(cfg)],
+    ...[
+      '-kernel',
+      cfg.kernel.vmlinuz,
+      '-initrd',
+      cfg.initrd ?? cfg.kernel.initrd,
+      '-append',
+      kernelCmdline(cfg),
+    ],
     ...['-fsdev', 'local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap'],
-    ...['-device', `virtio-9p-pci,fsdev=hostroot,mount_tag=${ROOT_TAG},addr=${slot(MACHINE.rootfs.address)}`],
+    ...[
+      '-device',
+      `virtio-9p-pci,fsdev=hostroot,mount_tag=${ROOT_TAG},addr=${slot(MACHINE.rootfs.address)}`,
+    ],
     ...['-fsdev', `local,id=results,path=${cfg.shareDir},security_model=none,multidevs=remap`],
-    ...['-device', `virtio-9p-pci,fsdev=results,mount_tag=${RESULTS_TAG},addr=${slot(MACHINE.results.address)}`],
+    ...[
+      '-device',
+      `virtio-9p-pci,fsdev=results,mount_tag=${RESULTS_TAG},addr=${slot(MACHINE.results.address)}`,
+    ],
     ...devices,
   ];
 }
@@ -86,5 +110,10 @@ export async function runVm(cfg: VmConfig, onLine?: (line: string) => void): Pro
   } finally {
     fs.closeSync(file);
   }
-  return { ms: r.ms, exitCode: r.code, timedOut: r.timedOut, console: (r.stdout + r.stderr).replace(/\r\n/g, '\n') };
+  return {
+    ms: r.ms,
+    exitCode: r.code,
+    timedOut: r.timedOut,
+    console: (r.stdout + r.stderr).replace(/\r\n/g, '\n'),
+  };
 }

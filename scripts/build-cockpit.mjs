@@ -18,7 +18,10 @@ const cockpitFonts = {
   setup(b) {
     b.onResolve({ filter: /\.(woff2?|ttf|eot|otf)$/ }, (args) => {
       const base = path.basename(args.path).replace('-updated', '');
-      return { path: COCKPIT_FONTS.test(base) ? `../../static/fonts/${base}` : 'data:font/woff2;base64,', external: true };
+      return {
+        path: COCKPIT_FONTS.test(base) ? `../../static/fonts/${base}` : 'data:font/woff2;base64,',
+        external: true,
+      };
     });
   },
 };
@@ -37,5 +40,7 @@ await build({
   assetNames: 'assets/[name]-[hash]',
   plugins: [cockpitFonts],
 });
-for (const f of ['index.html', 'manifest.json']) copyFileSync(path.join('cockpit', f), path.join(out, f));
-if (!existsSync(path.join(out, 'index.js')) || !existsSync(path.join(out, 'style.css'))) throw new Error('cockpit build: output missing');
+for (const f of ['index.html', 'manifest.json'])
+  copyFileSync(path.join('cockpit', f), path.join(out, f));
+if (!existsSync(path.join(out, 'index.js')) || !existsSync(path.join(out, 'style.css')))
+  throw new Error('cockpit build: output missing');

@@ -1,4 +1,5 @@
-// Bundles the CLI into one file (dist/vfioctl.js) so that start-up reads one script, not a module tree.
+// Bundles the CLI into one file (dist/vfioctl.js) so that start-up reads one script, not a module
+// tree.
 import { build } from 'esbuild';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 
@@ -17,10 +18,12 @@ const VERSION = /VERSION = '([^']+)'/.exec(readFileSync('src/cli/version.ts', 'u
  */
 function trimStartUp(text) {
   const esm = /__toESM\((require\("node:[a-z_/]+"\))\)/g;
-  const lazy = 'var __lazyRequire = (id) => { let m; return new Proxy({}, { get: (_, k) => (m ??= require(id))[k] }); };\n';
+  const lazy =
+    'var __lazyRequire = (id) => { let m; return new Proxy({}, { get: (_, k) => (m ??= require(id))[k] }); };\n';
   const fast = `if (process.argv.length === 3 && (process.argv[2] === "--version" || process.argv[2] === "-V")) { process.stdout.write(${JSON.stringify(VERSION + '\n')}); return; }\n`;
   const head = '"use strict";\n';
-  if (!text.includes(head)) throw new Error('bundle.mjs: no "use strict" line to put the start-up path after');
+  if (!text.includes(head))
+    throw new Error('bundle.mjs: no "use strict" line to put the start-up path after');
   return text
     .replace(esm, '$1')
     .replace(/require\("node:child_process"\)/g, '__lazyRequire("node:child_process")')
@@ -31,7 +34,8 @@ const cli = await build({
   entryPoints: ['src/cli/main.ts'],
   bundle: true,
   platform: 'node',
-  // Debian 12 ships Node.js 18.20 and Ubuntu 24.04 18.19: the package runs on the distribution's nodejs.
+  // Debian 12 ships Node.js 18.20 and Ubuntu 24.04 18.19: the package runs on the distribution's
+  // nodejs.
   target: 'node18.19',
   format: 'cjs',
   // ESM builds first: jsonc-parser's `main` is a UMD file whose require()s esbuild cannot follow.

@@ -5,26 +5,72 @@
 // An option or argument whose values this file does not know is an error, so a new one cannot
 // ship without completion.
 
-/** What an option's value is, by its long name ('seconds': a number, 'text': an id or class; nothing to offer). */
-const OPTION_VALUES = { root: 'dir', kernel: 'kernel', driver: 'vfio-driver', owner: 'user', exec: 'file', bus: 'bus', wait: 'seconds', config: 'file', id: 'text', class: 'text', 'vfs-of': 'device' };
-/** What a positional argument is, by its name ('word': free text, nothing to offer: libvirt-hook's arguments come from libvirt). */
-const ARGUMENT_VALUES = { device: 'device', intent: 'intent', driver: 'driver', type: 'choices', action: 'choices', file: 'file', guest: 'word', operation: 'word', 'sub-operation': 'word', extra: 'word' };
+/**
+ * What an option's value is, by its long name ('seconds': a number, 'text': an id or class; nothing
+ * to offer).
+ */
+const OPTION_VALUES = {
+  root: 'dir',
+  kernel: 'kernel',
+  driver: 'vfio-driver',
+  owner: 'user',
+  exec: 'file',
+  bus: 'bus',
+  wait: 'seconds',
+  config: 'file',
+  id: 'text',
+  class: 'text',
+  'vfs-of': 'device',
+};
+/**
+ * What a positional argument is, by its name ('word': free text, nothing to offer: libvirt-hook's
+ * arguments come from libvirt).
+ */
+const ARGUMENT_VALUES = {
+  device: 'device',
+  intent: 'intent',
+  driver: 'driver',
+  type: 'choices',
+  action: 'choices',
+  file: 'file',
+  guest: 'word',
+  operation: 'word',
+  'sub-operation': 'word',
+  extra: 'word',
+};
 
 function describe(program) {
   const option = (o) => {
     const name = (o.long ?? o.short).replace(/^-+/, '');
     const takes = o.required || o.optional;
-    if (takes && !OPTION_VALUES[name]) throw new Error(`completions: no value kind for option --${name}`);
-    return { flags: [o.short, o.long].filter(Boolean), takes, kind: takes ? OPTION_VALUES[name] : null, hidden: o.hidden, description: o.description };
+    if (takes && !OPTION_VALUES[name])
+      throw new Error(`completions: no value kind for option --${name}`);
+    return {
+      flags: [o.short, o.long].filter(Boolean),
+      takes,
+      kind: takes ? OPTION_VALUES[name] : null,
+      hidden: o.hidden,
+      description: o.description,
+    };
   };
-  const global = [...program.options.map(option), { flags: ['-h', '--help'], takes: false, kind: null, hidden: false, description: 'display help' }];
+  const global = [
+    ...program.options.map(option),
+    {
+      flags: ['-h', '--help'],
+      takes: false,
+      kind: null,
+      hidden: false,
+      description: 'display help',
+    },
+  ];
   const commands = program.commands.map((c) => ({
     name: c.name(),
     description: c.description(),
     options: c.options.map(option),
     args: c.registeredArguments.map((a) => {
       const kind = ARGUMENT_VALUES[a.name()];
-      if (!kind) throw new Error(`completions: no value kind for argument <${a.name()}> of ${c.name()}`);
+      if (!kind)
+        throw new Error(`completions: no value kind for argument <${a.name()}> of ${c.name()}`);
       // list-devices [type]: the choices are listed in the argument's description.
       const choices = kind === 'choices' ? a.description.split(/,\s*/) : [];
       return { kind, variadic: a.variadic, choices };
@@ -34,17 +80,28 @@ function describe(program) {
 }
 
 const shq = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
-const visible = (opts) => opts.filter((o) => !o.hidden).flatMap((o) => o.flags.filter((f) => f.startsWith('--')));
+const visible = (opts) =>
+  opts.filter((o) => !o.hidden).flatMap((o) => o.flags.filter((f) => f.startsWith('--')));
 
 /** Per command, the kind of each positional argument; a variadic last one repeats (`+`). */
-const argKinds = (c) => c.args.map((a) => (a.kind === 'choices' ? `choices` : a.kind) + (a.variadic ? '+' : '')).join(' ');
+const argKinds = (c) =>
+  c.args
+    .map((a) => (a.kind === 'choices' ? `choices` : a.kind) + (a.variadic ? '+' : ''))
+    .join(' ');
 
 export function bashCompletion(program) {
   const { global, commands } = describe(program);
-  const valueCases = [...global.map((o) => ['*', o]), ...commands.flatMap((c) => c.options.map((o) => [c.name, o]))]
+  const valueCases = [
+    ...global.map((o) => ['*', o]),
+    ...commands.flatMap((c) => c.options.map((o) => [c.name, o])),
+  ]
     .filter(([, o]) => o.takes)
     .map(([cmd, o]) => `\t\t${o.flags.map((f) => `${cmd}:${f}`).join('|')}) echo ${o.kind} ;;`);
-  const choices = commands.flatMap((c) => c.args.filter((a) => a.kind === 'choices').map((a) => `\t\t${c.name}) echo ${shq(a.choices.join(' '))} ;;`));
+  const choices = commands.flatMap((c) =>
+    c.args
+      .filter((a) => a.kind === 'choices')
+      .map((a) => `\t\t${c.name}) echo ${shq(a.choices.join(' '))} ;;`),
+  );
   return `# bash completion for vfioctl(8): generated from its commander tree at build time
 # (scripts/completions.mjs); do not edit.
 
@@ -151,10 +208,19 @@ complete -F _vfioctl vfioctl
 
 export function zshCompletion(program) {
   const { global, commands } = describe(program);
-  const valueCases = [...global.map((o) => ['*', o]), ...commands.flatMap((c) => c.options.map((o) => [c.name, o]))]
+  const valueCases = [
+    ...global.map((o) => ['*', o]),
+    ...commands.flatMap((c) => c.options.map((o) => [c.name, o])),
+  ]
     .filter(([, o]) => o.takes)
-    .map(([cmd, o]) => `    ${o.flags.map((f) => `${cmd}:${f}`).join('|')}) print -r -- ${o.kind} ;;`);
-  const choices = commands.flatMap((c) => c.args.filter((a) => a.kind === 'choices').map((a) => `    ${c.name}) reply=(${a.choices.map(shq).join(' ')}) ;;`));
+    .map(
+      ([cmd, o]) => `    ${o.flags.map((f) => `${cmd}:${f}`).join('|')}) print -r -- ${o.kind} ;;`,
+    );
+  const choices = commands.flatMap((c) =>
+    c.args
+      .filter((a) => a.kind === 'choices')
+      .map((a) => `    ${c.name}) reply=(${a.choices.map(shq).join(' ')}) ;;`),
+  );
   return `#compdef vfioctl
 # zsh completion for vfioctl(8): generated from its commander tree at build time
 # (scripts/completions.mjs); do not edit.
@@ -232,9 +298,15 @@ fi
 
 export function fishCompletion(program) {
   const { global, commands } = describe(program);
-  const valueCases = [...global.map((o) => ['*', o]), ...commands.flatMap((c) => c.options.map((o) => [c.name, o]))]
+  const valueCases = [
+    ...global.map((o) => ['*', o]),
+    ...commands.flatMap((c) => c.options.map((o) => [c.name, o])),
+  ]
     .filter(([, o]) => o.takes)
-    .map(([cmd, o]) => `        case ${o.flags.map((f) => `'${cmd}:${f}'`).join(' ')}\n            echo ${o.kind}`);
+    .map(
+      ([cmd, o]) =>
+        `        case ${o.flags.map((f) => `'${cmd}:${f}'`).join(' ')}\n            echo ${o.kind}`,
+    );
   const lines = [];
   const opt = (cond, o) => {
     const short = o.flags.find((f) => /^-[^-]/.test(f));
@@ -243,19 +315,35 @@ export function fishCompletion(program) {
     if (cond) parts.push(`-n ${shq(cond)}`);
     if (short) parts.push(`-s ${short.slice(1)}`);
     if (long) parts.push(`-l ${long.slice(2)}`);
-    if (o.takes) parts.push(o.kind === 'dir' || o.kind === 'file' ? '-r -F' : `-x -a ${shq(o.kind === 'user' ? '(__fish_complete_users)' : `(__vfioctl_values ${o.kind})`)}`);
+    if (o.takes)
+      parts.push(
+        o.kind === 'dir' || o.kind === 'file'
+          ? '-r -F'
+          : `-x -a ${shq(o.kind === 'user' ? '(__fish_complete_users)' : `(__vfioctl_values ${o.kind})`)}`,
+      );
     parts.push(`-d ${shq(o.description)}`);
     lines.push(parts.join(' '));
   };
   for (const o of global.filter((o) => !o.hidden)) opt('', o);
-  lines.push(`complete -c vfioctl -n '__vfioctl_expects command' -a help -d 'display help for a command'`);
+  lines.push(
+    `complete -c vfioctl -n '__vfioctl_expects command' -a help -d 'display help for a command'`,
+  );
   for (const c of commands) {
-    lines.push(`complete -c vfioctl -n '__vfioctl_expects command' -a ${c.name} -d ${shq(c.description.split(/[;(:]/)[0].trim())}`);
-    for (const o of c.options.filter((o) => !o.hidden)) opt(`__fish_seen_subcommand_from ${c.name}`, o);
+    lines.push(
+      `complete -c vfioctl -n '__vfioctl_expects command' -a ${c.name} -d ${shq(c.description.split(/[;(:]/)[0].trim())}`,
+    );
+    for (const o of c.options.filter((o) => !o.hidden))
+      opt(`__fish_seen_subcommand_from ${c.name}`, o);
   }
-  for (const k of ['device', 'driver', 'intent']) lines.push(`complete -c vfioctl -n '__vfioctl_expects ${k}' -a '(__vfioctl_values ${k})'`);
-  // Choices are the command's own (list-devices' types, config's actions); a file argument gets files.
-  for (const c of commands) for (const a of c.args.filter((a) => a.kind === 'choices')) lines.push(`complete -c vfioctl -n ${shq(`__vfioctl_expects choices; and __fish_seen_subcommand_from ${c.name}`)} -a ${shq(a.choices.join(' '))}`);
+  for (const k of ['device', 'driver', 'intent'])
+    lines.push(`complete -c vfioctl -n '__vfioctl_expects ${k}' -a '(__vfioctl_values ${k})'`);
+  // Choices are the command's own (list-devices' types, config's actions); a file argument gets
+  // files.
+  for (const c of commands)
+    for (const a of c.args.filter((a) => a.kind === 'choices'))
+      lines.push(
+        `complete -c vfioctl -n ${shq(`__vfioctl_expects choices; and __fish_seen_subcommand_from ${c.name}`)} -a ${shq(a.choices.join(' '))}`,
+      );
   lines.push(`complete -c vfioctl -n '__vfioctl_expects file' -F`);
   return `# fish completion for vfioctl(8): generated from its commander tree at build time
 # (scripts/completions.mjs); do not edit.

@@ -1,6 +1,7 @@
-// Compiles schema/config.schema.json into a standalone validator (src/config/schema-validator.generated.js),
-// so vfioctl validates its configuration with ajv's generated code without loading ajv at run time
-// (ajv's compile step alone costs ~35 ms of start-up). `--check` fails when the file is stale.
+// Compiles schema/config.schema.json into a standalone validator
+// (src/config/schema-validator.generated.js), so vfioctl validates its configuration with ajv's
+// generated code without loading ajv at run time (ajv's compile step alone costs ~35 ms of
+// start-up). `--check` fails when the file is stale.
 import Ajv from 'ajv';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 import { readFileSync, writeFileSync } from 'node:fs';

@@ -17,7 +17,23 @@ function* files(dir) {
 
 // Bottom to top: a folder imports only folders before it. host is the ground floor (over util);
 // plan is pure over a read snapshot; apply is the only writer; ops is the library API; cli renders.
-const LAYERS = ['util', 'host', 'libvirt', 'modules', 'persist', 'hooks', 'read', 'match', 'config', 'plan', 'boot', 'report', 'apply', 'ops', 'cli'];
+const LAYERS = [
+  'util',
+  'host',
+  'libvirt',
+  'modules',
+  'persist',
+  'hooks',
+  'read',
+  'match',
+  'config',
+  'plan',
+  'boot',
+  'report',
+  'apply',
+  'ops',
+  'cli',
+];
 
 const folderOf = (p) => relative(src, p).split('/')[0];
 const edges = new Map(); // folder -> Map(folder -> [file -> target])
@@ -34,8 +50,17 @@ for (const f of files(src)) {
   }
 }
 
-const folders = [...new Set([...readdirSync(src, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name)])].sort();
-for (const f of [...folders].sort((a, b) => LAYERS.indexOf(a) - LAYERS.indexOf(b))) console.log(`${f.padEnd(8)} -> ${[...(edges.get(f)?.keys() ?? [])].sort((a, b) => LAYERS.indexOf(a) - LAYERS.indexOf(b)).join(', ') || '(nothing)'}`);
+const folders = [
+  ...new Set([
+    ...readdirSync(src, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name),
+  ]),
+].sort();
+for (const f of [...folders].sort((a, b) => LAYERS.indexOf(a) - LAYERS.indexOf(b)))
+  console.log(
+    `${f.padEnd(8)} -> ${[...(edges.get(f)?.keys() ?? [])].sort((a, b) => LAYERS.indexOf(a) - LAYERS.indexOf(b)).join(', ') || '(nothing)'}`,
+  );
 
 // Cycles: any folder that reaches itself.
 const reach = (start) => {
@@ -55,13 +80,19 @@ for (const [a, to] of edges) {
   for (const [b, why] of to) {
     const ia = LAYERS.indexOf(a);
     const ib = LAYERS.indexOf(b);
-    if (ia < 0 || ib < 0 || ib > ia) upward.push(`  ${a} -> ${b}${ia < 0 || ib < 0 ? ' (a folder not in LAYERS: place it)' : ''}: ${why.join('; ')}`);
+    if (ia < 0 || ib < 0 || ib > ia)
+      upward.push(
+        `  ${a} -> ${b}${ia < 0 || ib < 0 ? ' (a folder not in LAYERS: place it)' : ''}: ${why.join('; ')}`,
+      );
   }
 }
-if (upward.length) console.log(`\nimports that go up the layers (${LAYERS.join(' < ')}):\n${upward.join('\n')}`);
+if (upward.length)
+  console.log(`\nimports that go up the layers (${LAYERS.join(' < ')}):\n${upward.join('\n')}`);
 if (cyclic.length) {
   console.log(`\nfolders on a cycle: ${cyclic.join(', ')}`);
-  for (const a of cyclic) for (const [b, why] of edges.get(a) ?? []) if (cyclic.includes(b) && reach(b).has(a)) console.log(`  ${a} -> ${b}: ${why.join('; ')}`);
+  for (const a of cyclic)
+    for (const [b, why] of edges.get(a) ?? [])
+      if (cyclic.includes(b) && reach(b).has(a)) console.log(`  ${a} -> ${b}: ${why.join('; ')}`);
 }
 if (upward.length || cyclic.length) process.exit(1);
 console.log(`\nlayers ${LAYERS.join(' < ')}: every import goes down, no cycles`);

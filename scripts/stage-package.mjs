@@ -1,9 +1,18 @@
 // Lays out the Debian source tree for dpkg-buildpackage in DIR (scripts/package-deb.sh): debian/
 // from the repository, a changelog for package.json's version, and stage/ holding every installed
 // file rendered from the sources (after `npm run build`): the bundled CLI, the static boot layers
-// (src/boot/files.ts, the same renderers `vfioctl install` uses), the JSON Schemas, the packaged-mode
-// marker, man pages (man/*.md through pandoc) and shell completions (from the commander tree).
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync, readdirSync, chmodSync } from 'node:fs';
+// (src/boot/files.ts, the same renderers `vfioctl install` uses), the JSON Schemas, the
+// packaged-mode marker, man pages (man/*.md through pandoc) and shell completions (from the
+// commander tree).
+import {
+  cpSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  readdirSync,
+  chmodSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -35,21 +44,37 @@ cpSync(join(repo, 'hooks/examples'), join(out, 'hooks/examples'), { recursive: t
 const git = spawnSync('git', ['-C', repo, 'log', '-1', '--format=%ct'], { encoding: 'utf8' });
 const epoch = Number(git.stdout.trim()) || Math.floor(Date.now() / 1000);
 const date = new Date(epoch * 1000).toUTCString().replace(/GMT$/, '+0000');
-const maintainer = readFileSync(join(repo, 'debian/control'), 'utf8').match(/^Maintainer: (.*)$/m)[1];
-writeFileSync(join(out, 'debian/changelog'), `vfioctl (${pkg.version}) unstable; urgency=medium\n\n  * Built from vfioctl ${pkg.version}; the project's git history has the changes.\n\n -- ${maintainer}  ${date}\n`);
+const maintainer = readFileSync(join(repo, 'debian/control'), 'utf8').match(
+  /^Maintainer: (.*)$/m,
+)[1];
+writeFileSync(
+  join(out, 'debian/changelog'),
+  `vfioctl (${pkg.version}) unstable; urgency=medium\n\n  * Built from vfioctl ${pkg.version}; the project's git history has the changes.\n\n -- ${maintainer}  ${date}\n`,
+);
 
 // The distribution's node, not whichever one PATH finds first.
-const bundle = readFileSync(join(repo, 'dist/vfioctl.js'), 'utf8').replace(/^#!\/usr\/bin\/env node\n/, '#!/usr/bin/node\n');
-if (!bundle.startsWith('#!/usr/bin/node\n')) throw new Error('dist/vfioctl.js: unexpected interpreter line');
+const bundle = readFileSync(join(repo, 'dist/vfioctl.js'), 'utf8').replace(
+  /^#!\/usr\/bin\/env node\n/,
+  '#!/usr/bin/node\n',
+);
+if (!bundle.startsWith('#!/usr/bin/node\n'))
+  throw new Error('dist/vfioctl.js: unexpected interpreter line');
 put(files.PACKAGED_EXEC, bundle, 0o755);
-for (const f of files.staticLayers(files.PACKAGE_LAYOUT, files.PACKAGED_EXEC)) put(f.path, f.content, f.mode);
+for (const f of files.staticLayers(files.PACKAGE_LAYOUT, files.PACKAGED_EXEC))
+  put(f.path, f.content, f.mode);
 // The libvirt qemu hook: a conffile; it execs /usr/sbin/vfioctl only while that exists.
 const hook = files.libvirtHook(files.PACKAGE_LAYOUT, files.PACKAGED_EXEC);
 put(hook.path, hook.content, hook.mode);
-put(files.PACKAGED_MARKER, `# vfioctl ${pkg.version} from the Debian package: dpkg owns the static boot layers;\n# 'vfioctl install' writes only this host's boot maps and udev rule and enables the units.\n`);
+put(
+  files.PACKAGED_MARKER,
+  `# vfioctl ${pkg.version} from the Debian package: dpkg owns the static boot layers;\n# 'vfioctl install' writes only this host's boot maps and udev rule and enables the units.\n`,
+);
 // The Cockpit page (`npm run build:cockpit`), for the cockpit-vfioctl package.
-cpSync(join(repo, 'dist/cockpit/vfioctl'), join(out, 'stage-cockpit/usr/share/cockpit/vfioctl'), { recursive: true });
-for (const s of readdirSync(join(repo, 'schema'))) put(`/usr/share/vfioctl/schema/${s}`, readFileSync(join(repo, 'schema', s)));
+cpSync(join(repo, 'dist/cockpit/vfioctl'), join(out, 'stage-cockpit/usr/share/cockpit/vfioctl'), {
+  recursive: true,
+});
+for (const s of readdirSync(join(repo, 'schema')))
+  put(`/usr/share/vfioctl/schema/${s}`, readFileSync(join(repo, 'schema', s)));
 
 const program = buildProgram({ out: () => {}, err: () => {}, env: {} }, () => {});
 put('/usr/share/bash-completion/completions/vfioctl', bashCompletion(program));
@@ -60,6 +85,21 @@ put('/usr/share/fish/vendor_completions.d/vfioctl.fish', fishCompletion(program)
 mkdirSync(join(out, 'stage-man'), { recursive: true });
 for (const md of readdirSync(join(repo, 'man')).filter((f) => f.endsWith('.md'))) {
   const page = md.slice(0, -3);
-  const r = spawnSync('pandoc', ['--standalone', '--from', 'markdown-smart', '--to', 'man', '--metadata', `footer=vfioctl ${pkg.version}`, '--output', join(out, 'stage-man', page), join(repo, 'man', md)], { encoding: 'utf8' });
+  const r = spawnSync(
+    'pandoc',
+    [
+      '--standalone',
+      '--from',
+      'markdown-smart',
+      '--to',
+      'man',
+      '--metadata',
+      `footer=vfioctl ${pkg.version}`,
+      '--output',
+      join(out, 'stage-man', page),
+      join(repo, 'man', md),
+    ],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`pandoc ${md}: ${r.error?.message ?? r.stderr}`);
 }

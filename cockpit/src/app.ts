@@ -2,7 +2,16 @@
 // busy flag tests wait on, reloading, and watching the files that say something changed.
 import { hostPath, runVfioctl, type PageConfig } from './cli';
 import { h, replace } from './dom';
-import { NO_FILTER, exitMeaning, stderrLines, type Device, type Doctor, type Filter, type Sort, type Status } from './logic';
+import {
+  NO_FILTER,
+  exitMeaning,
+  stderrLines,
+  type Device,
+  type Doctor,
+  type Filter,
+  type Sort,
+  type Status,
+} from './logic';
 
 export const _ = (s: string): string => cockpit.gettext(s);
 
@@ -17,13 +26,24 @@ interface State {
   dialogOpen: boolean;
 }
 
-export const state: State = { devices: null, status: null, doctor: null, loadErrors: [], filter: { ...NO_FILTER }, sort: { key: 'address', dir: 'asc' }, dialogOpen: false };
+export const state: State = {
+  devices: null,
+  status: null,
+  doctor: null,
+  loadErrors: [],
+  filter: { ...NO_FILTER },
+  sort: { key: 'address', dir: 'asc' },
+  dialogOpen: false,
+};
 let cfg: PageConfig;
 let progress: HTMLElement;
 let redraw: () => void = () => undefined;
 const running = new Set<string>();
 
-/** Called once by index.ts: the configuration, the progress region, and how to redraw the current view. */
+/**
+ * Called once by index.ts: the configuration, the progress region, and how to redraw the current
+ * view.
+ */
 export function setup(c: PageConfig, progressRegion: HTMLElement, render: () => void): void {
   cfg = c;
   progress = progressRegion;
@@ -34,10 +54,27 @@ export function setup(c: PageConfig, progressRegion: HTMLElement, render: () => 
 
 function showProgress(): void {
   progress.hidden = running.size === 0;
-  replace(progress, running.size ? [h('span', { class: 'pf-c-spinner pf-m-md', role: 'progressbar', 'aria-valuetext': _('Working') }, h('span', { class: 'pf-c-spinner__clipper' }), h('span', { class: 'pf-c-spinner__lead-ball' }), h('span', { class: 'pf-c-spinner__tail-ball' })), h('span', null, [...running].join('; '))] : []);
+  replace(
+    progress,
+    running.size
+      ? [
+          h(
+            'span',
+            { class: 'pf-c-spinner pf-m-md', role: 'progressbar', 'aria-valuetext': _('Working') },
+            h('span', { class: 'pf-c-spinner__clipper' }),
+            h('span', { class: 'pf-c-spinner__lead-ball' }),
+            h('span', { class: 'pf-c-spinner__tail-ball' }),
+          ),
+          h('span', null, [...running].join('; ')),
+        ]
+      : [],
+  );
 }
 
-/** body[data-busy] is "true" while an operation (its vfioctl runs and the drawing after) is under way; tests wait on it. */
+/**
+ * body[data-busy] is "true" while an operation (its vfioctl runs and the drawing after) is under
+ * way; tests wait on it.
+ */
 let operations = 0;
 export async function operation<T>(fn: () => Promise<T>): Promise<T> {
   operations++;
@@ -49,7 +86,10 @@ export async function operation<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export async function tracked<T>(what: string, args: string[]): Promise<{ code: number; data: T | null; stderr: string }> {
+export async function tracked<T>(
+  what: string,
+  args: string[],
+): Promise<{ code: number; data: T | null; stderr: string }> {
   const key = `${what} (vfioctl ${args.filter((a) => a !== '--json').join(' ')})`;
   running.add(key);
   showProgress();
@@ -60,7 +100,6 @@ export async function tracked<T>(what: string, args: string[]): Promise<{ code: 
     showProgress();
   }
 }
-
 
 // ---- loading ----
 
@@ -77,12 +116,25 @@ export function reload(): Promise<void> {
     do {
       reloadAgain = false;
       const [list, status, doctor] = await Promise.all([
-        tracked<Device[]>(_('Reading devices'), ['list', '--json']).catch((e: Error) => ({ code: -1, data: null, stderr: e.message })),
-        tracked<Status>(_('Reading configuration status'), ['status', '--json']).catch((e: Error) => ({ code: -1, data: null, stderr: e.message })),
-        tracked<Doctor>(_('Checking the host'), ['doctor', '--json']).catch((e: Error) => ({ code: -1, data: null, stderr: e.message })),
+        tracked<Device[]>(_('Reading devices'), ['list', '--json']).catch((e: Error) => ({
+          code: -1,
+          data: null,
+          stderr: e.message,
+        })),
+        tracked<Status>(_('Reading configuration status'), ['status', '--json']).catch(
+          (e: Error) => ({ code: -1, data: null, stderr: e.message }),
+        ),
+        tracked<Doctor>(_('Checking the host'), ['doctor', '--json']).catch((e: Error) => ({
+          code: -1,
+          data: null,
+          stderr: e.message,
+        })),
       ]);
       const errors: string[] = [];
-      const take = <T>(what: string, r: { code: number; data: T | null; stderr: string }): T | null => {
+      const take = <T>(
+        what: string,
+        r: { code: number; data: T | null; stderr: string },
+      ): T | null => {
         if (r.data !== null) return r.data;
         errors.push(`${what}: ${stderrLines(r.stderr).join(' ') || exitMeaning(r.code)}`);
         return null;

@@ -5,7 +5,10 @@ import type { CliOutcome } from './logic';
 export interface PageConfig {
   /** argv prefix that runs vfioctl (default ["vfioctl"]). */
   command: string[];
-  /** The host root vfioctl works on; watched files are under it, and VFIOCTL_ROOT is set when it is not "/". */
+  /**
+   * The host root vfioctl works on; watched files are under it, and VFIOCTL_ROOT is set when it is
+   * not "/".
+   */
   root: string;
   /** Extra environment for vfioctl, "NAME=value". */
   environ: string[];
@@ -15,7 +18,8 @@ export interface PageConfig {
 
 const DEFAULTS: PageConfig = { command: ['vfioctl'], root: '/', environ: [], superuser: 'require' };
 
-const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string');
+const strings = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.every((s) => typeof s === 'string');
 
 /**
  * The manifest's "config", which an administrator (or a test) overrides in
@@ -27,8 +31,12 @@ export function pageConfig(): PageConfig {
     command: strings(c.command) && c.command.length > 0 ? c.command : DEFAULTS.command,
     root: typeof c.root === 'string' && c.root.startsWith('/') ? c.root : DEFAULTS.root,
     environ: strings(c.environ) ? c.environ : DEFAULTS.environ,
-    // A string, not null: Cockpit merges overrides as a JSON merge patch, where null deletes the key.
-    superuser: c.superuser === 'try' || c.superuser === 'require' || c.superuser === 'none' ? c.superuser : DEFAULTS.superuser,
+    // A string, not null: Cockpit merges overrides as a JSON merge patch, where null deletes the
+    // key.
+    superuser:
+      c.superuser === 'try' || c.superuser === 'require' || c.superuser === 'none'
+        ? c.superuser
+        : DEFAULTS.superuser,
   };
 }
 
@@ -62,8 +70,18 @@ export function runVfioctl<T>(cfg: PageConfig, args: string[]): Promise<CliOutco
     proc.then(
       (_data, message) => resolve({ code: 0, data: parse(), stderr: message ?? '' }),
       (ex: cockpit.ProcessError) => {
-        if (typeof ex?.exit_status === 'number') resolve({ code: ex.exit_status, data: parse(), stderr: ex.message ?? '' });
-        else reject(new Error(ex?.problem === 'not-found' ? `${cfg.command[0]} is not installed` : ex?.problem === 'access-denied' ? 'administrative access is needed to run vfioctl' : (ex?.message ?? String(ex))));
+        if (typeof ex?.exit_status === 'number')
+          resolve({ code: ex.exit_status, data: parse(), stderr: ex.message ?? '' });
+        else
+          reject(
+            new Error(
+              ex?.problem === 'not-found'
+                ? `${cfg.command[0]} is not installed`
+                : ex?.problem === 'access-denied'
+                  ? 'administrative access is needed to run vfioctl'
+                  : (ex?.message ?? String(ex)),
+            ),
+          );
       },
     );
   });

@@ -7,9 +7,14 @@ declare namespace cockpit {
     exit_signal: string | null;
     message: string;
   }
-  /** Cockpit's own deferred: callbacks get every value (stdout, then stderr with err: "message"). */
+  /**
+   * Cockpit's own deferred: callbacks get every value (stdout, then stderr with err: "message").
+   */
   interface Spawned {
-    then(ok: (data: string, message?: string) => void, fail: (ex: ProcessError, data?: string) => void): Spawned;
+    then(
+      ok: (data: string, message?: string) => void,
+      fail: (ex: ProcessError, data?: string) => void,
+    ): Spawned;
     stream(cb: (chunk: string) => void): Spawned;
     close(problem?: string): void;
   }
@@ -20,7 +25,10 @@ declare namespace cockpit {
   }
   function spawn(args: string[], options?: SpawnOptions): Spawned;
   interface FileHandle {
-    watch(cb: (content: string | null, tag: string | null) => void, options?: { read?: boolean }): { remove(): void };
+    watch(
+      cb: (content: string | null, tag: string | null) => void,
+      options?: { read?: boolean },
+    ): { remove(): void };
     close(): void;
   }
   function file(path: string, options?: { superuser?: 'require' | 'try' }): FileHandle;

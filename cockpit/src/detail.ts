@@ -1,6 +1,17 @@
-// A device's detail: what `show --json` says of it, its IOMMU group, hooks and rule, and its actions.
+// A device's detail: what `show --json` says of it, its IOMMU group, hooks and rule, and its
+// actions.
 import { alert, button, card, h, label, replace } from './dom';
-import { ACTION_LABELS, UNBOUND, availableActions, classLabel, deviceLabel, exitMeaning, sriovRole, stderrLines, type ShownDevice } from './logic';
+import {
+  ACTION_LABELS,
+  UNBOUND,
+  availableActions,
+  classLabel,
+  deviceLabel,
+  exitMeaning,
+  sriovRole,
+  stderrLines,
+  type ShownDevice,
+} from './logic';
 import { _, operation, state, tracked } from './app';
 import { DRIFT_COLOR, bootLabel } from './list';
 import { actionDialog } from './dialog';
@@ -13,16 +24,58 @@ async function drawDetail(content: HTMLElement, address: string): Promise<void> 
   const back = h(
     'nav',
     { class: 'pf-c-breadcrumb', 'aria-label': _('Breadcrumb') },
-    h('ol', { class: 'pf-c-breadcrumb__list' }, h('li', { class: 'pf-c-breadcrumb__item' }, h('a', { class: 'pf-c-breadcrumb__link', href: '#/', id: 'vf-back', onclick: (e: Event) => (e.preventDefault(), cockpit.location.go([])) }, _('VFIO devices'))), h('li', { class: 'pf-c-breadcrumb__item' }, h('span', { class: 'pf-c-breadcrumb__item-divider', 'aria-hidden': 'true' }, '›'), h('span', { 'aria-current': 'page', class: 'vf-mono' }, address))),
+    h(
+      'ol',
+      { class: 'pf-c-breadcrumb__list' },
+      h(
+        'li',
+        { class: 'pf-c-breadcrumb__item' },
+        h(
+          'a',
+          {
+            class: 'pf-c-breadcrumb__link',
+            href: '#/',
+            id: 'vf-back',
+            onclick: (e: Event) => (e.preventDefault(), cockpit.location.go([])),
+          },
+          _('VFIO devices'),
+        ),
+      ),
+      h(
+        'li',
+        { class: 'pf-c-breadcrumb__item' },
+        h('span', { class: 'pf-c-breadcrumb__item-divider', 'aria-hidden': 'true' }, '›'),
+        h('span', { 'aria-current': 'page', class: 'vf-mono' }, address),
+      ),
+    ),
   );
   const body = h('div', { class: 'vf-stack', id: 'vf-detail' });
-  replace(content, back, h('h2', { class: 'pf-c-title pf-m-xl', id: 'vf-detail-title', tabindex: '-1' }, `${_('Device')} ${address}`), body);
-  // Focus follows navigation, but never leaves an open dialog (the detail redraws under it after a run).
+  replace(
+    content,
+    back,
+    h(
+      'h2',
+      { class: 'pf-c-title pf-m-xl', id: 'vf-detail-title', tabindex: '-1' },
+      `${_('Device')} ${address}`,
+    ),
+    body,
+  );
+  // Focus follows navigation, but never leaves an open dialog (the detail redraws under it after a
+  // run).
   if (!state.dialogOpen) (document.getElementById('vf-detail-title') as HTMLElement).focus();
-  const r = await tracked<ShownDevice>(_('Reading the device'), ['show', address, '--json']).catch((e: Error) => ({ code: -1, data: null, stderr: e.message }));
+  const r = await tracked<ShownDevice>(_('Reading the device'), ['show', address, '--json']).catch(
+    (e: Error) => ({ code: -1, data: null, stderr: e.message }),
+  );
   if (cockpit.location.path[1] !== address) return; // navigated away meanwhile
   if (!r.data) {
-    replace(body, alert('danger', _('vfioctl cannot show this device'), stderrLines(r.stderr).join(' ') || exitMeaning(r.code)));
+    replace(
+      body,
+      alert(
+        'danger',
+        _('vfioctl cannot show this device'),
+        stderrLines(r.stderr).join(' ') || exitMeaning(r.code),
+      ),
+    );
     return;
   }
   const d = r.data;
@@ -32,12 +85,34 @@ async function drawDetail(content: HTMLElement, address: string): Promise<void> 
     h(
       'dl',
       { class: 'pf-c-description-list pf-m-horizontal pf-m-compact' },
-      rows.map(([k, v]) => h('div', { class: 'pf-c-description-list__group' }, h('dt', { class: 'pf-c-description-list__term' }, h('span', { class: 'pf-c-description-list__text' }, k)), h('dd', { class: 'pf-c-description-list__description' }, h('div', { class: 'pf-c-description-list__text' }, v)))),
+      rows.map(([k, v]) =>
+        h(
+          'div',
+          { class: 'pf-c-description-list__group' },
+          h(
+            'dt',
+            { class: 'pf-c-description-list__term' },
+            h('span', { class: 'pf-c-description-list__text' }, k),
+          ),
+          h(
+            'dd',
+            { class: 'pf-c-description-list__description' },
+            h('div', { class: 'pf-c-description-list__text' }, v),
+          ),
+        ),
+      ),
     );
   const actions = h(
     'div',
     { class: 'vf-actions', role: 'group', 'aria-label': _('Actions') },
-    availableActions(d, rule).map((k) => button(_(ACTION_LABELS[k].button), k === 'bind' ? 'primary' : 'secondary', () => void actionDialog({ kind: k, address }, () => renderDetail(content, address)), { 'data-action': k })),
+    availableActions(d, rule).map((k) =>
+      button(
+        _(ACTION_LABELS[k].button),
+        k === 'bind' ? 'primary' : 'secondary',
+        () => void actionDialog({ kind: k, address }, () => renderDetail(content, address)),
+        { 'data-action': k },
+      ),
+    ),
   );
   const members = [d.address, ...d.iommuGroupPeers];
   replace(
@@ -55,9 +130,23 @@ async function drawDetail(content: HTMLElement, address: string): Promise<void> 
           [_('Class'), `${classLabel(d)} (${d.class})`],
           [_('Driver'), d.driver ?? UNBOUND],
           [_('driver_override'), d.driverOverride ?? '-'],
-          [_('Best VFIO driver'), d.vfio ? `${d.vfio.driver} (${d.vfio.module})` : `none${d.vfioReason ? `: ${d.vfioReason}` : ''}`],
+          [
+            _('Best VFIO driver'),
+            d.vfio
+              ? `${d.vfio.driver} (${d.vfio.module})`
+              : `none${d.vfioReason ? `: ${d.vfioReason}` : ''}`,
+          ],
           [_('SR-IOV'), sriovRole(d) || '-'],
-          [_('In use'), d.inUse.length ? h('ul', { class: 'pf-c-list' }, d.inUse.map((u) => h('li', { class: 'vf-inuse' }, u))) : _('no')],
+          [
+            _('In use'),
+            d.inUse.length
+              ? h(
+                  'ul',
+                  { class: 'pf-c-list' },
+                  d.inUse.map((u) => h('li', { class: 'vf-inuse' }, u)),
+                )
+              : _('no'),
+          ],
           [_('Interfaces and disks'), [...d.netdevs, ...d.blockdevs].join(', ') || '-'],
         ]),
       ),
@@ -65,7 +154,26 @@ async function drawDetail(content: HTMLElement, address: string): Promise<void> 
         rule ? _('Configured rule') : _('Configuration'),
         'vf-rule-title',
         rule
-          ? h('div', { id: 'vf-rule' }, dl([[_('Rule'), rule.rule ?? '-'], [_('Intent'), rule.intent ?? '-'], [_('Resolves to'), rule.resolved ?? rule.reason ?? '-'], [_('Drift'), h('span', null, label(rule.drift, DRIFT_COLOR[rule.drift] ?? 'grey'), ' ', rule.detail)], [_('Boot'), bootLabel(rule.boot)]]))
+          ? h(
+              'div',
+              { id: 'vf-rule' },
+              dl([
+                [_('Rule'), rule.rule ?? '-'],
+                [_('Intent'), rule.intent ?? '-'],
+                [_('Resolves to'), rule.resolved ?? rule.reason ?? '-'],
+                [
+                  _('Drift'),
+                  h(
+                    'span',
+                    null,
+                    label(rule.drift, DRIFT_COLOR[rule.drift] ?? 'grey'),
+                    ' ',
+                    rule.detail,
+                  ),
+                ],
+                [_('Boot'), bootLabel(rule.boot)],
+              ]),
+            )
           : h('p', { id: 'vf-rule' }, _('No rule names this device.')),
       ),
     ),
@@ -78,8 +186,23 @@ async function drawDetail(content: HTMLElement, address: string): Promise<void> 
             { class: 'vf-table-wrap' },
             h(
               'table',
-              { class: 'pf-c-table pf-m-compact pf-m-grid-md', role: 'grid', 'aria-label': _('VFIO candidates, best first'), id: 'vf-candidates' },
-              h('thead', null, h('tr', { role: 'row' }, [_('Driver'), _('Module'), _('Usable'), _('Why'), _('Alias'), _('Source')].map((t) => h('th', { role: 'columnheader', scope: 'col', class: 'pf-m-wrap' }, t)))),
+              {
+                class: 'pf-c-table pf-m-compact pf-m-grid-md',
+                role: 'grid',
+                'aria-label': _('VFIO candidates, best first'),
+                id: 'vf-candidates',
+              },
+              h(
+                'thead',
+                null,
+                h(
+                  'tr',
+                  { role: 'row' },
+                  [_('Driver'), _('Module'), _('Usable'), _('Why'), _('Alias'), _('Source')].map(
+                    (t) => h('th', { role: 'columnheader', scope: 'col', class: 'pf-m-wrap' }, t),
+                  ),
+                ),
+              ),
               h(
                 'tbody',
                 { role: 'rowgroup' },
@@ -89,9 +212,21 @@ async function drawDetail(content: HTMLElement, address: string): Promise<void> 
                     { role: 'row', 'data-driver': c.driver },
                     h('td', { role: 'cell', 'data-label': _('Driver') }, c.driver),
                     h('td', { role: 'cell', 'data-label': _('Module') }, c.module),
-                    h('td', { role: 'cell', 'data-label': _('Usable'), 'data-col': 'usable' }, c.usable ? label(_('usable'), 'green') : label(_('not usable'), 'red')),
-                    h('td', { role: 'cell', 'data-label': _('Why'), 'data-col': 'why' }, [c.reason, ...c.notes].filter(Boolean).join('; ') || '-'),
-                    h('td', { role: 'cell', 'data-label': _('Alias') }, h('span', { class: 'vf-mono' }, c.alias)),
+                    h(
+                      'td',
+                      { role: 'cell', 'data-label': _('Usable'), 'data-col': 'usable' },
+                      c.usable ? label(_('usable'), 'green') : label(_('not usable'), 'red'),
+                    ),
+                    h(
+                      'td',
+                      { role: 'cell', 'data-label': _('Why'), 'data-col': 'why' },
+                      [c.reason, ...c.notes].filter(Boolean).join('; ') || '-',
+                    ),
+                    h(
+                      'td',
+                      { role: 'cell', 'data-label': _('Alias') },
+                      h('span', { class: 'vf-mono' }, c.alias),
+                    ),
                     h('td', { role: 'cell', 'data-label': _('Source') }, c.source),
                   ),
                 ),
@@ -110,7 +245,15 @@ async function drawDetail(content: HTMLElement, address: string): Promise<void> 
           ? h(
               'ul',
               { class: 'pf-c-list', id: 'vf-group' },
-              members.map((m) => h('li', { 'data-address': m }, h('span', { class: 'vf-mono' }, m), ` — ${byAddress.get(m)?.driver ?? UNBOUND}`, m === d.address ? ` (${_('this device')})` : '')),
+              members.map((m) =>
+                h(
+                  'li',
+                  { 'data-address': m },
+                  h('span', { class: 'vf-mono' }, m),
+                  ` — ${byAddress.get(m)?.driver ?? UNBOUND}`,
+                  m === d.address ? ` (${_('this device')})` : '',
+                ),
+              ),
             )
           : h('p', null, _('No IOMMU group: VFIO cannot use this device.')),
       ),
@@ -121,7 +264,17 @@ async function drawDetail(content: HTMLElement, address: string): Promise<void> 
           ? h(
               'ul',
               { class: 'pf-c-list', id: 'vf-hooks' },
-              d.hooks.map((k) => h('li', null, h('span', { class: 'vf-mono' }, k.path), ` (${k.source})`, k.problem ? h('span', { class: 'vf-inuse' }, ` ${_('will not run')}: ${k.problem}`) : null)),
+              d.hooks.map((k) =>
+                h(
+                  'li',
+                  null,
+                  h('span', { class: 'vf-mono' }, k.path),
+                  ` (${k.source})`,
+                  k.problem
+                    ? h('span', { class: 'vf-inuse' }, ` ${_('will not run')}: ${k.problem}`)
+                    : null,
+                ),
+              ),
             )
           : h('p', { id: 'vf-hooks' }, _('No hooks run for this device.')),
       ),

@@ -3,7 +3,11 @@
 type Child = Node | string | number | null | undefined | false | Child[];
 type Attrs = Record<string, string | number | boolean | null | undefined | ((ev: Event) => void)>;
 
-export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs | null = null, ...children: Child[]): HTMLElementTagNameMap[K] {
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs | null = null,
+  ...children: Child[]
+): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs ?? {})) {
     if (v === null || v === undefined || v === false) continue;
@@ -20,7 +24,10 @@ export function append(el: Node, children: Child[]): void {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;
     if (Array.isArray(c)) append(el, c);
-    else el.appendChild(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
+    else
+      el.appendChild(
+        typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c,
+      );
   }
 }
 
@@ -35,23 +42,52 @@ export const uid = (prefix: string): string => `${prefix}-${++ids}`;
 
 export type LabelColor = 'green' | 'red' | 'orange' | 'blue' | 'grey' | 'purple' | 'cyan';
 export const label = (text: string, color: LabelColor = 'grey'): HTMLElement =>
-  h('span', { class: `pf-c-label pf-m-${color}` }, h('span', { class: 'pf-c-label__content' }, text));
+  h(
+    'span',
+    { class: `pf-c-label pf-m-${color}` },
+    h('span', { class: 'pf-c-label__content' }, text),
+  );
 
 export const card = (title: string, headingId: string, ...body: Child[]): HTMLElement =>
   h(
     'section',
     { class: 'pf-c-card', 'aria-labelledby': headingId },
-    h('div', { class: 'pf-c-card__title' }, h('h2', { class: 'pf-c-title pf-m-lg', id: headingId }, title)),
+    h(
+      'div',
+      { class: 'pf-c-card__title' },
+      h('h2', { class: 'pf-c-title pf-m-lg', id: headingId }, title),
+    ),
     h('div', { class: 'pf-c-card__body' }, ...body),
   );
 
-export const alert = (variant: 'danger' | 'warning' | 'info' | 'success', title: string, ...body: Child[]): HTMLElement =>
+export const alert = (
+  variant: 'danger' | 'warning' | 'info' | 'success',
+  title: string,
+  ...body: Child[]
+): HTMLElement =>
   h(
     'div',
-    { class: `pf-c-alert pf-m-inline pf-m-${variant}`, role: variant === 'danger' ? 'alert' : null },
-    h('p', { class: 'pf-c-alert__title' }, h('span', { class: 'pf-u-screen-reader' }, `${variant} alert: `), title),
+    {
+      class: `pf-c-alert pf-m-inline pf-m-${variant}`,
+      role: variant === 'danger' ? 'alert' : null,
+    },
+    h(
+      'p',
+      { class: 'pf-c-alert__title' },
+      h('span', { class: 'pf-u-screen-reader' }, `${variant} alert: `),
+      title,
+    ),
     body.length ? h('div', { class: 'pf-c-alert__description' }, ...body) : null,
   );
 
-export const button = (text: string, variant: 'primary' | 'secondary' | 'danger' | 'link' | 'tertiary', onClick: () => void, extra: Attrs = {}): HTMLButtonElement =>
-  h('button', { type: 'button', class: `pf-c-button pf-m-${variant}`, onclick: onClick, ...extra }, text);
+export const button = (
+  text: string,
+  variant: 'primary' | 'secondary' | 'danger' | 'link' | 'tertiary',
+  onClick: () => void,
+  extra: Attrs = {},
+): HTMLButtonElement =>
+  h(
+    'button',
+    { type: 'button', class: `pf-c-button pf-m-${variant}`, onclick: onClick, ...extra },
+    text,
+  );

@@ -19,14 +19,25 @@ function render(): void {
 
 function init(): void {
   const app = document.getElementById('app')!;
-  const progress = h('div', { class: 'vf-progress', role: 'status', 'aria-live': 'polite', id: 'vf-progress', hidden: true });
+  const progress = h('div', {
+    class: 'vf-progress',
+    role: 'status',
+    'aria-live': 'polite',
+    id: 'vf-progress',
+    hidden: true,
+  });
   content = h('div', { class: 'vf-main', id: 'vf-content' });
   replace(
     app,
     h(
       'main',
       { class: 'pf-c-page__main', id: 'vf-main' },
-      h('section', { class: 'pf-c-page__main-section pf-m-light' }, h('h1', { class: 'pf-c-title pf-m-2xl' }, _('VFIO devices')), progress),
+      h(
+        'section',
+        { class: 'pf-c-page__main-section pf-m-light' },
+        h('h1', { class: 'pf-c-title pf-m-2xl' }, _('VFIO devices')),
+        progress,
+      ),
       h('section', { class: 'pf-c-page__main-section' }, content),
     ),
   );

@@ -1,5 +1,6 @@
-// The page's pure logic: what it reads from vfioctl's JSON (README "JSON"; schema/device.schema.json)
-// and what it decides from it. No DOM and no Cockpit here, so `npm test` checks it in Node.
+// The page's pure logic: what it reads from vfioctl's JSON (README "JSON";
+// schema/device.schema.json) and what it decides from it. No DOM and no Cockpit here, so `npm test`
+// checks it in Node.
 
 export interface Vfio {
   module: string;
@@ -72,7 +73,10 @@ export interface Result {
   rule?: string;
 }
 
-/** bind/unbind print {command, results}; set/unset print apply's shape, which adds `skipped` and `warnings`. */
+/**
+ * bind/unbind print {command, results}; set/unset print apply's shape, which adds `skipped` and
+ * `warnings`.
+ */
 export interface ActionOutput {
   command: string;
   dryRun: boolean;
@@ -100,7 +104,13 @@ export interface DeviceStatus {
   resolved: string | null;
   reason: string | null;
   live: { driver: string | null; override: string | null } | null;
-  lastApplied: { driver: string | null; kernel: string | null; status: string; error: string | null; at: string | null } | null;
+  lastApplied: {
+    driver: string | null;
+    kernel: string | null;
+    status: string;
+    error: string | null;
+    at: string | null;
+  } | null;
   boot: { outcome: string; driver: string | null; hostDriverBuiltin: boolean } | null;
   drift: string;
   detail: string;
@@ -179,7 +189,23 @@ export const NO_FILTER: Filter = { text: '', cls: '', driver: '', onVfio: false 
 
 /** The words a text filter matches: every column the table shows, and the raw ids. */
 function haystack(d: Device): string {
-  return [d.address, d.vendor, d.device, `${d.vendor}:${d.device}`, deviceLabel(d), classLabel(d), baseClass(d), d.class, d.driver ?? UNBOUND, d.vfio?.driver ?? '', d.iommuGroup ?? '', sriovRole(d), ...d.inUse, ...d.netdevs, ...d.blockdevs]
+  return [
+    d.address,
+    d.vendor,
+    d.device,
+    `${d.vendor}:${d.device}`,
+    deviceLabel(d),
+    classLabel(d),
+    baseClass(d),
+    d.class,
+    d.driver ?? UNBOUND,
+    d.vfio?.driver ?? '',
+    d.iommuGroup ?? '',
+    sriovRole(d),
+    ...d.inUse,
+    ...d.netdevs,
+    ...d.blockdevs,
+  ]
     .join('\n')
     .toLowerCase();
 }
@@ -193,7 +219,15 @@ export function matches(d: Device, f: Filter): boolean {
   return words.every((w) => hay.includes(w));
 }
 
-export type SortKey = 'address' | 'name' | 'class' | 'driver' | 'vfio' | 'group' | 'sriov' | 'inUse';
+export type SortKey =
+  | 'address'
+  | 'name'
+  | 'class'
+  | 'driver'
+  | 'vfio'
+  | 'group'
+  | 'sriov'
+  | 'inUse';
 export interface Sort {
   key: SortKey;
   dir: 'asc' | 'desc';
@@ -222,18 +256,28 @@ function sortValue(d: Device, key: SortKey): string {
   }
 }
 
-/** Addresses are fixed-width lower-case hex: plain order is bus order (numeric collation would put 00:1f before 00:05). */
-const byAddress = (a: Device, b: Device): number => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0);
+/**
+ * Addresses are fixed-width lower-case hex: plain order is bus order (numeric collation would put
+ * 00:1f before 00:05).
+ */
+const byAddress = (a: Device, b: Device): number =>
+  a.address < b.address ? -1 : a.address > b.address ? 1 : 0;
 
 /** A stable sort (address breaks ties); other columns numeric-aware so group 10 follows group 9. */
 export function sortDevices(devices: readonly Device[], s: Sort): Device[] {
   const sign = s.dir === 'asc' ? 1 : -1;
-  const cmp = s.key === 'address' ? byAddress : (a: Device, b: Device) => collator.compare(sortValue(a, s.key), sortValue(b, s.key));
+  const cmp =
+    s.key === 'address'
+      ? byAddress
+      : (a: Device, b: Device) => collator.compare(sortValue(a, s.key), sortValue(b, s.key));
   return [...devices].sort((a, b) => sign * cmp(a, b) || byAddress(a, b));
 }
 
 /** The choices of the class and driver filters: those present, sorted. */
-export function filterChoices(devices: readonly Device[]): { classes: string[]; drivers: string[] } {
+export function filterChoices(devices: readonly Device[]): {
+  classes: string[];
+  drivers: string[];
+} {
   const classes = [...new Set(devices.map(baseClass))].sort(collator.compare);
   const drivers = [...new Set(devices.map((d) => d.driver ?? UNBOUND))].sort(collator.compare);
   return { classes, drivers };
@@ -263,7 +307,10 @@ export function actionArgs(r: ActionRequest, dryRun: boolean): string[] {
   return args;
 }
 
-/** Checks that --force must never override, whatever the CLI reports (README: vfio-user is never forceable). */
+/**
+ * Checks that --force must never override, whatever the CLI reports (README: vfio-user is never
+ * forceable).
+ */
 const NEVER_FORCE = new Set(['vfio-user', 'no-iommu', 'hook-trust']);
 
 export interface PreviewVerdict {
@@ -273,7 +320,10 @@ export interface PreviewVerdict {
   noop: boolean;
   /** The IOMMU group is not viable: offer the same action with --group. */
   offerGroup: boolean;
-  /** Every refusal is forceable (and none is a never-force check): offer --force, behind a second confirmation. */
+  /**
+   * Every refusal is forceable (and none is a never-force check): offer --force, behind a second
+   * confirmation.
+   */
   offerForce: boolean;
   refusals: (Refusal & { address: string })[];
   /** A result that is neither planned, no-op nor refused (invalid/failed), with its message. */
@@ -282,15 +332,28 @@ export interface PreviewVerdict {
 
 /** What a --dry-run preview allows next. */
 export function judgePreview(req: ActionRequest, out: ActionOutput): PreviewVerdict {
-  const refusals = out.results.flatMap((r) => r.refusals.map((x) => ({ ...x, address: r.address })));
-  const errors = out.results.filter((r) => r.status === 'invalid' || r.status === 'failed').map((r) => ({ address: r.address, message: r.error ?? r.status }));
+  const refusals = out.results.flatMap((r) =>
+    r.refusals.map((x) => ({ ...x, address: r.address })),
+  );
+  const errors = out.results
+    .filter((r) => r.status === 'invalid' || r.status === 'failed')
+    .map((r) => ({ address: r.address, message: r.error ?? r.status }));
   const blocked = out.results.some((r) => r.status === 'refused') || errors.length > 0;
   const noop = out.results.length > 0 && out.results.every((r) => r.status === 'noop');
   return {
     canRun: !blocked && out.results.length > 0 && !noop,
     noop,
-    offerGroup: req.kind === 'bind' && !req.group && !req.force && refusals.some((x) => x.check === 'iommu-group'),
-    offerForce: req.kind === 'bind' && !req.force && errors.length === 0 && refusals.length > 0 && refusals.every((x) => x.forceable && !NEVER_FORCE.has(x.check)),
+    offerGroup:
+      req.kind === 'bind' &&
+      !req.group &&
+      !req.force &&
+      refusals.some((x) => x.check === 'iommu-group'),
+    offerForce:
+      req.kind === 'bind' &&
+      !req.force &&
+      errors.length === 0 &&
+      refusals.length > 0 &&
+      refusals.every((x) => x.forceable && !NEVER_FORCE.has(x.check)),
     refusals,
     errors,
   };
@@ -309,8 +372,16 @@ export function availableActions(d: Device, rule: DeviceStatus | undefined): Act
 export const ACTION_LABELS: Record<ActionKind, { button: string; title: string; run: string }> = {
   bind: { button: 'Bind to VFIO', title: 'Bind to the best VFIO driver', run: 'Bind' },
   unbind: { button: 'Unbind', title: 'Give back to the host driver', run: 'Unbind' },
-  set: { button: 'Make persistent', title: 'Configure VFIO for this device and apply it', run: 'Save and apply' },
-  unset: { button: 'Remove rule', title: "Remove the device's rule and return it to its host driver", run: 'Remove rule' },
+  set: {
+    button: 'Make persistent',
+    title: 'Configure VFIO for this device and apply it',
+    run: 'Save and apply',
+  },
+  unset: {
+    button: 'Remove rule',
+    title: "Remove the device's rule and return it to its host driver",
+    run: 'Remove rule',
+  },
 };
 
 /** A CLI run as the page sees it: the exit code, stdout parsed when it is JSON, stderr. */

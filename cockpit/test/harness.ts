@@ -25,7 +25,15 @@ export async function launchBrowser(): Promise<Browser> {
   // The flags the machine notes ask for: root needs --no-sandbox; no GPU; no calls home.
   browser ??= await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   return browser;
 }
@@ -74,7 +82,9 @@ export interface Session {
  * the page spawns vfioctl with its production default, superuser "require"; as a normal user it
  * spawns it as that user and trusts that user's fixture files.
  */
-export async function openSession(opts: ModelHostOptions & { viewport?: { width: number; height: number } } = {}): Promise<Session> {
+export async function openSession(
+  opts: ModelHostOptions & { viewport?: { width: number; height: number } } = {},
+): Promise<Session> {
   // trustSelf: the test's own in-process vfioctl runs trust a normal user's fixture files too.
   const host = new ModelHost(opts).trustSelf();
   // pci.ids names for the model host's devices (QEMU's), so the page shows names as on a real host.
@@ -92,17 +102,38 @@ export async function openSession(opts: ModelHostOptions & { viewport?: { width:
   const config = {
     command: [process.execPath, REMOTE_CLI],
     root: host.f.dir,
-    environ: [`VFIOCTL_MODEL_SOCKET=${server.socket}`, ...(isRoot ? [] : [`VFIOCTL_TRUST_UID=${process.getuid!()}`])],
+    environ: [
+      `VFIOCTL_MODEL_SOCKET=${server.socket}`,
+      ...(isRoot ? [] : [`VFIOCTL_TRUST_UID=${process.getuid!()}`]),
+    ],
     superuser: isRoot ? 'require' : 'none',
   };
-  fs.writeFileSync(path.join(home, 'config/cockpit/vfioctl.override.json'), JSON.stringify({ config }));
+  fs.writeFileSync(
+    path.join(home, 'config/cockpit/vfioctl.override.json'),
+    JSON.stringify({ config }),
+  );
   const port = await freePort();
   let log = '';
-  const ws = spawn(WS, ['--no-tls', `--local-session=cockpit-bridge`, '--port', String(port), '--address', '127.0.0.1'], {
-    env: { ...process.env, XDG_DATA_HOME: path.join(home, 'data'), XDG_CONFIG_HOME: path.join(home, 'config') },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true, // its own process group, so the bridge it starts goes with it
-  });
+  const ws = spawn(
+    WS,
+    [
+      '--no-tls',
+      `--local-session=cockpit-bridge`,
+      '--port',
+      String(port),
+      '--address',
+      '127.0.0.1',
+    ],
+    {
+      env: {
+        ...process.env,
+        XDG_DATA_HOME: path.join(home, 'data'),
+        XDG_CONFIG_HOME: path.join(home, 'config'),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group, so the bridge it starts goes with it
+    },
+  );
   ws.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   ws.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   const base = `http://127.0.0.1:${port}/cockpit/@localhost`;
@@ -139,7 +170,8 @@ export async function openSession(opts: ModelHostOptions & { viewport?: { width:
         const unlocked = [...server.violations];
         await stop();
         if (errors.length) throw new Error(`browser errors on the page:\n${errors.join('\n')}`);
-        if (unlocked.length) throw new Error(`kernel writes without vfioctl's lock:\n${unlocked.join('\n')}`);
+        if (unlocked.length)
+          throw new Error(`kernel writes without vfioctl's lock:\n${unlocked.join('\n')}`);
       },
     };
   } catch (e) {

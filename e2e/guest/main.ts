@@ -8,7 +8,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { GUEST_RESULTS_DIR, MACHINE } from '../machine';
 import { SCENARIOS } from '../scenarios';
-import { CheckFailed, ScenarioContext, SkipScenario, type GuestPlan, type ScenarioResult, type Status } from './scenario';
+import {
+  CheckFailed,
+  ScenarioContext,
+  SkipScenario,
+  type GuestPlan,
+  type ScenarioResult,
+  type Status,
+} from './scenario';
 import * as sysfs from './sysfs';
 
 const RESULTS = path.join(GUEST_RESULTS_DIR, 'results');
@@ -26,7 +33,9 @@ function sh(argv: readonly string[]): { code: number | null; out: string } {
 
 /** Kernel log since the last call (and clears it). */
 function takeKmsg(): string[] {
-  return sh(['dmesg', '-c']).out.split('\n').filter((l) => l.trim() && !/\b9pnet|overlayfs\b/.test(l));
+  return sh(['dmesg', '-c'])
+    .out.split('\n')
+    .filter((l) => l.trim() && !/\b9pnet|overlayfs\b/.test(l));
 }
 
 /**
@@ -58,10 +67,19 @@ function coldplug(): void {
 /** Facts about this boot for the report: what the kernel looks like before any scenario. */
 function bootFacts(plan: GuestPlan): Record<string, unknown> {
   const devices = Object.fromEntries(
-    sysfs.allDevices().map((a) => [a, { ids: `${sysfs.attr(a, 'vendor')?.slice(2)}:${sysfs.attr(a, 'device')?.slice(2)}`, ...sysfs.stateOf(a) }]),
+    sysfs.allDevices().map((a) => [
+      a,
+      {
+        ids: `${sysfs.attr(a, 'vendor')?.slice(2)}:${sysfs.attr(a, 'device')?.slice(2)}`,
+        ...sysfs.stateOf(a),
+      },
+    ]),
   );
   const groups: Record<string, string[]> = {};
-  for (const g of fs.existsSync('/sys/kernel/iommu_groups') ? fs.readdirSync('/sys/kernel/iommu_groups') : []) groups[g] = sysfs.groupMembers(g);
+  for (const g of fs.existsSync('/sys/kernel/iommu_groups')
+    ? fs.readdirSync('/sys/kernel/iommu_groups')
+    : [])
+    groups[g] = sysfs.groupMembers(g);
   return {
     boot: plan.boot,
     coldplug: !plan.reboot || plan.reboot.stage === 1 ? 'runner' : 'none',
@@ -71,14 +89,25 @@ function bootFacts(plan: GuestPlan): Record<string, unknown> {
     node: process.version,
     devices,
     iommuGroups: groups,
-    vfioAliases: sh(['sh', '-c', `grep '^alias vfio_pci:' /lib/modules/$(uname -r)/modules.alias`]).out.trim().split('\n'),
+    vfioAliases: sh(['sh', '-c', `grep '^alias vfio_pci:' /lib/modules/$(uname -r)/modules.alias`])
+      .out.trim()
+      .split('\n'),
     // How the guest's root looks to a tool: mounts, and which virtio device carries which 9p tag.
     mountinfo: fs.readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n'),
     virtioMountTags: Object.fromEntries(
       fs
         .readdirSync('/sys/bus/virtio/devices')
         .filter((v) => fs.existsSync(`/sys/bus/virtio/devices/${v}/mount_tag`))
-        .map((v) => [v, { tag: fs.readFileSync(`/sys/bus/virtio/devices/${v}/mount_tag`, 'utf8').replace(/\0/g, '').trim(), device: path.basename(path.dirname(fs.realpathSync(`/sys/bus/virtio/devices/${v}`))) }]),
+        .map((v) => [
+          v,
+          {
+            tag: fs
+              .readFileSync(`/sys/bus/virtio/devices/${v}/mount_tag`, 'utf8')
+              .replace(/\0/g, '')
+              .trim(),
+            device: path.basename(path.dirname(fs.realpathSync(`/sys/bus/virtio/devices/${v}`))),
+          },
+        ]),
     ),
   };
 }
@@ -115,14 +144,25 @@ function runOne(plan: GuestPlan, name: string): ScenarioResult {
     const did = sysfs.restore(address, want);
     if (did.length > 0) ctx.note(`clean-up ${address}: ${did.join(', ')}`);
   }
-  return { scenario: name, boot: plan.boot, status, message, ms, transcript: ctx.transcript, kmsg: takeKmsg(), figures: ctx.figures };
+  return {
+    scenario: name,
+    boot: plan.boot,
+    status,
+    message,
+    ms,
+    transcript: ctx.transcript,
+    kmsg: takeKmsg(),
+    figures: ctx.figures,
+  };
 }
 
 function main(): void {
   const plan = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as GuestPlan;
   fs.mkdirSync(RESULTS, { recursive: true });
   const ownColdplug = !plan.reboot || plan.reboot.stage === 1;
-  say(`runner up at uptime ${fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]}s; ${ownColdplug ? 'coldplug' : 'no coldplug (the scenario runs the boot layers and udev)'}`);
+  say(
+    `runner up at uptime ${fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]}s; ${ownColdplug ? 'coldplug' : 'no coldplug (the scenario runs the boot layers and udev)'}`,
+  );
   if (ownColdplug) coldplug();
   writeJson(path.join(GUEST_RESULTS_DIR, 'facts.json'), bootFacts(plan));
   takeKmsg();
@@ -131,7 +171,9 @@ function main(): void {
     say(`scenario ${name} ...`);
     const r = runOne(plan, name);
     writeJson(path.join(RESULTS, `${name}.json`), r);
-    say(`scenario ${name}: ${r.status.toUpperCase()} (${(r.ms / 1000).toFixed(1)}s)${r.message ? `: ${r.message.split('\n')[0]}` : ''}`);
+    say(
+      `scenario ${name}: ${r.status.toUpperCase()} (${(r.ms / 1000).toFixed(1)}s)${r.message ? `: ${r.message.split('\n')[0]}` : ''}`,
+    );
     for (const f of r.figures ?? []) say(`scenario ${name}: figure: ${f}`);
   }
   say('runner done');

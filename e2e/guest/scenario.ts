@@ -25,7 +25,10 @@ export interface Scenario {
     readonly kernels: 'same' | readonly [string, string];
     /** With `same`: only these kernels (default: every kernel of the run). */
     readonly only?: readonly string[];
-    /** The second boot comes up under systemd as PID 1 (guest/systemd-boot.sh), the runner as its service. */
+    /**
+     * The second boot comes up under systemd as PID 1 (guest/systemd-boot.sh), the runner as its
+     * service.
+     */
     readonly systemd?: boolean;
   };
   /** Runs in the guest; throws on failure, calls ctx.skip() when it cannot run. */
@@ -43,9 +46,13 @@ export interface GuestKernel {
 export interface RebootStage {
   /** The pair's name, e.g. "6.12-reboot" or "6.1-6.12-reboot". */
   readonly chain: string;
-  /** 1: the first boot (the runner coldplugs as usual); 2: the boot after the reboot (it does not). */
+  /**
+   * 1: the first boot (the runner coldplugs as usual); 2: the boot after the reboot (it does not).
+   */
   readonly stage: 1 | 2;
-  /** Guest path of the copy of the persistent layer kept between the boots (on the results share). */
+  /**
+   * Guest path of the copy of the persistent layer kept between the boots (on the results share).
+   */
   readonly persist: string;
   /** The kernel of the other boot of the pair (the same one for a same-kernel reboot). */
   readonly other: GuestKernel;
@@ -109,11 +116,14 @@ export const DEBIAN_12_KERNELS: readonly string[] = ['6.1', '6.12'];
 export interface CliOptions {
   readonly env?: Readonly<Record<string, string>>;
   readonly timeoutMs?: number;
-  /** Another entry point than the tested bundle (the kill-at-step CLI of the unit tests' support). */
+  /**
+   * Another entry point than the tested bundle (the kill-at-step CLI of the unit tests' support).
+   */
   readonly entry?: string;
 }
 
-const show = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v));
+const show = (v: unknown): string =>
+  typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v));
 
 export class ScenarioContext {
   readonly transcript: string[] = [];
@@ -148,8 +158,18 @@ export class ScenarioContext {
   /** Runs the real vfioctl (node + the bundled CLI) with an argument array. */
   cli(args: readonly string[], opts: CliOptions = {}): CliResult {
     const t = Date.now();
-    const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/run/e2e-home', TMPDIR: '/run/e2e-home', ...opts.env };
-    const r = spawnSync(process.execPath, [opts.entry ?? this.plan.vfioctl, ...args], { encoding: 'utf8', env, timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL' });
+    const env = {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: '/run/e2e-home',
+      TMPDIR: '/run/e2e-home',
+      ...opts.env,
+    };
+    const r = spawnSync(process.execPath, [opts.entry ?? this.plan.vfioctl, ...args], {
+      encoding: 'utf8',
+      env,
+      timeout: opts.timeoutMs ?? 60_000,
+      killSignal: 'SIGKILL',
+    });
     const res: CliResult = {
       args,
       code: r.status,
@@ -158,34 +178,56 @@ export class ScenarioContext {
       stderr: r.stderr ?? '',
       ms: Date.now() - t,
     };
-    const envNote = opts.env ? `${Object.entries(opts.env).map(([k, v]) => `${k}=${v}`).join(' ')} ` : '';
-    this.note(`$ ${envNote}vfioctl ${args.join(' ')}  -> ${r.error ? `error ${r.error.message}` : r.signal ? `killed by ${r.signal}` : `exit ${r.status}`} (${res.ms}ms)`);
+    const envNote = opts.env
+      ? `${Object.entries(opts.env)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ')} `
+      : '';
+    this.note(
+      `$ ${envNote}vfioctl ${args.join(' ')}  -> ${r.error ? `error ${r.error.message}` : r.signal ? `killed by ${r.signal}` : `exit ${r.status}`} (${res.ms}ms)`,
+    );
     const err = res.stderr.trim();
-    if (err) this.note(err.split('\n').slice(0, 12).map((l) => `    stderr| ${l}`).join('\n'));
+    if (err)
+      this.note(
+        err
+          .split('\n')
+          .slice(0, 12)
+          .map((l) => `    stderr| ${l}`)
+          .join('\n'),
+      );
     return res;
   }
 
   /** Runs vfioctl, requires the exit code, and returns its stdout parsed as JSON. */
-  cliJson<T>(args: readonly string[], expectCode = 0, opts: CliOptions = {}): { result: CliResult; json: T } {
+  cliJson<T>(
+    args: readonly string[],
+    expectCode = 0,
+    opts: CliOptions = {},
+  ): { result: CliResult; json: T } {
     const r = this.cli(args, opts);
     this.expectExit(r, expectCode);
     try {
       return { result: r, json: JSON.parse(r.stdout) as T };
     } catch {
-      throw new CheckFailed(`vfioctl ${args.join(' ')}: stdout is not JSON:\n${r.stdout.slice(0, 2000)}`);
+      throw new CheckFailed(
+        `vfioctl ${args.join(' ')}: stdout is not JSON:\n${r.stdout.slice(0, 2000)}`,
+      );
     }
   }
 
   expectExit(r: CliResult, code: number): void {
     if (r.code !== code) {
       const out = [r.stderr.trim(), r.stdout.trim().slice(0, 1500)].filter(Boolean).join('\n');
-      throw new CheckFailed(`vfioctl ${r.args.join(' ')}: expected exit ${code}, got ${r.signal ? `signal ${r.signal}` : `exit ${r.code}`}${out ? `\n${out}` : ''}`);
+      throw new CheckFailed(
+        `vfioctl ${r.args.join(' ')}: expected exit ${code}, got ${r.signal ? `signal ${r.signal}` : `exit ${r.code}`}${out ? `\n${out}` : ''}`,
+      );
     }
   }
 
   /** Fails the scenario unless actual deep-equals expected. */
   eq(actual: unknown, expected: unknown, what: string): void {
-    if (JSON.stringify(actual) !== JSON.stringify(expected)) throw new CheckFailed(`${what}: expected ${show(expected)}, got ${show(actual)}`);
+    if (JSON.stringify(actual) !== JSON.stringify(expected))
+      throw new CheckFailed(`${what}: expected ${show(expected)}, got ${show(actual)}`);
     this.note(`ok: ${what} = ${show(actual)}`);
   }
 

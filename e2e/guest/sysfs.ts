@@ -60,7 +60,10 @@ export function groupMembers(group: string): string[] {
   return list(`/sys/kernel/iommu_groups/${group}/devices`);
 }
 
-/** The vfio-dev class (Linux 6.1+, registered by vfio.ko): 5.10 has none, only the group class "vfio". */
+/**
+ * The vfio-dev class (Linux 6.1+, registered by vfio.ko): 5.10 has none, only the group class
+ * "vfio".
+ */
 export function hasVfioDevClass(): boolean {
   return fs.existsSync('/sys/class/vfio-dev');
 }
@@ -78,7 +81,8 @@ export function devVfio(): string[] {
 export function netdevsOf(address: string): string[] {
   const base = `${PCI_DEVICES}/${address}`;
   const out = list(`${base}/net`);
-  for (const c of list(base).filter((n) => /^virtio\d+$/.test(n))) out.push(...list(`${base}/${c}/net`));
+  for (const c of list(base).filter((n) => /^virtio\d+$/.test(n)))
+    out.push(...list(`${base}/${c}/net`));
   return out.sort();
 }
 
@@ -108,7 +112,12 @@ export interface DeviceState {
 }
 
 export function stateOf(address: string): DeviceState {
-  return { driver: driverOf(address), override: overrideOf(address), group: iommuGroupOf(address), vfioDev: vfioDevOf(address) };
+  return {
+    driver: driverOf(address),
+    override: overrideOf(address),
+    group: iommuGroupOf(address),
+    vfioDev: vfioDevOf(address),
+  };
 }
 
 export function snapshot(addresses: readonly string[] = allDevices()): Map<string, DeviceState> {

@@ -28,16 +28,24 @@ export interface RunResult {
 export class CommandError extends Error {
   constructor(readonly result: RunResult) {
     const tail = (s: string): string => s.trim().split('\n').slice(-15).join('\n');
-    const how = result.timedOut ? 'timed out' : result.signal ? `was killed by ${result.signal}` : `exited ${result.code}`;
+    const how = result.timedOut
+      ? 'timed out'
+      : result.signal
+        ? `was killed by ${result.signal}`
+        : `exited ${result.code}`;
     const out = [tail(result.stderr), tail(result.stdout)].filter(Boolean).join('\n');
-    super(`command ${how}: ${formatArgv(result.argv)}${out ? `\n${out.replace(/^/gm, '  | ')}` : ''}`);
+    super(
+      `command ${how}: ${formatArgv(result.argv)}${out ? `\n${out.replace(/^/gm, '  | ')}` : ''}`,
+    );
     this.name = 'CommandError';
   }
 }
 
 /** For messages only: quotes arguments that need it. */
 export function formatArgv(argv: readonly string[]): string {
-  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+  return argv
+    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
+    .join(' ');
 }
 
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
@@ -111,7 +119,10 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
 }
 
 /** Runs argv and throws a CommandError unless it exits 0. */
-export async function runChecked(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+export async function runChecked(
+  argv: readonly string[],
+  opts: RunOptions = {},
+): Promise<RunResult> {
   const r = await run(argv, opts);
   if (r.code !== 0 || r.timedOut) throw new CommandError(r);
   return r;
@@ -121,7 +132,10 @@ export async function runChecked(argv: readonly string[], opts: RunOptions = {})
  * Runs a pipeline `a | b | c` without a shell: each stage's stdout feeds the next stage's stdin.
  * Resolves when every stage exited 0; otherwise rejects naming the first stage that failed.
  */
-export async function pipeline(stages: readonly (readonly string[])[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<void> {
+export async function pipeline(
+  stages: readonly (readonly string[])[],
+  opts: { cwd?: string; timeoutMs?: number } = {},
+): Promise<void> {
   if (stages.length === 0) return;
   const children = stages.map((argv, i) => {
     const [cmd, ...args] = argv;
@@ -138,7 +152,10 @@ export async function pipeline(stages: readonly (readonly string[])[], opts: { c
     // A later stage may exit before reading everything (tar with member names does): not an error.
     to.on('error', () => undefined);
   }
-  const timer = setTimeout(() => children.forEach((c) => c.kill('SIGKILL')), opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const timer = setTimeout(
+    () => children.forEach((c) => c.kill('SIGKILL')),
+    opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+  );
   const results = await Promise.all(
     children.map(
       (c, i) =>
@@ -147,14 +164,24 @@ export async function pipeline(stages: readonly (readonly string[])[], opts: { c
           c.stderr?.on('data', (b: Buffer) => err.push(b));
           c.on('error', (e) => err.push(Buffer.from(String(e))));
           c.on('close', (code, signal) =>
-            resolve({ argv: stages[i]!, code, signal, timedOut: false, stdout: '', stderr: Buffer.concat(err).toString(), ms: 0 }),
+            resolve({
+              argv: stages[i]!,
+              code,
+              signal,
+              timedOut: false,
+              stdout: '',
+              stderr: Buffer.concat(err).toString(),
+              ms: 0,
+            }),
           );
         }),
     ),
   );
   clearTimeout(timer);
   // Earlier stages killed by SIGPIPE because a later stage finished early are fine.
-  const failed = results.find((r, i) => r.code !== 0 && !(r.signal === 'SIGPIPE' && i < results.length - 1));
+  const failed = results.find(
+    (r, i) => r.code !== 0 && !(r.signal === 'SIGPIPE' && i < results.length - 1),
+  );
   if (failed) throw new CommandError(failed);
 }
 

@@ -31,7 +31,10 @@ function sh(ctx: ScenarioContext, argv: string[]): void {
   if (r.status !== 0) ctx.fail(`${argv.join(' ')}: ${r.stderr}`);
 }
 
-/** The policy as kubelet's atomic writer leaves a ConfigMap volume, bind-mounted read-only as a container sees it. */
+/**
+ * The policy as kubelet's atomic writer leaves a ConfigMap volume, bind-mounted read-only as a
+ * container sees it.
+ */
 function mountPolicy(ctx: ScenarioContext, text: string): void {
   const ts = '..2026_12_02_10_00_00.000000001';
   fs.mkdirSync(`${CM}/${ts}`, { recursive: true });
@@ -50,18 +53,39 @@ interface Running {
   readonly log: string;
 }
 
-/** Starts the agent in the background; its JSON lines go to a file (the guest runner is synchronous). */
+/**
+ * Starts the agent in the background; its JSON lines go to a file (the guest runner is
+ * synchronous).
+ */
 function startAgent(ctx: ScenarioContext, n: number): Running {
   const log = `${DIR}/agent-${n}.log`;
   const fd = fs.openSync(log, 'w', 0o644);
-  const args = ['--root', '/', 'agent', '--policy', POLICY, '--interval', '2', '--jitter', '1', '--ready-file', READY];
-  const child = spawn(process.execPath, [ctx.plan.vfioctl, ...args], { stdio: ['ignore', fd, fd], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/run/e2e-home' } });
+  const args = [
+    '--root',
+    '/',
+    'agent',
+    '--policy',
+    POLICY,
+    '--interval',
+    '2',
+    '--jitter',
+    '1',
+    '--ready-file',
+    READY,
+  ];
+  const child = spawn(process.execPath, [ctx.plan.vfioctl, ...args], {
+    stdio: ['ignore', fd, fd],
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/run/e2e-home' },
+  });
   fs.closeSync(fd);
   ctx.note(`started vfioctl ${args.join(' ')} (pid ${child.pid})`);
   return { pid: child.pid!, log };
 }
 
-/** The agent's exit status, once it has exited (a zombie: this event loop is blocked, so not reaped yet). */
+/**
+ * The agent's exit status, once it has exited (a zombie: this event loop is blocked, so not reaped
+ * yet).
+ */
 function exitStatus(pid: number): number | null {
   let stat: string;
   try {
@@ -81,17 +105,25 @@ function probe(ctx: ScenarioContext): { code: number | null; text: string } {
   return { code: r.code, text: (r.stdout + r.stderr).trim() };
 }
 
-function waitFor(ctx: ScenarioContext, what: string, timeoutMs: number, cond: () => boolean): number {
+function waitFor(
+  ctx: ScenarioContext,
+  what: string,
+  timeoutMs: number,
+  cond: () => boolean,
+): number {
   const t = Date.now();
   while (!cond()) {
-    if (Date.now() - t > timeoutMs) ctx.fail(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    if (Date.now() - t > timeoutMs)
+      ctx.fail(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
     sleepMs(250);
   }
   ctx.note(`ok: ${what} (${Date.now() - t} ms)`);
   return Date.now() - t;
 }
 
-function logLines(log: string): { event: string; level: string; msg: string; moved?: string[]; problems?: string[] }[] {
+function logLines(
+  log: string,
+): { event: string; level: string; msg: string; moved?: string[]; problems?: string[] }[] {
   return fs
     .readFileSync(log, 'utf8')
     .split('\n')
@@ -102,7 +134,12 @@ function logLines(log: string): { event: string; level: string; msg: string; mov
 function stopAgent(ctx: ScenarioContext, a: Running): void {
   process.kill(a.pid, 'SIGTERM');
   let code: number | null = null;
-  waitFor(ctx, `agent pid ${a.pid} to exit after SIGTERM`, 30_000, () => (code = exitStatus(a.pid)) !== null);
+  waitFor(
+    ctx,
+    `agent pid ${a.pid} to exit after SIGTERM`,
+    30_000,
+    () => (code = exitStatus(a.pid)) !== null,
+  );
   ctx.eq(code, 0, 'the agent exits 0 on SIGTERM');
   const last = logLines(a.log).at(-1);
   ctx.eq(last?.event, 'stop', 'its last log line is the stop');
@@ -110,7 +147,8 @@ function stopAgent(ctx: ScenarioContext, a: Running): void {
 
 export const agentNode: Scenario = {
   name: 'agent-node',
-  title: '`vfioctl agent` converges a policy from a ConfigMap-like read-only mount, reports Ready, honours the emergency stop, survives SIGTERM and a restart without unbinding',
+  title:
+    '`vfioctl agent` converges a policy from a ConfigMap-like read-only mount, reports Ready, honours the emergency stop, survives SIGTERM and a restart without unbinding',
   boots: ['iommu'],
   // What it proves is the agent's loop over the same apply every kernel runs: one kernel suffices.
   kernels: ['6.12'],
@@ -120,7 +158,17 @@ export const agentNode: Scenario = {
     const variant = ctx.hasVariant('virtio_vfio_pci') ? 'virtio_vfio_pci' : 'vfio-pci';
     fs.rmSync(DIR, { recursive: true, force: true });
     fs.mkdirSync(DIR, { recursive: true, mode: 0o755 });
-    const policy = `${JSON.stringify({ version: 1, rules: [{ match: { address: nic }, intent: 'vfio' }, { match: { address: vnet }, intent: 'vfio' }] }, null, 2)}\n`;
+    const policy = `${JSON.stringify(
+      {
+        version: 1,
+        rules: [
+          { match: { address: nic }, intent: 'vfio' },
+          { match: { address: vnet }, intent: 'vfio' },
+        ],
+      },
+      null,
+      2,
+    )}\n`;
     mountPolicy(ctx, policy);
     const others = sysfs.snapshot(sysfs.allDevices().filter((a) => a !== nic && a !== vnet));
     let agent: Running | null = null;
@@ -129,27 +177,61 @@ export const agentNode: Scenario = {
         withHooksDir(ctx, () => {
           const t0 = Date.now();
           agent = startAgent(ctx, 1);
-          const toReady = waitFor(ctx, 'the first agent to report Ready', 120_000, () => probe(ctx).code === 0);
-          ctx.figure(`agent: policy to Ready (write, boot maps, apply of 2 devices) ${((Date.now() - t0) / 1000).toFixed(1)} s (probe polled every 0.25 s; ${toReady} ms of waiting)`);
+          const toReady = waitFor(
+            ctx,
+            'the first agent to report Ready',
+            120_000,
+            () => probe(ctx).code === 0,
+          );
+          ctx.figure(
+            `agent: policy to Ready (write, boot maps, apply of 2 devices) ${((Date.now() - t0) / 1000).toFixed(1)} s (probe polled every 0.25 s; ${toReady} ms of waiting)`,
+          );
           expectOnVfio(ctx, nic, 'vfio-pci');
           expectOnVfio(ctx, vnet, variant);
-          ctx.eq(fs.readFileSync('/etc/vfioctl/vfioctl.json', 'utf8'), policy, "the host's vfioctl.json is the policy");
+          ctx.eq(
+            fs.readFileSync('/etc/vfioctl/vfioctl.json', 'utf8'),
+            policy,
+            "the host's vfioctl.json is the policy",
+          );
           const labels = fs.readFileSync(FEATURES, 'utf8');
-          // vfio-capable is doctor's verdict (false here: QEMU's intremap=off fails its interrupt-remapping line).
+          // vfio-capable is doctor's verdict (false here: QEMU's intremap=off fails its
+          // interrupt-remapping line).
           const doctorOk = (JSON.parse(ctx.cli(['doctor', '--json']).stdout) as { ok: boolean }).ok;
-          ctx.ok(/^vfioctl\.io\/converged=true$/m.test(labels) && new RegExp(`^vfioctl\\.io/vfio-capable=${doctorOk}$`, 'm').test(labels) && /^vfioctl\.io\/config=[0-9a-f]{12}$/m.test(labels), `feature file: ${labels.replace(/\n/g, ' | ')}`);
-          ctx.eq(fs.readdirSync(FEATURES.slice(0, FEATURES.lastIndexOf('/'))).join(','), 'vfioctl', 'no dot-file left in features.d');
+          ctx.ok(
+            /^vfioctl\.io\/converged=true$/m.test(labels) &&
+              new RegExp(`^vfioctl\\.io/vfio-capable=${doctorOk}$`, 'm').test(labels) &&
+              /^vfioctl\.io\/config=[0-9a-f]{12}$/m.test(labels),
+            `feature file: ${labels.replace(/\n/g, ' | ')}`,
+          );
+          ctx.eq(
+            fs.readdirSync(FEATURES.slice(0, FEATURES.lastIndexOf('/'))).join(','),
+            'vfioctl',
+            'no dot-file left in features.d',
+          );
           const first = logLines(agent.log);
-          ctx.ok(first.some((l) => l.event === 'applied' && (l.moved ?? []).length === 2), `the first apply moved both devices (${JSON.stringify(first.find((l) => l.event === 'applied')?.moved)})`);
+          ctx.ok(
+            first.some((l) => l.event === 'applied' && (l.moved ?? []).length === 2),
+            `the first apply moved both devices (${JSON.stringify(first.find((l) => l.event === 'applied')?.moved)})`,
+          );
 
           // The emergency stop: NotReady at the next poll, nothing moves; removed, Ready again.
           const before = sysfs.snapshot([nic, vnet]);
           fs.writeFileSync('/etc/vfioctl/agent-stop', '');
-          waitFor(ctx, 'NotReady after the stop file appeared', 30_000, () => probe(ctx).code === 1);
+          waitFor(
+            ctx,
+            'NotReady after the stop file appeared',
+            30_000,
+            () => probe(ctx).code === 1,
+          );
           ctx.ok(/emergency-stop/.test(probe(ctx).text), 'the probe says emergency-stop');
           expectUnchanged(ctx, before, 'the devices under the emergency stop');
           fs.rmSync('/etc/vfioctl/agent-stop');
-          waitFor(ctx, 'Ready again after the stop file was removed', 30_000, () => probe(ctx).code === 0);
+          waitFor(
+            ctx,
+            'Ready again after the stop file was removed',
+            30_000,
+            () => probe(ctx).code === 0,
+          );
 
           // SIGTERM: exit 0, nothing unbound.
           stopAgent(ctx, agent);
@@ -167,7 +249,10 @@ export const agentNode: Scenario = {
           const second = logLines(agent.log);
           const applied = second.find((l) => l.event === 'applied');
           ctx.eq(JSON.stringify(applied?.moved), '[]', 'the restarted agent moved nothing');
-          ctx.ok(!second.some((l) => l.event === 'config-written'), 'the restarted agent left the host file alone');
+          ctx.ok(
+            !second.some((l) => l.event === 'config-written'),
+            'the restarted agent left the host file alone',
+          );
           stopAgent(ctx, agent);
           agent = null;
           expectUnchanged(ctx, before, 'the devices after the second SIGTERM');

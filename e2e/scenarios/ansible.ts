@@ -30,9 +30,16 @@ function play(ctx: ScenarioContext, playbook: string, extra: string[] = []): num
     TMPDIR: `${WORK}/tmp`,
   };
   const t = Date.now();
-  const r = spawnSync('ansible-playbook', ['-i', 'localhost,', '-c', 'local', playbook, ...extra], { encoding: 'utf8', env, timeout: 240_000 });
-  ctx.note(`$ ansible-playbook ${playbook} ${extra.join(' ')} -> exit ${r.status} (${Date.now() - t} ms)\n${r.stdout}${r.stderr}`);
-  if (r.status !== 0) ctx.fail(`ansible-playbook ${path.basename(playbook)} failed (exit ${r.status})`);
+  const r = spawnSync('ansible-playbook', ['-i', 'localhost,', '-c', 'local', playbook, ...extra], {
+    encoding: 'utf8',
+    env,
+    timeout: 240_000,
+  });
+  ctx.note(
+    `$ ansible-playbook ${playbook} ${extra.join(' ')} -> exit ${r.status} (${Date.now() - t} ms)\n${r.stdout}${r.stderr}`,
+  );
+  if (r.status !== 0)
+    ctx.fail(`ansible-playbook ${path.basename(playbook)} failed (exit ${r.status})`);
   const m = /localhost\s*:\s*ok=\d+\s+changed=(\d+)/.exec(r.stdout);
   if (!m) ctx.fail(`no play recap in the output of ansible-playbook ${path.basename(playbook)}`);
   return Number(m![1]);
@@ -41,19 +48,34 @@ function play(ctx: ScenarioContext, playbook: string, extra: string[] = []): num
 function playbook(name: string, vfioctl: string, task: Record<string, unknown>): string {
   const file = `${WORK}/${name}.yml`;
   // JSON is YAML: no YAML library needed to write a play.
-  const plays = [{ hosts: 'localhost', gather_facts: false, tasks: [{ name, 'vfioctl.fleet.vfioctl_policy': { executable: vfioctl, boot_layers: 'ignore', ...task } }] }];
+  const plays = [
+    {
+      hosts: 'localhost',
+      gather_facts: false,
+      tasks: [
+        {
+          name,
+          'vfioctl.fleet.vfioctl_policy': { executable: vfioctl, boot_layers: 'ignore', ...task },
+        },
+      ],
+    },
+  ];
   fs.writeFileSync(file, JSON.stringify(plays, null, 2));
   return file;
 }
 
 export const ansiblePolicy: Scenario = {
   name: 'ansible-policy',
-  title: "ansible-playbook with vfioctl.fleet's vfioctl_policy moves a device, a second run is changed=0, state absent gives it back",
+  title:
+    "ansible-playbook with vfioctl.fleet's vfioctl_policy moves a device, a second run is changed=0, state absent gives it back",
   boots: ['iommu'],
   // Each play takes ~35 s under TCG; what it proves does not depend on the kernel.
   kernels: ['6.12'],
   run(ctx) {
-    if (spawnSync('ansible-playbook', ['--version']).status !== 0) ctx.skip('ansible-playbook is not installed (npm run test:ansible installs Debian\'s ansible-core)');
+    if (spawnSync('ansible-playbook', ['--version']).status !== 0)
+      ctx.skip(
+        "ansible-playbook is not installed (npm run test:ansible installs Debian's ansible-core)",
+      );
     const nic = ctx.dev('e1000e');
     fs.rmSync(WORK, { recursive: true, force: true });
     fs.mkdirSync(`${WORK}/tmp`, { recursive: true });
@@ -62,7 +84,8 @@ export const ansiblePolicy: Scenario = {
     const shm = !fs.existsSync('/dev/shm');
     if (shm) {
       fs.mkdirSync('/dev/shm', { mode: 0o1777 });
-      if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'mode=1777', 'tmpfs', '/dev/shm']).status !== 0) ctx.fail('cannot mount a tmpfs on /dev/shm');
+      if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'mode=1777', 'tmpfs', '/dev/shm']).status !== 0)
+        ctx.fail('cannot mount a tmpfs on /dev/shm');
     }
     try {
       run();
@@ -75,18 +98,24 @@ export const ansiblePolicy: Scenario = {
     fs.rmSync(WORK, { recursive: true, force: true });
 
     function run(): void {
-    withWritable(ctx, '/var/lib', () =>
-      withHooksDir(ctx, () => {
-        const present = playbook('present', vfioctl, { rules: [{ match: { address: nic }, intent: 'vfio' }] });
-        ctx.eq(play(ctx, present, ['--check', '--diff']), 1, 'check mode reports the change');
-        ctx.eq(sysfs.driverOf(nic), MACHINE.e1000e.hostDriver, `${nic} untouched by --check`);
-        ctx.eq(play(ctx, present), 1, 'first run: changed=1');
-        expectOnVfio(ctx, nic, 'vfio-pci');
-        ctx.eq(play(ctx, present), 0, 'second run: changed=0');
-        ctx.eq(play(ctx, playbook('absent', vfioctl, { state: 'absent' })), 1, 'state absent: changed=1');
-        expectOnHost(ctx, nic, MACHINE.e1000e.hostDriver);
-      }),
-    );
+      withWritable(ctx, '/var/lib', () =>
+        withHooksDir(ctx, () => {
+          const present = playbook('present', vfioctl, {
+            rules: [{ match: { address: nic }, intent: 'vfio' }],
+          });
+          ctx.eq(play(ctx, present, ['--check', '--diff']), 1, 'check mode reports the change');
+          ctx.eq(sysfs.driverOf(nic), MACHINE.e1000e.hostDriver, `${nic} untouched by --check`);
+          ctx.eq(play(ctx, present), 1, 'first run: changed=1');
+          expectOnVfio(ctx, nic, 'vfio-pci');
+          ctx.eq(play(ctx, present), 0, 'second run: changed=0');
+          ctx.eq(
+            play(ctx, playbook('absent', vfioctl, { state: 'absent' })),
+            1,
+            'state absent: changed=1',
+          );
+          expectOnHost(ctx, nic, MACHINE.e1000e.hostDriver);
+        }),
+      );
     }
   },
 };

@@ -3,11 +3,20 @@
 import type { Scenario } from '../guest/scenario';
 import * as sysfs from '../guest/sysfs';
 import { MACHINE } from '../machine';
-import { expectOnHost, expectOnVfio, expectRegisteredWithVfio, expectUnchanged, resultFor, unloadModules, type ApplyJson } from './common';
+import {
+  expectOnHost,
+  expectOnVfio,
+  expectRegisteredWithVfio,
+  expectUnchanged,
+  resultFor,
+  unloadModules,
+  type ApplyJson,
+} from './common';
 
 export const bindDefault: Scenario = {
   name: 'bind-default-intent',
-  title: 'bind picks virtio_vfio_pci for 1af4:1041 and vfio-pci for e1000e, loading the modules itself',
+  title:
+    'bind picks virtio_vfio_pci for 1af4:1041 and vfio-pci for e1000e, loading the modules itself',
   boots: ['iommu'],
   run(ctx) {
     const nic = ctx.dev('e1000e');
@@ -24,7 +33,8 @@ export const bindDefault: Scenario = {
     const v = ctx.cliJson<ApplyJson>(['bind', virtio, '--json']).json;
     ctx.eq(resultFor(ctx, v, virtio).status, 'ok', `bind ${virtio} status`);
     expectOnVfio(ctx, virtio, virtioDriver);
-    if (virtioDriver !== 'vfio-pci') ctx.ok(sysfs.moduleLoaded(virtioDriver), `vfioctl loaded ${virtioDriver}`);
+    if (virtioDriver !== 'vfio-pci')
+      ctx.ok(sysfs.moduleLoaded(virtioDriver), `vfioctl loaded ${virtioDriver}`);
 
     // Binding again is a no-op.
     const again = ctx.cliJson<ApplyJson>(['bind', nic, '--json']).json;
@@ -38,12 +48,16 @@ export const bindDefault: Scenario = {
 
 export const variantOutsideIdTable: Scenario = {
   name: 'variant-outside-id-table',
-  title: 'an explicit variant outside its ID table is refused (exit 3, nothing changes); --force binds it',
+  title:
+    'an explicit variant outside its ID table is refused (exit 3, nothing changes); --force binds it',
   boots: ['iommu'],
   run(ctx) {
     const nic = ctx.dev('e1000e');
     const variant = 'mlx5_vfio_pci'; // ID table: 15b3:101e only
-    if (!ctx.hasVariant(variant)) ctx.skip(`${variant} is not available for this kernel (variant drivers exist from Linux 5.15, mlx5_vfio_pci from 5.18)`);
+    if (!ctx.hasVariant(variant))
+      ctx.skip(
+        `${variant} is not available for this kernel (variant drivers exist from Linux 5.15, mlx5_vfio_pci from 5.18)`,
+      );
     const before = sysfs.snapshot([nic]);
     const refused = ctx.cliJson<ApplyJson>(['bind', nic, '--driver', variant, '--json'], 3).json;
     const r = resultFor(ctx, refused, nic);
@@ -51,7 +65,14 @@ export const variantOutsideIdTable: Scenario = {
     ctx.note(`refusals: ${JSON.stringify(r.refusals ?? r.error)}`);
     expectUnchanged(ctx, before, 'after the refused bind');
 
-    const forced = ctx.cliJson<ApplyJson>(['bind', nic, '--driver', variant, '--force', '--json']).json;
+    const forced = ctx.cliJson<ApplyJson>([
+      'bind',
+      nic,
+      '--driver',
+      variant,
+      '--force',
+      '--json',
+    ]).json;
     ctx.eq(resultFor(ctx, forced, nic).status, 'ok', `bind --force ${nic} status`);
     expectOnVfio(ctx, nic, variant);
 
@@ -98,7 +119,13 @@ export const unbindAll: Scenario = {
     const left = sysfs.devVfio().filter((n) => /^\d+$/.test(n));
     ctx.eq(left, [], '/dev/vfio group nodes left');
     // The host drivers work again: the NICs have their interfaces back.
-    ctx.ok(sysfs.netdevsOf(ctx.dev('e1000e')).length === 1, `${ctx.dev('e1000e')} has an interface again`);
-    ctx.ok(sysfs.netdevsOf(ctx.dev('virtioNetModern')).length === 1, `${ctx.dev('virtioNetModern')} has an interface again`);
+    ctx.ok(
+      sysfs.netdevsOf(ctx.dev('e1000e')).length === 1,
+      `${ctx.dev('e1000e')} has an interface again`,
+    );
+    ctx.ok(
+      sysfs.netdevsOf(ctx.dev('virtioNetModern')).length === 1,
+      `${ctx.dev('virtioNetModern')} has an interface again`,
+    );
   },
 };

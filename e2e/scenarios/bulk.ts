@@ -23,16 +23,32 @@ function seconds(ms: number): string {
  * binds with `vfioctl unbind` (which also drops its records), driverctl's with plain sysfs writes
  * (`driverctl unset-override` exits 1 for a device no host driver takes, like the VFs here).
  */
-function reset(ctx: ScenarioContext, tool: 'vfioctl' | 'driverctl', start: ReadonlyMap<string, sysfs.DeviceState>, what: string): void {
+function reset(
+  ctx: ScenarioContext,
+  tool: 'vfioctl' | 'driverctl',
+  start: ReadonlyMap<string, sysfs.DeviceState>,
+  what: string,
+): void {
   const devices = [...start.keys()];
   if (tool === 'vfioctl') {
-    const un = ctx.cliJson<ApplyJson>(['unbind', ...devices, '--json'], 0, { timeoutMs: 180_000 }).json;
-    for (const a of devices) ctx.ok(['ok', 'noop'].includes(resultFor(ctx, un, a).status), `unbind ${a}: ${resultFor(ctx, un, a).status}`);
+    const un = ctx.cliJson<ApplyJson>(['unbind', ...devices, '--json'], 0, {
+      timeoutMs: 180_000,
+    }).json;
+    for (const a of devices)
+      ctx.ok(
+        ['ok', 'noop'].includes(resultFor(ctx, un, a).status),
+        `unbind ${a}: ${resultFor(ctx, un, a).status}`,
+      );
   } else for (const [a, s] of start) sysfs.restore(a, s);
   const left = fs.existsSync(RECORDS) ? fs.readdirSync(RECORDS) : [];
   if (left.length > 0) ctx.fail(`${what}: vfioctl records left in ${RECORDS}: ${left.join(' ')}`);
-  const wrong = [...start].filter(([a, s]) => JSON.stringify(sysfs.stateOf(a)) !== JSON.stringify(s));
-  if (wrong.length > 0) ctx.fail(`${what}: not reset: ${wrong.map(([a]) => `${a} ${sysfs.describe(sysfs.stateOf(a))}`).join('; ')}`);
+  const wrong = [...start].filter(
+    ([a, s]) => JSON.stringify(sysfs.stateOf(a)) !== JSON.stringify(s),
+  );
+  if (wrong.length > 0)
+    ctx.fail(
+      `${what}: not reset: ${wrong.map(([a]) => `${a} ${sysfs.describe(sysfs.stateOf(a))}`).join('; ')}`,
+    );
   ctx.note(`ok: ${what}: all ${start.size} devices back to their starting state`);
 }
 
@@ -47,34 +63,62 @@ function bindWithVfioctl(ctx: ScenarioContext, devices: readonly string[]): numb
 function bindWithDriverctl(ctx: ScenarioContext, devices: readonly string[]): number {
   const t0 = Date.now();
   for (const a of devices) {
-    const r = spawnSync(DRIVERCTL, ['--nosave', 'set-override', a, 'vfio-pci'], { encoding: 'utf8', timeout: 60_000 });
-    if (r.status !== 0) ctx.fail(`driverctl --nosave set-override ${a} vfio-pci: exit ${r.status}: ${`${r.stderr ?? ''}${r.stdout ?? ''}`.trim()}`);
+    const r = spawnSync(DRIVERCTL, ['--nosave', 'set-override', a, 'vfio-pci'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    if (r.status !== 0)
+      ctx.fail(
+        `driverctl --nosave set-override ${a} vfio-pci: exit ${r.status}: ${`${r.stderr ?? ''}${r.stdout ?? ''}`.trim()}`,
+      );
   }
   const ms = Date.now() - t0;
-  ctx.note(`$ for each of the ${devices.length} devices: driverctl --nosave set-override ADDR vfio-pci  -> all exit 0 (${ms}ms)`);
+  ctx.note(
+    `$ for each of the ${devices.length} devices: driverctl --nosave set-override ADDR vfio-pci  -> all exit 0 (${ms}ms)`,
+  );
   return ms;
 }
 
 export const bulkBind: Scenario = {
   name: 'bulk-bind-vs-driverctl',
-  title: 'one vfioctl bind of 16 devices (12 SR-IOV VFs + 4 NICs/devices) vs a driverctl loop: all end on vfio-pci',
+  title:
+    'one vfioctl bind of 16 devices (12 SR-IOV VFs + 4 NICs/devices) vs a driverctl loop: all end on vfio-pci',
   boots: ['iommu'],
   run(ctx) {
-    if (!fs.existsSync(DRIVERCTL)) ctx.fail(`${DRIVERCTL} is missing: provisioning installs the driverctl package (e2e/kernels.ts HOST_PACKAGES)`);
+    if (!fs.existsSync(DRIVERCTL))
+      ctx.fail(
+        `${DRIVERCTL} is missing: provisioning installs the driverctl package (e2e/kernels.ts HOST_PACKAGES)`,
+      );
     const pf = ctx.dev('nvme');
     const attr = (n: string): string => `${sysfs.PCI_DEVICES}/${pf}/${n}`;
     const total = Number(sysfs.attr(pf, 'sriov_totalvfs'));
-    if (total < VF_COUNT) ctx.fail(`${pf} sriov_totalvfs = ${total}, the scenario needs ${VF_COUNT} (machine.ts: sriov_max_vfs)`);
+    if (total < VF_COUNT)
+      ctx.fail(
+        `${pf} sriov_totalvfs = ${total}, the scenario needs ${VF_COUNT} (machine.ts: sriov_max_vfs)`,
+      );
     try {
-      ctx.eq(sysfs.write(attr('sriov_drivers_autoprobe'), '0'), null, 'write 0 > sriov_drivers_autoprobe');
-      ctx.eq(sysfs.write(attr('sriov_numvfs'), String(VF_COUNT)), null, `write ${VF_COUNT} > sriov_numvfs`);
+      ctx.eq(
+        sysfs.write(attr('sriov_drivers_autoprobe'), '0'),
+        null,
+        'write 0 > sriov_drivers_autoprobe',
+      );
+      ctx.eq(
+        sysfs.write(attr('sriov_numvfs'), String(VF_COUNT)),
+        null,
+        `write ${VF_COUNT} > sriov_numvfs`,
+      );
       const vfs = sysfs.vfsOf(pf);
       ctx.eq(vfs.length, VF_COUNT, `${pf} VFs (${vfs.join(' ')})`);
       const devices = [...vfs, ...OTHERS.map((r) => ctx.dev(r))];
       const groups = new Set(devices.map((a) => sysfs.iommuGroupOf(a)));
-      ctx.ok(!groups.has(null) && groups.size === devices.length, `each of the ${devices.length} devices has its own IOMMU group (independent units)`);
+      ctx.ok(
+        !groups.has(null) && groups.size === devices.length,
+        `each of the ${devices.length} devices has its own IOMMU group (independent units)`,
+      );
       const start = sysfs.snapshot(devices);
-      ctx.note(`starting state: ${[...start].map(([a, s]) => `${a.slice(5)} ${s.driver ?? '-'}`).join(', ')}`);
+      ctx.note(
+        `starting state: ${[...start].map(([a, s]) => `${a.slice(5)} ${s.driver ?? '-'}`).join(', ')}`,
+      );
 
       // Neither tool pays for loading vfio-pci or for a cold start (node, bash and driverctl read
       // over 9p): load the module and run each once first.
@@ -86,13 +130,20 @@ export const bulkBind: Scenario = {
       // Alternating, so neither always runs first: vfioctl, driverctl, driverctl, vfioctl, ...
       const times = { vfioctl: [] as number[], driverctl: [] as number[] };
       for (let round = 0; round < ROUNDS; round++) {
-        const order = round % 2 === 0 ? (['vfioctl', 'driverctl'] as const) : (['driverctl', 'vfioctl'] as const);
+        const order =
+          round % 2 === 0
+            ? (['vfioctl', 'driverctl'] as const)
+            : (['driverctl', 'vfioctl'] as const);
         for (const tool of order) {
-          const ms = tool === 'vfioctl' ? bindWithVfioctl(ctx, devices) : bindWithDriverctl(ctx, devices);
+          const ms =
+            tool === 'vfioctl' ? bindWithVfioctl(ctx, devices) : bindWithDriverctl(ctx, devices);
           for (const a of devices) expectOnVfio(ctx, a, 'vfio-pci');
           times[tool].push(ms);
-          ctx.note(`round ${round + 1}: ${tool}: ${devices.length} devices on vfio-pci in ${seconds(ms)}`);
-          // The next bind starts from the same state (plain sysfs writes, as the runner's clean-up).
+          ctx.note(
+            `round ${round + 1}: ${tool}: ${devices.length} devices on vfio-pci in ${seconds(ms)}`,
+          );
+          // The next bind starts from the same state (plain sysfs writes, as the runner's
+          // clean-up).
           reset(ctx, tool, start, `after ${tool} (round ${round + 1})`);
         }
       }
@@ -105,7 +156,8 @@ export const bulkBind: Scenario = {
           `vfioctl/driverctl = ${(v / d).toFixed(2)} (${(d / v).toFixed(1)}x faster)`,
       );
     } finally {
-      for (const vf of sysfs.vfsOf(pf)) sysfs.write(`${sysfs.PCI_DEVICES}/${vf}/driver_override`, '\n');
+      for (const vf of sysfs.vfsOf(pf))
+        sysfs.write(`${sysfs.PCI_DEVICES}/${vf}/driver_override`, '\n');
       sysfs.write(attr('sriov_numvfs'), '0');
       sysfs.write(attr('sriov_drivers_autoprobe'), '1');
     }

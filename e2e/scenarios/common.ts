@@ -10,8 +10,17 @@ export interface DeviceResultJson {
   readonly status: string;
   readonly driver: string | null;
   readonly target?: string | null;
-  readonly steps: readonly { readonly op: string; readonly description?: string; readonly done?: boolean; readonly error?: string }[];
-  readonly refusals?: readonly { readonly check: string; readonly message: string; readonly forceable?: boolean }[];
+  readonly steps: readonly {
+    readonly op: string;
+    readonly description?: string;
+    readonly done?: boolean;
+    readonly error?: string;
+  }[];
+  readonly refusals?: readonly {
+    readonly check: string;
+    readonly message: string;
+    readonly forceable?: boolean;
+  }[];
   readonly warnings: readonly string[];
   readonly error: string | null;
 }
@@ -21,7 +30,11 @@ export interface ApplyJson {
   readonly recovered?: readonly unknown[];
 }
 
-export function resultFor(ctx: ScenarioContext, json: ApplyJson, address: string): DeviceResultJson {
+export function resultFor(
+  ctx: ScenarioContext,
+  json: ApplyJson,
+  address: string,
+): DeviceResultJson {
   const r = json.results?.find((x) => x.address === address);
   if (!r) ctx.fail(`no result for ${address} in ${JSON.stringify(json).slice(0, 500)}`);
   return r;
@@ -33,7 +46,8 @@ export function resultFor(ctx: ScenarioContext, json: ApplyJson, address: string
  */
 export function expectRegisteredWithVfio(ctx: ScenarioContext, address: string): void {
   const s = sysfs.stateOf(address);
-  if (sysfs.hasVfioDevClass()) ctx.ok(s.vfioDev !== null, `${address} has vfio-dev/${s.vfioDev ?? ''}`);
+  if (sysfs.hasVfioDevClass())
+    ctx.ok(s.vfioDev !== null, `${address} has vfio-dev/${s.vfioDev ?? ''}`);
   else ctx.eq(s.vfioDev, null, `${address} vfio-dev/ (this kernel has no vfio-dev class)`);
   if (s.group === null) ctx.fail(`${address} has no IOMMU group`);
   ctx.ok(fs.existsSync(`/dev/vfio/${s.group}`), `/dev/vfio/${s.group} exists for ${address}`);
@@ -47,8 +61,14 @@ export function expectOnVfio(ctx: ScenarioContext, address: string, driver: stri
   expectRegisteredWithVfio(ctx, address);
 }
 
-/** The device is back on its host driver (or on none, when it has none), override cleared, no vfio. */
-export function expectOnHost(ctx: ScenarioContext, address: string, hostDriver: string | null): void {
+/**
+ * The device is back on its host driver (or on none, when it has none), override cleared, no vfio.
+ */
+export function expectOnHost(
+  ctx: ScenarioContext,
+  address: string,
+  hostDriver: string | null,
+): void {
   const s = sysfs.stateOf(address);
   ctx.eq(s.driver, hostDriver, `${address} driver link`);
   ctx.eq(s.override, null, `${address} driver_override`);
@@ -56,32 +76,45 @@ export function expectOnHost(ctx: ScenarioContext, address: string, hostDriver: 
 }
 
 /** Every listed device is exactly as it was in `before`. */
-export function expectUnchanged(ctx: ScenarioContext, before: ReadonlyMap<string, sysfs.DeviceState>, what: string): void {
+export function expectUnchanged(
+  ctx: ScenarioContext,
+  before: ReadonlyMap<string, sysfs.DeviceState>,
+  what: string,
+): void {
   const changed: string[] = [];
   for (const [a, s] of before) {
     const now = sysfs.stateOf(a);
-    if (JSON.stringify(now) !== JSON.stringify(s)) changed.push(`${a}: was ${sysfs.describe(s)}, now ${sysfs.describe(now)}`);
+    if (JSON.stringify(now) !== JSON.stringify(s))
+      changed.push(`${a}: was ${sysfs.describe(s)}, now ${sysfs.describe(now)}`);
   }
   if (changed.length > 0) ctx.fail(`${what}: device state changed:\n  ${changed.join('\n  ')}`);
   ctx.note(`ok: ${what}: ${[...before.keys()].join(' ')} unchanged`);
 }
 
 /** Step ops of a dry-run bind/unbind for one device. */
-export function plannedOps(ctx: ScenarioContext, args: readonly string[], address: string): string[] {
+export function plannedOps(
+  ctx: ScenarioContext,
+  args: readonly string[],
+  address: string,
+): string[] {
   const { json } = ctx.cliJson<ApplyJson>([...args, '--dry-run', '--json']);
   const ops = resultFor(ctx, json, address).steps.map((s) => s.op);
   ctx.note(`planned steps for ${address}: ${ops.join(' -> ')}`);
   return ops;
 }
 
-/** Unloads modules so a scenario can prove vfioctl loads them itself (fails if something holds them). */
+/**
+ * Unloads modules so a scenario can prove vfioctl loads them itself (fails if something holds
+ * them).
+ */
 export function unloadModules(ctx: ScenarioContext, modules: readonly string[]): void {
   for (const m of modules) {
     if (!sysfs.moduleLoaded(m)) continue;
     const r = spawnSync('modprobe', ['-r', m], { encoding: 'utf8' });
     ctx.note(`modprobe -r ${m}: exit ${r.status}${r.stderr ? ` ${r.stderr.trim()}` : ''}`);
   }
-  for (const m of modules) ctx.ok(!sysfs.moduleLoaded(m), `module ${m} is not loaded before the bind`);
+  for (const m of modules)
+    ctx.ok(!sysfs.moduleLoaded(m), `module ${m} is not loaded before the bind`);
 }
 
 /** `dir` (read-only in the guest) writable for `body`: a tmpfs-backed overlay, gone afterwards. */
@@ -94,7 +127,15 @@ export function withWritable(ctx: ScenarioContext, dir: string, body: () => void
     ctx.note(`$ ${argv.join(' ')} -> exit ${r.status}`);
     if (r.status !== 0) ctx.fail(`${argv.join(' ')}: ${r.stderr}`);
   };
-  run(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${dir},upperdir=${base}/upper,workdir=${base}/work`, dir]);
+  run([
+    'mount',
+    '-t',
+    'overlay',
+    'overlay',
+    '-o',
+    `lowerdir=${dir},upperdir=${base}/upper,workdir=${base}/work`,
+    dir,
+  ]);
   try {
     body();
   } finally {

@@ -16,26 +16,39 @@ export const convergeMixedGroup: Scenario = {
     // apply refuses to start when it cannot record what it does (the guest's /var is read-only).
     const refused = ctx.cli(['apply']);
     ctx.eq(refused.code, 1, 'apply with a read-only /var/lib: exit 1');
-    ctx.ok(refused.stderr.includes('cannot record what apply does') && refused.stderr.includes('nothing was changed'), `it says why (${refused.stderr.trim()})`);
-    withWritable(ctx, '/var/lib', () => withHooksDir(ctx, () => {
-      const rules = [
-        { match: { address: lpc }, intent: 'vfio' },
-        { match: { address: sata }, intent: 'vfio-pci' },
-        { match: { address: smbus }, intent: 'vfio' },
-      ];
-      fs.writeFileSync('/etc/vfioctl/vfioctl.json', JSON.stringify({ version: 1, rules }, null, 2), { mode: 0o644 });
-      fs.chmodSync('/etc/vfioctl/vfioctl.json', 0o644);
-      const applied = ctx.cliJson<ApplyJson>(['apply', '--json']).json;
-      for (const a of [lpc, sata, smbus]) {
-        ctx.eq(resultFor(ctx, applied, a).status, 'ok', `apply: ${a} status`);
-        expectOnVfio(ctx, a, 'vfio-pci');
-      }
-      const again = ctx.cliJson<ApplyJson>(['apply', '--json']).json;
-      for (const a of [lpc, sata, smbus]) ctx.eq(resultFor(ctx, again, a).status, 'noop', `second apply: ${a} status`);
-      // Every rule removed: apply gives back what it bound.
-      fs.writeFileSync('/etc/vfioctl/vfioctl.json', JSON.stringify({ version: 1, rules: [] }), { mode: 0o644 });
-      ctx.cliJson<ApplyJson>(['apply', '--json']);
-      for (const role of roles) expectOnHost(ctx, ctx.dev(role), MACHINE[role].hostDriver);
-    }));
+    ctx.ok(
+      refused.stderr.includes('cannot record what apply does') &&
+        refused.stderr.includes('nothing was changed'),
+      `it says why (${refused.stderr.trim()})`,
+    );
+    withWritable(ctx, '/var/lib', () =>
+      withHooksDir(ctx, () => {
+        const rules = [
+          { match: { address: lpc }, intent: 'vfio' },
+          { match: { address: sata }, intent: 'vfio-pci' },
+          { match: { address: smbus }, intent: 'vfio' },
+        ];
+        fs.writeFileSync(
+          '/etc/vfioctl/vfioctl.json',
+          JSON.stringify({ version: 1, rules }, null, 2),
+          { mode: 0o644 },
+        );
+        fs.chmodSync('/etc/vfioctl/vfioctl.json', 0o644);
+        const applied = ctx.cliJson<ApplyJson>(['apply', '--json']).json;
+        for (const a of [lpc, sata, smbus]) {
+          ctx.eq(resultFor(ctx, applied, a).status, 'ok', `apply: ${a} status`);
+          expectOnVfio(ctx, a, 'vfio-pci');
+        }
+        const again = ctx.cliJson<ApplyJson>(['apply', '--json']).json;
+        for (const a of [lpc, sata, smbus])
+          ctx.eq(resultFor(ctx, again, a).status, 'noop', `second apply: ${a} status`);
+        // Every rule removed: apply gives back what it bound.
+        fs.writeFileSync('/etc/vfioctl/vfioctl.json', JSON.stringify({ version: 1, rules: [] }), {
+          mode: 0o644,
+        });
+        ctx.cliJson<ApplyJson>(['apply', '--json']);
+        for (const role of roles) expectOnHost(ctx, ctx.dev(role), MACHINE[role].hostDriver);
+      }),
+    );
   },
 };

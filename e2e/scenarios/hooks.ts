@@ -30,7 +30,11 @@ interface HookCall {
     readonly address: string;
     readonly targetDriver: string | null;
     readonly previousDriver: string | null;
-    readonly device: { readonly address?: string; readonly driver?: string | null; readonly sriov?: { readonly numVfs?: number } | null } | null;
+    readonly device: {
+      readonly address?: string;
+      readonly driver?: string | null;
+      readonly sriov?: { readonly numVfs?: number } | null;
+    } | null;
     readonly steps: readonly string[];
   };
 }
@@ -46,8 +50,13 @@ printf '{"argc":%d,"argv":["%s","%s","%s","%s"],"driver":"%s","stdin":%s}\\n' $#
 
 function sh(ctx: ScenarioContext, argv: readonly string[]): void {
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
-  ctx.note(`$ ${argv.join(' ')} -> exit ${r.status}${`${r.stderr ?? ''}`.trim() ? `: ${r.stderr.trim()}` : ''}`);
-  if (r.status !== 0) ctx.fail(`${argv.join(' ')} failed (exit ${r.status}): ${`${r.stderr ?? ''}${r.stdout ?? ''}`.trim()}`);
+  ctx.note(
+    `$ ${argv.join(' ')} -> exit ${r.status}${`${r.stderr ?? ''}`.trim() ? `: ${r.stderr.trim()}` : ''}`,
+  );
+  if (r.status !== 0)
+    ctx.fail(
+      `${argv.join(' ')} failed (exit ${r.status}): ${`${r.stderr ?? ''}${r.stdout ?? ''}`.trim()}`,
+    );
 }
 
 function mountedAt(dir: string): boolean {
@@ -62,12 +71,22 @@ function mountedAt(dir: string): boolean {
  * root-owned /etc/vfioctl/hooks.d; afterwards the overlay, the hooks and their log are gone.
  */
 export function withHooksDir(ctx: ScenarioContext, body: () => void): void {
-  if (mountedAt('/etc')) ctx.fail('/etc is already a mount point: an earlier scenario did not clean up');
+  if (mountedAt('/etc'))
+    ctx.fail('/etc is already a mount point: an earlier scenario did not clean up');
   fs.rmSync(ETC_OVERLAY, { recursive: true, force: true });
-  for (const d of [ETC_OVERLAY, `${ETC_OVERLAY}/upper`, `${ETC_OVERLAY}/work`]) fs.mkdirSync(d, { mode: 0o755 });
+  for (const d of [ETC_OVERLAY, `${ETC_OVERLAY}/upper`, `${ETC_OVERLAY}/work`])
+    fs.mkdirSync(d, { mode: 0o755 });
   // The overlay's root takes the upper directory's owner and mode: root, 0755, like the host's.
   fs.chmodSync(`${ETC_OVERLAY}/upper`, 0o755);
-  sh(ctx, ['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=/etc,upperdir=${ETC_OVERLAY}/upper,workdir=${ETC_OVERLAY}/work`, '/etc']);
+  sh(ctx, [
+    'mount',
+    '-t',
+    'overlay',
+    'overlay',
+    '-o',
+    `lowerdir=/etc,upperdir=${ETC_OVERLAY}/upper,workdir=${ETC_OVERLAY}/work`,
+    '/etc',
+  ]);
   try {
     fs.mkdirSync(HOOKS_DIR, { recursive: true, mode: 0o755 });
     fs.chmodSync('/etc/vfioctl', 0o755);
@@ -78,11 +97,16 @@ export function withHooksDir(ctx: ScenarioContext, body: () => void): void {
   } finally {
     fs.rmSync(HOOKS_DIR, { recursive: true, force: true });
     const r = spawnSync('umount', ['/etc'], { encoding: 'utf8' });
-    ctx.note(`clean-up: umount /etc -> exit ${r.status}${r.stderr.trim() ? `: ${r.stderr.trim()}` : ''}`);
+    ctx.note(
+      `clean-up: umount /etc -> exit ${r.status}${r.stderr.trim() ? `: ${r.stderr.trim()}` : ''}`,
+    );
     fs.rmSync(ETC_OVERLAY, { recursive: true, force: true });
     fs.rmSync(HOOK_LOG_DIR, { recursive: true, force: true });
   }
-  ctx.ok(!mountedAt('/etc') && !fs.existsSync(HOOKS_DIR), `clean-up: no overlay on /etc, no ${HOOKS_DIR} left`);
+  ctx.ok(
+    !mountedAt('/etc') && !fs.existsSync(HOOKS_DIR),
+    `clean-up: no overlay on /etc, no ${HOOKS_DIR} left`,
+  );
 }
 
 /** Installs a hook as an admin would: root-owned, mode 0755 (not group/other-writable). */
@@ -91,7 +115,10 @@ function installHook(ctx: ScenarioContext, name: string, script: string): string
   fs.writeFileSync(file, script, { mode: 0o755 });
   fs.chmodSync(file, 0o755);
   const st = fs.statSync(file);
-  ctx.ok(st.uid === 0 && (st.mode & 0o7777) === 0o755, `installed ${file} (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);
+  ctx.ok(
+    st.uid === 0 && (st.mode & 0o7777) === 0o755,
+    `installed ${file} (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`,
+  );
   return file;
 }
 
@@ -114,7 +141,9 @@ function hookCalls(ctx: ScenarioContext): HookCall[] {
       try {
         return JSON.parse(l) as HookCall;
       } catch {
-        return ctx.fail(`a hook wrote a line that is not JSON (its stdin was not one JSON document?): ${l.slice(0, 500)}`);
+        return ctx.fail(
+          `a hook wrote a line that is not JSON (its stdin was not one JSON document?): ${l.slice(0, 500)}`,
+        );
       }
     });
 }
@@ -123,22 +152,51 @@ function clearCalls(): void {
   fs.rmSync(CALLS, { force: true });
 }
 
-/** The calls the scenario expects: [event, driver link at the time] per call, and the argv of each. */
-function expectCalls(ctx: ScenarioContext, calls: readonly HookCall[], address: string, target: string, previous: string, events: readonly [string, string][], what: string): void {
+/**
+ * The calls the scenario expects: [event, driver link at the time] per call, and the argv of each.
+ */
+function expectCalls(
+  ctx: ScenarioContext,
+  calls: readonly HookCall[],
+  address: string,
+  target: string,
+  previous: string,
+  events: readonly [string, string][],
+  what: string,
+): void {
   ctx.eq(
     calls.map((c) => [c.argv[0], c.driver]),
     events,
     `${what}: hook calls [event, ${address}'s driver at that moment]`,
   );
   for (const c of calls) {
-    ctx.eq({ argc: c.argc, argv: c.argv }, { argc: 4, argv: [c.argv[0], address, target, previous] }, `${what}: ${c.argv[0]} hook argv (event, address, target driver, previous driver)`);
+    ctx.eq(
+      { argc: c.argc, argv: c.argv },
+      { argc: 4, argv: [c.argv[0], address, target, previous] },
+      `${what}: ${c.argv[0]} hook argv (event, address, target driver, previous driver)`,
+    );
     const s = c.stdin;
     ctx.eq(
-      { event: s.event, address: s.address, targetDriver: s.targetDriver, previousDriver: s.previousDriver, device: s.device?.address },
-      { event: c.argv[0], address, targetDriver: target, previousDriver: previous, device: address },
+      {
+        event: s.event,
+        address: s.address,
+        targetDriver: s.targetDriver,
+        previousDriver: s.previousDriver,
+        device: s.device?.address,
+      },
+      {
+        event: c.argv[0],
+        address,
+        targetDriver: target,
+        previousDriver: previous,
+        device: address,
+      },
       `${what}: ${c.argv[0]} hook stdin JSON fields`,
     );
-    ctx.ok(Array.isArray(s.steps) && s.steps.some((d) => d.includes('drivers_probe')), `${what}: ${c.argv[0]} hook stdin lists the planned steps (${s.steps?.length} steps)`);
+    ctx.ok(
+      Array.isArray(s.steps) && s.steps.some((d) => d.includes('drivers_probe')),
+      `${what}: ${c.argv[0]} hook stdin lists the planned steps (${s.steps?.length} steps)`,
+    );
   }
 }
 
@@ -192,7 +250,8 @@ exit 0
 
 export const hookPreBindSriovPf: Scenario = {
   name: 'hook-pre-bind-sriov-pf',
-  title: 'a pre-bind hook removes the VFs vfio-pci would refuse an SR-IOV PF for (-EBUSY); without it the bind fails',
+  title:
+    'a pre-bind hook removes the VFs vfio-pci would refuse an SR-IOV PF for (-EBUSY); without it the bind fails',
   boots: ['iommu'],
   run(ctx) {
     const pf = ctx.dev('nvme');
@@ -202,14 +261,24 @@ export const hookPreBindSriovPf: Scenario = {
     const numVfs = 2;
     withHooksDir(ctx, () => {
       try {
-        // VFs with no host driver (QEMU's stay offline until NVMe virtualization management is done).
-        ctx.eq(sysfs.write(attr('sriov_drivers_autoprobe'), '0'), null, 'write 0 > sriov_drivers_autoprobe');
-        ctx.eq(sysfs.write(attr('sriov_numvfs'), String(numVfs)), null, `write ${numVfs} > sriov_numvfs`);
+        // VFs with no host driver (QEMU's stay offline until NVMe virtualization management is
+        // done).
+        ctx.eq(
+          sysfs.write(attr('sriov_drivers_autoprobe'), '0'),
+          null,
+          'write 0 > sriov_drivers_autoprobe',
+        );
+        ctx.eq(
+          sysfs.write(attr('sriov_numvfs'), String(numVfs)),
+          null,
+          `write ${numVfs} > sriov_numvfs`,
+        );
         const vfs = sysfs.vfsOf(pf);
         ctx.eq(vfs.length, numVfs, `${pf} VFs (${vfs.join(' ')})`);
 
         // A hook cannot create the device it is asked to bind: the plan needs the device first.
-        // (So a VF-creating pre-bind hook is no way to get VFs; hooks never run for an unknown device.)
+        // (So a VF-creating pre-bind hook is no way to get VFs; hooks never run for an unknown
+        // device.)
         const hook = installHook(ctx, '50-e2e-sriov-pf', sriovPfHook(pf));
         const lastVf = vfs[vfs.length - 1]!;
         const notYet = `${lastVf.slice(0, -1)}${Number(lastVf.slice(-1)) + 1}`;
@@ -222,13 +291,20 @@ export const hookPreBindSriovPf: Scenario = {
         // Without the hook: refused (a PF with VFs), and with --force the kernel itself refuses it.
         const before = sysfs.snapshot([pf, ...vfs]);
         const refused = ctx.cliJson<ApplyJson>(['bind', pf, '--json'], 3).json;
-        ctx.eq(resultFor(ctx, refused, pf).status, 'refused', `bind ${pf} (PF with ${numVfs} VFs), no hook: status`);
+        ctx.eq(
+          resultFor(ctx, refused, pf).status,
+          'refused',
+          `bind ${pf} (PF with ${numVfs} VFs), no hook: status`,
+        );
         const forced = ctx.cli(['bind', pf, '--force', '--json']);
         ctx.expectExit(forced, 1);
         const f = resultFor(ctx, JSON.parse(forced.stdout) as ApplyJson, pf);
         ctx.eq(f.status, 'failed', `bind ${pf} --force, no hook: status`);
         ctx.note(`error: ${f.error}`);
-        ctx.ok(/Cannot bind to PF with SR-IOV enabled/.test(kmsg()), 'the kernel log says vfio-pci refused the PF: "Cannot bind to PF with SR-IOV enabled"');
+        ctx.ok(
+          /Cannot bind to PF with SR-IOV enabled/.test(kmsg()),
+          'the kernel log says vfio-pci refused the PF: "Cannot bind to PF with SR-IOV enabled"',
+        );
         expectOnHost(ctx, pf, host);
         ctx.eq(sysfs.vfsOf(pf), vfs, `${pf} VFs after the failed bind`);
         ctx.ok(!recordExists(pf), `no ${RECORDS}/${pf}.json after the failed bind`);
@@ -239,7 +315,9 @@ export const hookPreBindSriovPf: Scenario = {
         const dry = ctx.cliJson<ApplyJson>(['bind', pf, '--force', '--dry-run', '--json']).json;
         const planned = resultFor(ctx, dry, pf).steps.map((s) => s.description ?? s.op);
         ctx.note(`planned: ${planned.join(' | ')}`);
-        const hookSteps = planned.filter((d) => d.includes(hook)).map((d) => d.replace(/^run (\S+) hook .*$/, '$1'));
+        const hookSteps = planned
+          .filter((d) => d.includes(hook))
+          .map((d) => d.replace(/^run (\S+) hook .*$/, '$1'));
         ctx.eq(hookSteps, ['pre-bind', 'pre-probe', 'post-bind'], 'hook steps in the dry-run plan');
         ctx.ok(planned[0]!.startsWith('run pre-bind hook'), 'the pre-bind hook is the first step');
         ctx.eq(hookCalls(ctx), [], 'hook calls during the dry run');
@@ -255,8 +333,24 @@ export const hookPreBindSriovPf: Scenario = {
         for (const vf of vfs) ctx.ok(!sysfs.exists(vf), `${vf} is gone`);
         ctx.ok(recordExists(pf), `${RECORDS}/${pf}.json records the bind`);
         const bindCalls = hookCalls(ctx);
-        expectCalls(ctx, bindCalls, pf, 'vfio-pci', host, [['pre-bind', host], ['pre-probe', ''], ['post-bind', 'vfio-pci']], 'bind');
-        ctx.eq(bindCalls[0]!.stdin.device?.sriov?.numVfs, numVfs, 'pre-bind stdin: device.sriov.numVfs (the PF as it was)');
+        expectCalls(
+          ctx,
+          bindCalls,
+          pf,
+          'vfio-pci',
+          host,
+          [
+            ['pre-bind', host],
+            ['pre-probe', ''],
+            ['post-bind', 'vfio-pci'],
+          ],
+          'bind',
+        );
+        ctx.eq(
+          bindCalls[0]!.stdin.device?.sriov?.numVfs,
+          numVfs,
+          'pre-bind stdin: device.sriov.numVfs (the PF as it was)',
+        );
         ctx.eq(bindCalls[0]!.stdin.device?.driver, host, 'pre-bind stdin: device.driver');
         clearCalls();
 
@@ -264,10 +358,26 @@ export const hookPreBindSriovPf: Scenario = {
         const un = ctx.cliJson<ApplyJson>(['unbind', pf, '--json']).json;
         ctx.eq(resultFor(ctx, un, pf).status, 'ok', `unbind ${pf} status`);
         expectOnHost(ctx, pf, host);
-        ctx.eq(sysfs.attr(pf, 'sriov_numvfs'), String(numVfs), `${pf} sriov_numvfs after unbind (the hook re-created them)`);
+        ctx.eq(
+          sysfs.attr(pf, 'sriov_numvfs'),
+          String(numVfs),
+          `${pf} sriov_numvfs after unbind (the hook re-created them)`,
+        );
         ctx.eq(sysfs.vfsOf(pf), vfs, `${pf} VFs after unbind`);
         ctx.ok(!recordExists(pf), `no ${RECORDS}/${pf}.json after unbind`);
-        expectCalls(ctx, hookCalls(ctx), pf, host, 'vfio-pci', [['pre-unbind', 'vfio-pci'], ['pre-probe', ''], ['post-unbind', host]], 'unbind');
+        expectCalls(
+          ctx,
+          hookCalls(ctx),
+          pf,
+          host,
+          'vfio-pci',
+          [
+            ['pre-unbind', 'vfio-pci'],
+            ['pre-probe', ''],
+            ['post-unbind', host],
+          ],
+          'unbind',
+        );
       } finally {
         fs.rmSync(`${HOOKS_DIR}/50-e2e-sriov-pf`, { force: true });
         sysfs.write(attr('sriov_numvfs'), '0');
@@ -278,7 +388,10 @@ export const hookPreBindSriovPf: Scenario = {
   },
 };
 
-/** A post-bind hook that cannot finish setting the device up (it would, say, register it with a VM manager). */
+/**
+ * A post-bind hook that cannot finish setting the device up (it would, say, register it with a VM
+ * manager).
+ */
 function failingPostBindHook(nic: string): string {
   return `#!/bin/sh
 # vfioctl hook: fails at post-bind for ${nic}.
@@ -293,7 +406,8 @@ exit 1
 
 export const hookPostBindFails: Scenario = {
   name: 'hook-post-bind-fails',
-  title: 'a failing post-bind hook: exit 1 with its output, the NIC back on e1000e, override cleared, no record',
+  title:
+    'a failing post-bind hook: exit 1 with its output, the NIC back on e1000e, override cleared, no record',
   boots: ['iommu'],
   run(ctx) {
     const nic = ctx.dev('e1000e');
@@ -312,11 +426,40 @@ export const hookPostBindFails: Scenario = {
         // rollback it is called once more with post-unbind (target: the driver the device went
         // back to), so it can undo its pre-bind work (README, "Hooks").
         const calls = hookCalls(ctx);
-        ctx.eq(calls.map((c) => [c.argv[0], c.driver]), [['pre-bind', host], ['pre-probe', ''], ['post-bind', 'vfio-pci'], ['post-unbind', host]], `${what}: hook calls [event, ${nic}'s driver at that moment]`);
-        expectCalls(ctx, calls.slice(0, 3), nic, 'vfio-pci', host, [['pre-bind', host], ['pre-probe', ''], ['post-bind', 'vfio-pci']], what);
+        ctx.eq(
+          calls.map((c) => [c.argv[0], c.driver]),
+          [
+            ['pre-bind', host],
+            ['pre-probe', ''],
+            ['post-bind', 'vfio-pci'],
+            ['post-unbind', host],
+          ],
+          `${what}: hook calls [event, ${nic}'s driver at that moment]`,
+        );
+        expectCalls(
+          ctx,
+          calls.slice(0, 3),
+          nic,
+          'vfio-pci',
+          host,
+          [
+            ['pre-bind', host],
+            ['pre-probe', ''],
+            ['post-bind', 'vfio-pci'],
+          ],
+          what,
+        );
         const undo = calls[3]!;
-        ctx.eq({ argc: undo.argc, argv: undo.argv }, { argc: 4, argv: ['post-unbind', nic, host, 'vfio-pci'] }, `${what}: post-unbind (after the rollback) hook argv`);
-        ctx.eq([undo.stdin.event, undo.stdin.targetDriver, undo.stdin.previousDriver], ['post-unbind', host, 'vfio-pci'], `${what}: post-unbind (after the rollback) hook stdin fields`);
+        ctx.eq(
+          { argc: undo.argc, argv: undo.argv },
+          { argc: 4, argv: ['post-unbind', nic, host, 'vfio-pci'] },
+          `${what}: post-unbind (after the rollback) hook argv`,
+        );
+        ctx.eq(
+          [undo.stdin.event, undo.stdin.targetDriver, undo.stdin.previousDriver],
+          ['post-unbind', host, 'vfio-pci'],
+          `${what}: post-unbind (after the rollback) hook stdin fields`,
+        );
         clearCalls();
       };
 
@@ -324,10 +467,22 @@ export const hookPostBindFails: Scenario = {
       const r = ctx.cli(['bind', nic]);
       ctx.expectExit(r, 1);
       const shown = `${r.stdout}\n${r.stderr}`;
-      ctx.note(`output:\n${shown.trim().split('\n').map((l) => `    | ${l}`).join('\n')}`);
-      ctx.ok(shown.includes(`e2e-hook: cannot hand ${nic} (now on vfio-pci) to the VM manager`), "vfioctl shows the hook's stdout");
+      ctx.note(
+        `output:\n${shown
+          .trim()
+          .split('\n')
+          .map((l) => `    | ${l}`)
+          .join('\n')}`,
+      );
+      ctx.ok(
+        shown.includes(`e2e-hook: cannot hand ${nic} (now on vfio-pci) to the VM manager`),
+        "vfioctl shows the hook's stdout",
+      );
       ctx.ok(shown.includes(`e2e-hook: giving up on ${nic}`), "vfioctl shows the hook's stderr");
-      ctx.ok(/post-bind/.test(shown) && shown.includes('50-e2e-fail-post-bind'), 'vfioctl names the failing hook and its event');
+      ctx.ok(
+        /post-bind/.test(shown) && shown.includes('50-e2e-fail-post-bind'),
+        'vfioctl names the failing hook and its event',
+      );
       checkRolledBack('bind');
 
       // The same in JSON.
@@ -336,7 +491,10 @@ export const hookPostBindFails: Scenario = {
       const res = resultFor(ctx, JSON.parse(j.stdout) as ApplyJson, nic);
       ctx.eq(res.status, 'failed', `bind ${nic} --json status`);
       ctx.eq(res.driver, host, `bind ${nic} --json: driver afterwards`);
-      ctx.ok((res.error ?? '').includes('e2e-hook: giving up on'), `the JSON error carries the hook's output: ${res.error}`);
+      ctx.ok(
+        (res.error ?? '').includes('e2e-hook: giving up on'),
+        `the JSON error carries the hook's output: ${res.error}`,
+      );
       checkRolledBack('bind --json');
     });
   },

@@ -13,7 +13,16 @@ import { DEBIAN_12_KERNELS, type Scenario, type ScenarioContext } from '../guest
 import * as sysfs from '../guest/sysfs';
 import { at, journal, unitProps, waitForBootFinished } from './boots';
 import { expectOnVfio, expectUnchanged } from './common';
-import { checkPersistentLayer, mapEntries, mapOf, mustRun, run, SERVICE_ENV, statusJson, statusOf } from './reboot';
+import {
+  checkPersistentLayer,
+  mapEntries,
+  mapOf,
+  mustRun,
+  run,
+  SERVICE_ENV,
+  statusJson,
+  statusOf,
+} from './reboot';
 
 /** e2e/guest/initramfs-tools in the repository (the guest sees the host's tree). */
 const E2E_FILES = path.resolve(__dirname, '../../../e2e/guest/initramfs-tools');
@@ -81,14 +90,22 @@ const INITRAMFS_TOOLS: Tool = {
 const DRACUT_MODULES = '/usr/lib/dracut/modules.d';
 const DRACUT: Tool = {
   name: 'dracut',
-  layerFiles: [`${DRACUT_MODULES}/90vfioctl/module-setup.sh`, `${DRACUT_MODULES}/90vfioctl/vfioctl-pre-udev.sh`],
+  layerFiles: [
+    `${DRACUT_MODULES}/90vfioctl/module-setup.sh`,
+    `${DRACUT_MODULES}/90vfioctl/vfioctl-pre-udev.sh`,
+  ],
   inputs: ['/etc/dracut.conf', '/etc/dracut.conf.d', '/usr/lib/dracut', '/usr/bin/dracut'],
   configure() {
     // Only the modules that matter (hostonly would probe this guest's 9p root), e1000e added.
-    fs.writeFileSync('/etc/dracut.conf.d/e2e.conf', 'hostonly="no"\ndracutmodules+=" base udev-rules vfioctl e2e9p "\nadd_drivers+=" e1000e "\nearly_microcode="no"\ndo_strip="no"\nhardlink="no"\n', { mode: 0o644 });
+    fs.writeFileSync(
+      '/etc/dracut.conf.d/e2e.conf',
+      'hostonly="no"\ndracutmodules+=" base udev-rules vfioctl e2e9p "\nadd_drivers+=" e1000e "\nearly_microcode="no"\ndo_strip="no"\nhardlink="no"\n',
+      { mode: 0o644 },
+    );
     const m = `${DRACUT_MODULES}/95e2e9p`;
     fs.mkdirSync(m, { mode: 0o755 });
-    for (const f of ['module-setup.sh', 'e2e9p-cmdline.sh', 'e2e9p-mount.sh']) copy(path.join(GUEST_DIR, 'dracut', f), `${m}/${f}`, 0o755);
+    for (const f of ['module-setup.sh', 'e2e9p-cmdline.sh', 'e2e9p-mount.sh'])
+      copy(path.join(GUEST_DIR, 'dracut', f), `${m}/${f}`, 0o755);
     copy(path.join(E2E_FILES, 'e2e9p'), `${m}/e2e9p`, 0o644);
   },
   build: (release, image) => ['dracut', '--force', image, release],
@@ -113,9 +130,20 @@ function inputsKey(tool: Tool, release: string, vfioctl: string): string {
     const st = fs.lstatSync(p, { throwIfNoEntry: false });
     if (!st) return;
     if (st.isDirectory()) for (const n of fs.readdirSync(p).sort()) walk(path.join(p, n));
-    else h.update(`\0${p}\0${st.mode}\0`).update(st.isSymbolicLink() ? fs.readlinkSync(p) : fs.readFileSync(p).toString('latin1').split(vfioctl).join('@VFIOCTL@'));
+    else
+      h.update(`\0${p}\0${st.mode}\0`).update(
+        st.isSymbolicLink()
+          ? fs.readlinkSync(p)
+          : fs.readFileSync(p).toString('latin1').split(vfioctl).join('@VFIOCTL@'),
+      );
   };
-  for (const p of [...tool.inputs, '/etc/vfioctl/boot', '/usr/lib/vfioctl', `/lib/modules/${release}/modules.dep`]) walk(p);
+  for (const p of [
+    ...tool.inputs,
+    '/etc/vfioctl/boot',
+    '/usr/lib/vfioctl',
+    `/lib/modules/${release}/modules.dep`,
+  ])
+    walk(p);
   return h.digest('hex').slice(0, 16);
 }
 
@@ -123,7 +151,13 @@ function firstBoot(ctx: ScenarioContext, tool: Tool): void {
   const nic = ctx.dev('e1000e');
   const release = ctx.plan.kernel.release;
   const persist = ctx.plan.reboot!.persist;
-  if (!fs.existsSync(`/usr/sbin/${tool.build(release, '-')[0]}`) && !fs.existsSync(`/usr/bin/${tool.build(release, '-')[0]}`)) ctx.fail(`${tool.build(release, '-')[0]} is missing: ${tool.name} belongs to the harness host packages (e2e/kernels.ts)`);
+  if (
+    !fs.existsSync(`/usr/sbin/${tool.build(release, '-')[0]}`) &&
+    !fs.existsSync(`/usr/bin/${tool.build(release, '-')[0]}`)
+  )
+    ctx.fail(
+      `${tool.build(release, '-')[0]} is missing: ${tool.name} belongs to the harness host packages (e2e/kernels.ts)`,
+    );
   checkPersistentLayer(ctx);
   ctx.expectExit(ctx.cli(['set', nic, 'vfio']), 0);
   ctx.expectExit(ctx.cli(['install', '--exec', ctx.plan.vfioctl]), 0);
@@ -131,7 +165,8 @@ function firstBoot(ctx: ScenarioContext, tool: Tool): void {
   for (const f of tool.layerFiles) ctx.ok(fs.existsSync(f), `vfioctl install wrote ${f}`);
   tool.configure();
 
-  // The generators read /boot/config-<release>; the guest's /boot is the host's (no such kernel there).
+  // The generators read /boot/config-<release>; the guest's /boot is the host's (no such kernel
+  // there).
   mustRun(ctx, ['mount', '--bind', `${kernelTree(ctx, release)}/boot`, '/boot']);
   // Built images are cached by their inputs (issue 20: CI time): a generator takes minutes under
   // TCG. The host stores what this boot built under the key (builtInitramfs, e2e/boot.ts); the
@@ -145,15 +180,32 @@ function firstBoot(ctx: ScenarioContext, tool: Tool): void {
   } else {
     const argv = tool.build(release, image);
     const built = run(ctx, argv, { ...SERVICE_ENV, TMPDIR: '/run/e2e-home' }, 540_000);
-    if (built.code !== 0) ctx.fail(`${argv.join(' ')} failed (exit ${built.code}, ${built.ms} ms): ${built.out.slice(-1500)}`);
-    ctx.figure(`${release}: ${argv[0]} ${built.ms} ms, ${Math.round(fs.statSync(image).size / 1024)} KiB (inputs ${key})`);
+    if (built.code !== 0)
+      ctx.fail(
+        `${argv.join(' ')} failed (exit ${built.code}, ${built.ms} ms): ${built.out.slice(-1500)}`,
+      );
+    ctx.figure(
+      `${release}: ${argv[0]} ${built.ms} ms, ${Math.round(fs.statSync(image).size / 1024)} KiB (inputs ${key})`,
+    );
   }
-  const r = spawnSync(tool.list[0]!, [...tool.list.slice(1), image], { encoding: 'utf8', env: SERVICE_ENV, maxBuffer: 64 << 20, timeout: 300_000 });
-  if (r.status !== 0) ctx.fail(`${tool.list.join(' ')} ${image} failed (exit ${r.status}): ${r.stderr}`);
+  const r = spawnSync(tool.list[0]!, [...tool.list.slice(1), image], {
+    encoding: 'utf8',
+    env: SERVICE_ENV,
+    maxBuffer: 64 << 20,
+    timeout: 300_000,
+  });
+  if (r.status !== 0)
+    ctx.fail(`${tool.list.join(' ')} ${image} failed (exit ${r.status}): ${r.stderr}`);
   const list = r.stdout.split('\n').map((l) => l.trim().split(/\s+/).pop() ?? '');
   const has = (re: RegExp): boolean => list.some((l) => re.test(l));
-  ctx.ok(has(new RegExp(`etc/vfioctl/boot/${release.replace(/[.+]/g, '\\$&')}\\.map$`)), 'the image holds this kernel\'s map (vfioctl\'s layer)');
-  ctx.ok(has(/\/vfio-pci\.ko/) || has(/\/vfio_pci\.ko/), 'the image holds vfio-pci.ko (the map\'s module, added by vfioctl\'s layer)');
+  ctx.ok(
+    has(new RegExp(`etc/vfioctl/boot/${release.replace(/[.+]/g, '\\$&')}\\.map$`)),
+    "the image holds this kernel's map (vfioctl's layer)",
+  );
+  ctx.ok(
+    has(/\/vfio-pci\.ko/) || has(/\/vfio_pci\.ko/),
+    "the image holds vfio-pci.ko (the map's module, added by vfioctl's layer)",
+  );
   for (const [re, what] of tool.packed) ctx.ok(has(re), `the image holds ${what}`);
   fs.copyFileSync(image, `${persist}/initrd.img`);
   fs.writeFileSync(`${persist}/initrd.cmdline`, `${tool.cmdline}\n`);
@@ -165,38 +217,82 @@ function secondBoot(ctx: ScenarioContext, tool: Tool): void {
   const spare = ctx.dev('e1000eNic');
   const roots = sysfs.snapshot([ctx.dev('rootfs'), ctx.dev('results')]);
   ctx.eq(fs.readFileSync('/proc/1/comm', 'utf8').trim(), 'systemd', 'PID 1');
-  ctx.ok(fs.readFileSync('/proc/cmdline', 'utf8').split(/\s+/).includes(tool.cmdline), `booted with ${tool.cmdline} (from the image ${tool.name} built)`);
-  ctx.eq(waitForBootFinished(ctx), 'running', 'systemctl is-system-running (the boot completed, no unit failed)');
+  ctx.ok(
+    fs.readFileSync('/proc/cmdline', 'utf8').split(/\s+/).includes(tool.cmdline),
+    `booted with ${tool.cmdline} (from the image ${tool.name} built)`,
+  );
+  ctx.eq(
+    waitForBootFinished(ctx),
+    'running',
+    'systemctl is-system-running (the boot completed, no unit failed)',
+  );
 
   // The kernel log, in order: what the initramfs saw before it mounted the root.
   // journald splits a userspace record of the kernel log at "IDENTIFIER: " (our lines are such).
   const entries = journal(ctx)
     .filter((e) => e._TRANSPORT === 'kernel')
-    .map((e) => (e.SYSLOG_IDENTIFIER === MARK.slice(0, -2) ? { ...e, MESSAGE: `${MARK}${String(e.MESSAGE)}` } : e));
+    .map((e) =>
+      e.SYSLOG_IDENTIFIER === MARK.slice(0, -2)
+        ? { ...e, MESSAGE: `${MARK}${String(e.MESSAGE)}` }
+        : e,
+    );
   const ours = entries.filter((e) => String(e.MESSAGE).startsWith(MARK));
-  ctx.note(`kernel log of the initramfs:\n${ours.map((e) => `    | ${(at(e) / 1e6).toFixed(3)}s ${String(e.MESSAGE)}`).join('\n')}`);
-  const before = (a: string) => ours.find((e) => String(e.MESSAGE).startsWith(`${MARK}before the root is mounted: ${a} `));
-  const mounted = ours.find((e) => String(e.MESSAGE) === `${MARK}root mounted (9p hostroot, read-only)`);
-  ctx.eq(String(before(nic)?.MESSAGE ?? ''), `${MARK}before the root is mounted: ${nic} driver=vfio-pci driver_override=vfio-pci`, `${nic} in the initramfs, before the root was mounted`);
-  ctx.eq(String(before(spare)?.MESSAGE ?? ''), `${MARK}before the root is mounted: ${spare} driver=e1000e driver_override=(null)`, `${spare} in the initramfs (e1000e loaded there), before the root was mounted`);
-  const driverUp = entries.find((e) => /^e1000e: Intel\(R\) PRO\/1000 Network Driver/.test(String(e.MESSAGE)));
-  ctx.ok(at(driverUp) <= at(before(nic)) && at(before(nic)) <= at(mounted), `kernel log order: e1000e registered (${at(driverUp)} µs) < the devices recorded (${at(before(nic))} µs) < root mounted (${at(mounted)} µs)`);
+  ctx.note(
+    `kernel log of the initramfs:\n${ours.map((e) => `    | ${(at(e) / 1e6).toFixed(3)}s ${String(e.MESSAGE)}`).join('\n')}`,
+  );
+  const before = (a: string) =>
+    ours.find((e) => String(e.MESSAGE).startsWith(`${MARK}before the root is mounted: ${a} `));
+  const mounted = ours.find(
+    (e) => String(e.MESSAGE) === `${MARK}root mounted (9p hostroot, read-only)`,
+  );
+  ctx.eq(
+    String(before(nic)?.MESSAGE ?? ''),
+    `${MARK}before the root is mounted: ${nic} driver=vfio-pci driver_override=vfio-pci`,
+    `${nic} in the initramfs, before the root was mounted`,
+  );
+  ctx.eq(
+    String(before(spare)?.MESSAGE ?? ''),
+    `${MARK}before the root is mounted: ${spare} driver=e1000e driver_override=(null)`,
+    `${spare} in the initramfs (e1000e loaded there), before the root was mounted`,
+  );
+  const driverUp = entries.find((e) =>
+    /^e1000e: Intel\(R\) PRO\/1000 Network Driver/.test(String(e.MESSAGE)),
+  );
+  ctx.ok(
+    at(driverUp) <= at(before(nic)) && at(before(nic)) <= at(mounted),
+    `kernel log order: e1000e registered (${at(driverUp)} µs) < the devices recorded (${at(before(nic))} µs) < root mounted (${at(mounted)} µs)`,
+  );
 
   expectOnVfio(ctx, nic, 'vfio-pci');
-  ctx.eq([sysfs.driverOf(spare), sysfs.overrideOf(spare)], ['e1000e', null], `${spare} [driver, driver_override]`);
+  ctx.eq(
+    [sysfs.driverOf(spare), sysfs.overrideOf(spare)],
+    ['e1000e', null],
+    `${spare} [driver, driver_override]`,
+  );
   expectUnchanged(ctx, roots, "the guest's root and results devices");
-  ctx.eq(fs.readFileSync('/run/vfioctl/boot-taken', 'utf8'), `${nic} vfio-pci\n`, '/run/vfioctl/boot-taken (written in the initramfs; /run moved onto the root)');
+  ctx.eq(
+    fs.readFileSync('/run/vfioctl/boot-taken', 'utf8'),
+    `${nic} vfio-pci\n`,
+    '/run/vfioctl/boot-taken (written in the initramfs; /run moved onto the root)',
+  );
   const late = unitProps(ctx, 'vfioctl-apply.service', ['Result', 'ExecMainStatus']);
-  ctx.eq([late.Result, late.ExecMainStatus], ['success', '0'], 'vfioctl-apply.service: [Result, ExecMainStatus]');
+  ctx.eq(
+    [late.Result, late.ExecMainStatus],
+    ['success', '0'],
+    'vfioctl-apply.service: [Result, ExecMainStatus]',
+  );
   const s = statusJson(ctx);
   const n = statusOf(ctx, s, nic);
   ctx.eq([n.boot?.outcome, n.drift], ['won', 'ok'], `vfioctl status ${nic}: [boot outcome, drift]`);
-  ctx.figure(`${ctx.plan.kernel.release}: ${tool.name} boot: ${run(ctx, ['systemd-analyze', 'time', '--no-pager']).out.split('\n')[0]}`);
+  ctx.figure(
+    `${ctx.plan.kernel.release}: ${tool.name} boot: ${run(ctx, ['systemd-analyze', 'time', '--no-pager']).out.split('\n')[0]}`,
+  );
 }
 
 export const bootInitramfsTools: Scenario = {
   name: 'boot-initramfs-tools',
-  title: 'boot 1: set e1000e vfio + install + mkinitramfs (e1000e in MODULES); boot 2 from that initramfs: e1000e device on vfio-pci before the root is mounted, its twin on e1000e, boot completes under systemd',
+  title:
+    'boot 1: set e1000e vfio + install + mkinitramfs (e1000e in MODULES); boot 2 from that initramfs: e1000e device on vfio-pci before the root is mounted, its twin on e1000e, boot completes under systemd',
   boots: ['reboot'],
   reboot: { kernels: 'same', only: DEBIAN_12_KERNELS, systemd: true },
   run(ctx) {
@@ -207,7 +303,8 @@ export const bootInitramfsTools: Scenario = {
 
 export const bootDracut: Scenario = {
   name: 'boot-dracut',
-  title: 'boot 1: set e1000e vfio + install + dracut (e1000e in add_drivers); boot 2 from that initramfs: e1000e device on vfio-pci before the root is mounted, its twin on e1000e, boot completes under systemd',
+  title:
+    'boot 1: set e1000e vfio + install + dracut (e1000e in add_drivers); boot 2 from that initramfs: e1000e device on vfio-pci before the root is mounted, its twin on e1000e, boot completes under systemd',
   boots: ['reboot'],
   reboot: { kernels: 'same', only: DEBIAN_12_KERNELS, systemd: true },
   run(ctx) {

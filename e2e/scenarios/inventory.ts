@@ -15,7 +15,12 @@ interface DeviceJson {
   iommuGroup: string | null;
   iommuGroupPeers: string[];
   physfn: string | null;
-  sriov: { totalVfs: number; numVfs: number; driversAutoprobe: boolean | null; vfs: string[] } | null;
+  sriov: {
+    totalVfs: number;
+    numVfs: number;
+    driversAutoprobe: boolean | null;
+    vfs: string[];
+  } | null;
   onVfio: boolean;
   vfioDev: string | null;
   netdevs: string[];
@@ -27,7 +32,9 @@ function hex(v: string | null): string | null {
   return v === null ? null : v.replace(/^0x/, '').toLowerCase();
 }
 
-/** Block devices whose sysfs path runs through the PCI device (nvme namespaces, virtio-blk, ...). */
+/**
+ * Block devices whose sysfs path runs through the PCI device (nvme namespaces, virtio-blk, ...).
+ */
 function blockdevsOf(address: string): string[] {
   const out: string[] = [];
   for (const b of fs.readdirSync('/sys/class/block')) {
@@ -55,9 +62,16 @@ function kernelView(address: string): Omit<DeviceJson, 'candidates'> {
     sriov:
       total === null
         ? null
-        : { totalVfs: Number(total), numVfs: Number(sysfs.attr(address, 'sriov_numvfs')), driversAutoprobe: autoprobe === null ? null : autoprobe === '1', vfs: sysfs.vfsOf(address) },
+        : {
+            totalVfs: Number(total),
+            numVfs: Number(sysfs.attr(address, 'sriov_numvfs')),
+            driversAutoprobe: autoprobe === null ? null : autoprobe === '1',
+            vfs: sysfs.vfsOf(address),
+          },
     // vfio-dev/ from 6.1 on; before it (5.10) vfio-pci, the only VFIO PCI driver, says it.
-    onVfio: sysfs.vfioDevOf(address) !== null || (!sysfs.hasVfioDevClass() && sysfs.driverOf(address) === 'vfio-pci'),
+    onVfio:
+      sysfs.vfioDevOf(address) !== null ||
+      (!sysfs.hasVfioDevClass() && sysfs.driverOf(address) === 'vfio-pci'),
     vfioDev: sysfs.vfioDevOf(address),
     netdevs: sysfs.netdevsOf(address),
     blockdevs: blockdevsOf(address),
@@ -67,7 +81,8 @@ function kernelView(address: string): Omit<DeviceJson, 'candidates'> {
 /** Order does not matter in lists (peers, VFs, interfaces): compare them sorted. */
 function normalize(d: Omit<DeviceJson, 'candidates'>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(d)) out[k] = Array.isArray(v) ? [...(v as string[])].sort() : v;
+  for (const [k, v] of Object.entries(d))
+    out[k] = Array.isArray(v) ? [...(v as string[])].sort() : v;
   if (d.sriov) out.sriov = { ...d.sriov, vfs: [...d.sriov.vfs].sort() };
   return out;
 }
@@ -75,17 +90,27 @@ function normalize(d: Omit<DeviceJson, 'candidates'>): Record<string, unknown> {
 /** Compares `list --json` with sysfs for every device; reports every mismatch at once. */
 export function checkListAgainstSysfs(ctx: ScenarioContext): void {
   const { json } = ctx.cliJson<DeviceJson[]>(['list', '--json']);
-  ctx.eq(json.map((d) => d.address).sort(), sysfs.allDevices(), 'addresses listed = /sys/bus/pci/devices');
+  ctx.eq(
+    json.map((d) => d.address).sort(),
+    sysfs.allDevices(),
+    'addresses listed = /sys/bus/pci/devices',
+  );
   const mismatches: string[] = [];
   for (const listed of json) {
     const want = normalize(kernelView(listed.address));
     const got = normalize(listed);
     for (const k of Object.keys(want)) {
-      if (JSON.stringify(got[k]) !== JSON.stringify(want[k])) mismatches.push(`${listed.address} ${k}: sysfs ${JSON.stringify(want[k])}, list ${JSON.stringify(got[k])}`);
+      if (JSON.stringify(got[k]) !== JSON.stringify(want[k]))
+        mismatches.push(
+          `${listed.address} ${k}: sysfs ${JSON.stringify(want[k])}, list ${JSON.stringify(got[k])}`,
+        );
     }
   }
-  if (mismatches.length > 0) ctx.fail(`list --json disagrees with sysfs:\n  ${mismatches.join('\n  ')}`);
-  ctx.note(`ok: ${json.length} devices agree with sysfs on ${Object.keys(kernelView(json[0]!.address)).join(', ')}`);
+  if (mismatches.length > 0)
+    ctx.fail(`list --json disagrees with sysfs:\n  ${mismatches.join('\n  ')}`);
+  ctx.note(
+    `ok: ${json.length} devices agree with sysfs on ${Object.keys(kernelView(json[0]!.address)).join(', ')}`,
+  );
 }
 
 export const listAgreesWithSysfs: Scenario = {
@@ -103,9 +128,14 @@ function sh(argv: readonly string[]): string {
 function modprobeR(ctx: ScenarioContext, modalias: string): string[] {
   const alias = `vfio_pci:${modalias.replace(/^pci:/, '')}`;
   const r = spawnSync('modprobe', ['-R', alias], { encoding: 'utf8' });
-  ctx.note(`$ modprobe -R ${alias} -> exit ${r.status}: ${(r.stdout || r.stderr).trim().split('\n').join(' ')}`);
+  ctx.note(
+    `$ modprobe -R ${alias} -> exit ${r.status}: ${(r.stdout || r.stderr).trim().split('\n').join(' ')}`,
+  );
   if (r.status !== 0) return [];
-  return r.stdout.split('\n').filter(Boolean).map((m) => m.trim().replace(/-/g, '_'));
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((m) => m.trim().replace(/-/g, '_'));
 }
 
 export const candidatesAgreeWithKmod: Scenario = {
@@ -116,35 +146,65 @@ export const candidatesAgreeWithKmod: Scenario = {
     const mismatches: string[] = [];
     // Before 5.15 (5.10) no vfio_pci: alias exists: kmod matches nothing, and vfio-pci is the
     // implicit candidate of every device (source no-id-table); kmod must know it by module name.
-    const noTable = sh(['sh', '-c', `grep -c '^alias vfio_pci:' /lib/modules/$(uname -r)/modules.alias`]).trim() === '0';
+    const noTable =
+      sh([
+        'sh',
+        '-c',
+        `grep -c '^alias vfio_pci:' /lib/modules/$(uname -r)/modules.alias`,
+      ]).trim() === '0';
     if (noTable) {
       const r = spawnSync('modprobe', ['-R', 'vfio-pci'], { encoding: 'utf8' });
-      ctx.eq(r.stdout.trim(), 'vfio_pci', 'no vfio_pci: alias on this kernel, and `modprobe -R vfio-pci` resolves the module');
+      ctx.eq(
+        r.stdout.trim(),
+        'vfio_pci',
+        'no vfio_pci: alias on this kernel, and `modprobe -R vfio-pci` resolves the module',
+      );
     }
     for (const address of sysfs.allDevices()) {
       const modalias = sysfs.attr(address, 'modalias');
       if (!modalias) continue;
       const { json } = ctx.cliJson<DeviceJson>(['show', address, '--json']);
       const cands = json.candidates ?? [];
-      const shown = [...new Set(cands.filter((c) => c.source === 'modules.alias').map((c) => c.module.replace(/-/g, '_')))].sort();
-      const implicit = cands.filter((c) => c.source !== 'modules.alias').map((c) => `${c.module}:${c.source}`);
-      ctx.eq(implicit, noTable ? ['vfio_pci:no-id-table'] : [], `${address} candidates not from modules.alias`);
+      const shown = [
+        ...new Set(
+          cands.filter((c) => c.source === 'modules.alias').map((c) => c.module.replace(/-/g, '_')),
+        ),
+      ].sort();
+      const implicit = cands
+        .filter((c) => c.source !== 'modules.alias')
+        .map((c) => `${c.module}:${c.source}`);
+      ctx.eq(
+        implicit,
+        noTable ? ['vfio_pci:no-id-table'] : [],
+        `${address} candidates not from modules.alias`,
+      );
       const kmod = [...new Set(modprobeR(ctx, modalias))].sort();
-      if (JSON.stringify(shown) !== JSON.stringify(kmod)) mismatches.push(`${address} (${modalias}): kmod ${kmod.join(',') || '-'}, show ${shown.join(',') || '-'}`);
+      if (JSON.stringify(shown) !== JSON.stringify(kmod))
+        mismatches.push(
+          `${address} (${modalias}): kmod ${kmod.join(',') || '-'}, show ${shown.join(',') || '-'}`,
+        );
       else ctx.note(`ok: ${address} candidates ${shown.join(',')}`);
     }
-    if (mismatches.length > 0) ctx.fail(`candidates differ from modprobe -R:\n  ${mismatches.join('\n  ')}`);
+    if (mismatches.length > 0)
+      ctx.fail(`candidates differ from modprobe -R:\n  ${mismatches.join('\n  ')}`);
     // The variant this kernel was given must be among the candidates of the device it exists for.
     if (ctx.hasVariant('virtio_vfio_pci')) {
-      const { json } = ctx.cliJson<DeviceJson & { vfio: { module: string; driver: string } | null }>(['show', ctx.dev('virtioNetModern'), '--json']);
-      ctx.eq(json.vfio?.module, 'virtio_vfio_pci', `best VFIO module for ${ctx.dev('virtioNetModern')}`);
+      const { json } = ctx.cliJson<
+        DeviceJson & { vfio: { module: string; driver: string } | null }
+      >(['show', ctx.dev('virtioNetModern'), '--json']);
+      ctx.eq(
+        json.vfio?.module,
+        'virtio_vfio_pci',
+        `best VFIO module for ${ctx.dev('virtioNetModern')}`,
+      );
     }
   },
 };
 
 export const doctorVfioPci: Scenario = {
   name: 'doctor-vfio-pci',
-  title: "doctor's vfio-pci and variants lines pass on every kernel (before 5.15: vfio-pci without an ID table)",
+  title:
+    "doctor's vfio-pci and variants lines pass on every kernel (before 5.15: vfio-pci without an ID table)",
   boots: ['iommu'],
   run(ctx) {
     interface Doctor {
@@ -153,13 +213,27 @@ export const doctorVfioPci: Scenario = {
     // The exit code is not asserted: QEMU's intremap=off makes the interrupt-remapping line fail.
     const r = ctx.cli(['doctor', '--json']);
     const checks = (JSON.parse(r.stdout) as Doctor).checks;
-    const line = (id: string) => checks.find((c) => c.id === id) ?? ctx.fail(`doctor has no ${id} line: ${r.stdout}`);
+    const line = (id: string) =>
+      checks.find((c) => c.id === id) ?? ctx.fail(`doctor has no ${id} line: ${r.stdout}`);
     ctx.eq(line('vfio-pci').status, 'ok', `doctor vfio-pci line (${line('vfio-pci').message})`);
     ctx.eq(line('iommu').status, 'ok', `doctor iommu line (${line('iommu').message})`);
-    const noTable = sh(['sh', '-c', `grep -c '^alias vfio_pci:' /lib/modules/$(uname -r)/modules.alias`]).trim() === '0';
-    ctx.eq(/no ID table: Linux before 5\.15/.test(line('vfio-pci').message), noTable, 'the vfio-pci line says "no ID table" exactly when modules.alias has no vfio_pci: line');
+    const noTable =
+      sh([
+        'sh',
+        '-c',
+        `grep -c '^alias vfio_pci:' /lib/modules/$(uname -r)/modules.alias`,
+      ]).trim() === '0';
+    ctx.eq(
+      /no ID table: Linux before 5\.15/.test(line('vfio-pci').message),
+      noTable,
+      'the vfio-pci line says "no ID table" exactly when modules.alias has no vfio_pci: line',
+    );
     const variants = line('variants');
     ctx.note(`doctor variants line: ${variants.status} ${variants.message}`);
-    ctx.eq(variants.status, ctx.plan.kernel.variants.length > 0 || noTable ? 'ok' : 'warn', 'doctor variants line');
+    ctx.eq(
+      variants.status,
+      ctx.plan.kernel.variants.length > 0 || noTable ? 'ok' : 'warn',
+      'doctor variants line',
+    );
   },
 };

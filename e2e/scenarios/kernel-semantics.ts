@@ -31,7 +31,9 @@ const ovr = (a: string): string => JSON.stringify(sysfs.attr(a, 'driver_override
 
 function modprobe(ctx: ScenarioContext, args: readonly string[]): void {
   const r = spawnSync('modprobe', args, { encoding: 'utf8' });
-  ctx.note(`$ modprobe ${args.join(' ')} -> exit ${r.status}${r.stderr.trim() ? `: ${r.stderr.trim()}` : ''}`);
+  ctx.note(
+    `$ modprobe ${args.join(' ')} -> exit ${r.status}${r.stderr.trim() ? `: ${r.stderr.trim()}` : ''}`,
+  );
 }
 
 class Facts {
@@ -41,12 +43,18 @@ class Facts {
 
   expect(fact: string, expected: string, observed: string): void {
     this.count++;
-    if (expected !== observed) this.differ.push(`${fact}: expected ${expected}, kernel did ${observed}`);
-    this.ctx.note(`${expected === observed ? 'holds' : 'DIFFERS'}: ${fact}: ${observed}${expected === observed ? '' : ` (expected ${expected})`}`);
+    if (expected !== observed)
+      this.differ.push(`${fact}: expected ${expected}, kernel did ${observed}`);
+    this.ctx.note(
+      `${expected === observed ? 'holds' : 'DIFFERS'}: ${fact}: ${observed}${expected === observed ? '' : ` (expected ${expected})`}`,
+    );
   }
 
   finish(): void {
-    if (this.differ.length > 0) this.ctx.fail(`${this.differ.length} of ${this.count} kernel facts do not hold on ${this.ctx.plan.kernel.release}:\n  ${this.differ.join('\n  ')}`);
+    if (this.differ.length > 0)
+      this.ctx.fail(
+        `${this.differ.length} of ${this.count} kernel facts do not hold on ${this.ctx.plan.kernel.release}:\n  ${this.differ.join('\n  ')}`,
+      );
   }
 }
 
@@ -74,30 +82,78 @@ function bindUnbindProbe(ctx: ScenarioContext, f: Facts): void {
   modprobe(ctx, ['vfio_pci']);
   f.expect('drivers_probe of an unknown address', 'ENODEV', w(PROBE, '0000:00:1e.7'));
   f.expect('drivers_probe of a bound device', 'OK e1000e', `${w(PROBE, nic)} ${drv(nic)}`);
-  f.expect('unbind through a driver the device is not on', 'ENODEV', w('/sys/bus/pci/drivers/vfio-pci/unbind', nic));
-  f.expect('vfio-pci/bind of an unbound device, no override', 'ENODEV', w('/sys/bus/pci/drivers/vfio-pci/bind', edu));
+  f.expect(
+    'unbind through a driver the device is not on',
+    'ENODEV',
+    w('/sys/bus/pci/drivers/vfio-pci/unbind', nic),
+  );
+  f.expect(
+    'vfio-pci/bind of an unbound device, no override',
+    'ENODEV',
+    w('/sys/bus/pci/drivers/vfio-pci/bind', edu),
+  );
   w(`${DEV}/${edu}/driver_override`, 'vfio-pci');
-  f.expect('vfio-pci/bind with the override set', 'OK', w('/sys/bus/pci/drivers/vfio-pci/bind', edu));
+  f.expect(
+    'vfio-pci/bind with the override set',
+    'OK',
+    w('/sys/bus/pci/drivers/vfio-pci/bind', edu),
+  );
   // What shows a device is on VFIO: vfio-dev/vfioN from 6.1 on; 5.10 has only the group's node
   // (vfio.c: class "vfio", /dev/vfio/<group>), no vfio-dev class and no /dev/vfio/devices.
   const old = ctx.plan.kernel.id === '5.10';
   const group = sysfs.iommuGroupOf(edu);
-  f.expect('/dev/vfio/<group> of a device on vfio-pci', 'present', group !== null && fs.existsSync(`/dev/vfio/${group}`) ? 'present' : 'absent');
-  f.expect('vfio-dev/ under a device on vfio-pci (6.1+)', old ? 'absent' : 'present', sysfs.vfioDevOf(edu) !== null ? 'present' : 'absent');
-  f.expect('/sys/class/vfio-dev (6.1+)', old ? 'absent' : 'present', sysfs.hasVfioDevClass() ? 'present' : 'absent');
-  if (old) f.expect('/dev/vfio/devices (VFIO_DEVICE_CDEV)', 'absent', fs.existsSync('/dev/vfio/devices') ? 'present' : 'absent');
-  else ctx.note(`/dev/vfio/devices: ${fs.existsSync('/dev/vfio/devices') ? fs.readdirSync('/dev/vfio/devices').join(' ') || 'empty' : 'absent'}`);
+  f.expect(
+    '/dev/vfio/<group> of a device on vfio-pci',
+    'present',
+    group !== null && fs.existsSync(`/dev/vfio/${group}`) ? 'present' : 'absent',
+  );
+  f.expect(
+    'vfio-dev/ under a device on vfio-pci (6.1+)',
+    old ? 'absent' : 'present',
+    sysfs.vfioDevOf(edu) !== null ? 'present' : 'absent',
+  );
+  f.expect(
+    '/sys/class/vfio-dev (6.1+)',
+    old ? 'absent' : 'present',
+    sysfs.hasVfioDevClass() ? 'present' : 'absent',
+  );
+  if (old)
+    f.expect(
+      '/dev/vfio/devices (VFIO_DEVICE_CDEV)',
+      'absent',
+      fs.existsSync('/dev/vfio/devices') ? 'present' : 'absent',
+    );
+  else
+    ctx.note(
+      `/dev/vfio/devices: ${fs.existsSync('/dev/vfio/devices') ? fs.readdirSync('/dev/vfio/devices').join(' ') || 'empty' : 'absent'}`,
+    );
   // reset_method appeared in 5.15 (5.10's pci-sysfs.c has no such attribute).
-  f.expect('reset_method attribute (5.15+)', old ? 'absent' : 'present', fs.existsSync(`${DEV}/${nic}/reset_method`) ? 'present' : 'absent');
+  f.expect(
+    'reset_method attribute (5.15+)',
+    old ? 'absent' : 'present',
+    fs.existsSync(`${DEV}/${nic}/reset_method`) ? 'present' : 'absent',
+  );
   // 5.10's bind_store(): `dev->driver == NULL && driver_match_device()`, else -ENODEV (later
   // kernels match first and answer EBUSY from device_driver_attach()).
-  f.expect('vfio-pci/bind again', bind510(ctx) ? 'ENODEV' : 'EBUSY', w('/sys/bus/pci/drivers/vfio-pci/bind', edu));
+  f.expect(
+    'vfio-pci/bind again',
+    bind510(ctx) ? 'ENODEV' : 'EBUSY',
+    w('/sys/bus/pci/drivers/vfio-pci/bind', edu),
+  );
   w(`${DEV}/${edu}/driver/unbind`, edu);
   w(`${DEV}/${edu}/driver_override`, '\n');
   // bind_store() checks the match before "already bound": no override means ENODEV, not EBUSY.
-  f.expect('vfio-pci/bind of a device on e1000e, no override', 'ENODEV', w('/sys/bus/pci/drivers/vfio-pci/bind', nic));
+  f.expect(
+    'vfio-pci/bind of a device on e1000e, no override',
+    'ENODEV',
+    w('/sys/bus/pci/drivers/vfio-pci/bind', nic),
+  );
   w(`${DEV}/${nic}/driver_override`, 'vfio-pci');
-  f.expect('vfio-pci/bind of a device on e1000e, override vfio-pci', bind510(ctx) ? 'ENODEV' : 'EBUSY', w('/sys/bus/pci/drivers/vfio-pci/bind', nic));
+  f.expect(
+    'vfio-pci/bind of a device on e1000e, override vfio-pci',
+    bind510(ctx) ? 'ENODEV' : 'EBUSY',
+    w('/sys/bus/pci/drivers/vfio-pci/bind', nic),
+  );
   w(`${DEV}/${nic}/driver_override`, '\n');
 }
 
@@ -108,7 +164,11 @@ function variants(ctx: ScenarioContext, f: Facts): void {
     modprobe(ctx, ['-r', 'virtio_vfio_pci']);
     w(`${DEV}/${virtio}/driver_override`, 'virtio_vfio_pci');
     w(`${DEV}/${virtio}/driver/unbind`, virtio);
-    f.expect('drivers_probe, override naming a driver not loaded', 'OK no driver', `${w(PROBE, virtio)} ${drv(virtio)}`);
+    f.expect(
+      'drivers_probe, override naming a driver not loaded',
+      'OK no driver',
+      `${w(PROBE, virtio)} ${drv(virtio)}`,
+    );
     modprobe(ctx, ['virtio_vfio_pci']);
     f.expect('loading the module binds the waiting device', 'virtio_vfio_pci', drv(virtio));
     w(`${DEV}/${virtio}/driver_override`, '\n');
@@ -120,7 +180,11 @@ function variants(ctx: ScenarioContext, f: Facts): void {
     modprobe(ctx, ['mlx5_vfio_pci']);
     w(`${DEV}/${nic}/driver_override`, 'mlx5_vfio_pci');
     w(`${DEV}/${nic}/driver/unbind`, nic);
-    f.expect('override mlx5_vfio_pci binds an e1000e (no ID-table check)', 'OK mlx5_vfio_pci', `${w(PROBE, nic)} ${drv(nic)}`);
+    f.expect(
+      'override mlx5_vfio_pci binds an e1000e (no ID-table check)',
+      'OK mlx5_vfio_pci',
+      `${w(PROBE, nic)} ${drv(nic)}`,
+    );
     w(`${DEV}/${nic}/driver_override`, '\n');
     w(`${DEV}/${nic}/driver/unbind`, nic);
     w(PROBE, nic);
@@ -129,8 +193,16 @@ function variants(ctx: ScenarioContext, f: Facts): void {
     modprobe(ctx, ['qat_vfio_pci']);
     w(`${DEV}/${nic}/driver_override`, 'qat_vfio_pci');
     w(`${DEV}/${nic}/driver/unbind`, nic);
-    f.expect('drivers_probe, override qat_vfio_pci, not a VF: probe fails, write succeeds', 'OK no driver', `${w(PROBE, nic)} ${drv(nic)}`);
-    f.expect('qat_vfio_pci/bind of the same device', 'ENODEV', w('/sys/bus/pci/drivers/qat_vfio_pci/bind', nic));
+    f.expect(
+      'drivers_probe, override qat_vfio_pci, not a VF: probe fails, write succeeds',
+      'OK no driver',
+      `${w(PROBE, nic)} ${drv(nic)}`,
+    );
+    f.expect(
+      'qat_vfio_pci/bind of the same device',
+      'ENODEV',
+      w('/sys/bus/pci/drivers/qat_vfio_pci/bind', nic),
+    );
     w(`${DEV}/${nic}/driver_override`, '\n');
     w(PROBE, nic);
   }
@@ -144,16 +216,32 @@ function sriov(ctx: ScenarioContext, f: Facts): void {
   f.expect('enable 2 VFs', 'OK', w(attr('sriov_numvfs'), '2'));
   try {
     const [vf0, vf1] = sysfs.vfsOf(pf) as [string, string];
-    f.expect('new VFs with sriov_drivers_autoprobe=0', 'no driver, no driver', `${drv(vf0)}, ${drv(vf1)}`);
-    f.expect('drivers_probe of such a VF without an override', 'OK no driver', `${w(PROBE, vf0)} ${drv(vf0)}`);
+    f.expect(
+      'new VFs with sriov_drivers_autoprobe=0',
+      'no driver, no driver',
+      `${drv(vf0)}, ${drv(vf1)}`,
+    );
+    f.expect(
+      'drivers_probe of such a VF without an override',
+      'OK no driver',
+      `${w(PROBE, vf0)} ${drv(vf0)}`,
+    );
     w(`${DEV}/${vf0}/driver_override`, 'vfio-pci');
-    f.expect('drivers_probe of such a VF with override vfio-pci', 'OK vfio-pci', `${w(PROBE, vf0)} ${drv(vf0)}`);
+    f.expect(
+      'drivers_probe of such a VF with override vfio-pci',
+      'OK vfio-pci',
+      `${w(PROBE, vf0)} ${drv(vf0)}`,
+    );
     f.expect('sriov_numvfs 2 -> 1 (must go through 0)', 'EBUSY', w(attr('sriov_numvfs'), '1'));
     w(attr('driver_override'), 'vfio-pci');
     w(attr('driver/unbind'), pf);
     // nvme's remove() leaves SR-IOV enabled ("driver left SR-IOV enabled after remove").
     f.expect('VFs left after unbinding the PF from nvme', '2', String(sysfs.vfsOf(pf).length));
-    f.expect('vfio-pci probe of a PF with VFs enabled (-EBUSY)', 'OK no driver', `${w(PROBE, pf)} ${drv(pf)}`);
+    f.expect(
+      'vfio-pci probe of a PF with VFs enabled (-EBUSY)',
+      'OK no driver',
+      `${w(PROBE, pf)} ${drv(pf)}`,
+    );
     f.expect('sriov_numvfs on a PF without a driver', 'ENOENT', w(attr('sriov_numvfs'), '0'));
     f.expect('the VF stays on vfio-pci through all that', 'vfio-pci', drv(vf0));
   } finally {
@@ -174,7 +262,11 @@ function moduleUnload(ctx: ScenarioContext, f: Facts): void {
   w(`${DEV}/${edu}/driver_override`, 'vfio-pci');
   w(PROBE, edu);
   modprobe(ctx, ['-r', 'vfio_pci']);
-  f.expect('modprobe -r vfio_pci with a device bound: unbound, override kept', 'no driver "vfio-pci"', `${drv(edu)} ${ovr(edu)}`);
+  f.expect(
+    'modprobe -r vfio_pci with a device bound: unbound, override kept',
+    'no driver "vfio-pci"',
+    `${drv(edu)} ${ovr(edu)}`,
+  );
   modprobe(ctx, ['vfio_pci']);
   f.expect('modprobe vfio_pci binds it again', 'vfio-pci', drv(edu));
   w(`${DEV}/${edu}/driver/unbind`, edu);
@@ -185,18 +277,31 @@ function withoutIommu(ctx: ScenarioContext, f: Facts): void {
   const edu = ctx.dev('edu');
   modprobe(ctx, ['vfio_pci']);
   f.expect('IOMMU groups', '0', String(fs.readdirSync('/sys/kernel/iommu_groups').length));
-  f.expect('vfio no-IOMMU mode (Debian: CONFIG_VFIO_NOIOMMU unset)', 'absent', sysfsParam('vfio', 'enable_unsafe_noiommu_mode'));
+  f.expect(
+    'vfio no-IOMMU mode (Debian: CONFIG_VFIO_NOIOMMU unset)',
+    'absent',
+    sysfsParam('vfio', 'enable_unsafe_noiommu_mode'),
+  );
   w(`${DEV}/${edu}/driver_override`, 'vfio-pci');
-  f.expect('drivers_probe with override vfio-pci: probe fails (-EINVAL), write succeeds', 'OK no driver', `${w(PROBE, edu)} ${drv(edu)}`);
+  f.expect(
+    'drivers_probe with override vfio-pci: probe fails (-EINVAL), write succeeds',
+    'OK no driver',
+    `${w(PROBE, edu)} ${drv(edu)}`,
+  );
   // 5.10's really_probe() ignores the probe's error ("so that the next driver can try its
   // luck") and returns 0, which bind_store() reports as -ENODEV; later kernels pass -EINVAL on.
-  f.expect('vfio-pci/bind of the same device', bind510(ctx) ? 'ENODEV' : 'EINVAL', w('/sys/bus/pci/drivers/vfio-pci/bind', edu));
+  f.expect(
+    'vfio-pci/bind of the same device',
+    bind510(ctx) ? 'ENODEV' : 'EINVAL',
+    w('/sys/bus/pci/drivers/vfio-pci/bind', edu),
+  );
   w(`${DEV}/${edu}/driver_override`, '\n');
 }
 
 export const kernelSemantics: Scenario = {
   name: 'kernel-semantics',
-  title: 'the driver-core semantics vfioctl and its kernel model rely on hold (docs/kernel-behaviour.md)',
+  title:
+    'the driver-core semantics vfioctl and its kernel model rely on hold (docs/kernel-behaviour.md)',
   boots: ['iommu'],
   run(ctx) {
     const f = new Facts(ctx);

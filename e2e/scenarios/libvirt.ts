@@ -48,19 +48,47 @@ interface HookRun {
   readonly stderr: string;
 }
 
-/** As libvirt's virHookCall runs a qemu.d script: argv, the XML on stdin, LC_ALL=C and a plain PATH. */
-function runHook(ctx: ScenarioContext, guest: string, op: string, sub: string, xml: string): HookRun {
+/**
+ * As libvirt's virHookCall runs a qemu.d script: argv, the XML on stdin, LC_ALL=C and a plain PATH.
+ */
+function runHook(
+  ctx: ScenarioContext,
+  guest: string,
+  op: string,
+  sub: string,
+  xml: string,
+): HookRun {
   const t = Date.now();
-  const r = spawnSync(HOOK, [guest, op, sub, '-'], { input: xml, encoding: 'utf8', env: { LC_ALL: 'C', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' }, timeout: 120_000, killSignal: 'SIGKILL' });
-  ctx.note(`$ ${HOOK} ${guest} ${op} ${sub} - < domain.xml  -> exit ${r.status} (${Date.now() - t}ms)`);
-  if (r.stderr?.trim()) ctx.note(r.stderr.trim().split('\n').map((l) => `    stderr| ${l}`).join('\n'));
-  ctx.eq(r.stdout, '', `standard output of '${op} ${sub}' (libvirt takes it as domain XML for migrate/restore)`);
+  const r = spawnSync(HOOK, [guest, op, sub, '-'], {
+    input: xml,
+    encoding: 'utf8',
+    env: { LC_ALL: 'C', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
+    timeout: 120_000,
+    killSignal: 'SIGKILL',
+  });
+  ctx.note(
+    `$ ${HOOK} ${guest} ${op} ${sub} - < domain.xml  -> exit ${r.status} (${Date.now() - t}ms)`,
+  );
+  if (r.stderr?.trim())
+    ctx.note(
+      r.stderr
+        .trim()
+        .split('\n')
+        .map((l) => `    stderr| ${l}`)
+        .join('\n'),
+    );
+  ctx.eq(
+    r.stdout,
+    '',
+    `standard output of '${op} ${sub}' (libvirt takes it as domain XML for migrate/restore)`,
+  );
   return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
 export const libvirtHook: Scenario = {
   name: 'libvirt-hook',
-  title: "the qemu.d hook, run as libvirt runs it, binds the guest's e1000e at prepare begin and returns it at release end; a domain naming an in-use NIC aborts and changes nothing",
+  title:
+    "the qemu.d hook, run as libvirt runs it, binds the guest's e1000e at prepare begin and returns it at release end; a domain naming an in-use NIC aborts and changes nothing",
   boots: ['iommu'],
   run(ctx) {
     const nic = ctx.dev('e1000e');
@@ -71,14 +99,24 @@ export const libvirtHook: Scenario = {
       ctx.expectExit(inst, 0);
       ctx.ok(inst.stdout.includes(`wrote: ${HOOK}`), `install --libvirt wrote ${HOOK}`);
       const st = fs.statSync(HOOK);
-      ctx.ok(st.uid === 0 && (st.mode & 0o777) === 0o755, `${HOOK} is root's, mode ${(st.mode & 0o777).toString(8)}`);
-      // A device hook, as a single-GPU user's display-manager step would be: it must run as for any bind.
-      fs.writeFileSync('/etc/vfioctl/hooks.d/50-events', `#!/bin/sh\necho "$1 $2" >> ${EVENTS}\n`, { mode: 0o755 });
+      ctx.ok(
+        st.uid === 0 && (st.mode & 0o777) === 0o755,
+        `${HOOK} is root's, mode ${(st.mode & 0o777).toString(8)}`,
+      );
+      // A device hook, as a single-GPU user's display-manager step would be: it must run as for any
+      // bind.
+      fs.writeFileSync('/etc/vfioctl/hooks.d/50-events', `#!/bin/sh\necho "$1 $2" >> ${EVENTS}\n`, {
+        mode: 0o755,
+      });
       fs.chmodSync('/etc/vfioctl/hooks.d/50-events', 0o755);
       fs.rmSync(EVENTS, { force: true });
       try {
         const xml = domainXml('e2e-guest', [nic]);
-        for (const [op, sub] of [['migrate', 'begin'], ['restore', 'begin']] as const) ctx.eq(runHook(ctx, 'e2e-guest', op, sub, xml).code, 0, `'${op} ${sub}' exit`);
+        for (const [op, sub] of [
+          ['migrate', 'begin'],
+          ['restore', 'begin'],
+        ] as const)
+          ctx.eq(runHook(ctx, 'e2e-guest', op, sub, xml).code, 0, `'${op} ${sub}' exit`);
         expectOnHost(ctx, nic, MACHINE.e1000e.hostDriver);
 
         const t0 = Date.now();
@@ -86,30 +124,72 @@ export const libvirtHook: Scenario = {
         ctx.figure(`libvirt hook 'prepare begin' binding one e1000e: ${Date.now() - t0} ms`);
         ctx.eq(prep.code, 0, "'prepare begin' exit");
         expectOnVfio(ctx, nic, 'vfio-pci');
-        ctx.eq(JSON.parse(fs.readFileSync(`${RECORDS}/${UUID}.json`, 'utf8')).devices, [nic], 'what the hook recorded for the domain');
-        for (const [op, sub] of [['start', 'begin'], ['started', 'begin'], ['stopped', 'end']] as const) ctx.eq(runHook(ctx, 'e2e-guest', op, sub, xml).code, 0, `'${op} ${sub}' exit`);
+        ctx.eq(
+          JSON.parse(fs.readFileSync(`${RECORDS}/${UUID}.json`, 'utf8')).devices,
+          [nic],
+          'what the hook recorded for the domain',
+        );
+        for (const [op, sub] of [
+          ['start', 'begin'],
+          ['started', 'begin'],
+          ['stopped', 'end'],
+        ] as const)
+          ctx.eq(runHook(ctx, 'e2e-guest', op, sub, xml).code, 0, `'${op} ${sub}' exit`);
         expectOnVfio(ctx, nic, 'vfio-pci');
 
         const rel = runHook(ctx, 'e2e-guest', 'release', 'end', xml);
         ctx.eq(rel.code, 0, "'release end' exit");
         expectOnHost(ctx, nic, MACHINE.e1000e.hostDriver);
-        ctx.ok(!fs.existsSync(`${RECORDS}/${UUID}.json`), 'the domain record is gone after release');
-        ctx.eq(fs.readFileSync(EVENTS, 'utf8').trim().split('\n'), ['pre-bind', 'pre-probe', 'post-bind', 'pre-unbind', 'pre-probe', 'post-unbind'].map((e) => `${e} ${nic}`), 'device hooks run by prepare and release');
+        ctx.ok(
+          !fs.existsSync(`${RECORDS}/${UUID}.json`),
+          'the domain record is gone after release',
+        );
+        ctx.eq(
+          fs.readFileSync(EVENTS, 'utf8').trim().split('\n'),
+          ['pre-bind', 'pre-probe', 'post-bind', 'pre-unbind', 'pre-probe', 'post-unbind'].map(
+            (e) => `${e} ${nic}`,
+          ),
+          'device hooks run by prepare and release',
+        );
 
         // A domain naming a NIC the host uses: the start aborts with the refusal, nothing moves.
         ip(ctx, ['link', 'set', ifname, 'up']);
         ip(ctx, ['addr', 'add', '192.0.2.20/24', 'dev', ifname]);
         try {
           const before = sysfs.snapshot([nic, busy]);
-          const bad = runHook(ctx, 'e2e-busy', 'prepare', 'begin', domainXml('e2e-busy', [nic, busy]));
+          const bad = runHook(
+            ctx,
+            'e2e-busy',
+            'prepare',
+            'begin',
+            domainXml('e2e-busy', [nic, busy]),
+          );
           ctx.eq(bad.code, 3, "'prepare begin' exit for a domain naming an in-use NIC");
-          ctx.ok(new RegExp(`${busy}: in-use: the host is using it: .*${ifname}`).test(bad.stderr), `the refusal names ${busy} and ${ifname}`);
-          ctx.ok(!bad.stderr.includes(`${nic}: `), `no problem line for ${nic}, which was only refused alongside`);
+          ctx.ok(
+            new RegExp(`${busy}: in-use: the host is using it: .*${ifname}`).test(bad.stderr),
+            `the refusal names ${busy} and ${ifname}`,
+          );
+          ctx.ok(
+            !bad.stderr.includes(`${nic}: `),
+            `no problem line for ${nic}, which was only refused alongside`,
+          );
           expectUnchanged(ctx, before, 'after the aborted prepare');
-          ctx.ok(!fs.existsSync(`${RECORDS}/${UUID}.json`), 'nothing recorded for the aborted domain');
-          const malformed = runHook(ctx, 'e2e-busy', 'prepare', 'begin', domainXml('e2e-busy', [nic]).replace('</devices>', '</device>'));
+          ctx.ok(
+            !fs.existsSync(`${RECORDS}/${UUID}.json`),
+            'nothing recorded for the aborted domain',
+          );
+          const malformed = runHook(
+            ctx,
+            'e2e-busy',
+            'prepare',
+            'begin',
+            domainXml('e2e-busy', [nic]).replace('</devices>', '</device>'),
+          );
           ctx.eq(malformed.code, 2, "'prepare begin' exit for malformed XML");
-          ctx.ok(/domain XML:\d+:\d+: /.test(malformed.stderr), `the parser's position is given: ${malformed.stderr.trim()}`);
+          ctx.ok(
+            /domain XML:\d+:\d+: /.test(malformed.stderr),
+            `the parser's position is given: ${malformed.stderr.trim()}`,
+          );
           expectUnchanged(ctx, before, 'after the malformed domain XML');
         } finally {
           spawnSync('ip', ['addr', 'flush', 'dev', ifname]);

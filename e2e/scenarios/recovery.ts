@@ -17,13 +17,20 @@ function journalEntries(): string[] {
   }
 }
 
-/** The CLI with a kill point (test machinery, not in the bundle): build/test/support/kill-cli.js. */
+/**
+ * The CLI with a kill point (test machinery, not in the bundle): build/test/support/kill-cli.js.
+ */
 const KILL_CLI = path.resolve(__dirname, '../../test/support/kill-cli.js');
 
 function killAt(ctx: ScenarioContext, op: string, args: readonly string[]): void {
   const r = ctx.cli(args, { env: { VFIOCTL_TEST_KILL_AT: op }, entry: KILL_CLI });
-  if (r.signal !== 'SIGKILL') ctx.fail(`VFIOCTL_TEST_KILL_AT=${op} vfioctl ${args.join(' ')}: expected to die by SIGKILL, got exit ${r.code} signal ${r.signal}\n${r.stderr}`);
-  ctx.note(`killed before ${op}: ${sysfs.describe(sysfs.stateOf(args[1]!))}; journal: ${journalEntries().join(' ') || '(empty)'}`);
+  if (r.signal !== 'SIGKILL')
+    ctx.fail(
+      `VFIOCTL_TEST_KILL_AT=${op} vfioctl ${args.join(' ')}: expected to die by SIGKILL, got exit ${r.code} signal ${r.signal}\n${r.stderr}`,
+    );
+  ctx.note(
+    `killed before ${op}: ${sysfs.describe(sysfs.stateOf(args[1]!))}; journal: ${journalEntries().join(' ') || '(empty)'}`,
+  );
 }
 
 export const killBetweenUnbindAndProbe: Scenario = {
@@ -33,7 +40,10 @@ export const killBetweenUnbindAndProbe: Scenario = {
   run(ctx) {
     const nic = ctx.dev('e1000e');
     const ops = plannedOps(ctx, ['bind', nic], nic);
-    ctx.ok(ops.indexOf('unbind') >= 0 && ops.indexOf('unbind') < ops.indexOf('probe'), `bind plans unbind before probe (${ops.join(' -> ')})`);
+    ctx.ok(
+      ops.indexOf('unbind') >= 0 && ops.indexOf('unbind') < ops.indexOf('probe'),
+      `bind plans unbind before probe (${ops.join(' -> ')})`,
+    );
 
     killAt(ctx, 'probe', ['bind', nic]);
     // The kernel state a kill at that point leaves: override set, no driver.
@@ -44,7 +54,10 @@ export const killBetweenUnbindAndProbe: Scenario = {
     // A read-only command names it and the fix, and writes nothing.
     const r = ctx.cli(['list', '--json']);
     ctx.expectExit(r, 0);
-    ctx.ok(r.stderr.includes(`${nic} was left half-done`) && r.stderr.includes('vfioctl recover'), `list names the half-done ${nic} and 'vfioctl recover' (stderr: ${r.stderr.trim()})`);
+    ctx.ok(
+      r.stderr.includes(`${nic} was left half-done`) && r.stderr.includes('vfioctl recover'),
+      `list names the half-done ${nic} and 'vfioctl recover' (stderr: ${r.stderr.trim()})`,
+    );
     ctx.eq(sysfs.driverOf(nic), null, `${nic} driver after list (list never writes)`);
     // The next writing command repairs it first (an unbind of the same device: a no-op after that).
     ctx.expectExit(ctx.cli(['unbind', nic]), 0);

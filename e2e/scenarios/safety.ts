@@ -8,7 +8,9 @@ import { expectOnHost, expectOnVfio, expectUnchanged, resultFor, type ApplyJson 
 
 export function ip(ctx: ScenarioContext, args: readonly string[]): string {
   const r = spawnSync('ip', args, { encoding: 'utf8' });
-  ctx.note(`$ ip ${args.join(' ')} -> exit ${r.status}${r.stderr.trim() ? `: ${r.stderr.trim()}` : ''}`);
+  ctx.note(
+    `$ ip ${args.join(' ')} -> exit ${r.status}${r.stderr.trim() ? `: ${r.stderr.trim()}` : ''}`,
+  );
   if (r.status !== 0) ctx.fail(`ip ${args.join(' ')} failed: ${r.stderr.trim()}`);
   return r.stdout;
 }
@@ -27,9 +29,15 @@ export const nicInUse: Scenario = {
     const refused = ctx.cliJson<ApplyJson>(['bind', nic, '--json'], 3).json;
     const r = resultFor(ctx, refused, nic);
     ctx.eq(r.status, 'refused', `bind ${nic} status`);
-    ctx.ok(JSON.stringify(r.refusals ?? r.error).includes(ifname), `the refusal names ${ifname}: ${JSON.stringify(r.refusals ?? r.error)}`);
+    ctx.ok(
+      JSON.stringify(r.refusals ?? r.error).includes(ifname),
+      `the refusal names ${ifname}: ${JSON.stringify(r.refusals ?? r.error)}`,
+    );
     expectUnchanged(ctx, before, 'after the refused bind');
-    ctx.ok(ip(ctx, ['-o', 'addr', 'show', 'dev', ifname]).includes('192.0.2.10/24'), `${ifname} still has 192.0.2.10/24`);
+    ctx.ok(
+      ip(ctx, ['-o', 'addr', 'show', 'dev', ifname]).includes('192.0.2.10/24'),
+      `${ifname} still has 192.0.2.10/24`,
+    );
 
     const forced = ctx.cliJson<ApplyJson>(['bind', nic, '--force', '--json']).json;
     ctx.eq(resultFor(ctx, forced, nic).status, 'ok', `bind --force ${nic} status`);
@@ -52,7 +60,10 @@ export const rootDevicesRefused: Scenario = {
       // Ask for the plan first: if vfioctl would go ahead, stop here rather than pull the guest's
       // root from under it (the VM would hang and every later scenario would be lost).
       const plan = ctx.cli(['bind', a, '--dry-run', '--json']);
-      if (plan.code !== 3) ctx.fail(`bind ${a} --dry-run (${MACHINE[role].note}) exits ${plan.code}, not 3: vfioctl would unbind it\n${plan.stdout.slice(0, 1500)}`);
+      if (plan.code !== 3)
+        ctx.fail(
+          `bind ${a} --dry-run (${MACHINE[role].note}) exits ${plan.code}, not 3: vfioctl would unbind it\n${plan.stdout.slice(0, 1500)}`,
+        );
       const refused = ctx.cliJson<ApplyJson>(['bind', a, '--json'], 3).json;
       const r = resultFor(ctx, refused, a);
       ctx.eq(r.status, 'refused', `bind ${a} status`);
@@ -69,7 +80,8 @@ export const sharedIommuGroup: Scenario = {
   run(ctx) {
     const roles = ['lpc', 'sata', 'smbus'] as const;
     const members = roles.map((r) => ctx.dev(r));
-    const group = sysfs.iommuGroupOf(ctx.dev('smbus')) ?? ctx.fail(`${ctx.dev('smbus')} has no IOMMU group`);
+    const group =
+      sysfs.iommuGroupOf(ctx.dev('smbus')) ?? ctx.fail(`${ctx.dev('smbus')} has no IOMMU group`);
     ctx.eq(sysfs.groupMembers(group), members, `members of IOMMU group ${group}`);
     const before = sysfs.snapshot(members);
 
@@ -107,10 +119,16 @@ export const noIommu: Scenario = {
     const res = resultFor(ctx, json, nic);
     ctx.eq(res.status, 'refused', `bind ${nic} status`);
     const text = `${JSON.stringify(res.refusals ?? [])} ${res.error ?? ''} ${r.stderr}`;
-    ctx.ok(/iommu/i.test(text), `the refusal explains the missing IOMMU: ${text.trim().slice(0, 300)}`);
+    ctx.ok(
+      /iommu/i.test(text),
+      `the refusal explains the missing IOMMU: ${text.trim().slice(0, 300)}`,
+    );
     // --force must not get around a missing IOMMU: vfio-pci cannot work at all.
     const forced = ctx.cli(['bind', nic, '--force', '--json']);
-    ctx.ok(forced.code === 3 || forced.code === 1, `bind --force without an IOMMU fails (exit ${forced.code})`);
+    ctx.ok(
+      forced.code === 3 || forced.code === 1,
+      `bind --force without an IOMMU fails (exit ${forced.code})`,
+    );
     expectUnchanged(ctx, before, 'every device after the refused binds');
   },
 };

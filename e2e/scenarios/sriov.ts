@@ -8,7 +8,8 @@ import { checkListAgainstSysfs } from './inventory';
 
 export const sriov: Scenario = {
   name: 'sriov-vf-binding',
-  title: 'SR-IOV: VFs of an emulated NVMe get own IOMMU groups; a VF binds alone; moving the PF is refused',
+  title:
+    'SR-IOV: VFs of an emulated NVMe get own IOMMU groups; a VF binds alone; moving the PF is refused',
   boots: ['iommu'],
   run(ctx) {
     const pf = ctx.dev('nvme');
@@ -19,7 +20,11 @@ export const sriov: Scenario = {
     try {
       // No host driver for the VFs: QEMU's VFs stay offline until NVMe virtualization management
       // assigns them resources, and nvme would spend its whole ready-timeout on each.
-      ctx.eq(sysfs.write(attr('sriov_drivers_autoprobe'), '0'), null, 'write 0 > sriov_drivers_autoprobe');
+      ctx.eq(
+        sysfs.write(attr('sriov_drivers_autoprobe'), '0'),
+        null,
+        'write 0 > sriov_drivers_autoprobe',
+      );
       ctx.eq(sysfs.write(attr('sriov_numvfs'), '2'), null, 'write 2 > sriov_numvfs');
       const vfs = sysfs.vfsOf(pf);
       ctx.eq(vfs.length, 2, `${pf} VFs (${vfs.join(' ')})`);

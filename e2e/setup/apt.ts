@@ -47,13 +47,15 @@ export function privateApt(repo: AptRepo, cache: string): AptView {
   const dir = path.join(cache, 'apt', repo.name);
   const known = privateViews.get(dir);
   if (known) return known;
-  for (const d of ['lists/partial', 'cache/archives/partial', 'sources.list.d', 'preferences.d']) fs.mkdirSync(path.join(dir, d), { recursive: true });
+  for (const d of ['lists/partial', 'cache/archives/partial', 'sources.list.d', 'preferences.d'])
+    fs.mkdirSync(path.join(dir, d), { recursive: true });
   const list = path.join(dir, 'sources.list');
   const text = repo.sources.map((l) => l + '\n').join('');
   if (!fs.existsSync(list) || fs.readFileSync(list, 'utf8') !== text) {
     fs.writeFileSync(list, text);
     // Other sources: the lists fetched for the old ones must not answer for the new ones.
-    for (const f of fs.readdirSync(path.join(dir, 'lists'))) if (f !== 'partial') fs.rmSync(path.join(dir, 'lists', f), { force: true });
+    for (const f of fs.readdirSync(path.join(dir, 'lists')))
+      if (f !== 'partial') fs.rmSync(path.join(dir, 'lists', f), { force: true });
   }
   const status = path.join(dir, 'status');
   if (!fs.existsSync(status)) fs.writeFileSync(status, '');
@@ -79,7 +81,10 @@ export function privateApt(repo: AptRepo, cache: string): AptView {
 
 const MAX_LIST_AGE_MS = 24 * 3600_000;
 
-/** Time since the lists in `dir` were last updated by us (apt dates the files by the server's clock). */
+/**
+ * Time since the lists in `dir` were last updated by us (apt dates the files by the server's
+ * clock).
+ */
 function listAgeMs(dir: string): number {
   try {
     return Date.now() - fs.statSync(path.join(dir, '.updated')).mtimeMs;
@@ -91,18 +96,24 @@ function listAgeMs(dir: string): number {
 async function aptGetUpdate(view: AptView = HOST_APT): Promise<void> {
   if (view.listsUpdated) return;
   log(`apt-get update${view === HOST_APT ? '' : ` (${view.label}, private lists)`}`);
-  await runChecked(['apt-get', ...LOCK_WAIT, ...view.options, 'update', '-q'], { env: APT_ENV, timeoutMs: 5 * 60_000 });
+  await runChecked(['apt-get', ...LOCK_WAIT, ...view.options, 'update', '-q'], {
+    env: APT_ENV,
+    timeoutMs: 5 * 60_000,
+  });
   if (view.listsDir !== undefined) fs.writeFileSync(path.join(view.listsDir, '.updated'), '');
   view.listsUpdated = true;
 }
 
 function requireRoot(what: string): void {
-  if (process.getuid?.() !== 0) throw new AptError(`${what} needs root (run the e2e suite as root; CI does)`);
+  if (process.getuid?.() !== 0)
+    throw new AptError(`${what} needs root (run the e2e suite as root; CI does)`);
 }
 
 /** Packages of `names` that dpkg does not list as installed. */
 export async function missingPackages(names: readonly string[]): Promise<string[]> {
-  const r = await run(['dpkg-query', '-W', '-f=${Package} ${db:Status-Status}\\n', ...names], { env: APT_ENV });
+  const r = await run(['dpkg-query', '-W', '-f=${Package} ${db:Status-Status}\\n', ...names], {
+    env: APT_ENV,
+  });
   const installed = new Set(
     r.stdout
       .split('\n')
@@ -121,7 +132,10 @@ export async function ensureInstalled(names: readonly string[]): Promise<void> {
   await aptGetUpdate();
   log(`apt-get install ${missing.join(' ')}`);
   try {
-    await runChecked(['apt-get', ...LOCK_WAIT, 'install', '-y', '-q', '--no-install-recommends', ...missing], { env: APT_ENV, timeoutMs: 15 * 60_000 });
+    await runChecked(
+      ['apt-get', ...LOCK_WAIT, 'install', '-y', '-q', '--no-install-recommends', ...missing],
+      { env: APT_ENV, timeoutMs: 15 * 60_000 },
+    );
   } catch (e) {
     throw new AptError(`cannot install ${missing.join(' ')}: ${(e as Error).message}`);
   }
@@ -130,14 +144,21 @@ export async function ensureInstalled(names: readonly string[]): Promise<void> {
 /** apt-cache with one automatic `apt-get update` when the package lists do not know the package. */
 async function aptCache(args: readonly string[], view: AptView = HOST_APT): Promise<string> {
   // A private view's lists are ours to keep fresh: a new point release drops the old kernel.
-  if (view.listsDir !== undefined && !view.listsUpdated && listAgeMs(view.listsDir) > MAX_LIST_AGE_MS) {
+  if (
+    view.listsDir !== undefined &&
+    !view.listsUpdated &&
+    listAgeMs(view.listsDir) > MAX_LIST_AGE_MS
+  ) {
     requireRoot(`apt-get update (${view.label})`);
     await aptGetUpdate(view);
   }
   for (let attempt = 0; ; attempt++) {
     const r = await run(['apt-cache', ...view.options, ...args], { env: APT_ENV });
     if (r.code === 0 && r.stdout.trim()) return r.stdout;
-    if (attempt > 0 || view.listsUpdated) throw new AptError(`apt-cache ${args.join(' ')} failed${view === HOST_APT ? '' : ` (${view.label})`}: ${(r.stderr || r.stdout).trim() || 'no such package'}`);
+    if (attempt > 0 || view.listsUpdated)
+      throw new AptError(
+        `apt-cache ${args.join(' ')} failed${view === HOST_APT ? '' : ` (${view.label})`}: ${(r.stderr || r.stdout).trim() || 'no such package'}`,
+      );
     requireRoot('apt-get update');
     await aptGetUpdate(view);
   }
@@ -148,7 +169,9 @@ export async function dependsOf(pkg: string, view: AptView = HOST_APT): Promise<
   return parseDepends(await aptCache(['depends', '--important', '--no-recommends', pkg], view));
 }
 
-/** Package names on `Depends:`/`PreDepends:` lines of `apt-cache depends` output (alternatives too). */
+/**
+ * Package names on `Depends:`/`PreDepends:` lines of `apt-cache depends` output (alternatives too).
+ */
 export function parseDepends(out: string): string[] {
   const deps: string[] = [];
   for (const line of out.split('\n')) {
@@ -176,7 +199,11 @@ export async function candidate(pkg: string, view: AptView = HOST_APT): Promise<
 }
 
 /** Whether apt knows `pkg` at exactly `version` (any configured source). */
-export async function hasVersion(pkg: string, version: string, view: AptView = HOST_APT): Promise<boolean> {
+export async function hasVersion(
+  pkg: string,
+  version: string,
+  view: AptView = HOST_APT,
+): Promise<boolean> {
   const out = await aptCache(['madison', pkg], view).catch(() => '');
   return out.split('\n').some((l) => l.split('|')[1]?.trim() === version);
 }
@@ -190,7 +217,11 @@ export function debFileName(p: PackageVersion): string {
  * Downloads one exact package version into `dir` unless it is already there; returns its path.
  * Downloads go to a scratch directory first, so an interrupted download never looks cached.
  */
-export async function download(p: PackageVersion, dir: string, view: AptView = HOST_APT): Promise<string> {
+export async function download(
+  p: PackageVersion,
+  dir: string,
+  view: AptView = HOST_APT,
+): Promise<string> {
   const file = path.join(dir, debFileName(p));
   if (fs.existsSync(file)) return file;
   fs.mkdirSync(dir, { recursive: true });
@@ -198,17 +229,32 @@ export async function download(p: PackageVersion, dir: string, view: AptView = H
   try {
     log(`apt-get download ${p.name}=${p.version}`);
     // `_apt` cannot write into a root-only cache directory: download unsandboxed, as root.
-    await runChecked(['apt-get', ...view.options, 'download', '-q', '-o', 'APT::Sandbox::User=root', `${p.name}=${p.version}`], {
-      cwd: scratch,
-      env: APT_ENV,
-      timeoutMs: 20 * 60_000,
-    });
+    await runChecked(
+      [
+        'apt-get',
+        ...view.options,
+        'download',
+        '-q',
+        '-o',
+        'APT::Sandbox::User=root',
+        `${p.name}=${p.version}`,
+      ],
+      {
+        cwd: scratch,
+        env: APT_ENV,
+        timeoutMs: 20 * 60_000,
+      },
+    );
     const got = fs.readdirSync(scratch).filter((f) => f.endsWith('.deb'));
-    if (got.length !== 1) throw new AptError(`apt-get download ${p.name}=${p.version} left ${got.length} .deb files`);
+    if (got.length !== 1)
+      throw new AptError(`apt-get download ${p.name}=${p.version} left ${got.length} .deb files`);
     fs.renameSync(path.join(scratch, got[0]!), file);
     return file;
   } catch (e) {
-    if (e instanceof CommandError) throw new AptError(`cannot download ${p.name}=${p.version} (is the package still in the archive?): ${e.message}`);
+    if (e instanceof CommandError)
+      throw new AptError(
+        `cannot download ${p.name}=${p.version} (is the package still in the archive?): ${e.message}`,
+      );
     throw e;
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });

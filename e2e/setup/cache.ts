@@ -22,7 +22,10 @@ const STAMP = 'stamp.json';
 /** The stamp's contents when `dir` was completely built from `key`, otherwise null. */
 export function readStamp<T>(dir: string, key: string): T | null {
   try {
-    const s = JSON.parse(fs.readFileSync(path.join(dir, STAMP), 'utf8')) as { key: string; data: T };
+    const s = JSON.parse(fs.readFileSync(path.join(dir, STAMP), 'utf8')) as {
+      key: string;
+      data: T;
+    };
     return s.key === key ? s.data : null;
   } catch {
     return null;
@@ -54,12 +57,16 @@ export function prune(dir: string, keep: ReadonlySet<string>): string[] {
   return removed;
 }
 
-
 /**
  * Holds `<dir>/.lock` while `fn` runs, so two suites on one machine never build into the same
  * cache at once. A lock left by a dead process is taken over.
  */
-export async function withCacheLock<T>(dir: string, fn: () => Promise<T>, onWait: (pid: number) => void, timeoutMs = 30 * 60_000): Promise<T> {
+export async function withCacheLock<T>(
+  dir: string,
+  fn: () => Promise<T>,
+  onWait: (pid: number) => void,
+  timeoutMs = 30 * 60_000,
+): Promise<T> {
   const lock = path.join(dir, '.lock');
   const t0 = Date.now();
   let told = false;
@@ -74,7 +81,8 @@ export async function withCacheLock<T>(dir: string, fn: () => Promise<T>, onWait
         fs.rmSync(lock, { force: true });
         continue;
       }
-      if (Date.now() - t0 > timeoutMs) throw new Error(`${lock} is still held by process ${holder}`);
+      if (Date.now() - t0 > timeoutMs)
+        throw new Error(`${lock} is still held by process ${holder}`);
       if (!told) onWait(holder);
       told = true;
       await new Promise((r) => setTimeout(r, 2000));

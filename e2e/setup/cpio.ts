@@ -5,7 +5,13 @@ export type CpioEntry =
   | { readonly kind: 'dir'; readonly path: string; readonly mode?: number }
   | { readonly kind: 'file'; readonly path: string; readonly data: Buffer; readonly mode?: number }
   | { readonly kind: 'symlink'; readonly path: string; readonly target: string }
-  | { readonly kind: 'chardev'; readonly path: string; readonly major: number; readonly minor: number; readonly mode?: number };
+  | {
+      readonly kind: 'chardev';
+      readonly path: string;
+      readonly major: number;
+      readonly minor: number;
+      readonly mode?: number;
+    };
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -16,10 +22,34 @@ function pad4(n: number): number {
   return (4 - (n % 4)) % 4;
 }
 
-function record(ino: number, mode: number, name: string, data: Buffer, rdev: [number, number] = [0, 0], nlink = 1): Buffer {
+function record(
+  ino: number,
+  mode: number,
+  name: string,
+  data: Buffer,
+  rdev: [number, number] = [0, 0],
+  nlink = 1,
+): Buffer {
   const nameBuf = Buffer.from(name + '\0', 'utf8');
-  const fields = [ino, mode, 0, 0, nlink, 0, data.length, 0, 0, rdev[0], rdev[1], nameBuf.length, 0];
-  const header = Buffer.from('070701' + fields.map((f) => f.toString(16).padStart(8, '0')).join(''), 'ascii');
+  const fields = [
+    ino,
+    mode,
+    0,
+    0,
+    nlink,
+    0,
+    data.length,
+    0,
+    0,
+    rdev[0],
+    rdev[1],
+    nameBuf.length,
+    0,
+  ];
+  const header = Buffer.from(
+    '070701' + fields.map((f) => f.toString(16).padStart(8, '0')).join(''),
+    'ascii',
+  );
   return Buffer.concat([
     header,
     nameBuf,
@@ -29,7 +59,9 @@ function record(ino: number, mode: number, name: string, data: Buffer, rdev: [nu
   ]);
 }
 
-/** The archive bytes (uncompressed). Paths are relative to the archive root, without a leading `/`. */
+/**
+ * The archive bytes (uncompressed). Paths are relative to the archive root, without a leading `/`.
+ */
 export function cpioArchive(entries: readonly CpioEntry[]): Buffer {
   const parts: Buffer[] = [];
   let ino = 1;
@@ -46,7 +78,9 @@ export function cpioArchive(entries: readonly CpioEntry[]): Buffer {
         parts.push(record(ino++, S_IFLNK | 0o777, name, Buffer.from(e.target, 'utf8')));
         break;
       case 'chardev':
-        parts.push(record(ino++, S_IFCHR | (e.mode ?? 0o600), name, Buffer.alloc(0), [e.major, e.minor]));
+        parts.push(
+          record(ino++, S_IFCHR | (e.mode ?? 0o600), name, Buffer.alloc(0), [e.major, e.minor]),
+        );
         break;
     }
   }

@@ -21,7 +21,10 @@ export interface ModuleIndex {
 }
 
 export function moduleName(p: string): string {
-  return path.basename(p).replace(/\.ko(\.xz|\.zst|\.gz)?$/, '').replace(/-/g, '_');
+  return path
+    .basename(p)
+    .replace(/\.ko(\.xz|\.zst|\.gz)?$/, '')
+    .replace(/-/g, '_');
 }
 
 export function readModuleIndex(modulesDir: string): ModuleIndex {
@@ -32,7 +35,14 @@ export function readModuleIndex(modulesDir: string): ModuleIndex {
     if (colon < 0) continue;
     const p = line.slice(0, colon);
     paths.set(moduleName(p), p);
-    deps.set(p, line.slice(colon + 1).trim().split(/\s+/).filter(Boolean));
+    deps.set(
+      p,
+      line
+        .slice(colon + 1)
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean),
+    );
   }
   const builtin = new Set(
     fs
@@ -44,7 +54,9 @@ export function readModuleIndex(modulesDir: string): ModuleIndex {
   return { paths, deps, builtin };
 }
 
-/** Module paths needed for `names`, dependencies before dependants; built-in modules are skipped. */
+/**
+ * Module paths needed for `names`, dependencies before dependants; built-in modules are skipped.
+ */
 export function loadOrder(index: ModuleIndex, names: readonly string[]): string[] {
   const order: string[] = [];
   const seen = new Set<string>();
@@ -58,7 +70,8 @@ export function loadOrder(index: ModuleIndex, names: readonly string[]): string[
     const name = n.replace(/-/g, '_');
     const p = index.paths.get(name);
     if (p) visit(p);
-    else if (!index.builtin.has(name)) throw new Error(`module ${n} is neither in modules.dep nor built in`);
+    else if (!index.builtin.has(name))
+      throw new Error(`module ${n} is neither in modules.dep nor built in`);
   }
   return order;
 }
@@ -79,24 +92,50 @@ export interface InitramfsInput {
 }
 
 /** Builds the gzip-compressed initramfs image and writes it to `out`. */
-export function buildInitramfs(input: InitramfsInput, out: string): { modules: string[]; bytes: number } {
+export function buildInitramfs(
+  input: InitramfsInput,
+  out: string,
+): { modules: string[]; bytes: number } {
   const index = readModuleIndex(input.modulesDir);
   const order = loadOrder(index, BOOT_MODULES);
   const entries: CpioEntry[] = [];
-  for (const d of ['bin', 'dev', 'etc', 'proc', 'sys', 'run', 'tmp', 'newroot', 'lib', 'lib/modules', 'lib/modules/e2e']) entries.push({ kind: 'dir', path: d });
+  for (const d of [
+    'bin',
+    'dev',
+    'etc',
+    'proc',
+    'sys',
+    'run',
+    'tmp',
+    'newroot',
+    'lib',
+    'lib/modules',
+    'lib/modules/e2e',
+  ])
+    entries.push({ kind: 'dir', path: d });
   entries.push({ kind: 'chardev', path: 'dev/console', major: 5, minor: 1 });
   entries.push({ kind: 'file', path: 'bin/busybox', data: fs.readFileSync(BUSYBOX), mode: 0o755 });
-  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
+  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((a) => a && a !== 'busybox');
   for (const a of applets) entries.push({ kind: 'symlink', path: `bin/${a}`, target: 'busybox' });
   entries.push({ kind: 'file', path: 'init', data: input.init, mode: 0o755 });
   const names: string[] = [];
   for (const p of order) {
     const name = `${moduleName(p)}.ko`;
-    entries.push({ kind: 'file', path: `lib/modules/e2e/${name}`, data: readModule(path.join(input.modulesDir, p)) });
+    entries.push({
+      kind: 'file',
+      path: `lib/modules/e2e/${name}`,
+      data: readModule(path.join(input.modulesDir, p)),
+    });
     names.push(name);
   }
   // /init insmods these in this order.
-  entries.push({ kind: 'file', path: 'etc/e2e-modules', data: Buffer.from(names.map((n) => `/lib/modules/e2e/${n}\n`).join('')) });
+  entries.push({
+    kind: 'file',
+    path: 'etc/e2e-modules',
+    data: Buffer.from(names.map((n) => `/lib/modules/e2e/${n}\n`).join('')),
+  });
   const image = gzipSync(cpioArchive(entries), { level: 1 });
   fs.writeFileSync(out, image);
   return { modules: names, bytes: image.length };

@@ -5,7 +5,16 @@ import * as path from 'node:path';
 import { log } from '../lib/log';
 import { pipeline, runChecked } from '../lib/proc';
 import type { KernelSpec, VariantSource } from '../kernels';
-import { candidate, debFileName, dependsOf, download, hasVersion, HOST_APT, type AptView, type PackageVersion } from './apt';
+import {
+  candidate,
+  debFileName,
+  dependsOf,
+  download,
+  hasVersion,
+  HOST_APT,
+  type AptView,
+  type PackageVersion,
+} from './apt';
 import { freshDir, hashOf, readStamp, writeStamp } from './cache';
 import { BOOT_MODULES, BUSYBOX, buildInitramfs, readModuleIndex } from './initramfs';
 
@@ -17,7 +26,9 @@ export interface ResolvedKernel {
   /** e.g. 6.12.117+deb12-amd64 */
   readonly release: string;
   readonly image: PackageVersion;
-  /** linux-headers-<release>, its -common and linux-kbuild packages (none when nothing is built). */
+  /**
+   * linux-headers-<release>, its -common and linux-kbuild packages (none when nothing is built).
+   */
   readonly headers: readonly PackageVersion[];
   /** The source package (null when nothing is built). */
   readonly source: PackageVersion | null;
@@ -45,19 +56,33 @@ async function sameVersion(name: string, version: string, apt: AptView): Promise
   const c = await candidate(name, apt);
   if (c.version === version) return c;
   if (await hasVersion(name, version, apt)) return { ...c, version };
-  throw new Error(`${name} ${version} (the kernel image's version) is not available; apt offers ${c.version}`);
+  throw new Error(
+    `${name} ${version} (the kernel image's version) is not available; apt offers ${c.version}`,
+  );
 }
 
 /** Finds the exact packages behind a kernel spec (they change with every Debian kernel update). */
-export async function resolveKernel(spec: KernelSpec, apt: AptView = HOST_APT): Promise<ResolvedKernel> {
-  const imageName = (await dependsOf(spec.metaPackage, apt)).find((d) => /^linux-image-\d.*-amd64$/.test(d));
+export async function resolveKernel(
+  spec: KernelSpec,
+  apt: AptView = HOST_APT,
+): Promise<ResolvedKernel> {
+  const imageName = (await dependsOf(spec.metaPackage, apt)).find((d) =>
+    /^linux-image-\d.*-amd64$/.test(d),
+  );
   if (!imageName) throw new Error(`${spec.metaPackage} depends on no linux-image-*-amd64 package`);
   const release = imageName.slice('linux-image-'.length);
   const image = await candidate(imageName, apt);
   // Headers and source only serve the variant build: a kernel without variants needs neither.
   if (spec.variants.length === 0) return { spec, release, image, headers: [], source: null, apt };
-  const headerNames = [`linux-headers-${release}`, ...(await dependsOf(`linux-headers-${release}`, apt)).filter((d) => /^linux-(headers|kbuild)-/.test(d))];
-  const headers = await Promise.all([...new Set(headerNames)].map((n) => sameVersion(n, image.version, apt)));
+  const headerNames = [
+    `linux-headers-${release}`,
+    ...(await dependsOf(`linux-headers-${release}`, apt)).filter((d) =>
+      /^linux-(headers|kbuild)-/.test(d),
+    ),
+  ];
+  const headers = await Promise.all(
+    [...new Set(headerNames)].map((n) => sameVersion(n, image.version, apt)),
+  );
   const source = await sameVersion(spec.sourcePackage, image.version, apt);
   return { spec, release, image, headers, source, apt };
 }
@@ -79,7 +104,12 @@ export function kernelKey(k: ResolvedKernel): string {
  * Returns the kernel's artifacts, building them into `dir` unless a complete build for the same
  * key is already there. `debs` is the download cache.
  */
-export async function provisionKernel(k: ResolvedKernel, dir: string, debs: string, initScript: Buffer): Promise<KernelArtifacts> {
+export async function provisionKernel(
+  k: ResolvedKernel,
+  dir: string,
+  debs: string,
+  initScript: Buffer,
+): Promise<KernelArtifacts> {
   const key = kernelKey(k);
   const cached = readStamp<Omit<KernelArtifacts, 'initrd'>>(dir, key);
   if (cached) return { ...cached, initrd: ensureInitramfs(k, dir, cached.root, initScript) };
@@ -92,8 +122,11 @@ export async function provisionKernel(k: ResolvedKernel, dir: string, debs: stri
   await runChecked(['depmod', '-b', root, k.release]);
 
   const present = readModuleIndex(modulesDir);
-  const toBuild = k.spec.variants.filter((v) => !present.paths.has(v.module) && !present.builtin.has(v.module));
-  for (const v of k.spec.variants) if (!toBuild.includes(v)) log(`kernel ${k.spec.id}: Debian ships ${v.module}; not building it`);
+  const toBuild = k.spec.variants.filter(
+    (v) => !present.paths.has(v.module) && !present.builtin.has(v.module),
+  );
+  for (const v of k.spec.variants)
+    if (!toBuild.includes(v)) log(`kernel ${k.spec.id}: Debian ships ${v.module}; not building it`);
   if (toBuild.length > 0) {
     const built = await buildVariants(k, toBuild, path.join(dir, 'build'), debs);
     const dest = path.join(modulesDir, 'updates/vfio-variants');
@@ -108,11 +141,13 @@ export async function provisionKernel(k: ResolvedKernel, dir: string, debs: stri
     .split('\n')
     .filter((l) => l.startsWith('alias vfio_pci:'));
   for (const v of k.spec.variants) {
-    if (!aliases.some((a) => a.endsWith(` ${v.module}`))) throw new Error(`kernel ${k.spec.id}: ${v.module} has no vfio_pci: alias after depmod`);
+    if (!aliases.some((a) => a.endsWith(` ${v.module}`)))
+      throw new Error(`kernel ${k.spec.id}: ${v.module} has no vfio_pci: alias after depmod`);
   }
 
   const vmlinuz = path.join(root, 'boot', `vmlinuz-${k.release}`);
-  if (!fs.existsSync(vmlinuz)) throw new Error(`${debFileName(k.image)} has no boot/vmlinuz-${k.release}`);
+  if (!fs.existsSync(vmlinuz))
+    throw new Error(`${debFileName(k.image)} has no boot/vmlinuz-${k.release}`);
   const artifacts: Omit<KernelArtifacts, 'initrd'> = {
     id: k.spec.id,
     release: k.release,
@@ -139,9 +174,14 @@ function ensureInitramfs(k: ResolvedKernel, dir: string, root: string, initScrip
     return initrd;
   }
   const tmp = `${initrd}.tmp`;
-  const ir = buildInitramfs({ release: k.release, modulesDir: path.join(root, 'lib/modules', k.release), init: initScript }, tmp);
+  const ir = buildInitramfs(
+    { release: k.release, modulesDir: path.join(root, 'lib/modules', k.release), init: initScript },
+    tmp,
+  );
   fs.renameSync(tmp, initrd);
-  log(`kernel ${k.spec.id}: initramfs ${(ir.bytes / 1e6).toFixed(1)} MB with ${ir.modules.join(' ') || 'no modules'}`);
+  log(
+    `kernel ${k.spec.id}: initramfs ${(ir.bytes / 1e6).toFixed(1)} MB with ${ir.modules.join(' ') || 'no modules'}`,
+  );
   return initrd;
 }
 
@@ -149,7 +189,8 @@ function ensureInitramfs(k: ResolvedKernel, dir: string, root: string, initScrip
 export function pruneInitramfs(dir: string, before: number): string[] {
   const gone: string[] = [];
   for (const f of fs.readdirSync(dir)) {
-    if (!/^initrd-.*\.cpio\.gz$/.test(f) || fs.statSync(path.join(dir, f)).mtimeMs >= before) continue;
+    if (!/^initrd-.*\.cpio\.gz$/.test(f) || fs.statSync(path.join(dir, f)).mtimeMs >= before)
+      continue;
     fs.rmSync(path.join(dir, f));
     gone.push(f);
   }
@@ -157,10 +198,16 @@ export function pruneInitramfs(dir: string, before: number): string[] {
 }
 
 /** Builds variant modules out of tree against the kernel's own headers; returns the .ko paths. */
-async function buildVariants(k: ResolvedKernel, variants: readonly VariantSource[], work: string, debs: string): Promise<string[]> {
+async function buildVariants(
+  k: ResolvedKernel,
+  variants: readonly VariantSource[],
+  work: string,
+  debs: string,
+): Promise<string[]> {
   freshDir(work);
   const hdr = path.join(work, 'headers');
-  for (const h of k.headers) await runChecked(['dpkg-deb', '-x', await download(h, debs, k.apt), hdr]);
+  for (const h of k.headers)
+    await runChecked(['dpkg-deb', '-x', await download(h, debs, k.apt), hdr]);
   const kdir = path.join(hdr, 'usr/src', `linux-headers-${k.release}`);
   relocateHeaders(kdir, hdr);
 
@@ -168,9 +215,14 @@ async function buildVariants(k: ResolvedKernel, variants: readonly VariantSource
   const top = k.spec.sourcePackage; // the tarball's top directory, e.g. linux-source-6.12
   const src = path.join(work, 'source');
   fs.mkdirSync(src);
-  if (!k.source) throw new Error(`kernel ${k.spec.id}: no source package resolved to build ${variants.map((v) => v.module).join(' ')}`);
+  if (!k.source)
+    throw new Error(
+      `kernel ${k.spec.id}: no source package resolved to build ${variants.map((v) => v.module).join(' ')}`,
+    );
   const sourceDeb = await download(k.source, debs, k.apt);
-  log(`kernel ${k.spec.id}: extracting ${variants.map((v) => v.dir).join(' ')} from ${k.spec.sourcePackage}`);
+  log(
+    `kernel ${k.spec.id}: extracting ${variants.map((v) => v.dir).join(' ')} from ${k.spec.sourcePackage}`,
+  );
   await pipeline([
     ['dpkg-deb', '--fsys-tarfile', sourceDeb],
     ['tar', '-xO', `./usr/src/${top}.tar.xz`],
@@ -181,7 +233,19 @@ async function buildVariants(k: ResolvedKernel, variants: readonly VariantSource
   for (const v of variants) {
     const dir = path.join(src, top, v.dir);
     log(`kernel ${k.spec.id}: building ${v.module}`);
-    await runChecked(['make', '-C', kdir, `M=${dir}`, `${v.config}=m`, 'CONFIG_DEBUG_INFO_BTF_MODULES=', '-j2', 'modules'], { timeoutMs: 15 * 60_000 });
+    await runChecked(
+      [
+        'make',
+        '-C',
+        kdir,
+        `M=${dir}`,
+        `${v.config}=m`,
+        'CONFIG_DEBUG_INFO_BTF_MODULES=',
+        '-j2',
+        'modules',
+      ],
+      { timeoutMs: 15 * 60_000 },
+    );
     const kos = fs.readdirSync(dir).filter((f) => f.endsWith('.ko'));
     if (kos.length === 0) throw new Error(`building ${v.module} produced no .ko in ${dir}`);
     out.push(...kos.map((f) => path.join(dir, f)));

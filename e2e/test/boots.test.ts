@@ -9,13 +9,35 @@ import type { Scenario } from '../guest/scenario';
 import { planBoots } from '../plan';
 import { pruneInitramfs, type KernelArtifacts } from '../setup/kernel';
 
-const kernel = (id: string): KernelArtifacts => ({ id, release: `${id}.0-1-amd64`, version: `${id}.1-1`, root: `/c/${id}`, vmlinuz: `/c/${id}/vmlinuz`, initrd: `/c/${id}/initrd`, variants: [], vfioAliases: [] });
-const reboot = (name: string, systemd?: boolean): Scenario => ({ name, title: name, boots: ['reboot'], reboot: { kernels: 'same', ...(systemd && { systemd }) }, run() {} });
+const kernel = (id: string): KernelArtifacts => ({
+  id,
+  release: `${id}.0-1-amd64`,
+  version: `${id}.1-1`,
+  root: `/c/${id}`,
+  vmlinuz: `/c/${id}/vmlinuz`,
+  initrd: `/c/${id}/initrd`,
+  variants: [],
+  vfioAliases: [],
+});
+const reboot = (name: string, systemd?: boolean): Scenario => ({
+  name,
+  title: name,
+  boots: ['reboot'],
+  reboot: { kernels: 'same', ...(systemd && { systemd }) },
+  run() {},
+});
 
 describe('boot-* pairs', () => {
   it('names a second same-kernel pair after its scenario, so no two boots share a results directory', () => {
-    const boots = planBoots([kernel('6.1')], [], [reboot('reboot-same-kernel'), reboot('boot-systemd', true)]);
-    assert.deepEqual(boots.map((b) => b.name), ['6.1-reboot1', '6.1-reboot2', '6.1-reboot-boot-systemd1', '6.1-reboot-boot-systemd2']);
+    const boots = planBoots(
+      [kernel('6.1')],
+      [],
+      [reboot('reboot-same-kernel'), reboot('boot-systemd', true)],
+    );
+    assert.deepEqual(
+      boots.map((b) => b.name),
+      ['6.1-reboot1', '6.1-reboot2', '6.1-reboot-boot-systemd1', '6.1-reboot-boot-systemd2'],
+    );
     assert.equal(new Set(boots.map((b) => b.name)).size, boots.length);
   });
 
@@ -27,22 +49,38 @@ describe('boot-* pairs', () => {
     const k = kernel('6.12');
     const share = fs.mkdtempSync(path.join(os.tmpdir(), 'share-'));
     try {
-      const plan = (stage: 1 | 2): BootPlan => ({ name: `x${stage}`, kernel: k, iommu: true, scenarios: [], reboot: { chain: 'x', stage, installed: [k], other: k } });
+      const plan = (stage: 1 | 2): BootPlan => ({
+        name: `x${stage}`,
+        kernel: k,
+        iommu: true,
+        scenarios: [],
+        reboot: { chain: 'x', stage, installed: [k], other: k },
+      });
       const dir = hostPersistDir(share);
       fs.mkdirSync(dir);
       assert.deepEqual(builtInitramfs(plan(2), share), { cmdline: [] });
       fs.writeFileSync(path.join(dir, 'initrd.img'), 'x');
       fs.writeFileSync(path.join(dir, 'initrd.cmdline'), 'boot=e2e9p\n');
-      assert.deepEqual(builtInitramfs(plan(2), share), { initrd: path.join(dir, 'initrd.img'), cmdline: ['boot=e2e9p'] });
+      assert.deepEqual(builtInitramfs(plan(2), share), {
+        initrd: path.join(dir, 'initrd.img'),
+        cmdline: ['boot=e2e9p'],
+      });
       assert.deepEqual(builtInitramfs(plan(1), share), { cmdline: [] });
       // Stored in the cache under its inputs' key, once.
       const cache = path.join(share, 'cache');
       fs.writeFileSync(path.join(dir, 'initrd.key'), '0123456789abcdef\n');
       builtInitramfs(plan(2), share, cache);
-      assert.equal(fs.readFileSync(path.join(cache, 'initramfs/0123456789abcdef.img'), 'utf8'), 'x');
+      assert.equal(
+        fs.readFileSync(path.join(cache, 'initramfs/0123456789abcdef.img'), 'utf8'),
+        'x',
+      );
       fs.writeFileSync(path.join(dir, 'initrd.key'), '../../etc/passwd\n');
       builtInitramfs(plan(2), share, cache);
-      assert.deepEqual(fs.readdirSync(path.join(cache, 'initramfs')), ['0123456789abcdef.img'], 'a key that is not one is ignored');
+      assert.deepEqual(
+        fs.readdirSync(path.join(cache, 'initramfs')),
+        ['0123456789abcdef.img'],
+        'a key that is not one is ignored',
+      );
       fs.writeFileSync(path.join(dir, 'initrd.cmdline'), 'init=/bin/sh;reboot\n');
       assert.throws(() => builtInitramfs(plan(2), share), /unexpected word/);
     } finally {
@@ -55,7 +93,8 @@ describe('the shared cache', () => {
   it('keeps initramfs images other checkouts used lately; drops those unused for longer', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kcache-'));
     try {
-      for (const f of ['initrd-aaaa.cpio.gz', 'initrd-bbbb.cpio.gz', 'stamp.json']) fs.writeFileSync(path.join(dir, f), '');
+      for (const f of ['initrd-aaaa.cpio.gz', 'initrd-bbbb.cpio.gz', 'stamp.json'])
+        fs.writeFileSync(path.join(dir, f), '');
       const old = new Date(Date.now() - 2 * 24 * 3600_000);
       fs.utimesSync(path.join(dir, 'initrd-aaaa.cpio.gz'), old, old);
       assert.deepEqual(pruneInitramfs(dir, Date.now() - 24 * 3600_000), ['initrd-aaaa.cpio.gz']);

@@ -4,7 +4,19 @@
 import * as fs from 'node:fs';
 import type { HostRoot } from '../host/root';
 import { atomicWrite } from '../persist/records';
-import { field, isAddress, isDriverName, isInt, isObj, isString, oneOf, orNull, readAddressFiles, Invalid, type Corrupt } from '../persist/validate';
+import {
+  field,
+  isAddress,
+  isDriverName,
+  isInt,
+  isObj,
+  isString,
+  oneOf,
+  orNull,
+  readAddressFiles,
+  Invalid,
+  type Corrupt,
+} from '../persist/validate';
 import { RUN_DIR } from './lock';
 import { STEP_OPS, type StepOp } from '../plan/types';
 
@@ -31,8 +43,12 @@ export interface JournalEntry {
 
 /** driver_override values vfioctl writes: a driver name, or 'none'. */
 function driverState(v: unknown, name: string): DriverState {
-  if (!isObj(v)) throw new Invalid(`field '${name}' is ${v === undefined ? 'missing' : 'not an object'}`);
-  return { driver: field(v, 'driver', orNull(isDriverName), `a driver name or null (in '${name}')`), override: field(v, 'override', orNull(isDriverName), `a driver name or null (in '${name}')`) };
+  if (!isObj(v))
+    throw new Invalid(`field '${name}' is ${v === undefined ? 'missing' : 'not an object'}`);
+  return {
+    driver: field(v, 'driver', orNull(isDriverName), `a driver name or null (in '${name}')`),
+    override: field(v, 'override', orNull(isDriverName), `a driver name or null (in '${name}')`),
+  };
 }
 
 export function parseJournalEntry(o: Record<string, unknown>): JournalEntry {
@@ -68,8 +84,14 @@ export class Journal {
   pending(): Pending {
     const names = this.root.list(JOURNAL_DIR);
     if (names.length === 0) return { entries: [], corrupt: [] };
-    return readAddressFiles(names, (n) => this.root.readFile(`${JOURNAL_DIR}/${n}`), this.root.path(JOURNAL_DIR), parseJournalEntry);
+    return readAddressFiles(
+      names,
+      (n) => this.root.readFile(`${JOURNAL_DIR}/${n}`),
+      this.root.path(JOURNAL_DIR),
+      parseJournalEntry,
+    );
   }
 }
 
-export const CORRUPT_JOURNAL_ACTION = "not acted on: check the device with 'vfioctl show' (it may be without a driver), fix it by hand if needed, then delete the file";
+export const CORRUPT_JOURNAL_ACTION =
+  "not acted on: check the device with 'vfioctl show' (it may be without a driver), fix it by hand if needed, then delete the file";

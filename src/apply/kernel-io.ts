@@ -12,8 +12,13 @@ export interface KernelIo {
   chown(rel: string, uid: number, gid: number): Promise<void>;
 }
 
-/** Runs a program with an argument array (never a shell); resolves with its exit status and stderr. */
-export type RunProgram = (file: string, args: readonly string[]) => Promise<{ status: number; stderr: string }>;
+/**
+ * Runs a program with an argument array (never a shell); resolves with its exit status and stderr.
+ */
+export type RunProgram = (
+  file: string,
+  args: readonly string[],
+) => Promise<{ status: number; stderr: string }>;
 
 export const runProgram: RunProgram = (file, args) =>
   new Promise((resolve) => {
@@ -47,7 +52,10 @@ export class SysfsKernelIo implements KernelIo {
     if (this.root.hostMount) return this.run('chroot', [this.root.dir, 'modprobe', ...args]);
     if (!this.root.isLive) {
       // Loading a module into the running kernel for some other tree would be wrong.
-      return Promise.resolve({ status: 1, stderr: `modprobe skipped: --root ${this.root.dir} is not the running system` });
+      return Promise.resolve({
+        status: 1,
+        stderr: `modprobe skipped: --root ${this.root.dir} is not the running system`,
+      });
     }
     return this.run('modprobe', args);
   }
@@ -55,7 +63,8 @@ export class SysfsKernelIo implements KernelIo {
   async chown(rel: string, uid: number, gid: number): Promise<void> {
     // lchown: a /dev/vfio node replaced by a symlink must not hand its target to the user.
     const abs = this.root.confine(rel);
-    if ((await fs.promises.lstat(abs)).isSymbolicLink()) throw Object.assign(new Error(`${rel} is a symlink, not a device node`), { code: 'ELOOP' });
+    if ((await fs.promises.lstat(abs)).isSymbolicLink())
+      throw Object.assign(new Error(`${rel} is a symlink, not a device node`), { code: 'ELOOP' });
     await fs.promises.lchown(abs, uid, gid);
   }
 }

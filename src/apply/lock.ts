@@ -53,7 +53,11 @@ export function runDir(root: HostRoot): string {
   const dir = root.confine(RUN_DIR);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = fs.lstatSync(dir);
-  if (!st.isDirectory()) throw new VfioctlError(`${dir} is not a directory (a ${st.isSymbolicLink() ? 'symlink' : 'file'}); remove it so vfioctl can keep its lock and journal there`, EXIT.FAILED);
+  if (!st.isDirectory())
+    throw new VfioctlError(
+      `${dir} is not a directory (a ${st.isSymbolicLink() ? 'symlink' : 'file'}); remove it so vfioctl can keep its lock and journal there`,
+      EXIT.FAILED,
+    );
   return dir;
 }
 
@@ -62,32 +66,51 @@ function openLockFile(root: HostRoot, create: boolean): number | null {
   const file = create ? `${runDir(root)}/lock` : root.path(LOCK_FILE);
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | (create ? fs.constants.O_CREAT : 0), 0o600);
+    fd = fs.openSync(
+      file,
+      fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | (create ? fs.constants.O_CREAT : 0),
+      0o600,
+    );
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (!create && code === 'ENOENT') return null;
-    const what = code === 'ELOOP' ? 'a symlink' : code === 'EISDIR' ? 'a directory' : `unusable (${code})`;
-    throw new VfioctlError(`the lock ${file} is ${what}; it must be a regular file: remove it (no vfioctl can be running with it)`, EXIT.FAILED);
+    const what =
+      code === 'ELOOP' ? 'a symlink' : code === 'EISDIR' ? 'a directory' : `unusable (${code})`;
+    throw new VfioctlError(
+      `the lock ${file} is ${what}; it must be a regular file: remove it (no vfioctl can be running with it)`,
+      EXIT.FAILED,
+    );
   }
   if (!fs.fstatSync(fd).isFile()) {
     fs.closeSync(fd);
-    throw new VfioctlError(`the lock ${file} is not a regular file; remove it (no vfioctl can be running with it)`, EXIT.FAILED);
+    throw new VfioctlError(
+      `the lock ${file} is not a regular file; remove it (no vfioctl can be running with it)`,
+      EXIT.FAILED,
+    );
   }
   return fd;
 }
 
 function flockArgs(waitSeconds: number | null): string[] {
   const base = ['--exclusive', '--conflict-exit-code', String(CONFLICT)];
-  return waitSeconds === null ? [...base, '--nonblock', '3'] : [...base, '--wait', String(waitSeconds), '3'];
+  return waitSeconds === null
+    ? [...base, '--nonblock', '3']
+    : [...base, '--wait', String(waitSeconds), '3'];
 }
 
 function flockError(status: number | null, stderr: string): VfioctlError {
-  return new VfioctlError(`cannot take the lock with flock(1) (util-linux): ${stderr.trim() || `exit ${status}`}`, EXIT.FAILED);
+  return new VfioctlError(
+    `cannot take the lock with flock(1) (util-linux): ${stderr.trim() || `exit ${status}`}`,
+    EXIT.FAILED,
+  );
 }
 
 /** Takes the lock on `fd` now if it is free: true when taken. */
 function tryFlock(fd: number): boolean {
-  const r = spawnSync('flock', flockArgs(null), { stdio: ['ignore', 'ignore', 'pipe', fd], encoding: 'utf8' });
+  const r = spawnSync('flock', flockArgs(null), {
+    stdio: ['ignore', 'ignore', 'pipe', fd],
+    encoding: 'utf8',
+  });
   if (r.error) throw flockError(null, r.error.message);
   if (r.status === 0) return true;
   if (r.status === CONFLICT) return false;
@@ -123,7 +146,9 @@ export function lockHolder(root: HostRoot): LockHolder {
 }
 
 export function describeHolder(h: LockHolder): string {
-  return h.pid === null ? 'a vfioctl that is just starting' : `pid ${h.pid}${h.command ? ` (${h.command})` : ''}`;
+  return h.pid === null
+    ? 'a vfioctl that is just starting'
+    : `pid ${h.pid}${h.command ? ` (${h.command})` : ''}`;
 }
 
 /** Is the lock held by a live process right now? (Read-only: never creates the file.) */
@@ -156,7 +181,9 @@ export async function acquireLock(root: HostRoot, opts: LockOptions): Promise<Lo
       }
     }
     if (!taken) {
-      throw new LockTimeout(`another vfioctl holds ${root.path(LOCK_FILE)}: ${describeHolder(lockHolder(root))}; gave up after ${opts.waitMs / 1000} s (--wait SECONDS waits longer)`);
+      throw new LockTimeout(
+        `another vfioctl holds ${root.path(LOCK_FILE)}: ${describeHolder(lockHolder(root))}; gave up after ${opts.waitMs / 1000} s (--wait SECONDS waits longer)`,
+      );
     }
   } catch (e) {
     fs.closeSync(fd);
@@ -164,7 +191,11 @@ export async function acquireLock(root: HostRoot, opts: LockOptions): Promise<Lo
   }
   // Who we are, for whoever waits next; the content never decides ownership.
   fs.ftruncateSync(fd, 0);
-  fs.writeSync(fd, `${process.pid}\n${[path.basename(process.argv[0] ?? 'node'), ...process.argv.slice(1)].join(' ')}\n`, 0);
+  fs.writeSync(
+    fd,
+    `${process.pid}\n${[path.basename(process.argv[0] ?? 'node'), ...process.argv.slice(1)].join(' ')}\n`,
+    0,
+  );
   let held = true;
   return {
     release() {

@@ -1,5 +1,6 @@
 // Repairs devices left half-done by a vfioctl that was killed mid-way (see journal.ts): an
-// interrupted bind goes back to its original driver and override; an interrupted unbind is finished.
+// interrupted bind goes back to its original driver and override; an interrupted unbind is
+// finished.
 import type { HostRoot } from '../host/root';
 import type { KernelIo } from './kernel-io';
 import { CORRUPT_JOURNAL_ACTION, Journal } from './journal';
@@ -27,9 +28,18 @@ export async function recoverPending(root: HostRoot, io: KernelIo): Promise<Reco
   const { entries, corrupt } = journal.pending();
   const recovered: Recovery[] = [];
   for (const e of entries) {
-    const error = e.kind === 'bind' ? await restore(root, io, e.address, e.original) : await completeRelease(root, io, e.address, e.target.override);
+    const error =
+      e.kind === 'bind'
+        ? await restore(root, io, e.address, e.original)
+        : await completeRelease(root, io, e.address, e.target.override);
     journal.clear(e.address);
-    recovered.push({ address: e.address, kind: e.kind, interruptedAt: `step ${e.step + 1} (${e.op})`, driver: driverOf(root, e.address), error });
+    recovered.push({
+      address: e.address,
+      kind: e.kind,
+      interruptedAt: `step ${e.step + 1} (${e.op})`,
+      driver: driverOf(root, e.address),
+      error,
+    });
   }
   return { recovered, unreadable: corrupt.map((c) => describeCorrupt(c, CORRUPT_JOURNAL_ACTION)) };
 }

@@ -1,6 +1,7 @@
 // A writing invocation: the lock, then repair of what a killed run left, then the caller's work,
 // with SIGINT/SIGTERM turned into "finish or roll back the step in flight, then stop" instead of
-// death mid-step (a device left driverless). The lock goes when the work is done, whatever happened.
+// death mid-step (a device left driverless). The lock goes when the work is done, whatever
+// happened.
 import type { HostRoot } from '../host/root';
 import type { KernelIo } from './kernel-io';
 import { acquireLock, type LockHolder } from './lock';
@@ -27,7 +28,11 @@ export interface WriteSession {
 
 const SIGNALS: readonly Interruption[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
-export async function writeSession<T>(root: HostRoot, o: SessionOptions, work: (s: WriteSession) => Promise<T>): Promise<T> {
+export async function writeSession<T>(
+  root: HostRoot,
+  o: SessionOptions,
+  work: (s: WriteSession) => Promise<T>,
+): Promise<T> {
   let signal: Interruption | null = null;
   const waiting = new AbortController();
   const handlers = SIGNALS.map((sig) => {
@@ -42,7 +47,11 @@ export async function writeSession<T>(root: HostRoot, o: SessionOptions, work: (
   try {
     // Where this run will keep state must be inside the root before anything changes.
     root.confine(STATE_FILE);
-    const lock = await acquireLock(root, { waitMs: o.waitMs, onWait: o.onWait, abort: waiting.signal });
+    const lock = await acquireLock(root, {
+      waitMs: o.waitMs,
+      onWait: o.onWait,
+      abort: waiting.signal,
+    });
     try {
       const recovery = await recoverPending(root, o.kernelIo);
       const result = await work({ io: o.kernelIo, recovery, interrupted: () => signal });

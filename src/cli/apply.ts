@@ -12,7 +12,10 @@ import { configFor } from './config-check';
 export interface ApplyOptions {
   dryRun?: boolean;
   json?: boolean;
-  /** The late boot unit: boot devices from fstab/crypttab/root= are refused, broad rules need an acknowledgement. */
+  /**
+   * The late boot unit: boot devices from fstab/crypttab/root= are refused, broad rules need an
+   * acknowledgement.
+   */
   boot?: boolean;
   /** Refuse the devices the host boots from, whatever a rule matches (the node agent's apply). */
   guardBootDevices?: boolean;
@@ -21,9 +24,24 @@ export interface ApplyOptions {
 }
 
 /** Converge and render; `held`: the caller's session (set edits the file under the same lock). */
-export async function convergeAndRender(ctx: Context, config: Config, only: readonly string[] | null, opts: ApplyOptions, held?: WriteSession): Promise<number> {
+export async function convergeAndRender(
+  ctx: Context,
+  config: Config,
+  only: readonly string[] | null,
+  opts: ApplyOptions,
+  held?: WriteSession,
+): Promise<number> {
   refuseForeignKernelWrite(ctx, opts.dryRun);
-  return renderConverge(ctx, await converge(ctx.host, config, { only, dryRun: opts.dryRun, boot: opts.boot, guardBootDevices: opts.guardBootDevices }, held), opts.json);
+  return renderConverge(
+    ctx,
+    await converge(
+      ctx.host,
+      config,
+      { only, dryRun: opts.dryRun, boot: opts.boot, guardBootDevices: opts.guardBootDevices },
+      held,
+    ),
+    opts.json,
+  );
 }
 
 export function applyCommand(ctx: Context, devices: string[], opts: ApplyOptions): Promise<number> {

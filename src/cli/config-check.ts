@@ -30,11 +30,31 @@ export function configFor(ctx: Context, policy: TrustPolicy, file: string | unde
 
 /** A rule as `config check --json` prints it: what it selects and asks for, where it is. */
 function ruleJson(r: Rule): Record<string, unknown> {
-  return { index: r.index, line: r.line, selector: r.selector, intent: r.intent ? intentName(r.intent) : null, sriov: r.sriov ? { ...r.sriov, vfIntent: r.sriov.vfIntent ? intentName(r.sriov.vfIntent) : null } : null, hooks: r.hooks, acknowledgeBroadMatch: r.acknowledgeBroadMatch, consumer: r.consumer };
+  return {
+    index: r.index,
+    line: r.line,
+    selector: r.selector,
+    intent: r.intent ? intentName(r.intent) : null,
+    sriov: r.sriov
+      ? { ...r.sriov, vfIntent: r.sriov.vfIntent ? intentName(r.sriov.vfIntent) : null }
+      : null,
+    hooks: r.hooks,
+    acknowledgeBroadMatch: r.acknowledgeBroadMatch,
+    consumer: r.consumer,
+  };
 }
 
-export function configCommand(ctx: Context, action: string, file: string, opts: { json?: boolean }): number {
-  if (action !== 'check') throw new VfioctlError(`config ${action}: unknown action; 'check' is the only one`, EXIT.BAD_INPUT);
+export function configCommand(
+  ctx: Context,
+  action: string,
+  file: string,
+  opts: { json?: boolean },
+): number {
+  if (action !== 'check')
+    throw new VfioctlError(
+      `config ${action}: unknown action; 'check' is the only one`,
+      EXIT.BAD_INPUT,
+    );
   const abs = path.resolve(file);
   let problems: string[] = [];
   let config: Config | null = null;
@@ -49,8 +69,23 @@ export function configCommand(ctx: Context, action: string, file: string, opts: 
     else if (e instanceof VfioctlError) problems = [e.message];
     else throw e;
   }
-  if (opts.json) ctx.io.out(JSON.stringify({ file: abs, valid: config !== null, problems, rules: config ? config.rules.map(ruleJson) : [] }, null, 2) + '\n');
-  else if (config) ctx.io.out(`${abs}: valid, ${config.rules.length} rule${config.rules.length === 1 ? '' : 's'}\n`);
+  if (opts.json)
+    ctx.io.out(
+      JSON.stringify(
+        {
+          file: abs,
+          valid: config !== null,
+          problems,
+          rules: config ? config.rules.map(ruleJson) : [],
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+  else if (config)
+    ctx.io.out(
+      `${abs}: valid, ${config.rules.length} rule${config.rules.length === 1 ? '' : 's'}\n`,
+    );
   else for (const p of problems) ctx.io.err(`${p}\n`);
   return config ? EXIT.OK : EXIT.BAD_INPUT;
 }

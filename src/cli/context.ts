@@ -24,7 +24,9 @@ export interface Io {
   out(s: string): void;
   err(s: string): void;
   env: NodeJS.ProcessEnv;
-  /** Standard error is a terminal: writing commands show their progress there (one updating line). */
+  /**
+   * Standard error is a terminal: writing commands show their progress there (one updating line).
+   */
   errIsTTY?: boolean;
   /**
    * What writes to the kernel (default: sysfs under the root, and modprobe). The unit tests put
@@ -45,7 +47,12 @@ export interface Context {
   /** Clears the progress line, if one is shown; called when the command is done. */
   finish(): void;
   /** driverctl's options given before its verb. */
-  readonly flags: { readonly nosave?: boolean; readonly noprobe?: boolean; readonly bus?: string; readonly debug?: boolean };
+  readonly flags: {
+    readonly nosave?: boolean;
+    readonly noprobe?: boolean;
+    readonly bus?: string;
+    readonly debug?: boolean;
+  };
 }
 
 export const DEFAULT_WAIT_SECONDS = 30;
@@ -53,7 +60,11 @@ export const DEFAULT_WAIT_SECONDS = 30;
 function waitMs(given: string | undefined): number {
   if (given === undefined) return DEFAULT_WAIT_SECONDS * 1000;
   const s = Number(given);
-  if (given.trim() === '' || !Number.isFinite(s) || s < 0 || s > 86_400) throw new VfioctlError(`--wait '${given}': give a number of seconds from 0 to 86400`, EXIT.BAD_INPUT);
+  if (given.trim() === '' || !Number.isFinite(s) || s < 0 || s > 86_400)
+    throw new VfioctlError(
+      `--wait '${given}': give a number of seconds from 0 to 86400`,
+      EXIT.BAD_INPUT,
+    );
   return Math.round(s * 1000);
 }
 
@@ -86,7 +97,9 @@ class ProgressLine {
     const p = this.last;
     if (!p) return;
     const secs = ((Date.now() - this.start) / 1000).toFixed(1);
-    this.err(`\r\x1b[2Kvfioctl: ${p.kind} ${p.done}/${p.total}${p.current ? `: ${p.current}` : ''} (${secs} s)`);
+    this.err(
+      `\r\x1b[2Kvfioctl: ${p.kind} ${p.done}/${p.total}${p.current ? `: ${p.current}` : ''} (${secs} s)`,
+    );
     this.shown = true;
   }
 
@@ -105,7 +118,11 @@ class ProgressLine {
 }
 
 /** `progress`: show progress on stderr (it is a terminal and the output is not --json). */
-export function makeContext(g: GlobalOptions, given: Io, opts: { progress?: boolean } = {}): Context {
+export function makeContext(
+  g: GlobalOptions,
+  given: Io,
+  opts: { progress?: boolean } = {},
+): Context {
   const line = opts.progress && given.errIsTTY ? new ProgressLine((s) => given.err(s)) : null;
   // Anything else written while the line is shown goes on a clean line.
   const io: Io = line
@@ -118,7 +135,10 @@ export function makeContext(g: GlobalOptions, given: Io, opts: { progress?: bool
   const fixture = g.root ?? io.env.VFIOCTL_ROOT;
   const mounted = g.hostRoot ?? io.env.VFIOCTL_HOST_ROOT;
   if (fixture !== undefined && mounted !== undefined) {
-    throw new VfioctlError(`--root ${fixture} and --host-root ${mounted} (or VFIOCTL_ROOT and VFIOCTL_HOST_ROOT) both name the host root: give one (--host-root for the live host's / mounted into a container, --root for a tree of files)`, EXIT.BAD_INPUT);
+    throw new VfioctlError(
+      `--root ${fixture} and --host-root ${mounted} (or VFIOCTL_ROOT and VFIOCTL_HOST_ROOT) both name the host root: give one (--host-root for the live host's / mounted into a container, --root for a tree of files)`,
+      EXIT.BAD_INPUT,
+    );
   }
   const dir = mounted ?? fixture ?? '/';
   const trusted = trustPolicy(io.env);
@@ -127,10 +147,17 @@ export function makeContext(g: GlobalOptions, given: Io, opts: { progress?: bool
     if (why) throw new VfioctlError(`--host-root ${why}`, EXIT.BAD_INPUT);
   }
   // A mistyped --root must not read as an empty host ("no devices") or create a tree somewhere.
-  else if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new VfioctlError(`--root ${dir}: no such directory`, EXIT.BAD_INPUT);
+  else if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory())
+    throw new VfioctlError(`--root ${dir}: no such directory`, EXIT.BAD_INPUT);
   const probe = new HostRoot(dir, { hostMount: mounted !== undefined });
-  if (g.kernel !== undefined && (!/^[A-Za-z0-9._+~-]{1,128}$/.test(g.kernel) || !probe.exists(`/lib/modules/${g.kernel}`))) {
-    throw new VfioctlError(`--kernel '${g.kernel}': no module tree ${probe.path(`/lib/modules/${g.kernel}`)}; 'ls ${probe.path('/lib/modules')}' lists the kernels`, EXIT.BAD_INPUT);
+  if (
+    g.kernel !== undefined &&
+    (!/^[A-Za-z0-9._+~-]{1,128}$/.test(g.kernel) || !probe.exists(`/lib/modules/${g.kernel}`))
+  ) {
+    throw new VfioctlError(
+      `--kernel '${g.kernel}': no module tree ${probe.path(`/lib/modules/${g.kernel}`)}; 'ls ${probe.path('/lib/modules')}' lists the kernels`,
+      EXIT.BAD_INPUT,
+    );
   }
   const host = new Host({
     root: dir,
@@ -142,16 +169,30 @@ export function makeContext(g: GlobalOptions, given: Io, opts: { progress?: bool
     ...(io.kernelIo ? { kernelIo: io.kernelIo(probe) } : {}),
     beforeStep: io.beforeStep,
     events: {
-      lockWait: (h, ms) => io.err(`vfioctl: waiting for the lock held by ${describeHolder(h)} (up to ${ms / 1000} s; --wait SECONDS)\n`),
-      signal: (sig) => io.err(`vfioctl: ${sig}: finishing the step in flight, then rolling back and stopping\n`),
+      lockWait: (h, ms) =>
+        io.err(
+          `vfioctl: waiting for the lock held by ${describeHolder(h)} (up to ${ms / 1000} s; --wait SECONDS)\n`,
+        ),
+      signal: (sig) =>
+        io.err(`vfioctl: ${sig}: finishing the step in flight, then rolling back and stopping\n`),
       ...(line ? { progress: (p: Progress) => line.update(p) } : {}),
       recovered: (r) => {
-        for (const x of r.recovered) io.err(`vfioctl: recovered ${x.address} from an interrupted ${x.kind} (${x.interruptedAt}): now on ${x.driver ?? 'no driver'}${x.error ? `; ${x.error}` : ''}\n`);
+        for (const x of r.recovered)
+          io.err(
+            `vfioctl: recovered ${x.address} from an interrupted ${x.kind} (${x.interruptedAt}): now on ${x.driver ?? 'no driver'}${x.error ? `; ${x.error}` : ''}\n`,
+          );
         for (const u of r.unreadable) io.err(`vfioctl: warning: unreadable journal entry ${u}\n`);
       },
     },
   });
-  return { host, root: host.root, kernel: g.kernel, io, finish: () => line?.finish(), flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus, debug: !!(g.verbose || g.debug) } };
+  return {
+    host,
+    root: host.root,
+    kernel: g.kernel,
+    io,
+    finish: () => line?.finish(),
+    flags: { nosave: g.nosave, noprobe: g.noprobe, bus: g.bus, debug: !!(g.verbose || g.debug) },
+  };
 }
 
 /** The trust policy for hooks and configuration; a relaxed one is announced every time. */
@@ -169,7 +210,10 @@ export function refuseForeignKernelWrite(ctx: Context, dryRun: boolean | undefin
   if (dryRun || ctx.kernel === undefined || !ctx.root.isRunning) return;
   const running = ctx.root.kernelRelease();
   if (running !== undefined && running !== ctx.kernel) {
-    throw new VfioctlError(`--kernel ${ctx.kernel} is not the running kernel (${running}): its plan can only be previewed; add --dry-run`, EXIT.BAD_INPUT);
+    throw new VfioctlError(
+      `--kernel ${ctx.kernel} is not the running kernel (${running}): its plan can only be previewed; add --dry-run`,
+      EXIT.BAD_INPUT,
+    );
   }
 }
 

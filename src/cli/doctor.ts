@@ -7,8 +7,11 @@ export function doctorCommand(ctx: Context, opts: { json?: boolean }): number {
   const { ok, kernel, checks } = doctor(ctx.host);
   if (opts.json) ctx.io.out(JSON.stringify({ ok, kernel, checks }, null, 2) + '\n');
   else {
-    for (const c of checks) ctx.io.out(`${c.status.toUpperCase().padEnd(4)}  ${c.id.padEnd(20)} ${c.message}\n`);
-    ctx.io.out(ok ? 'this host can use VFIO\n' : 'this host cannot use VFIO yet: fix the FAIL lines above\n');
+    for (const c of checks)
+      ctx.io.out(`${c.status.toUpperCase().padEnd(4)}  ${c.id.padEnd(20)} ${c.message}\n`);
+    ctx.io.out(
+      ok ? 'this host can use VFIO\n' : 'this host cannot use VFIO yet: fix the FAIL lines above\n',
+    );
   }
   return ok ? EXIT.OK : EXIT.FAILED;
 }

@@ -25,7 +25,9 @@ export async function listCommand(ctx: Context, opts: { json?: boolean }): Promi
     roleOf(v),
     marks(v),
   ]);
-  ctx.io.out(table(['ADDRESS', 'NAME', 'CLASS', 'DRIVER', 'VFIO', 'GROUP', 'SR-IOV', 'IN-USE'], rows));
+  ctx.io.out(
+    table(['ADDRESS', 'NAME', 'CLASS', 'DRIVER', 'VFIO', 'GROUP', 'SR-IOV', 'IN-USE'], rows),
+  );
   return EXIT.OK;
 }
 
@@ -51,14 +53,19 @@ function writeJsonArray(ctx: Context, views: Iterable<DeviceView>): void {
 
 function marks(v: DeviceView): string {
   const m: string[] = [];
-  if (v.inUse.length > 0) m.push(`host: ${[...v.netdevs, ...v.blockdevs].join(',') || (v.bootVga ? 'boot-vga' : 'yes')}`);
+  if (v.inUse.length > 0)
+    m.push(`host: ${[...v.netdevs, ...v.blockdevs].join(',') || (v.bootVga ? 'boot-vga' : 'yes')}`);
   if (v.onVfio) m.push(`vfio:${v.vfioDev ?? v.driver}`);
   // Open by a VFIO user (a VM is using it), not merely bound: one mark per process.
   for (const p of new Map(v.vfioUsers.map((u) => [u.pid, u.comm]))) m.push(`held:${p[0]}(${p[1]})`);
   return m.join(' ') || '-';
 }
 
-export async function showCommand(ctx: Context, device: string, opts: { json?: boolean }): Promise<number> {
+export async function showCommand(
+  ctx: Context,
+  device: string,
+  opts: { json?: boolean },
+): Promise<number> {
   const address = parseAddress(device);
   trust(ctx);
   const { device: v, warnings } = show(ctx.host, address);
@@ -70,23 +77,40 @@ export async function showCommand(ctx: Context, device: string, opts: { json?: b
   const kv: [string, string][] = [
     ['address', v.address],
     ['name', nameOf(v)],
-    ['ids', `${v.vendor}:${v.device} subsystem ${v.subsystemVendor ?? '?'}:${v.subsystemDevice ?? '?'} rev ${v.revision ?? '?'}`],
+    [
+      'ids',
+      `${v.vendor}:${v.device} subsystem ${v.subsystemVendor ?? '?'}:${v.subsystemDevice ?? '?'} rev ${v.revision ?? '?'}`,
+    ],
     ['class', `${v.class}${v.className ? ` (${v.className})` : ''}`],
     ['modalias', v.modalias ?? '-'],
     ['header type', String(v.headerType ?? '?')],
     ['driver', v.driver ?? '(none)'],
     ['driver_override', v.driverOverride ?? '(null)'],
-    ['iommu group', v.iommuGroup ? `${v.iommuGroup}${v.iommuGroupPeers.length ? ` (with ${v.iommuGroupPeers.join(', ')})` : ' (alone)'}` : '(none)'],
+    [
+      'iommu group',
+      v.iommuGroup
+        ? `${v.iommuGroup}${v.iommuGroupPeers.length ? ` (with ${v.iommuGroupPeers.join(', ')})` : ' (alone)'}`
+        : '(none)',
+    ],
     ['numa node', String(v.numaNode ?? '-')],
     ['reset methods', v.resetMethods?.join(' ') || '-'],
     ['sr-iov', roleOf(v) + (v.sriov?.vfs.length ? ` [${v.sriov.vfs.join(', ')}]` : '')],
     ['on vfio', v.onVfio ? `yes (${v.vfioDev ?? v.driver})` : 'no'],
-    ['held by', v.vfioUsers.map((u) => `pid ${u.pid} (${u.comm}) through ${u.node}`).join(', ') || (v.onVfio ? 'nobody (no process has its VFIO group or cdev open)' : '-')],
+    [
+      'held by',
+      v.vfioUsers.map((u) => `pid ${u.pid} (${u.comm}) through ${u.node}`).join(', ') ||
+        (v.onVfio ? 'nobody (no process has its VFIO group or cdev open)' : '-'),
+    ],
     ['interfaces', v.netdevs.join(', ') || '-'],
     ['block devices', v.blockdevs.join(', ') || '-'],
     ['boot vga', v.bootVga ? 'yes' : 'no'],
     ['host use', v.inUse.join('; ') || 'none'],
-    ['hooks', (v.hooks ?? []).map((h) => `${h.path}${h.problem ? ` (WILL NOT RUN: ${h.problem})` : ''}`).join(', ') || '-'],
+    [
+      'hooks',
+      (v.hooks ?? [])
+        .map((h) => `${h.path}${h.problem ? ` (WILL NOT RUN: ${h.problem})` : ''}`)
+        .join(', ') || '-',
+    ],
     ['best vfio', v.vfio ? `${v.vfio.driver} (module ${v.vfio.module})` : `none: ${v.vfioReason}`],
   ];
   const w = Math.max(...kv.map(([k]) => k.length));

@@ -9,7 +9,12 @@ import { type Context, trust } from './context';
 /** libvirt's domain XML is a few KiB; anything near this is not one. */
 const MAX_XML = 16 * 1024 * 1024;
 
-export async function libvirtHookCommand(ctx: Context, guest: string, operation: string, subOperation: string): Promise<number> {
+export async function libvirtHookCommand(
+  ctx: Context,
+  guest: string,
+  operation: string,
+  subOperation: string,
+): Promise<number> {
   const say = (s: string) => ctx.io.err(`vfioctl libvirt-hook: ${s}\n`);
   const r = await libvirtHook(ctx.host, {
     guest,
@@ -18,7 +23,11 @@ export async function libvirtHookCommand(ctx: Context, guest: string, operation:
     xml: () => {
       trust(ctx);
       const text = ctx.io.stdin?.() ?? '';
-      if (text.length > MAX_XML) throw new VfioctlError(`standard input holds ${text.length} characters: not a libvirt domain XML`, EXIT.BAD_INPUT);
+      if (text.length > MAX_XML)
+        throw new VfioctlError(
+          `standard input holds ${text.length} characters: not a libvirt domain XML`,
+          EXIT.BAD_INPUT,
+        );
       return text;
     },
   });
@@ -27,7 +36,11 @@ export async function libvirtHookCommand(ctx: Context, guest: string, operation:
   return r.exitCode;
 }
 
-export function libvirtXmlCommand(ctx: Context, devices: string[], opts: { driverModel?: boolean; json?: boolean }): number {
+export function libvirtXmlCommand(
+  ctx: Context,
+  devices: string[],
+  opts: { driverModel?: boolean; json?: boolean },
+): number {
   const r = libvirtXml(ctx.host, uniqueAddresses(devices), opts);
   for (const w of r.warnings) ctx.io.err(`vfioctl: warning: ${w}\n`);
   if (opts.json) ctx.io.out(JSON.stringify({ devices: r.devices }, null, 2) + '\n');

@@ -1,4 +1,5 @@
-// vfioctl command line. Global options (--root, --host-root, --kernel) work before or after the command.
+// vfioctl command line. Global options (--root, --host-root, --kernel) work before or after the
+// command.
 import * as fs from 'node:fs';
 import * as v8 from 'node:v8';
 import { Command, CommanderError, Option } from 'commander';
@@ -28,16 +29,38 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   program
     .description('Put PCI devices on the right VFIO driver: variant-aware, ID-table-checked, safe.')
     .version(VERSION, '-V, --version')
-    .addOption(new Option('--root <dir>', 'host root holding sys/, proc/, lib/modules/, etc/, run/, dev/').env('VFIOCTL_ROOT'))
-    .addOption(new Option('--host-root <dir>', "the live host's / mounted into this container: as --root, and modprobe, hooks and in-use checks are the host's").env('VFIOCTL_HOST_ROOT'))
-    .option('--kernel <release>', 'kernel release whose modules to use (default: <root>/proc/sys/kernel/osrelease)')
-    .option('--wait <seconds>', 'how long a writing command waits for another vfioctl to finish (default 30; exit 4 when it is not done by then)')
-    // driverctl users write `driverctl --nosave set-override ...`: the same options before the verb.
+    .addOption(
+      new Option(
+        '--root <dir>',
+        'host root holding sys/, proc/, lib/modules/, etc/, run/, dev/',
+      ).env('VFIOCTL_ROOT'),
+    )
+    .addOption(
+      new Option(
+        '--host-root <dir>',
+        "the live host's / mounted into this container: as --root, and modprobe, hooks and in-use checks are the host's",
+      ).env('VFIOCTL_HOST_ROOT'),
+    )
+    .option(
+      '--kernel <release>',
+      'kernel release whose modules to use (default: <root>/proc/sys/kernel/osrelease)',
+    )
+    .option(
+      '--wait <seconds>',
+      'how long a writing command waits for another vfioctl to finish (default 30; exit 4 when it is not done by then)',
+    )
+    // driverctl users write `driverctl --nosave set-override ...`: the same options before the
+    // verb.
     .addOption(new Option('--nosave', 'driverctl verbs: do not save').hideHelp())
     .addOption(new Option('--noprobe', 'driverctl verbs: do not apply now').hideHelp())
     .addOption(new Option('-b, --bus <bus>', 'driverctl verbs: the bus (pci only)').hideHelp())
     // driverctl's -v/--verbose/--debug: steps taken on stderr, device names in its lists.
-    .addOption(new Option('-v, --verbose', "driverctl's debug output: each step taken on stderr, device names in list-devices").hideHelp())
+    .addOption(
+      new Option(
+        '-v, --verbose',
+        "driverctl's debug output: each step taken on stderr, device names in list-devices",
+      ).hideHelp(),
+    )
     .addOption(new Option('--debug', 'the same as --verbose').hideHelp())
     .showHelpAfterError(false)
     .exitOverride()
@@ -49,7 +72,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     async (...args: any[]) => {
       const cmd = args[args.length - 1] as Command;
       const g = cmd.optsWithGlobals() as GlobalOptions;
-      // Progress on a terminal's stderr, never beside --json (stdout is then one document for a program).
+      // Progress on a terminal's stderr, never beside --json (stdout is then one document for a
+      // program).
       const ctx = makeContext(g, io, { progress: !cmd.opts().json });
       try {
         setExit(await fn(ctx, ...args.slice(0, -1)));
@@ -74,9 +98,15 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   // Bulk selection: the same selectors as the configuration's rules (vfioctl.json(5)).
   const selectorOpts = (c: Command) =>
     c
-      .option('--id <vendor:device>', "every device of this id (VENDOR:DEVICE[:SUBVENDOR:SUBDEVICE], as 'lspci -nn')")
-      .option('--class <prefix>', 'every device whose class code starts with this hex prefix (02, 0200, 020000)')
-      .option('--vfs-of <pf>', "every SR-IOV virtual function of this physical function");
+      .option(
+        '--id <vendor:device>',
+        "every device of this id (VENDOR:DEVICE[:SUBVENDOR:SUBDEVICE], as 'lspci -nn')",
+      )
+      .option(
+        '--class <prefix>',
+        'every device whose class code starts with this hex prefix (02, 0200, 020000)',
+      )
+      .option('--vfs-of <pf>', 'every SR-IOV virtual function of this physical function');
 
   selectorOpts(
     program
@@ -88,11 +118,19 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--dry-run', 'print the exact steps and every failing check; change nothing')
     .option('--force', 'go ahead despite refusals that can be overridden')
     .option('--group', 'move every member of the IOMMU group (bridges excluded)')
-    .option('--owner <user[:group]>', "hand the device's VFIO nodes to this user (an unprivileged VMM)")
+    .option(
+      '--owner <user[:group]>',
+      "hand the device's VFIO nodes to this user (an unprivileged VMM)",
+    )
     .option('--json', 'print JSON results')
     .action(wrap((ctx, devices, opts) => bindCommand(ctx, devices, opts)));
 
-  selectorOpts(program.command('unbind').description('give devices back to their host driver').argument('[device...]', 'PCI addresses or network interface names'))
+  selectorOpts(
+    program
+      .command('unbind')
+      .description('give devices back to their host driver')
+      .argument('[device...]', 'PCI addresses or network interface names'),
+  )
     .option('--dry-run', 'print the exact steps; change nothing')
     .option('--json', 'print JSON results')
     .action(wrap((ctx, devices, opts) => unbindCommand(ctx, devices, opts)));
@@ -120,51 +158,99 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     persistOpts(
       program
         .command('set')
-        .description("configure DEVICE's intent (vfio | none | host | DRIVER) in /etc/vfioctl/vfioctl.json and apply it")
-        .argument('<device>', 'PCI address or network interface name (with --id, --class or --vfs-of: the intent)')
-        .argument('[intent]', "'vfio' (best usable VFIO driver, re-resolved per kernel), 'none' (no driver), 'host' (its host driver, exempt from broader rules) or a driver name"),
+        .description(
+          "configure DEVICE's intent (vfio | none | host | DRIVER) in /etc/vfioctl/vfioctl.json and apply it",
+        )
+        .argument(
+          '<device>',
+          'PCI address or network interface name (with --id, --class or --vfs-of: the intent)',
+        )
+        .argument(
+          '[intent]',
+          "'vfio' (best usable VFIO driver, re-resolved per kernel), 'none' (no driver), 'host' (its host driver, exempt from broader rules) or a driver name",
+        ),
     )
-      .option('--group', "configure and apply every member of DEVICE's IOMMU group (bridges excluded), all or nothing")
+      .option(
+        '--group',
+        "configure and apply every member of DEVICE's IOMMU group (bridges excluded), all or nothing",
+      )
       .option('--force', 'apply despite refusals that can be overridden (as bind --force)'),
   ).action(wrap((ctx, device, intent, opts) => setCommand(ctx, device, intent, opts)));
 
-  selectorOpts(persistOpts(program.command('unset').description("remove DEVICE's rule (or an --id, --class or --vfs-of rule) and return its devices to their host drivers").argument('[device]', 'PCI address or network interface name'))).action(
-    wrap((ctx, device, opts) => unsetCommand(ctx, device, opts)),
-  );
+  selectorOpts(
+    persistOpts(
+      program
+        .command('unset')
+        .description(
+          "remove DEVICE's rule (or an --id, --class or --vfs-of rule) and return its devices to their host drivers",
+        )
+        .argument('[device]', 'PCI address or network interface name'),
+    ),
+  ).action(wrap((ctx, device, opts) => unsetCommand(ctx, device, opts)));
 
   program
     .command('apply')
     .description('converge devices to the configuration (all configured devices, or those named)')
     .argument('[device...]', 'PCI addresses (default: every configured device)')
     .option('--dry-run', 'print the exact steps and every failing check; change nothing')
-    .option('--boot', 'boot mode (the late unit): never touch boot devices (fstab, crypttab, root=); broad rules need acknowledgeBroadMatch')
-    .option('--guard-boot-devices', 'never touch the devices the host boots from (fstab, crypttab, root=, resume=), whatever a rule matches')
-    .option('--config <file>', 'use this configuration file (a path on the running system) instead of /etc/vfioctl/vfioctl.json')
+    .option(
+      '--boot',
+      'boot mode (the late unit): never touch boot devices (fstab, crypttab, root=); broad rules need acknowledgeBroadMatch',
+    )
+    .option(
+      '--guard-boot-devices',
+      'never touch the devices the host boots from (fstab, crypttab, root=, resume=), whatever a rule matches',
+    )
+    .option(
+      '--config <file>',
+      'use this configuration file (a path on the running system) instead of /etc/vfioctl/vfioctl.json',
+    )
     .option('--json', 'print JSON results')
     .action(wrap((ctx, devices, opts) => applyCommand(ctx, devices, opts)));
 
   program
     .command('status')
-    .description('configured devices: intent, what it resolves to now and at the last apply, live driver, boot outcome, drift')
-    .option('--config <file>', 'use this configuration file (a path on the running system) instead of /etc/vfioctl/vfioctl.json')
+    .description(
+      'configured devices: intent, what it resolves to now and at the last apply, live driver, boot outcome, drift',
+    )
+    .option(
+      '--config <file>',
+      'use this configuration file (a path on the running system) instead of /etc/vfioctl/vfioctl.json',
+    )
     .option('--json', 'print JSON')
     .action(wrap((ctx, opts) => statusCommand(ctx, opts)));
 
   program
     .command('install')
-    .description('install the boot layers: per-kernel maps, early unit, udev rule, initramfs hooks, late apply unit')
+    .description(
+      'install the boot layers: per-kernel maps, early unit, udev rule, initramfs hooks, late apply unit',
+    )
     .option('--dry-run', 'list the files that would be written or removed; change nothing')
     .option('--uninstall', 'remove everything install wrote')
-    .option('--refresh', 'only regenerate the boot maps and udev rule (for --kernel REL, or every installed kernel)')
-    .option('--exec <path>', 'the vfioctl the units run (default: this one); must be root-owned; not with the Debian package')
-    .option('--config <file>', 'make the boot maps from this configuration file (a path on the running system)')
-    .option('--libvirt', 'only the libvirt qemu hook, /etc/libvirt/hooks/qemu.d/50-vfioctl (with --uninstall: remove it)')
+    .option(
+      '--refresh',
+      'only regenerate the boot maps and udev rule (for --kernel REL, or every installed kernel)',
+    )
+    .option(
+      '--exec <path>',
+      'the vfioctl the units run (default: this one); must be root-owned; not with the Debian package',
+    )
+    .option(
+      '--config <file>',
+      'make the boot maps from this configuration file (a path on the running system)',
+    )
+    .option(
+      '--libvirt',
+      'only the libvirt qemu hook, /etc/libvirt/hooks/qemu.d/50-vfioctl (with --uninstall: remove it)',
+    )
     .option('--json', 'print JSON')
     .action(wrap((ctx, opts) => installCommand(ctx, opts)));
 
   program
     .command('libvirt-hook')
-    .description("libvirt's qemu hook (/etc/libvirt/hooks/qemu.d/50-vfioctl): binds a domain's managed='no' PCI hostdevs at prepare begin, gives them back at release end; domain XML on stdin; prints nothing on stdout")
+    .description(
+      "libvirt's qemu hook (/etc/libvirt/hooks/qemu.d/50-vfioctl): binds a domain's managed='no' PCI hostdevs at prepare begin, gives them back at release end; domain XML on stdin; prints nothing on stdout",
+    )
     .argument('<guest>', 'the domain name (libvirt passes it first)')
     .argument('<operation>', 'prepare, release, ... (only prepare and release act)')
     .argument('<sub-operation>', 'begin, end, ...')
@@ -175,7 +261,10 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .command('libvirt-xml')
     .description("print <hostdev managed='no'> elements for devices a vfioctl rule keeps on VFIO")
     .argument('<device...>', 'PCI addresses')
-    .option('--driver-model', "add <driver model='NAME'/> when the device's VFIO driver is a variant (libvirt >= 10)")
+    .option(
+      '--driver-model',
+      "add <driver model='NAME'/> when the device's VFIO driver is a variant (libvirt >= 10)",
+    )
     .option('--json', 'print JSON')
     .action(wrap((ctx, devices, opts) => libvirtXmlCommand(ctx, devices, opts)));
 
@@ -189,14 +278,31 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
 
   program
     .command('agent')
-    .description('the node agent (a DaemonSet pod): make a policy file the host configuration, apply it, then watch for drift')
-    .option('--policy <file>', 'the policy (a vfioctl.json mounted from a ConfigMap; a path on the running system)')
+    .description(
+      'the node agent (a DaemonSet pod): make a policy file the host configuration, apply it, then watch for drift',
+    )
+    .option(
+      '--policy <file>',
+      'the policy (a vfioctl.json mounted from a ConfigMap; a path on the running system)',
+    )
     .option('--interval <seconds>', 'drift poll interval (default 60)')
-    .option('--jitter <seconds>', 'up to this much random delay added to each poll (default a tenth of the interval)')
+    .option(
+      '--jitter <seconds>',
+      'up to this much random delay added to each poll (default a tenth of the interval)',
+    )
     .option('--reapply', 're-apply when status shows drift (default: report it and go NotReady)')
-    .option('--ready-file <file>', `the readiness file the probe reads (default /run/vfioctl-agent/ready.json, in the container)`)
-    .option('--stop-file <file>', 'emergency stop: while this file exists on the host nothing is applied (default /etc/vfioctl/agent-stop, under --root)')
-    .option('--features-file <file>', 'node-feature-discovery feature file on the host (default /etc/kubernetes/node-feature-discovery/features.d/vfioctl)')
+    .option(
+      '--ready-file <file>',
+      `the readiness file the probe reads (default /run/vfioctl-agent/ready.json, in the container)`,
+    )
+    .option(
+      '--stop-file <file>',
+      'emergency stop: while this file exists on the host nothing is applied (default /etc/vfioctl/agent-stop, under --root)',
+    )
+    .option(
+      '--features-file <file>',
+      'node-feature-discovery feature file on the host (default /etc/kubernetes/node-feature-discovery/features.d/vfioctl)',
+    )
     .option('--no-features', 'publish no node-feature-discovery labels')
     .option('--once', 'converge once and exit: 0 ready, 2 invalid policy, 3 refused, 1 otherwise')
     .option('--probe', 'readiness probe: exit 0 when the running agent reports Ready, 1 otherwise')
@@ -205,22 +311,40 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   program
     .command('import-driverctl')
     .description('turn /etc/driverctl.d/* into vfioctl rules (driver names kept literally)')
-    .option('--vfio', "import driverctl's vfio-pci as intent 'vfio' (the best VFIO driver, variants included)")
+    .option(
+      '--vfio',
+      "import driverctl's vfio-pci as intent 'vfio' (the best VFIO driver, variants included)",
+    )
     .option('--dry-run', 'print what would be imported; change nothing')
     .option('--json', 'print JSON')
     .action(wrap((ctx, opts) => importDriverctlCommand(ctx, opts)));
 
   // driverctl's verbs, with driverctl's meaning; its options may also come before the verb.
   const dc = <T>(ctx: Context, opts: T): T => {
-    if (ctx.flags.bus !== undefined && ctx.flags.bus !== 'pci') throw new VfioctlError(`vfioctl handles the pci bus only, not '${ctx.flags.bus}'`, EXIT.BAD_INPUT);
+    if (ctx.flags.bus !== undefined && ctx.flags.bus !== 'pci')
+      throw new VfioctlError(
+        `vfioctl handles the pci bus only, not '${ctx.flags.bus}'`,
+        EXIT.BAD_INPUT,
+      );
     return opts;
   };
-  persistOpts(program.command('set-override').description('driverctl: same as set DEVICE DRIVER (the literal driver)').argument('<device>').argument('<driver>')).action(
-    wrap((ctx, device, driver, opts) => setCommand(ctx, driverctlDevice(device), driver, dc(ctx, opts))),
+  persistOpts(
+    program
+      .command('set-override')
+      .description('driverctl: same as set DEVICE DRIVER (the literal driver)')
+      .argument('<device>')
+      .argument('<driver>'),
+  ).action(
+    wrap((ctx, device, driver, opts) =>
+      setCommand(ctx, driverctlDevice(device), driver, dc(ctx, opts)),
+    ),
   );
-  persistOpts(program.command('unset-override').description('driverctl: same as unset DEVICE').argument('<device>')).action(
-    wrap((ctx, device, opts) => unsetCommand(ctx, driverctlDevice(device), dc(ctx, opts))),
-  );
+  persistOpts(
+    program
+      .command('unset-override')
+      .description('driverctl: same as unset DEVICE')
+      .argument('<device>'),
+  ).action(wrap((ctx, device, opts) => unsetCommand(ctx, driverctlDevice(device), dc(ctx, opts))));
   program
     .command('load-override')
     .description("driverctl: apply DEVICE's saved configuration (exit 1 when it has none)")
@@ -232,11 +356,19 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
         return hasAddressRule(ctx.host, address) ? applyCommand(ctx, [address], {}) : EXIT.FAILED;
       }),
     );
-  for (const [name, only] of [['list-devices', false], ['list-overrides', true]] as const) {
+  for (const [name, only] of [
+    ['list-devices', false],
+    ['list-overrides', true],
+  ] as const) {
     program
       .command(name)
-      .description(`driverctl: ${only ? 'devices with driver_override set' : 'every PCI device'} and their driver${only ? '' : ' ([*]: driver_override set)'}`)
-      .argument('[type]', 'storage, network, display, multimedia, memory, bridge, communication, system, input, docking, processor, serial')
+      .description(
+        `driverctl: ${only ? 'devices with driver_override set' : 'every PCI device'} and their driver${only ? '' : ' ([*]: driver_override set)'}`,
+      )
+      .argument(
+        '[type]',
+        'storage, network, display, multimedia, memory, bridge, communication, system, input, docking, processor, serial',
+      )
       .action(
         wrap((ctx, type) => {
           dc(ctx, {});
@@ -245,7 +377,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       );
   }
 
-  for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+  for (const c of program.commands)
+    c.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;
 }
 

@@ -48,13 +48,21 @@ export function selects(s: Selector, d: PciDevice): boolean {
     case 'vfsOf':
       return d.physfn === s.pf;
     case 'id':
-      return d.vendor === s.vendor && d.device === s.device && (s.subvendor === null || (d.subsystemVendor === s.subvendor && d.subsystemDevice === s.subdevice));
+      return (
+        d.vendor === s.vendor &&
+        d.device === s.device &&
+        (s.subvendor === null ||
+          (d.subsystemVendor === s.subvendor && d.subsystemDevice === s.subdevice))
+      );
     case 'class':
       return d.class.startsWith(s.prefix);
   }
 }
 
-export function desiredState(config: Config, devices: ReadonlyMap<string, PciDevice>): DesiredState {
+export function desiredState(
+  config: Config,
+  devices: ReadonlyMap<string, PciDevice>,
+): DesiredState {
   const warnings: string[] = [];
   const desires = new Map<string, Desire>();
   const rank = new Map<string, number>();
@@ -62,7 +70,9 @@ export function desiredState(config: Config, devices: ReadonlyMap<string, PciDev
     const cur = rank.get(d.address);
     if (cur !== undefined && cur >= spec) {
       if (cur === spec && desires.get(d.address)!.rule !== want.rule) {
-        warnings.push(`${d.address} is selected by rules[${desires.get(d.address)!.rule.index}] and rules[${want.rule.index}] (line ${want.rule.line}) equally: the first one applies`);
+        warnings.push(
+          `${d.address} is selected by rules[${desires.get(d.address)!.rule.index}] and rules[${want.rule.index}] (line ${want.rule.line}) equally: the first one applies`,
+        );
       }
       return;
     }
@@ -73,10 +83,19 @@ export function desiredState(config: Config, devices: ReadonlyMap<string, PciDev
   for (const rule of config.rules) {
     const spec = specificity(rule.selector);
     for (const d of sorted) {
-      if (selects(rule.selector, d)) offer(d, { address: d.address, intent: rule.intent, rule, viaPf: null }, spec);
+      if (selects(rule.selector, d))
+        offer(d, { address: d.address, intent: rule.intent, rule, viaPf: null }, spec);
       // A PF rule's vfIntent governs its VFs as a vfsOf rule would.
-      if (rule.sriov?.vfIntent && rule.selector.kind === 'address' && d.physfn === rule.selector.address) {
-        offer(d, { address: d.address, intent: rule.sriov.vfIntent, rule, viaPf: rule.selector.address }, specificity({ kind: 'vfsOf', pf: rule.selector.address }));
+      if (
+        rule.sriov?.vfIntent &&
+        rule.selector.kind === 'address' &&
+        d.physfn === rule.selector.address
+      ) {
+        offer(
+          d,
+          { address: d.address, intent: rule.sriov.vfIntent, rule, viaPf: rule.selector.address },
+          specificity({ kind: 'vfsOf', pf: rule.selector.address }),
+        );
       }
     }
   }
@@ -85,7 +104,13 @@ export function desiredState(config: Config, devices: ReadonlyMap<string, PciDev
   for (const rule of config.rules) {
     if (rule.selector.kind !== 'address') continue;
     if (!devices.has(rule.selector.address)) absent.set(rule.selector.address, rule);
-    else if (rule.sriov) sriov.push({ pf: rule.selector.address, numVfs: rule.sriov.numVfs, vfIntent: rule.sriov.vfIntent, rule });
+    else if (rule.sriov)
+      sriov.push({
+        pf: rule.selector.address,
+        numVfs: rule.sriov.numVfs,
+        vfIntent: rule.sriov.vfIntent,
+        rule,
+      });
   }
   return { desires, sriov, absent, warnings };
 }

@@ -22,7 +22,13 @@ export function sameSelector(a: Selector, b: Selector): boolean {
     case 'vfsOf':
       return b.kind === 'vfsOf' && b.pf === a.pf;
     case 'id':
-      return b.kind === 'id' && b.vendor === a.vendor && b.device === a.device && b.subvendor === a.subvendor && b.subdevice === a.subdevice;
+      return (
+        b.kind === 'id' &&
+        b.vendor === a.vendor &&
+        b.device === a.device &&
+        b.subvendor === a.subvendor &&
+        b.subdevice === a.subdevice
+      );
     case 'class':
       return b.kind === 'class' && b.prefix === a.prefix;
   }
@@ -41,7 +47,9 @@ export function matchOf(s: Selector): Record<string, string> {
     case 'vfsOf':
       return { vfsOf: s.pf };
     case 'id':
-      return { id: `${s.vendor}:${s.device}${s.subvendor ? `:${s.subvendor}:${s.subdevice}` : ''}` };
+      return {
+        id: `${s.vendor}:${s.device}${s.subvendor ? `:${s.subvendor}:${s.subdevice}` : ''}`,
+      };
     case 'class':
       return { class: s.prefix };
   }
@@ -59,10 +67,15 @@ const lineEnd = (text: string, at: number) => {
   return nl < 0 ? text.length : nl;
 };
 /** After `at` on its line: nothing but whitespace, an optional comma and a line comment? */
-const restIsTrivia = (text: string, at: number) => /^\s*,?\s*(\/\/.*)?$/.test(text.slice(at, lineEnd(text, at)));
-const onlySpaceBefore = (text: string, at: number) => /^[ \t]*$/.test(text.slice(lineStart(text, at), at));
+const restIsTrivia = (text: string, at: number) =>
+  /^\s*,?\s*(\/\/.*)?$/.test(text.slice(at, lineEnd(text, at)));
+const onlySpaceBefore = (text: string, at: number) =>
+  /^[ \t]*$/.test(text.slice(lineStart(text, at), at));
 
-/** A new last rule on its own line, indented as the current last one; null when the layout is not line-per-rule. */
+/**
+ * A new last rule on its own line, indented as the current last one; null when the layout is not
+ * line-per-rule.
+ */
 function appendRule(text: string, rule: unknown): Edit[] | null {
   const rules = rulesNode(text).children ?? [];
   const last = rules.at(-1);
@@ -70,7 +83,10 @@ function appendRule(text: string, rule: unknown): Edit[] | null {
   const end = last.offset + last.length;
   if (!onlySpaceBefore(text, last.offset) || !restIsTrivia(text, end)) return null;
   const indent = text.slice(lineStart(text, last.offset), last.offset);
-  const oneLine = JSON.stringify(rule).replace(/([{,])"/g, '$1 "').replace(/":/g, '": ').replace(/}/g, ' }');
+  const oneLine = JSON.stringify(rule)
+    .replace(/([{,])"/g, '$1 "')
+    .replace(/":/g, '": ')
+    .replace(/}/g, ' }');
   return [
     { offset: end, length: 0, content: ',' },
     { offset: lineEnd(text, end), length: 0, content: `\n${indent}${oneLine}` },
@@ -89,19 +105,32 @@ function removeRule(text: string, i: number): Edit[] | null {
   if (i === rules.length - 1 && i > 0) {
     // The new last rule must not keep its comma: the first ',' after it (comments skipped).
     const prev = rules[i - 1]!;
-    const m = /^(\s*(\/\/[^\n]*\n|\/\*[\s\S]*?\*\/)?)*\s*,/.exec(text.slice(prev.offset + prev.length, from));
-    if (m) edits.push({ offset: prev.offset + prev.length + m[0].length - 1, length: 1, content: '' });
+    const m = /^(\s*(\/\/[^\n]*\n|\/\*[\s\S]*?\*\/)?)*\s*,/.exec(
+      text.slice(prev.offset + prev.length, from),
+    );
+    if (m)
+      edits.push({ offset: prev.offset + prev.length + m[0].length - 1, length: 1, content: '' });
   }
   return edits;
 }
 
 /** New file text with `address` given `intent` (an existing rule for it is updated in place). */
-export function withIntent(text: string | undefined, address: string, intent: string): { text: string; config: Config; changed: boolean } {
+export function withIntent(
+  text: string | undefined,
+  address: string,
+  intent: string,
+): { text: string; config: Config; changed: boolean } {
   return withRuleIntent(text, { kind: 'address', address }, intent);
 }
 
-/** New file text with the rule of this selector given `intent` (updated in place when there is one). */
-export function withRuleIntent(text: string | undefined, selector: Selector, intent: string): { text: string; config: Config; changed: boolean } {
+/**
+ * New file text with the rule of this selector given `intent` (updated in place when there is one).
+ */
+export function withRuleIntent(
+  text: string | undefined,
+  selector: Selector,
+  intent: string,
+): { text: string; config: Config; changed: boolean } {
   const base = text ?? EMPTY_CONFIG;
   const config = parseConfig(base, CONFIG_FILE);
   const i = ruleIndex(config, selector);
@@ -112,23 +141,36 @@ export function withRuleIntent(text: string | undefined, selector: Selector, int
     next = applyEdits(base, modify(base, ['rules', i, 'intent'], intent, FORMAT));
   } else {
     const rule = { match: matchOf(selector), intent };
-    next = applyEdits(base, appendRule(base, rule) ?? modify(base, ['rules', -1], rule, { ...FORMAT, isArrayInsertion: true }));
+    next = applyEdits(
+      base,
+      appendRule(base, rule) ??
+        modify(base, ['rules', -1], rule, { ...FORMAT, isArrayInsertion: true }),
+    );
   }
   return { text: next, config: parseConfig(next, CONFIG_FILE), changed: true };
 }
 
 /** New file text without the rule for `address` (its SR-IOV settings go with it). */
-export function withoutDevice(text: string | undefined, address: string): { text: string; config: Config; changed: boolean } {
+export function withoutDevice(
+  text: string | undefined,
+  address: string,
+): { text: string; config: Config; changed: boolean } {
   return withoutRule(text, { kind: 'address', address });
 }
 
 /** New file text without the rule of this selector. */
-export function withoutRule(text: string | undefined, selector: Selector): { text: string; config: Config; changed: boolean } {
+export function withoutRule(
+  text: string | undefined,
+  selector: Selector,
+): { text: string; config: Config; changed: boolean } {
   const base = text ?? EMPTY_CONFIG;
   const config = parseConfig(base, CONFIG_FILE);
   const i = ruleIndex(config, selector);
   if (i < 0) return { text: base, config, changed: false };
-  const next = applyEdits(base, removeRule(base, i) ?? modify(base, ['rules', i], undefined, FORMAT));
+  const next = applyEdits(
+    base,
+    removeRule(base, i) ?? modify(base, ['rules', i], undefined, FORMAT),
+  );
   return { text: next, config: parseConfig(next, CONFIG_FILE), changed: true };
 }
 

@@ -58,7 +58,9 @@ export function intentName(i: Intent): string {
   return i.kind === 'driver' ? i.name : i.kind;
 }
 
-/** Does this intent move the device off its host driver (for the IOMMU-group check, the boot maps)? */
+/**
+ * Does this intent move the device off its host driver (for the IOMMU-group check, the boot maps)?
+ */
 export function leavesHost(i: Intent): boolean {
   return i.kind !== 'host';
 }
@@ -81,7 +83,11 @@ export function isPlaced(intent: Intent, resolved: string | null, live: Placemen
       return live.driver === null && live.override === 'none';
     case 'host':
       // A host driver bound, and no override that would hand it elsewhere at the next probe.
-      return live.driver !== null && !live.onVfio && (live.override === null || live.override === live.driver);
+      return (
+        live.driver !== null &&
+        !live.onVfio &&
+        (live.override === null || live.override === live.driver)
+      );
     case 'vfio':
     case 'driver':
       return resolved !== null && live.driver === resolved;

@@ -1,7 +1,14 @@
 // Reads and validates the configuration file. A broken file is rejected as a whole (exit 2) with
 // every problem named by file, line:column, field and the fix; nothing is applied from it.
 import * as fs from 'node:fs';
-import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser';
+import {
+  findNodeAtLocation,
+  getNodeValue,
+  parseTree,
+  printParseErrorCode,
+  type Node,
+  type ParseError,
+} from 'jsonc-parser';
 import validateSchema = require('./schema-validator.generated');
 import type { HostRoot } from '../host/root';
 import { untrustedReason, type TrustPolicy } from '../host/trust';
@@ -14,11 +21,16 @@ export class ConfigError extends VfioctlError {
     readonly file: string,
     readonly problems: readonly string[],
   ) {
-    super(`invalid configuration ${file} (nothing was applied from it):\n${problems.map((p) => `  ${p}`).join('\n')}`, EXIT.BAD_INPUT);
+    super(
+      `invalid configuration ${file} (nothing was applied from it):\n${problems.map((p) => `  ${p}`).join('\n')}`,
+      EXIT.BAD_INPUT,
+    );
   }
 }
 
-/** offset -> line:column, from line starts found once (a fleet's file can hold thousands of rules). */
+/**
+ * offset -> line:column, from line starts found once (a fleet's file can hold thousands of rules).
+ */
 function lineLocator(text: string): (offset: number) => { line: number; col: number } {
   const starts = [0];
   for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
@@ -42,7 +54,8 @@ function tooDeepAt(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 34 /* " */) {
-      for (i++; i < text.length && text.charCodeAt(i) !== 34; i++) if (text.charCodeAt(i) === 92 /* \\ */) i++;
+      for (i++; i < text.length && text.charCodeAt(i) !== 34; i++)
+        if (text.charCodeAt(i) === 92 /* \\ */) i++;
     } else if (c === 47 /* / */ && text.charCodeAt(i + 1) === 47) {
       const nl = text.indexOf('\n', i);
       i = nl < 0 ? text.length : nl;
@@ -76,7 +89,10 @@ function duplicateKeys(node: Node): Node[] {
 
 /** `rules[2].match.address` from a JSON pointer path. */
 function fieldName(path: readonly (string | number)[]): string {
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('') || '(top level)';
+  return (
+    path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('') ||
+    '(top level)'
+  );
 }
 
 const FIX: Record<string, string> = {
@@ -84,12 +100,14 @@ const FIX: Record<string, string> = {
   vfsOf: "use the physical function's address, e.g. '0000:3b:00.0'",
   id: "use VENDOR:DEVICE or VENDOR:DEVICE:SUBVENDOR:SUBDEVICE in hex, e.g. '15b3:101e'",
   class: "use a hex class prefix: '02', '0200' or '020000'",
-  intent: "use 'vfio', 'none', 'host' or a driver name (letters, digits, '-', '_', '.'; no spaces or newlines)",
+  intent:
+    "use 'vfio', 'none', 'host' or a driver name (letters, digits, '-', '_', '.'; no spaces or newlines)",
   vfIntent: "use 'vfio', 'none' or a driver name",
-  numVfs: 'use a whole number from 0 to the PF\'s sriov_totalvfs',
+  numVfs: "use a whole number from 0 to the PF's sriov_totalvfs",
   hooks: 'list absolute paths of executable, root-owned hooks',
-  version: "set \"version\": 1",
-  consumer: "use kubevirt, nvidia-sandbox-device-plugin, sriov-network-operator or intel-qat-plugin (each needs intent 'vfio-pci'), or leave it out",
+  version: 'set "version": 1',
+  consumer:
+    "use kubevirt, nvidia-sandbox-device-plugin, sriov-network-operator or intel-qat-plugin (each needs intent 'vfio-pci'), or leave it out",
 };
 
 function schemaProblem(e: validateSchema.SchemaError): { path: (string | number)[]; text: string } {
@@ -102,7 +120,10 @@ function schemaProblem(e: validateSchema.SchemaError): { path: (string | number)
   switch (e.keyword) {
     case 'additionalProperties': {
       const extra = String(e.params.additionalProperty);
-      return { path: [...path, extra], text: `unknown field '${extra}'; fix: remove it or check its spelling (schema/config.schema.json lists the fields)` };
+      return {
+        path: [...path, extra],
+        text: `unknown field '${extra}'; fix: remove it or check its spelling (schema/config.schema.json lists the fields)`,
+      };
     }
     case 'required':
       return { path, text: `missing '${String(e.params.missingProperty)}'; fix: add it` };
@@ -131,8 +152,19 @@ function selectorOf(m: Record<string, string>): Selector {
   if (m.address !== undefined) return { kind: 'address', address: fullAddress(m.address) };
   if (m.vfsOf !== undefined) return { kind: 'vfsOf', pf: fullAddress(m.vfsOf) };
   if (m.id !== undefined) {
-    const [vendor, device, subvendor, subdevice] = lower(m.id).split(':') as [string, string, string?, string?];
-    return { kind: 'id', vendor, device, subvendor: subvendor ?? null, subdevice: subdevice ?? null };
+    const [vendor, device, subvendor, subdevice] = lower(m.id).split(':') as [
+      string,
+      string,
+      string?,
+      string?,
+    ];
+    return {
+      kind: 'id',
+      vendor,
+      device,
+      subvendor: subvendor ?? null,
+      subdevice: subdevice ?? null,
+    };
   }
   return { kind: 'class', prefix: lower(m.class!).replace(/^0x/, '') };
 }
@@ -145,29 +177,56 @@ export function parseConfig(text: string, file: string): Config {
     const { line, col } = lineCol(node?.offset ?? fallback);
     return `${file}:${line}:${col}`;
   };
-  if (text.trim() === '') throw new ConfigError(file, [`${file}:1:1: empty file; fix: write {"version": 1, "rules": []} or delete it`]);
+  if (text.trim() === '')
+    throw new ConfigError(file, [
+      `${file}:1:1: empty file; fix: write {"version": 1, "rules": []} or delete it`,
+    ]);
   // The parser recurses per nesting level: a hostile file must not overflow the stack.
   const deep = tooDeepAt(text);
-  if (deep >= 0) throw new ConfigError(file, [`${at(undefined, deep)}: nested deeper than ${MAX_DEPTH} levels; a configuration needs 5`]);
+  if (deep >= 0)
+    throw new ConfigError(file, [
+      `${at(undefined, deep)}: nested deeper than ${MAX_DEPTH} levels; a configuration needs 5`,
+    ]);
   const errors: ParseError[] = [];
   const tree = parseTree(text, errors, { disallowComments: false, allowTrailingComma: false });
-  for (const e of errors) problems.push(`${at(undefined, e.offset)}: JSON syntax error: ${printParseErrorCode(e.error)}`);
-  if (problems.length || !tree) throw new ConfigError(file, problems.length ? problems : [`${file}:1:1: not a JSON document`]);
-  // JSON.parse would keep the last of two equal keys silently; which one the admin meant is unknown.
-  for (const d of duplicateKeys(tree)) problems.push(`${at(d)}: duplicate key '${d.children![0]!.value}'; fix: keep one`);
+  for (const e of errors)
+    problems.push(`${at(undefined, e.offset)}: JSON syntax error: ${printParseErrorCode(e.error)}`);
+  if (problems.length || !tree)
+    throw new ConfigError(file, problems.length ? problems : [`${file}:1:1: not a JSON document`]);
+  // JSON.parse would keep the last of two equal keys silently; which one the admin meant is
+  // unknown.
+  for (const d of duplicateKeys(tree))
+    problems.push(`${at(d)}: duplicate key '${d.children![0]!.value}'; fix: keep one`);
   if (problems.length) throw new ConfigError(file, problems);
   const data = getNodeValue(tree) as unknown;
   if (!validateSchema(data)) {
     for (const e of validateSchema.errors ?? []) {
       // anyOf reports its branches' `required` errors too; the anyOf line says it better.
-      if (e.keyword === 'required' && /^\/rules\/[0-9]+$/.test(e.instancePath) && (e.params.missingProperty === 'intent' || e.params.missingProperty === 'sriov')) continue;
+      if (
+        e.keyword === 'required' &&
+        /^\/rules\/[0-9]+$/.test(e.instancePath) &&
+        (e.params.missingProperty === 'intent' || e.params.missingProperty === 'sriov')
+      )
+        continue;
       const p = schemaProblem(e);
-      const node = findNodeAtLocation(tree, p.path) ?? findNodeAtLocation(tree, p.path.slice(0, -1));
-      problems.push(`${at(node?.parent?.type === 'property' ? node.parent : node)}: ${fieldName(p.path)}: ${p.text}`);
+      const node =
+        findNodeAtLocation(tree, p.path) ?? findNodeAtLocation(tree, p.path.slice(0, -1));
+      problems.push(
+        `${at(node?.parent?.type === 'property' ? node.parent : node)}: ${fieldName(p.path)}: ${p.text}`,
+      );
     }
     throw new ConfigError(file, [...new Set(problems)]);
   }
-  const raw = data as { rules: { match: Record<string, string>; intent?: string; sriov?: { numVfs: number; vfIntent?: string }; hooks?: string[]; acknowledgeBroadMatch?: boolean; consumer?: Consumer }[] };
+  const raw = data as {
+    rules: {
+      match: Record<string, string>;
+      intent?: string;
+      sriov?: { numVfs: number; vfIntent?: string };
+      hooks?: string[];
+      acknowledgeBroadMatch?: boolean;
+      consumer?: Consumer;
+    }[];
+  };
   const rules: Rule[] = raw.rules.map((r, index) => {
     const node = findNodeAtLocation(tree, ['rules', index]);
     return {
@@ -176,7 +235,12 @@ export function parseConfig(text: string, file: string): Config {
       selector: selectorOf(r.match),
       // The schema checked the spelling: parsing cannot fail here.
       intent: r.intent !== undefined ? parseIntent(r.intent) : null,
-      sriov: r.sriov ? { numVfs: r.sriov.numVfs, vfIntent: r.sriov.vfIntent !== undefined ? parseIntent(r.sriov.vfIntent) : null } : null,
+      sriov: r.sriov
+        ? {
+            numVfs: r.sriov.numVfs,
+            vfIntent: r.sriov.vfIntent !== undefined ? parseIntent(r.sriov.vfIntent) : null,
+          }
+        : null,
       hooks: r.hooks ?? [],
       acknowledgeBroadMatch: r.acknowledgeBroadMatch === true,
       consumer: r.consumer ?? null,
@@ -190,17 +254,30 @@ export function parseConfig(text: string, file: string): Config {
     const s = r.selector;
     // VFs created with sriov_drivers_autoprobe=0 are probed only through their override: there is
     // no host driver to keep them on (pci_device_can_probe()).
-    if (r.sriov?.vfIntent?.kind === 'host') problems.push(`${where(r)}.sriov.vfIntent: 'host' cannot apply to VFs created with autoprobe off; fix: leave vfIntent out (the VFs then probe their host driver)`);
-    if (r.sriov && s.kind !== 'address') problems.push(`${where(r)}.sriov: only a rule matching one physical function by 'address' can size SR-IOV; fix: match the PF by address`);
+    if (r.sriov?.vfIntent?.kind === 'host')
+      problems.push(
+        `${where(r)}.sriov.vfIntent: 'host' cannot apply to VFs created with autoprobe off; fix: leave vfIntent out (the VFs then probe their host driver)`,
+      );
+    if (r.sriov && s.kind !== 'address')
+      problems.push(
+        `${where(r)}.sriov: only a rule matching one physical function by 'address' can size SR-IOV; fix: match the PF by address`,
+      );
     if (s.kind === 'address') {
       const prev = byAddress.get(s.address);
-      if (prev) problems.push(`${where(r)}.match.address: ${s.address} is already configured by rules[${prev.index}] (line ${prev.line}); fix: keep one rule per device`);
+      if (prev)
+        problems.push(
+          `${where(r)}.match.address: ${s.address} is already configured by rules[${prev.index}] (line ${prev.line}); fix: keep one rule per device`,
+        );
       else byAddress.set(s.address, r);
     }
-    const pf = s.kind === 'vfsOf' ? s.pf : r.sriov?.vfIntent ? (s as { address: string }).address : null;
+    const pf =
+      s.kind === 'vfsOf' ? s.pf : r.sriov?.vfIntent ? (s as { address: string }).address : null;
     if (pf !== null) {
       const prev = vfRule.get(pf);
-      if (prev) problems.push(`${where(r)}: the VFs of ${pf} already get an intent from rules[${prev.index}] (line ${prev.line}); fix: give them one intent, in one rule`);
+      if (prev)
+        problems.push(
+          `${where(r)}: the VFs of ${pf} already get an intent from rules[${prev.index}] (line ${prev.line}); fix: give them one intent, in one rule`,
+        );
       else vfRule.set(pf, r);
     }
   }
@@ -208,7 +285,9 @@ export function parseConfig(text: string, file: string): Config {
   return { file, rules };
 }
 
-/** Above this a file is not a configuration (a fleet's thousands of rules take well under 1 MiB). */
+/**
+ * Above this a file is not a configuration (a fleet's thousands of rules take well under 1 MiB).
+ */
 export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 
 /** Where the first byte that is not UTF-8 is, or -1. */
@@ -220,7 +299,16 @@ function invalidUtf8At(b: Buffer): number {
     // Rare path: find the offset by decoding growing prefixes' code points by hand.
     for (let i = 0; i < b.length; ) {
       const c = b[i]!;
-      const n = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+      const n =
+        c < 0x80
+          ? 1
+          : c >= 0xc2 && c < 0xe0
+            ? 2
+            : c >= 0xe0 && c < 0xf0
+              ? 3
+              : c >= 0xf0 && c < 0xf5
+                ? 4
+                : 0;
       if (n === 0 || i + n > b.length) return i;
       try {
         new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(i, i + n));
@@ -238,17 +326,34 @@ function invalidUtf8At(b: Buffer): number {
  * it is not a regular file (a FIFO would block us forever), too large, or one a non-root user could
  * have written; refused after when it is not UTF-8. What set/unset edit and loadConfig parse.
  */
-export function readConfigText(root: HostRoot, policy: TrustPolicy, rel = CONFIG_FILE): string | undefined {
+export function readConfigText(
+  root: HostRoot,
+  policy: TrustPolicy,
+  rel = CONFIG_FILE,
+): string | undefined {
   const abs = root.path(rel);
   const st = fs.statSync(abs, { throwIfNoEntry: false });
   if (st === undefined) {
-    if (root.hasEntry(rel)) throw new ConfigError(rel, [`${rel}: a dangling symlink; fix: remove it or point it at the configuration`]);
+    if (root.hasEntry(rel))
+      throw new ConfigError(rel, [
+        `${rel}: a dangling symlink; fix: remove it or point it at the configuration`,
+      ]);
     return undefined;
   }
-  if (!st.isFile()) throw new ConfigError(rel, [`${rel}: not a regular file (${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a device node'}); fix: replace it with a JSON file`]);
-  if (st.size > MAX_CONFIG_BYTES) throw new ConfigError(rel, [`${rel}: ${st.size} bytes, more than the ${MAX_CONFIG_BYTES} a configuration may have; fix: check it is the right file`]);
+  if (!st.isFile())
+    throw new ConfigError(rel, [
+      `${rel}: not a regular file (${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a device node'}); fix: replace it with a JSON file`,
+    ]);
+  if (st.size > MAX_CONFIG_BYTES)
+    throw new ConfigError(rel, [
+      `${rel}: ${st.size} bytes, more than the ${MAX_CONFIG_BYTES} a configuration may have; fix: check it is the right file`,
+    ]);
   const why = untrustedReason(root, rel, policy);
-  if (why) throw new VfioctlError(`refusing to read ${rel}: ${why}; a file a non-root user could have written is never used (fix: chown root: and chmod go-w it and its directories)`, EXIT.BAD_INPUT);
+  if (why)
+    throw new VfioctlError(
+      `refusing to read ${rel}: ${why}; a file a non-root user could have written is never used (fix: chown root: and chmod go-w it and its directories)`,
+      EXIT.BAD_INPUT,
+    );
   let b: Buffer;
   try {
     // O_NONBLOCK: should it have become a FIFO since the stat, open returns at once.
@@ -261,11 +366,17 @@ export function readConfigText(root: HostRoot, policy: TrustPolicy, rel = CONFIG
     }
   } catch (e) {
     if (e instanceof VfioctlError) throw e;
-    throw new ConfigError(rel, [`${rel}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`]);
+    throw new ConfigError(rel, [
+      `${rel}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    ]);
   }
-  if (b.length > MAX_CONFIG_BYTES) throw new ConfigError(rel, [`${rel}: more than ${MAX_CONFIG_BYTES} bytes`]);
+  if (b.length > MAX_CONFIG_BYTES)
+    throw new ConfigError(rel, [`${rel}: more than ${MAX_CONFIG_BYTES} bytes`]);
   const bad = invalidUtf8At(b);
-  if (bad >= 0) throw new ConfigError(rel, [`${rel}: byte offset ${bad}: not UTF-8 (byte 0x${b[bad]!.toString(16).padStart(2, '0')}); fix: save the file as UTF-8`]);
+  if (bad >= 0)
+    throw new ConfigError(rel, [
+      `${rel}: byte offset ${bad}: not UTF-8 (byte 0x${b[bad]!.toString(16).padStart(2, '0')}); fix: save the file as UTF-8`,
+    ]);
   return b.toString('utf8');
 }
 

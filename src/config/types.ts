@@ -1,4 +1,5 @@
-// The declarative configuration, as read from <root>/etc/vfioctl/vfioctl.json (schema/config.schema.json).
+// The declarative configuration, as read from <root>/etc/vfioctl/vfioctl.json
+// (schema/config.schema.json).
 import type { Intent } from './intent';
 
 export type { Intent } from './intent';
@@ -8,7 +9,13 @@ export const CONFIG_FILE = '/etc/vfioctl/vfioctl.json';
 export type Selector =
   | { readonly kind: 'address'; readonly address: string }
   | { readonly kind: 'vfsOf'; readonly pf: string }
-  | { readonly kind: 'id'; readonly vendor: string; readonly device: string; readonly subvendor: string | null; readonly subdevice: string | null }
+  | {
+      readonly kind: 'id';
+      readonly vendor: string;
+      readonly device: string;
+      readonly subvendor: string | null;
+      readonly subdevice: string | null;
+    }
   /** Lower-case hex prefix of the 6-digit class code: 2, 4 or 6 digits. */
   | { readonly kind: 'class'; readonly prefix: string };
 
@@ -18,7 +25,11 @@ export type Selector =
  * Network Operator and Intel's QAT plugin. A device on a variant (mlx5_vfio_pci, ...) vanishes
  * from them. Closed set, as the schema's enum.
  */
-export type Consumer = 'kubevirt' | 'nvidia-sandbox-device-plugin' | 'sriov-network-operator' | 'intel-qat-plugin';
+export type Consumer =
+  | 'kubevirt'
+  | 'nvidia-sandbox-device-plugin'
+  | 'sriov-network-operator'
+  | 'intel-qat-plugin';
 
 export const CONSUMER_NAMES: Readonly<Record<Consumer, string>> = {
   kubevirt: "KubeVirt's host-device plugin",
@@ -43,7 +54,10 @@ export interface Rule {
   /** Root-relative hook paths for this rule's devices. */
   readonly hooks: readonly string[];
   readonly acknowledgeBroadMatch: boolean;
-  /** Who takes the devices from the VFIO driver, when the rule says (see LITERAL_VFIO_PCI_CONSUMERS). */
+  /**
+   * Who takes the devices from the VFIO driver, when the rule says (see
+   * LITERAL_VFIO_PCI_CONSUMERS).
+   */
   readonly consumer: Consumer | null;
 }
 
@@ -53,7 +67,10 @@ export interface Config {
   readonly rules: readonly Rule[];
 }
 
-/** Rules selecting by id or class may catch devices nobody named: at boot they need an acknowledgement. */
+/**
+ * Rules selecting by id or class may catch devices nobody named: at boot they need an
+ * acknowledgement.
+ */
 export function isBroad(s: Selector): boolean {
   return s.kind === 'id' || s.kind === 'class';
 }

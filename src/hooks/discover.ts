@@ -8,7 +8,13 @@ import { untrustedReason, type TrustPolicy } from '../host/trust';
 
 export const HOOK_DIRS = ['/etc/vfioctl/hooks.d', '/usr/lib/vfioctl/hooks.d'] as const;
 
-export const HOOK_EVENTS = ['pre-bind', 'pre-probe', 'post-bind', 'pre-unbind', 'post-unbind'] as const;
+export const HOOK_EVENTS = [
+  'pre-bind',
+  'pre-probe',
+  'post-bind',
+  'pre-unbind',
+  'post-unbind',
+] as const;
 export type HookEvent = (typeof HOOK_EVENTS)[number];
 
 export interface Hook {
@@ -29,7 +35,12 @@ export function discoverHooks(root: HostRoot, policy: TrustPolicy): Hook[] {
     for (const name of root.list(dir)) {
       if (ignored(name) || byName.has(name)) continue;
       const path = `${dir}/${name}`;
-      byName.set(name, { path, name, source: i === 0 ? 'hooks.d' : 'vendor', problem: untrustedReason(root, path, policy, { executable: true }) });
+      byName.set(name, {
+        path,
+        name,
+        source: i === 0 ? 'hooks.d' : 'vendor',
+        problem: untrustedReason(root, path, policy, { executable: true }),
+      });
     }
   });
   return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -37,6 +48,8 @@ export function discoverHooks(root: HostRoot, policy: TrustPolicy): Hook[] {
 
 export function ruleHook(root: HostRoot, path: string, policy: TrustPolicy): Hook {
   // '..' could walk out of --root; an absolute path names the file without it.
-  const problem = path.split('/').includes('..') ? `${path}: '..' is not allowed in a hook path; give the absolute path` : untrustedReason(root, path, policy, { executable: true });
+  const problem = path.split('/').includes('..')
+    ? `${path}: '..' is not allowed in a hook path; give the absolute path`
+    : untrustedReason(root, path, policy, { executable: true });
   return { path, name: path.slice(path.lastIndexOf('/') + 1), source: 'rule', problem };
 }

@@ -42,13 +42,25 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
  * chrooted into the host's root (chroot(1) execs it: same process, same process group), so its
  * tools (ip, devlink, mlxreg) and their libraries are the host's and `/` is the host's `/`.
  */
-export function hookCommand(root: HostRoot, path: string, input: HookInput): { file: string; args: string[]; rootDir: string } {
+export function hookCommand(
+  root: HostRoot,
+  path: string,
+  input: HookInput,
+): { file: string; args: string[]; rootDir: string } {
   const args = [input.event, input.address, input.targetDriver ?? '', input.previousDriver ?? ''];
   const abs = root.confine(path); // refused when it leads out of the root, chrooted or not
-  return root.hostMount ? { file: 'chroot', args: [root.dir, path, ...args], rootDir: '/' } : { file: abs, args, rootDir: root.dir };
+  return root.hostMount
+    ? { file: 'chroot', args: [root.dir, path, ...args], rootDir: '/' }
+    : { file: abs, args, rootDir: root.dir };
 }
 
-export function runHook(root: HostRoot, path: string, input: HookInput, timeoutMs: number, env: NodeJS.ProcessEnv): Promise<HookOutcome> {
+export function runHook(
+  root: HostRoot,
+  path: string,
+  input: HookInput,
+  timeoutMs: number,
+  env: NodeJS.ProcessEnv,
+): Promise<HookOutcome> {
   return new Promise((resolve) => {
     const cmd = hookCommand(root, path, input);
     const child = spawn(cmd.file, cmd.args, {
@@ -57,7 +69,12 @@ export function runHook(root: HostRoot, path: string, input: HookInput, timeoutM
       // daemon that forgot to detach), and a terminal's ^C reaches vfioctl, which then decides.
       detached: true,
       // A small, predictable environment: no inherited LD_PRELOAD and friends.
-      env: { PATH: env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', VFIOCTL_ROOT: cmd.rootDir, VFIOCTL_EVENT: input.event },
+      env: {
+        PATH: env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        LANG: 'C.UTF-8',
+        VFIOCTL_ROOT: cmd.rootDir,
+        VFIOCTL_EVENT: input.event,
+      },
     });
     let output = '';
     const collect = (d: Buffer) => {
@@ -81,7 +98,8 @@ export function runHook(root: HostRoot, path: string, input: HookInput, timeoutM
     };
     const done = () => {
       const e = exit!;
-      const status = !timedOut && e.code === 0 ? 'ok' : !timedOut && e.code === 2 ? 'skipped' : 'failed';
+      const status =
+        !timedOut && e.code === 0 ? 'ok' : !timedOut && e.code === 2 ? 'skipped' : 'failed';
       finish({ status, exitCode: e.code, signal: e.signal, output: output.trimEnd(), timedOut });
     };
     timers.push(
@@ -92,7 +110,19 @@ export function runHook(root: HostRoot, path: string, input: HookInput, timeoutM
           setTimeout(() => {
             if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL');
             // Killed for sure now; what is left can only be an unkillable (D-state) process.
-            timers.push(setTimeout(() => finish({ status: 'failed', exitCode: exit?.code ?? null, signal: exit?.signal ?? 'SIGKILL', output: output.trimEnd(), timedOut }), 1000));
+            timers.push(
+              setTimeout(
+                () =>
+                  finish({
+                    status: 'failed',
+                    exitCode: exit?.code ?? null,
+                    signal: exit?.signal ?? 'SIGKILL',
+                    output: output.trimEnd(),
+                    timedOut,
+                  }),
+                1000,
+              ),
+            );
           }, KILL_GRACE_MS),
         );
       }, timeoutMs),
@@ -101,7 +131,15 @@ export function runHook(root: HostRoot, path: string, input: HookInput, timeoutM
       /* a hook need not read its input */
     });
     child.stdin.end(JSON.stringify(input) + '\n');
-    child.on('error', (e) => finish({ status: 'failed', exitCode: null, signal: null, output: `cannot run: ${e.message}`, timedOut: false }));
+    child.on('error', (e) =>
+      finish({
+        status: 'failed',
+        exitCode: null,
+        signal: null,
+        output: `cannot run: ${e.message}`,
+        timedOut: false,
+      }),
+    );
     child.on('exit', (code, signal) => {
       exit = { code, signal };
       if (timedOut) {

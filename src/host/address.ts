@@ -1,4 +1,5 @@
-// PCI addresses as the kernel names them: `%04x:%02x:%02x.%d` (domain may be wider, e.g. VMD's 10000).
+// PCI addresses as the kernel names them: `%04x:%02x:%02x.%d` (domain may be wider, e.g. VMD's
+// 10000).
 import { EXIT, VfioctlError } from '../util/diag';
 
 const FULL = /^([0-9a-f]{4,8}):([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$/;

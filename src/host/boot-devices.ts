@@ -5,8 +5,22 @@ import * as path from 'node:path';
 import type { HostRoot } from './root';
 
 const PCI_COMPONENT = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$/;
-const NETWORK_FS = new Set(['nfs', 'nfs4', 'cifs', 'smb3', 'sshfs', 'glusterfs', 'ceph', 'fuse.sshfs']);
-const TAG_DIRS: Record<string, string> = { UUID: 'by-uuid', LABEL: 'by-label', PARTUUID: 'by-partuuid', PARTLABEL: 'by-partlabel' };
+const NETWORK_FS = new Set([
+  'nfs',
+  'nfs4',
+  'cifs',
+  'smb3',
+  'sshfs',
+  'glusterfs',
+  'ceph',
+  'fuse.sshfs',
+]);
+const TAG_DIRS: Record<string, string> = {
+  UUID: 'by-uuid',
+  LABEL: 'by-label',
+  PARTUUID: 'by-partuuid',
+  PARTLABEL: 'by-partlabel',
+};
 
 export interface BootDevices {
   /** PCI address -> why the host needs it at boot ("/ (fstab: UUID=...)"). */
@@ -22,10 +36,15 @@ function unescapeFstab(s: string): string {
 /** Block device name (`sda1`, `dm-0`, `nvme0n1p2`) for an fstab/crypttab/root= spec. */
 function blockName(root: HostRoot, spec: string): string | null {
   const tag = /^(UUID|LABEL|PARTUUID|PARTLABEL)=(.+)$/.exec(spec);
-  const dev = tag ? `/dev/disk/${TAG_DIRS[tag[1]!]}/${tag[2]!.replace(/^"(.*)"$/, '$1')}` : spec.startsWith('/dev/') ? spec : null;
+  const dev = tag
+    ? `/dev/disk/${TAG_DIRS[tag[1]!]}/${tag[2]!.replace(/^"(.*)"$/, '$1')}`
+    : spec.startsWith('/dev/')
+      ? spec
+      : null;
   if (dev === null) return null;
   const real = root.realpath(dev);
-  if (real?.startsWith('/dev/') && root.exists(`/sys/class/block/${path.basename(real)}`)) return path.basename(real);
+  if (real?.startsWith('/dev/') && root.exists(`/sys/class/block/${path.basename(real)}`))
+    return path.basename(real);
   // /dev may not be populated under a test root or this early: a plain /dev/NAME still names it.
   const name = path.basename(dev);
   return !tag && root.exists(`/sys/class/block/${name}`) ? name : null;
@@ -36,7 +55,9 @@ function pciOfBlock(root: HostRoot, name: string, depth = 0): string[] {
   const real = root.realpath(`/sys/class/block/${name}`);
   if (!real) return [];
   const out = real.split('/').filter((c) => PCI_COMPONENT.test(c));
-  if (depth < 8) for (const s of root.list(`/sys/class/block/${name}/slaves`)) out.push(...pciOfBlock(root, s, depth + 1));
+  if (depth < 8)
+    for (const s of root.list(`/sys/class/block/${name}/slaves`))
+      out.push(...pciOfBlock(root, s, depth + 1));
   return out;
 }
 
@@ -44,8 +65,14 @@ function pciOfBlock(root: HostRoot, name: string, depth = 0): string[] {
 function pciOfTag(root: HostRoot, tag: string): string[] {
   for (const v of root.list('/sys/bus/virtio/devices')) {
     // The kernel's mount_tag ends in a NUL byte (seen on 6.1 and 6.12).
-    const t = (root.readAttr(`/sys/bus/virtio/devices/${v}/mount_tag`) ?? root.readAttr(`/sys/bus/virtio/devices/${v}/tag`))?.replace(/\0+$/, '');
-    if (t === tag) return (root.realpath(`/sys/bus/virtio/devices/${v}`) ?? '').split('/').filter((c) => PCI_COMPONENT.test(c));
+    const t = (
+      root.readAttr(`/sys/bus/virtio/devices/${v}/mount_tag`) ??
+      root.readAttr(`/sys/bus/virtio/devices/${v}/tag`)
+    )?.replace(/\0+$/, '');
+    if (t === tag)
+      return (root.realpath(`/sys/bus/virtio/devices/${v}`) ?? '')
+        .split('/')
+        .filter((c) => PCI_COMPONENT.test(c));
   }
   return [];
 }
@@ -55,7 +82,11 @@ export function readBootDevices(root: HostRoot): BootDevices {
   const unresolved: string[] = [];
   const need = (spec: string, why: string, fstype?: string) => {
     const name = blockName(root, spec);
-    const pci = name ? pciOfBlock(root, name) : fstype === '9p' || fstype === 'virtiofs' || !/[=/]/.test(spec) ? pciOfTag(root, spec) : [];
+    const pci = name
+      ? pciOfBlock(root, name)
+      : fstype === '9p' || fstype === 'virtiofs' || !/[=/]/.test(spec)
+        ? pciOfTag(root, spec)
+        : [];
     if (pci.length === 0) {
       unresolved.push(`${spec} (${why})`);
       return;
@@ -64,12 +95,18 @@ export function readBootDevices(root: HostRoot): BootDevices {
   };
   const cmdline = root.readAttr('/proc/cmdline') ?? '';
   const rootfstype = /(?:^|\s)rootfstype=(\S+)/.exec(cmdline)?.[1];
-  for (const m of cmdline.matchAll(/(?:^|\s)(root|resume)=(\S+)/g)) need(m[2]!, `${m[1]} on the kernel command line`, m[1] === 'root' ? rootfstype : undefined);
+  for (const m of cmdline.matchAll(/(?:^|\s)(root|resume)=(\S+)/g))
+    need(m[2]!, `${m[1]} on the kernel command line`, m[1] === 'root' ? rootfstype : undefined);
   for (const line of (root.readFile('/etc/fstab') ?? '').split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f.length < 3 || f[0]!.startsWith('#')) continue;
     const [spec, mp, type, opts = ''] = f.map(unescapeFstab) as [string, string, string, string?];
-    if (NETWORK_FS.has(type) || /(^|,)noauto(,|$)/.test(opts) || ['proc', 'sysfs', 'tmpfs', 'devpts', 'none'].includes(spec)) continue;
+    if (
+      NETWORK_FS.has(type) ||
+      /(^|,)noauto(,|$)/.test(opts) ||
+      ['proc', 'sysfs', 'tmpfs', 'devpts', 'none'].includes(spec)
+    )
+      continue;
     need(spec, type === 'swap' ? 'swap (fstab)' : `${mp} (fstab)`, type);
   }
   for (const line of (root.readFile('/etc/crypttab') ?? '').split('\n')) {

@@ -38,7 +38,8 @@ export interface PciDevice {
 }
 
 // pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X (drivers/pci/pci-sysfs.c modalias_show)
-const MODALIAS = /^pci:v0000([0-9A-Fa-f]{4})d0000([0-9A-Fa-f]{4})sv0000([0-9A-Fa-f]{4})sd0000([0-9A-Fa-f]{4})bc([0-9A-Fa-f]{2})sc([0-9A-Fa-f]{2})i([0-9A-Fa-f]{2})$/;
+const MODALIAS =
+  /^pci:v0000([0-9A-Fa-f]{4})d0000([0-9A-Fa-f]{4})sv0000([0-9A-Fa-f]{4})sd0000([0-9A-Fa-f]{4})bc([0-9A-Fa-f]{2})sc([0-9A-Fa-f]{2})i([0-9A-Fa-f]{2})$/;
 
 function hex4(v: string | undefined): string | null {
   if (v === undefined) return null;
@@ -74,14 +75,22 @@ export interface KnownLinks {
   readonly physfn?: string;
 }
 
-export function readPciDevice(root: HostRoot, address: string, known: KnownLinks = {}): PciDevice | undefined {
+export function readPciDevice(
+  root: HostRoot,
+  address: string,
+  known: KnownLinks = {},
+): PciDevice | undefined {
   const link = `/sys/bus/pci/devices/${address}`;
   // The device's own directory (/sys/devices/...): each attribute read then skips the bus link.
   const dir = root.at(root.linkTarget(link) ?? link);
   const modalias = dir.readAttr('modalias');
   if (modalias === undefined && !dir.exists()) return undefined;
   const m = modalias === undefined ? null : MODALIAS.exec(modalias);
-  let vendor: string | null, device: string | null, sv: string | null, sd: string | null, cls: string | null;
+  let vendor: string | null,
+    device: string | null,
+    sv: string | null,
+    sd: string | null,
+    cls: string | null;
   if (m) {
     vendor = m[1]!.toLowerCase();
     device = m[2]!.toLowerCase();
@@ -97,13 +106,17 @@ export function readPciDevice(root: HostRoot, address: string, known: KnownLinks
     cls = c && /^0x[0-9a-fA-F]{6}$/.test(c.trim()) ? c.trim().slice(2).toLowerCase() : null;
   }
   const revRaw = dir.readAttr('revision');
-  const revision = revRaw && /^0x[0-9a-fA-F]{1,2}$/.test(revRaw.trim()) ? revRaw.trim().slice(2).toLowerCase().padStart(2, '0') : null;
+  const revision =
+    revRaw && /^0x[0-9a-fA-F]{1,2}$/.test(revRaw.trim())
+      ? revRaw.trim().slice(2).toLowerCase().padStart(2, '0')
+      : null;
   const override = dir.readAttr('driver_override');
   const physfn = known.physfn ?? dir.linkName('physfn') ?? null;
   // sriov_* exist only on PFs (drivers/pci/iov.c sriov_pf_attrs_are_visible: dev_is_pf), and a
   // VF is never a PF: no reads for the thousands of VFs. Most other devices lack them too:
   // existsSync fails without the cost of a thrown ENOENT.
-  const total = physfn === null && dir.exists('sriov_totalvfs') ? int(dir.readAttr('sriov_totalvfs')) : null;
+  const total =
+    physfn === null && dir.exists('sriov_totalvfs') ? int(dir.readAttr('sriov_totalvfs')) : null;
   let sriov: SriovInfo | null = null;
   if (total !== null && total > 0) {
     const vfs = dir
@@ -125,10 +138,18 @@ export function readPciDevice(root: HostRoot, address: string, known: KnownLinks
   // vfio-dev/ exists only below a device a VFIO driver registered (vfio_device_add), so most
   // have none. Not skipped for unbound devices: an unbind blocked on an open VFIO device has
   // already dropped the `driver` link (driver_sysfs_remove runs before the driver's remove()).
-  const vfioDev = dir.exists('vfio-dev') ? dir.list('vfio-dev').find((f) => f.startsWith('vfio')) ?? null : null;
+  const vfioDev = dir.exists('vfio-dev')
+    ? (dir.list('vfio-dev').find((f) => f.startsWith('vfio')) ?? null)
+    : null;
   const klass = cls ?? '000000';
-  // An unbound device has no driver link: test before readlink (a failed readlink costs a thrown error).
-  const driver = known.driver !== undefined ? known.driver : dir.hasEntry('driver') ? dir.linkName('driver') ?? null : null;
+  // An unbound device has no driver link: test before readlink (a failed readlink costs a thrown
+  // error).
+  const driver =
+    known.driver !== undefined
+      ? known.driver
+      : dir.hasEntry('driver')
+        ? (dir.linkName('driver') ?? null)
+        : null;
   return {
     address,
     vendor: vendor ?? '0000',
@@ -150,7 +171,9 @@ export function readPciDevice(root: HostRoot, address: string, known: KnownLinks
     vfioDev,
     // boot_vga is only visible on VGA-class devices (pci-sysfs.c pci_dev_attrs_are_visible:
     // class 0x0300, and 0x0001 "pre-2.0 VGA" since pci_is_vga()); unknown class: look anyway.
-    bootVga: (cls === null || cls.startsWith('03') || cls.startsWith('0001')) && dir.readAttr('boot_vga')?.trim() === '1',
+    bootVga:
+      (cls === null || cls.startsWith('03') || cls.startsWith('0001')) &&
+      dir.readAttr('boot_vga')?.trim() === '1',
   };
 }
 

@@ -2,7 +2,12 @@
 // hwdata -> /usr/share/hwdata). No hand-written name tables: no database, no names.
 import type { HostRoot } from './root';
 
-export const PCI_IDS_PATHS = ['/usr/share/misc/pci.ids', '/usr/share/hwdata/pci.ids', '/usr/share/pci.ids', '/usr/local/share/pci.ids'];
+export const PCI_IDS_PATHS = [
+  '/usr/share/misc/pci.ids',
+  '/usr/share/hwdata/pci.ids',
+  '/usr/share/pci.ids',
+  '/usr/local/share/pci.ids',
+];
 
 export interface PciNames {
   vendorName(vendor: string): string | null;
@@ -18,7 +23,12 @@ interface NameMaps {
   readonly classNames: Map<string, string>;
 }
 
-const newMaps = (): NameMaps => ({ vendorNames: new Map(), deviceNames: new Map(), subsysNames: new Map(), classNames: new Map() });
+const newMaps = (): NameMaps => ({
+  vendorNames: new Map(),
+  deviceNames: new Map(),
+  subsysNames: new Map(),
+  classNames: new Map(),
+});
 
 /**
  * The pci.ids line grammar: vendor lines, tab-indented device and subsystem lines below the
@@ -97,9 +107,12 @@ export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciName
   const classAt = startsWith('C ') ? 0 : c >= 0 ? c + 1 : -1;
   const headEnd = classAt >= 0 ? classAt : file.length;
   let tail: NameMaps | undefined;
-  const tailMaps = (): NameMaps => (tail ??= parseInto(classAt >= 0 ? file.toString('utf8', classAt) : '', newMaps()));
+  const tailMaps = (): NameMaps =>
+    (tail ??= parseInto(classAt >= 0 ? file.toString('utf8', classAt) : '', newMaps()));
   const parseInto = (t: string, m: NameMaps): NameMaps => (parseLines(t, want, m), m);
-  /** The first `\n` at or after `at` that starts a new vendor or class (or ends the file), else -1. */
+  /**
+   * The first `\n` at or after `at` that starts a new vendor or class (or ends the file), else -1.
+   */
   const sectionEnd = (at: number): number => {
     for (let from = at; from < file.length; from += CHUNK) {
       // One byte more than the chunk: the look-ahead needs the byte after a chunk's last `\n`.
@@ -118,7 +131,12 @@ export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciName
       l = [];
       if (want.has(v)) {
         const starts = startsWith(v) ? [0] : [];
-        for (let i = file.indexOf('\n' + v); i >= 0 && i + 1 < headEnd; i = file.indexOf('\n' + v, i + 1)) starts.push(i + 1);
+        for (
+          let i = file.indexOf('\n' + v);
+          i >= 0 && i + 1 < headEnd;
+          i = file.indexOf('\n' + v, i + 1)
+        )
+          starts.push(i + 1);
         for (const at of starts) {
           const e = sectionEnd(at);
           l.push({ at, end: e >= 0 && e < headEnd ? e : headEnd });
@@ -143,7 +161,13 @@ export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciName
       let name = vendorCache.get(v);
       if (name === undefined) {
         const l = sections(v);
-        name = tailMaps().vendorNames.get(v) ?? (l.length ? lineAt(l[l.length - 1]!.at).slice(6).trim() : null);
+        name =
+          tailMaps().vendorNames.get(v) ??
+          (l.length
+            ? lineAt(l[l.length - 1]!.at)
+                .slice(6)
+                .trim()
+            : null);
         vendorCache.set(v, name);
       }
       return name;
@@ -157,7 +181,10 @@ export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciName
         for (let k = l.length - 1; name === null && k >= 0; k--) {
           // A device line is `\tdddd  name`; subsystem lines have two tabs, so cannot match.
           const i = file.lastIndexOf('\n\t' + d, Math.max(0, l[k]!.end - 1));
-          if (i >= l[k]!.at) name = lineAt(i + 1).slice(7).trim();
+          if (i >= l[k]!.at)
+            name = lineAt(i + 1)
+              .slice(7)
+              .trim();
         }
         deviceCache.set(key, name);
       }

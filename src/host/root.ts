@@ -18,7 +18,17 @@ export function resolveRelative(dir: string, target: string): string {
   let up = 0;
   while (target.startsWith('../', up * 3)) up++;
   const rest = target.slice(up * 3);
-  if (dir.charCodeAt(0) !== 47 || dir.length < 2 || dir.endsWith('/') || dir.includes('/.') || dir.includes('//') || rest === '' || rest.startsWith('.') || rest.includes('/.') || rest.includes('//')) {
+  if (
+    dir.charCodeAt(0) !== 47 ||
+    dir.length < 2 ||
+    dir.endsWith('/') ||
+    dir.includes('/.') ||
+    dir.includes('//') ||
+    rest === '' ||
+    rest.startsWith('.') ||
+    rest.includes('/.') ||
+    rest.includes('//')
+  ) {
     return path.posix.join(dir + '/', target);
   }
   let end = dir.length;
@@ -71,7 +81,9 @@ function readBytesAt(abs: string, max: number): Buffer | undefined {
   }
 }
 
-/** Byte `offset` of a file (read from its start into the shared buffer), or undefined if shorter. */
+/**
+ * Byte `offset` of a file (read from its start into the shared buffer), or undefined if shorter.
+ */
 function readByteAt(abs: string, offset: number): number | undefined {
   let fd: number | undefined;
   try {
@@ -230,14 +242,21 @@ export class HostRoot {
    */
   confine(rel: string): string {
     const abs = this.path(rel);
-    if (rel.split('/').includes('..')) throw new VfioctlError(`refusing path ${rel}: '..' is not allowed in a path vfioctl writes or runs`, EXIT.BAD_INPUT);
+    if (rel.split('/').includes('..'))
+      throw new VfioctlError(
+        `refusing path ${rel}: '..' is not allowed in a path vfioctl writes or runs`,
+        EXIT.BAD_INPUT,
+      );
     if (this.isLive) return abs;
     let probe = abs;
     for (;;) {
       try {
         const real = fs.realpathSync(probe);
         if (real !== this.dir && !real.startsWith(this.prefix + '/')) {
-          throw new VfioctlError(`refusing to write ${abs}: ${probe === abs ? 'it' : probe} resolves to ${real}, outside the root ${this.dir} (a symlink leads out)`, EXIT.FAILED);
+          throw new VfioctlError(
+            `refusing to write ${abs}: ${probe === abs ? 'it' : probe} resolves to ${real}, outside the root ${this.dir} (a symlink leads out)`,
+            EXIT.FAILED,
+          );
         }
         return abs;
       } catch (e) {
@@ -248,7 +267,10 @@ export class HostRoot {
         if (link !== undefined) {
           const target = path.resolve(path.dirname(probe), link);
           if (target !== this.dir && !target.startsWith(this.prefix + '/')) {
-            throw new VfioctlError(`refusing to write ${abs}: ${probe} is a symlink to ${target}, outside the root ${this.dir}`, EXIT.FAILED);
+            throw new VfioctlError(
+              `refusing to write ${abs}: ${probe} is a symlink to ${target}, outside the root ${this.dir}`,
+              EXIT.FAILED,
+            );
           }
         }
         if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
@@ -266,7 +288,8 @@ export class HostRoot {
   confineEntry(rel: string): string {
     const cut = rel.lastIndexOf('/');
     const name = rel.slice(cut + 1);
-    if (name === '..' || name === '.' || name === '') throw new VfioctlError(`refusing path ${rel}: not a file name`, EXIT.BAD_INPUT);
+    if (name === '..' || name === '.' || name === '')
+      throw new VfioctlError(`refusing path ${rel}: not a file name`, EXIT.BAD_INPUT);
     return `${cut <= 0 ? this.confine('/').replace(/\/$/, '') : this.confine(rel.slice(0, cut))}/${name}`;
   }
 
@@ -367,7 +390,9 @@ export class HostRoot {
 export function hostRootProblem(dir: string, trustedUids: readonly number[]): string | null {
   const st = fs.statSync(dir, { throwIfNoEntry: false });
   if (!st?.isDirectory()) return `${dir}: no such directory`;
-  if (!trustedUids.includes(st.uid)) return `${dir} is owned by uid ${st.uid}, not root: it must be the host's / mounted into the container`;
-  if (!fs.existsSync(path.join(dir, 'proc/1'))) return `${dir} has no proc/1: mount the host's / recursively (rbind, as a Kubernetes hostPath volume is), so that its /proc, /sys and /dev come with it`;
+  if (!trustedUids.includes(st.uid))
+    return `${dir} is owned by uid ${st.uid}, not root: it must be the host's / mounted into the container`;
+  if (!fs.existsSync(path.join(dir, 'proc/1')))
+    return `${dir} has no proc/1: mount the host's / recursively (rbind, as a Kubernetes hostPath volume is), so that its /proc, /sys and /dev come with it`;
   return null;
 }

@@ -96,12 +96,17 @@ function readMounts(root: HostRoot): MountTable {
 function readBlockdev(root: HostRoot, name: string, mounts: MountTable, depth = 0): BlockdevUse {
   const base = `/sys/class/block/${name}`;
   const devno = root.readAttr(`${base}/dev`)?.trim() ?? null;
-  const mp = new Set<string>([...(devno ? mounts.byDevno.get(devno) ?? [] : []), ...(mounts.bySource.get(name) ?? [])]);
+  const mp = new Set<string>([
+    ...(devno ? (mounts.byDevno.get(devno) ?? []) : []),
+    ...(mounts.bySource.get(name) ?? []),
+  ]);
   // dm devices are mounted by /dev/mapper/<name>; map that back through dm/name.
   const dmName = root.readAttr(`${base}/dm/name`)?.trim();
   if (dmName) for (const p of mounts.bySource.get(`mapper/${dmName}`) ?? []) mp.add(p);
   const recurse = depth < 8; // holders can stack (dm on md on partitions); bound the walk.
-  const holders = recurse ? root.list(`${base}/holders`).map((h) => readBlockdev(root, h, mounts, depth + 1)) : [];
+  const holders = recurse
+    ? root.list(`${base}/holders`).map((h) => readBlockdev(root, h, mounts, depth + 1))
+    : [];
   const partitions = recurse
     ? root
         .list(`/sys/block/${name}`)
@@ -139,7 +144,10 @@ function routesByIface(root: HostRoot): Map<string, string[]> {
     const f = line.trim().split(/\s+/);
     if (f.length < 8) continue;
     const d = f[1]!;
-    const ip = d.length === 8 ? [6, 4, 2, 0].map((i) => Number.parseInt(d.slice(i, i + 2), 16)).join('.') : d;
+    const ip =
+      d.length === 8
+        ? [6, 4, 2, 0].map((i) => Number.parseInt(d.slice(i, i + 2), 16)).join('.')
+        : d;
     addTo(out, [f[0]!], ip === '0.0.0.0' ? 'default' : ip);
   }
   // /proc/net/ipv6_route: dest plen src plen nexthop metric ref use flags iface
@@ -175,7 +183,8 @@ function realOf(root: HostRoot, rel: string): string | undefined {
  */
 export function readHostUse(root: HostRoot, only?: ReadonlySet<string>): HostUse {
   const netdevs = new Map<string, NetdevUse[]>();
-  const wanted = (owners: string[]) => owners.length > 0 && (!only || owners.some((o) => only.has(o)));
+  const wanted = (owners: string[]) =>
+    owners.length > 0 && (!only || owners.some((o) => only.has(o)));
   // With a few devices, a path naming none of them is skipped before it is split and tested.
   const few = only && only.size <= 8 ? [...only] : undefined;
   const mayBeWanted = (real: string) => !few || few.some((a) => real.includes(a));
@@ -210,7 +219,8 @@ export function readHostUse(root: HostRoot, only?: ReadonlySet<string>): HostUse
     mounts ??= readMounts(root);
     const mp = mounts.by9pTag.get(tag);
     const real = mp && realOf(root, `/sys/bus/virtio/devices/${v}`);
-    if (real && wanted(pciAncestors(real))) addTo(filesystems, pciAncestors(real), { tag, mountpoints: mp });
+    if (real && wanted(pciAncestors(real)))
+      addTo(filesystems, pciAncestors(real), { tag, mountpoints: mp });
   }
   for (const name of blockNames) {
     const real = realOf(root, `/sys/class/block/${name}`);
@@ -233,7 +243,11 @@ export function blockInUse(b: BlockdevUse): string[] {
   for (const p of b.partitions) why.push(...blockInUse(p));
   for (const h of b.holders) {
     const inner = blockInUse(h);
-    why.push(...(inner.length > 0 ? inner.map((w) => `${b.name} holds ${w}`) : [`${b.name} is held by ${h.name}`]));
+    why.push(
+      ...(inner.length > 0
+        ? inner.map((w) => `${b.name} holds ${w}`)
+        : [`${b.name} is held by ${h.name}`]),
+    );
   }
   return why;
 }
@@ -243,7 +257,8 @@ export function netdevInUse(n: NetdevUse): string[] {
   const why: string[] = [];
   if (n.up) why.push(`interface ${n.name} is up`);
   if (n.addresses.length > 0) why.push(`interface ${n.name} has address ${n.addresses.join(', ')}`);
-  if (n.routes.length > 0) why.push(`interface ${n.name} carries routes (${n.routes.slice(0, 3).join(', ')})`);
+  if (n.routes.length > 0)
+    why.push(`interface ${n.name} carries routes (${n.routes.slice(0, 3).join(', ')})`);
   return why;
 }
 
@@ -252,7 +267,8 @@ export function deviceInUse(use: HostUse, address: string, bootVga: boolean): st
   const why: string[] = [];
   for (const n of use.netdevs.get(address) ?? []) why.push(...netdevInUse(n));
   for (const b of use.blockdevs.get(address) ?? []) why.push(...blockInUse(b));
-  for (const f of use.filesystems.get(address) ?? []) why.push(`9p filesystem '${f.tag}' is mounted on ${f.mountpoints.join(', ')}`);
+  for (const f of use.filesystems.get(address) ?? [])
+    why.push(`9p filesystem '${f.tag}' is mounted on ${f.mountpoints.join(', ')}`);
   if (bootVga) why.push('it is the boot VGA device (the console may be on it)');
   return why;
 }

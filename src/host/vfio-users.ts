@@ -35,14 +35,23 @@ export function readVfioUsers(root: HostRoot): VfioUsers {
  * `noiommu-N` in no-IOMMU mode), which holds every member of the group, and its own cdev
  * (`/dev/vfio/devices/vfioX`, CONFIG_VFIO_DEVICE_CDEV, about 6.6 on).
  */
-export function vfioNodesOf(dev: { readonly iommuGroup: string | null; readonly vfioDev: string | null }): string[] {
+export function vfioNodesOf(dev: {
+  readonly iommuGroup: string | null;
+  readonly vfioDev: string | null;
+}): string[] {
   const nodes: string[] = [];
-  if (dev.iommuGroup) nodes.push(`/dev/vfio/${dev.iommuGroup}`, `/dev/vfio/noiommu-${dev.iommuGroup}`);
+  if (dev.iommuGroup)
+    nodes.push(`/dev/vfio/${dev.iommuGroup}`, `/dev/vfio/noiommu-${dev.iommuGroup}`);
   if (dev.vfioDev) nodes.push(`/dev/vfio/devices/${dev.vfioDev}`);
   return nodes;
 }
 
 /** Who holds the device open, node by node (empty when nobody does). */
-export function holdersOf(users: VfioUsers, dev: { readonly iommuGroup: string | null; readonly vfioDev: string | null }): { node: string; pid: number; comm: string }[] {
-  return vfioNodesOf(dev).flatMap((node) => (users.get(node) ?? []).map((u) => ({ node, pid: u.pid, comm: u.comm })));
+export function holdersOf(
+  users: VfioUsers,
+  dev: { readonly iommuGroup: string | null; readonly vfioDev: string | null },
+): { node: string; pid: number; comm: string }[] {
+  return vfioNodesOf(dev).flatMap((node) =>
+    (users.get(node) ?? []).map((u) => ({ node, pid: u.pid, comm: u.comm })),
+  );
 }

@@ -6,7 +6,10 @@
 import type { SaxesParser as Parser, SaxesTagNS } from 'saxes';
 import { EXIT, VfioctlError } from '../util/diag';
 
-/** The namespace of vfioctl's element in a domain's `<metadata>` (libvirt keeps one element per namespace). */
+/**
+ * The namespace of vfioctl's element in a domain's `<metadata>` (libvirt keeps one element per
+ * namespace).
+ */
 export const VFIOCTL_XMLNS = 'urn:vfioctl:libvirt:1';
 export const VFIOCTL_ELEMENT = 'passthrough';
 
@@ -65,9 +68,16 @@ interface Open {
   text: string;
 }
 
-/** Throws VfioctlError (exit 2) with `LINE:COLUMN` for a document that is not well-formed or not a usable domain. */
+/**
+ * Throws VfioctlError (exit 2) with `LINE:COLUMN` for a document that is not well-formed or not a
+ * usable domain.
+ */
 export function parseDomain(xml: string, source = 'domain XML'): Domain {
-  if (xml.trim() === '') throw new VfioctlError(`${source}: empty document: libvirt passes the domain XML on standard input`, EXIT.BAD_INPUT);
+  if (xml.trim() === '')
+    throw new VfioctlError(
+      `${source}: empty document: libvirt passes the domain XML on standard input`,
+      EXIT.BAD_INPUT,
+    );
   // Loaded here, not at start-up: only the hook's two acting operations parse XML (saxes builds
   // its character-class tables when loaded; the bundle keeps a module's body until first require).
   const { SaxesParser } = require('saxes') as { SaxesParser: typeof Parser };
@@ -78,7 +88,13 @@ export function parseDomain(xml: string, source = 'domain XML'): Domain {
   const hostdevs: DomainHostdev[] = [];
   const options = { group: false, force: false };
   let seenOptions = false;
-  let hostdev: { managed: boolean; model: string | null; address: string | null; line: number; pci: boolean } | null = null;
+  let hostdev: {
+    managed: boolean;
+    model: string | null;
+    address: string | null;
+    line: number;
+    pci: boolean;
+  } | null = null;
   const bad = (what: string): never => {
     throw new VfioctlError(`${source}:${parser.line}:${parser.column}: ${what}`, EXIT.BAD_INPUT);
   };
@@ -89,20 +105,30 @@ export function parseDomain(xml: string, source = 'domain XML'): Domain {
   };
   parser.on('opentag', (tag) => {
     const parent = stack[stack.length - 1];
-    // libvirt's own elements are in no namespace; anything else (metadata, qemu:commandline) is not ours to read.
-    const path = tag.uri === '' && (parent === undefined || parent.path !== '') ? `${parent?.path ?? ''}/${tag.local}` : '';
+    // libvirt's own elements are in no namespace; anything else (metadata, qemu:commandline) is not
+    // ours to read.
+    const path =
+      tag.uri === '' && (parent === undefined || parent.path !== '')
+        ? `${parent?.path ?? ''}/${tag.local}`
+        : '';
     stack.push({ tag, path, text: '' });
     if (parent === undefined) {
       if (path !== '/domain') bad(`the document element is <${tag.name}>, not a libvirt <domain>`);
     }
     if (tag.uri === VFIOCTL_XMLNS) {
-      if (parent?.path !== '/domain/metadata') bad(`<${tag.name}> (${VFIOCTL_XMLNS}) belongs directly in the domain's <metadata>`);
-      if (tag.local !== VFIOCTL_ELEMENT) bad(`<${tag.name}>: vfioctl's metadata element is <${VFIOCTL_ELEMENT}> (attributes group='yes|no', force='yes|no')`);
-      if (seenOptions) bad(`a second <${tag.name}>: libvirt keeps one metadata element per namespace`);
+      if (parent?.path !== '/domain/metadata')
+        bad(`<${tag.name}> (${VFIOCTL_XMLNS}) belongs directly in the domain's <metadata>`);
+      if (tag.local !== VFIOCTL_ELEMENT)
+        bad(
+          `<${tag.name}>: vfioctl's metadata element is <${VFIOCTL_ELEMENT}> (attributes group='yes|no', force='yes|no')`,
+        );
+      if (seenOptions)
+        bad(`a second <${tag.name}>: libvirt keeps one metadata element per namespace`);
       seenOptions = true;
       for (const a of Object.values(tag.attributes)) {
         if (a.prefix === 'xmlns' || a.name === 'xmlns') continue;
-        if (a.uri !== '' || (a.local !== 'group' && a.local !== 'force')) bad(`<${tag.name}>: unknown attribute '${a.name}' (known: group, force)`);
+        if (a.uri !== '' || (a.local !== 'group' && a.local !== 'force'))
+          bad(`<${tag.name}>: unknown attribute '${a.name}' (known: group, force)`);
         const v = yesNo(a.value);
         if (v === null) bad(`<${tag.name} ${a.local}='${a.value}'>: give 'yes' or 'no'`);
         options[a.local as 'group' | 'force'] = v as boolean;
@@ -112,7 +138,13 @@ export function parseDomain(xml: string, source = 'domain XML'): Domain {
       const managed = attr(tag, 'managed') ?? 'no'; // libvirt's default is 'no'
       const m = yesNo(managed);
       if (m === null) bad(`<hostdev managed='${managed}'>: libvirt takes 'yes' or 'no'`);
-      hostdev = { managed: m as boolean, model: null, address: null, line: parser.line, pci: attr(tag, 'mode') === 'subsystem' && attr(tag, 'type') === 'pci' };
+      hostdev = {
+        managed: m as boolean,
+        model: null,
+        address: null,
+        line: parser.line,
+        pci: attr(tag, 'mode') === 'subsystem' && attr(tag, 'type') === 'pci',
+      };
     }
     if (hostdev?.pci && path === '/domain/devices/hostdev/driver') {
       const model = attr(tag, 'model');
@@ -120,9 +152,16 @@ export function parseDomain(xml: string, source = 'domain XML'): Domain {
     }
     if (hostdev?.pci && path === '/domain/devices/hostdev/source/address') {
       const f = [attr(tag, 'domain'), attr(tag, 'bus'), attr(tag, 'slot'), attr(tag, 'function')];
-      const [d, b, s, fn] = [addressField(f[0], 0xffffffff), addressField(f[1], 0xff), addressField(f[2], 0x1f), addressField(f[3], 7)];
+      const [d, b, s, fn] = [
+        addressField(f[0], 0xffffffff),
+        addressField(f[1], 0xff),
+        addressField(f[2], 0x1f),
+        addressField(f[3], 7),
+      ];
       if (d === null || b === null || s === null || fn === null) {
-        bad(`<hostdev> (line ${hostdev.line}): source <address domain='${f[0] ?? ''}' bus='${f[1] ?? ''}' slot='${f[2] ?? ''}' function='${f[3] ?? ''}'/> is not a PCI address (domain <= 0xffffffff, bus <= 0xff, slot <= 0x1f, function <= 7)`);
+        bad(
+          `<hostdev> (line ${hostdev.line}): source <address domain='${f[0] ?? ''}' bus='${f[1] ?? ''}' slot='${f[2] ?? ''}' function='${f[3] ?? ''}'/> is not a PCI address (domain <= 0xffffffff, bus <= 0xff, slot <= 0x1f, function <= 7)`,
+        );
       }
       const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
       hostdev.address = `${hex(d!, 4)}:${hex(b!, 2)}:${hex(s!, 2)}.${fn}`;
@@ -140,8 +179,12 @@ export function parseDomain(xml: string, source = 'domain XML'): Domain {
       const h = hostdev;
       hostdev = null;
       if (!h.pci) return;
-      if (h.address === null) bad(`<hostdev mode='subsystem' type='pci'> (line ${h.line}) has no <source><address .../></source>`);
-      if (h.model !== null && !/^[A-Za-z0-9_.+-]{1,64}$/.test(h.model)) bad(`<hostdev> (line ${h.line}): <driver model='${h.model}'/> is not a driver name`);
+      if (h.address === null)
+        bad(
+          `<hostdev mode='subsystem' type='pci'> (line ${h.line}) has no <source><address .../></source>`,
+        );
+      if (h.model !== null && !/^[A-Za-z0-9_.+-]{1,64}$/.test(h.model))
+        bad(`<hostdev> (line ${h.line}): <driver model='${h.model}'/> is not a driver name`);
       hostdevs.push({ address: h.address!, model: h.model, managed: h.managed, line: h.line });
     }
   });
@@ -152,6 +195,7 @@ export function parseDomain(xml: string, source = 'domain XML'): Domain {
     // saxes reports `LINE:COLUMN: what` for a document that is not well-formed.
     throw new VfioctlError(`${source}:${(e as Error).message}`, EXIT.BAD_INPUT);
   }
-  if (uuid !== null && !isUuid(uuid)) throw new VfioctlError(`${source}: <uuid>${uuid}</uuid> is not a UUID`, EXIT.BAD_INPUT);
+  if (uuid !== null && !isUuid(uuid))
+    throw new VfioctlError(`${source}: <uuid>${uuid}</uuid> is not a UUID`, EXIT.BAD_INPUT);
   return { name, uuid, hostdevs, options };
 }

@@ -15,7 +15,9 @@ import { VARIANT_RULES, variantRule } from './variants';
 export interface Candidate {
   readonly module: string;
   readonly driver: string;
-  /** The matching alias pattern (for an implicit built-in vfio_pci, the catch-all it stands for). */
+  /**
+   * The matching alias pattern (for an implicit built-in vfio_pci, the catch-all it stands for).
+   */
   readonly alias: string;
   readonly wildcards: number;
   /**
@@ -24,7 +26,14 @@ export interface Candidate {
    * before 5.15), `modules.dep` (a 5.15+ module whose alias is missing: stale modules.alias),
    * `loaded` (only its registered driver says it exists).
    */
-  readonly source: 'modules.alias' | 'modules.builtin.modinfo' | 'builtin' | 'known-variants' | 'no-id-table' | 'modules.dep' | 'loaded';
+  readonly source:
+    | 'modules.alias'
+    | 'modules.builtin.modinfo'
+    | 'builtin'
+    | 'known-variants'
+    | 'no-id-table'
+    | 'modules.dep'
+    | 'loaded';
   readonly usable: boolean;
   /** Why it is unusable (null when usable). */
   readonly reason: string | null;
@@ -57,7 +66,9 @@ let lastModalias: string | undefined;
 let lastQuery: string | null = null;
 let lastVfioQuery: string | null = null;
 
-/** Does this (normalised) alias pattern match the device? Used for `vfio_pci:` and `pci:` tables. */
+/**
+ * Does this (normalised) alias pattern match the device? Used for `vfio_pci:` and `pci:` tables.
+ */
 export function aliasMatches(alias: PciAlias, modalias: string): boolean {
   if (modalias !== lastModalias) {
     lastModalias = modalias;
@@ -100,7 +111,14 @@ function rawCandidates(dev: PciDevice, mods: ModuleState): readonly RawCandidate
 function matchRaw(dev: PciDevice, modalias: string, mods: ModuleState): RawCandidate[] {
   const out: RawCandidate[] = [];
   for (const a of matchingVfioAliases(modalias, mods.aliases)) {
-    out.push({ module: a.module, alias: a.pattern, wildcards: wildcardCount(a.pattern), order: a.order, source: a.source, line: a.line });
+    out.push({
+      module: a.module,
+      alias: a.pattern,
+      wildcards: wildcardCount(a.pattern),
+      order: a.order,
+      source: a.source,
+      line: a.line,
+    });
   }
   const base = mods.aliases.vfio.length;
   // vfio-pci that no alias names is the implicit catch-all (what libvirt and go-nvlib fall back
@@ -110,14 +128,32 @@ function matchRaw(dev: PciDevice, modalias: string, mods: ModuleState): RawCandi
   // (pci_match_device()'s dummy id). A built-in variant is known only by our table.
   const implicit = mods.vfioPciWithoutTable;
   if (implicit !== null && implicit !== 'absent') {
-    const source = implicit === 'module' ? 'no-id-table' : implicit === 'stale-alias' ? 'modules.dep' : implicit;
-    out.push({ module: VFIO_PCI_MODULE, alias: CATCH_ALL, wildcards: 7, order: base + 1_000_000, source });
+    const source =
+      implicit === 'module' ? 'no-id-table' : implicit === 'stale-alias' ? 'modules.dep' : implicit;
+    out.push({
+      module: VFIO_PCI_MODULE,
+      alias: CATCH_ALL,
+      wildcards: 7,
+      order: base + 1_000_000,
+      source,
+    });
   }
   const id = `${dev.vendor}:${dev.device}`;
   VARIANT_RULES.forEach((r, i) => {
-    if (!mods.builtin.has(r.module) || mods.aliases.vfioByModule.has(r.module) || !r.ids.includes(id)) return;
+    if (
+      !mods.builtin.has(r.module) ||
+      mods.aliases.vfioByModule.has(r.module) ||
+      !r.ids.includes(id)
+    )
+      return;
     const pattern = `vfio_pci:v0000${dev.vendor.toUpperCase()}d0000${dev.device.toUpperCase()}sv*sd*bc*sc*i*`;
-    out.push({ module: r.module, alias: pattern, wildcards: 5, order: base + i, source: 'known-variants' });
+    out.push({
+      module: r.module,
+      alias: pattern,
+      wildcards: 5,
+      order: base + i,
+      source: 'known-variants',
+    });
   });
   out.sort((a, b) => a.wildcards - b.wildcards || a.order - b.order);
   return out;
@@ -129,24 +165,40 @@ const starCount = (pattern: string): number => (pattern.match(/\*/g) ?? []).leng
 /** A full-class alias (bc, sc and i all given): file2alias appends a `*` after `iNN`. */
 function fullClass(pattern: string): boolean {
   const m = FIELDS.exec(pattern);
-  return !!m && /^[0-9A-F]{2}$/i.test(m[5]!) && /^[0-9A-F]{2}$/i.test(m[6]!) && /^[0-9A-F]{2}\*$/i.test(m[7]!);
+  return (
+    !!m &&
+    /^[0-9A-F]{2}$/i.test(m[5]!) &&
+    /^[0-9A-F]{2}$/i.test(m[6]!) &&
+    /^[0-9A-F]{2}\*$/i.test(m[7]!)
+  );
 }
 
-const where = (c: RawCandidate): string => (c.line !== undefined ? `${c.source} line ${c.line}` : c.source);
+const where = (c: RawCandidate): string =>
+  c.line !== undefined ? `${c.source} line ${c.line}` : c.source;
 
-/** Why the ranking is what it is where that is not obvious: an implicit vfio-pci, ties, star counts. */
+/**
+ * Why the ranking is what it is where that is not obvious: an implicit vfio-pci, ties, star counts.
+ */
 function explain(raw: readonly RawCandidate[], mods: ModuleState): string[] {
   const out: string[] = [];
   const k = mods.release ?? 'this kernel';
   for (const c of raw) {
     if (c.source === 'no-id-table') {
-      out.push(`vfio-pci has no ID table on ${k}: modules.alias has no vfio_pci: line at all (kernels before 5.15, commit cc6711b0bf36, e.g. Debian 11's 5.10), so vfio-pci (a module in modules.dep) is the VFIO driver for every device: it binds through driver_override; variant drivers do not exist before 5.15`);
+      out.push(
+        `vfio-pci has no ID table on ${k}: modules.alias has no vfio_pci: line at all (kernels before 5.15, commit cc6711b0bf36, e.g. Debian 11's 5.10), so vfio-pci (a module in modules.dep) is the VFIO driver for every device: it binds through driver_override; variant drivers do not exist before 5.15`,
+      );
     } else if (c.source === 'builtin') {
-      out.push(`vfio_pci is built into ${k} and its ID table is in no file (built-in aliases reach modules.builtin.modinfo only from about 6.18): taken as the catch-all ${CATCH_ALL}`);
+      out.push(
+        `vfio_pci is built into ${k} and its ID table is in no file (built-in aliases reach modules.builtin.modinfo only from about 6.18): taken as the catch-all ${CATCH_ALL}`,
+      );
     } else if (c.source === 'modules.dep') {
-      out.push(`vfio-pci is a module of ${k} (modules.dep) with vfio_pci_core beside it (5.15+), yet modules.alias has no vfio_pci: alias for it: modules.alias looks stale (run depmod ${k}); taken as the catch-all ${CATCH_ALL}`);
+      out.push(
+        `vfio-pci is a module of ${k} (modules.dep) with vfio_pci_core beside it (5.15+), yet modules.alias has no vfio_pci: alias for it: modules.alias looks stale (run depmod ${k}); taken as the catch-all ${CATCH_ALL}`,
+      );
     } else if (c.source === 'loaded') {
-      out.push(`vfio-pci is registered but neither modules.alias, modules.builtin nor modules.dep of ${k} names it: taken as the catch-all ${CATCH_ALL}`);
+      out.push(
+        `vfio-pci is registered but neither modules.alias, modules.builtin nor modules.dep of ${k} names it: taken as the catch-all ${CATCH_ALL}`,
+      );
     }
   }
   // Ranking: fewest wholly-wildcard fields, as libvirt (virPCIDeviceFindBestVFIOVariant) and
@@ -157,8 +209,13 @@ function explain(raw: readonly RawCandidate[], mods: ModuleState): string[] {
       const a = raw[i]!;
       const b = raw[j]!;
       if (a.wildcards === b.wildcards) {
-        out.push(`${a.module} and ${b.module} tie at ${a.wildcards} wildcard fields: the earlier alias wins (${where(a)} before ${where(b)}), as in libvirt and go-nvlib`);
-      } else if (starCount(a.alias) >= starCount(b.alias) && (fullClass(a.alias) || fullClass(b.alias))) {
+        out.push(
+          `${a.module} and ${b.module} tie at ${a.wildcards} wildcard fields: the earlier alias wins (${where(a)} before ${where(b)}), as in libvirt and go-nvlib`,
+        );
+      } else if (
+        starCount(a.alias) >= starCount(b.alias) &&
+        (fullClass(a.alias) || fullClass(b.alias))
+      ) {
         out.push(
           `${a.module} (${a.wildcards} wildcard fields) ranks above ${b.module} (${b.wildcards}): ${a.alias} is a full-class alias, which file2alias ends with an extra '*', so counting '*' characters (the kernel commit's "fewest *'s") would give ${starCount(a.alias)} against ${starCount(b.alias)}${starCount(a.alias) === starCount(b.alias) ? ' (a tie, won by the earlier line)' : ''}; vfioctl counts wildcard fields, as libvirt and go-nvlib do`,
         );
@@ -169,17 +226,28 @@ function explain(raw: readonly RawCandidate[], mods: ModuleState): string[] {
 }
 
 /** Why the kernel would refuse this candidate for this device, or null; plus what it would lose. */
-function assess(module: string, dev: PciDevice, snap: Snapshot, opts: ResolveOptions): { reason: string | null; notes: string[] } {
+function assess(
+  module: string,
+  dev: PciDevice,
+  snap: Snapshot,
+  opts: ResolveOptions,
+): { reason: string | null; notes: string[] } {
   const notes: string[] = [];
   const bl = snap.modules.blacklist.entries.get(module);
   if (bl) return { reason: `blacklisted (${bl}): modprobe never loads it by alias`, notes };
   // vfio_pci_core: only type-0 headers (vfio_pci_probe -EINVAL for bridges).
   if (dev.headerType !== null && dev.headerType !== 0) {
-    return { reason: `header type ${dev.headerType} (a bridge): vfio-pci drivers only take type 0 devices`, notes };
+    return {
+      reason: `header type ${dev.headerType} (a bridge): vfio-pci drivers only take type 0 devices`,
+      notes,
+    };
   }
   // vfio_pci_core_register_device(): "Cannot bind to PF with SR-IOV enabled" (-EBUSY).
   if (dev.sriov && dev.sriov.numVfs > 0 && !opts.ignoreSriovEnabled) {
-    return { reason: `PF with ${dev.sriov.numVfs} VFs enabled: vfio-pci refuses it (-EBUSY) until sriov_numvfs is 0`, notes };
+    return {
+      reason: `PF with ${dev.sriov.numVfs} VFs enabled: vfio-pci refuses it (-EBUSY) until sriov_numvfs is 0`,
+      notes,
+    };
   }
   const rule = variantRule(module);
   if (!rule) return { reason: null, notes };
@@ -239,10 +307,18 @@ function resolveNow(dev: PciDevice, snap: Snapshot, opts: ResolveOptions): Resol
   });
   const explanation = opts.explain ? explain(raw, mods) : [];
   const best = candidates.find((c) => c.usable);
-  if (best) return { vfio: { module: best.module, driver: best.driver }, reason: null, candidates, explanation };
+  if (best)
+    return {
+      vfio: { module: best.module, driver: best.driver },
+      reason: null,
+      candidates,
+      explanation,
+    };
   let reason: string;
-  if (candidates.length > 0) reason = `no usable candidate: ${candidates.map((c) => `${c.module}: ${c.reason}`).join('; ')}`;
-  else if (mods.release === undefined) reason = 'kernel release unknown (no /proc/sys/kernel/osrelease; pass --kernel)';
+  if (candidates.length > 0)
+    reason = `no usable candidate: ${candidates.map((c) => `${c.module}: ${c.reason}`).join('; ')}`;
+  else if (mods.release === undefined)
+    reason = 'kernel release unknown (no /proc/sys/kernel/osrelease; pass --kernel)';
   else if (!mods.aliases.present && !mods.builtin.has(VFIO_PCI_MODULE)) {
     reason = `no /lib/modules/${mods.release}/modules.alias and no built-in vfio_pci: cannot tell which VFIO drivers exist (run depmod, or install the kernel's modules)`;
   } else if (mods.vfioPciWithoutTable === 'absent') {

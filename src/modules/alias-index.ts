@@ -29,8 +29,16 @@ export interface FileIdentity {
   readonly mtimeNs: string;
 }
 
-/** One `vfio_pci:` line: pattern, module (normalised), order among all aliases, line, byte offset. */
-export type IndexedAlias = readonly [pattern: string, module: string, order: number, line: number, offset: number];
+/**
+ * One `vfio_pci:` line: pattern, module (normalised), order among all aliases, line, byte offset.
+ */
+export type IndexedAlias = readonly [
+  pattern: string,
+  module: string,
+  order: number,
+  line: number,
+  offset: number,
+];
 
 export interface AliasIndex {
   /** Aliases of the file in all (the order number the next source starts at). */
@@ -42,40 +50,78 @@ export function indexPath(release: string): string | undefined {
   return RELEASE.test(release) ? `${RUN_DIR}/alias-index.${release}.json` : undefined;
 }
 
-export function fileIdentity(root: HostRoot, rel: string): (FileIdentity & { readonly mtime: bigint }) | undefined {
+export function fileIdentity(
+  root: HostRoot,
+  rel: string,
+): (FileIdentity & { readonly mtime: bigint }) | undefined {
   try {
     const st = fs.statSync(root.path(rel), { bigint: true });
     if (!st.isFile()) return undefined;
-    return { dev: String(st.dev), ino: String(st.ino), size: String(st.size), mtimeNs: String(st.mtimeNs), mtime: st.mtimeNs };
+    return {
+      dev: String(st.dev),
+      ino: String(st.ino),
+      size: String(st.size),
+      mtimeNs: String(st.mtimeNs),
+      mtime: st.mtimeNs,
+    };
   } catch {
     return undefined;
   }
 }
 
-const isInt = (x: unknown, min: number): x is number => typeof x === 'number' && Number.isInteger(x) && x >= min;
+const isInt = (x: unknown, min: number): x is number =>
+  typeof x === 'number' && Number.isInteger(x) && x >= min;
 
 /** The index for `release` when it is trustworthy and names exactly `id`, else undefined. */
-export function readAliasIndex(root: HostRoot, release: string, id: FileIdentity): AliasIndex | undefined {
+export function readAliasIndex(
+  root: HostRoot,
+  release: string,
+  id: FileIdentity,
+): AliasIndex | undefined {
   const rel = indexPath(release);
   if (rel === undefined || !root.hasEntry(rel)) return undefined;
   // Root's own, in directories only root can change: what a non-root user wrote is never read.
   if (untrustedReason(root, rel, { uids: [0] }) !== null) return undefined;
-  let x: { format?: unknown; release?: unknown; file?: Partial<FileIdentity>; count?: unknown; vfio?: unknown };
+  let x: {
+    format?: unknown;
+    release?: unknown;
+    file?: Partial<FileIdentity>;
+    count?: unknown;
+    vfio?: unknown;
+  };
   try {
     x = JSON.parse(root.readFile(rel) ?? '');
   } catch {
     return undefined;
   }
-  if (typeof x !== 'object' || x === null || x.format !== FORMAT || x.release !== release || !isInt(x.count, 0) || !Array.isArray(x.vfio)) return undefined;
+  if (
+    typeof x !== 'object' ||
+    x === null ||
+    x.format !== FORMAT ||
+    x.release !== release ||
+    !isInt(x.count, 0) ||
+    !Array.isArray(x.vfio)
+  )
+    return undefined;
   const f = x.file;
-  if (!f || f.dev !== id.dev || f.ino !== id.ino || f.size !== id.size || f.mtimeNs !== id.mtimeNs) return undefined;
+  if (!f || f.dev !== id.dev || f.ino !== id.ino || f.size !== id.size || f.mtimeNs !== id.mtimeNs)
+    return undefined;
   let order = -1;
   let line = 0;
   let offset = -1;
   for (const e of x.vfio as unknown[]) {
     if (!Array.isArray(e) || e.length !== 5) return undefined;
     const [p, m, o, l, b] = e as unknown[];
-    if (typeof p !== 'string' || typeof m !== 'string' || !MODULE.test(m) || !isInt(o, order + 1) || !isInt(l, line + 1) || !isInt(b, offset + 1) || o >= x.count) return undefined;
+    if (
+      typeof p !== 'string' ||
+      typeof m !== 'string' ||
+      !MODULE.test(m) ||
+      !isInt(o, order + 1) ||
+      !isInt(l, line + 1) ||
+      !isInt(b, offset + 1) ||
+      o >= x.count
+    )
+      return undefined;
     if (!aliasNormalize(p)?.startsWith('vfio_pci:') || /\s/.test(p)) return undefined;
     order = o;
     line = l;
@@ -89,7 +135,12 @@ export function readAliasIndex(root: HostRoot, release: string, id: FileIdentity
  * directory that already exists as root's (a writing command or the boot layer made it): a
  * read-only command never creates a directory.
  */
-export function writeAliasIndex(root: HostRoot, release: string, id: FileIdentity & { readonly mtime: bigint }, index: AliasIndex): void {
+export function writeAliasIndex(
+  root: HostRoot,
+  release: string,
+  id: FileIdentity & { readonly mtime: bigint },
+  index: AliasIndex,
+): void {
   const rel = indexPath(release);
   if (rel === undefined || process.geteuid?.() !== 0) return;
   if (BigInt(Date.now()) * 1_000_000n - id.mtime < SETTLED_NS) return;
@@ -100,7 +151,17 @@ export function writeAliasIndex(root: HostRoot, release: string, id: FileIdentit
     const file = root.confine(rel);
     tmp = `${file}.${process.pid}.tmp`;
     const { mtime: _, ...identity } = id;
-    fs.writeFileSync(tmp, JSON.stringify({ format: FORMAT, release, file: identity, count: index.count, vfio: index.vfio }), { flag: 'wx', mode: 0o644 });
+    fs.writeFileSync(
+      tmp,
+      JSON.stringify({
+        format: FORMAT,
+        release,
+        file: identity,
+        count: index.count,
+        vfio: index.vfio,
+      }),
+      { flag: 'wx', mode: 0o644 },
+    );
     fs.renameSync(tmp, file);
     tmp = undefined;
   } catch {

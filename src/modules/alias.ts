@@ -4,7 +4,13 @@
 import type { HostRoot } from '../host/root';
 import type { Diagnostics } from '../util/diag';
 import { aliasNormalize, moduleNormalize } from './fnmatch';
-import { fileIdentity, readAliasIndex, writeAliasIndex, type AliasIndex, type IndexedAlias } from './alias-index';
+import {
+  fileIdentity,
+  readAliasIndex,
+  writeAliasIndex,
+  type AliasIndex,
+  type IndexedAlias,
+} from './alias-index';
 
 /** vfio-pci's module: the generic VFIO driver, the fallback when no variant's table matches. */
 export const VFIO_PCI_MODULE = 'vfio_pci';
@@ -81,7 +87,8 @@ class AliasCollector {
         if (p.text !== text) (text = p.text), (line = 1), (pos = 0);
         for (let k = p.from; k < p.to; k++) {
           const at = p.lines[k]!;
-          for (let i = text.indexOf('\n', pos); i >= 0 && i < at; i = text.indexOf('\n', i + 1)) line++;
+          for (let i = text.indexOf('\n', pos); i >= 0 && i < at; i = text.indexOf('\n', i + 1))
+            line++;
           pos = at;
           // `alias pattern module`: the pattern holds no whitespace, the module runs to the end.
           const space = text.indexOf(' ', at + 6);
@@ -89,7 +96,14 @@ class AliasCollector {
           const pattern = text.slice(at + 6, space);
           const normalized = pattern.includes('-') ? aliasNormalize(pattern)! : pattern;
           const module = moduleNormalize(text.slice(space + 1, nl < 0 ? text.length : nl));
-          pushTo(map, { pattern, normalized, module, order: p.order + k - p.from, source: 'modules.alias', line });
+          pushTo(map, {
+            pattern,
+            normalized,
+            module,
+            order: p.order + k - p.from,
+            source: 'modules.alias',
+            line,
+          });
         }
       }
       this.pciMap = map;
@@ -97,7 +111,10 @@ class AliasCollector {
     return this.pciMap;
   }
 
-  /** Lines `lines[from..to)` of `text`, checked by the caller: `alias pci:PATTERN MODULE`, brackets balanced. */
+  /**
+   * Lines `lines[from..to)` of `text`, checked by the caller: `alias pci:PATTERN MODULE`, brackets
+   * balanced.
+   */
   noteLines(text: string, lines: readonly number[], from: number, to: number): void {
     if (to <= from) return;
     this.pci.push({ text, lines, from, to, order: this.order });
@@ -116,7 +133,14 @@ class AliasCollector {
   restore(index: AliasIndex, where: string, read: () => string | undefined): void {
     const base = this.order;
     for (const [pattern, module, order, line] of index.vfio) {
-      const a: PciAlias = { pattern, normalized: aliasNormalize(pattern)!, module, order: base + order, source: 'modules.alias', line };
+      const a: PciAlias = {
+        pattern,
+        normalized: aliasNormalize(pattern)!,
+        module,
+        order: base + order,
+        source: 'modules.alias',
+        line,
+      };
       this.vfio.push(a);
       pushTo(this.vfioByModule, a);
     }
@@ -127,7 +151,10 @@ class AliasCollector {
       let p = 0;
       let order = base;
       // Between two vfio_pci: lines, the pci: ones in between take the next numbers.
-      for (const [, , vOrder, , offset] of [...index.vfio, [where, '', index.count, 0, text.length + 1] as const]) {
+      for (const [, , vOrder, , offset] of [
+        ...index.vfio,
+        [where, '', index.count, 0, text.length + 1] as const,
+      ]) {
         const from = p;
         while (p < lines.length && lines[p]! < offset) p++;
         if (p > from) out.push({ text, lines, from, to: p, order });
@@ -139,16 +166,32 @@ class AliasCollector {
     this.pciMap = undefined;
   }
 
-  add(pattern: string, module: string, source: AliasSource, where: string, line: number, offset = -1): void {
+  add(
+    pattern: string,
+    module: string,
+    source: AliasSource,
+    where: string,
+    line: number,
+    offset = -1,
+  ): void {
     const normalized = aliasNormalize(pattern);
     if (normalized === null) {
-      this.diag.warn(`${where}:${line}: unbalanced bracket in alias '${pattern}'; skipped (depmod skips it too)`);
+      this.diag.warn(
+        `${where}:${line}: unbalanced bracket in alias '${pattern}'; skipped (depmod skips it too)`,
+      );
       return;
     }
     // Compare normalised: kmod treats `vfio-pci:` and `vfio_pci:` alike.
     const isVfio = normalized.startsWith('vfio_pci:');
     if (!isVfio && !normalized.startsWith('pci:')) return;
-    const a: PciAlias = { pattern, normalized, module: moduleNormalize(module), order: this.order++, source, line };
+    const a: PciAlias = {
+      pattern,
+      normalized,
+      module: moduleNormalize(module),
+      order: this.order++,
+      source,
+      line,
+    };
     if (isVfio) {
       this.vfio.push(a);
       pushTo(this.vfioByModule, a);
@@ -171,8 +214,19 @@ const ODD_FIRST_LINE = new RegExp(ODD, 'y');
 const ODD_LINE = new RegExp(`\\n${ODD}`);
 
 /** One line, checked and added the way depmod's format is read (with its warnings). */
-function parseLine(line: string, lineNo: number, where: string, col: AliasCollector, diag: Diagnostics, offset = -1): void {
-  if (line.startsWith('alias pci:') || line.startsWith('alias vfio_pci:') || line.startsWith('alias vfio-pci:')) {
+function parseLine(
+  line: string,
+  lineNo: number,
+  where: string,
+  col: AliasCollector,
+  diag: Diagnostics,
+  offset = -1,
+): void {
+  if (
+    line.startsWith('alias pci:') ||
+    line.startsWith('alias vfio_pci:') ||
+    line.startsWith('alias vfio-pci:')
+  ) {
     const parts = line.trim().split(/\s+/);
     if (parts.length !== 3 || !MODULE_NAME.test(parts[2]!)) {
       diag.warn(`${where}:${lineNo}: malformed alias line '${line}'; skipped`);
@@ -180,7 +234,8 @@ function parseLine(line: string, lineNo: number, where: string, col: AliasCollec
     }
     col.add(parts[1]!, parts[2]!, 'modules.alias', where, lineNo, offset);
   } else if (!line.startsWith('alias ')) {
-    if (line.trim() !== '') diag.warn(`${where}:${lineNo}: not an alias line '${line.slice(0, 80)}'; skipped`);
+    if (line.trim() !== '')
+      diag.warn(`${where}:${lineNo}: not an alias line '${line.slice(0, 80)}'; skipped`);
   }
 }
 
@@ -198,11 +253,19 @@ function linesStartingWith(text: string, prefix: string): number[] {
  * noted (their order numbers are needed), the few `vfio_pci:` ones parsed. Same result and
  * warnings as line by line; false (nothing added) when some line needs that.
  */
-function parseDepmodOutput(text: string, where: string, col: AliasCollector, diag: Diagnostics): boolean {
+function parseDepmodOutput(
+  text: string,
+  where: string,
+  col: AliasCollector,
+  diag: Diagnostics,
+): boolean {
   ODD_FIRST_LINE.lastIndex = 0;
   if (ODD_FIRST_LINE.test(text) || ODD_LINE.test(text)) return false;
   const pci = linesStartingWith(text, 'alias pci:');
-  const vfio = [...linesStartingWith(text, 'alias vfio_pci:'), ...linesStartingWith(text, 'alias vfio-pci:')].sort((a, b) => a - b);
+  const vfio = [
+    ...linesStartingWith(text, 'alias vfio_pci:'),
+    ...linesStartingWith(text, 'alias vfio-pci:'),
+  ].sort((a, b) => a - b);
   let p = 0;
   let counted = 0;
   let line = 1;
@@ -210,7 +273,8 @@ function parseDepmodOutput(text: string, where: string, col: AliasCollector, dia
     const from = p;
     while (p < pci.length && pci[p]! < v) p++;
     col.noteLines(text, pci, from, p);
-    for (let i = text.indexOf('\n', counted); i >= 0 && i < v; i = text.indexOf('\n', i + 1)) line++;
+    for (let i = text.indexOf('\n', counted); i >= 0 && i < v; i = text.indexOf('\n', i + 1))
+      line++;
     counted = v;
     const end = text.indexOf('\n', v);
     parseLine(text.slice(v, end < 0 ? text.length : end), line, where, col, diag, v);
@@ -220,7 +284,12 @@ function parseDepmodOutput(text: string, where: string, col: AliasCollector, dia
 }
 
 /** Returns true when the whole file was of the kinds depmod writes (the fast path). */
-export function parseModulesAlias(text: string, where: string, col: AliasCollector, diag: Diagnostics): boolean {
+export function parseModulesAlias(
+  text: string,
+  where: string,
+  col: AliasCollector,
+  diag: Diagnostics,
+): boolean {
   if (parseDepmodOutput(text, where, col, diag)) return true;
   let lineNo = 0;
   let start = 0;
@@ -251,8 +320,16 @@ export function parseBuiltinModinfo(text: string, where: string, col: AliasColle
   }
 }
 
-/** `writeIndex`: refresh the index when it is missing or stale (writing commands only: read-only ones never write). */
-export function loadAliasDb(root: HostRoot, release: string | undefined, diag: Diagnostics, opts: { readonly writeIndex?: boolean } = {}): AliasDb {
+/**
+ * `writeIndex`: refresh the index when it is missing or stale (writing commands only: read-only
+ * ones never write).
+ */
+export function loadAliasDb(
+  root: HostRoot,
+  release: string | undefined,
+  diag: Diagnostics,
+  opts: { readonly writeIndex?: boolean } = {},
+): AliasDb {
   const col = new AliasCollector(diag);
   let present = false;
   if (release !== undefined) {
@@ -269,7 +346,13 @@ export function loadAliasDb(root: HostRoot, release: string | undefined, diag: D
         present = true;
         const warned = diag.warnings.length;
         // Only a file read without a warning is indexed: a later call must warn the same.
-        if (parseModulesAlias(text, file, col, diag) && opts.writeIndex && diag.warnings.length === warned && id && col.indexed.length === col.vfio.length) {
+        if (
+          parseModulesAlias(text, file, col, diag) &&
+          opts.writeIndex &&
+          diag.warnings.length === warned &&
+          id &&
+          col.indexed.length === col.vfio.length
+        ) {
           writeAliasIndex(root, release, id, { count: col.count, vfio: col.indexed });
         }
       }

@@ -1,5 +1,5 @@
-// modules.builtin lists the modules compiled into the kernel (`kernel/drivers/vfio/pci/vfio-pci.ko`).
-// Built-in drivers never appear in modules.alias.
+// modules.builtin lists the modules compiled into the kernel
+// (`kernel/drivers/vfio/pci/vfio-pci.ko`). Built-in drivers never appear in modules.alias.
 import type { HostRoot } from '../host/root';
 import { moduleNormalize } from './fnmatch';
 

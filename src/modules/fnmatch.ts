@@ -53,7 +53,8 @@ function starsMatch(pieces: readonly string[], s: string): boolean {
   if (last === 0) return s === pieces[0];
   const head = pieces[0]!;
   const tail = pieces[last]!;
-  if (s.length < head.length + tail.length || !s.startsWith(head) || !s.endsWith(tail)) return false;
+  if (s.length < head.length + tail.length || !s.startsWith(head) || !s.endsWith(tail))
+    return false;
   let at = head.length;
   const end = s.length - tail.length;
   for (let i = 1; i < last; i++) {
@@ -71,7 +72,8 @@ export function fnmatch(pattern: string, s: string): boolean {
     if (!pattern.includes('?') && !pattern.includes('[')) m = pattern.split('*');
     else {
       const src = globToRegExpSource(pattern);
-      // An unterminated bracket never matches (glibc treats `[` literally; kmod rejects it earlier).
+      // An unterminated bracket never matches (glibc treats `[` literally; kmod rejects it
+      // earlier).
       m = src === null ? /(?!)/ : new RegExp(src);
     }
     cache.set(pattern, m);

@@ -35,7 +35,8 @@ export function loadDriverRegistry(root: HostRoot): DriverRegistry {
 export const DRIVER_NAME_EXCEPTIONS: Readonly<Record<string, string>> = {
   vfio_pci: 'vfio-pci',
   xe_vfio_pci: 'xe-vfio-pci',
-  // drivers/pci/pci-stub.c registers "pci-stub" (often built in, so not visible in sysfs until used).
+  // drivers/pci/pci-stub.c registers "pci-stub" (often built in, so not visible in sysfs until
+  // used).
   pci_stub: 'pci-stub',
 };
 

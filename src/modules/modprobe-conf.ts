@@ -7,14 +7,25 @@ import type { Diagnostics } from '../util/diag';
 import { moduleNormalize } from './fnmatch';
 
 /** kmod's search order; a file name seen in an earlier directory hides later ones of that name. */
-export const MODPROBE_DIRS = ['/etc/modprobe.d', '/run/modprobe.d', '/usr/local/lib/modprobe.d', '/usr/lib/modprobe.d', '/lib/modprobe.d'];
+export const MODPROBE_DIRS = [
+  '/etc/modprobe.d',
+  '/run/modprobe.d',
+  '/usr/local/lib/modprobe.d',
+  '/usr/lib/modprobe.d',
+  '/lib/modprobe.d',
+];
 
 export interface Blacklist {
   /** module -> where it was blacklisted (`/etc/modprobe.d/x.conf:3`, `kernel command line`). */
   readonly entries: ReadonlyMap<string, string>;
 }
 
-export function parseModprobeConf(text: string, where: string, into: Map<string, string>, diag: Diagnostics): void {
+export function parseModprobeConf(
+  text: string,
+  where: string,
+  into: Map<string, string>,
+  diag: Diagnostics,
+): void {
   // modprobe.d allows `\` line continuation; comments start with `#`.
   const lines = text.replace(/\\\n/g, ' ').split('\n');
   lines.forEach((raw, i) => {
@@ -28,7 +39,9 @@ export function parseModprobeConf(text: string, where: string, into: Map<string,
         return;
       }
       into.set(moduleNormalize(words[1]!), `${where}:${i + 1}`);
-    } else if (!['alias', 'options', 'install', 'remove', 'softdep', 'weakdep', 'include'].includes(cmd)) {
+    } else if (
+      !['alias', 'options', 'install', 'remove', 'softdep', 'weakdep', 'include'].includes(cmd)
+    ) {
       diag.warn(`${where}:${i + 1}: unknown modprobe.d command '${cmd}'; skipped`);
     }
   });

@@ -11,7 +11,13 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ConfigError, loadConfig, MAX_CONFIG_BYTES, parseConfig, readConfigText } from '../config/load';
+import {
+  ConfigError,
+  loadConfig,
+  MAX_CONFIG_BYTES,
+  parseConfig,
+  readConfigText,
+} from '../config/load';
 import { CONFIG_FILE } from '../config/types';
 import { HostRoot } from '../host/root';
 import { atomicWrite } from '../persist/records';
@@ -24,7 +30,10 @@ import { status, type DeviceStatus, type StatusReport } from './status';
 
 /** Where node-feature-discovery's local source reads feature files (on the host). */
 export const NFD_FEATURES_FILE = '/etc/kubernetes/node-feature-discovery/features.d/vfioctl';
-/** The emergency stop: while this file exists on the host, the agent applies nothing and is NotReady. */
+/**
+ * The emergency stop: while this file exists on the host, the agent applies nothing and is
+ * NotReady.
+ */
 export const AGENT_STOP_FILE = '/etc/vfioctl/agent-stop';
 /** In the container (its /run is its own and starts empty): what the readiness probe reads. */
 export const AGENT_READY_FILE = '/run/vfioctl-agent/ready.json';
@@ -54,7 +63,9 @@ export const systemClock: AgentClock = {
   random: () => Math.random(),
 };
 
-/** Why the node is (not) Ready. Closed set: the log, the readiness file and the README use these. */
+/**
+ * Why the node is (not) Ready. Closed set: the log, the readiness file and the README use these.
+ */
 export type ReadyReason =
   | 'converged'
   | 'starting'
@@ -71,14 +82,27 @@ export interface Readiness {
   readonly reason: ReadyReason;
   /** One line per problem: `ADDRESS: CHECK: message`, a policy problem, a drifting device. */
   readonly detail: readonly string[];
-  /** Short hash of the policy file's bytes (the vfioctl.io/config label), null before one was read. */
+  /**
+   * Short hash of the policy file's bytes (the vfioctl.io/config label), null before one was read.
+   */
   readonly policy: string | null;
   readonly at: string;
   /** The probe fails after this: a hung agent must not stay Ready. */
   readonly validUntil: string;
 }
 
-export type AgentEvent = 'start' | 'policy-invalid' | 'config-written' | 'emergency-stop' | 'applied' | 'refused' | 'drift' | 'reapply' | 'warning' | 'error' | 'stop';
+export type AgentEvent =
+  | 'start'
+  | 'policy-invalid'
+  | 'config-written'
+  | 'emergency-stop'
+  | 'applied'
+  | 'refused'
+  | 'drift'
+  | 'reapply'
+  | 'warning'
+  | 'error'
+  | 'stop';
 
 export interface AgentLogLine {
   readonly time: string;
@@ -118,12 +142,18 @@ function readOnlyMount(dir: string): boolean {
   }
 }
 
-/** sha256 of the policy's bytes, 12 hex digits: short enough for a label value (63 characters at most). */
+/**
+ * sha256 of the policy's bytes, 12 hex digits: short enough for a label value (63 characters at
+ * most).
+ */
 export function policyHash(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex').slice(0, 12);
 }
 
-/** What a drift poll treats as converged: `absent` is an address rule for a device this node lacks (a fleet-wide policy names every node's devices). */
+/**
+ * What a drift poll treats as converged: `absent` is an address rule for a device this node lacks
+ * (a fleet-wide policy names every node's devices).
+ */
 function settled(d: DeviceStatus): boolean {
   return d.drift === 'ok' || d.drift === 'absent';
 }
@@ -132,8 +162,10 @@ function settled(d: DeviceStatus): boolean {
 export function applyProblems(r: ConvergeReport): string[] {
   const out: string[] = [];
   for (const x of r.results) {
-    if (x.status === 'refused') for (const f of x.refusals) out.push(`${x.address}: ${f.check}: ${f.message}`);
-    else if (x.status === 'failed' || x.status === 'invalid') out.push(`${x.address}: ${x.status}: ${x.error ?? 'no detail'}`);
+    if (x.status === 'refused')
+      for (const f of x.refusals) out.push(`${x.address}: ${f.check}: ${f.message}`);
+    else if (x.status === 'failed' || x.status === 'invalid')
+      out.push(`${x.address}: ${x.status}: ${x.error ?? 'no detail'}`);
   }
   return out;
 }
@@ -147,7 +179,12 @@ export class Agent {
   private readonly abort = new AbortController();
   private readonly live = new HostRoot('/');
   /** The hash of the policy the last apply converged to, and whether that apply succeeded. */
-  private applied: { hash: string; ok: boolean; reason: ReadyReason; detail: readonly string[] } | null = null;
+  private applied: {
+    hash: string;
+    ok: boolean;
+    reason: ReadyReason;
+    detail: readonly string[];
+  } | null = null;
   private last: Readiness | null = null;
 
   constructor(
@@ -175,7 +212,12 @@ export class Agent {
     this.abort.abort();
   }
 
-  private log(level: AgentLogLine['level'], event: AgentEvent, msg: string, extra: Record<string, unknown> = {}): void {
+  private log(
+    level: AgentLogLine['level'],
+    event: AgentEvent,
+    msg: string,
+    extra: Record<string, unknown> = {},
+  ): void {
     this.o.log({ time: new Date(this.clock.now()).toISOString(), level, event, msg, ...extra });
   }
 
@@ -183,14 +225,27 @@ export class Agent {
   async run(): Promise<Readiness> {
     // A restarted agent is NotReady until it has converged again.
     fs.rmSync(this.o.readyFile, { force: true });
-    this.log('info', 'start', `vfioctl agent on ${this.host.root.dir}: policy ${this.o.policyFile}, drift poll every ${this.o.intervalMs / 1000} s (+ up to ${this.o.jitterMs / 1000} s), re-apply on drift: ${this.o.reapply ? 'yes' : 'no'}`);
+    this.log(
+      'info',
+      'start',
+      `vfioctl agent on ${this.host.root.dir}: policy ${this.o.policyFile}, drift poll every ${this.o.intervalMs / 1000} s (+ up to ${this.o.jitterMs / 1000} s), re-apply on drift: ${this.o.reapply ? 'yes' : 'no'}`,
+    );
     await this.cycle();
     while (!this.o.once && !this.stopped) {
-      await this.clock.sleep(this.o.intervalMs + Math.floor(this.clock.random() * this.o.jitterMs), this.abort.signal);
+      await this.clock.sleep(
+        this.o.intervalMs + Math.floor(this.clock.random() * this.o.jitterMs),
+        this.abort.signal,
+      );
       if (this.stopped) break;
       await this.cycle();
     }
-    this.log('info', 'stop', this.o.once ? 'converged once; exiting' : 'stopping; nothing is unbound (the devices stay as they are)');
+    this.log(
+      'info',
+      'stop',
+      this.o.once
+        ? 'converged once; exiting'
+        : 'stopping; nothing is unbound (the devices stay as they are)',
+    );
     return this.last!;
   }
 
@@ -209,16 +264,25 @@ export class Agent {
       const s = status(this.host);
       const drift = driftLines(s);
       const hostText = this.hostConfigText();
-      if (hostText !== text) drift.push(`${CONFIG_FILE}: differs from the policy (edited on the host?)`);
+      if (hostText !== text)
+        drift.push(`${CONFIG_FILE}: differs from the policy (edited on the host?)`);
       this.consumerWarnings(s);
       if (drift.length === 0 && this.applied.ok) return this.publish(true, 'converged', [], hash);
-      if (drift.length) this.log('warn', 'drift', `${drift.length} problem${drift.length === 1 ? '' : 's'} since the last apply`, { drift });
+      if (drift.length)
+        this.log(
+          'warn',
+          'drift',
+          `${drift.length} problem${drift.length === 1 ? '' : 's'} since the last apply`,
+          { drift },
+        );
       if (this.o.reapply) {
         this.log('info', 'reapply', 're-applying the policy (--reapply)');
         return await this.apply(text, hash);
       }
       // After a refused or failed apply its reason stays the headline (status repeats it as drift).
-      return this.applied.ok ? this.publish(false, 'drift', drift, hash) : this.publish(false, this.applied.reason, this.applied.detail, hash);
+      return this.applied.ok
+        ? this.publish(false, 'drift', drift, hash)
+        : this.publish(false, this.applied.reason, this.applied.detail, hash);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       this.log('error', 'error', msg);
@@ -227,18 +291,26 @@ export class Agent {
   }
 
   /** The policy file, read with the checks of `--config FILE`, and validated. */
-  private readPolicy(): { ok: true; text: string; hash: string } | { ok: false; problems: string[]; hash: string | null } {
+  private readPolicy():
+    | { ok: true; text: string; hash: string }
+    | { ok: false; problems: string[]; hash: string | null } {
     const file = path.resolve(this.o.policyFile);
     let text: string | undefined;
     try {
       text = this.live.hasEntry(file) ? this.readPolicyText(file) : undefined;
-      if (text === undefined) throw new ConfigError(file, [`${file}: no such file (is the ConfigMap mounted there?)`]);
+      if (text === undefined)
+        throw new ConfigError(file, [`${file}: no such file (is the ConfigMap mounted there?)`]);
       parseConfig(text, file);
       return { ok: true, text, hash: policyHash(text) };
     } catch (e) {
       if (!(e instanceof VfioctlError)) throw e;
       const problems = e instanceof ConfigError ? [...e.problems] : [e.message];
-      this.log('error', 'policy-invalid', `the policy ${file} is refused; nothing was written or applied`, { problems });
+      this.log(
+        'error',
+        'policy-invalid',
+        `the policy ${file} is refused; nothing was written or applied`,
+        { problems },
+      );
       return { ok: false, problems, hash: text === undefined ? null : policyHash(text) };
     }
   }
@@ -257,8 +329,17 @@ export class Agent {
       if (!(e instanceof VfioctlError) || e instanceof ConfigError) throw e;
       const real = fs.realpathSync(file);
       const st = fs.statSync(real);
-      if (!readOnlyMount(path.dirname(real)) || !st.isFile() || !this.host.trust.uids.includes(st.uid) || (st.mode & 0o022) !== 0) throw e;
-      if (st.size > MAX_CONFIG_BYTES) throw new ConfigError(file, [`${file}: ${st.size} bytes, more than the ${MAX_CONFIG_BYTES} a configuration may have`]);
+      if (
+        !readOnlyMount(path.dirname(real)) ||
+        !st.isFile() ||
+        !this.host.trust.uids.includes(st.uid) ||
+        (st.mode & 0o022) !== 0
+      )
+        throw e;
+      if (st.size > MAX_CONFIG_BYTES)
+        throw new ConfigError(file, [
+          `${file}: ${st.size} bytes, more than the ${MAX_CONFIG_BYTES} a configuration may have`,
+        ]);
       try {
         return new TextDecoder('utf-8', { fatal: true }).decode(fs.readFileSync(real));
       } catch {
@@ -267,13 +348,20 @@ export class Agent {
     }
   }
 
-  /** The host's vfioctl.json as it is now, undefined when missing or unreadable (then it is replaced). */
+  /**
+   * The host's vfioctl.json as it is now, undefined when missing or unreadable (then it is
+   * replaced).
+   */
   private hostConfigText(): string | undefined {
     try {
       return readConfigText(this.host.root, this.host.trust);
     } catch (e) {
       if (!(e instanceof VfioctlError)) throw e;
-      this.log('warn', 'warning', `${this.host.root.path(CONFIG_FILE)}: ${e.message.split('\n')[0]}; the policy replaces it`);
+      this.log(
+        'warn',
+        'warning',
+        `${this.host.root.path(CONFIG_FILE)}: ${e.message.split('\n')[0]}; the policy replaces it`,
+      );
       return undefined;
     }
   }
@@ -282,7 +370,10 @@ export class Agent {
     return this.host.root.hasEntry(this.o.stopFile);
   }
 
-  /** Under the lock: the emergency stop, the host's file, the boot maps, then the apply (never forced). */
+  /**
+   * Under the lock: the emergency stop, the host's file, the boot maps, then the apply (never
+   * forced).
+   */
   private async apply(text: string, hash: string): Promise<Readiness> {
     if (this.stopRequested()) return this.emergencyStop(hash);
     const outcome = await this.host.session(async (session) => {
@@ -290,7 +381,12 @@ export class Agent {
       if (this.stopRequested()) return null;
       if (this.hostConfigText() !== text) {
         for (const w of saveConfig(this.host, text)) this.log('warn', 'warning', w);
-        this.log('info', 'config-written', `wrote the policy (${hash}) as ${this.host.root.path(CONFIG_FILE)} and refreshed the boot maps`, { policy: hash });
+        this.log(
+          'info',
+          'config-written',
+          `wrote the policy (${hash}) as ${this.host.root.path(CONFIG_FILE)} and refreshed the boot maps`,
+          { policy: hash },
+        );
       }
       const config = loadConfig(this.host.root, this.host.trust);
       return converge(this.host, config, { guardBootDevices: true }, session);
@@ -299,26 +395,62 @@ export class Agent {
     const code = convergeExitCode(outcome);
     const problems = applyProblems(outcome);
     for (const w of outcome.warnings) this.log('warn', 'warning', w);
-    const moved = outcome.results.filter((r) => r.status === 'ok').map((r) => `${r.address}: ${r.phase} -> ${r.target ?? 'host driver'}`);
-    const reason: ReadyReason = outcome.interrupted !== null ? 'interrupted' : code === 0 ? 'converged' : outcome.results.some((r) => r.status === 'refused') ? 'refused' : 'failed';
-    this.applied = { hash, ok: reason === 'converged', reason, detail: outcome.interrupted !== null ? [`interrupted by ${outcome.interrupted}`, ...problems] : problems };
+    const moved = outcome.results
+      .filter((r) => r.status === 'ok')
+      .map((r) => `${r.address}: ${r.phase} -> ${r.target ?? 'host driver'}`);
+    const reason: ReadyReason =
+      outcome.interrupted !== null
+        ? 'interrupted'
+        : code === 0
+          ? 'converged'
+          : outcome.results.some((r) => r.status === 'refused')
+            ? 'refused'
+            : 'failed';
+    this.applied = {
+      hash,
+      ok: reason === 'converged',
+      reason,
+      detail:
+        outcome.interrupted !== null
+          ? [`interrupted by ${outcome.interrupted}`, ...problems]
+          : problems,
+    };
     if (outcome.interrupted !== null) {
-      this.log('warn', 'refused', `interrupted by ${outcome.interrupted}: the device in flight was rolled back; nothing else is undone`, { problems });
+      this.log(
+        'warn',
+        'refused',
+        `interrupted by ${outcome.interrupted}: the device in flight was rolled back; nothing else is undone`,
+        { problems },
+      );
       return this.publish(false, 'interrupted', this.applied.detail, hash);
     }
     if (code !== 0) {
-      this.log('error', 'refused', `the apply was ${reason === 'refused' ? 'refused' : 'not completed'} (exit ${code}); the node stays NotReady, which halts the rollout`, { policy: hash, problems, moved });
+      this.log(
+        'error',
+        'refused',
+        `the apply was ${reason === 'refused' ? 'refused' : 'not completed'} (exit ${code}); the node stays NotReady, which halts the rollout`,
+        { policy: hash, problems, moved },
+      );
       return this.publish(false, reason, problems, hash);
     }
     const s = status(this.host);
     this.consumerWarnings(s);
     const drift = driftLines(s);
-    this.log(drift.length ? 'warn' : 'info', 'applied', drift.length ? 'applied, but status still shows drift' : `converged to policy ${hash}`, { policy: hash, moved, ...(drift.length ? { drift } : {}) });
+    this.log(
+      drift.length ? 'warn' : 'info',
+      'applied',
+      drift.length ? 'applied, but status still shows drift' : `converged to policy ${hash}`,
+      { policy: hash, moved, ...(drift.length ? { drift } : {}) },
+    );
     return this.publish(drift.length === 0, drift.length ? 'drift' : 'converged', drift, hash);
   }
 
   private emergencyStop(hash: string): Readiness {
-    this.log('warn', 'emergency-stop', `${this.host.root.path(this.o.stopFile)} exists: nothing is applied and the node stays NotReady until it is removed`);
+    this.log(
+      'warn',
+      'emergency-stop',
+      `${this.host.root.path(this.o.stopFile)} exists: nothing is applied and the node stays NotReady until it is removed`,
+    );
     return this.publish(false, 'emergency-stop', [`${this.o.stopFile} exists on the host`], hash);
   }
 
@@ -327,11 +459,24 @@ export class Agent {
   }
 
   /** The readiness file (for the probe) and the node-feature-discovery feature file. */
-  private publish(ready: boolean, reason: ReadyReason, detail: readonly string[], hash: string | null): Readiness {
+  private publish(
+    ready: boolean,
+    reason: ReadyReason,
+    detail: readonly string[],
+    hash: string | null,
+  ): Readiness {
     const now = this.clock.now();
-    // A hung agent must not stay Ready: the file says until when it holds (two polls and a lock wait).
+    // A hung agent must not stay Ready: the file says until when it holds (two polls and a lock
+    // wait).
     const validUntil = now + 2 * (this.o.intervalMs + this.o.jitterMs) + this.host.waitMs + 60_000;
-    const r: Readiness = { ready, reason, detail: [...detail], policy: hash, at: new Date(now).toISOString(), validUntil: new Date(validUntil).toISOString() };
+    const r: Readiness = {
+      ready,
+      reason,
+      detail: [...detail],
+      policy: hash,
+      at: new Date(now).toISOString(),
+      validUntil: new Date(validUntil).toISOString(),
+    };
     atomicWrite(path.resolve(this.o.readyFile), JSON.stringify(r) + '\n', 0o644, 0o755);
     if (this.o.featuresFile !== null) this.writeFeatures(ready, hash);
     this.last = r;
@@ -339,8 +484,16 @@ export class Agent {
   }
 
   private writeFeatures(converged: boolean, hash: string | null): void {
-    const labels = [`vfioctl.io/converged=${converged}`, `vfioctl.io/vfio-capable=${doctor(this.host).ok}`, ...(hash ? [`vfioctl.io/config=${hash}`] : [])];
-    writeFeatureFile(this.host.root, this.o.featuresFile!, `# written by vfioctl agent: do not edit\n${labels.join('\n')}\n`);
+    const labels = [
+      `vfioctl.io/converged=${converged}`,
+      `vfioctl.io/vfio-capable=${doctor(this.host).ok}`,
+      ...(hash ? [`vfioctl.io/config=${hash}`] : []),
+    ];
+    writeFeatureFile(
+      this.host.root,
+      this.o.featuresFile!,
+      `# written by vfioctl agent: do not edit\n${labels.join('\n')}\n`,
+    );
   }
 }
 
@@ -355,7 +508,11 @@ export function writeFeatureFile(root: HostRoot, rel: string, content: string): 
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   const tmp = path.join(dir, `.${path.basename(file)}.tmp`);
   fs.rmSync(tmp, { force: true });
-  const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644);
+  const fd = fs.openSync(
+    tmp,
+    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+    0o644,
+  );
   try {
     fs.writeSync(fd, content);
     fs.fchmodSync(fd, 0o644);
@@ -373,10 +530,21 @@ export function probeReadiness(file: string, now: number): { ready: boolean; mes
   try {
     r = JSON.parse(fs.readFileSync(file, 'utf8')) as Readiness;
   } catch (e) {
-    return { ready: false, message: `${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no readiness yet (the agent has not finished its first apply)' : `unreadable (${(e as Error).message})`}` };
+    return {
+      ready: false,
+      message: `${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no readiness yet (the agent has not finished its first apply)' : `unreadable (${(e as Error).message})`}`,
+    };
   }
-  if (typeof r?.ready !== 'boolean' || typeof r.validUntil !== 'string') return { ready: false, message: `${file}: not a readiness file` };
-  if (Date.parse(r.validUntil) < now) return { ready: false, message: `stale: the agent last reported at ${r.at} (${r.reason}); is it hung?` };
+  if (typeof r?.ready !== 'boolean' || typeof r.validUntil !== 'string')
+    return { ready: false, message: `${file}: not a readiness file` };
+  if (Date.parse(r.validUntil) < now)
+    return {
+      ready: false,
+      message: `stale: the agent last reported at ${r.at} (${r.reason}); is it hung?`,
+    };
   const detail = r.detail.length ? `: ${r.detail.join('; ')}` : '';
-  return { ready: r.ready, message: `${r.ready ? 'ready' : 'not ready'} (${r.reason}, policy ${r.policy ?? 'none'}, at ${r.at})${detail}` };
+  return {
+    ready: r.ready,
+    message: `${r.ready ? 'ready' : 'not ready'} (${r.reason}, policy ${r.policy ?? 'none'}, at ${r.at})${detail}`,
+  };
 }

@@ -29,7 +29,9 @@ export interface ConfigEditOptions {
  * What `set` and `unset` configure: one device's address rule, with `group` an address rule for
  * every member of its IOMMU group (bridges excluded), or a rule by id, class or vfsOf.
  */
-export type EditTarget = { readonly kind: 'device'; readonly address: string; readonly group?: boolean } | { readonly kind: 'rule'; readonly selector: Exclude<Selector, { kind: 'address' }> };
+export type EditTarget =
+  | { readonly kind: 'device'; readonly address: string; readonly group?: boolean }
+  | { readonly kind: 'rule'; readonly selector: Exclude<Selector, { kind: 'address' }> };
 
 export interface ConfigEditReport {
   /** The device, or the rule's selector (`id 8086:10d3`). */
@@ -49,7 +51,11 @@ export interface ConfigEditReport {
 }
 
 export function editExitCode(r: ConfigEditReport): number {
-  return r.applied ? convergeExitCode(r.applied) : r.released ? operationExitCode(r.released) : EXIT.OK;
+  return r.applied
+    ? convergeExitCode(r.applied)
+    : r.released
+      ? operationExitCode(r.released)
+      : EXIT.OK;
 }
 
 const label = (t: EditTarget) => (t.kind === 'device' ? t.address : describeSelector(t.selector));
@@ -74,7 +80,12 @@ function editSet(host: Host, target: EditTarget, intent: string, opts: ConfigEdi
   let units: Map<string, string> | null = null;
   if (target.kind === 'rule') {
     selectors = [target.selector];
-    addresses = [...selectDevices(host.root, [], [target.selector], { allowEmpty: opts.noprobe, hint: '; use --noprobe to configure it for devices that appear later' }).addresses];
+    addresses = [
+      ...selectDevices(host.root, [], [target.selector], {
+        allowEmpty: opts.noprobe,
+        hint: '; use --noprobe to configure it for devices that appear later',
+      }).addresses,
+    ];
   } else if (target.group) {
     const g = groupMembers(host.root, target.address);
     addresses = g.members;
@@ -83,7 +94,10 @@ function editSet(host: Host, target: EditTarget, intent: string, opts: ConfigEdi
     units = new Map(g.members.map((a) => [a, `group ${g.group}`]));
   } else {
     if (!opts.noprobe && !host.root.exists(`/sys/bus/pci/devices/${target.address}`)) {
-      throw new VfioctlError(`no PCI device ${target.address}: nothing to apply; use --noprobe to configure it for when it appears`, EXIT.BAD_INPUT);
+      throw new VfioctlError(
+        `no PCI device ${target.address}: nothing to apply; use --noprobe to configure it for when it appears`,
+        EXIT.BAD_INPUT,
+      );
     }
     addresses = [target.address];
     selectors = [{ kind: 'address', address: target.address }];
@@ -101,18 +115,52 @@ function editSet(host: Host, target: EditTarget, intent: string, opts: ConfigEdi
 }
 
 /** The target's intent in the configuration, applied (unless noprobe) and saved (unless nosave). */
-export async function setIntent(host: Host, target: string | EditTarget, intent: string, opts: ConfigEditOptions): Promise<ConfigEditReport> {
+export async function setIntent(
+  host: Host,
+  target: string | EditTarget,
+  intent: string,
+  opts: ConfigEditOptions,
+): Promise<ConfigEditReport> {
   const t: EditTarget = typeof target === 'string' ? { kind: 'device', address: target } : target;
   parseIntent(intent);
   const name = label(t);
-  const broad = t.kind === 'rule' && isBroad(t.selector) ? [`rules by ${t.selector.kind} are applied at boot only with "acknowledgeBroadMatch": true: add it to the rule in ${CONFIG_FILE} when they should be`] : [];
+  const broad =
+    t.kind === 'rule' && isBroad(t.selector)
+      ? [
+          `rules by ${t.selector.kind} are applied at boot only with "acknowledgeBroadMatch": true: add it to the rule in ${CONFIG_FILE} when they should be`,
+        ]
+      : [];
   const base = { address: name, released: null };
   if (opts.dryRun) {
     const edited = editSet(host, t, intent, opts);
-    const before = edited.changed ? edited.rules.map((r) => `would ${opts.nosave ? 'apply (not save)' : 'save'} rule: ${r} -> ${intent}`) : [`${name} is already configured as ${intent}`];
-    if (t.kind === 'rule' || (t.kind === 'device' && t.group)) before.push(`${t.kind === 'rule' ? selectorOption(t.selector) : `--group of ${t.address}`} selects: ${edited.addresses.join(', ') || '(no device now)'}`);
-    const applied = opts.noprobe || edited.addresses.length === 0 ? null : await converge(host, edited.config, { only: edited.addresses, dryRun: true, force: opts.force, ...(edited.units ? { units: edited.units } : {}) });
-    return { ...base, addresses: edited.addresses, changed: edited.changed, saved: false, applied, before, after: [], warnings: [] };
+    const before = edited.changed
+      ? edited.rules.map(
+          (r) => `would ${opts.nosave ? 'apply (not save)' : 'save'} rule: ${r} -> ${intent}`,
+        )
+      : [`${name} is already configured as ${intent}`];
+    if (t.kind === 'rule' || (t.kind === 'device' && t.group))
+      before.push(
+        `${t.kind === 'rule' ? selectorOption(t.selector) : `--group of ${t.address}`} selects: ${edited.addresses.join(', ') || '(no device now)'}`,
+      );
+    const applied =
+      opts.noprobe || edited.addresses.length === 0
+        ? null
+        : await converge(host, edited.config, {
+            only: edited.addresses,
+            dryRun: true,
+            force: opts.force,
+            ...(edited.units ? { units: edited.units } : {}),
+          });
+    return {
+      ...base,
+      addresses: edited.addresses,
+      changed: edited.changed,
+      saved: false,
+      applied,
+      before,
+      after: [],
+      warnings: [],
+    };
   }
   // The whole read-modify-write happens under the lock: parallel `set`s each keep their rule.
   return host.session(async (session: WriteSession) => {
@@ -124,15 +172,35 @@ export async function setIntent(host: Host, target: string | EditTarget, intent:
       after.push(`saved ${CONFIG_FILE}`, ...broad);
       return true;
     };
-    const report = (saved: boolean, applied: ConvergeReport | null) => ({ ...base, addresses: edited.addresses, changed: edited.changed, saved, applied, before: [], after, warnings });
+    const report = (saved: boolean, applied: ConvergeReport | null) => ({
+      ...base,
+      addresses: edited.addresses,
+      changed: edited.changed,
+      saved,
+      applied,
+      before: [],
+      after,
+      warnings,
+    });
     if (opts.noprobe || edited.addresses.length === 0) {
       const saved = !opts.nosave && edited.changed && save();
-      after.push(`${name}: not applied now (${opts.noprobe ? '--noprobe' : 'no device selected'}); 'vfioctl apply${t.kind === 'device' ? ` ${t.address}` : ''}' applies it`);
+      after.push(
+        `${name}: not applied now (${opts.noprobe ? '--noprobe' : 'no device selected'}); 'vfioctl apply${t.kind === 'device' ? ` ${t.address}` : ''}' applies it`,
+      );
       return report(saved, null);
     }
     // Applied first, saved only when that worked: a refused or failed device never comes back at
     // the next boot.
-    const applied = await converge(host, edited.config, { only: edited.addresses, force: opts.force, ...(edited.units ? { units: edited.units } : {}) }, session);
+    const applied = await converge(
+      host,
+      edited.config,
+      {
+        only: edited.addresses,
+        force: opts.force,
+        ...(edited.units ? { units: edited.units } : {}),
+      },
+      session,
+    );
     let saved = false;
     if (!opts.nosave && edited.changed) {
       if (convergeExitCode(applied) === EXIT.OK) saved = save();
@@ -148,19 +216,31 @@ export async function setIntent(host: Host, target: string | EditTarget, intent:
  */
 function editUnset(host: Host, t: EditTarget, opts: ConfigEditOptions) {
   const text = readConfigText(host.root, host.trust);
-  const selector: Selector = t.kind === 'device' ? { kind: 'address', address: t.address } : t.selector;
+  const selector: Selector =
+    t.kind === 'device' ? { kind: 'address', address: t.address } : t.selector;
   const edited = withoutRule(text, selector);
   const warnings: string[] = [];
   const name = label(t);
   let addresses: string[];
   if (t.kind === 'device') {
-    if (!edited.changed) warnings.push(`${t.address} has no rule of its own in ${CONFIG_FILE}${opts.noprobe ? '' : '; returning it to its host driver anyway'}`);
+    if (!edited.changed)
+      warnings.push(
+        `${t.address} has no rule of its own in ${CONFIG_FILE}${opts.noprobe ? '' : '; returning it to its host driver anyway'}`,
+      );
     addresses = [t.address];
   } else {
-    if (!edited.changed) throw new VfioctlError(`${CONFIG_FILE} has no rule matching ${name}: nothing to remove ('vfioctl status' lists the configured devices and their rules)`, EXIT.BAD_INPUT);
+    if (!edited.changed)
+      throw new VfioctlError(
+        `${CONFIG_FILE} has no rule matching ${name}: nothing to remove ('vfioctl status' lists the configured devices and their rules)`,
+        EXIT.BAD_INPUT,
+      );
     addresses = [...selectDevices(host.root, [], [t.selector], { allowEmpty: true }).addresses];
   }
-  const devices = readSnapshot(host.root, { kernel: host.kernel, only: addresses, shallow: true }).devices;
+  const devices = readSnapshot(host.root, {
+    kernel: host.kernel,
+    only: addresses,
+    shallow: true,
+  }).devices;
   const old = text === undefined ? null : desiredState(parseConfig(text, CONFIG_FILE), devices);
   const now = desiredState(edited.config, devices);
   const release: string[] = [];
@@ -170,7 +250,9 @@ function editUnset(host: Host, t: EditTarget, opts: ConfigEditOptions) {
     const was = old?.desires.get(address);
     if (t.kind === 'rule' && (!was || !sameSelector(was.rule.selector, selector))) continue;
     if (still?.intent) {
-      warnings.push(`${address} is still selected by ${ruleLabel(still)} (intent ${intentName(still.intent)}): 'vfioctl apply' and the next boot bind it again; keep it on its host driver with 'vfioctl set ${address} host', or change that rule`);
+      warnings.push(
+        `${address} is still selected by ${ruleLabel(still)} (intent ${intentName(still.intent)}): 'vfioctl apply' and the next boot bind it again; keep it on its host driver with 'vfioctl set ${address} host', or change that rule`,
+      );
       if (t.kind === 'rule') continue;
     }
     release.push(address);
@@ -178,16 +260,43 @@ function editUnset(host: Host, t: EditTarget, opts: ConfigEditOptions) {
   return { edited, warnings, release };
 }
 
-/** Removes the target's rule (unless nosave) and returns its devices to their host drivers (unless noprobe). */
-export async function unsetDevice(host: Host, target: string | EditTarget, opts: ConfigEditOptions): Promise<ConfigEditReport> {
+/**
+ * Removes the target's rule (unless nosave) and returns its devices to their host drivers (unless
+ * noprobe).
+ */
+export async function unsetDevice(
+  host: Host,
+  target: string | EditTarget,
+  opts: ConfigEditOptions,
+): Promise<ConfigEditReport> {
   const t: EditTarget = typeof target === 'string' ? { kind: 'device', address: target } : target;
   const name = label(t);
   if (opts.dryRun) {
     const { edited, warnings, release } = editUnset(host, t, opts);
-    const before = [edited.changed ? `would ${opts.nosave ? 'leave' : 'remove'} the rule for ${name} ${opts.nosave ? 'in place' : `from ${CONFIG_FILE}`}` : `no rule to remove`];
-    if (t.kind === 'rule') before.push(`${selectorOption(t.selector)}: would give back ${release.join(', ') || 'no device'}`);
-    const released = opts.noprobe || release.length === 0 ? null : await host.unbind({ addresses: release }, { dryRun: true });
-    return { address: name, addresses: release, changed: edited.changed, saved: false, applied: null, released, before, after: [], warnings };
+    const before = [
+      edited.changed
+        ? `would ${opts.nosave ? 'leave' : 'remove'} the rule for ${name} ${opts.nosave ? 'in place' : `from ${CONFIG_FILE}`}`
+        : `no rule to remove`,
+    ];
+    if (t.kind === 'rule')
+      before.push(
+        `${selectorOption(t.selector)}: would give back ${release.join(', ') || 'no device'}`,
+      );
+    const released =
+      opts.noprobe || release.length === 0
+        ? null
+        : await host.unbind({ addresses: release }, { dryRun: true });
+    return {
+      address: name,
+      addresses: release,
+      changed: edited.changed,
+      saved: false,
+      applied: null,
+      released,
+      before,
+      after: [],
+      warnings,
+    };
   }
   return host.session(async (session) => {
     const { edited, warnings, release } = editUnset(host, t, opts);
@@ -198,14 +307,31 @@ export async function unsetDevice(host: Host, target: string | EditTarget, opts:
       after.push(`saved ${CONFIG_FILE}`);
       saved = true;
     }
-    const report = (released: OperationResult | null) => ({ address: name, addresses: release, changed: edited.changed, saved, applied: null, released, before: [], after, warnings });
+    const report = (released: OperationResult | null) => ({
+      address: name,
+      addresses: release,
+      changed: edited.changed,
+      saved,
+      applied: null,
+      released,
+      before: [],
+      after,
+      warnings,
+    });
     if (opts.noprobe || release.length === 0) return report(null);
     // As driverctl's unset-override: the devices go back to their host drivers now.
     const released = await host.unbind({ addresses: release }, {}, session);
-    const ok = new Set(released.results.filter((r) => r.status === 'ok' || r.status === 'noop').map((r) => r.address));
+    const ok = new Set(
+      released.results
+        .filter((r) => r.status === 'ok' || r.status === 'noop')
+        .map((r) => r.address),
+    );
     const state = readState(host.root);
     const gone = Object.keys(state.devices).filter((a) => ok.has(a));
-    if (gone.length) writeState(host.root, { devices: Object.fromEntries(Object.entries(state.devices).filter(([a]) => !ok.has(a))) });
+    if (gone.length)
+      writeState(host.root, {
+        devices: Object.fromEntries(Object.entries(state.devices).filter(([a]) => !ok.has(a))),
+      });
     return report(released);
   });
 }

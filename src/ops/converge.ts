@@ -19,7 +19,15 @@ import { intentName, isPlaced } from '../config/intent';
 import type { DevicePlan, Plan } from '../plan/types';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readState, readStateChecked, STATE_FILE, writeBootState, writeState, type AppliedDevice, type BootState } from '../persist/state';
+import {
+  readState,
+  readStateChecked,
+  STATE_FILE,
+  writeBootState,
+  writeState,
+  type AppliedDevice,
+  type BootState,
+} from '../persist/state';
 import { exitCodeOf, planResults, withHookViews, type Host } from './host';
 import { readStoredMap } from './boot-layers';
 import { EXIT, VfioctlError } from '../util/diag';
@@ -28,7 +36,10 @@ export interface ConvergeOptions {
   /** Only these devices (and, for a PF, its SR-IOV size); every configured device when null. */
   readonly only?: readonly string[] | null;
   readonly dryRun?: boolean;
-  /** The late boot unit: boot devices from fstab/crypttab/root= are refused, broad rules need an acknowledgement. */
+  /**
+   * The late boot unit: boot devices from fstab/crypttab/root= are refused, broad rules need an
+   * acknowledgement.
+   */
   readonly boot?: boolean;
   /**
    * Refuse the devices the host boots from (fstab, crypttab, root=/resume= on the kernel command
@@ -49,7 +60,11 @@ export interface PhaseResult {
 }
 
 /** One device's line of an apply: its result with the phase, intent and rule it came from. */
-export type ConvergeResult = DeviceResult & { readonly phase: 'sriov' | 'release' | 'bind'; readonly intent: string | null; readonly rule: string | null };
+export type ConvergeResult = DeviceResult & {
+  readonly phase: 'sriov' | 'release' | 'bind';
+  readonly intent: string | null;
+  readonly rule: string | null;
+};
 
 export interface ConvergeReport {
   readonly dryRun: boolean;
@@ -68,19 +83,31 @@ export interface ConvergeReport {
 }
 
 export function convergeExitCode(r: ConvergeReport): number {
-  const code = exitCodeOf([...r.results.map((x) => x.status), ...(r.notFound.length ? ['invalid'] : [])]);
+  const code = exitCodeOf([
+    ...r.results.map((x) => x.status),
+    ...(r.notFound.length ? ['invalid'] : []),
+  ]);
   return r.interrupted !== null && code === EXIT.OK ? EXIT.FAILED : code;
 }
 
 function ruleHooks(host: Host, desired: DesiredState): Map<string, Hook[]> {
   const out = new Map<string, Hook[]>();
-  for (const d of desired.desires.values()) if (d.rule.hooks.length) out.set(d.address, d.rule.hooks.map((p) => ruleHook(host.root, p, host.trust)));
+  for (const d of desired.desires.values())
+    if (d.rule.hooks.length)
+      out.set(
+        d.address,
+        d.rule.hooks.map((p) => ruleHook(host.root, p, host.trust)),
+      );
   return out;
 }
 
-function resolvedDriver(snap: Snapshot, d: Desire): { driver: string | null; module: string | null } {
+function resolvedDriver(
+  snap: Snapshot,
+  d: Desire,
+): { driver: string | null; module: string | null } {
   const intent = d.intent;
-  if (intent === null || intent.kind === 'none' || intent.kind === 'host') return { driver: null, module: null };
+  if (intent === null || intent.kind === 'none' || intent.kind === 'host')
+    return { driver: null, module: null };
   const dev = snap.devices.get(d.address);
   if (!dev) return { driver: null, module: null };
   const t = resolveIntent(dev, snap, intent).target;
@@ -99,20 +126,29 @@ function bootProtected(host: Host, warnings: string[]): BootDevices {
   if (stored.problem) warnings.push(stored.problem);
   for (const l of stored.map?.leftOut ?? []) {
     if (l.reason !== 'in-use') continue;
-    devices.set(l.address, [...(devices.get(l.address) ?? []), `in use when the boot map was made: ${l.use.join('; ')}; 'vfioctl apply ${l.address}' once it is free`]);
+    devices.set(l.address, [
+      ...(devices.get(l.address) ?? []),
+      `in use when the boot map was made: ${l.use.join('; ')}; 'vfioctl apply ${l.address}' once it is free`,
+    ]);
   }
   return { devices, unresolved: b.unresolved };
 }
 
-/** What the early layers took this boot (`ADDRESS DRIVER` lines); other lines are named, not used. */
+/**
+ * What the early layers took this boot (`ADDRESS DRIVER` lines); other lines are named, not used.
+ */
 function readBootTaken(host: Host, warnings: string[]): Map<string, string> {
   const out = new Map<string, string>();
   const file = '/run/vfioctl/boot-taken';
   (host.root.readFile(file) ?? '').split('\n').forEach((line, i) => {
     if (line === '') return;
     const [address, driver, ...rest] = line.split(' ');
-    if (address && driver && rest.length === 0 && isPciAddress(address) && isDriverName(driver)) out.set(address, driver);
-    else warnings.push(`${host.root.path(file)}:${i + 1}: not 'ADDRESS DRIVER' (${printable(line.slice(0, 80))}); ignored`);
+    if (address && driver && rest.length === 0 && isPciAddress(address) && isDriverName(driver))
+      out.set(address, driver);
+    else
+      warnings.push(
+        `${host.root.path(file)}:${i + 1}: not 'ADDRESS DRIVER' (${printable(line.slice(0, 80))}); ignored`,
+      );
   });
   return out;
 }
@@ -124,7 +160,14 @@ function bootOutcomes(snap: Snapshot, desired: DesiredState, boot: BootDevices):
     const dev = snap.devices.get(d.address);
     // Devices the boot layers never try (boot devices, unacknowledged broad rules, devices kept on
     // their host driver) have no outcome.
-    if (!dev || d.intent === null || d.intent.kind === 'host' || boot.devices.has(d.address) || (isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch)) continue;
+    if (
+      !dev ||
+      d.intent === null ||
+      d.intent.kind === 'host' ||
+      boot.devices.has(d.address) ||
+      (isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch)
+    )
+      continue;
     const won = isPlaced(d.intent, resolvedDriver(snap, d).driver, placement(dev, snap));
     const module = dev.driver ? (snap.modules.drivers.driverModule.get(dev.driver) ?? null) : null;
     devices[d.address] = {
@@ -146,21 +189,43 @@ function stateWritable(host: Host): void {
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (e) {
-    throw new VfioctlError(`cannot record what apply does in ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); nothing was changed: make ${path.dirname(STATE_FILE)} writable`, EXIT.FAILED);
+    throw new VfioctlError(
+      `cannot record what apply does in ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); nothing was changed: make ${path.dirname(STATE_FILE)} writable`,
+      EXIT.FAILED,
+    );
   }
 }
 
-/** What apply did to one device, in state.json at once: an interrupted apply leaves nothing unseen. */
-function recordResult(host: Host, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], plan: DevicePlan, r: DeviceResult, warnings: string[]): void {
+/**
+ * What apply did to one device, in state.json at once: an interrupted apply leaves nothing unseen.
+ */
+function recordResult(
+  host: Host,
+  snap: Snapshot,
+  desired: DesiredState,
+  kind: Plan['kind'],
+  plan: DevicePlan,
+  r: DeviceResult,
+  warnings: string[],
+): void {
   try {
     recordResultIn(host, snap, desired, kind, plan, r);
   } catch (e) {
     // The device has moved; the executor must go on (and roll back what fails), not crash mid-plan.
-    warnings.push(`${r.address}: could not record it in ${STATE_FILE} (${(e as Error).message}); 'vfioctl status' will not show it`);
+    warnings.push(
+      `${r.address}: could not record it in ${STATE_FILE} (${(e as Error).message}); 'vfioctl status' will not show it`,
+    );
   }
 }
 
-function recordResultIn(host: Host, snap: Snapshot, desired: DesiredState, kind: Plan['kind'], plan: DevicePlan, r: DeviceResult): void {
+function recordResultIn(
+  host: Host,
+  snap: Snapshot,
+  desired: DesiredState,
+  kind: Plan['kind'],
+  plan: DevicePlan,
+  r: DeviceResult,
+): void {
   if (kind === 'sriov') return;
   const devices: Record<string, AppliedDevice> = { ...readState(host.root).devices };
   const d = desired.desires.get(r.address);
@@ -174,33 +239,65 @@ function recordResultIn(host: Host, snap: Snapshot, desired: DesiredState, kind:
     const binds = d.intent.kind === 'vfio' || d.intent.kind === 'driver';
     const driver = binds ? (plan.target?.driver ?? null) : null;
     const module = binds ? (plan.target?.module ?? null) : null;
-    devices[r.address] = { address: r.address, intent: intentName(d.intent), rule: ruleLabel(d), kernel: snap.modules.release ?? null, driver, module, status: r.status === 'noop' ? 'ok' : r.status, error: r.error, at: new Date().toISOString() };
+    devices[r.address] = {
+      address: r.address,
+      intent: intentName(d.intent),
+      rule: ruleLabel(d),
+      kernel: snap.modules.release ?? null,
+      driver,
+      module,
+      status: r.status === 'noop' ? 'ok' : r.status,
+      error: r.error,
+      at: new Date().toISOString(),
+    };
   }
   writeState(host.root, { devices });
 }
 
-/** After an apply: devices configured once, never applied (refused, failed) and not configured now have nothing to release. */
+/**
+ * After an apply: devices configured once, never applied (refused, failed) and not configured now
+ * have nothing to release.
+ */
 function pruneState(host: Host, snap: Snapshot, desired: DesiredState): void {
   const state = readState(host.root);
-  const devices = Object.fromEntries(Object.entries(state.devices).filter(([a, d]) => desired.desires.has(a) || d.status === 'ok' || !snap.devices.has(a)));
-  if (Object.keys(devices).length !== Object.keys(state.devices).length) writeState(host.root, { devices });
+  const devices = Object.fromEntries(
+    Object.entries(state.devices).filter(
+      ([a, d]) => desired.desires.has(a) || d.status === 'ok' || !snap.devices.has(a),
+    ),
+  );
+  if (Object.keys(devices).length !== Object.keys(state.devices).length)
+    writeState(host.root, { devices });
 }
 
 function absentWarnings(desired: DesiredState): string[] {
-  return [...desired.absent].map(([address, r]) => `rules[${r.index}] (line ${r.line}): no device ${address} on this host (yet)`);
+  return [...desired.absent].map(
+    ([address, r]) => `rules[${r.index}] (line ${r.line}): no device ${address} on this host (yet)`,
+  );
 }
 
 /**
  * Converges `only` (or every configured device) to `config`. Used by `apply`, and by `set` with
  * the edited configuration (which `--nosave` never writes). `held`: the caller's session.
  */
-export function converge(host: Host, config: Config, opts: ConvergeOptions, held?: WriteSession): Promise<ConvergeReport> {
+export function converge(
+  host: Host,
+  config: Config,
+  opts: ConvergeOptions,
+  held?: WriteSession,
+): Promise<ConvergeReport> {
   if (opts.dryRun) return convergeIn(host, config, opts, null);
   stateWritable(host);
-  return held ? convergeIn(host, config, opts, held) : host.session((s) => convergeIn(host, config, opts, s));
+  return held
+    ? convergeIn(host, config, opts, held)
+    : host.session((s) => convergeIn(host, config, opts, s));
 }
 
-async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, session: WriteSession | null): Promise<ConvergeReport> {
+async function convergeIn(
+  host: Host,
+  config: Config,
+  opts: ConvergeOptions,
+  session: WriteSession | null,
+): Promise<ConvergeReport> {
   const root = host.root;
   const onlySet = opts.only ? new Set(opts.only) : null;
   const read = () => host.readForWrite();
@@ -214,22 +311,41 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
   const state = readStateChecked(root);
   if (state.problem) warnings.push(state.problem);
   let desired = desiredState(config, snap.devices);
-  for (const u of (boot ?? guard)?.unresolved ?? []) warnings.push(`boot device ${u} could not be traced to a PCI device${boot ? '' : ': this apply cannot refuse it by name'}`);
+  for (const u of (boot ?? guard)?.unresolved ?? [])
+    warnings.push(
+      `boot device ${u} could not be traced to a PCI device${boot ? '' : ': this apply cannot refuse it by name'}`,
+    );
   if (boot && session) writeBootState(root, bootOutcomes(snap, desired, boot));
   const phases: PhaseResult[] = [];
   const run = async (kind: Plan['kind'], made: Plan) => {
     if (made.devices.length === 0) return;
     const planned = snap;
     const plan = withHookViews(planned, made);
-    const results = session ? await execute(plan, { ...host.execOptions(session, plan), onResult: (d, r) => recordResult(host, planned, desired, kind, d, r, warnings) }) : planResults(plan);
+    const results = session
+      ? await execute(plan, {
+          ...host.execOptions(session, plan),
+          onResult: (d, r) => recordResult(host, planned, desired, kind, d, r, warnings),
+        })
+      : planResults(plan);
     phases.push({ kind, plan, results });
   };
   const bootTaken = opts.boot ? { bootTaken: readBootTaken(host, warnings) } : {};
-  const ruleOpts = () => ({ only: onlySet, boot, guard, ruleHooks: ruleHooks(host, desired), ...bootTaken, force: !!opts.force && !opts.boot, ...(opts.units ? { units: opts.units } : {}) });
+  const ruleOpts = () => ({
+    only: onlySet,
+    boot,
+    guard,
+    ruleHooks: ruleHooks(host, desired),
+    ...bootTaken,
+    force: !!opts.force && !opts.boot,
+    ...(opts.units ? { units: opts.units } : {}),
+  });
   const sriov = planSriovPhase(snap, desired, ruleOpts());
   await run('sriov', sriov);
   if (sriov.devices.some((d) => d.status === 'planned')) {
-    if (!session) warnings.push('VFs that do not exist yet are planned for once they are created: run without --dry-run, then check with vfioctl status');
+    if (!session)
+      warnings.push(
+        'VFs that do not exist yet are planned for once they are created: run without --dry-run, then check with vfioctl status',
+      );
     else {
       snap = read(); // the new VFs exist now
       desired = desiredState(config, snap.devices);
@@ -243,9 +359,18 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
   const results = phases.flatMap((p) =>
     p.results.map((r): ConvergeResult => {
       const d = desired.desires.get(r.address);
-      // A release names no intent or rule, except a device kept on its host driver by intent `host`.
-      const governs = d?.intent && (p.kind === 'bind' || (p.kind === 'unbind' && d.intent.kind === 'host')) ? d : null;
-      return { phase: p.kind === 'unbind' ? 'release' : p.kind, intent: governs?.intent ? intentName(governs.intent) : null, rule: governs && p.kind !== 'sriov' ? ruleLabel(governs) : null, ...r };
+      // A release names no intent or rule, except a device kept on its host driver by intent
+      // `host`.
+      const governs =
+        d?.intent && (p.kind === 'bind' || (p.kind === 'unbind' && d.intent.kind === 'host'))
+          ? d
+          : null;
+      return {
+        phase: p.kind === 'unbind' ? 'release' : p.kind,
+        intent: governs?.intent ? intentName(governs.intent) : null,
+        rule: governs && p.kind !== 'sriov' ? ruleLabel(governs) : null,
+        ...r,
+      };
     }),
   );
   const untouched = [...(onlySet ?? [])].filter((a) => !results.some((r) => r.address === a));
@@ -262,6 +387,12 @@ async function convergeIn(host: Host, config: Config, opts: ConvergeOptions, ses
     notConfigured: untouched.filter((a) => snap.devices.has(a) && !desired.desires.has(a)),
     interrupted: null as Interruption | null,
   };
-  // Read when the caller looks (after the session), so a signal that came with the last step counts.
-  return session ? Object.defineProperty(report, 'interrupted', { get: () => session.interrupted(), enumerable: true }) : report;
+  // Read when the caller looks (after the session), so a signal that came with the last step
+  // counts.
+  return session
+    ? Object.defineProperty(report, 'interrupted', {
+        get: () => session.interrupted(),
+        enumerable: true,
+      })
+    : report;
 }

@@ -50,14 +50,20 @@ export interface DriverctlImportOptions {
  * untrusted, two files for one device, a conflicting rule) is bad input naming the file(s) and
  * nothing is changed. The configuration's read-modify-write runs under the lock, as set's does.
  */
-export function importDriverctl(host: Host, opts: DriverctlImportOptions): Promise<DriverctlImportReport> {
-  return opts.dryRun ? Promise.resolve(importIn(host, opts)) : host.session(async () => importIn(host, opts));
+export function importDriverctl(
+  host: Host,
+  opts: DriverctlImportOptions,
+): Promise<DriverctlImportReport> {
+  return opts.dryRun
+    ? Promise.resolve(importIn(host, opts))
+    : host.session(async () => importIn(host, opts));
 }
 
 function importIn(host: Host, opts: DriverctlImportOptions): DriverctlImportReport {
   const root = host.root;
   const original = readConfigText(root, host.trust);
-  const config = original === undefined ? { rules: [] as Config['rules'] } : parseConfig(original, CONFIG_FILE);
+  const config =
+    original === undefined ? { rules: [] as Config['rules'] } : parseConfig(original, CONFIG_FILE);
   const problems: string[] = [];
   const skipped: { file: string; reason: string }[] = [];
   const found: DriverctlImported[] = [];
@@ -70,20 +76,30 @@ function importIn(host: Host, opts: DriverctlImportOptions): DriverctlImportRepo
     }
     const m = /^([^-]+)-(.+)$/.exec(name);
     if (m?.[1] !== 'pci') {
-      skipped.push({ file, reason: m ? `an override on the ${printable(m[1]!)} bus: vfioctl handles PCI only, driverctl keeps applying it` : 'not a driverctl override (driverctl names them BUS-DEVICE, e.g. pci-0000:03:00.0)' });
+      skipped.push({
+        file,
+        reason: m
+          ? `an override on the ${printable(m[1]!)} bus: vfioctl handles PCI only, driverctl keeps applying it`
+          : 'not a driverctl override (driverctl names them BUS-DEVICE, e.g. pci-0000:03:00.0)',
+      });
       continue;
     }
     let address: string;
     try {
       address = parseAddress(m[2]!);
     } catch {
-      problems.push(`${file}: '${printable(m[2]!)}' is not a PCI address (driverctl names them pci-DOMAIN:BUS:DEV.FN); remove or rename it`);
+      problems.push(
+        `${file}: '${printable(m[2]!)}' is not a PCI address (driverctl names them pci-DOMAIN:BUS:DEV.FN); remove or rename it`,
+      );
       continue;
     }
-    // driverctl writes the sysfs name; `pci-0000:0A:00.0` or `pci-0a:00.0` beside it is the same device.
+    // driverctl writes the sysfs name; `pci-0000:0A:00.0` or `pci-0a:00.0` beside it is the same
+    // device.
     const twin = byAddress.get(address);
     if (twin !== undefined) {
-      problems.push(`${twin} and ${file} are both for ${address}: remove the one driverctl does not use (it loads ${DRIVERCTL_DIR}/pci-${address})`);
+      problems.push(
+        `${twin} and ${file} are both for ${address}: remove the one driverctl does not use (it loads ${DRIVERCTL_DIR}/pci-${address})`,
+      );
       continue;
     }
     byAddress.set(address, file);
@@ -101,15 +117,23 @@ function importIn(host: Host, opts: DriverctlImportOptions): DriverctlImportRepo
     }
     // driverctl's vfio-pci is a literal driver; the best VFIO driver only when asked (--vfio).
     const intent = opts.vfio && driver === 'vfio-pci' ? 'vfio' : driver;
-    const existing = config.rules.find((r) => r.selector.kind === 'address' && r.selector.address === address);
+    const existing = config.rules.find(
+      (r) => r.selector.kind === 'address' && r.selector.address === address,
+    );
     if (existing && (existing.intent && intentName(existing.intent)) !== intent) {
-      problems.push(`${file}: ${address} is already configured as '${existing.intent ? intentName(existing.intent) : 'sriov only'}' (${CONFIG_FILE} line ${existing.line}), driverctl says '${driver}': resolve it by hand`);
+      problems.push(
+        `${file}: ${address} is already configured as '${existing.intent ? intentName(existing.intent) : 'sriov only'}' (${CONFIG_FILE} line ${existing.line}), driverctl says '${driver}': resolve it by hand`,
+      );
       continue;
     }
     found.push({ file, address, driver, intent });
   }
   // Bad input changes nothing: all files import, or none.
-  if (problems.length) throw new VfioctlError(`cannot import ${DRIVERCTL_DIR} (nothing was changed):\n${problems.map((p) => `  ${p}`).join('\n')}`, EXIT.BAD_INPUT);
+  if (problems.length)
+    throw new VfioctlError(
+      `cannot import ${DRIVERCTL_DIR} (nothing was changed):\n${problems.map((p) => `  ${p}`).join('\n')}`,
+      EXIT.BAD_INPUT,
+    );
   let text = original;
   let changed = false;
   for (const f of found) {
@@ -153,7 +177,10 @@ export interface DriverctlDevice {
   readonly driver: string | null;
   /** The live driver_override, or null when unset (`(null)`). */
   readonly override: string | null;
-  /** With `names`: the device's pci.ids name (driverctl --debug shows udev's ID_MODEL_FROM_DATABASE). */
+  /**
+   * With `names`: the device's pci.ids name (driverctl --debug shows udev's
+   * ID_MODEL_FROM_DATABASE).
+   */
   readonly name?: string | null;
 }
 
@@ -161,9 +188,17 @@ export interface DriverctlDevice {
  * driverctl list-devices / list-overrides [TYPE]: live, as driverctl reads them (devices without
  * a driver_override attribute are not overridable and not listed).
  */
-export function driverctlDevices(host: Host, type: string | undefined, opts: { overridesOnly: boolean; names?: boolean }): DriverctlDevice[] {
+export function driverctlDevices(
+  host: Host,
+  type: string | undefined,
+  opts: { overridesOnly: boolean; names?: boolean },
+): DriverctlDevice[] {
   const cls = DEVICE_TYPES[type ?? 'all'];
-  if (cls === undefined) throw new VfioctlError(`device type must be one of: ${Object.keys(DEVICE_TYPES).join(' ')}`, EXIT.BAD_INPUT);
+  if (cls === undefined)
+    throw new VfioctlError(
+      `device type must be one of: ${Object.keys(DEVICE_TYPES).join(' ')}`,
+      EXIT.BAD_INPUT,
+    );
   const root = host.root;
   const out: DriverctlDevice[] = [];
   const ids = new Map<string, [string, string]>();
@@ -172,8 +207,13 @@ export function driverctlDevices(host: Host, type: string | undefined, opts: { o
     const override = root.readAttr(`${dir}/driver_override`);
     if (override === undefined || (opts.overridesOnly && override === '(null)')) continue;
     if (cls && root.readAttr(`${dir}/class`)?.slice(2, 4) !== cls) continue;
-    out.push({ address: a, driver: root.linkName(`${dir}/driver`) ?? null, override: override === '(null)' ? null : override });
-    if (opts.names) ids.set(a, [hex4(root.readAttr(`${dir}/vendor`)), hex4(root.readAttr(`${dir}/device`))]);
+    out.push({
+      address: a,
+      driver: root.linkName(`${dir}/driver`) ?? null,
+      override: override === '(null)' ? null : override,
+    });
+    if (opts.names)
+      ids.set(a, [hex4(root.readAttr(`${dir}/vendor`)), hex4(root.readAttr(`${dir}/device`))]);
   }
   if (!opts.names) return out;
   const names = loadPciNames(root, new Set([...ids.values()].map(([v]) => v)));
@@ -191,11 +231,17 @@ function hex4(attr: string | undefined): string {
 export function driverctlDevice(dev: string): string {
   const m = /^([^/]+)\/(.*)$/.exec(dev);
   if (!m) return dev;
-  if (m[1] !== 'pci') throw new VfioctlError(`vfioctl handles the pci bus only, not '${printable(m[1]!)}'`, EXIT.BAD_INPUT);
+  if (m[1] !== 'pci')
+    throw new VfioctlError(
+      `vfioctl handles the pci bus only, not '${printable(m[1]!)}'`,
+      EXIT.BAD_INPUT,
+    );
   return m[2]!;
 }
 
 /** driverctl load-override DEVICE: does it have a saved rule (exit 1 when not, as driverctl)? */
 export function hasAddressRule(host: Host, address: string): boolean {
-  return loadConfig(host.root, host.trust).rules.some((r) => r.selector.kind === 'address' && r.selector.address === address && r.intent !== null);
+  return loadConfig(host.root, host.trust).rules.some(
+    (r) => r.selector.kind === 'address' && r.selector.address === address && r.intent !== null,
+  );
 }

@@ -32,7 +32,9 @@ export interface HostEvents {
   readonly progress?: (p: Progress) => void;
 }
 
-/** Where a bind, unbind or apply phase is: `done` of `total` devices, `current` the one begun last. */
+/**
+ * Where a bind, unbind or apply phase is: `done` of `total` devices, `current` the one begun last.
+ */
 export interface Progress {
   readonly kind: Plan['kind'];
   readonly done: number;
@@ -89,7 +91,10 @@ export interface PlannedOperation {
 /** The host changed between plan() and apply(): nothing was done; plan again. */
 export class StalePlanError extends VfioctlError {
   constructor(readonly addresses: readonly string[]) {
-    super(`the host changed since the plan was made (${addresses.join(', ')}); nothing was done: plan again`, EXIT.FAILED);
+    super(
+      `the host changed since the plan was made (${addresses.join(', ')}); nothing was done: plan again`,
+      EXIT.FAILED,
+    );
   }
 }
 
@@ -146,7 +151,12 @@ export class Host {
 
   /** The host read for writing: records, VFIO users and hooks included. */
   readForWrite(only?: readonly string[]): Snapshot {
-    return readSnapshot(this.root, { kernel: this.kernel, ...(only ? { only } : {}), forWrite: true, trust: this.trust });
+    return readSnapshot(this.root, {
+      kernel: this.kernel,
+      ...(only ? { only } : {}),
+      forWrite: true,
+      trust: this.trust,
+    });
   }
 
   /**
@@ -155,15 +165,32 @@ export class Host {
    */
   session<T>(work: (s: WriteSession) => Promise<T>): Promise<T> {
     const ev = this.options.events;
-    return writeSession(this.root, { kernelIo: this.io, waitMs: this.waitMs, onWait: (h) => ev?.lockWait?.(h, this.waitMs), onSignal: (s) => ev?.signal?.(s) }, async (s) => {
-      ev?.recovered?.(s.recovery);
-      return work(s);
-    });
+    return writeSession(
+      this.root,
+      {
+        kernelIo: this.io,
+        waitMs: this.waitMs,
+        onWait: (h) => ev?.lockWait?.(h, this.waitMs),
+        onSignal: (s) => ev?.signal?.(s),
+      },
+      async (s) => {
+        ev?.recovered?.(s.recovery);
+        return work(s);
+      },
+    );
   }
 
   /** Options for the executor within a session, carrying out `plan` (progress events for it). */
   execOptions(s: WriteSession, plan: Plan): ExecOptions {
-    return { root: this.root, io: s.io, beforeStep: this.options.beforeStep, hookTimeoutMs: this.hookTimeoutMs, env: this.options.env ?? {}, interrupted: s.interrupted, ...this.progressOptions(plan) };
+    return {
+      root: this.root,
+      io: s.io,
+      beforeStep: this.options.beforeStep,
+      hookTimeoutMs: this.hookTimeoutMs,
+      env: this.options.env ?? {},
+      interrupted: s.interrupted,
+      ...this.progressOptions(plan),
+    };
   }
 
   private progressOptions(plan: Plan): Pick<ExecOptions, 'onDeviceStart' | 'onDeviceDone'> {
@@ -173,7 +200,8 @@ export class Host {
     // Units run concurrently: several devices may be in flight; `current` is the latest begun.
     const inFlight: string[] = [];
     let done = 0;
-    const tell = () => emit({ kind: plan.kind, done, total, current: inFlight[inFlight.length - 1] ?? null });
+    const tell = () =>
+      emit({ kind: plan.kind, done, total, current: inFlight[inFlight.length - 1] ?? null });
     return {
       onDeviceStart: (d) => {
         inFlight.push(d.address);
@@ -188,15 +216,22 @@ export class Host {
     };
   }
 
-  /** Journal entries left by a killed run (for commands that do not repair: dry runs, list, show). */
+  /**
+   * Journal entries left by a killed run (for commands that do not repair: dry runs, list, show).
+   */
   pendingProblems(): string[] {
     const { entries, corrupt } = new Journal(this.root).pending();
     if (entries.length === 0 && corrupt.length === 0) return [];
     // Entries of a live run that holds the lock are its work in progress, not damage.
     if (corrupt.length === 0 && lockHeld(this.root)) return [];
     return [
-      ...entries.map((e) => `${e.address} was left half-done by an interrupted ${e.kind} (at ${e.op}); 'vfioctl recover' (or any writing command) repairs it`),
-      ...corrupt.map((c) => `unreadable journal entry ${describeCorrupt(c, CORRUPT_JOURNAL_ACTION)}`),
+      ...entries.map(
+        (e) =>
+          `${e.address} was left half-done by an interrupted ${e.kind} (at ${e.op}); 'vfioctl recover' (or any writing command) repairs it`,
+      ),
+      ...corrupt.map(
+        (c) => `unreadable journal entry ${describeCorrupt(c, CORRUPT_JOURNAL_ACTION)}`,
+      ),
     ];
   }
 
@@ -214,14 +249,24 @@ export class Host {
     return this.session(async (s) => {
       const snap = this.readForWrite(p.request.addresses);
       const fresh = makePlan(snap, p.request);
-      const moved = fresh.devices.filter((d, i) => JSON.stringify(stripDevice(d)) !== JSON.stringify(stripDevice(p.plan.devices[i]))).map((d) => d.address);
-      if (moved.length || fresh.devices.length !== p.plan.devices.length) throw new StalePlanError(moved);
+      const moved = fresh.devices
+        .filter(
+          (d, i) =>
+            JSON.stringify(stripDevice(d)) !== JSON.stringify(stripDevice(p.plan.devices[i])),
+        )
+        .map((d) => d.address);
+      if (moved.length || fresh.devices.length !== p.plan.devices.length)
+        throw new StalePlanError(moved);
       return this.run(s, fresh, snap.warnings);
     });
   }
 
   /** Plan and carry out in one session (no window for the host to move in between). */
-  change(request: Readonly<BindRequest> | Readonly<UnbindRequest>, opts: { dryRun?: boolean } = {}, held?: WriteSession): Promise<OperationResult> {
+  change(
+    request: Readonly<BindRequest> | Readonly<UnbindRequest>,
+    opts: { dryRun?: boolean } = {},
+    held?: WriteSession,
+  ): Promise<OperationResult> {
     if (opts.dryRun) {
       const p = this.plan(request);
       return Promise.resolve(this.report(p.plan, planResults(p.plan), true, p.warnings, null));
@@ -233,33 +278,74 @@ export class Host {
     return held ? work(held) : this.session(work);
   }
 
-  bind(request: Omit<BindRequest, 'kind'>, opts: { dryRun?: boolean } = {}): Promise<OperationResult> {
+  bind(
+    request: Omit<BindRequest, 'kind'>,
+    opts: { dryRun?: boolean } = {},
+  ): Promise<OperationResult> {
     return this.change({ ...request, kind: 'bind' }, opts);
   }
 
-  unbind(request: Omit<UnbindRequest, 'kind'>, opts: { dryRun?: boolean } = {}, held?: WriteSession): Promise<OperationResult> {
+  unbind(
+    request: Omit<UnbindRequest, 'kind'>,
+    opts: { dryRun?: boolean } = {},
+    held?: WriteSession,
+  ): Promise<OperationResult> {
     return this.change({ ...request, kind: 'unbind' }, opts, held);
   }
 
   /** Repairs what a killed run left (every writing operation does this first anyway). */
   recover(): Promise<RecoveryReport> {
-    return writeSession(this.root, { kernelIo: this.io, waitMs: this.waitMs }, async (s) => s.recovery);
+    return writeSession(
+      this.root,
+      { kernelIo: this.io, waitMs: this.waitMs },
+      async (s) => s.recovery,
+    );
   }
 
-  private async run(s: WriteSession, plan: Plan, warnings: readonly string[]): Promise<OperationResult> {
+  private async run(
+    s: WriteSession,
+    plan: Plan,
+    warnings: readonly string[],
+  ): Promise<OperationResult> {
     const results = await execute(plan, this.execOptions(s, plan));
-    const r = { ...this.report(plan, results, false, warnings, null), recovered: s.recovery.recovered, unreadableJournal: s.recovery.unreadable };
-    // Read when the caller looks (after the session), so a signal that came with the last step counts.
-    return Object.defineProperty(r, 'interrupted', { get: () => s.interrupted(), enumerable: true });
+    const r = {
+      ...this.report(plan, results, false, warnings, null),
+      recovered: s.recovery.recovered,
+      unreadableJournal: s.recovery.unreadable,
+    };
+    // Read when the caller looks (after the session), so a signal that came with the last step
+    // counts.
+    return Object.defineProperty(r, 'interrupted', {
+      get: () => s.interrupted(),
+      enumerable: true,
+    });
   }
 
-  private report(plan: Plan, results: DeviceResult[], dryRun: boolean, warnings: readonly string[], interrupted: Interruption | null): OperationResult {
-    return { kind: plan.kind, dryRun, plan, results, recovered: [], unreadableJournal: [], warnings: dryRun ? [...warnings, ...this.pendingProblems()] : warnings, interrupted };
+  private report(
+    plan: Plan,
+    results: DeviceResult[],
+    dryRun: boolean,
+    warnings: readonly string[],
+    interrupted: Interruption | null,
+  ): OperationResult {
+    return {
+      kind: plan.kind,
+      dryRun,
+      plan,
+      results,
+      recovered: [],
+      unreadableJournal: [],
+      warnings: dryRun ? [...warnings, ...this.pendingProblems()] : warnings,
+      interrupted,
+    };
   }
 }
 
 function makePlan(snap: Snapshot, r: Readonly<BindRequest> | Readonly<UnbindRequest>): Plan {
-  return withHookViews(snap, r.kind === 'bind' ? planBind(snap, r as BindRequest) : planUnbind(snap, r as UnbindRequest));
+  return withHookViews(
+    snap,
+    r.kind === 'bind' ? planBind(snap, r as BindRequest) : planUnbind(snap, r as UnbindRequest),
+  );
 }
 
 /** Hooks get the device as `show --json` prints it, from the candidates the plan carries. */

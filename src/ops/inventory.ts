@@ -33,12 +33,20 @@ function withVfioUsers(host: Host, snap: Snapshot, anyBound: boolean): Snapshot 
 /** Every device; `devices` is lazy, so a caller can stream it. */
 export function inventory(host: Host): Inventory {
   const read = readSnapshot(host.root, { kernel: host.kernel });
-  const snap = withVfioUsers(host, read, [...read.devices.values()].some((d) => isOnVfio(d, read)));
+  const snap = withVfioUsers(
+    host,
+    read,
+    [...read.devices.values()].some((d) => isOnVfio(d, read)),
+  );
   const names = loadPciNames(host.root, new Set([...snap.devices.values()].map((d) => d.vendor)));
   const devices = (function* () {
     for (const d of snap.devices.values()) yield deviceView(d, snap, names, false);
   })();
-  return { devices, count: snap.devices.size, warnings: [...snap.warnings, ...host.pendingProblems()] };
+  return {
+    devices,
+    count: snap.devices.size,
+    warnings: [...snap.warnings, ...host.pendingProblems()],
+  };
 }
 
 export function list(host: Host): { devices: DeviceView[]; warnings: readonly string[] } {
@@ -46,19 +54,43 @@ export function list(host: Host): { devices: DeviceView[]; warnings: readonly st
   return { devices: [...inv.devices], warnings: inv.warnings };
 }
 
-/** One device in full: candidates best first, hooks (hooks.d and its rule's); bad input when absent. */
-export function show(host: Host, address: string): { device: DeviceView; warnings: readonly string[] } {
-  const read = readSnapshot(host.root, { kernel: host.kernel, only: [address], shallow: true, trust: host.trust });
+/**
+ * One device in full: candidates best first, hooks (hooks.d and its rule's); bad input when absent.
+ */
+export function show(
+  host: Host,
+  address: string,
+): { device: DeviceView; warnings: readonly string[] } {
+  const read = readSnapshot(host.root, {
+    kernel: host.kernel,
+    only: [address],
+    shallow: true,
+    trust: host.trust,
+  });
   const d = read.devices.get(address);
   // Its group's node exists once any member is on VFIO (the peers are not read for show).
-  const snap = d ? withVfioUsers(host, read, vfioNodesOf(d).some((n) => host.root.exists(n))) : read;
-  if (!d) throw new VfioctlError(`no PCI device ${address} (not in ${host.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')`, EXIT.BAD_INPUT);
+  const snap = d
+    ? withVfioUsers(
+        host,
+        read,
+        vfioNodesOf(d).some((n) => host.root.exists(n)),
+      )
+    : read;
+  if (!d)
+    throw new VfioctlError(
+      `no PCI device ${address} (not in ${host.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')`,
+      EXIT.BAD_INPUT,
+    );
   const names = loadPciNames(host.root, [d.vendor]);
   const v = deviceView(d, snap, names, true);
   const warnings = [...host.pendingProblems(), ...snap.warnings];
   const reset = resetWarning(d, host.root.kernelRelease());
   if (reset) warnings.push(`${address}: ${reset}`);
-  v.hooks = [...snap.hooks, ...configuredHooks(host, snap, address, warnings)].map((h) => ({ path: h.path, source: h.source, problem: h.problem }));
+  v.hooks = [...snap.hooks, ...configuredHooks(host, snap, address, warnings)].map((h) => ({
+    path: h.path,
+    source: h.source,
+    problem: h.problem,
+  }));
   return { device: v, warnings };
 }
 

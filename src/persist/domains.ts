@@ -22,11 +22,20 @@ const fileOf = (uuid: string) => `${DOMAIN_DIR}/${uuid}.json`;
 
 function parseDomainRecord(o: Record<string, unknown>): DomainRecord {
   const devices = o.devices;
-  if (!Array.isArray(devices) || !devices.every(isAddress)) throw new Invalid("field 'devices' is not a list of PCI addresses");
-  return { uuid: field(o, 'uuid', (v): v is string => isString(v) && isUuid(v), 'a UUID'), name: field(o, 'name', isString, 'a name'), devices, at: field(o, 'at', isString, 'a time') };
+  if (!Array.isArray(devices) || !devices.every(isAddress))
+    throw new Invalid("field 'devices' is not a list of PCI addresses");
+  return {
+    uuid: field(o, 'uuid', (v): v is string => isString(v) && isUuid(v), 'a UUID'),
+    name: field(o, 'name', isString, 'a name'),
+    devices,
+    at: field(o, 'at', isString, 'a time'),
+  };
 }
 
-/** The domain's record; null when there is none. A file that does not check out throws Invalid with its name. */
+/**
+ * The domain's record; null when there is none. A file that does not check out throws Invalid with
+ * its name.
+ */
 export function readDomainRecord(root: HostRoot, uuid: string): DomainRecord | null {
   const rel = fileOf(uuid);
   const text = root.readFile(rel);
@@ -36,7 +45,8 @@ export function readDomainRecord(root: HostRoot, uuid: string): DomainRecord | n
   }
   try {
     const r = parseDomainRecord(jsonObject(text));
-    if (r.uuid !== uuid) throw new Invalid(`names domain ${r.uuid}, not ${uuid} as its file name says`);
+    if (r.uuid !== uuid)
+      throw new Invalid(`names domain ${r.uuid}, not ${uuid} as its file name says`);
     return r;
   } catch (e) {
     if (e instanceof Invalid) throw new Invalid(`${root.path(rel)}: ${e.message}`);

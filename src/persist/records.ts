@@ -3,7 +3,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { HostRoot } from '../host/root';
-import { describeCorrupt, field, isAddress, isDriverName, isString, orNull, readAddressFiles } from './validate';
+import {
+  describeCorrupt,
+  field,
+  isAddress,
+  isDriverName,
+  isString,
+  orNull,
+  readAddressFiles,
+} from './validate';
 
 export interface BindRecord {
   readonly address: string;
@@ -30,11 +38,25 @@ export function parseRecord(o: Record<string, unknown>): BindRecord {
  * What vfioctl bound, by address. A record that does not check out is reported (`warn`) and left
  * out: unbind then lets the kernel pick the host driver, as for a device vfioctl never bound.
  */
-export function readRecords(root: HostRoot, warn: (msg: string) => void = () => undefined): Map<string, BindRecord> {
+export function readRecords(
+  root: HostRoot,
+  warn: (msg: string) => void = () => undefined,
+): Map<string, BindRecord> {
   const names = root.list(RECORD_DIR);
   if (names.length === 0) return new Map();
-  const { entries, corrupt } = readAddressFiles(names, (n) => root.readFile(`${RECORD_DIR}/${n}`), root.path(RECORD_DIR), parseRecord);
-  for (const c of corrupt) warn(describeCorrupt(c, 'ignored: unbind lets the kernel pick the host driver for it; delete the file'));
+  const { entries, corrupt } = readAddressFiles(
+    names,
+    (n) => root.readFile(`${RECORD_DIR}/${n}`),
+    root.path(RECORD_DIR),
+    parseRecord,
+  );
+  for (const c of corrupt)
+    warn(
+      describeCorrupt(
+        c,
+        'ignored: unbind lets the kernel pick the host driver for it; delete the file',
+      ),
+    );
   return new Map(entries.map((r) => [r.address, r]));
 }
 
@@ -53,13 +75,23 @@ export function removeRecord(root: HostRoot, address: string): void {
  * existing file's owner and mode carry over (an admin's chmod of vfioctl.json survives `set`).
  * Callers pass paths from HostRoot.confine(), never ones that could lead out of the root.
  */
-export function atomicWrite(file: string, content: string, mode = 0o600, dirMode = 0o700, keep = false): void {
+export function atomicWrite(
+  file: string,
+  content: string,
+  mode = 0o600,
+  dirMode = 0o700,
+  keep = false,
+): void {
   const dir = path.dirname(file);
   fs.mkdirSync(dir, { recursive: true, mode: dirMode });
   let old: fs.Stats | undefined;
   if (keep) old = fs.lstatSync(file, { throwIfNoEntry: false });
   const tmp = `${file}.${process.pid}.${Date.now().toString(36)}.tmp`;
-  const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, mode);
+  const fd = fs.openSync(
+    tmp,
+    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+    mode,
+  );
   try {
     try {
       fs.writeSync(fd, content);

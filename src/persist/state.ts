@@ -3,7 +3,18 @@
 // layers achieved this boot (under /run: it describes this boot only).
 import type { HostRoot } from '../host/root';
 import { atomicWrite } from './records';
-import { field, Invalid, isAddress, isBool, isDriverName, isObj, isString, jsonObject, oneOf, orNull } from './validate';
+import {
+  field,
+  Invalid,
+  isAddress,
+  isBool,
+  isDriverName,
+  isObj,
+  isString,
+  jsonObject,
+  oneOf,
+  orNull,
+} from './validate';
 
 export const STATE_FILE = '/var/lib/vfioctl/state.json';
 export const BOOT_FILE = '/run/vfioctl/boot.json';
@@ -55,9 +66,19 @@ export interface StateRead<T> {
 }
 
 /** A file of ours, parsed and checked; a broken one reads as `empty`, with the problem named. */
-function readChecked<T>(root: HostRoot, rel: string, empty: T, parse: (o: Record<string, unknown>) => T, action: string): StateRead<T> {
+function readChecked<T>(
+  root: HostRoot,
+  rel: string,
+  empty: T,
+  parse: (o: Record<string, unknown>) => T,
+  action: string,
+): StateRead<T> {
   const text = root.readFile(rel);
-  if (text === undefined) return { value: empty, problem: root.hasEntry(rel) ? `${root.path(rel)}: cannot be read; ${action}` : null };
+  if (text === undefined)
+    return {
+      value: empty,
+      problem: root.hasEntry(rel) ? `${root.path(rel)}: cannot be read; ${action}` : null,
+    };
   try {
     return { value: parse(jsonObject(text)), problem: null };
   } catch (e) {
@@ -65,8 +86,6 @@ function readChecked<T>(root: HostRoot, rel: string, empty: T, parse: (o: Record
     return { value: empty, problem: `${root.path(rel)}: ${e.message}; ${action}` };
   }
 }
-
-
 
 function parseApplied(key: string, v: unknown): AppliedDevice {
   if (!isObj(v)) throw new Invalid(`devices['${key}'] is not an object`);
@@ -77,7 +96,12 @@ function parseApplied(key: string, v: unknown): AppliedDevice {
     kernel: field(v, 'kernel', orNull(isString), 'a kernel release or null'),
     driver: field(v, 'driver', orNull(isDriverName), 'a driver name or null'),
     module: field(v, 'module', orNull(isDriverName), 'a module name or null'),
-    status: field(v, 'status', oneOf<AppliedStatus>('ok', 'failed', 'refused', 'invalid'), "'ok', 'failed', 'refused' or 'invalid'"),
+    status: field(
+      v,
+      'status',
+      oneOf<AppliedStatus>('ok', 'failed', 'refused', 'invalid'),
+      "'ok', 'failed', 'refused' or 'invalid'",
+    ),
     error: field(v, 'error', orNull(isString), 'a message or null'),
     at: field(v, 'at', isString, 'a time'),
   };
@@ -87,22 +111,44 @@ function parseApplied(key: string, v: unknown): AppliedDevice {
 
 export function parseState(o: Record<string, unknown>): AppliedState {
   const devices = field(o, 'devices', isObj, 'an object');
-  return { devices: Object.fromEntries(Object.entries(devices).map(([k, v]) => [k, parseApplied(k, v)])) };
+  return {
+    devices: Object.fromEntries(Object.entries(devices).map(([k, v]) => [k, parseApplied(k, v)])),
+  };
 }
 
 export function parseBootState(o: Record<string, unknown>): BootState {
   const devices = field(o, 'devices', isObj, 'an object');
   const out: Record<string, BootState['devices'][string]> = {};
   for (const [k, v] of Object.entries(devices)) {
-    if (!isAddress(k) || !isObj(v)) throw new Invalid(`devices['${k}'] is not a PCI address with an object`);
-    out[k] = { outcome: field(v, 'outcome', oneOf<BootOutcome>('won', 'host-first', 'unbound'), "'won', 'host-first' or 'unbound'"), driver: field(v, 'driver', orNull(isDriverName), 'a driver name or null'), hostDriverBuiltin: field(v, 'hostDriverBuiltin', isBool, 'true or false') };
+    if (!isAddress(k) || !isObj(v))
+      throw new Invalid(`devices['${k}'] is not a PCI address with an object`);
+    out[k] = {
+      outcome: field(
+        v,
+        'outcome',
+        oneOf<BootOutcome>('won', 'host-first', 'unbound'),
+        "'won', 'host-first' or 'unbound'",
+      ),
+      driver: field(v, 'driver', orNull(isDriverName), 'a driver name or null'),
+      hostDriverBuiltin: field(v, 'hostDriverBuiltin', isBool, 'true or false'),
+    };
   }
-  return { at: field(o, 'at', isString, 'a time'), kernel: field(o, 'kernel', orNull(isString), 'a kernel release or null'), devices: out };
+  return {
+    at: field(o, 'at', isString, 'a time'),
+    kernel: field(o, 'kernel', orNull(isString), 'a kernel release or null'),
+    devices: out,
+  };
 }
 
 /** What apply last did; a broken file is named in `problem` and rebuilt by the next apply. */
 export function readStateChecked(root: HostRoot): StateRead<AppliedState> {
-  return readChecked(root, STATE_FILE, { devices: {} }, parseState, "ignored: 'vfioctl apply' rewrites it (devices an earlier apply bound are not released until then)");
+  return readChecked(
+    root,
+    STATE_FILE,
+    { devices: {} },
+    parseState,
+    "ignored: 'vfioctl apply' rewrites it (devices an earlier apply bound are not released until then)",
+  );
 }
 
 export function readState(root: HostRoot): AppliedState {
@@ -114,7 +160,13 @@ export function writeState(root: HostRoot, s: AppliedState): void {
 }
 
 export function readBootStateChecked(root: HostRoot): StateRead<BootState | null> {
-  return readChecked<BootState | null>(root, BOOT_FILE, null, parseBootState, 'ignored: the next boot rewrites it');
+  return readChecked<BootState | null>(
+    root,
+    BOOT_FILE,
+    null,
+    parseBootState,
+    'ignored: the next boot rewrites it',
+  );
 }
 
 export function writeBootState(root: HostRoot, s: BootState): void {

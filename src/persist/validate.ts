@@ -22,25 +22,33 @@ export function jsonObject(text: string): Obj {
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new Invalid(text.trim() === '' ? 'empty (truncated)' : `not JSON (${(e as Error).message})`);
+    throw new Invalid(
+      text.trim() === '' ? 'empty (truncated)' : `not JSON (${(e as Error).message})`,
+    );
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Invalid('not a JSON object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new Invalid('not a JSON object');
   return v as Obj;
 }
 
 export function field<T>(o: Obj, name: string, check: (v: unknown) => v is T, what: string): T {
   const v = o[name];
-  if (!check(v)) throw new Invalid(`field '${name}' ${v === undefined ? 'is missing' : `is not ${what}`}`);
+  if (!check(v))
+    throw new Invalid(`field '${name}' ${v === undefined ? 'is missing' : `is not ${what}`}`);
   return v;
 }
 
 export const isString = (v: unknown): v is string => typeof v === 'string';
 export const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
 export const isInt = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
-export const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const isObj = (v: unknown): v is Obj =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 export const isAddress = (v: unknown): v is string => typeof v === 'string' && isPciAddress(v);
-/** A kernel driver name as /sys/bus/pci/drivers spells it: no '/', no whitespace, not '.' or '..'. */
-export const isDriverName = (v: unknown): v is string => typeof v === 'string' && /^[A-Za-z0-9_.:+-]{1,64}$/.test(v) && v !== '.' && v !== '..';
+/**
+ * A kernel driver name as /sys/bus/pci/drivers spells it: no '/', no whitespace, not '.' or '..'.
+ */
+export const isDriverName = (v: unknown): v is string =>
+  typeof v === 'string' && /^[A-Za-z0-9_.:+-]{1,64}$/.test(v) && v !== '.' && v !== '..';
 export const orNull =
   <T>(check: (v: unknown) => v is T) =>
   (v: unknown): v is T | null =>
@@ -60,7 +68,12 @@ export function addressOfFile(name: string): string | null {
  * Reads every `<address>.json` in a directory through `parse`. Files with another name, torn or
  * foreign content, or an address field that differs from the name are reported, not returned.
  */
-export function readAddressFiles<T extends { address: string }>(names: readonly string[], read: (name: string) => string | undefined, dir: string, parse: (o: Obj) => T): { entries: T[]; corrupt: Corrupt[] } {
+export function readAddressFiles<T extends { address: string }>(
+  names: readonly string[],
+  read: (name: string) => string | undefined,
+  dir: string,
+  parse: (o: Obj) => T,
+): { entries: T[]; corrupt: Corrupt[] } {
   const entries: T[] = [];
   const corrupt: Corrupt[] = [];
   for (const name of names) {
@@ -68,11 +81,13 @@ export function readAddressFiles<T extends { address: string }>(names: readonly 
     const file = `${dir}/${name}`;
     const address = addressOfFile(name);
     try {
-      if (address === null || !name.endsWith('.json')) throw new Invalid('not a <PCI address>.json file name');
+      if (address === null || !name.endsWith('.json'))
+        throw new Invalid('not a <PCI address>.json file name');
       const text = read(name);
       if (text === undefined) throw new Invalid('cannot be read');
       const e = parse(jsonObject(text));
-      if (e.address !== address) throw new Invalid(`names device ${e.address}, not ${address} as its file name says`);
+      if (e.address !== address)
+        throw new Invalid(`names device ${e.address}, not ${address} as its file name says`);
       entries.push(e);
     } catch (err) {
       if (!(err instanceof Invalid)) throw err;

@@ -17,7 +17,12 @@ export function isOnVfio(dev: PciDevice, snap: Snapshot): boolean {
 
 /** Leaves the IOMMU group viable: unbound, a VFIO driver, a DMA-safe driver, or a bridge. */
 export function isViableMember(dev: PciDevice, snap: Snapshot): boolean {
-  return dev.driver === null || DMA_SAFE_DRIVERS.has(dev.driver) || isOnVfio(dev, snap) || (dev.headerType ?? 0) !== 0;
+  return (
+    dev.driver === null ||
+    DMA_SAFE_DRIVERS.has(dev.driver) ||
+    isOnVfio(dev, snap) ||
+    (dev.headerType ?? 0) !== 0
+  );
 }
 
 export function checkHostUse(dev: PciDevice, snap: Snapshot): Refusal[] {
@@ -32,7 +37,9 @@ export function checkHostUse(dev: PciDevice, snap: Snapshot): Refusal[] {
   ];
 }
 
-/** Open VFIO nodes: unbinding blocks uninterruptibly in the kernel until they close. Never forced. */
+/**
+ * Open VFIO nodes: unbinding blocks uninterruptibly in the kernel until they close. Never forced.
+ */
 export function checkVfioUsers(dev: PciDevice, snap: Snapshot): Refusal[] {
   const out: Refusal[] = [];
   for (const n of vfioNodesOf(dev)) {
@@ -49,7 +56,9 @@ export function checkVfioUsers(dev: PciDevice, snap: Snapshot): Refusal[] {
 
 export function checkIommu(dev: PciDevice, snap: Snapshot): Refusal[] {
   if (snap.iommu.present && dev.iommuGroup !== null) return [];
-  const why = snap.iommu.present ? `it has no IOMMU group` : `this host has no IOMMU (no /sys/class/iommu, no IOMMU groups)`;
+  const why = snap.iommu.present
+    ? `it has no IOMMU group`
+    : `this host has no IOMMU (no /sys/class/iommu, no IOMMU groups)`;
   return [
     {
       check: 'no-iommu',
@@ -71,7 +80,11 @@ export function checkSriovPf(dev: PciDevice): Refusal[] {
 }
 
 /** Group members that would keep the group non-viable after this bind. */
-export function nonViablePeers(dev: PciDevice, snap: Snapshot, moving: ReadonlySet<string>): PciDevice[] {
+export function nonViablePeers(
+  dev: PciDevice,
+  snap: Snapshot,
+  moving: ReadonlySet<string>,
+): PciDevice[] {
   if (!dev.iommuGroup) return [];
   const members = snap.iommu.groups.get(dev.iommuGroup) ?? [];
   const out: PciDevice[] = [];
@@ -83,7 +96,11 @@ export function nonViablePeers(dev: PciDevice, snap: Snapshot, moving: ReadonlyS
   return out;
 }
 
-export function checkGroupViable(dev: PciDevice, snap: Snapshot, moving: ReadonlySet<string>): Refusal[] {
+export function checkGroupViable(
+  dev: PciDevice,
+  snap: Snapshot,
+  moving: ReadonlySet<string>,
+): Refusal[] {
   const peers = nonViablePeers(dev, snap, moving);
   if (peers.length === 0) return [];
   return [

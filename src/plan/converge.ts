@@ -18,7 +18,9 @@ export interface ConvergeOptions {
   readonly only: ReadonlySet<string> | null;
   /** At boot: the devices the host boots from are never touched; broad rules need acknowledging. */
   readonly boot: BootDevices | null;
-  /** Outside boot (`guardBootDevices`): the devices the host boots from are refused all the same. */
+  /**
+   * Outside boot (`guardBootDevices`): the devices the host boots from are refused all the same.
+   */
   readonly guard?: BootDevices | null;
   readonly ruleHooks: ReadonlyMap<string, readonly Hook[]>;
   /** At boot: what the early layers wrote (address -> override), from /run/vfioctl/boot-taken. */
@@ -45,7 +47,9 @@ function wanted(only: ReadonlySet<string> | null, address: string): boolean {
 export function planSriovPhase(snap: Snapshot, desired: DesiredState, o: ConvergeOptions): Plan {
   return planSriov(
     snap,
-    desired.sriov.filter((s) => wanted(o.only, s.pf)).map((s) => ({ address: s.pf, numVfs: s.numVfs, noAutoprobe: s.vfIntent !== null })),
+    desired.sriov
+      .filter((s) => wanted(o.only, s.pf))
+      .map((s) => ({ address: s.pf, numVfs: s.numVfs, noAutoprobe: s.vfIntent !== null })),
   );
 }
 
@@ -63,7 +67,12 @@ function bootRefusals(plan: Plan, boot: BootDevices | null, guard: BootDevices |
       ? `the host boots from it (${why.join('; ')}); a boot-time apply never moves it`
       : `the host boots from it (${why.join('; ')}); an apply that guards boot devices (--guard-boot-devices, the node agent's) never moves it: narrow the rule that selects it`;
     // First, so the reason a boot device stays is the boot, not whichever live check also fired.
-    return { ...p, status: 'refused', steps: [], refusals: [{ check: 'boot-device', message, forceable: false }, ...p.refusals] };
+    return {
+      ...p,
+      status: 'refused',
+      steps: [],
+      refusals: [{ check: 'boot-device', message, forceable: false }, ...p.refusals],
+    };
   });
   return { ...plan, devices };
 }
@@ -79,13 +88,21 @@ export interface BindPhase {
   readonly skipped: readonly Skipped[];
 }
 
-export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: AppliedState, o: ConvergeOptions): BindPhase {
+export function planBindPhase(
+  snap: Snapshot,
+  desired: DesiredState,
+  applied: AppliedState,
+  o: ConvergeOptions,
+): BindPhase {
   const skipped: Skipped[] = [];
   const intents = new Map<string, Intent>();
   for (const d of desired.desires.values()) {
     if (!wanted(o.only, d.address) || d.intent === null) continue;
     if (o.boot && isBroad(d.rule.selector) && !d.rule.acknowledgeBroadMatch) {
-      skipped.push({ address: d.address, reason: `${ruleLabel(d)} selects by ${d.rule.selector.kind} and is not applied at boot without "acknowledgeBroadMatch": true; run 'vfioctl apply' to apply it now` });
+      skipped.push({
+        address: d.address,
+        reason: `${ruleLabel(d)} selects by ${d.rule.selector.kind} and is not applied at boot without "acknowledgeBroadMatch": true; run 'vfioctl apply' to apply it now`,
+      });
       continue;
     }
     intents.set(d.address, d.intent);
@@ -99,16 +116,29 @@ export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: Ap
     else toDriver.set(a, i);
   }
   // Every device that leaves its host driver in this apply (to a VFIO driver, or to none): two
-  // members of one IOMMU group with different intents (`vfio` and `vfio-pci`) make it viable together.
+  // members of one IOMMU group with different intents (`vfio` and `vfio-pci`) make it viable
+  // together.
   const alsoMoving = new Set([
     ...toNone,
-    ...[...toDriver].filter(([address, intent]) => {
-      const dev = snap.devices.get(address);
-      return dev !== undefined && resolveIntent(dev, snap, intent, o.force).target?.vfio === true;
-    }).map(([a]) => a),
+    ...[...toDriver]
+      .filter(([address, intent]) => {
+        const dev = snap.devices.get(address);
+        return dev !== undefined && resolveIntent(dev, snap, intent, o.force).target?.vfio === true;
+      })
+      .map(([a]) => a),
   ]);
   const plans = [
-    ...planBind(snap, { kind: 'bind', addresses: [...toDriver.keys()], driver: 'vfio', perDevice: toDriver, alsoMoving, force: !!o.force, group: false, ruleHooks: o.ruleHooks, ...(o.units ? { units: o.units } : {}) }).devices,
+    ...planBind(snap, {
+      kind: 'bind',
+      addresses: [...toDriver.keys()],
+      driver: 'vfio',
+      perDevice: toDriver,
+      alsoMoving,
+      force: !!o.force,
+      group: false,
+      ruleHooks: o.ruleHooks,
+      ...(o.units ? { units: o.units } : {}),
+    }).devices,
     ...planNone(snap, { addresses: toNone, ruleHooks: o.ruleHooks }).devices,
   ];
   // In the configuration's order, as the rules were resolved.
@@ -118,25 +148,44 @@ export function planBindPhase(snap: Snapshot, desired: DesiredState, applied: Ap
   // Released: applied before, no longer configured, and still where that apply put it (a device
   // something else has rebound since is left to whoever did that).
   const release = Object.values(applied.devices)
-    .filter((a) => wanted(o.only, a.address) && !desired.desires.has(a.address) && a.status === 'ok')
+    .filter(
+      (a) => wanted(o.only, a.address) && !desired.desires.has(a.address) && a.status === 'ok',
+    )
     .filter((a) => {
       const dev = snap.devices.get(a.address);
       if (dev === undefined) return false;
-      // What that apply left: its host driver (`host`), no driver (`none`), or the driver it recorded.
-      const was: Intent = a.intent === 'host' ? { kind: 'host' } : a.driver === null ? { kind: 'none' } : { kind: 'driver', name: a.driver };
+      // What that apply left: its host driver (`host`), no driver (`none`), or the driver it
+      // recorded.
+      const was: Intent =
+        a.intent === 'host'
+          ? { kind: 'host' }
+          : a.driver === null
+            ? { kind: 'none' }
+            : { kind: 'driver', name: a.driver };
       return isPlaced(was, a.driver, placement(dev, snap));
     })
     .map((a) => a.address);
   // Taken at boot from an older map (an initramfs not rebuilt since) that no rule names now.
   for (const [address, driver] of o.bootTaken ?? []) {
     const dev = snap.devices.get(address);
-    if (wanted(o.only, address) && !desired.desires.has(address) && !release.includes(address) && dev?.driverOverride === driver) release.push(address);
+    if (
+      wanted(o.only, address) &&
+      !desired.desires.has(address) &&
+      !release.includes(address) &&
+      dev?.driverOverride === driver
+    )
+      release.push(address);
   }
   const releasePlan: Plan = {
     kind: 'unbind',
     devices: [
       ...planUnbind(snap, { kind: 'unbind', addresses: release, ruleHooks: o.ruleHooks }).devices,
-      ...planUnbind(snap, { kind: 'unbind', addresses: toHost, ruleHooks: o.ruleHooks, probeUnbound: true }).devices,
+      ...planUnbind(snap, {
+        kind: 'unbind',
+        addresses: toHost,
+        ruleHooks: o.ruleHooks,
+        probeUnbound: true,
+      }).devices,
     ],
   };
   return { release: releasePlan, bind, skipped };

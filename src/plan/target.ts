@@ -5,7 +5,13 @@ import type { PciDevice } from '../host/pci';
 import { modaliasOf } from '../host/pci';
 import type { Snapshot } from '../read/snapshot';
 import { moduleNormalize } from '../modules/fnmatch';
-import { aliasMatches, resolve, VFIO_PCI_MODULE, type Candidate, type Resolution } from '../match/resolve';
+import {
+  aliasMatches,
+  resolve,
+  VFIO_PCI_MODULE,
+  type Candidate,
+  type Resolution,
+} from '../match/resolve';
 import { DRIVER_NAME_EXCEPTIONS, driverNameForModule } from '../modules/loaded';
 import { variantRule } from '../match/variants';
 import { EXIT, VfioctlError } from '../util/diag';
@@ -21,23 +27,43 @@ export interface Target {
 }
 
 /** Drivers meant to be bound by override, with no ID table of their own. */
-export const OVERRIDE_DRIVERS: ReadonlySet<string> = new Set(['vfio_pci', 'pci_stub', 'uio_pci_generic']);
+export const OVERRIDE_DRIVERS: ReadonlySet<string> = new Set([
+  'vfio_pci',
+  'pci_stub',
+  'uio_pci_generic',
+]);
 
 export function isVfioModule(snap: Snapshot, module: string | null, driver: string): boolean {
-  if (module !== null && (module === VFIO_PCI_MODULE || snap.modules.aliases.vfioByModule.has(module) || variantRule(module))) return true;
+  if (
+    module !== null &&
+    (module === VFIO_PCI_MODULE ||
+      snap.modules.aliases.vfioByModule.has(module) ||
+      variantRule(module))
+  )
+    return true;
   return /vfio/.test(driver);
 }
 
 /** Module and driver for an explicit name: a registered driver, a module, or bad input. */
-export function lookupDriver(snap: Snapshot, name: string): { driver: string; module: string | null } {
+export function lookupDriver(
+  snap: Snapshot,
+  name: string,
+): { driver: string; module: string | null } {
   const reg = snap.modules.drivers;
-  if (reg.driverModule.has(name)) return { driver: name, module: reg.driverModule.get(name) ?? null };
+  if (reg.driverModule.has(name))
+    return { driver: name, module: reg.driverModule.get(name) ?? null };
   const asModule = moduleNormalize(name);
   // A driver name that differs from its module (vfio-pci <- vfio_pci, xe-vfio-pci <- xe_vfio_pci).
   const fromException = Object.entries(DRIVER_NAME_EXCEPTIONS).find(([, d]) => d === name)?.[0];
   const module = fromException ?? asModule;
   const m = snap.modules;
-  if (m.moduleFiles.has(module) || m.builtin.has(module) || m.aliases.pciByModule.has(module) || m.aliases.vfioByModule.has(module) || reg.moduleDrivers.has(module)) {
+  if (
+    m.moduleFiles.has(module) ||
+    m.builtin.has(module) ||
+    m.aliases.pciByModule.has(module) ||
+    m.aliases.vfioByModule.has(module) ||
+    reg.moduleDrivers.has(module)
+  ) {
     return { driver: driverNameForModule(reg, module), module };
   }
   throw new VfioctlError(
@@ -59,15 +85,33 @@ function chooseVfio(dev: PciDevice, snap: Snapshot, force: boolean): TargetChoic
   const r = resolve(dev, snap, { ignoreSriovEnabled: force, explain: true });
   const warnings: string[] = [];
   if (!r.vfio) {
-    return { target: null, resolution: r, refusals: [{ check: 'no-vfio-driver', message: `no usable VFIO driver: ${r.reason}`, forceable: false }], warnings };
+    return {
+      target: null,
+      resolution: r,
+      refusals: [
+        {
+          check: 'no-vfio-driver',
+          message: `no usable VFIO driver: ${r.reason}`,
+          forceable: false,
+        },
+      ],
+      warnings,
+    };
   }
   const chosen = r.candidates.find((c) => c.usable) as Candidate;
   for (const c of r.candidates) {
     if (c === chosen) break;
-    warnings.push(`${c.module} fits better but cannot be used (${c.reason}); using ${chosen.driver}`);
+    warnings.push(
+      `${c.module} fits better but cannot be used (${c.reason}); using ${chosen.driver}`,
+    );
   }
   for (const n of chosen.notes) warnings.push(`${chosen.driver}: ${n}`);
-  return { target: { driver: r.vfio.driver, module: r.vfio.module, vfio: true }, resolution: r, refusals: [], warnings };
+  return {
+    target: { driver: r.vfio.driver, module: r.vfio.module, vfio: true },
+    resolution: r,
+    refusals: [],
+    warnings,
+  };
 }
 
 function chooseExplicit(dev: PciDevice, snap: Snapshot, name: string): TargetChoice {
@@ -77,7 +121,13 @@ function chooseExplicit(dev: PciDevice, snap: Snapshot, name: string): TargetCho
   const warnings: string[] = [];
   const r = resolve(dev, snap, { explain: true });
   if (module === null || !OVERRIDE_DRIVERS.has(module)) {
-    const table = module === null ? [] : [...(snap.modules.aliases.vfioByModule.get(module) ?? []), ...(snap.modules.aliases.pciByModule.get(module) ?? [])];
+    const table =
+      module === null
+        ? []
+        : [
+            ...(snap.modules.aliases.vfioByModule.get(module) ?? []),
+            ...(snap.modules.aliases.pciByModule.get(module) ?? []),
+          ];
     const modalias = modaliasOf(dev);
     if (table.length === 0) {
       refusals.push({
@@ -97,25 +147,46 @@ function chooseExplicit(dev: PciDevice, snap: Snapshot, name: string): TargetCho
   }
   if (module !== null) {
     const bl = snap.modules.blacklist.entries.get(module);
-    if (bl) refusals.push({ check: 'blacklist', message: `module ${module} is blacklisted (${bl}); remove the blacklist or use --force`, forceable: true });
+    if (bl)
+      refusals.push({
+        check: 'blacklist',
+        message: `module ${module} is blacklisted (${bl}); remove the blacklist or use --force`,
+        forceable: true,
+      });
     // The same prerequisites the resolver applies to `vfio`, for an explicitly named variant.
     const c = r.candidates.find((x) => x.module === module);
     if (c && !c.usable && !c.reason?.startsWith('blacklisted')) {
-      refusals.push({ check: 'prerequisite', message: `${driver} cannot drive this device: ${c.reason}`, forceable: true });
+      refusals.push({
+        check: 'prerequisite',
+        message: `${driver} cannot drive this device: ${c.reason}`,
+        forceable: true,
+      });
     } else if (c) for (const n of c.notes) warnings.push(`${driver}: ${n}`);
     if (!c && vfio && module !== VFIO_PCI_MODULE) {
       const rule = variantRule(module);
-      if (rule?.vfOnly && !dev.physfn) refusals.push({ check: 'prerequisite', message: `${driver} cannot drive this device: ${rule.vfOnly}`, forceable: true });
+      if (rule?.vfOnly && !dev.physfn)
+        refusals.push({
+          check: 'prerequisite',
+          message: `${driver} cannot drive this device: ${rule.vfOnly}`,
+          forceable: true,
+        });
     }
   }
   return { target: { driver, module, vfio }, resolution: r, refusals, warnings };
 }
 
-export function chooseTarget(dev: PciDevice, snap: Snapshot, requested: string, force: boolean): TargetChoice {
+export function chooseTarget(
+  dev: PciDevice,
+  snap: Snapshot,
+  requested: string,
+  force: boolean,
+): TargetChoice {
   return requested === 'vfio' ? chooseVfio(dev, snap, force) : chooseExplicit(dev, snap, requested);
 }
 
-/** A bind's `--driver` (`vfio` or a name) as an intent: any other word is a driver name to look up. */
+/**
+ * A bind's `--driver` (`vfio` or a name) as an intent: any other word is a driver name to look up.
+ */
 export function bindIntent(driver: string): Extract<Intent, { kind: 'vfio' | 'driver' }> {
   return driver === 'vfio' ? { kind: 'vfio' } : { kind: 'driver', name: driver };
 }
@@ -125,11 +196,20 @@ export function bindIntent(driver: string): Extract<Intent, { kind: 'vfio' | 'dr
  * kernel: as chooseTarget (`force` only from `set --force`), but a name this kernel does not know
  * is an `error`, not a throw, since a configuration outlives kernels.
  */
-export function resolveIntent(dev: PciDevice, snap: Snapshot, intent: Extract<Intent, { kind: 'vfio' | 'driver' }>, force = false): TargetChoice & { readonly error: string | null } {
+export function resolveIntent(
+  dev: PciDevice,
+  snap: Snapshot,
+  intent: Extract<Intent, { kind: 'vfio' | 'driver' }>,
+  force = false,
+): TargetChoice & { readonly error: string | null } {
   try {
-    return { ...chooseTarget(dev, snap, intent.kind === 'vfio' ? 'vfio' : intent.name, force), error: null };
+    return {
+      ...chooseTarget(dev, snap, intent.kind === 'vfio' ? 'vfio' : intent.name, force),
+      error: null,
+    };
   } catch (e) {
-    if (e instanceof VfioctlError) return { target: null, resolution: null, refusals: [], warnings: [], error: e.message };
+    if (e instanceof VfioctlError)
+      return { target: null, resolution: null, refusals: [], warnings: [], error: e.message };
     throw e;
   }
 }

@@ -5,10 +5,13 @@ import type { Intent } from '../config/intent';
 /** An intent that names a driver to bind (`none` and `host` are planned as what they are). */
 export type BindIntent = Extract<Intent, { kind: 'vfio' | 'driver' }>;
 
-// The planner's output: ordered, explained steps per device, and every refusal (not just the first).
+// The planner's output: ordered, explained steps per device, and every refusal (not just the
+// first).
 
 export type Step =
-  /** `modprobe MODULE` (explicit name: kmod ignores the blacklist here, so the planner checks it). */
+  /**
+   * `modprobe MODULE` (explicit name: kmod ignores the blacklist here, so the planner checks it).
+   */
   | { readonly op: 'modprobe'; readonly module: string }
   /** `modprobe -b MODALIAS`: load the host driver the way udev's kmod builtin would. */
   | { readonly op: 'modprobe-alias'; readonly modalias: string }
@@ -18,18 +21,45 @@ export type Step =
   | { readonly op: 'unbind'; readonly address: string; readonly driver: string }
   /** Write the address to /sys/bus/pci/drivers_probe (succeeds even when probe fails). */
   | { readonly op: 'probe'; readonly address: string }
-  /** Re-read the driver link; for a VFIO driver also require vfio-dev/ (6.1+), or /dev/vfio/<group> before it. null: any non-VFIO driver. */
-  | { readonly op: 'verify'; readonly address: string; readonly driver: string | null; readonly vfio: boolean }
+  /**
+   * Re-read the driver link; for a VFIO driver also require vfio-dev/ (6.1+), or /dev/vfio/<group>
+   * before it. null: any non-VFIO driver.
+   */
+  | {
+      readonly op: 'verify';
+      readonly address: string;
+      readonly driver: string | null;
+      readonly vfio: boolean;
+    }
   /** Intent `none`: re-read the driver link and require that no driver is bound. */
   | { readonly op: 'verify-none'; readonly address: string }
   /** Write 0/1 to <pf>/sriov_drivers_autoprobe (v4.12+): 0 = new VFs are not probed at all. */
   | { readonly op: 'sriov-autoprobe'; readonly address: string; readonly value: boolean }
   /** Resize SR-IOV: 0 first when VFs exist (N -> M with both non-zero is EBUSY), then numVfs. */
-  | { readonly op: 'sriov-numvfs'; readonly address: string; readonly numVfs: number; readonly from: number }
+  | {
+      readonly op: 'sriov-numvfs';
+      readonly address: string;
+      readonly numVfs: number;
+      readonly from: number;
+    }
   /** Run a hook (hooks/run.ts has the contract). */
-  | { readonly op: 'hook'; readonly address: string; readonly event: HookEvent; readonly path: string }
-  /** Hand a VFIO node to an unprivileged VMM: the group node, or the vfioN cdev (known after bind). */
-  | { readonly op: 'chown'; readonly address: string; readonly node: 'group' | 'cdev'; readonly group: string; readonly uid: number; readonly gid: number };
+  | {
+      readonly op: 'hook';
+      readonly address: string;
+      readonly event: HookEvent;
+      readonly path: string;
+    }
+  /**
+   * Hand a VFIO node to an unprivileged VMM: the group node, or the vfioN cdev (known after bind).
+   */
+  | {
+      readonly op: 'chown';
+      readonly address: string;
+      readonly node: 'group' | 'cdev';
+      readonly group: string;
+      readonly uid: number;
+      readonly gid: number;
+    };
 
 export type StepOp = Step['op'];
 
@@ -85,7 +115,10 @@ export interface DriverState {
   readonly override: string | null;
 }
 
-/** Where a device goes: a driver (and the module that provides it), or no driver (`none`, unbind to whatever probes). */
+/**
+ * Where a device goes: a driver (and the module that provides it), or no driver (`none`, unbind to
+ * whatever probes).
+ */
 export interface PlanTarget {
   readonly driver: string | null;
   readonly module: string | null;
@@ -101,7 +134,10 @@ interface DevicePlanBase {
   readonly warnings: readonly string[];
   /** The VFIO candidates the target was chosen from (bind plans; null for unbind, none, SR-IOV). */
   readonly resolution: Resolution | null;
-  /** The device as `show --json` prints it, for hooks' standard input (added by the operations layer when hooks run). */
+  /**
+   * The device as `show --json` prints it, for hooks' standard input (added by the operations layer
+   * when hooks run).
+   */
   readonly device?: unknown;
   /** Devices that must succeed or fail together (an IOMMU group moved with --group). */
   readonly unit: string;
@@ -112,10 +148,30 @@ interface DevicePlanBase {
  * `refused` has a refusal (and no steps); `invalid` is bad input (no device, unknown driver).
  */
 export type DevicePlan =
-  | (DevicePlanBase & { readonly status: 'planned'; readonly target: PlanTarget; readonly steps: readonly Step[]; readonly refusals: readonly [] })
-  | (DevicePlanBase & { readonly status: 'noop'; readonly target: PlanTarget; readonly steps: readonly Step[]; readonly refusals: readonly [] })
-  | (DevicePlanBase & { readonly status: 'refused'; readonly target: PlanTarget | null; readonly steps: readonly []; readonly refusals: readonly Refusal[] })
-  | (DevicePlanBase & { readonly status: 'invalid'; readonly target: null; readonly steps: readonly []; readonly refusals: readonly Refusal[] });
+  | (DevicePlanBase & {
+      readonly status: 'planned';
+      readonly target: PlanTarget;
+      readonly steps: readonly Step[];
+      readonly refusals: readonly [];
+    })
+  | (DevicePlanBase & {
+      readonly status: 'noop';
+      readonly target: PlanTarget;
+      readonly steps: readonly Step[];
+      readonly refusals: readonly [];
+    })
+  | (DevicePlanBase & {
+      readonly status: 'refused';
+      readonly target: PlanTarget | null;
+      readonly steps: readonly [];
+      readonly refusals: readonly Refusal[];
+    })
+  | (DevicePlanBase & {
+      readonly status: 'invalid';
+      readonly target: null;
+      readonly steps: readonly [];
+      readonly refusals: readonly Refusal[];
+    });
 
 export interface Plan {
   /** `sriov`: PF steps that change VFs, not drivers (no bind record is kept). */
@@ -157,13 +213,17 @@ export function describeStep(s: Step): string {
     case 'modprobe-alias':
       return `modprobe -b ${s.modalias}`;
     case 'set-override':
-      return s.driver === null ? `write '\\n' > ${dev(s.address)}/driver_override` : `write '${s.driver}' > ${dev(s.address)}/driver_override`;
+      return s.driver === null
+        ? `write '\\n' > ${dev(s.address)}/driver_override`
+        : `write '${s.driver}' > ${dev(s.address)}/driver_override`;
     case 'unbind':
       return `write '${s.address}' > /sys/bus/pci/drivers/${s.driver}/unbind`;
     case 'probe':
       return `write '${s.address}' > /sys/bus/pci/drivers_probe`;
     case 'verify':
-      return s.driver === null ? `verify ${s.address} is on a host driver` : `verify ${s.address} is on ${s.driver}${s.vfio ? ' registered with VFIO' : ''}`;
+      return s.driver === null
+        ? `verify ${s.address} is on a host driver`
+        : `verify ${s.address} is on ${s.driver}${s.vfio ? ' registered with VFIO' : ''}`;
     case 'verify-none':
       return `verify ${s.address} has no driver`;
     case 'sriov-autoprobe':
@@ -173,6 +233,8 @@ export function describeStep(s: Step): string {
     case 'hook':
       return `run ${s.event} hook ${s.path}`;
     case 'chown':
-      return s.node === 'group' ? `chown ${s.uid}:${s.gid} /dev/vfio/${s.group}` : `chown ${s.uid}:${s.gid} /dev/vfio/devices/vfioN (N from ${s.address}/vfio-dev/)`;
+      return s.node === 'group'
+        ? `chown ${s.uid}:${s.gid} /dev/vfio/${s.group}`
+        : `chown ${s.uid}:${s.gid} /dev/vfio/devices/vfioN (N from ${s.address}/vfio-dev/)`;
   }
 }

@@ -27,7 +27,9 @@ export interface ModuleState {
   readonly builtin: ReadonlySet<string>;
   readonly blacklist: Blacklist;
   readonly drivers: DriverRegistry;
-  /** Every module file of this kernel (modules.dep), to tell an unknown driver name from a real one. */
+  /**
+   * Every module file of this kernel (modules.dep), to tell an unknown driver name from a real one.
+   */
   readonly moduleFiles: ReadonlySet<string>;
   /**
    * How vfio-pci exists when no `vfio_pci:` alias names it (else null): built in, a module in
@@ -57,7 +59,12 @@ export interface Snapshot {
  * All IOMMU groups, or (for commands about some devices) only the ones named; `listed` holds
  * group member lists already read.
  */
-function readIommu(root: HostRoot, only?: ReadonlySet<string>, devices?: ReadonlyMap<string, PciDevice>, listed?: ReadonlyMap<string, string[]>): IommuState {
+function readIommu(
+  root: HostRoot,
+  only?: ReadonlySet<string>,
+  devices?: ReadonlyMap<string, PciDevice>,
+  listed?: ReadonlyMap<string, string[]>,
+): IommuState {
   const groups = new Map<string, string[]>();
   const all = root.list('/sys/kernel/iommu_groups');
   const present = all.length > 0 || root.list('/sys/class/iommu').length > 0;
@@ -79,14 +86,18 @@ function readIommu(root: HostRoot, only?: ReadonlySet<string>, devices?: Readonl
     groups.clear();
   }
   for (const g of only ? all.filter((x) => only.has(x)) : all) {
-    groups.set(g, [...(listed?.get(g) ?? root.list(`/sys/kernel/iommu_groups/${g}/devices`))].sort());
+    groups.set(
+      g,
+      [...(listed?.get(g) ?? root.list(`/sys/kernel/iommu_groups/${g}/devices`))].sort(),
+    );
   }
   return { present, groups };
 }
 
 function readModuleFiles(root: HostRoot, release: string | undefined): Set<string> {
   const out = new Set<string>();
-  const text = release === undefined ? undefined : root.readFile(`/lib/modules/${release}/modules.dep`);
+  const text =
+    release === undefined ? undefined : root.readFile(`/lib/modules/${release}/modules.dep`);
   for (const line of (text ?? '').split('\n')) {
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
@@ -96,12 +107,16 @@ function readModuleFiles(root: HostRoot, release: string | undefined): Set<strin
   return out;
 }
 
-
 /**
  * `writer`: the caller writes anyway (bind, apply, install), so it may also refresh the
  * modules.alias index; read-only commands (list, show, status, doctor) only use it.
  */
-export function readModuleState(root: HostRoot, release: string | undefined, diag: Diagnostics, writer = false): ModuleState {
+export function readModuleState(
+  root: HostRoot,
+  release: string | undefined,
+  diag: Diagnostics,
+  writer = false,
+): ModuleState {
   const moduleFiles = writer ? readModuleFiles(root, release) : null;
   const aliases = loadAliasDb(root, release, diag, { writeIndex: writer });
   const builtin = loadBuiltin(root, release);
@@ -109,10 +124,15 @@ export function readModuleState(root: HostRoot, release: string | undefined, dia
   let vfioPciWithoutTable: ModuleState['vfioPciWithoutTable'] = null;
   if (!aliases.vfioByModule.has(VFIO_PCI_MODULE)) {
     // modules.dep (`.../vfio-pci.ko[.xz]:`) is read here only when no alias names vfio_pci.
-    const files = builtin.has(VFIO_PCI_MODULE) ? null : (moduleFiles ?? readModuleFiles(root, release));
+    const files = builtin.has(VFIO_PCI_MODULE)
+      ? null
+      : (moduleFiles ?? readModuleFiles(root, release));
     if (builtin.has(VFIO_PCI_MODULE)) vfioPciWithoutTable = 'builtin';
-    else if (files!.has(VFIO_PCI_MODULE)) vfioPciWithoutTable = files!.has('vfio_pci_core') || builtin.has('vfio_pci_core') ? 'stale-alias' : 'module';
-    else if (drivers.moduleDrivers.has(VFIO_PCI_MODULE) || drivers.driverModule.has('vfio-pci')) vfioPciWithoutTable = 'loaded';
+    else if (files!.has(VFIO_PCI_MODULE))
+      vfioPciWithoutTable =
+        files!.has('vfio_pci_core') || builtin.has('vfio_pci_core') ? 'stale-alias' : 'module';
+    else if (drivers.moduleDrivers.has(VFIO_PCI_MODULE) || drivers.driverModule.has('vfio-pci'))
+      vfioPciWithoutTable = 'loaded';
     else vfioPciWithoutTable = 'absent';
   }
   return {
@@ -161,7 +181,8 @@ export interface ReadOptions {
 export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
   const diag = new Diagnostics();
   const release = root.kernelRelease(opts.kernel);
-  if (release === undefined) diag.warn('kernel release unknown: no --kernel and no /proc/sys/kernel/osrelease');
+  if (release === undefined)
+    diag.warn('kernel release unknown: no --kernel and no /proc/sys/kernel/osrelease');
   const devices = new Map<string, PciDevice>();
   const names = opts.only ?? root.list('/sys/bus/pci/devices').filter(isPciAddress).sort();
   const want = new Set(names);
@@ -176,29 +197,45 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
     const addr = queue[i]!;
     if (devices.has(addr)) continue;
     const pf = pfOf.get(addr);
-    const d = readPciDevice(root, addr, drivers ? { driver: drivers.get(addr) ?? null, ...(pf ? { physfn: pf } : {}) } : {});
+    const d = readPciDevice(
+      root,
+      addr,
+      drivers ? { driver: drivers.get(addr) ?? null, ...(pf ? { physfn: pf } : {}) } : {},
+    );
     if (!d) continue;
     devices.set(addr, d);
     if (drivers) for (const vf of d.sriov?.vfs ?? []) pfOf.set(vf, addr);
     if (opts.only) {
       if (opts.shallow) {
-        if (d.physfn && !want.has(d.physfn) && i < names.length) (want.add(d.physfn), queue.push(d.physfn));
+        if (d.physfn && !want.has(d.physfn) && i < names.length)
+          want.add(d.physfn), queue.push(d.physfn);
         continue;
       }
       const more = [d.physfn, ...(d.sriov?.vfs ?? [])];
       if (d.iommuGroup) {
         let members = groupMembers.get(d.iommuGroup);
-        if (!members) groupMembers.set(d.iommuGroup, (members = root.list(`/sys/kernel/iommu_groups/${d.iommuGroup}/devices`)));
+        if (!members)
+          groupMembers.set(
+            d.iommuGroup,
+            (members = root.list(`/sys/kernel/iommu_groups/${d.iommuGroup}/devices`)),
+          );
         more.push(...members);
       }
-      for (const x of more) if (x && !want.has(x)) (want.add(x), queue.push(x));
+      for (const x of more) if (x && !want.has(x)) want.add(x), queue.push(x);
     }
   }
   const modules = readModuleState(root, release, diag, opts.forWrite);
   return {
     devices,
     iommu: opts.only
-      ? readIommu(root, new Set([...devices.values()].map((d) => d.iommuGroup).filter((g): g is string => g !== null)), undefined, groupMembers)
+      ? readIommu(
+          root,
+          new Set(
+            [...devices.values()].map((d) => d.iommuGroup).filter((g): g is string => g !== null),
+          ),
+          undefined,
+          groupMembers,
+        )
       : readIommu(root, undefined, devices),
     modules,
     // A few devices: only their host use (each netdev/disk costs reads; a host may have thousands).

@@ -27,7 +27,12 @@ export interface DeviceView {
   iommuGroupPeers: string[];
   numaNode: number | null;
   resetMethods: string[] | null;
-  sriov: { totalVfs: number; numVfs: number; driversAutoprobe: boolean | null; vfs: string[] } | null;
+  sriov: {
+    totalVfs: number;
+    numVfs: number;
+    driversAutoprobe: boolean | null;
+    vfs: string[];
+  } | null;
   physfn: string | null;
   onVfio: boolean;
   vfioDev: string | null;
@@ -50,9 +55,17 @@ export interface DeviceView {
 }
 
 /** `resolution`: the one a plan already carries for this device (else it is resolved here). */
-export function deviceView(d: PciDevice, snap: Snapshot, names: PciNames | null, withCandidates: boolean, resolution: Resolution | null = null): DeviceView {
+export function deviceView(
+  d: PciDevice,
+  snap: Snapshot,
+  names: PciNames | null,
+  withCandidates: boolean,
+  resolution: Resolution | null = null,
+): DeviceView {
   const r = resolution ?? resolve(d, snap, { explain: withCandidates });
-  const peers = d.iommuGroup ? (snap.iommu.groups.get(d.iommuGroup) ?? []).filter((a) => a !== d.address) : [];
+  const peers = d.iommuGroup
+    ? (snap.iommu.groups.get(d.iommuGroup) ?? []).filter((a) => a !== d.address)
+    : [];
   const v: DeviceView = {
     address: d.address,
     vendor: d.vendor,
@@ -101,7 +114,11 @@ export function resetWarning(d: PciDevice, runningRelease: string | undefined): 
   if ((d.headerType ?? 0) !== 0) return null;
   if (d.resetMethods !== null && d.resetMethods.length > 0) return null;
   if (d.resetMethods !== null) {
-    return "no reset method: reset_method is empty (every method was disabled by writing an empty string to it); 'echo default > /sys/bus/pci/devices/" + d.address + "/reset_method' restores the kernel's choice; without one the device may not survive a VM restart";
+    return (
+      "no reset method: reset_method is empty (every method was disabled by writing an empty string to it); 'echo default > /sys/bus/pci/devices/" +
+      d.address +
+      "/reset_method' restores the kernel's choice; without one the device may not survive a VM restart"
+    );
   }
   const m = /^(\d+)\.(\d+)/.exec(runningRelease ?? '');
   if (!m || Number(m[1]) * 1000 + Number(m[2]) < 5015) return null;

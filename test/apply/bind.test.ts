@@ -13,14 +13,28 @@ test('bind picks virtio_vfio_pci for 1af4:1041 and vfio-pci for e1000e, loading 
   const r = await h.run(['bind', VN, E1, '--json']);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const res = r.json().results;
-  assert.deepEqual(res.map((x: any) => [x.address, x.status, x.driver]), [[VN, 'ok', 'virtio_vfio_pci'], [E1, 'ok', 'vfio-pci']]);
-  assert.deepEqual(h.state(VN), { driver: 'virtio_vfio_pci', override: 'virtio_vfio_pci', vfioDev: true });
+  assert.deepEqual(
+    res.map((x: any) => [x.address, x.status, x.driver]),
+    [
+      [VN, 'ok', 'virtio_vfio_pci'],
+      [E1, 'ok', 'vfio-pci'],
+    ],
+  );
+  assert.deepEqual(h.state(VN), {
+    driver: 'virtio_vfio_pci',
+    override: 'virtio_vfio_pci',
+    vfioDev: true,
+  });
   assert.deepEqual(h.state(E1), { driver: 'vfio-pci', override: 'vfio-pci', vfioDev: true });
   assert.deepEqual(h.k.modprobes.map((m) => m[0]).sort(), ['vfio_pci', 'virtio_vfio_pci']);
   assert.ok(h.f.tree.exists('/dev/vfio/3') && h.f.tree.exists('/dev/vfio/2'));
   // The override is written before the unbind, so nothing can grab the device in between.
   const e1Writes = h.k.writes.filter((w) => w.rel.includes(E1) || w.value === E1).map((w) => w.rel);
-  assert.deepEqual(e1Writes, [`/sys/bus/pci/devices/${E1}/driver_override`, '/sys/bus/pci/drivers/e1000e/unbind', '/sys/bus/pci/drivers_probe']);
+  assert.deepEqual(e1Writes, [
+    `/sys/bus/pci/devices/${E1}/driver_override`,
+    '/sys/bus/pci/drivers/e1000e/unbind',
+    '/sys/bus/pci/drivers_probe',
+  ]);
 });
 
 test('binding a device already on the requested driver is a no-op that writes nothing', async () => {
@@ -50,7 +64,10 @@ test('unbind loads the host driver by modalias when no host module is loaded (as
   assert.equal((await h.run(['bind', E1])).code, 0);
   const r = await h.run(['unbind', E1]);
   assert.equal(r.code, 0, r.stdout);
-  assert.deepEqual(h.k.modprobes.at(-1), ['-b', 'pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00']);
+  assert.deepEqual(h.k.modprobes.at(-1), [
+    '-b',
+    'pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00',
+  ]);
   assert.equal(h.state(E1).driver, 'e1000e');
 });
 
@@ -60,7 +77,12 @@ test('--dry-run prints the exact ordered writes and every failing check, and wri
   const r = await h.run(['bind', E1, LPC, '--dry-run']);
   assert.equal(r.code, 3);
   assert.match(r.stdout, new RegExp(`${E1}: REFUSED \\(would be\\)\\n  - in-use: .*eth0 is up`));
-  assert.match(r.stdout, new RegExp(`${LPC}: REFUSED[^]*- iommu-group: IOMMU group 9 would not be viable: ${SMB} \\(i801_smbus\\)`));
+  assert.match(
+    r.stdout,
+    new RegExp(
+      `${LPC}: REFUSED[^]*- iommu-group: IOMMU group 9 would not be viable: ${SMB} \\(i801_smbus\\)`,
+    ),
+  );
   const ok = await h.run(['bind', E2, '--dry-run']);
   assert.equal(ok.code, 0);
   assert.equal(
@@ -101,12 +123,19 @@ test('a non-VFIO driver outside its ID table is refused even with --force; pci-s
 
 test('a forced variant whose probe fails exits 1 and the device is back on its driver, override cleared', async () => {
   const h = host();
-  h.f.tree.write('/lib/modules/6.12.0-test/modules.alias', (h.f.tree.read('/lib/modules/6.12.0-test/modules.alias') ?? '') + 'alias vfio_pci:v00008086d00004941sv*sd*bc*sc*i* qat_vfio_pci\n');
+  h.f.tree.write(
+    '/lib/modules/6.12.0-test/modules.alias',
+    (h.f.tree.read('/lib/modules/6.12.0-test/modules.alias') ?? '') +
+      'alias vfio_pci:v00008086d00004941sv*sd*bc*sc*i* qat_vfio_pci\n',
+  );
   const r = await h.run(['bind', E1, '--driver', 'qat_vfio_pci', '--force', '--json']);
   assert.equal(r.code, 1, r.stdout);
   const res = r.json().results[0];
   assert.equal(res.status, 'failed');
-  assert.match(res.error, /did not bind to qat_vfio_pci: its probe failed .*; rolled back to e1000e/);
+  assert.match(
+    res.error,
+    /did not bind to qat_vfio_pci: its probe failed .*; rolled back to e1000e/,
+  );
   assert.deepEqual(h.state(E1), { driver: 'e1000e', override: null, vfioDev: false });
   assert.deepEqual(h.f.tree.list('/run/vfioctl/journal'), []);
 });
@@ -119,22 +148,39 @@ test('an injected vfio-pci probe failure rolls back; a missing module fails befo
   assert.match(r.stdout, /FAILED: .*did not bind to vfio-pci/);
   assert.deepEqual(h.state(E2), { driver: 'e1000e', override: null, vfioDev: false });
   // A module kmod cannot find: the run stops at modprobe, nothing in sysfs changed.
-  h.f.tree.write('/lib/modules/6.12.0-test/modules.alias', (h.f.tree.read('/lib/modules/6.12.0-test/modules.alias') ?? '') + 'alias vfio_pci:v00008086d000010D3sv*sd*bc*sc*i* ghost_vfio_pci\n');
+  h.f.tree.write(
+    '/lib/modules/6.12.0-test/modules.alias',
+    (h.f.tree.read('/lib/modules/6.12.0-test/modules.alias') ?? '') +
+      'alias vfio_pci:v00008086d000010D3sv*sd*bc*sc*i* ghost_vfio_pci\n',
+  );
   const before = h.k.writes.length;
   const g = await h.run(['bind', E1, '--json']);
   assert.equal(g.code, 1);
-  assert.match(g.json().results[0].error, /module ghost_vfio_pci could not be loaded: modprobe: FATAL: Module ghost_vfio_pci not found/);
-  assert.equal(h.k.writes.slice(before).filter((w) => w.rel.includes('driver_override') && w.value !== '\n').length, 0);
+  assert.match(
+    g.json().results[0].error,
+    /module ghost_vfio_pci could not be loaded: modprobe: FATAL: Module ghost_vfio_pci not found/,
+  );
+  assert.equal(
+    h.k.writes.slice(before).filter((w) => w.rel.includes('driver_override') && w.value !== '\n')
+      .length,
+    0,
+  );
   assert.deepEqual(h.state(E1), { driver: 'e1000e', override: null, vfioDev: false });
 });
 
 test('host use: a NIC that is up, with an address or routes, is refused; --force moves it', async () => {
   const h = host();
   h.f.tree.write(`/sys/class/net/eth0/flags`, '0x1003\n');
-  h.f.tree.write('/proc/net/route', 'Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\neth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n');
+  h.f.tree.write(
+    '/proc/net/route',
+    'Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\neth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n',
+  );
   const r = await h.run(['bind', E1]);
   assert.equal(r.code, 3);
-  assert.match(r.stdout, /in-use: the host is using it: interface eth0 is up; interface eth0 carries routes \(192\.168\.1\.0\)/);
+  assert.match(
+    r.stdout,
+    /in-use: the host is using it: interface eth0 is up; interface eth0 carries routes \(192\.168\.1\.0\)/,
+  );
   assert.equal(h.state(E1).driver, 'e1000e');
   assert.equal((await h.run(['bind', E1, '--force'])).code, 0);
   assert.equal(h.state(E1).driver, 'vfio-pci');
@@ -144,32 +190,57 @@ test('a device whose VFIO group is open is refused even with --force, before any
   const h = host();
   await h.run(['bind', E1]);
   h.k.openGroup('2');
-  for (const args of [['unbind', E1], ['bind', E1, '--driver', 'virtio_vfio_pci', '--force'], ['unbind', E1, '--dry-run']]) {
+  for (const args of [
+    ['unbind', E1],
+    ['bind', E1, '--driver', 'virtio_vfio_pci', '--force'],
+    ['unbind', E1, '--dry-run'],
+  ]) {
     const r = await h.run(args);
     assert.equal(r.code, 3, args.join(' '));
     assert.match(r.stdout, /vfio-user: \/dev\/vfio\/2 is open by pid 4242 \(qemu-system-x86\)/);
   }
   assert.equal(h.state(E1).driver, 'vfio-pci');
-  await assert.rejects(h.k.write('/sys/bus/pci/drivers/vfio-pci/unbind', E1), KernelHang, 'the model blocks where the kernel would');
+  await assert.rejects(
+    h.k.write('/sys/bus/pci/drivers/vfio-pci/unbind', E1),
+    KernelHang,
+    'the model blocks where the kernel would',
+  );
 });
 
 test('no IOMMU: a clear refusal before anything is written, every device stays bound', async () => {
   const h = host({ iommu: false });
   const r = await h.run(['bind', E1, E2, VN]);
   assert.equal(r.code, 3);
-  assert.equal(r.stdout.match(/no-iommu: VFIO needs an IOMMU and this host has no IOMMU/g)?.length, 3);
+  assert.equal(
+    r.stdout.match(/no-iommu: VFIO needs an IOMMU and this host has no IOMMU/g)?.length,
+    3,
+  );
   assert.equal(h.k.writes.length + h.k.modprobes.length, 0);
-  assert.deepEqual([E1, E2, VN].map((a) => h.state(a).driver), ['e1000e', 'e1000e', 'virtio-pci']);
+  assert.deepEqual(
+    [E1, E2, VN].map((a) => h.state(a).driver),
+    ['e1000e', 'e1000e', 'virtio-pci'],
+  );
 });
 
 test('shared IOMMU group: refused naming the host-driver peers; --group moves the whole group', async () => {
   const h = host();
   const r = await h.run(['bind', SMB]);
   assert.equal(r.code, 3);
-  assert.match(r.stdout, new RegExp(`IOMMU group 9 would not be viable: ${LPC.replace(/\./g, '\\.')} \\(lpc_ich\\) is on host drivers; use --group`));
+  assert.match(
+    r.stdout,
+    new RegExp(
+      `IOMMU group 9 would not be viable: ${LPC.replace(/\./g, '\\.')} \\(lpc_ich\\) is on host drivers; use --group`,
+    ),
+  );
   const g = await h.run(['bind', SMB, '--group', '--json']);
   assert.equal(g.code, 0, g.stdout);
-  assert.deepEqual(g.json().results.map((x: any) => [x.address, x.status]), [[LPC, 'ok'], [SMB, 'ok']]);
+  assert.deepEqual(
+    g.json().results.map((x: any) => [x.address, x.status]),
+    [
+      [LPC, 'ok'],
+      [SMB, 'ok'],
+    ],
+  );
   assert.equal(h.state(LPC).driver, 'vfio-pci');
   assert.equal(h.state(SMB).driver, 'vfio-pci');
 });
@@ -180,7 +251,10 @@ test('--group is all or nothing: one member failing to probe rolls the others ba
   const g = await h.run(['bind', LPC, '--group', '--json']);
   assert.equal(g.code, 1);
   const res = g.json().results;
-  assert.deepEqual(res.map((x: any) => x.status), ['failed', 'failed']);
+  assert.deepEqual(
+    res.map((x: any) => x.status),
+    ['failed', 'failed'],
+  );
   assert.match(res[0].error, /rolled back because 0000:00:1f.3 failed/);
   assert.equal(h.state(LPC).driver, 'lpc_ich');
   assert.equal(h.state(SMB).driver, 'i801_smbus');
@@ -189,13 +263,49 @@ test('--group is all or nothing: one member failing to probe rolls the others ba
 
 test('SR-IOV: a PF with VFs is refused; its VFs are bound individually without touching the PF', async () => {
   const h = host();
-  h.k.define({ name: 'nvme', module: 'nvme', ids: ['pci:v00001B36d00000010sv*sd*bc*sc*i*'], overrideOnlyIds: [], vfio: false }, true);
-  h.f.device({ address: '0000:01:00.0', vendor: '1b36', device: '0010', class: '010802', driver: 'nvme', iommuGroup: '10', sriov: { totalVfs: 4, numVfs: 2 } });
-  h.f.device({ address: '0000:01:00.1', vendor: '1b36', device: '0010', class: '010802', driver: 'nvme', iommuGroup: '11', physfn: '0000:01:00.0' });
-  h.f.device({ address: '0000:01:00.2', vendor: '1b36', device: '0010', class: '010802', driver: 'nvme', iommuGroup: '12', physfn: '0000:01:00.0' });
+  h.k.define(
+    {
+      name: 'nvme',
+      module: 'nvme',
+      ids: ['pci:v00001B36d00000010sv*sd*bc*sc*i*'],
+      overrideOnlyIds: [],
+      vfio: false,
+    },
+    true,
+  );
+  h.f.device({
+    address: '0000:01:00.0',
+    vendor: '1b36',
+    device: '0010',
+    class: '010802',
+    driver: 'nvme',
+    iommuGroup: '10',
+    sriov: { totalVfs: 4, numVfs: 2 },
+  });
+  h.f.device({
+    address: '0000:01:00.1',
+    vendor: '1b36',
+    device: '0010',
+    class: '010802',
+    driver: 'nvme',
+    iommuGroup: '11',
+    physfn: '0000:01:00.0',
+  });
+  h.f.device({
+    address: '0000:01:00.2',
+    vendor: '1b36',
+    device: '0010',
+    class: '010802',
+    driver: 'nvme',
+    iommuGroup: '12',
+    physfn: '0000:01:00.0',
+  });
   const pf = await h.run(['bind', '01:00.0']);
   assert.equal(pf.code, 3);
-  assert.match(pf.stdout, /sriov-pf: it is an SR-IOV PF with 2 VFs enabled \(0000:01:00.1, 0000:01:00.2\)/);
+  assert.match(
+    pf.stdout,
+    /sriov-pf: it is an SR-IOV PF with 2 VFs enabled \(0000:01:00.1, 0000:01:00.2\)/,
+  );
   const vf = await h.run(['bind', '01:00.1']);
   assert.equal(vf.code, 0, vf.stdout);
   assert.equal(h.state('0000:01:00.1').driver, 'vfio-pci');
@@ -205,11 +315,18 @@ test('SR-IOV: a PF with VFs is refused; its VFs are bound individually without t
 
 test('a variant whose prerequisite fails: vfio falls back with a warning; an explicit name is refused', async () => {
   const h = host();
-  h.f.tree.write('/lib/modules/6.12.0-test/modules.alias', (h.f.tree.read('/lib/modules/6.12.0-test/modules.alias') ?? '') + 'alias vfio_pci:v00008086d000010D3sv*sd*bc*sc*i* qat_vfio_pci\n');
+  h.f.tree.write(
+    '/lib/modules/6.12.0-test/modules.alias',
+    (h.f.tree.read('/lib/modules/6.12.0-test/modules.alias') ?? '') +
+      'alias vfio_pci:v00008086d000010D3sv*sd*bc*sc*i* qat_vfio_pci\n',
+  );
   const d = await h.run(['bind', E1, '--dry-run', '--json']);
   assert.equal(d.code, 0);
   assert.equal(d.json().results[0].target, 'vfio-pci');
-  assert.match(d.json().results[0].warnings.join(), /qat_vfio_pci fits better but cannot be used \(qat_vfio_pci initialises only SR-IOV VFs/);
+  assert.match(
+    d.json().results[0].warnings.join(),
+    /qat_vfio_pci fits better but cannot be used \(qat_vfio_pci initialises only SR-IOV VFs/,
+  );
   const x = await h.run(['bind', E1, '--driver', 'qat_vfio_pci']);
   assert.equal(x.code, 3);
   assert.match(x.stdout, /prerequisite: qat_vfio_pci cannot drive this device/);
@@ -245,7 +362,10 @@ test('several devices: each has its own result; a refused one does not stop the 
   h.f.tree.write(`/sys/class/net/eth0/flags`, '0x1003\n');
   const r = await h.run(['bind', E1, E2, '--json']);
   assert.equal(r.code, 3);
-  assert.deepEqual(r.json().results.map((x: any) => x.status), ['refused', 'ok']);
+  assert.deepEqual(
+    r.json().results.map((x: any) => x.status),
+    ['refused', 'ok'],
+  );
   assert.equal(h.state(E2).driver, 'vfio-pci');
 });
 
@@ -255,7 +375,13 @@ test('--owner hands /dev/vfio/<group> and the vfioN cdev to the VMM user', async
   h.f.tree.write('/etc/group', 'root:x:0:\nkvm:x:110:\n');
   const r = await h.run(['bind', E2, '--owner', 'qemu:kvm']);
   assert.equal(r.code, 0, r.stdout);
-  assert.deepEqual(h.k.chowns.map((c) => [c.rel, c.uid, c.gid]), [['/dev/vfio/5', 107, 110], ['/dev/vfio/devices/vfio0', 107, 110]]);
+  assert.deepEqual(
+    h.k.chowns.map((c) => [c.rel, c.uid, c.gid]),
+    [
+      ['/dev/vfio/5', 107, 110],
+      ['/dev/vfio/devices/vfio0', 107, 110],
+    ],
+  );
 });
 
 test('concurrent invocations are serialised by the lock', async () => {
@@ -282,13 +408,20 @@ test('--owner is undone when a later step fails: the group node goes back to its
   h.f.tree.write('/etc/group', 'root:x:0:\nkvm:x:110:\n');
   const chown = h.k.chown.bind(h.k);
   h.k.chown = async (rel, uid, gid) => {
-    if (rel.startsWith('/dev/vfio/devices/')) throw Object.assign(new Error('EPERM'), { code: 'EPERM' });
+    if (rel.startsWith('/dev/vfio/devices/'))
+      throw Object.assign(new Error('EPERM'), { code: 'EPERM' });
     return chown(rel, uid, gid);
   };
   const owner = fs.statSync(h.f.tree.abs('/dev')); // the fixture's nodes belong to whoever made them
   const r = await h.run(['bind', E2, '--owner', 'qemu:kvm', '--json']);
   assert.equal(r.code, 1);
-  assert.deepEqual(h.k.chowns.map((c) => [c.rel, c.uid, c.gid]), [['/dev/vfio/5', 107, 110], ['/dev/vfio/5', owner.uid, owner.gid]]);
+  assert.deepEqual(
+    h.k.chowns.map((c) => [c.rel, c.uid, c.gid]),
+    [
+      ['/dev/vfio/5', 107, 110],
+      ['/dev/vfio/5', owner.uid, owner.gid],
+    ],
+  );
   assert.equal(h.state(E2).driver, 'e1000e');
 });
 

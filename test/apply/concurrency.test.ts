@@ -26,10 +26,23 @@ interface Run {
   stderr: string;
 }
 
-function spawnCli(script: string, h: ModelHost, server: ModelServer | null, args: string[], onSpawn?: (pid: number) => void): Promise<Run> {
+function spawnCli(
+  script: string,
+  h: ModelHost,
+  server: ModelServer | null,
+  args: string[],
+  onSpawn?: (pid: number) => void,
+): Promise<Run> {
   return new Promise((resolve) => {
-    const env = { ...h.env, PATH: process.env.PATH, ...(server ? { VFIOCTL_MODEL_SOCKET: server.socket } : {}) };
-    const c = spawn(process.execPath, [script, '--root', h.f.dir, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = {
+      ...h.env,
+      PATH: process.env.PATH,
+      ...(server ? { VFIOCTL_MODEL_SOCKET: server.socket } : {}),
+    };
+    const c = spawn(process.execPath, [script, '--root', h.f.dir, ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     onSpawn?.(c.pid!);
     let stdout = '';
     let stderr = '';
@@ -45,14 +58,30 @@ async function served(h: ModelHost): Promise<ModelServer> {
   return s;
 }
 
-test('stress: 10 processes bind, unbind, set, unset and apply at random; every write is locked and the end state is the configuration', { timeout: 240_000 }, async () => {
+test('stress: 10 processes bind, unbind, set, unset and apply at random; every write is locked and the end state is the configuration', {
+  timeout: 240_000,
+}, async () => {
   const DEVICES = [E1, VN, E2];
-  const OPS = (d: string): string[][] => [['bind', d], ['unbind', d], ['set', d, 'vfio'], ['set', d, 'vfio-pci'], ['unset', d], ['apply'], ['set', d, 'none']];
+  const OPS = (d: string): string[][] => [
+    ['bind', d],
+    ['unbind', d],
+    ['set', d, 'vfio'],
+    ['set', d, 'vfio-pci'],
+    ['unset', d],
+    ['apply'],
+    ['set', d, 'none'],
+  ];
   const rounds = 2;
   for (let round = 0; round < rounds; round++) {
     const h = host();
     const server = await served(h);
-    const plans = fc.sample(fc.array(fc.tuple(fc.nat(DEVICES.length - 1), fc.nat(OPS('').length - 1)), { minLength: 4, maxLength: 4 }), { numRuns: 10, seed: 20261202 + round });
+    const plans = fc.sample(
+      fc.array(fc.tuple(fc.nat(DEVICES.length - 1), fc.nat(OPS('').length - 1)), {
+        minLength: 4,
+        maxLength: 4,
+      }),
+      { numRuns: 10, seed: 20261202 + round },
+    );
     const failures: string[] = [];
     let invocations = 0;
     await Promise.all(
@@ -73,29 +102,53 @@ test('stress: 10 processes bind, unbind, set, unset and apply at random; every w
     const status = JSON.parse((await spawnCli(REMOTE_CLI, h, server, ['status', '--json'])).stdout);
     // Every configured device is where its rule says. (A device a rule no longer names but a manual
     // `bind` moved after an apply had bound it is left alone by design: 'unconfigured'.)
-    for (const d of status.devices.filter((x: any) => x.drift !== 'unconfigured')) assert.equal(d.drift, 'ok', `${d.address}: ${d.detail}\nfinal apply: ${final.stdout}\nstate: ${h.f.tree.read('/var/lib/vfioctl/state.json')}\nconfig: ${h.f.tree.read('/etc/vfioctl/vfioctl.json')}\nlive: ${JSON.stringify(DEVICES.map((x) => h.state(x)))}`);
+    for (const d of status.devices.filter((x: any) => x.drift !== 'unconfigured'))
+      assert.equal(
+        d.drift,
+        'ok',
+        `${d.address}: ${d.detail}\nfinal apply: ${final.stdout}\nstate: ${h.f.tree.read('/var/lib/vfioctl/state.json')}\nconfig: ${h.f.tree.read('/etc/vfioctl/vfioctl.json')}\nlive: ${JSON.stringify(DEVICES.map((x) => h.state(x)))}`,
+      );
     assert.deepEqual(h.f.tree.list('/run/vfioctl/journal'), [], 'nothing half-done');
     assert.equal(lockHeld(new HostRoot(h.f.dir)), false);
     for (const d of DEVICES) {
       const rule = status.devices.find((s: any) => s.address === d);
-      if (rule?.intent !== 'none') assert.notEqual(h.state(d).driver, null, `${d} is not left driverless`);
+      if (rule?.intent !== 'none')
+        assert.notEqual(h.state(d).driver, null, `${d} is not left driverless`);
     }
   }
 });
 
-test('8 parallel `set` processes keep all 8 rules, and the file keeps its comments, mode and neighbours', { timeout: 60_000 }, async () => {
+test('8 parallel `set` processes keep all 8 rules, and the file keeps its comments, mode and neighbours', {
+  timeout: 60_000,
+}, async () => {
   const h = host();
-  const original = '// fleet policy: do not reformat\n{\n  "version": 1,\n  /* keep */ "rules": [\n    { "match": { "class": "0c03" }, "intent": "none" } // USB\n  ]\n}\n';
+  const original =
+    '// fleet policy: do not reformat\n{\n  "version": 1,\n  /* keep */ "rules": [\n    { "match": { "class": "0c03" }, "intent": "none" } // USB\n  ]\n}\n';
   h.f.tree.write('/etc/vfioctl/vfioctl.json', original);
   fs.chmodSync(h.f.tree.abs('/etc/vfioctl/vfioctl.json'), 0o640);
   const addresses = Array.from({ length: 8 }, (_, i) => `0000:3b:00.${i}`);
-  const runs = await Promise.all(addresses.map((a) => spawnCli(BUNDLE, h, null, ['set', a, 'vfio', '--noprobe'])));
+  const runs = await Promise.all(
+    addresses.map((a) => spawnCli(BUNDLE, h, null, ['set', a, 'vfio', '--noprobe'])),
+  );
   for (const r of runs) assert.equal(r.code, 0, r.stderr);
   const text = h.f.tree.read('/etc/vfioctl/vfioctl.json')!;
   for (const a of addresses) assert.ok(text.includes(`"address": "${a}"`), `${a} kept`);
-  assert.ok(text.startsWith('// fleet policy: do not reformat\n{\n  "version": 1,\n  /* keep */ "rules": [\n    { "match": { "class": "0c03" }, "intent": "none" }, // USB\n'), 'bytes outside the new rules unchanged (but the comma the next rule needs)');
-  assert.equal(fs.statSync(h.f.tree.abs('/etc/vfioctl/vfioctl.json')).mode & 0o777, 0o640, 'mode kept');
-  assert.deepEqual(h.f.tree.list('/etc/vfioctl').filter((f) => f.endsWith('.tmp')), [], 'no temp files left');
+  assert.ok(
+    text.startsWith(
+      '// fleet policy: do not reformat\n{\n  "version": 1,\n  /* keep */ "rules": [\n    { "match": { "class": "0c03" }, "intent": "none" }, // USB\n',
+    ),
+    'bytes outside the new rules unchanged (but the comma the next rule needs)',
+  );
+  assert.equal(
+    fs.statSync(h.f.tree.abs('/etc/vfioctl/vfioctl.json')).mode & 0o777,
+    0o640,
+    'mode kept',
+  );
+  assert.deepEqual(
+    h.f.tree.list('/etc/vfioctl').filter((f) => f.endsWith('.tmp')),
+    [],
+    'no temp files left',
+  );
   // unset of one rule leaves every other byte as it was.
   const before = text;
   assert.equal((await spawnCli(BUNDLE, h, null, ['unset', addresses[3]!, '--noprobe'])).code, 0);
@@ -107,11 +160,20 @@ test('8 parallel `set` processes keep all 8 rules, and the file keeps its commen
   assert.equal(gone.length, 1);
   const kept = before.split('\n').filter((l) => l !== gone[0]);
   assert.equal(after.split('\n').length, kept.length);
-  after.split('\n').forEach((l, i) => assert.ok(l === kept[i] || `${l},` === kept[i], `line ${i + 1}: ${JSON.stringify(l)} vs ${JSON.stringify(kept[i])}`));
+  after
+    .split('\n')
+    .forEach((l, i) =>
+      assert.ok(
+        l === kept[i] || `${l},` === kept[i],
+        `line ${i + 1}: ${JSON.stringify(l)} vs ${JSON.stringify(kept[i])}`,
+      ),
+    );
 });
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  test(`${signal} at every kernel write of a bind: the step finishes, the bind rolls back or completes, the lock is released, exit non-zero`, { timeout: 60_000 }, async () => {
+  test(`${signal} at every kernel write of a bind: the step finishes, the bind rolls back or completes, the lock is released, exit non-zero`, {
+    timeout: 60_000,
+  }, async () => {
     // bind E1 writes: set-override, unbind, probe (modprobe is not a write).
     for (let n = 1; n <= 3; n++) {
       const h = host();
@@ -123,7 +185,11 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       const result = JSON.parse(r.stdout).results[0];
       if (result.status === 'failed') {
         assert.match(result.error, new RegExp(`interrupted by ${signal}`));
-        assert.deepEqual(h.state(E1), { driver: 'e1000e', override: null, vfioDev: false }, `write ${n}: rolled back`);
+        assert.deepEqual(
+          h.state(E1),
+          { driver: 'e1000e', override: null, vfioDev: false },
+          `write ${n}: rolled back`,
+        );
       } else {
         // The signal came with the last write: the bind was complete, and is recorded as such.
         assert.equal(result.status, 'ok');
@@ -138,9 +204,14 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-test('SIGTERM during an apply: state.json records every device it moved, so status and the next apply see them', { timeout: 60_000 }, async () => {
+test('SIGTERM during an apply: state.json records every device it moved, so status and the next apply see them', {
+  timeout: 60_000,
+}, async () => {
   const h = host();
-  h.config([{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'vfio' }]);
+  h.config([
+    { match: { address: E1 }, intent: 'vfio' },
+    { match: { address: E2 }, intent: 'vfio' },
+  ]);
   const server = await served(h);
   // E1 and E2 are bound side by side (separate IOMMU groups): the 4th write is in the middle.
   server.signalAt = { n: 4, signal: 'SIGTERM' };
@@ -149,11 +220,14 @@ test('SIGTERM during an apply: state.json records every device it moved, so stat
   const state = JSON.parse(h.f.tree.read('/var/lib/vfioctl/state.json')!);
   for (const a of [E1, E2]) {
     const on = h.state(a).driver;
-    if (on === 'vfio-pci') assert.equal(state.devices[a]?.status, 'ok', `${a} is on VFIO and state.json says so`);
+    if (on === 'vfio-pci')
+      assert.equal(state.devices[a]?.status, 'ok', `${a} is on VFIO and state.json says so`);
     else assert.equal(on, 'e1000e');
   }
   const results = JSON.parse(r.stdout).results as { status: string; error: string | null }[];
-  assert.ok(results.some((x) => x.status === 'failed' && /interrupted by SIGTERM/.test(x.error ?? '')), 'the device in flight was rolled back');
+  assert.ok(
+    results.some((x) => x.status === 'failed' && /interrupted by SIGTERM/.test(x.error ?? '')),
+    'the device in flight was rolled back',
+  );
   assert.equal(lockHeld(new HostRoot(h.f.dir)), false);
 });
-

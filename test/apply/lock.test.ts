@@ -28,7 +28,14 @@ function root(): HostRoot {
 async function holder(r: HostRoot): Promise<ChildProcess> {
   const lockModule = path.resolve(__dirname, '../../src/apply/lock.js');
   const rootModule = path.resolve(__dirname, '../../src/host/root.js');
-  const c = spawn(process.execPath, ['-e', `require(${JSON.stringify(lockModule)}).acquireLock(new (require(${JSON.stringify(rootModule)}).HostRoot)(${JSON.stringify(r.dir)}), { waitMs: 0 }).then(() => { console.log('held'); setInterval(() => {}, 1000); })`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const c = spawn(
+    process.execPath,
+    [
+      '-e',
+      `require(${JSON.stringify(lockModule)}).acquireLock(new (require(${JSON.stringify(rootModule)}).HostRoot)(${JSON.stringify(r.dir)}), { waitMs: 0 }).then(() => { console.log('held'); setInterval(() => {}, 1000); })`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   children.push(c);
   await new Promise<void>((resolve) => c.stdout!.once('data', () => resolve()));
   return c;
@@ -38,7 +45,10 @@ test('a live holder excludes: no wait is exit 4 naming its pid; its death frees 
   const r = root();
   const c = await holder(r);
   assert.equal(lockHeld(r), true);
-  await assert.rejects(acquireLock(r, { waitMs: 0 }), (e: LockTimeout) => e.exitCode === EXIT.LOCKED && e.message.includes(`pid ${c.pid}`));
+  await assert.rejects(
+    acquireLock(r, { waitMs: 0 }),
+    (e: LockTimeout) => e.exitCode === EXIT.LOCKED && e.message.includes(`pid ${c.pid}`),
+  );
   c.kill('SIGKILL');
   await new Promise((resolve) => c.once('exit', resolve));
   const l = await acquireLock(r, { waitMs: 0 });
@@ -92,7 +102,11 @@ test('a lock path that is a directory, a dangling symlink, a symlink or a FIFO i
     fs.mkdirSync(r.path('/run/vfioctl'), { recursive: true });
     make(r.path('/run/vfioctl/lock'));
     const t0 = Date.now();
-    await assert.rejects(acquireLock(r, { waitMs: 30_000 }), (e: VfioctlError) => e.exitCode === EXIT.FAILED && /regular file/.test(e.message), what);
+    await assert.rejects(
+      acquireLock(r, { waitMs: 30_000 }),
+      (e: VfioctlError) => e.exitCode === EXIT.FAILED && /regular file/.test(e.message),
+      what,
+    );
     assert.ok(Date.now() - t0 < 5000, `${what}: no busy loop`);
   }
 });

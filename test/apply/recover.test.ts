@@ -16,18 +16,30 @@ for (const [i, op] of BIND_STEPS.entries()) {
       h.killBefore(i);
       const dead = await h.run(['bind', E1]);
       assert.notEqual(dead.code, 0);
-      assert.deepEqual(h.f.tree.list('/run/vfioctl/journal'), [`${E1}.json`], 'the journal survives the kill');
+      assert.deepEqual(
+        h.f.tree.list('/run/vfioctl/journal'),
+        [`${E1}.json`],
+        'the journal survives the kill',
+      );
       h.noKill();
       if (via === 'recover') {
         const r = await h.run(['recover', '--json']);
         assert.equal(r.code, 0, r.stdout);
-        assert.deepEqual(r.json().recovered.map((x: any) => [x.address, x.kind, x.interruptedAt]), [[E1, 'bind', `step ${i + 1} (${op})`]]);
+        assert.deepEqual(
+          r.json().recovered.map((x: any) => [x.address, x.kind, x.interruptedAt]),
+          [[E1, 'bind', `step ${i + 1} (${op})`]],
+        );
         assert.deepEqual(h.state(E1), { driver: 'e1000e', override: null, vfioDev: false });
       } else {
         // The next writing invocation repairs first, then does its own work.
         const r = await h.run(['bind', E2]);
         assert.equal(r.code, 0);
-        assert.match(r.stderr, new RegExp(`recovered ${E1} from an interrupted bind \\(step ${i + 1} \\(${op}\\)\\): now on e1000e`));
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `recovered ${E1} from an interrupted bind \\(step ${i + 1} \\(${op}\\)\\): now on e1000e`,
+          ),
+        );
         assert.deepEqual(h.state(E1), { driver: 'e1000e', override: null, vfioDev: false });
         assert.equal(h.state(E2).driver, 'vfio-pci');
       }
@@ -81,15 +93,26 @@ test('list and show never write: a killed run is named with the fix, and repaire
   h.noKill();
   assert.equal(h.state(E1).driver, null);
   const before = h.k.writes.length;
-  for (const args of [['list', '--json'], ['show', E1]]) {
+  for (const args of [
+    ['list', '--json'],
+    ['show', E1],
+  ]) {
     const r = await h.run(args);
     assert.equal(r.code, 0);
-    assert.match(r.stderr, new RegExp(`${E1} was left half-done by an interrupted bind \\(at probe\\); 'vfioctl recover'`));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `${E1} was left half-done by an interrupted bind \\(at probe\\); 'vfioctl recover'`,
+      ),
+    );
   }
   assert.equal(h.k.writes.length, before, 'list and show wrote nothing');
   assert.equal(h.state(E1).driver, null);
   const r = await h.run(['unbind', E2]);
-  assert.match(r.stderr, new RegExp(`recovered ${E1} from an interrupted bind \\(step 4 \\(probe\\)\\): now on e1000e`));
+  assert.match(
+    r.stderr,
+    new RegExp(`recovered ${E1} from an interrupted bind \\(step 4 \\(probe\\)\\): now on e1000e`),
+  );
   assert.deepEqual(h.state(E1), { driver: 'e1000e', override: null, vfioDev: false });
   const n = h.k.writes.length;
   await h.run(['list']);

@@ -19,26 +19,53 @@ test('a VF binds alone: the PF and the other VF are untouched; the PF with VFs i
   const h = host();
   const [vf0, vf1] = (await makeVfs(h, 2)) as [string, string];
   const list = (await h.run(['list', '--json'])).json<any[]>();
-  assert.deepEqual(list.find((d) => d.address === NVME).sriov, { totalVfs: 2, numVfs: 2, driversAutoprobe: false, vfs: [vf0, vf1] });
-  assert.deepEqual(list.filter((d) => d.physfn === NVME).map((d) => [d.address, d.driver, d.iommuGroup]), [[vf0, null, '10'], [vf1, null, '11']]);
+  assert.deepEqual(list.find((d) => d.address === NVME).sriov, {
+    totalVfs: 2,
+    numVfs: 2,
+    driversAutoprobe: false,
+    vfs: [vf0, vf1],
+  });
+  assert.deepEqual(
+    list.filter((d) => d.physfn === NVME).map((d) => [d.address, d.driver, d.iommuGroup]),
+    [
+      [vf0, null, '10'],
+      [vf1, null, '11'],
+    ],
+  );
 
   const b = await h.run(['bind', vf0, '--json']);
   assert.equal(b.code, 0, b.stdout + b.stderr);
   assert.deepEqual(h.state(vf0), { driver: 'vfio-pci', override: 'vfio-pci', vfioDev: true });
-  assert.deepEqual([h.state(NVME), h.state(vf1)], [{ driver: 'nvme', override: null, vfioDev: false }, { driver: null, override: null, vfioDev: false }]);
+  assert.deepEqual(
+    [h.state(NVME), h.state(vf1)],
+    [
+      { driver: 'nvme', override: null, vfioDev: false },
+      { driver: null, override: null, vfioDev: false },
+    ],
+  );
   assert.equal(h.k.tree.read(attr(NVME, 'sriov_numvfs')), '2\n');
 
   const writes = h.k.writes.length;
   const pf = await h.run(['bind', NVME, '--json']);
   assert.equal(pf.code, 3);
   // vfio-pci cannot take a PF with VFs (-EBUSY), and moving it would destroy them.
-  assert.deepEqual(pf.json().results[0].refusals.map((r: any) => r.check).sort(), ['no-vfio-driver', 'sriov-pf']);
+  assert.deepEqual(
+    pf
+      .json()
+      .results[0].refusals.map((r: any) => r.check)
+      .sort(),
+    ['no-vfio-driver', 'sriov-pf'],
+  );
   assert.equal(h.k.writes.length, writes, 'nothing written for the refused PF');
 
   const u = await h.run(['unbind', vf0, '--json']);
   assert.equal(u.code, 0, u.stdout + u.stderr);
   assert.equal(u.json().results[0].status, 'ok');
-  assert.deepEqual(h.state(vf0), { driver: null, override: null, vfioDev: false }, 'it had no driver before: none now');
+  assert.deepEqual(
+    h.state(vf0),
+    { driver: null, override: null, vfioDev: false },
+    'it had no driver before: none now',
+  );
   assert.deepEqual(h.k.tree.list('/dev/vfio').sort(), ['devices']);
 });
 
@@ -50,7 +77,11 @@ test('--force on the PF: vfio-pci refuses a PF with VFs, the run fails and nvme 
   assert.equal(r.code, 1, r.stdout);
   assert.equal(r.json().results[0].status, 'failed');
   assert.deepEqual(h.state(NVME), { driver: 'nvme', override: null, vfioDev: false });
-  assert.equal(h.k.vfsOf(NVME).length, 2, 'nvme leaves SR-IOV enabled on remove: the VFs were never destroyed');
+  assert.equal(
+    h.k.vfsOf(NVME).length,
+    2,
+    'nvme leaves SR-IOV enabled on remove: the VFs were never destroyed',
+  );
   assert.equal(h.state(vf0).driver, 'vfio-pci');
 });
 
@@ -58,7 +89,13 @@ test('apply sizes SR-IOV with autoprobe off, binds every new VF to its vfIntent,
   const h = host(4);
   const conf = '/etc/vfioctl/vfioctl.json';
   const configure = (numVfs: number) => {
-    h.f.tree.write(conf, JSON.stringify({ version: 1, rules: [{ match: { address: NVME }, sriov: { numVfs, vfIntent: 'vfio' } }] }));
+    h.f.tree.write(
+      conf,
+      JSON.stringify({
+        version: 1,
+        rules: [{ match: { address: NVME }, sriov: { numVfs, vfIntent: 'vfio' } }],
+      }),
+    );
     fs.chmodSync(h.f.tree.abs(conf), 0o644);
   };
   configure(2);
@@ -66,8 +103,13 @@ test('apply sizes SR-IOV with autoprobe off, binds every new VF to its vfIntent,
   assert.equal(a.code, 0, a.stdout + a.stderr);
   const vfs = h.k.vfsOf(NVME);
   assert.deepEqual(vfs, ['0000:00:07.1', '0000:00:07.2']);
-  assert.equal(h.k.tree.read(attr(NVME, 'sriov_drivers_autoprobe')), '0\n', 'no VF touched the host driver');
-  for (const vf of vfs) assert.deepEqual(h.state(vf), { driver: 'vfio-pci', override: 'vfio-pci', vfioDev: true }, vf);
+  assert.equal(
+    h.k.tree.read(attr(NVME, 'sriov_drivers_autoprobe')),
+    '0\n',
+    'no VF touched the host driver',
+  );
+  for (const vf of vfs)
+    assert.deepEqual(h.state(vf), { driver: 'vfio-pci', override: 'vfio-pci', vfioDev: true }, vf);
   assert.equal(h.state(NVME).driver, 'nvme');
   const writes = h.k.writes.length;
   assert.equal((await h.run(['apply'])).code, 0);
@@ -77,11 +119,17 @@ test('apply sizes SR-IOV with autoprobe off, binds every new VF to its vfIntent,
   const r = await h.run(['apply', '--json']);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.deepEqual(
-    h.k.writes.slice(writes).filter((w) => w.rel.endsWith('sriov_numvfs')).map((w) => w.value),
+    h.k.writes
+      .slice(writes)
+      .filter((w) => w.rel.endsWith('sriov_numvfs'))
+      .map((w) => w.value),
     ['0', '3'],
     '2 -> 3 is EBUSY in one step',
   );
-  assert.deepEqual(h.k.vfsOf(NVME).map((vf) => h.state(vf).driver), ['vfio-pci', 'vfio-pci', 'vfio-pci']);
+  assert.deepEqual(
+    h.k.vfsOf(NVME).map((vf) => h.state(vf).driver),
+    ['vfio-pci', 'vfio-pci', 'vfio-pci'],
+  );
 });
 
 test('unbind returns a VF to its host driver when sriov_drivers_autoprobe is 0 (only an override naming nvme gets it probed)', async () => {

@@ -19,7 +19,12 @@ const ROUNDS = 5;
 
 function cachedDebianIndex(): KernelModules | undefined {
   try {
-    const k = JSON.parse(fs.readFileSync(path.join(process.env.VFIOCTL_BENCH_CACHE ?? '/var/cache/vfioctl-bench', 'modules.json'), 'utf8')) as KernelModules;
+    const k = JSON.parse(
+      fs.readFileSync(
+        path.join(process.env.VFIOCTL_BENCH_CACHE ?? '/var/cache/vfioctl-bench', 'modules.json'),
+        'utf8',
+      ),
+    ) as KernelModules;
     return k.files.every((f) => fs.existsSync(path.join(k.dir, f))) ? k : undefined;
   } catch {
     return undefined;
@@ -35,18 +40,34 @@ function syntheticIndex(dir: string): KernelModules {
   const lines = ['# Aliases extracted from modules themselves.'];
   for (let i = 0; i < 27000; i++) {
     const mod = `mod${i % 4000}`;
-    if (i % 3 === 0) lines.push(`alias pci:v${hex(0x1000 + (i % 700))}d${hex(i)}sv*sd*bc*sc*i* ${mod}`);
-    else if (i % 3 === 1) lines.push(`alias usb:v${hex(i).slice(4)}p${hex(i * 7).slice(4)}d*dc*dsc*dp*ic*isc*ip*in* ${mod}`);
+    if (i % 3 === 0)
+      lines.push(`alias pci:v${hex(0x1000 + (i % 700))}d${hex(i)}sv*sd*bc*sc*i* ${mod}`);
+    else if (i % 3 === 1)
+      lines.push(
+        `alias usb:v${hex(i).slice(4)}p${hex(i * 7).slice(4)}d*dc*dsc*dp*ic*isc*ip*in* ${mod}`,
+      );
     else lines.push(`alias of:N*T*Cvendor,device-${i}C* ${mod}`);
     if (i === 20000) lines.push('alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci');
   }
   fs.writeFileSync(path.join(out, 'modules.alias'), lines.join('\n') + '\n');
-  fs.writeFileSync(path.join(out, 'modules.dep'), 'kernel/drivers/vfio/pci/vfio-pci.ko.xz: kernel/drivers/vfio/pci/vfio-pci-core.ko.xz\n');
+  fs.writeFileSync(
+    path.join(out, 'modules.dep'),
+    'kernel/drivers/vfio/pci/vfio-pci.ko.xz: kernel/drivers/vfio/pci/vfio-pci-core.ko.xz\n',
+  );
   fs.writeFileSync(path.join(out, 'modules.builtin'), '');
-  return { release, source: 'synthetic (no cached Debian index)', dir: out, aliasLines: lines.length - 1, files: ['modules.alias', 'modules.dep', 'modules.builtin'], format: 0 };
+  return {
+    release,
+    source: 'synthetic (no cached Debian index)',
+    dir: out,
+    aliasLines: lines.length - 1,
+    files: ['modules.alias', 'modules.dep', 'modules.builtin'],
+    format: 0,
+  };
 }
 
-test('small server tree: list, show and --version against node -e 0 (printed, not asserted)', { skip: !fs.existsSync(DIST) && 'dist/vfioctl.js not built (npm run build)' }, (t) => {
+test('small server tree: list, show and --version against node -e 0 (printed, not asserted)', {
+  skip: !fs.existsSync(DIST) && 'dist/vfioctl.js not built (npm run build)',
+}, (t) => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vfioctl-small-bench-'));
   try {
     const kmods = cachedDebianIndex() ?? syntheticIndex(path.join(work, 'modules'));
@@ -54,12 +75,20 @@ test('small server tree: list, show and --version against node -e 0 (printed, no
     // As on an installed host: vfioctl's run directory exists, depmod ran long ago.
     fs.mkdirSync(path.join(tree.dir, 'run/vfioctl'), { mode: 0o700 });
     const hourAgo = new Date(Date.now() - 3600_000);
-    fs.utimesSync(path.join(tree.dir, 'lib/modules', kmods.release, 'modules.alias'), hourAgo, hourAgo);
+    fs.utimesSync(
+      path.join(tree.dir, 'lib/modules', kmods.release, 'modules.alias'),
+      hourAgo,
+      hourAgo,
+    );
     const vf = [process.execPath, DIST, '--root', tree.dir];
     const cmds: Cmd[] = [
       { id: 'node0', label: 'node -e 0', argv: [process.execPath, '-e', '0'] },
       { id: 'version', label: 'vfioctl --version', argv: [process.execPath, DIST, '--version'] },
-      { id: 'show', label: `vfioctl show ${tree.showAddress} --json`, argv: [...vf, 'show', tree.showAddress, '--json'] },
+      {
+        id: 'show',
+        label: `vfioctl show ${tree.showAddress} --json`,
+        argv: [...vf, 'show', tree.showAddress, '--json'],
+      },
       { id: 'list', label: 'vfioctl list --json', argv: [...vf, 'list', '--json'] },
     ];
     // One checked run each (and the page cache warmed): the figures below are of right answers.
@@ -73,9 +102,16 @@ test('small server tree: list, show and --version against node -e 0 (printed, no
 
     const samples = alternate(cmds, ROUNDS, ROUNDS, () => {});
     const med = (id: string) => stats(samples.get(id)!.map((s) => s.ms)).median;
-    for (const c of cmds) assert.ok(samples.get(c.id)!.every((s) => s.status === 0), `${c.label} exited non-zero`);
+    for (const c of cmds)
+      assert.ok(
+        samples.get(c.id)!.every((s) => s.status === 0),
+        `${c.label} exited non-zero`,
+      );
     const lines = [
-      `small tree (${tree.functions} functions, module index: ${kmods.source}), ${ROUNDS} alternating rounds, medians; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+      `small tree (${tree.functions} functions, module index: ${kmods.source}), ${ROUNDS} alternating rounds, medians; load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
       ...cmds.map((c) => `  ${c.label}: ${fmtMs(med(c.id))}`),
       `  --version / node -e 0: ${(med('version') / med('node0')).toFixed(2)}x (goal <= 1.1x)`,
       `  show --json / node -e 0: ${(med('show') / med('node0')).toFixed(2)}x (goal <= 1.2x)`,

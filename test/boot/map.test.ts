@@ -4,7 +4,15 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { parseConfig } from '../../src/config/load';
-import { computeBootMap, describeLeftOut, formatBootMap, formatBootMapJson, parseBootMapJson, parseMapEntries, vfAddress } from '../../src/boot/map';
+import {
+  computeBootMap,
+  describeLeftOut,
+  formatBootMap,
+  formatBootMapJson,
+  parseBootMapJson,
+  parseMapEntries,
+  vfAddress,
+} from '../../src/boot/map';
 import { Invalid } from '../../src/persist/validate';
 import { golden } from '../support/golden';
 import { snapshot } from '../support/snapshot';
@@ -19,17 +27,42 @@ const BAD = '0000:00:08.0'; // a driver whose table does not list it: left out, 
 const PF = '0000:04:00.0'; // PF rule with 2 VFs for vfio: their future addresses are mapped
 
 const host = snapshot({
-  aliases: ['alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci', 'alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e', 'alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci'],
+  aliases: [
+    'alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci',
+    'alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e',
+    'alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci',
+  ],
   drivers: { e1000e: 'e1000e', 'virtio-pci': 'virtio_pci', nvme: 'nvme', i801_smbus: 'i2c_i801' },
   devices: [
     { address: NIC, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '2' },
     { address: VIRTIO, vendor: '1af4', device: '1041', driver: 'virtio-pci', iommuGroup: '3' },
     { address: MGMT, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '5' },
-    { address: ROOTDISK, vendor: '1b36', device: '0010', class: '010802', driver: 'nvme', iommuGroup: '6' },
+    {
+      address: ROOTDISK,
+      vendor: '1b36',
+      device: '0010',
+      class: '010802',
+      driver: 'nvme',
+      iommuGroup: '6',
+    },
     { address: CX, vendor: '15b3', device: '101e', iommuGroup: '11' },
     { address: BAD, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '8' },
-    { address: SMBUS, vendor: '8086', device: '2930', class: '0c0500', driver: 'i801_smbus', iommuGroup: '9' },
-    { address: PF, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '10', sriov: { totalVfs: 8, numVfs: 0, driversAutoprobe: true, vfs: [] } },
+    {
+      address: SMBUS,
+      vendor: '8086',
+      device: '2930',
+      class: '0c0500',
+      driver: 'i801_smbus',
+      iommuGroup: '9',
+    },
+    {
+      address: PF,
+      vendor: '8086',
+      device: '10d3',
+      driver: 'e1000e',
+      iommuGroup: '10',
+      sriov: { totalVfs: 8, numVfs: 0, driversAutoprobe: true, vfs: [] },
+    },
   ],
   netdevs: { [MGMT]: [{ name: 'mgmt0', up: true, routes: ['10.0.0.0/24'] }] },
 });
@@ -59,7 +92,12 @@ const map = computeBootMap(host, config, boot, new Map([[PF, layout]]));
 test('entries and every left-out device with its reason', () => {
   assert.deepEqual(
     map.entries.map((e) => `${e.kind} ${e.selector} ${e.driver}`),
-    [`address ${NIC} vfio-pci`, `address ${VIRTIO} none`, `address ${vfAddress(PF, layout, 0)} vfio-pci`, `address ${vfAddress(PF, layout, 1)} vfio-pci`],
+    [
+      `address ${NIC} vfio-pci`,
+      `address ${VIRTIO} none`,
+      `address ${vfAddress(PF, layout, 0)} vfio-pci`,
+      `address ${vfAddress(PF, layout, 1)} vfio-pci`,
+    ],
   );
   assert.deepEqual(
     map.leftOut.map((l) => [l.reason, 'address' in l ? l.address : 'pf' in l ? l.pf : l.selector]),
@@ -78,7 +116,8 @@ test('entries and every left-out device with its reason', () => {
 
 test('the map file says why in comments rendered from the reasons; its entries read back alike', () => {
   const text = formatBootMap(map, '/etc/vfioctl/vfioctl.json');
-  for (const l of map.leftOut) assert.ok(text.includes(`# skipped ${describeLeftOut(l)}\n`), describeLeftOut(l));
+  for (const l of map.leftOut)
+    assert.ok(text.includes(`# skipped ${describeLeftOut(l)}\n`), describeLeftOut(l));
   assert.deepEqual(parseMapEntries(text), map.entries);
 });
 
@@ -89,13 +128,28 @@ test('the JSON reads back to the same map; a corrupt or foreign one is Invalid, 
   const bad = (f: (x: any) => void, why: RegExp) => {
     const c = structuredClone(o);
     f(c);
-    assert.throws(() => parseBootMapJson(JSON.stringify(c)), (e: unknown) => e instanceof Invalid && why.test(e.message));
+    assert.throws(
+      () => parseBootMapJson(JSON.stringify(c)),
+      (e: unknown) => e instanceof Invalid && why.test(e.message),
+    );
   };
   assert.throws(() => parseBootMapJson(json.slice(0, 40)), /not JSON/);
   assert.throws(() => parseBootMapJson(''), /empty/);
-  bad((c) => (c.leftOut[0].reason = 'tired'), /field 'reason' is not a known reason \(leftOut\[0\]\)/);
-  bad((c) => (c.leftOut[0].address = '../../etc'), /field 'address' is not a PCI address \(leftOut\[0\]\)/);
-  bad((c) => (c.entries[0].driver = 'vfio pci; rm'), /field 'driver' is not a driver name \(entries\[0\]\)/);
+  bad(
+    (c) => (c.leftOut[0].reason = 'tired'),
+    /field 'reason' is not a known reason \(leftOut\[0\]\)/,
+  );
+  bad(
+    (c) => (c.leftOut[0].address = '../../etc'),
+    /field 'address' is not a PCI address \(leftOut\[0\]\)/,
+  );
+  bad(
+    (c) => (c.entries[0].driver = 'vfio pci; rm'),
+    /field 'driver' is not a driver name \(entries\[0\]\)/,
+  );
   bad((c) => delete c.entries, /field 'entries' is missing/);
-  bad((c) => (c.leftOut[5].why = { kind: 'left-out', addresses: 'all' }), /field 'addresses' is not a list of PCI addresses/);
+  bad(
+    (c) => (c.leftOut[5].why = { kind: 'left-out', addresses: 'all' }),
+    /field 'addresses' is not a list of PCI addresses/,
+  );
 });

@@ -12,7 +12,8 @@ test('the bundle starts and runs the configuration commands (jsonc-parser, gener
   const h = new ModelHost();
   try {
     const env = { ...process.env, VFIOCTL_TRUST_UID: String(process.getuid?.()) };
-    const run = (args: string[]) => spawnSync(process.execPath, [DIST, '--root', h.f.dir, ...args], { env, encoding: 'utf8' });
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, [DIST, '--root', h.f.dir, ...args], { env, encoding: 'utf8' });
     const v = run(['--version']);
     assert.equal(v.status, 0, v.stderr);
     assert.match(v.stdout, /^\d+\.\d+\.\d+/);
@@ -20,8 +21,18 @@ test('the bundle starts and runs the configuration commands (jsonc-parser, gener
     assert.equal(s.status, 0, s.stderr);
     const st = run(['status', '--json']);
     assert.equal(st.status, 5, `configured, never applied: drift (exit 5)\n${st.stderr}`);
-    assert.deepEqual(JSON.parse(st.stdout).devices.map((d: { address: string; drift: string }) => [d.address, d.drift]), [[E1, 'pending']]);
-    h.f.tree.write('/etc/vfioctl/vfioctl.json', '{ "version": 1, "rules": [ { "match": { "id": "x" } } ] }', 0o644);
+    assert.deepEqual(
+      JSON.parse(st.stdout).devices.map((d: { address: string; drift: string }) => [
+        d.address,
+        d.drift,
+      ]),
+      [[E1, 'pending']],
+    );
+    h.f.tree.write(
+      '/etc/vfioctl/vfioctl.json',
+      '{ "version": 1, "rules": [ { "match": { "id": "x" } } ] }',
+      0o644,
+    );
     const bad = run(['apply']);
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /vfioctl\.json:1:\d+: rules\[0\]\.match\.id: must match pattern/);
@@ -34,7 +45,12 @@ test('the bundle runs the libvirt hook (saxes, loaded when the XML is parsed): n
   const h = new ModelHost();
   try {
     const env = { ...process.env, VFIOCTL_TRUST_UID: String(process.getuid?.()) };
-    const hook = (input: string) => spawnSync(process.execPath, [DIST, '--root', h.f.dir, 'libvirt-hook', '--', 'g', 'prepare', 'begin', '-'], { env, input, encoding: 'utf8' });
+    const hook = (input: string) =>
+      spawnSync(
+        process.execPath,
+        [DIST, '--root', h.f.dir, 'libvirt-hook', '--', 'g', 'prepare', 'begin', '-'],
+        { env, input, encoding: 'utf8' },
+      );
     const xml = `<domain type='kvm'><name>g</name><uuid>0b1c7a3e-2b52-4c9b-8a58-6f0f6b2f8a11</uuid><devices><hostdev mode='subsystem' type='pci' managed='no'><source><address domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></source></hostdev></devices></domain>`;
     const dry = hook(xml.replace("managed='no'", "managed='yes'"));
     assert.deepEqual([dry.status, dry.stdout, dry.stderr], [0, '', '']);

@@ -18,13 +18,21 @@ function candidate(content: unknown): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfioctl-candidate-'));
   dirs.push(dir);
   const file = path.join(dir, 'candidate.json');
-  fs.writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content, null, 2), { mode: 0o644 });
+  fs.writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content, null, 2), {
+    mode: 0o644,
+  });
   return file;
 }
 
 test('config check: a valid file is exit 0 and --json lists its parsed rules', async () => {
   const h = host();
-  const file = candidate({ version: 1, rules: [{ match: { address: '00:02.0' }, intent: 'vfio' }, { match: { id: '8086:10D3' }, intent: 'none', comment: 'x' }] });
+  const file = candidate({
+    version: 1,
+    rules: [
+      { match: { address: '00:02.0' }, intent: 'vfio' },
+      { match: { id: '8086:10D3' }, intent: 'none', comment: 'x' },
+    ],
+  });
   const r = await h.run(['config', 'check', file, '--json']);
   assert.equal(r.code, 0, r.stderr);
   const j = r.json();
@@ -59,12 +67,21 @@ test('config check: every problem of a broken file, exit 2, and --json says inva
   const j = r.json();
   assert.equal(j.valid, false);
   assert.deepEqual(j.rules, []);
-  assert.ok(j.problems.some((p: string) => p.includes('unknown field') && p.includes('adress')), j.problems.join('\n'));
+  assert.ok(
+    j.problems.some((p: string) => p.includes('unknown field') && p.includes('adress')),
+    j.problems.join('\n'),
+  );
   // The schema error stops before the duplicate check, as loadConfig does: the same problems.
   const plain = await h.run(['config', 'check', file]);
   assert.equal(plain.code, 2);
   for (const p of j.problems) assert.ok(plain.stderr.includes(p), p);
-  const dup = candidate({ version: 1, rules: [{ match: { address: E1 }, intent: 'vfio' }, { match: { address: '00:02.0' }, intent: 'none' }] });
+  const dup = candidate({
+    version: 1,
+    rules: [
+      { match: { address: E1 }, intent: 'vfio' },
+      { match: { address: '00:02.0' }, intent: 'none' },
+    ],
+  });
   const d = await h.run(['config', 'check', dup, '--json']);
   assert.equal(d.code, 2);
   assert.match(d.json().problems.join('\n'), /already configured by rules\[0\]/);
@@ -111,12 +128,18 @@ test('apply --dry-run --config previews the candidate and writes nothing; apply 
   const st = await h.run(['status', '--config', file, '--json']);
   assert.equal(st.code, 5, 'against the candidate, devices drift');
   assert.equal(st.json().config, file);
-  assert.deepEqual(st.json().devices.map((d: any) => [d.address, d.drift]), [
-    [E1, 'pending'],
-    [E2, 'unconfigured'],
-  ]);
+  assert.deepEqual(
+    st.json().devices.map((d: any) => [d.address, d.drift]),
+    [
+      [E1, 'pending'],
+      [E2, 'unconfigured'],
+    ],
+  );
   const own = await h.run(['status', '--json']);
-  assert.deepEqual([own.code, own.json().devices.map((d: any) => [d.address, d.drift])], [0, [[E2, 'ok']]]);
+  assert.deepEqual(
+    [own.code, own.json().devices.map((d: any) => [d.address, d.drift])],
+    [0, [[E2, 'ok']]],
+  );
   const real = await h.run(['apply', '--config', file, '--json']);
   assert.equal(real.code, 0, real.stderr);
   assert.equal(h.state(E1).driver, 'vfio-pci');
@@ -143,13 +166,30 @@ test('install --refresh --config makes the boot maps from the candidate', async 
   const h = host();
   h.config([{ match: { address: E1 }, intent: 'vfio' }]);
   assert.equal((await h.run(['install', '--exec', '/usr/local/bin/vfioctl'])).code, 0);
-  const entries = () => h.f.tree.read(MAP)!.split('\n').filter((l) => /^(address|id) /.test(l));
+  const entries = () =>
+    h.f.tree
+      .read(MAP)!
+      .split('\n')
+      .filter((l) => /^(address|id) /.test(l));
   assert.deepEqual(entries(), [`address ${E1} vfio-pci vfio_pci`]);
   const file = candidate({ version: 1, rules: [{ match: { address: E2 }, intent: 'vfio' }] });
   const r = await h.run(['install', '--refresh', '--config', file, '--json']);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(entries(), [`address ${E2} vfio-pci vfio_pci`]);
-  assert.match(h.f.tree.read(MAP)!, new RegExp(`^# vfioctl boot map for kernel 6\\.12\\.0-test, generated from ${file.replace(/[.]/g, '\\.')};`));
-  assert.equal((await h.run(['install', '--refresh', '--config', path.join(path.dirname(file), 'none.json')])).code, 2);
-  assert.deepEqual(entries(), [`address ${E2} vfio-pci vfio_pci`], 'a missing file leaves the maps as they were');
+  assert.match(
+    h.f.tree.read(MAP)!,
+    new RegExp(
+      `^# vfioctl boot map for kernel 6\\.12\\.0-test, generated from ${file.replace(/[.]/g, '\\.')};`,
+    ),
+  );
+  assert.equal(
+    (await h.run(['install', '--refresh', '--config', path.join(path.dirname(file), 'none.json')]))
+      .code,
+    2,
+  );
+  assert.deepEqual(
+    entries(),
+    [`address ${E2} vfio-pci vfio_pci`],
+    'a missing file leaves the maps as they were',
+  );
 });

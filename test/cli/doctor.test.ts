@@ -16,7 +16,14 @@ test('doctor: a host with IOMMU, interrupt remapping and vfio-pci can do VFIO', 
   assert.equal(r.code, 0, r.stdout);
   const d = r.json();
   assert.equal(d.ok, true);
-  assert.deepEqual(Object.fromEntries(d.checks.map((c: any) => [c.id, c.status])), { iommu: 'ok', cmdline: 'ok', 'interrupt-remapping': 'ok', lockdown: 'ok', 'vfio-pci': 'ok', variants: 'ok' });
+  assert.deepEqual(Object.fromEntries(d.checks.map((c: any) => [c.id, c.status])), {
+    iommu: 'ok',
+    cmdline: 'ok',
+    'interrupt-remapping': 'ok',
+    lockdown: 'ok',
+    'vfio-pci': 'ok',
+    variants: 'ok',
+  });
   assert.match(d.checks.find((c: any) => c.id === 'variants').message, /mlx5_vfio_pci/);
 });
 
@@ -27,7 +34,10 @@ test('doctor: no IOMMU, IOMMU off on the command line, lockdown, no vfio-pci: ex
   f.tree.write('/sys/kernel/security/lockdown', 'none [integrity] confidentiality\n');
   const r = await cli(f.dir, ['doctor']);
   assert.equal(r.code, 1);
-  assert.match(r.stdout, /FAIL {2}iommu +no IOMMU: \/sys\/class\/iommu is empty although the kernel command line has intel_iommu=off/);
+  assert.match(
+    r.stdout,
+    /FAIL {2}iommu +no IOMMU: \/sys\/class\/iommu is empty although the kernel command line has intel_iommu=off/,
+  );
   assert.match(r.stdout, /FAIL {2}cmdline +the kernel command line disables the IOMMU/);
   assert.match(r.stdout, /WARN {2}lockdown +kernel lockdown 'integrity'/);
   assert.match(r.stdout, /FAIL {2}vfio-pci +vfio-pci not found for kernel 6\.12\.0-test/);

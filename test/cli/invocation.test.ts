@@ -1,5 +1,6 @@
 // The small promises of an invocation: one device named twice is one device; a closed pipe is a
-// quiet exit; a wrong --root or --kernel is bad input; --kernel OTHER on the live root only previews.
+// quiet exit; a wrong --root or --kernel is bad input; --kernel OTHER on the live root only
+// previews.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -22,8 +23,19 @@ test('the same device twice (full and short address) is one device', async () =>
 test('output to a closed pipe exits quietly', () => {
   const f = Fixture.create().kernel('6.1.0-test');
   try {
-    for (let i = 0; i < 256; i++) f.device({ address: `0000:${(i >> 5).toString(16).padStart(2, "0")}:${(i & 31).toString(16).padStart(2, "0")}.0`, vendor: '8086', device: '10d3', driver: null, iommuGroup: String(i) });
-    const r = spawnSync('sh', ['-c', `node "$0" --root "$1" list --json | head -c 1 >/dev/null`, BUNDLE, f.dir], { encoding: 'utf8' });
+    for (let i = 0; i < 256; i++)
+      f.device({
+        address: `0000:${(i >> 5).toString(16).padStart(2, '0')}:${(i & 31).toString(16).padStart(2, '0')}.0`,
+        vendor: '8086',
+        device: '10d3',
+        driver: null,
+        iommuGroup: String(i),
+      });
+    const r = spawnSync(
+      'sh',
+      ['-c', `node "$0" --root "$1" list --json | head -c 1 >/dev/null`, BUNDLE, f.dir],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 0);
     assert.doesNotMatch(r.stderr, /EPIPE|Error/);
   } finally {

@@ -16,28 +16,66 @@ const program = buildProgram({ out: () => {}, err: () => {}, env: {} }, () => {}
 /** Top-level `# NAME` sections of a page. */
 function sections(md: string): Map<string, string> {
   const out = new Map<string, string>();
-  for (const part of md.split(/^# /m).slice(1)) out.set(part.slice(0, part.indexOf('\n')).trim(), part);
+  for (const part of md.split(/^# /m).slice(1))
+    out.set(part.slice(0, part.indexOf('\n')).trim(), part);
   return out;
 }
 /** The flags in a section's definition-list terms (lines that start with a backticked option). */
-const documentedFlags = (text: string) => new Set([...text.matchAll(/^`(-[^`]*)`.*$/gm)].flatMap((m) => [...m[0].matchAll(/`(--?[A-Za-z][\w-]*)`/g)].map((f) => f[1]!)));
-const flags = (opts: readonly Option[]) => new Set(opts.flatMap((o) => [o.short, o.long].filter((f): f is string => !!f)));
+const documentedFlags = (text: string) =>
+  new Set(
+    [...text.matchAll(/^`(-[^`]*)`.*$/gm)].flatMap((m) =>
+      [...m[0].matchAll(/`(--?[A-Za-z][\w-]*)`/g)].map((f) => f[1]!),
+    ),
+  );
+const flags = (opts: readonly Option[]) =>
+  new Set(opts.flatMap((o) => [o.short, o.long].filter((f): f is string => !!f)));
 
-test('vfioctl(8) documents every command and each one\'s options exactly as the commander tree has them', () => {
+test("vfioctl(8) documents every command and each one's options exactly as the commander tree has them", () => {
   const s = sections(page('vfioctl.8'));
-  for (const name of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'OPTIONS', 'COMMANDS', 'EXIT STATUS', 'ENVIRONMENT', 'FILES', 'JSON OUTPUT', 'EXAMPLES', 'SEE ALSO']) assert.ok(s.has(name), `section ${name}`);
-  assert.deepEqual(documentedFlags(s.get('OPTIONS')!), new Set([...flags(program.options), '-h', '--help']), 'global options');
+  for (const name of [
+    'NAME',
+    'SYNOPSIS',
+    'DESCRIPTION',
+    'OPTIONS',
+    'COMMANDS',
+    'EXIT STATUS',
+    'ENVIRONMENT',
+    'FILES',
+    'JSON OUTPUT',
+    'EXAMPLES',
+    'SEE ALSO',
+  ])
+    assert.ok(s.has(name), `section ${name}`);
+  assert.deepEqual(
+    documentedFlags(s.get('OPTIONS')!),
+    new Set([...flags(program.options), '-h', '--help']),
+    'global options',
+  );
   const documented = new Map<string, string>();
-  for (const part of s.get('COMMANDS')!.split(/^## /m).slice(1)) documented.set(part.split(/\s/)[0]!, part);
-  assert.deepEqual([...documented.keys()].sort(), program.commands.map((c: Command) => c.name()).sort(), 'commands');
+  for (const part of s.get('COMMANDS')!.split(/^## /m).slice(1))
+    documented.set(part.split(/\s/)[0]!, part);
+  assert.deepEqual(
+    [...documented.keys()].sort(),
+    program.commands.map((c: Command) => c.name()).sort(),
+    'commands',
+  );
   for (const c of program.commands) {
-    assert.deepEqual(documentedFlags(documented.get(c.name())!), flags(c.options), `options of ${c.name()}`);
+    assert.deepEqual(
+      documentedFlags(documented.get(c.name())!),
+      flags(c.options),
+      `options of ${c.name()}`,
+    );
     // The heading names the arguments as --help does: required <x> as X, optional [x] in brackets.
     const heading = documented.get(c.name())!.split('\n')[0]!;
-    for (const a of c.registeredArguments) assert.ok(heading.toLowerCase().includes(a.name()), `${c.name()}: argument ${a.name()} in "${heading}"`);
+    for (const a of c.registeredArguments)
+      assert.ok(
+        heading.toLowerCase().includes(a.name()),
+        `${c.name()}: argument ${a.name()} in "${heading}"`,
+      );
   }
   // Exit codes: every one the program uses.
-  for (const code of Object.values(EXIT).map((c) => `**${c}**`)) assert.ok(s.get('EXIT STATUS')!.includes(code), code);
+  for (const code of Object.values(EXIT).map((c) => `**${c}**`))
+    assert.ok(s.get('EXIT STATUS')!.includes(code), code);
 });
 
 test('vfioctl.json(5) documents every field of the configuration schema, and no other', () => {
@@ -57,7 +95,13 @@ test('vfioctl.json(5) documents every field of the configuration schema, and no 
 
 test('vfioctl-hooks(7) documents every hook event and directory', () => {
   const md = page('vfioctl-hooks.7');
-  const events = new Set([...sections(md).get('EVENTS')!.matchAll(/^`([\w-]+)`$/gm)].map((m) => m[1]!));
+  const events = new Set(
+    [
+      ...sections(md)
+        .get('EVENTS')!
+        .matchAll(/^`([\w-]+)`$/gm),
+    ].map((m) => m[1]!),
+  );
   assert.deepEqual(events, new Set(HOOK_EVENTS));
   for (const d of HOOK_DIRS) assert.ok(md.includes(`*${d}/*`), d);
 });

@@ -62,7 +62,10 @@ test('errors name the file, line:column, the field and the fix; all of them at o
   ]
 }`);
   const text = p.join('\n');
-  assert.match(text, /vfioctl\.json:4:\d+: rules\[0\]\.match\.address: must match pattern .*fix: use DOMAIN:BUS:DEV\.FN/);
+  assert.match(
+    text,
+    /vfioctl\.json:4:\d+: rules\[0\]\.match\.address: must match pattern .*fix: use DOMAIN:BUS:DEV\.FN/,
+  );
   assert.match(text, /vfioctl\.json:5:\d+: rules\[1\]\.match\.id: .*fix: use VENDOR:DEVICE/);
   assert.match(text, /vfioctl\.json:5:\d+: rules\[1\]\.intent: .*no spaces or newlines/);
   assert.match(text, /vfioctl\.json:6:\d+: rules\[2\]\.match: a match needs exactly one of/);
@@ -72,14 +75,28 @@ test('errors name the file, line:column, the field and the fix; all of them at o
 });
 
 test('syntax errors, empty files, wrong versions and duplicate devices are rejected', () => {
-  assert.match(problems('{ "version": 1, "rules": [ }').join(), /vfioctl\.json:1:\d+: JSON syntax error: ValueExpected/);
+  assert.match(
+    problems('{ "version": 1, "rules": [ }').join(),
+    /vfioctl\.json:1:\d+: JSON syntax error: ValueExpected/,
+  );
   assert.match(problems('').join(), /empty file/);
-  assert.match(problems('{ "version": 2, "rules": [] }').join(), /version: must be equal to constant; fix: set "version": 1/);
+  assert.match(
+    problems('{ "version": 2, "rules": [] }').join(),
+    /version: must be equal to constant; fix: set "version": 1/,
+  );
   const dup = problems(`{ "version": 1, "rules": [
     { "match": { "address": "0000:01:00.0" }, "intent": "vfio" },
     { "match": { "address": "01:00.0" }, "intent": "none" } ] }`).join();
-  assert.match(dup, /:3: rules\[1\]\.match\.address: 0000:01:00\.0 is already configured by rules\[0\] \(line 2\)/);
-  assert.match(problems(`{ "version": 1, "rules": [ { "match": { "class": "02" }, "sriov": { "numVfs": 2 } } ] }`).join(), /only a rule matching one physical function by 'address' can size SR-IOV/);
+  assert.match(
+    dup,
+    /:3: rules\[1\]\.match\.address: 0000:01:00\.0 is already configured by rules\[0\] \(line 2\)/,
+  );
+  assert.match(
+    problems(
+      `{ "version": 1, "rules": [ { "match": { "class": "02" }, "sriov": { "numVfs": 2 } } ] }`,
+    ).join(),
+    /only a rule matching one physical function by 'address' can size SR-IOV/,
+  );
   const vfs = problems(`{ "version": 1, "rules": [
     { "match": { "address": "0000:3b:00.0" }, "sriov": { "numVfs": 2, "vfIntent": "vfio" } },
     { "match": { "vfsOf": "0000:3b:00.0" }, "intent": "none" } ] }`).join();
@@ -99,20 +116,52 @@ test('set/unset edit the text in place: comments and other rules survive; the re
   assert.ok(a.changed);
   assert.match(a.text, /\/\/ keep me/);
   assert.match(a.text, /\/\/ and me/);
-  assert.deepEqual(a.config.rules.map((r) => spelt(r.intent)), ['none', 'vfio']);
+  assert.deepEqual(
+    a.config.rules.map((r) => spelt(r.intent)),
+    ['none', 'vfio'],
+  );
   const b = withIntent(a.text, '0000:03:00.0', 'mlx5_vfio_pci');
-  assert.deepEqual(b.config.rules.map((r) => spelt(r.intent)), ['none', 'mlx5_vfio_pci']);
+  assert.deepEqual(
+    b.config.rules.map((r) => spelt(r.intent)),
+    ['none', 'mlx5_vfio_pci'],
+  );
   assert.equal(withIntent(b.text, '0000:03:00.0', 'mlx5_vfio_pci').changed, false);
   const c = withoutDevice(b.text, '0000:03:00.0');
-  assert.deepEqual(c.config.rules.map((r) => spelt(r.intent)), ['none']);
+  assert.deepEqual(
+    c.config.rules.map((r) => spelt(r.intent)),
+    ['none'],
+  );
   assert.match(c.text, /\/\/ keep me/);
   assert.equal(withoutDevice(c.text, '0000:03:00.0').changed, false);
   // From no file at all.
-  assert.deepEqual(withIntent(undefined, '0000:00:02.0', 'none').config.rules.map((r) => r.selector), [{ kind: 'address', address: '0000:00:02.0' }]);
+  assert.deepEqual(
+    withIntent(undefined, '0000:00:02.0', 'none').config.rules.map((r) => r.selector),
+    [{ kind: 'address', address: '0000:00:02.0' }],
+  );
 });
 
 function dev(address: string, over: Partial<PciDevice> = {}): PciDevice {
-  return { address, vendor: '8086', device: '10d3', subsystemVendor: '8086', subsystemDevice: '0000', class: '020000', revision: null, modalias: null, headerType: 0, driver: 'e1000e', driverOverride: null, iommuGroup: '1', numaNode: null, resetMethods: null, sriov: null, physfn: null, vfioDev: null, bootVga: false, ...over };
+  return {
+    address,
+    vendor: '8086',
+    device: '10d3',
+    subsystemVendor: '8086',
+    subsystemDevice: '0000',
+    class: '020000',
+    revision: null,
+    modalias: null,
+    headerType: 0,
+    driver: 'e1000e',
+    driverOverride: null,
+    iommuGroup: '1',
+    numaNode: null,
+    resetMethods: null,
+    sriov: null,
+    physfn: null,
+    vfioDev: null,
+    bootVga: false,
+    ...over,
+  };
 }
 
 test('the most specific rule wins: address > vfsOf/vfIntent > id+subsystem > id > longer class; ties warn', () => {
@@ -135,7 +184,9 @@ test('the most specific rule wins: address > vfsOf/vfIntent > id+subsystem > id 
       dev('0000:00:03.0'),
       dev('0000:00:04.0', { subsystemDevice: '0001' }),
       dev('0000:00:05.0', { subsystemDevice: '0001' }),
-      dev('0000:3b:00.0', { sriov: { totalVfs: 4, numVfs: 2, driversAutoprobe: true, vfs: ['0000:3b:00.1'] } }),
+      dev('0000:3b:00.0', {
+        sriov: { totalVfs: 4, numVfs: 2, driversAutoprobe: true, vfs: ['0000:3b:00.1'] },
+      }),
       dev('0000:3b:00.1', { physfn: '0000:3b:00.0' }),
       dev('0000:00:06.0', { vendor: '1b36', device: '0010', class: '010802' }),
     ].map((d) => [d.address, d]),
@@ -151,6 +202,12 @@ test('the most specific rule wins: address > vfsOf/vfIntent > id+subsystem > id 
     '0000:3b:00.0': null,
     '0000:3b:00.1': 'vf',
   });
-  assert.deepEqual(s.sriov.map((x) => [x.pf, x.numVfs, spelt(x.vfIntent)]), [['0000:3b:00.0', 2, 'vf']]);
-  assert.ok(s.warnings.some((w) => /0000:00:02\.0 is selected by rules\[1\] and rules\[6\]/.test(w)), s.warnings.join('\n'));
+  assert.deepEqual(
+    s.sriov.map((x) => [x.pf, x.numVfs, spelt(x.vfIntent)]),
+    [['0000:3b:00.0', 2, 'vf']],
+  );
+  assert.ok(
+    s.warnings.some((w) => /0000:00:02\.0 is selected by rules\[1\] and rules\[6\]/.test(w)),
+    s.warnings.join('\n'),
+  );
 });

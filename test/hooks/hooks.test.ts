@@ -19,13 +19,19 @@ ${extra}`,
   );
 }
 
-const logLines = (h: ModelHost) => (h.f.tree.read('/hook.log') ?? '').trim().split('\n').filter(Boolean);
+const logLines = (h: ModelHost) =>
+  (h.f.tree.read('/hook.log') ?? '').trim().split('\n').filter(Boolean);
 
 test('bind runs pre-bind, pre-probe, post-bind in name order; /etc hides a vendor hook of the same name', async () => {
   const h = host();
   recorder(h, '20-second');
   recorder(h, '10-first', '/usr/lib/vfioctl/hooks.d');
-  recorder(h, '20-second', '/usr/lib/vfioctl/hooks.d', 'echo vendor copy must not run >> /dev/stderr; exit 1');
+  recorder(
+    h,
+    '20-second',
+    '/usr/lib/vfioctl/hooks.d',
+    'echo vendor copy must not run >> /dev/stderr; exit 1',
+  );
   const r = await h.run(['bind', E2]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.deepEqual(logLines(h), [
@@ -61,22 +67,35 @@ test('exit 2 means "not my device": skipped with a note, the bind goes on', asyn
   h.hook(`${H}/50-other-vendor`, 'exit 2');
   const r = await h.run(['bind', E2, '--json']);
   assert.equal(r.code, 0);
-  assert.match(r.json().results[0].warnings.join('\n'), /pre-bind hook \/etc\/vfioctl\/hooks.d\/50-other-vendor: not my device \(exit 2\)/);
+  assert.match(
+    r.json().results[0].warnings.join('\n'),
+    /pre-bind hook \/etc\/vfioctl\/hooks.d\/50-other-vendor: not my device \(exit 2\)/,
+  );
   assert.equal(h.state(E2).driver, 'vfio-pci');
 });
 
 for (const event of ['pre-bind', 'pre-probe']) {
   test(`a failing ${event} hook aborts the device with nothing changed, and its output is shown`, async () => {
     const h = host();
-    h.hook(`${H}/10-cfg`, `[ "$1" = ${event} ] && { echo "devlink: eswitch is not in switchdev mode" >&2; exit 1; }; exit 0`);
+    h.hook(
+      `${H}/10-cfg`,
+      `[ "$1" = ${event} ] && { echo "devlink: eswitch is not in switchdev mode" >&2; exit 1; }; exit 0`,
+    );
     const r = await h.run(['bind', E2, E1, '--json']);
     assert.equal(r.code, 1);
     const [a, b] = r.json().results;
     assert.equal(a.status, 'failed');
-    assert.match(a.error, new RegExp(`${event} hook /etc/vfioctl/hooks.d/10-cfg exited 1; its output:\\ndevlink: eswitch is not in switchdev mode`));
+    assert.match(
+      a.error,
+      new RegExp(
+        `${event} hook /etc/vfioctl/hooks.d/10-cfg exited 1; its output:\\ndevlink: eswitch is not in switchdev mode`,
+      ),
+    );
     assert.equal(b.status, 'failed', 'the hook fails for every device');
-    for (const d of [E1, E2]) assert.deepEqual(h.state(d), { driver: 'e1000e', override: null, vfioDev: false });
-    if (event === 'pre-bind') assert.equal(h.k.writes.length, 0, 'pre-bind runs before anything is written');
+    for (const d of [E1, E2])
+      assert.deepEqual(h.state(d), { driver: 'e1000e', override: null, vfioDev: false });
+    if (event === 'pre-bind')
+      assert.equal(h.k.writes.length, 0, 'pre-bind runs before anything is written');
   });
 }
 
@@ -85,7 +104,10 @@ test('a failing post-bind hook rolls the bind back to the host driver', async ()
   h.hook(`${H}/90-check`, '[ "$1" = post-bind ] && exit 7; exit 0');
   const r = await h.run(['bind', E2]);
   assert.equal(r.code, 1);
-  assert.match(r.stdout, /post-bind hook \/etc\/vfioctl\/hooks.d\/90-check exited 7 \(no output\); rolled back to e1000e/);
+  assert.match(
+    r.stdout,
+    /post-bind hook \/etc\/vfioctl\/hooks.d\/90-check exited 7 \(no output\); rolled back to e1000e/,
+  );
   assert.deepEqual(h.state(E2), { driver: 'e1000e', override: null, vfioDev: false });
   assert.deepEqual(h.f.tree.list('/run/vfioctl/bound'), []);
 });
@@ -107,7 +129,10 @@ test('--dry-run lists the hooks that would run; show lists the hooks for a devic
   h.hook(`${H}/10-a`, 'exit 0');
   const d = await h.run(['bind', E2, '--dry-run']);
   assert.equal(d.code, 0);
-  assert.match(d.stdout, /1\. run pre-bind hook \/etc\/vfioctl\/hooks.d\/10-a\n {2}2\. modprobe vfio_pci\n.*\n.*\n {2}5\. run pre-probe hook \/etc\/vfioctl\/hooks.d\/10-a\n/);
+  assert.match(
+    d.stdout,
+    /1\. run pre-bind hook \/etc\/vfioctl\/hooks.d\/10-a\n {2}2\. modprobe vfio_pci\n.*\n.*\n {2}5\. run pre-probe hook \/etc\/vfioctl\/hooks.d\/10-a\n/,
+  );
   assert.match(d.stdout, /run post-bind hook \/etc\/vfioctl\/hooks.d\/10-a/);
   assert.equal(h.f.tree.exists('/hook.log'), false);
   const s = await h.run(['show', E2, '--json']);
@@ -121,7 +146,10 @@ test('hooks that others could have written are refused with a clear message, nev
   fs.chmodSync(h.f.tree.abs(`${H}/20-groupw`), 0o775); // umask-proof
   const r = await h.run(['bind', E2]);
   assert.equal(r.code, 3);
-  assert.match(r.stdout, /hook-trust: hook \/etc\/vfioctl\/hooks.d\/20-groupw will not be run: \/etc\/vfioctl\/hooks.d\/20-groupw is writable by its group \(mode 775\)/);
+  assert.match(
+    r.stdout,
+    /hook-trust: hook \/etc\/vfioctl\/hooks.d\/20-groupw will not be run: \/etc\/vfioctl\/hooks.d\/20-groupw is writable by its group \(mode 775\)/,
+  );
   assert.equal(h.f.tree.exists('/hook.log'), false, 'no hook ran, not even the good one');
   fs.chmodSync(h.f.tree.abs(`${H}/20-groupw`), 0o755);
   fs.chmodSync(h.f.tree.abs('/etc/vfioctl'), 0o777);
@@ -151,7 +179,12 @@ test('a hook not owned by root is refused unless the owner check is relaxed expl
     assert.equal(ok.code, 0, ok.stdout);
   }
   const warned = await h.run(['show', E2]);
-  assert.match(warned.stderr, new RegExp(`VFIOCTL_TRUST_UID=${owner}: trusting hooks and configuration owned by uid ${owner}`));
+  assert.match(
+    warned.stderr,
+    new RegExp(
+      `VFIOCTL_TRUST_UID=${owner}: trusting hooks and configuration owned by uid ${owner}`,
+    ),
+  );
 });
 
 test('trust: a sticky world-writable directory (/tmp) on the path is fine; a symlink someone else owns is not', async () => {
@@ -159,7 +192,10 @@ test('trust: a sticky world-writable directory (/tmp) on the path is fine; a sym
   h.hook(`${H}/10-ok`, 'exit 0');
   fs.chmodSync(h.f.tree.abs('/etc'), 0o1777);
   const ok = await h.run(['show', E2, '--json']);
-  assert.deepEqual(ok.json().hooks.map((x: any) => x.problem), [null]);
+  assert.deepEqual(
+    ok.json().hooks.map((x: any) => x.problem),
+    [null],
+  );
   fs.chmodSync(h.f.tree.abs('/etc'), 0o755);
   // The hook reached through a symlinked directory owned by another user.
   fs.renameSync(h.f.tree.abs(H), h.f.tree.abs('/etc/vfioctl/real.d'));
@@ -168,5 +204,10 @@ test('trust: a sticky world-writable directory (/tmp) on the path is fine; a sym
   else h.env = { PATH: process.env.PATH }; // not trusting the test user: its symlink is not root's
   const bad = await h.run(['show', E2, '--json']);
   // As root the symlink is the only thing not root's; as a normal user its files are not either.
-  assert.match(bad.json().hooks[0].problem, isRoot ? /directory \/etc\/vfioctl\/hooks\.d is a symlink owned by uid \d+, not root/ : /owned by uid \d+, not root/);
+  assert.match(
+    bad.json().hooks[0].problem,
+    isRoot
+      ? /directory \/etc\/vfioctl\/hooks\.d is a symlink owned by uid \d+, not root/
+      : /owned by uid \d+, not root/,
+  );
 });

@@ -14,11 +14,28 @@ import { matchingVfioAliases } from '../../src/match/resolve';
 import { Diagnostics } from '../../src/util/diag';
 import { fakeKernelModule } from '../support/elf-module';
 
-const haveKmod = spawnSync('depmod', ['--version']).status === 0 && spawnSync('modprobe', ['--version']).status === 0;
-const KMOD_MISSING = haveKmod ? false : 'kmod (depmod, modprobe) is not installed: run scripts/setup.sh';
+const haveKmod =
+  spawnSync('depmod', ['--version']).status === 0 &&
+  spawnSync('modprobe', ['--version']).status === 0;
+const KMOD_MISSING = haveKmod
+  ? false
+  : 'kmod (depmod, modprobe) is not installed: run scripts/setup.sh';
 
 function kmodCandidates(root: string, release: string, modalias: string): string[] {
-  const r = spawnSync('modprobe', ['--dirname', root, '--set-version', release, '-C', path.join(root, 'etc/modprobe.d'), '-R', `vfio_${modalias}`], { encoding: 'utf8' });
+  const r = spawnSync(
+    'modprobe',
+    [
+      '--dirname',
+      root,
+      '--set-version',
+      release,
+      '-C',
+      path.join(root, 'etc/modprobe.d'),
+      '-R',
+      `vfio_${modalias}`,
+    ],
+    { encoding: 'utf8' },
+  );
   // modprobe -R exits 1 with no output when nothing matches, and prints a module once per
   // matching alias (a module with two matching aliases appears twice): compare sets.
   return [...new Set(r.stdout.split('\n').filter(Boolean))].sort();
@@ -44,17 +61,39 @@ const idField = (pool: string[]) =>
   );
 const classField = fc.oneof(fc.constant('*'), fc.constantFrom(...hex2));
 const aliasArb = fc
-  .tuple(idField(VENDORS), idField(DEVICES), idField(VENDORS), fc.constant('*'), classField, classField, classField, fc.boolean())
+  .tuple(
+    idField(VENDORS),
+    idField(DEVICES),
+    idField(VENDORS),
+    fc.constant('*'),
+    classField,
+    classField,
+    classField,
+    fc.boolean(),
+  )
   .map(([v, d, sv, sd, bc, sc, i, dash]) => {
     const body = `v${v}d${d}sv${sv}sd${sd}bc${bc}sc${sc}i${i}`;
     // file2alias appends a `*` unless the alias already ends in one.
     return `${dash ? 'vfio-pci' : 'vfio_pci'}:${body}${body.endsWith('*') ? '' : '*'}`;
   });
 const modaliasArb = fc
-  .tuple(fc.constantFrom(...VENDORS), fc.constantFrom(...DEVICES), fc.constantFrom(...VENDORS, '0000'), fc.constantFrom('0000', '0042'), fc.constantFrom(...hex2), fc.constantFrom(...hex2), fc.constantFrom(...hex2))
-  .map(([v, d, sv, sd, bc, sc, i]) => `pci:v0000${v}d0000${d}sv0000${sv}sd0000${sd}bc${bc}sc${sc}i${i}`);
+  .tuple(
+    fc.constantFrom(...VENDORS),
+    fc.constantFrom(...DEVICES),
+    fc.constantFrom(...VENDORS, '0000'),
+    fc.constantFrom('0000', '0042'),
+    fc.constantFrom(...hex2),
+    fc.constantFrom(...hex2),
+    fc.constantFrom(...hex2),
+  )
+  .map(
+    ([v, d, sv, sd, bc, sc, i]) =>
+      `pci:v0000${v}d0000${d}sv0000${sv}sd0000${sd}bc${bc}sc${sc}i${i}`,
+  );
 
-test('property: candidate sets equal kmod modprobe -R on depmod-built trees (blacklisted modules included)', { skip: KMOD_MISSING }, () => {
+test('property: candidate sets equal kmod modprobe -R on depmod-built trees (blacklisted modules included)', {
+  skip: KMOD_MISSING,
+}, () => {
   const release = '9.9.9-prop';
   fc.assert(
     fc.property(
@@ -67,12 +106,25 @@ test('property: candidate sets equal kmod modprobe -R on depmod-built trees (bla
           const dir = path.join(root, 'lib/modules', release, 'kernel');
           fs.mkdirSync(dir, { recursive: true });
           fs.mkdirSync(path.join(root, 'etc/modprobe.d'), { recursive: true });
-          modules.forEach((aliases, n) => fs.writeFileSync(path.join(dir, `m${n}_vfio_pci.ko`), fakeKernelModule(`m${n}_vfio_pci`, aliases)));
-          fs.writeFileSync(path.join(dir, 'vfio-pci.ko'), fakeKernelModule('vfio_pci', ['vfio_pci:v*d*sv*sd*bc*sc*i*']));
-          if (blacklistFirst) fs.writeFileSync(path.join(root, 'etc/modprobe.d/bl.conf'), 'blacklist m0_vfio_pci\n');
+          modules.forEach((aliases, n) =>
+            fs.writeFileSync(
+              path.join(dir, `m${n}_vfio_pci.ko`),
+              fakeKernelModule(`m${n}_vfio_pci`, aliases),
+            ),
+          );
+          fs.writeFileSync(
+            path.join(dir, 'vfio-pci.ko'),
+            fakeKernelModule('vfio_pci', ['vfio_pci:v*d*sv*sd*bc*sc*i*']),
+          );
+          if (blacklistFirst)
+            fs.writeFileSync(path.join(root, 'etc/modprobe.d/bl.conf'), 'blacklist m0_vfio_pci\n');
           execFileSync('depmod', ['-b', root, release], { stdio: 'ignore' });
           for (const ma of modaliases) {
-            assert.deepEqual(vfioctlCandidates(root, release, ma), kmodCandidates(root, release, ma), `modalias ${ma}\nmodules.alias:\n${fs.readFileSync(path.join(root, 'lib/modules', release, 'modules.alias'), 'utf8')}`);
+            assert.deepEqual(
+              vfioctlCandidates(root, release, ma),
+              kmodCandidates(root, release, ma),
+              `modalias ${ma}\nmodules.alias:\n${fs.readFileSync(path.join(root, 'lib/modules', release, 'modules.alias'), 'utf8')}`,
+            );
           }
         } finally {
           fs.rmSync(root, { recursive: true, force: true });
@@ -80,7 +132,21 @@ test('property: candidate sets equal kmod modprobe -R on depmod-built trees (bla
       },
     ),
     // Includes the seed that found modprobe's one-line-per-alias output.
-    { numRuns: 60, examples: [[[['vfio_pci:v000010D?d0000101Esv00008086sd*bc*sc*i80*', 'vfio_pci:v000010D[!0-9]d0000101?sv*sd*bc*sc*i*']], ['pci:v000010DEd0000101Esv00008086sd00000000bc00sc00i80'], false]] },
+    {
+      numRuns: 60,
+      examples: [
+        [
+          [
+            [
+              'vfio_pci:v000010D?d0000101Esv00008086sd*bc*sc*i80*',
+              'vfio_pci:v000010D[!0-9]d0000101?sv*sd*bc*sc*i*',
+            ],
+          ],
+          ['pci:v000010DEd0000101Esv00008086sd00000000bc00sc00i80'],
+          false,
+        ],
+      ],
+    },
   );
 });
 
@@ -88,40 +154,87 @@ test('property: candidate sets equal kmod modprobe -R on depmod-built trees (bla
 // (`npm run test:e2e -- --provision-only`, which `npm run test:all` runs first); the trees carry
 // the variant modules built for the e2e suite too. VFIOCTL_REQUIRE_KERNEL_TREES=1 (test:all) makes
 // missing trees a failure instead of a skip.
-const TREES = process.env.VFIOCTL_KERNEL_TREES ?? path.join(process.env.VFIOCTL_E2E_CACHE || '/var/cache/vfioctl-e2e', 'kernels');
-const realTrees = fs.existsSync(TREES) ? fs.readdirSync(TREES).filter((r) => fs.existsSync(path.join(TREES, r, 'root/lib/modules', r, 'modules.alias.bin'))) : [];
-const NO_TREES = realTrees.length === 0 && `no depmod-built Debian kernel trees under ${TREES} (the e2e set-up makes them: npm run test:e2e -- --provision-only)`;
+const TREES =
+  process.env.VFIOCTL_KERNEL_TREES ??
+  path.join(process.env.VFIOCTL_E2E_CACHE || '/var/cache/vfioctl-e2e', 'kernels');
+const realTrees = fs.existsSync(TREES)
+  ? fs
+      .readdirSync(TREES)
+      .filter((r) => fs.existsSync(path.join(TREES, r, 'root/lib/modules', r, 'modules.alias.bin')))
+  : [];
+const NO_TREES =
+  realTrees.length === 0 &&
+  `no depmod-built Debian kernel trees under ${TREES} (the e2e set-up makes them: npm run test:e2e -- --provision-only)`;
 // Required (CI): never skipped, a failure when kmod or the trees are missing.
-const REAL_SKIP = process.env.VFIOCTL_REQUIRE_KERNEL_TREES === '1' ? false : KMOD_MISSING || NO_TREES;
+const REAL_SKIP =
+  process.env.VFIOCTL_REQUIRE_KERNEL_TREES === '1' ? false : KMOD_MISSING || NO_TREES;
 function requireReal(): void {
   assert.equal(KMOD_MISSING, false, KMOD_MISSING || '');
   assert.equal(NO_TREES, false, NO_TREES || '');
 }
 
-test('real Debian kernels: candidate sets equal modprobe -R for many modaliases', { skip: REAL_SKIP }, () => {
+test('real Debian kernels: candidate sets equal modprobe -R for many modaliases', {
+  skip: REAL_SKIP,
+}, () => {
   requireReal();
   fc.assert(
-    fc.property(fc.constantFrom(...realTrees), fc.array(modaliasArb, { minLength: 5, maxLength: 5 }), (release, modaliases) => {
-      const root = path.join(TREES, release, 'root');
-      fs.mkdirSync(path.join(root, 'etc/modprobe.d'), { recursive: true });
-      for (const ma of modaliases) assert.deepEqual(vfioctlCandidates(root, release, ma), kmodCandidates(root, release, ma), `${release}: ${ma}`);
-    }),
+    fc.property(
+      fc.constantFrom(...realTrees),
+      fc.array(modaliasArb, { minLength: 5, maxLength: 5 }),
+      (release, modaliases) => {
+        const root = path.join(TREES, release, 'root');
+        fs.mkdirSync(path.join(root, 'etc/modprobe.d'), { recursive: true });
+        for (const ma of modaliases)
+          assert.deepEqual(
+            vfioctlCandidates(root, release, ma),
+            kmodCandidates(root, release, ma),
+            `${release}: ${ma}`,
+          );
+      },
+    ),
     { numRuns: 20 },
   );
 });
 
 // Before 5.15 (Debian 11's 5.10) no vfio_pci: alias exists, so modprobe -R matches no device and
 // vfioctl's one candidate is the implicit vfio-pci: kmod must know that module by its name.
-test('real Debian kernels: where modules.alias has no vfio_pci: line, vfio-pci is the no-ID-table candidate and kmod finds it by name', { skip: REAL_SKIP }, (t) => {
+test('real Debian kernels: where modules.alias has no vfio_pci: line, vfio-pci is the no-ID-table candidate and kmod finds it by name', {
+  skip: REAL_SKIP,
+}, (t) => {
   requireReal();
-  const old = realTrees.filter((r) => !/^alias vfio_pci:/m.test(fs.readFileSync(path.join(TREES, r, 'root/lib/modules', r, 'modules.alias'), 'utf8')));
-  if (old.length === 0) return t.skip(`no tree without vfio_pci: aliases under ${TREES} (${realTrees.join(', ')}); the 5.10 kernel provides one`);
+  const old = realTrees.filter(
+    (r) =>
+      !/^alias vfio_pci:/m.test(
+        fs.readFileSync(path.join(TREES, r, 'root/lib/modules', r, 'modules.alias'), 'utf8'),
+      ),
+  );
+  if (old.length === 0)
+    return t.skip(
+      `no tree without vfio_pci: aliases under ${TREES} (${realTrees.join(', ')}); the 5.10 kernel provides one`,
+    );
   for (const release of old) {
     const root = path.join(TREES, release, 'root');
     const mods = readModuleState(new HostRoot(root), release, new Diagnostics());
     assert.equal(mods.vfioPciWithoutTable, 'module', release);
-    const r = spawnSync('modprobe', ['--dirname', root, '--set-version', release, '-C', path.join(root, 'etc/modprobe.d'), '-R', 'vfio-pci'], { encoding: 'utf8' });
+    const r = spawnSync(
+      'modprobe',
+      [
+        '--dirname',
+        root,
+        '--set-version',
+        release,
+        '-C',
+        path.join(root, 'etc/modprobe.d'),
+        '-R',
+        'vfio-pci',
+      ],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.stdout.trim(), 'vfio_pci', `${release}: modprobe -R vfio-pci`);
-    assert.deepEqual(kmodCandidates(root, release, 'pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00'), [], `${release}: no vfio_pci: alias matches`);
+    assert.deepEqual(
+      kmodCandidates(root, release, 'pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00'),
+      [],
+      `${release}: no vfio_pci: alias matches`,
+    );
   }
 });

@@ -5,14 +5,25 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Agent, NFD_FEATURES_FILE, policyHash, probeReadiness, type AgentClock, type AgentLogLine, type AgentOptions } from '../../src/ops/agent';
+import {
+  Agent,
+  NFD_FEATURES_FILE,
+  policyHash,
+  probeReadiness,
+  type AgentClock,
+  type AgentLogLine,
+  type AgentOptions,
+} from '../../src/ops/agent';
 import { openHost } from '../../src/ops/index';
 import { trustPolicy } from '../../src/host/trust';
 import { E1, E2, VN, modelHosts, type ModelHost } from '../support/model-host';
 
 const host = modelHosts({ trustSelf: true });
 
-/** Simulated time: sleep() returns at once after advancing the clock, and the loop stops after `polls` sleeps. */
+/**
+ * Simulated time: sleep() returns at once after advancing the clock, and the loop stops after
+ * `polls` sleeps.
+ */
 class TestClock implements AgentClock {
   t = Date.parse('2026-12-02T10:00:00Z');
   sleeps: number[] = [];
@@ -50,8 +61,25 @@ function rig(h: ModelHost, extra: Partial<AgentOptions> = {}): Rig {
   const ready = path.join(side, 'run', 'ready.json');
   const logs: AgentLogLine[] = [];
   const clock = new TestClock();
-  const vfioHost = openHost({ root: h.f.dir, kernelIo: h.k, trust: trustPolicy(h.env), env: h.env, waitMs: 2000 });
-  const opts: AgentOptions = { policyFile: policy, intervalMs: 60_000, jitterMs: 6_000, reapply: false, readyFile: ready, stopFile: '/etc/vfioctl/agent-stop', featuresFile: NFD_FEATURES_FILE, clock, log: (l) => logs.push(l), ...extra };
+  const vfioHost = openHost({
+    root: h.f.dir,
+    kernelIo: h.k,
+    trust: trustPolicy(h.env),
+    env: h.env,
+    waitMs: 2000,
+  });
+  const opts: AgentOptions = {
+    policyFile: policy,
+    intervalMs: 60_000,
+    jitterMs: 6_000,
+    reapply: false,
+    readyFile: ready,
+    stopFile: '/etc/vfioctl/agent-stop',
+    featuresFile: NFD_FEATURES_FILE,
+    clock,
+    log: (l) => logs.push(l),
+    ...extra,
+  };
   const r: Rig = {
     h,
     logs,
@@ -61,7 +89,8 @@ function rig(h: ModelHost, extra: Partial<AgentOptions> = {}): Rig {
     opts,
     agent: new Agent(vfioHost, opts),
     writePolicy(rules) {
-      const text = typeof rules === 'string' ? rules : JSON.stringify({ version: 1, rules }, null, 2) + '\n';
+      const text =
+        typeof rules === 'string' ? rules : JSON.stringify({ version: 1, rules }, null, 2) + '\n';
       fs.mkdirSync(path.dirname(policy), { recursive: true });
       fs.writeFileSync(policy, text, { mode: 0o644 });
       fs.chmodSync(policy, 0o644);
@@ -74,7 +103,8 @@ function rig(h: ModelHost, extra: Partial<AgentOptions> = {}): Rig {
   return r;
 }
 
-const unbinds = (h: ModelHost) => h.k.writes.filter((w) => w.rel.endsWith('/unbind') || w.rel.endsWith('/remove'));
+const unbinds = (h: ModelHost) =>
+  h.k.writes.filter((w) => w.rel.endsWith('/unbind') || w.rel.endsWith('/remove'));
 const features = (h: ModelHost) => h.f.tree.read(NFD_FEATURES_FILE);
 
 test('a valid policy becomes the host file (atomically), is applied, and the node reports ready with its labels', async () => {
@@ -87,20 +117,36 @@ test('a valid policy becomes the host file (atomically), is applied, and the nod
   assert.equal(ready.reason, 'converged');
   assert.equal(ready.policy, policyHash(text));
   assert.equal(h.f.tree.read('/etc/vfioctl/vfioctl.json'), text);
-  assert.equal((fs.statSync(h.f.tree.abs('/etc/vfioctl/vfioctl.json')).mode & 0o777).toString(8), '644');
-  assert.deepEqual(h.f.tree.list('/etc/vfioctl').filter((f) => f.endsWith('.tmp')), []);
+  assert.equal(
+    (fs.statSync(h.f.tree.abs('/etc/vfioctl/vfioctl.json')).mode & 0o777).toString(8),
+    '644',
+  );
+  assert.deepEqual(
+    h.f.tree.list('/etc/vfioctl').filter((f) => f.endsWith('.tmp')),
+    [],
+  );
   assert.match(h.f.tree.read('/etc/vfioctl/boot/6.12.0-test.map') ?? '', new RegExp(E2));
   assert.equal(h.state(E2).driver, 'vfio-pci');
-  assert.equal(features(h), `# written by vfioctl agent: do not edit\nvfioctl.io/converged=true\nvfioctl.io/vfio-capable=true\nvfioctl.io/config=${policyHash(text)}\n`);
+  assert.equal(
+    features(h),
+    `# written by vfioctl agent: do not edit\nvfioctl.io/converged=true\nvfioctl.io/vfio-capable=true\nvfioctl.io/config=${policyHash(text)}\n`,
+  );
   // Dot-file and rename: nothing else is left in features.d for NFD to read.
   assert.deepEqual(h.f.tree.list(path.dirname(NFD_FEATURES_FILE)), ['vfioctl']);
-  assert.deepEqual(r.logs.filter((l) => l.event !== 'warning').map((l) => l.event), ['config-written', 'applied']);
+  assert.deepEqual(
+    r.logs.filter((l) => l.event !== 'warning').map((l) => l.event),
+    ['config-written', 'applied'],
+  );
   // The map refresh says the fixture's root=/dev/sda1 has no PCI device behind it.
-  assert.deepEqual(r.logs.filter((l) => l.event === 'warning').map((l) => l.msg), [
-    // Once for the boot maps (refreshed with the policy), once for this apply's boot-device guard.
-    'boot device /dev/sda1 (root on the kernel command line) could not be traced to a PCI device: it is not protected by name at boot',
-    'boot device /dev/sda1 (root on the kernel command line) could not be traced to a PCI device: this apply cannot refuse it by name',
-  ]);
+  assert.deepEqual(
+    r.logs.filter((l) => l.event === 'warning').map((l) => l.msg),
+    [
+      // Once for the boot maps (refreshed with the policy), once for this apply's boot-device
+      // guard.
+      'boot device /dev/sda1 (root on the kernel command line) could not be traced to a PCI device: it is not protected by name at boot',
+      'boot device /dev/sda1 (root on the kernel command line) could not be traced to a PCI device: this apply cannot refuse it by name',
+    ],
+  );
   assert.equal(probeReadiness(r.ready, r.clock.now()).ready, true);
   // The same policy again: nothing written to the kernel, nothing rewritten.
   const before = h.k.writes.length;
@@ -114,13 +160,24 @@ test('an invalid policy is refused with every problem; nothing is written to the
   const r = rig(h);
   h.config([{ match: { address: E2 }, intent: 'vfio' }]);
   const hostFile = h.f.tree.read('/etc/vfioctl/vfioctl.json');
-  r.writePolicy('{ "version": 1, "rules": [ { "match": { "address": "00:05.0" }, "intnet": "vfio" }, { "match": { "adress": "x" }, "intent": "vfio" } ] }');
+  r.writePolicy(
+    '{ "version": 1, "rules": [ { "match": { "address": "00:05.0" }, "intnet": "vfio" }, { "match": { "adress": "x" }, "intent": "vfio" } ] }',
+  );
   const ready = await r.agent.cycle();
   assert.equal(ready.ready, false);
   assert.equal(ready.reason, 'invalid-policy');
-  assert.ok(ready.detail.some((d) => /rules\[0\]\.intnet: unknown field/.test(d)), ready.detail.join('\n'));
-  assert.ok(ready.detail.some((d) => /rules\[1\]\.match\.adress: unknown field/.test(d)), ready.detail.join('\n'));
-  assert.ok(ready.detail.every((d) => d.startsWith(r.policy)), 'each problem names the policy file');
+  assert.ok(
+    ready.detail.some((d) => /rules\[0\]\.intnet: unknown field/.test(d)),
+    ready.detail.join('\n'),
+  );
+  assert.ok(
+    ready.detail.some((d) => /rules\[1\]\.match\.adress: unknown field/.test(d)),
+    ready.detail.join('\n'),
+  );
+  assert.ok(
+    ready.detail.every((d) => d.startsWith(r.policy)),
+    'each problem names the policy file',
+  );
   assert.equal(h.f.tree.read('/etc/vfioctl/vfioctl.json'), hostFile);
   assert.deepEqual(h.k.writes, []);
   assert.equal(r.logs[0]!.event, 'policy-invalid');
@@ -151,7 +208,10 @@ test('a policy that takes the boot NIC is refused: NotReady with the reason, exi
   const ready = await r.agent.cycle();
   assert.equal(ready.ready, false);
   assert.equal(ready.reason, 'refused');
-  assert.ok(ready.detail.some((d) => d.startsWith(`${E1}: in-use: `)), ready.detail.join('\n'));
+  assert.ok(
+    ready.detail.some((d) => d.startsWith(`${E1}: in-use: `)),
+    ready.detail.join('\n'),
+  );
   assert.equal(h.state(E1).driver, 'e1000e');
   const refusal = r.logs.find((l) => l.event === 'refused')!;
   assert.equal(refusal.level, 'error');
@@ -163,8 +223,15 @@ test('a policy that takes the boot NIC is refused: NotReady with the reason, exi
   // The same through the CLI (--once): exit 3, JSON lines on stdout, and the probe exits 1.
   const once = await h.run(['agent', '--policy', r.policy, '--once', '--ready-file', r.ready]);
   assert.equal(once.code, 3, once.stdout + once.stderr);
-  const lines = once.stdout.trim().split('\n').map((l) => JSON.parse(l));
-  assert.ok(lines.some((l) => l.event === 'refused' && l.problems.some((p: string) => p.startsWith(`${E1}: in-use`))));
+  const lines = once.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.ok(
+    lines.some(
+      (l) => l.event === 'refused' && l.problems.some((p: string) => p.startsWith(`${E1}: in-use`)),
+    ),
+  );
   const probeCli = await h.run(['agent', '--probe', '--ready-file', r.ready]);
   assert.equal(probeCli.code, 1);
   assert.match(probeCli.stderr, /not ready \(refused/);
@@ -237,7 +304,13 @@ test('the drift loop polls on the interval with jitter and stops without unbindi
   assert.equal(h.state(E2).driver, 'vfio-pci');
   assert.equal(h.state(VN).driver, 'virtio_vfio_pci');
   const bound = h.k.writes.length;
-  assert.deepEqual(unbinds(h).map((w) => w.value).sort(), [VN, E2], 'only the host drivers let go, once, at the apply');
+  assert.deepEqual(
+    unbinds(h)
+      .map((w) => w.value)
+      .sort(),
+    [VN, E2],
+    'only the host drivers let go, once, at the apply',
+  );
   assert.equal(r.logs.at(-1)!.event, 'stop');
   assert.match(r.logs.at(-1)!.msg, /nothing is unbound/);
   // A restart (a new pod): NotReady until its first apply, which is a no-op.
@@ -255,7 +328,8 @@ test('SIGTERM ends `vfioctl agent` with exit 0 and unbinds nothing; the restarte
   const args = ['agent', '--policy', r.policy, '--interval', '3600', '--ready-file', r.ready];
   for (let round = 0; round < 2; round++) {
     const running = h.run(args);
-    for (let i = 0; i < 400 && !probeReadiness(r.ready, Date.now()).ready; i++) await new Promise((res) => setTimeout(res, 10));
+    for (let i = 0; i < 400 && !probeReadiness(r.ready, Date.now()).ready; i++)
+      await new Promise((res) => setTimeout(res, 10));
     assert.equal(probeReadiness(r.ready, Date.now()).ready, true, `round ${round}`);
     const n = h.k.writes.length;
     process.emit('SIGTERM', 'SIGTERM');
@@ -276,7 +350,17 @@ test('the probe: a missing or stale readiness file is not ready', () => {
   const r = rig(h);
   assert.match(probeReadiness(r.ready, Date.now()).message, /no readiness yet/);
   fs.mkdirSync(path.dirname(r.ready), { recursive: true });
-  fs.writeFileSync(r.ready, JSON.stringify({ ready: true, reason: 'converged', detail: [], policy: 'abc', at: '2026-01-01T00:00:00Z', validUntil: '2026-01-01T00:05:00Z' }));
+  fs.writeFileSync(
+    r.ready,
+    JSON.stringify({
+      ready: true,
+      reason: 'converged',
+      detail: [],
+      policy: 'abc',
+      at: '2026-01-01T00:00:00Z',
+      validUntil: '2026-01-01T00:05:00Z',
+    }),
+  );
   const p = probeReadiness(r.ready, Date.parse('2026-01-01T00:06:00Z'));
   assert.equal(p.ready, false);
   assert.match(p.message, /stale/);
@@ -285,7 +369,11 @@ test('the probe: a missing or stale readiness file is not ready', () => {
 
 test('bad agent options are exit 2 and change nothing', async () => {
   const h = host();
-  for (const args of [['agent'], ['agent', '--policy', '/x', '--interval', '0'], ['agent', '--policy', '/x', '--stop-file', 'rel/path']]) {
+  for (const args of [
+    ['agent'],
+    ['agent', '--policy', '/x', '--interval', '0'],
+    ['agent', '--policy', '/x', '--stop-file', 'rel/path'],
+  ]) {
     const res = await h.run(args);
     assert.equal(res.code, 2, args.join(' '));
     assert.match(res.stderr, /--policy FILE is required|--interval|--stop-file/);
@@ -301,11 +389,21 @@ test('status warns when a device a literal-vfio-pci consumer uses is on a varian
   ]);
   const before = await h.run(['status', '--json']);
   assert.equal(before.json().warnings.length, 1, before.stdout);
-  assert.match(before.json().warnings[0], new RegExp(`^${VN}: intent vfio resolves to the vfio-pci variant virtio_vfio_pci, but rules\\[0\\] \\(line \\d+\\): ${VN} says KubeVirt's host-device plugin uses it`));
+  assert.match(
+    before.json().warnings[0],
+    new RegExp(
+      `^${VN}: intent vfio resolves to the vfio-pci variant virtio_vfio_pci, but rules\\[0\\] \\(line \\d+\\): ${VN} says KubeVirt's host-device plugin uses it`,
+    ),
+  );
   assert.equal((await h.run(['apply'])).code, 0);
   const after = await h.run(['status', '--json']);
   assert.equal(after.json().warnings.length, 1);
-  assert.match(after.json().warnings[0], new RegExp(`^${VN}: on the vfio-pci variant virtio_vfio_pci, but .*KubeVirt's host-device plugin.*intent 'vfio-pci'`));
+  assert.match(
+    after.json().warnings[0],
+    new RegExp(
+      `^${VN}: on the vfio-pci variant virtio_vfio_pci, but .*KubeVirt's host-device plugin.*intent 'vfio-pci'`,
+    ),
+  );
   // The fix the warning names: literal vfio-pci, and the warning is gone.
   h.config([
     { match: { address: VN }, intent: 'vfio-pci', consumer: 'kubevirt' },
@@ -318,5 +416,8 @@ test('status warns when a device a literal-vfio-pci consumer uses is on a varian
   h.config([{ match: { address: VN }, intent: 'vfio-pci', consumer: 'kubvirt' }]);
   const bad = await h.run(['status']);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /rules\[0\]\.consumer: .*fix: use kubevirt, nvidia-sandbox-device-plugin/);
+  assert.match(
+    bad.stderr,
+    /rules\[0\]\.consumer: .*fix: use kubevirt, nvidia-sandbox-device-plugin/,
+  );
 });

@@ -10,7 +10,10 @@ import { openHost, StalePlanError, type VfioctlError, EXIT } from '../../src/ops
 const host = modelHosts({ trustSelf: true });
 const LIB = path.resolve(__dirname, '../../../dist/lib/index.js');
 
-/** The README's ```js block under "Library API", with require('vfioctl') pointing at the built library. */
+/**
+ * The README's ```js block under "Library API", with require('vfioctl') pointing at the built
+ * library.
+ */
 function readmeExample(): (address: string, options: object) => Promise<any> {
   const readme = fs.readFileSync(path.resolve(__dirname, '../../../README.md'), 'utf8');
   const block = /## Library API[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)![1]!;
@@ -44,12 +47,25 @@ test('apply refuses a plan the host moved away from (StalePlanError), and does n
   // Someone else binds it in between.
   await api.bind({ addresses: [E2], driver: 'vfio-pci', force: false, group: false });
   const writes = h.k.writes.length;
-  await assert.rejects(api.apply(planned), (e: StalePlanError) => e instanceof StalePlanError && e.exitCode === EXIT.FAILED && e.addresses.includes(E2));
+  await assert.rejects(
+    api.apply(planned),
+    (e: StalePlanError) =>
+      e instanceof StalePlanError && e.exitCode === EXIT.FAILED && e.addresses.includes(E2),
+  );
   assert.equal(h.k.writes.length, writes);
   // A fresh plan is a no-op now; bad input is a typed error with exit code 2.
-  assert.equal((await api.apply(api.plan({ kind: 'bind', addresses: [E2] }))).results[0]!.status, 'noop');
-  assert.throws(() => api.plan({ kind: 'bind', addresses: ['zz:zz.z'] }), (e: VfioctlError) => e.exitCode === EXIT.BAD_INPUT);
-  assert.throws(() => api.show('0000:42:00.0'), (e: VfioctlError) => e.exitCode === EXIT.BAD_INPUT);
+  assert.equal(
+    (await api.apply(api.plan({ kind: 'bind', addresses: [E2] }))).results[0]!.status,
+    'noop',
+  );
+  assert.throws(
+    () => api.plan({ kind: 'bind', addresses: ['zz:zz.z'] }),
+    (e: VfioctlError) => e.exitCode === EXIT.BAD_INPUT,
+  );
+  assert.throws(
+    () => api.show('0000:42:00.0'),
+    (e: VfioctlError) => e.exitCode === EXIT.BAD_INPUT,
+  );
 });
 
 test('converge and status through the API: typed reports, nothing printed', async () => {
@@ -60,6 +76,12 @@ test('converge and status through the API: typed reports, nothing printed', asyn
   assert.equal(dry.results[0]!.status, 'planned');
   assert.equal(h.state(E2).driver, 'e1000e');
   const done = await api.converge();
-  assert.deepEqual(done.results.map((r) => [r.address, r.phase, r.status, r.driver]), [[E2, 'bind', 'ok', 'vfio-pci']]);
-  assert.deepEqual(api.status().devices.map((d) => [d.address, d.drift]), [[E2, 'ok']]);
+  assert.deepEqual(
+    done.results.map((r) => [r.address, r.phase, r.status, r.driver]),
+    [[E2, 'bind', 'ok', 'vfio-pci']],
+  );
+  assert.deepEqual(
+    api.status().devices.map((d) => [d.address, d.drift]),
+    [[E2, 'ok']],
+  );
 });

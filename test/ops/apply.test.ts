@@ -20,7 +20,10 @@ test('set saves the intent and applies it; apply again changes nothing; unset gi
   const writes = h.k.writes.length;
   const again = await h.run(['apply', '--json']);
   assert.equal(again.code, 0, again.stdout);
-  assert.deepEqual(again.json().results.map((x: any) => [x.address, x.phase, x.status]), [[E1, 'bind', 'noop']]);
+  assert.deepEqual(
+    again.json().results.map((x: any) => [x.address, x.phase, x.status]),
+    [[E1, 'bind', 'noop']],
+  );
   assert.equal(h.k.writes.length, writes, 'an idempotent apply writes nothing');
   const u = await h.run(['unset', E1]);
   assert.equal(u.code, 0, u.stdout + u.stderr);
@@ -47,12 +50,21 @@ test('--noprobe saves without applying; --nosave applies without saving; --dry-r
   // apply converges to the saved configuration: E1 bound; E2 (never saved) released.
   const a = await h.run(['apply', '--json']);
   assert.equal(a.code, 0, a.stdout);
-  assert.deepEqual(a.json().results.map((x: any) => [x.address, x.phase, x.status]).sort(), [[E1, 'bind', 'ok'], [E2, 'release', 'ok']]);
+  assert.deepEqual(
+    a
+      .json()
+      .results.map((x: any) => [x.address, x.phase, x.status])
+      .sort(),
+    [
+      [E1, 'bind', 'ok'],
+      [E2, 'release', 'ok'],
+    ],
+  );
   assert.equal(h.state(E1).driver, 'vfio-pci');
   assert.deepEqual(h.state(E2), { driver: 'e1000e', override: null, vfioDev: false });
 });
 
-test("intent none leaves the device without any driver (driver_override=none); unset brings the host driver back", async () => {
+test('intent none leaves the device without any driver (driver_override=none); unset brings the host driver back', async () => {
   const h = host();
   const r = await h.run(['set', E2, 'none', '--json']);
   assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -67,12 +79,18 @@ test("intent none leaves the device without any driver (driver_override=none); u
 
 test('a broken or untrusted configuration is bad input (exit 2) and nothing is applied from it', async () => {
   const h = host();
-  h.f.tree.write(CONF, '{ "version": 1, "rules": [ { "match": { "address": "0000:00:02.0" }, "intent": "vfio" }, { "match": { "id": "8086" }, "intent": "vfio" } ] }');
+  h.f.tree.write(
+    CONF,
+    '{ "version": 1, "rules": [ { "match": { "address": "0000:00:02.0" }, "intent": "vfio" }, { "match": { "id": "8086" }, "intent": "vfio" } ] }',
+  );
   fs.chmodSync(h.f.tree.abs(CONF), 0o644);
   for (const args of [['apply'], ['status'], ['set', E2, 'vfio'], ['install', '--dry-run']]) {
     const r = await h.run(args);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
-    assert.match(r.stderr, /invalid configuration \/etc\/vfioctl\/vfioctl\.json \(nothing was applied from it\):\n {2}\/etc\/vfioctl\/vfioctl\.json:1:\d+: rules\[1\]\.match\.id/);
+    assert.match(
+      r.stderr,
+      /invalid configuration \/etc\/vfioctl\/vfioctl\.json \(nothing was applied from it\):\n {2}\/etc\/vfioctl\/vfioctl\.json:1:\d+: rules\[1\]\.match\.id/,
+    );
   }
   assert.equal(h.k.writes.length, 0);
   assert.equal(h.state(E1).driver, 'e1000e');
@@ -80,7 +98,10 @@ test('a broken or untrusted configuration is bad input (exit 2) and nothing is a
   fs.chmodSync(h.f.tree.abs(CONF), 0o664);
   const g = await h.run(['apply']);
   assert.equal(g.code, 2);
-  assert.match(g.stderr, /refusing to read \/etc\/vfioctl\/vfioctl\.json: \/etc\/vfioctl\/vfioctl\.json is writable by its group/);
+  assert.match(
+    g.stderr,
+    /refusing to read \/etc\/vfioctl\/vfioctl\.json: \/etc\/vfioctl\/vfioctl\.json is writable by its group/,
+  );
   h.env = {}; // not trusting the test user: the file is not root's
   fs.chmodSync(h.f.tree.abs(CONF), 0o644);
   if (isRoot) fs.chownSync(h.f.tree.abs(CONF), 65534, 65534);
@@ -90,20 +111,38 @@ test('a broken or untrusted configuration is bad input (exit 2) and nothing is a
 
 test('a rule removed from the file: apply returns the device it had bound; one rebound by someone else is left alone', async () => {
   const h = host();
-  h.config([{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'vfio' }]);
+  h.config([
+    { match: { address: E1 }, intent: 'vfio' },
+    { match: { address: E2 }, intent: 'vfio' },
+  ]);
   assert.equal((await h.run(['apply'])).code, 0);
   // Someone (libvirt) hands E2 back to e1000e by hand.
   await h.k.write(`/sys/bus/pci/devices/${E2}/driver_override`, '\n');
   await h.k.write('/sys/bus/pci/drivers/vfio-pci/unbind', E2);
   await h.k.write('/sys/bus/pci/drivers_probe', E2);
   const st = (await h.run(['status', '--json'])).json();
-  assert.deepEqual(st.devices.map((d: any) => [d.address, d.drift]), [[E1, 'ok'], [E2, 'rebound']]);
+  assert.deepEqual(
+    st.devices.map((d: any) => [d.address, d.drift]),
+    [
+      [E1, 'ok'],
+      [E2, 'rebound'],
+    ],
+  );
   h.config([]);
   const st2 = (await h.run(['status', '--json'])).json();
-  assert.deepEqual(st2.devices.map((d: any) => [d.address, d.drift]), [[E1, 'unconfigured'], [E2, 'unconfigured']]);
+  assert.deepEqual(
+    st2.devices.map((d: any) => [d.address, d.drift]),
+    [
+      [E1, 'unconfigured'],
+      [E2, 'unconfigured'],
+    ],
+  );
   const a = await h.run(['apply', '--json']);
   assert.equal(a.code, 0, a.stdout);
-  assert.deepEqual(a.json().results.map((x: any) => [x.address, x.phase, x.status]), [[E1, 'release', 'ok']]);
+  assert.deepEqual(
+    a.json().results.map((x: any) => [x.address, x.phase, x.status]),
+    [[E1, 'release', 'ok']],
+  );
   assert.equal(h.state(E1).driver, 'e1000e');
   assert.equal(h.state(E2).driver, 'e1000e');
 });
@@ -113,12 +152,32 @@ test('status: a kernel change that changes the resolution is reported, and apply
   h.config([{ match: { address: VN }, intent: 'vfio' }]);
   // The last apply ran on an older kernel without virtio_vfio_pci: it chose vfio-pci.
   await h.run(['bind', VN, '--driver', 'vfio-pci']);
-  h.f.tree.write('/var/lib/vfioctl/state.json', JSON.stringify({ devices: { [VN]: { address: VN, intent: 'vfio', rule: 'rules[0]', kernel: '6.1.0-old', driver: 'vfio-pci', module: 'vfio_pci', status: 'ok', error: null, at: '2026-01-01T00:00:00Z' } } }));
+  h.f.tree.write(
+    '/var/lib/vfioctl/state.json',
+    JSON.stringify({
+      devices: {
+        [VN]: {
+          address: VN,
+          intent: 'vfio',
+          rule: 'rules[0]',
+          kernel: '6.1.0-old',
+          driver: 'vfio-pci',
+          module: 'vfio_pci',
+          status: 'ok',
+          error: null,
+          at: '2026-01-01T00:00:00Z',
+        },
+      },
+    }),
+  );
   const st = await h.run(['status', '--json']);
   const d = st.json().devices[0];
   assert.equal(d.drift, 'kernel-changed', JSON.stringify(d));
   assert.equal(d.resolved, 'virtio_vfio_pci');
-  assert.match(d.detail, /resolves to virtio_vfio_pci on 6\.12\.0-test; the last apply \(kernel 6\.1\.0-old\) chose vfio-pci/);
+  assert.match(
+    d.detail,
+    /resolves to virtio_vfio_pci on 6\.12\.0-test; the last apply \(kernel 6\.1\.0-old\) chose vfio-pci/,
+  );
   const human = await h.run(['status']);
   assert.match(human.stdout, /0000:00:03\.0 +vfio +virtio_vfio_pci +vfio-pci +kernel-changed/);
   const a = await h.run(['apply']);
@@ -130,7 +189,17 @@ test('status: a kernel change that changes the resolution is reported, and apply
 
 test('apply --boot: boot devices (root=, fstab) are refused, broad rules need acknowledging, boot outcome recorded', async () => {
   const h = host();
-  h.f.device({ address: '0000:00:06.0', vendor: '1b36', device: '0010', class: '010802', driver: 'nvme', iommuGroup: '6', blockdevs: [{ name: 'nvme0n1', devno: '259:0', partitions: [{ name: 'nvme0n1p1', devno: '259:1' }] }] });
+  h.f.device({
+    address: '0000:00:06.0',
+    vendor: '1b36',
+    device: '0010',
+    class: '010802',
+    driver: 'nvme',
+    iommuGroup: '6',
+    blockdevs: [
+      { name: 'nvme0n1', devno: '259:0', partitions: [{ name: 'nvme0n1p1', devno: '259:1' }] },
+    ],
+  });
   h.f.tree.write('/proc/cmdline', 'BOOT_IMAGE=/vmlinuz root=/dev/nvme0n1p1 ro quiet\n');
   h.config([
     { match: { address: '0000:00:06.0' }, intent: 'vfio' },
@@ -142,9 +211,18 @@ test('apply --boot: boot devices (root=, fstab) are refused, broad rules need ac
   const j = a.json();
   const nv = j.results.find((x: any) => x.address === '0000:00:06.0');
   assert.equal(nv.status, 'refused');
-  assert.match(nv.refusals[0].message, /the host boots from it \(root on the kernel command line: \/dev\/nvme0n1p1\)/);
-  assert.deepEqual(j.skipped.map((s: any) => s.address), [E1, E2]);
-  assert.match(j.skipped[0].reason, /selects by id and is not applied at boot without "acknowledgeBroadMatch": true/);
+  assert.match(
+    nv.refusals[0].message,
+    /the host boots from it \(root on the kernel command line: \/dev\/nvme0n1p1\)/,
+  );
+  assert.deepEqual(
+    j.skipped.map((s: any) => s.address),
+    [E1, E2],
+  );
+  assert.match(
+    j.skipped[0].reason,
+    /selects by id and is not applied at boot without "acknowledgeBroadMatch": true/,
+  );
   assert.equal(h.state(VN).driver, 'virtio_vfio_pci');
   assert.equal(h.state(E1).driver, 'e1000e');
   assert.equal(h.state('0000:00:06.0').driver, 'nvme');
@@ -154,26 +232,47 @@ test('apply --boot: boot devices (root=, fstab) are refused, broad rules need ac
   const st = await h.run(['status']);
   assert.match(st.stdout, /0000:00:03\.0 .* host driver had it first \(virtio-pci\)/);
   // Without --boot the same id rule applies (the NIC is not in use); the boot device is still
-  // protected by the live checks only if it is in use, which here it is not mounted: not --boot's business.
+  // protected by the live checks only if it is in use, which here it is not mounted: not --boot's
+  // business.
   const live = await h.run(['apply', E1, '--json']);
   assert.equal(live.json().results[0].status, 'ok', live.stdout);
 });
 
 test('status: a device refused and then unconfigured leaves no row; one the boot gave its host driver is boot-pending', async () => {
   const h = host();
-  h.f.device({ address: '0000:00:08.0', vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '8', netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }] });
-  h.config([{ match: { address: '0000:00:08.0' }, intent: 'vfio' }, { match: { address: E1 }, intent: 'vfio' }]);
+  h.f.device({
+    address: '0000:00:08.0',
+    vendor: '8086',
+    device: '10d3',
+    driver: 'e1000e',
+    iommuGroup: '8',
+    netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }],
+  });
+  h.config([
+    { match: { address: '0000:00:08.0' }, intent: 'vfio' },
+    { match: { address: E1 }, intent: 'vfio' },
+  ]);
   assert.equal((await h.run(['apply'])).code, 3);
   h.config([{ match: { address: E1 }, intent: 'vfio' }]);
   assert.equal((await h.run(['apply'])).code, 0);
   assert.equal(state(h)['0000:00:08.0'], undefined, 'nothing was applied to it, nothing is kept');
-  assert.deepEqual((await h.run(['status', '--json'])).json().devices.map((d: any) => d.address), [E1]);
+  assert.deepEqual(
+    (await h.run(['status', '--json'])).json().devices.map((d: any) => d.address),
+    [E1],
+  );
   // Reboot: the host driver got E1 back; this boot started after the last apply; no late apply yet.
   await h.k.write(`/sys/bus/pci/devices/${E1}/driver_override`, '\n');
   await h.k.write('/sys/bus/pci/drivers/vfio-pci/unbind', E1);
   await h.k.write('/sys/bus/pci/drivers_probe', E1);
   h.f.tree.write('/proc/stat', `cpu  1 2 3 4\nbtime ${Math.floor(Date.now() / 1000) + 5}\n`);
-  h.f.tree.write('/run/vfioctl/boot.json', JSON.stringify({ at: '2020-01-01T00:00:00Z', kernel: 'x', devices: { [E1]: { outcome: 'won', driver: 'vfio-pci', hostDriverBuiltin: false } } }));
+  h.f.tree.write(
+    '/run/vfioctl/boot.json',
+    JSON.stringify({
+      at: '2020-01-01T00:00:00Z',
+      kernel: 'x',
+      devices: { [E1]: { outcome: 'won', driver: 'vfio-pci', hostDriverBuiltin: false } },
+    }),
+  );
   const d = (await h.run(['status', '--json'])).json().devices[0];
   assert.equal(d.drift, 'boot-pending', JSON.stringify(d));
   assert.equal(d.boot, null, "an earlier boot's record does not describe this boot");
@@ -186,7 +285,10 @@ test('status exits 5 (documented) when any configured device is not as configure
   const code = async (args: string[] = []) => {
     const [j, t] = [await h.run(['status', '--json', ...args]), await h.run(['status', ...args])];
     assert.equal(j.code, t.code, 'the same exit code with and without --json');
-    return { code: j.code, drift: j.code === 2 ? [] : j.json().devices.map((d: any) => [d.address, d.drift]) };
+    return {
+      code: j.code,
+      drift: j.code === 2 ? [] : j.json().devices.map((d: any) => [d.address, d.drift]),
+    };
   };
   assert.deepEqual(await code(), { code: 0, drift: [] }, 'no configuration: nothing drifts');
   h.config([{ match: { address: E1 }, intent: 'vfio' }]);
@@ -194,11 +296,29 @@ test('status exits 5 (documented) when any configured device is not as configure
   assert.equal((await h.run(['apply'])).code, 0);
   assert.deepEqual(await code(), { code: 0, drift: [[E1, 'ok']] });
   // A rule for a device this host does not have: absent.
-  h.config([{ match: { address: E1 }, intent: 'vfio' }, { match: { address: '0000:00:0a.0' }, intent: 'vfio' }]);
-  assert.deepEqual(await code(), { code: 5, drift: [[E1, 'ok'], ['0000:00:0a.0', 'absent']] });
+  h.config([
+    { match: { address: E1 }, intent: 'vfio' },
+    { match: { address: '0000:00:0a.0' }, intent: 'vfio' },
+  ]);
+  assert.deepEqual(await code(), {
+    code: 5,
+    drift: [
+      [E1, 'ok'],
+      ['0000:00:0a.0', 'absent'],
+    ],
+  });
   // A driver this kernel does not have: unresolvable.
-  h.config([{ match: { address: E1 }, intent: 'vfio' }, { match: { address: E2 }, intent: 'no_such_drv' }]);
-  assert.deepEqual(await code(), { code: 5, drift: [[E1, 'ok'], [E2, 'unresolvable']] });
+  h.config([
+    { match: { address: E1 }, intent: 'vfio' },
+    { match: { address: E2 }, intent: 'no_such_drv' },
+  ]);
+  assert.deepEqual(await code(), {
+    code: 5,
+    drift: [
+      [E1, 'ok'],
+      [E2, 'unresolvable'],
+    ],
+  });
   // Someone else moved E1: rebound.
   h.config([{ match: { address: E1 }, intent: 'vfio' }]);
   await h.k.write(`/sys/bus/pci/devices/${E1}/driver_override`, '\n');

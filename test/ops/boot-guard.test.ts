@@ -13,7 +13,10 @@ const CRYPT = '0000:00:0b.0'; // an encrypted volume in crypttab, by UUID
 const SWAP = '0000:00:0c.0'; // swap in fstab, by UUID
 const SPARE = '0000:00:0d.0'; // an NVMe the host does not boot from
 
-/** Four NVMe controllers, three of which the host boots from, none mounted in the live view; a broad class rule takes all NVMe. */
+/**
+ * Four NVMe controllers, three of which the host boots from, none mounted in the live view; a broad
+ * class rule takes all NVMe.
+ */
 function bootHost(): ModelHost {
   const h = host();
   const disks = [
@@ -23,19 +26,42 @@ function bootHost(): ModelHost {
     [SPARE, 'nvme3n1', '262', '13'],
   ] as const;
   for (const [address, disk, major, group] of disks) {
-    h.f.device({ address, vendor: '1b36', device: '0010', class: '010802', driver: 'nvme', iommuGroup: group, blockdevs: [{ name: disk, devno: `${major}:0`, partitions: [{ name: `${disk}p1`, devno: `${major}:1` }] }] });
+    h.f.device({
+      address,
+      vendor: '1b36',
+      device: '0010',
+      class: '010802',
+      driver: 'nvme',
+      iommuGroup: group,
+      blockdevs: [
+        {
+          name: disk,
+          devno: `${major}:0`,
+          partitions: [{ name: `${disk}p1`, devno: `${major}:1` }],
+        },
+      ],
+    });
     h.f.tree.write(`/dev/${disk}p1`, '');
   }
   h.f.tree.link('/dev/disk/by-uuid/1111-crypt', '/dev/nvme1n1p1');
   h.f.tree.link('/dev/disk/by-uuid/2222-swap', '/dev/nvme2n1p1');
   h.f.tree.write('/proc/cmdline', 'BOOT_IMAGE=/vmlinuz root=/dev/nvme0n1p1 ro\n');
-  h.f.tree.write('/etc/crypttab', '# <target> <source> <key> <options>\ncryptdata UUID=1111-crypt none luks\n');
+  h.f.tree.write(
+    '/etc/crypttab',
+    '# <target> <source> <key> <options>\ncryptdata UUID=1111-crypt none luks\n',
+  );
   h.f.fstab('UUID=2222-swap none swap sw 0 0\n');
-  h.config([{ match: { class: '0108' }, intent: 'vfio-pci' }, { match: { id: '8086:10d3' }, intent: 'vfio' }]);
+  h.config([
+    { match: { class: '0108' }, intent: 'vfio-pci' },
+    { match: { id: '8086:10d3' }, intent: 'vfio' },
+  ]);
   return h;
 }
 
-const byAddress = (results: { address: string }[], a: string) => results.find((r) => r.address === a) as { status: string; refusals: { check: string; message: string; forceable: boolean }[] } | undefined;
+const byAddress = (results: { address: string }[], a: string) =>
+  results.find((r) => r.address === a) as
+    | { status: string; refusals: { check: string; message: string; forceable: boolean }[] }
+    | undefined;
 
 test('apply --guard-boot-devices refuses the root=, crypttab and fstab devices a broad rule selects, and applies the rest', async () => {
   const h = bootHost();
@@ -55,7 +81,10 @@ test('apply --guard-boot-devices refuses the root=, crypttab and fstab devices a
     assert.equal(d.refusals[0]!.check, 'boot-device');
     assert.equal(d.refusals[0]!.forceable, false);
     assert.match(d.refusals[0]!.message, re);
-    assert.match(d.refusals[0]!.message, /the host boots from it .*an apply that guards boot devices \(--guard-boot-devices, the node agent's\) never moves it: narrow the rule that selects it/);
+    assert.match(
+      d.refusals[0]!.message,
+      /the host boots from it .*an apply that guards boot devices \(--guard-boot-devices, the node agent's\) never moves it: narrow the rule that selects it/,
+    );
     assert.equal(h.k.driverOf(a), 'nvme', `${a} stays on nvme`);
   }
   // The same broad rules move everything else, with no acknowledgement (that is --boot's rule).
@@ -71,9 +100,11 @@ test('without the guard the same apply plans the boot devices: the guard is what
   const r = await h.run(['apply', '--dry-run', '--json']);
   const j = r.json();
   assert.equal(j.guardBootDevices, false);
-  for (const a of [ROOTDISK, CRYPT, SWAP, SPARE]) assert.equal(byAddress(j.results, a)!.status, 'planned', a);
+  for (const a of [ROOTDISK, CRYPT, SWAP, SPARE])
+    assert.equal(byAddress(j.results, a)!.status, 'planned', a);
   const guarded = (await h.run(['apply', '--dry-run', '--guard-boot-devices', '--json'])).json();
-  for (const a of [ROOTDISK, CRYPT, SWAP]) assert.equal(byAddress(guarded.results, a)!.status, 'refused', a);
+  for (const a of [ROOTDISK, CRYPT, SWAP])
+    assert.equal(byAddress(guarded.results, a)!.status, 'refused', a);
   assert.equal(byAddress(guarded.results, SPARE)!.status, 'planned');
 });
 
@@ -89,7 +120,12 @@ test('the library: converge(config, { guardBootDevices: true }); --boot keeps it
   // An untraceable spec is a warning, as at boot (the fixture's fstab names no such disk here).
   h.f.fstab('UUID=2222-swap none swap sw 0 0\nUUID=9999-gone /srv ext4 defaults 0 2\n');
   const again = await api.converge(undefined, { dryRun: true, guardBootDevices: true });
-  assert.ok(again.warnings.some((w) => /boot device UUID=9999-gone \(\/srv \(fstab\)\) could not be traced to a PCI device/.test(w)), again.warnings.join('\n'));
+  assert.ok(
+    again.warnings.some((w) =>
+      /boot device UUID=9999-gone \(\/srv \(fstab\)\) could not be traced to a PCI device/.test(w),
+    ),
+    again.warnings.join('\n'),
+  );
   // At boot a broad rule needs acknowledging before it applies at all.
   h.config([{ match: { class: '0108' }, intent: 'vfio-pci', acknowledgeBroadMatch: true }]);
   const boot = await api.converge(undefined, { dryRun: true, boot: true, guardBootDevices: true });

@@ -7,14 +7,19 @@ import { E1, E2, LPC, type ModelHost, modelHosts, NVME, SMB, VN } from '../suppo
 
 const CONF = '/etc/vfioctl/vfioctl.json';
 const host = modelHosts({ trustSelf: true });
-const rules = (h: ModelHost) => (h.f.tree.read(CONF) === undefined ? [] : JSON.parse(h.f.tree.read(CONF)!).rules);
-const state = (h: ModelHost) => JSON.parse(h.f.tree.read('/var/lib/vfioctl/state.json') ?? '{"devices":{}}').devices;
+const rules = (h: ModelHost) =>
+  h.f.tree.read(CONF) === undefined ? [] : JSON.parse(h.f.tree.read(CONF)!).rules;
+const state = (h: ModelHost) =>
+  JSON.parse(h.f.tree.read('/var/lib/vfioctl/state.json') ?? '{"devices":{}}').devices;
 
 test('set of one member of a shared IOMMU group is refused with advice; --group configures and binds the whole group', async () => {
   const h = host();
   const one = await h.run(['set', LPC, 'vfio']);
   assert.equal(one.code, 3, one.stdout + one.stderr);
-  assert.match(one.stdout, /iommu-group: IOMMU group 9 would not be viable: 0000:00:1f\.3 \(i801_smbus\) is on host drivers; use --group/);
+  assert.match(
+    one.stdout,
+    /iommu-group: IOMMU group 9 would not be viable: 0000:00:1f\.3 \(i801_smbus\) is on host drivers; use --group/,
+  );
   assert.deepEqual(rules(h), [], 'nothing saved');
   const dry = await h.run(['set', '00:1f.0', 'vfio', '--group', '--dry-run']);
   assert.equal(dry.code, 0, dry.stdout + dry.stderr);
@@ -24,12 +29,24 @@ test('set of one member of a shared IOMMU group is refused with advice; --group 
   assert.equal(h.k.writes.length, 0);
   const g = await h.run(['set', LPC, 'vfio', '--group', '--json']);
   assert.equal(g.code, 0, g.stdout + g.stderr);
-  assert.deepEqual(g.json().results.map((r: any) => [r.address, r.phase, r.status, r.intent]), [[LPC, 'bind', 'ok', 'vfio'], [SMB, 'bind', 'ok', 'vfio']]);
-  assert.deepEqual(rules(h), [{ match: { address: LPC }, intent: 'vfio' }, { match: { address: SMB }, intent: 'vfio' }]);
+  assert.deepEqual(
+    g.json().results.map((r: any) => [r.address, r.phase, r.status, r.intent]),
+    [
+      [LPC, 'bind', 'ok', 'vfio'],
+      [SMB, 'bind', 'ok', 'vfio'],
+    ],
+  );
+  assert.deepEqual(rules(h), [
+    { match: { address: LPC }, intent: 'vfio' },
+    { match: { address: SMB }, intent: 'vfio' },
+  ]);
   assert.deepEqual([h.state(LPC).driver, h.state(SMB).driver], ['vfio-pci', 'vfio-pci']);
   assert.deepEqual(Object.keys(state(h)).sort(), [LPC, SMB]);
   // A later apply of the saved rules: nothing to do.
-  assert.deepEqual((await h.run(['apply', '--json'])).json().results.map((r: any) => r.status), ['noop', 'noop']);
+  assert.deepEqual(
+    (await h.run(['apply', '--json'])).json().results.map((r: any) => r.status),
+    ['noop', 'noop'],
+  );
 });
 
 test('set --group is all or nothing: one member refused refuses the group, nothing is written or saved', async () => {
@@ -41,7 +58,9 @@ test('set --group is all or nothing: one member refused refuses the group, nothi
   h.f.tree.link('/sys/class/net/up0', dir);
   const r = await h.run(['set', LPC, 'vfio', '--group', '--json']);
   assert.equal(r.code, 3, r.stdout + r.stderr);
-  const byAddr = Object.fromEntries(r.json().results.map((x: any) => [x.address, x.refusals.map((f: any) => f.check)]));
+  const byAddr = Object.fromEntries(
+    r.json().results.map((x: any) => [x.address, x.refusals.map((f: any) => f.check)]),
+  );
   assert.deepEqual(byAddr, { [LPC]: ['group-member'], [SMB]: ['in-use'] });
   assert.equal(h.k.writes.length, 0);
   assert.deepEqual(rules(h), []);
@@ -56,7 +75,12 @@ test('set --force goes past forceable refusals as bind --force does, and saves t
   assert.deepEqual([h.state(LPC).driver, h.state(SMB).driver], ['vfio-pci', 'i801_smbus']);
   assert.deepEqual(rules(h), [{ match: { address: LPC }, intent: 'vfio' }]);
   // --group goes with a device only; one rule per set.
-  for (const args of [['set', '--id', '8086:2918', 'vfio', '--group'], ['set', E1, '--id', '8086:10d3', 'vfio'], ['set', E1], ['unset']]) {
+  for (const args of [
+    ['set', '--id', '8086:2918', 'vfio', '--group'],
+    ['set', E1, '--id', '8086:10d3', 'vfio'],
+    ['set', E1],
+    ['unset'],
+  ]) {
     const bad = await h.run(args);
     assert.equal(bad.code, 2, `${args.join(' ')}: ${bad.stdout}${bad.stderr}`);
   }
@@ -72,9 +96,17 @@ test('set --id writes an id rule and applies it to every device of that id; unse
   const r = await h.run(['set', '--id', '8086:10d3', 'vfio']);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /rules by id are applied at boot only with "acknowledgeBroadMatch": true/);
-  assert.deepEqual(rules(h), [{ match: { address: VN }, intent: 'vfio' }, { match: { id: '8086:10d3' }, intent: 'vfio' }]);
-  assert.deepEqual([h.state(E1).driver, h.state(E2).driver, h.state(VN).driver], ['vfio-pci', 'vfio-pci', 'virtio-pci'], 'only the selected devices are applied');
-  // An address rule exempts E2 from the id rule: unset --id then gives back only what the id rule governed.
+  assert.deepEqual(rules(h), [
+    { match: { address: VN }, intent: 'vfio' },
+    { match: { id: '8086:10d3' }, intent: 'vfio' },
+  ]);
+  assert.deepEqual(
+    [h.state(E1).driver, h.state(E2).driver, h.state(VN).driver],
+    ['vfio-pci', 'vfio-pci', 'virtio-pci'],
+    'only the selected devices are applied',
+  );
+  // An address rule exempts E2 from the id rule: unset --id then gives back only what the id rule
+  // governed.
   assert.equal((await h.run(['set', E2, 'host'])).code, 0);
   assert.equal(h.state(E2).driver, 'e1000e');
   const writes = h.k.writes.length;
@@ -84,8 +116,14 @@ test('set --id writes an id rule and applies it to every device of that id; unse
   assert.equal(h.k.writes.length, writes);
   const u = await h.run(['unset', '--id', '8086:10D3', '--json']);
   assert.equal(u.code, 0, u.stdout + u.stderr);
-  assert.deepEqual(u.json().results.map((x: any) => [x.address, x.status]), [[E1, 'ok']]);
-  assert.deepEqual(rules(h), [{ match: { address: VN }, intent: 'vfio' }, { match: { address: E2 }, intent: 'host' }]);
+  assert.deepEqual(
+    u.json().results.map((x: any) => [x.address, x.status]),
+    [[E1, 'ok']],
+  );
+  assert.deepEqual(rules(h), [
+    { match: { address: VN }, intent: 'vfio' },
+    { match: { address: E2 }, intent: 'host' },
+  ]);
   assert.equal(h.state(E1).driver, 'e1000e');
   assert.equal(state(h)[E1], undefined);
   const none = await h.run(['unset', '--id', '8086:10d3']);
@@ -97,10 +135,16 @@ test('set --class and --vfs-of: a rule for devices that do not exist yet needs -
   const h = host({ nvme: 2 });
   const vf = await h.run(['set', '--vfs-of', NVME, 'vfio']);
   assert.equal(vf.code, 2);
-  assert.match(vf.stderr, /--vfs-of 0000:00:07\.0 selects no PCI device on this host \(0000:00:07\.0 has no VFs enabled: sriov_numvfs is 0\); use --noprobe to configure it for devices that appear later/);
+  assert.match(
+    vf.stderr,
+    /--vfs-of 0000:00:07\.0 selects no PCI device on this host \(0000:00:07\.0 has no VFs enabled: sriov_numvfs is 0\); use --noprobe to configure it for devices that appear later/,
+  );
   assert.equal((await h.run(['set', '--vfs-of', NVME, 'vfio', '--noprobe'])).code, 0);
   assert.equal((await h.run(['set', '--class', '0x0C05', 'none', '--noprobe'])).code, 0);
-  assert.deepEqual(rules(h), [{ match: { vfsOf: NVME }, intent: 'vfio' }, { match: { class: '0c05' }, intent: 'none' }]);
+  assert.deepEqual(rules(h), [
+    { match: { vfsOf: NVME }, intent: 'vfio' },
+    { match: { class: '0c05' }, intent: 'none' },
+  ]);
   assert.equal(h.k.writes.length, 0, '--noprobe applies nothing');
   // The VFs appear: apply binds them by the vfsOf rule.
   await h.k.write(`/sys/bus/pci/devices/${NVME}/sriov_drivers_autoprobe`, '0');

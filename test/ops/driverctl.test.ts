@@ -14,18 +14,52 @@ test('import-driverctl skips backup files and other buses with a warning naming 
   const h = host();
   const dir = '/etc/driverctl.d';
   h.f.tree.write(`${dir}/pci-${E1}`, 'vfio-pci\n', 0o644);
-  // Backups driverctl never loads (it reads exactly pci-<sysfs name>): broken content must not matter.
-  for (const b of [`pci-${E1}~`, `pci-${E1}.dpkg-old`, `pci-${E2}.rpmsave`, `.pci-${E2}.swp`, `pci-${E2}.bak`]) h.f.tree.write(`${dir}/${b}`, 'not a driver name\n', 0o644);
+  // Backups driverctl never loads (it reads exactly pci-<sysfs name>): broken content must not
+  // matter.
+  for (const b of [
+    `pci-${E1}~`,
+    `pci-${E1}.dpkg-old`,
+    `pci-${E2}.rpmsave`,
+    `.pci-${E2}.swp`,
+    `pci-${E2}.bak`,
+  ])
+    h.f.tree.write(`${dir}/${b}`, 'not a driver name\n', 0o644);
   h.f.tree.write(`${dir}/usb-1-1`, 'usbhid\n', 0o644);
   h.f.tree.write(`${dir}/platform-serial8250`, 'serial8250\n', 0o644);
   const r = await h.run(['import-driverctl', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const j = r.json();
-  assert.deepEqual(j.imported.map((x: any) => [x.file, x.address, x.intent]), [[`${dir}/pci-${E1}`, E1, 'vfio-pci']]);
-  assert.deepEqual(j.skipped.map((x: any) => x.file).sort(), [`${dir}/.pci-${E2}.swp`, `${dir}/pci-${E1}.dpkg-old`, `${dir}/pci-${E1}~`, `${dir}/pci-${E2}.bak`, `${dir}/pci-${E2}.rpmsave`, `${dir}/platform-serial8250`, `${dir}/usb-1-1`].sort());
-  assert.match(r.stderr, new RegExp(`warning: ${dir}/pci-${E1}~: skipped: a backup or editor file: driverctl never loads it`));
-  assert.match(r.stderr, new RegExp(`warning: ${dir}/usb-1-1: skipped: an override on the usb bus: vfioctl handles PCI only, driverctl keeps applying it`));
-  assert.deepEqual(JSON.parse(h.f.tree.read(CONF)!).rules, [{ match: { address: E1 }, intent: 'vfio-pci' }]);
+  assert.deepEqual(
+    j.imported.map((x: any) => [x.file, x.address, x.intent]),
+    [[`${dir}/pci-${E1}`, E1, 'vfio-pci']],
+  );
+  assert.deepEqual(
+    j.skipped.map((x: any) => x.file).sort(),
+    [
+      `${dir}/.pci-${E2}.swp`,
+      `${dir}/pci-${E1}.dpkg-old`,
+      `${dir}/pci-${E1}~`,
+      `${dir}/pci-${E2}.bak`,
+      `${dir}/pci-${E2}.rpmsave`,
+      `${dir}/platform-serial8250`,
+      `${dir}/usb-1-1`,
+    ].sort(),
+  );
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `warning: ${dir}/pci-${E1}~: skipped: a backup or editor file: driverctl never loads it`,
+    ),
+  );
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `warning: ${dir}/usb-1-1: skipped: an override on the usb bus: vfioctl handles PCI only, driverctl keeps applying it`,
+    ),
+  );
+  assert.deepEqual(JSON.parse(h.f.tree.read(CONF)!).rules, [
+    { match: { address: E1 }, intent: 'vfio-pci' },
+  ]);
   assert.equal(h.k.writes.length, 0, 'import does not apply');
 });
 
@@ -37,7 +71,12 @@ test('import-driverctl: two files for one device are bad input naming both, and 
   h.f.tree.write(`${dir}/pci-00:05.0`, 'none\n', 0o644);
   const r = await h.run(['import-driverctl']);
   assert.equal(r.code, 2, r.stdout);
-  assert.match(r.stderr, new RegExp(`${dir}/pci-${E2.replace(/\./g, '\\.')} and ${dir}/pci-00:05\\.0 are both for ${E2.replace(/\./g, '\\.')}`));
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `${dir}/pci-${E2.replace(/\./g, '\\.')} and ${dir}/pci-00:05\\.0 are both for ${E2.replace(/\./g, '\\.')}`,
+    ),
+  );
   assert.match(r.stderr, /nothing was changed/);
   assert.ok(!h.f.tree.exists(CONF), 'all or nothing');
   // A bad address is still an error, not a skip: it says pci, so it was meant for a PCI device.
@@ -52,23 +91,41 @@ test('the import is an operation of the library: typed report, nothing printed',
   const h = host();
   h.f.tree.write(`/etc/driverctl.d/pci-${VN}`, 'vfio-pci\n', 0o644);
   h.f.tree.write(`/etc/driverctl.d/pci-${VN}~`, 'x\n', 0o644);
-  const r = await importDriverctl(new Host({ root: h.f.dir, trust: trustPolicy(h.env) }), { dryRun: true, vfio: true });
-  assert.deepEqual(r.imported, [{ file: `/etc/driverctl.d/pci-${VN}`, address: VN, driver: 'vfio-pci', intent: 'vfio' }]);
-  assert.deepEqual(r.skipped.map((s) => s.file), [`/etc/driverctl.d/pci-${VN}~`]);
+  const r = await importDriverctl(new Host({ root: h.f.dir, trust: trustPolicy(h.env) }), {
+    dryRun: true,
+    vfio: true,
+  });
+  assert.deepEqual(r.imported, [
+    { file: `/etc/driverctl.d/pci-${VN}`, address: VN, driver: 'vfio-pci', intent: 'vfio' },
+  ]);
+  assert.deepEqual(
+    r.skipped.map((s) => s.file),
+    [`/etc/driverctl.d/pci-${VN}~`],
+  );
   assert.equal(r.changed, true);
   assert.ok(!h.f.tree.exists(CONF), 'a dry run writes nothing');
 });
 
 test("driverctl's -v, --verbose and --debug: accepted before the verb; steps on stderr, device names in list-devices", async () => {
   const h = host();
-  h.f.pciIds('8086  Intel Corporation\n\t10d3  82574L Gigabit Network Connection\n1af4  Red Hat, Inc.\n\t1041  Virtio 1.0 network device\n');
+  h.f.pciIds(
+    '8086  Intel Corporation\n\t10d3  82574L Gigabit Network Connection\n1af4  Red Hat, Inc.\n\t1041  Virtio 1.0 network device\n',
+  );
   const plain = await h.run(['list-devices', 'network']);
   for (const flag of ['-v', '--verbose', '--debug']) {
     const r = await h.run([flag, 'list-devices', 'network']);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, `${E1} e1000e (82574L Gigabit Network Connection)\n${VN} virtio-pci (Virtio 1.0 network device)\n${E2} e1000e (82574L Gigabit Network Connection)\n`, flag);
+    assert.equal(
+      r.stdout,
+      `${E1} e1000e (82574L Gigabit Network Connection)\n${VN} virtio-pci (Virtio 1.0 network device)\n${E2} e1000e (82574L Gigabit Network Connection)\n`,
+      flag,
+    );
   }
-  assert.equal(plain.stdout, `${E1} e1000e\n${VN} virtio-pci\n${E2} e1000e\n`, 'without it, driverctl\'s plain lines');
+  assert.equal(
+    plain.stdout,
+    `${E1} e1000e\n${VN} virtio-pci\n${E2} e1000e\n`,
+    "without it, driverctl's plain lines",
+  );
   const quiet = await h.run(['--nosave', 'set-override', E2, 'vfio-pci']);
   assert.equal(quiet.code, 0, quiet.stderr);
   assert.doesNotMatch(quiet.stderr, /drivers_probe/);

@@ -24,7 +24,10 @@ test('list and show name the process holding a VFIO group open; bound but unheld
   assert.match(text, /^0000:00:05\.0 .* vfio:vfio\d+$/m);
   const show = await h.run(['show', E1]);
   assert.match(show.stdout, /^held by +pid 4242 \(qemu-system-x86\) through \/dev\/vfio\/2$/m);
-  assert.match((await h.run(['show', E2])).stdout, /^held by +nobody \(no process has its VFIO group or cdev open\)$/m);
+  assert.match(
+    (await h.run(['show', E2])).stdout,
+    /^held by +nobody \(no process has its VFIO group or cdev open\)$/m,
+  );
   const one = (await h.run(['show', E1, '--json'])).json();
   validateAgainst('device.schema.json', one);
   assert.deepEqual(one.vfioUsers, [{ node: '/dev/vfio/2', pid: 4242, comm: 'qemu-system-x86' }]);
@@ -35,7 +38,12 @@ test('a group node holds every member; a cdev holds its own device only', async 
   assert.equal((await h.run(['bind', LPC, '--group', '--force'])).code, 0);
   h.k.openGroup('9', 77, 'cloud-hypervisor');
   const devices = (await h.run(['list', '--json'])).json();
-  for (const a of [LPC, SMB]) assert.deepEqual(devices.find((d: any) => d.address === a).vfioUsers, [{ node: '/dev/vfio/9', pid: 77, comm: 'cloud-hypervisor' }], a);
+  for (const a of [LPC, SMB])
+    assert.deepEqual(
+      devices.find((d: any) => d.address === a).vfioUsers,
+      [{ node: '/dev/vfio/9', pid: 77, comm: 'cloud-hypervisor' }],
+      a,
+    );
   // An iommufd VMM opens the device's cdev (/dev/vfio/devices/vfioN), not the group.
   assert.equal((await h.run(['bind', E2])).code, 0);
   const vfioDev = fs.readdirSync(h.f.tree.abs(`/sys/bus/pci/devices/${E2}/vfio-dev`))[0]!;
@@ -44,7 +52,9 @@ test('a group node holds every member; a cdev holds its own device only', async 
   fs.symlinkSync('/dev/iommu', h.f.tree.abs('/proc/88/fd/4'));
   h.f.tree.write('/proc/88/comm', 'qemu-kvm\n');
   const again = (await h.run(['list', '--json'])).json();
-  assert.deepEqual(again.find((d: any) => d.address === E2).vfioUsers, [{ node: `/dev/vfio/devices/${vfioDev}`, pid: 88, comm: 'qemu-kvm' }]);
+  assert.deepEqual(again.find((d: any) => d.address === E2).vfioUsers, [
+    { node: `/dev/vfio/devices/${vfioDev}`, pid: 88, comm: 'qemu-kvm' },
+  ]);
   assert.deepEqual(again.find((d: any) => d.address === E1).vfioUsers, []);
 });
 
@@ -58,5 +68,11 @@ test('with nothing on a VFIO driver, list does not scan /proc', async () => {
   assert.deepEqual((await h.run(['show', E1, '--json'])).json().vfioUsers, []);
   // Once a device is on VFIO, the one scan finds it.
   assert.equal((await h.run(['bind', E2])).code, 0);
-  assert.deepEqual((await h.run(['list', '--json'])).json().find((d: any) => d.address === E1).vfioUsers.map((u: any) => u.pid), [4242]);
+  assert.deepEqual(
+    (await h.run(['list', '--json']))
+      .json()
+      .find((d: any) => d.address === E1)
+      .vfioUsers.map((u: any) => u.pid),
+    [4242],
+  );
 });

@@ -7,8 +7,17 @@ import { intentName, isPlaced, parseIntent } from '../../src/config/intent';
 
 const MAP = '/etc/vfioctl/boot/6.12.0-test.map';
 const host = modelHosts({ trustSelf: true });
-const entries = (h: ModelHost) => h.f.tree.read(MAP)!.split('\n').filter((l) => /^(address|id) /.test(l));
-const drifts = async (h: ModelHost) => Object.fromEntries((await h.run(['status', '--json'])).json().devices.map((d: any) => [d.address, [d.resolved, d.drift]]));
+const entries = (h: ModelHost) =>
+  h.f.tree
+    .read(MAP)!
+    .split('\n')
+    .filter((l) => /^(address|id) /.test(l));
+const drifts = async (h: ModelHost) =>
+  Object.fromEntries(
+    (await h.run(['status', '--json']))
+      .json()
+      .devices.map((d: any) => [d.address, [d.resolved, d.drift]]),
+  );
 
 test('a class rule takes every NIC but the one exempted with intent host', async () => {
   const h = host();
@@ -20,21 +29,41 @@ test('a class rule takes every NIC but the one exempted with intent host', async
   assert.equal(a.code, 0, a.stdout + a.stderr);
   assert.deepEqual(
     a.json().results.map((r: any) => [r.address, r.phase, r.status, r.intent]),
-    [[E1, 'release', 'noop', 'host'], [VN, 'bind', 'ok', 'vfio'], [E2, 'bind', 'ok', 'vfio']],
+    [
+      [E1, 'release', 'noop', 'host'],
+      [VN, 'bind', 'ok', 'vfio'],
+      [E2, 'bind', 'ok', 'vfio'],
+    ],
   );
-  assert.deepEqual([h.state(E1).driver, h.state(VN).driver, h.state(E2).driver], ['e1000e', 'virtio_vfio_pci', 'vfio-pci']);
-  assert.deepEqual(await drifts(h), { [E1]: ['host', 'ok'], [VN]: ['virtio_vfio_pci', 'ok'], [E2]: ['vfio-pci', 'ok'] });
+  assert.deepEqual(
+    [h.state(E1).driver, h.state(VN).driver, h.state(E2).driver],
+    ['e1000e', 'virtio_vfio_pci', 'vfio-pci'],
+  );
+  assert.deepEqual(await drifts(h), {
+    [E1]: ['host', 'ok'],
+    [VN]: ['virtio_vfio_pci', 'ok'],
+    [E2]: ['vfio-pci', 'ok'],
+  });
   // Someone binds it to VFIO by hand: status says so, apply gives it back to its host driver.
   assert.equal((await h.run(['bind', E1])).code, 0);
   assert.deepEqual((await drifts(h))[E1], ['host', 'rebound']);
   const again = await h.run(['apply', '--json']);
   assert.equal(again.code, 0, again.stdout + again.stderr);
-  assert.deepEqual(again.json().results.filter((r: any) => r.status !== 'noop').map((r: any) => [r.address, r.phase, r.status]), [[E1, 'release', 'ok']]);
+  assert.deepEqual(
+    again
+      .json()
+      .results.filter((r: any) => r.status !== 'noop')
+      .map((r: any) => [r.address, r.phase, r.status]),
+    [[E1, 'release', 'ok']],
+  );
   assert.deepEqual(h.state(E1), { driver: 'e1000e', override: null, vfioDev: false });
   assert.deepEqual((await drifts(h))[E1], ['host', 'ok']);
   // The boot layers leave it out (no override at boot): its host driver probes it.
   assert.equal((await h.run(['install', '--exec', '/usr/local/bin/vfioctl'])).code, 0);
-  assert.deepEqual(entries(h), [`address ${VN} virtio_vfio_pci virtio_vfio_pci`, `address ${E2} vfio-pci vfio_pci`]);
+  assert.deepEqual(entries(h), [
+    `address ${VN} virtio_vfio_pci virtio_vfio_pci`,
+    `address ${E2} vfio-pci vfio_pci`,
+  ]);
   assert.match(h.f.tree.read(MAP)!, /# skipped 0000:00:02\.0: intent host/);
 });
 
@@ -45,7 +74,10 @@ test('host never leaves a device driverless: one with no driver (driver_override
   assert.deepEqual((await drifts(h))[E2], ['none', 'ok']);
   const s = await h.run(['set', E2, 'host', '--json']);
   assert.equal(s.code, 0, s.stdout + s.stderr);
-  assert.deepEqual(s.json().results.map((r: any) => [r.address, r.phase, r.status, r.intent]), [[E2, 'release', 'ok', 'host']]);
+  assert.deepEqual(
+    s.json().results.map((r: any) => [r.address, r.phase, r.status, r.intent]),
+    [[E2, 'release', 'ok', 'host']],
+  );
   assert.deepEqual(h.state(E2), { driver: 'e1000e', override: null, vfioDev: false });
   // Driverless with no override and no record of a host driver: probed too (not left as it is).
   await h.k.write(`/sys/bus/pci/drivers/e1000e/unbind`, E2);
@@ -64,29 +96,64 @@ test('host never leaves a device driverless: one with no driver (driver_override
 
 test('unset hints at host when a broader rule still selects the device; a PF may not give its VFs host', async () => {
   const h = host();
-  h.config([{ match: { class: '02' }, intent: 'vfio' }, { match: { address: E1 }, intent: 'vfio-pci' }]);
+  h.config([
+    { match: { class: '02' }, intent: 'vfio' },
+    { match: { address: E1 }, intent: 'vfio-pci' },
+  ]);
   const u = await h.run(['unset', E1, '--noprobe']);
   assert.equal(u.code, 0, u.stderr);
-  assert.match(u.stderr, /0000:00:02\.0 is still selected by rules\[0\] \(line \d+\): class 02 \(intent vfio\).*keep it on its host driver with 'vfioctl set 0000:00:02\.0 host'/);
+  assert.match(
+    u.stderr,
+    /0000:00:02\.0 is still selected by rules\[0\] \(line \d+\): class 02 \(intent vfio\).*keep it on its host driver with 'vfioctl set 0000:00:02\.0 host'/,
+  );
   h.config([{ match: { address: '0000:00:07.0' }, sriov: { numVfs: 2, vfIntent: 'host' } }]);
   const bad = await h.run(['apply']);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /rules\[0\]\.sriov\.vfIntent: 'host' cannot apply to VFs created with autoprobe off/);
+  assert.match(
+    bad.stderr,
+    /rules\[0\]\.sriov\.vfIntent: 'host' cannot apply to VFs created with autoprobe off/,
+  );
 });
 
 test('isPlaced: the one judgement of "where its intent wants it"', () => {
-  const at = (driver: string | null, override: string | null, onVfio = false) => ({ driver, override, onVfio });
+  const at = (driver: string | null, override: string | null, onVfio = false) => ({
+    driver,
+    override,
+    onVfio,
+  });
   const host = parseIntent('host');
   assert.equal(isPlaced(host, null, at('e1000e', null)), true);
   assert.equal(isPlaced(host, null, at('e1000e', 'e1000e')), true);
-  assert.equal(isPlaced(host, null, at('e1000e', 'vfio-pci')), false, 'the next probe would hand it to vfio-pci');
+  assert.equal(
+    isPlaced(host, null, at('e1000e', 'vfio-pci')),
+    false,
+    'the next probe would hand it to vfio-pci',
+  );
   assert.equal(isPlaced(host, null, at('vfio-pci', 'vfio-pci', true)), false);
   assert.equal(isPlaced(host, null, at(null, null)), false, 'driverless is not host');
   assert.equal(isPlaced(parseIntent('none'), null, at(null, 'none')), true);
-  assert.equal(isPlaced(parseIntent('none'), null, at(null, null)), false, 'unbound without the override: the next probe binds it');
-  assert.equal(isPlaced(parseIntent('vfio'), 'virtio_vfio_pci', at('virtio_vfio_pci', 'virtio_vfio_pci', true)), true);
-  assert.equal(isPlaced(parseIntent('vfio'), null, at('vfio-pci', 'vfio-pci', true)), false, 'unresolvable is never placed');
+  assert.equal(
+    isPlaced(parseIntent('none'), null, at(null, null)),
+    false,
+    'unbound without the override: the next probe binds it',
+  );
+  assert.equal(
+    isPlaced(
+      parseIntent('vfio'),
+      'virtio_vfio_pci',
+      at('virtio_vfio_pci', 'virtio_vfio_pci', true),
+    ),
+    true,
+  );
+  assert.equal(
+    isPlaced(parseIntent('vfio'), null, at('vfio-pci', 'vfio-pci', true)),
+    false,
+    'unresolvable is never placed',
+  );
   assert.equal(isPlaced(parseIntent('vfio-pci'), 'vfio-pci', at('e1000e', null)), false);
-  assert.deepEqual(['vfio', 'none', 'host', 'mlx5_vfio_pci'].map((s) => intentName(parseIntent(s))), ['vfio', 'none', 'host', 'mlx5_vfio_pci']);
+  assert.deepEqual(
+    ['vfio', 'none', 'host', 'mlx5_vfio_pci'].map((s) => intentName(parseIntent(s))),
+    ['vfio', 'none', 'host', 'mlx5_vfio_pci'],
+  );
   assert.throws(() => parseIntent('vfio pci'), /is not a driver name/);
 });

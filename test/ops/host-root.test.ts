@@ -16,40 +16,88 @@ const NIC = '0000:00:08.0'; // up, with an address and a route in the host's net
 const ROOTDISK = '0000:00:0a.0'; // NVMe holding the host's /, mounted in the host's mount namespace
 const PODDISK = '0000:00:0b.0'; // NVMe mounted in the container's mount namespace only
 
-/** The host as a pod sees it through --host-root: its NIC and root disk in use, not in the reader's view. */
+/**
+ * The host as a pod sees it through --host-root: its NIC and root disk in use, not in the reader's
+ * view.
+ */
 function podView(): ModelHost {
   const h = host();
-  h.f.device({ address: NIC, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '8', netdevs: [{ name: 'eno8', up: true, ipv4: '192.0.2.10', ipv6: '2001:0db8:0000:0000:0000:0000:0000:0010' }] });
+  h.f.device({
+    address: NIC,
+    vendor: '8086',
+    device: '10d3',
+    driver: 'e1000e',
+    iommuGroup: '8',
+    netdevs: [
+      {
+        name: 'eno8',
+        up: true,
+        ipv4: '192.0.2.10',
+        ipv6: '2001:0db8:0000:0000:0000:0000:0000:0010',
+      },
+    ],
+  });
   for (const [address, disk, devno, group] of [
     [ROOTDISK, 'nvme0n1', '259', '10'],
     [PODDISK, 'nvme1n1', '260', '11'],
   ] as const) {
-    h.f.device({ address, vendor: '1b36', device: '0010', class: '010802', driver: 'nvme', iommuGroup: group, blockdevs: [{ name: disk, devno: `${devno}:0`, partitions: [{ name: `${disk}p1`, devno: `${devno}:1` }] }] });
+    h.f.device({
+      address,
+      vendor: '1b36',
+      device: '0010',
+      class: '010802',
+      driver: 'nvme',
+      iommuGroup: group,
+      blockdevs: [
+        {
+          name: disk,
+          devno: `${devno}:0`,
+          partitions: [{ name: `${disk}p1`, devno: `${devno}:1` }],
+        },
+      ],
+    });
   }
   h.f.mount('259:1', '/dev/nvme0n1p1', '/');
   h.f.containerReader().readerMount('260:1', '/dev/nvme1n1p1', '/var/lib/pod-data');
   return h;
 }
 
-function runWith(h: ModelHost, args: string[], kernelIo?: (root: HostRoot) => KernelIo): Promise<CliResult> {
+function runWith(
+  h: ModelHost,
+  args: string[],
+  kernelIo?: (root: HostRoot) => KernelIo,
+): Promise<CliResult> {
   return cliArgs(args, h.env, { kernelIo: kernelIo ?? (() => h.k) });
 }
 
 const refusalText = (r: CliResult, address: string) => {
   const d = r.json().results.find((x: { address: string }) => x.address === address);
   assert.ok(d, `a result for ${address}: ${r.stdout}`);
-  return { status: d.status as string, text: (d.refusals as { message: string }[]).map((x) => x.message).join('; ') };
+  return {
+    status: d.status as string,
+    text: (d.refusals as { message: string }[]).map((x) => x.message).join('; '),
+  };
 };
 
 test('--host-root reads mounts and routes from the host (proc/1), not from the reading container (proc/self, proc/net)', async () => {
   const h = podView();
-  // The two views really differ: the host's table names the root disk and the NIC's route, the reader's neither.
+  // The two views really differ: the host's table names the root disk and the NIC's route, the
+  // reader's neither.
   assert.match(h.f.tree.read('/proc/1/mountinfo')!, /nvme0n1p1/);
   assert.doesNotMatch(h.f.tree.read('/proc/self/mountinfo')!, /nvme0n1p1/);
   assert.match(h.f.tree.read('/proc/1/net/route')!, /eno8/);
   assert.doesNotMatch(h.f.tree.read('/proc/net/route')!, /eno8/);
 
-  const hostView = await runWith(h, ['--host-root', h.f.dir, 'bind', NIC, ROOTDISK, PODDISK, '--dry-run', '--json']);
+  const hostView = await runWith(h, [
+    '--host-root',
+    h.f.dir,
+    'bind',
+    NIC,
+    ROOTDISK,
+    PODDISK,
+    '--dry-run',
+    '--json',
+  ]);
   assert.equal(hostView.code, EXIT.REFUSED, hostView.stderr);
   const nic = refusalText(hostView, NIC);
   assert.equal(nic.status, 'refused');
@@ -62,10 +110,22 @@ test('--host-root reads mounts and routes from the host (proc/1), not from the r
   assert.equal(refusalText(hostView, PODDISK).status, 'planned');
 
   // The same tree as a plain --root reads the reader's namespaces: the difference is the point.
-  const readerView = await runWith(h, ['--root', h.f.dir, 'bind', NIC, ROOTDISK, PODDISK, '--dry-run', '--json']);
+  const readerView = await runWith(h, [
+    '--root',
+    h.f.dir,
+    'bind',
+    NIC,
+    ROOTDISK,
+    PODDISK,
+    '--dry-run',
+    '--json',
+  ]);
   assert.doesNotMatch(refusalText(readerView, NIC).text, /carries routes|has address/);
   assert.equal(refusalText(readerView, ROOTDISK).status, 'planned');
-  assert.match(refusalText(readerView, PODDISK).text, /nvme1n1p1 is mounted on \/var\/lib\/pod-data/);
+  assert.match(
+    refusalText(readerView, PODDISK).text,
+    /nvme1n1p1 is mounted on \/var\/lib\/pod-data/,
+  );
 });
 
 test('swap is read from the one global /proc/swaps under --host-root too', async () => {
@@ -75,7 +135,7 @@ test('swap is read from the one global /proc/swaps under --host-root too', async
   assert.match(refusalText(r, PODDISK).text, /nvme1n1p1 is used as swap/);
 });
 
-test('--host-root loads modules with the host\'s modprobe: chroot DIR modprobe ..., then binds', async () => {
+test("--host-root loads modules with the host's modprobe: chroot DIR modprobe ..., then binds", async () => {
   const h = podView();
   assert.equal(h.k.driverOf(E2), 'e1000e');
   assert.ok(!h.f.tree.exists('/sys/bus/pci/drivers/vfio-pci'), 'vfio-pci is not loaded yet');
@@ -85,10 +145,16 @@ test('--host-root loads modules with the host\'s modprobe: chroot DIR modprobe .
   const kernelIo = (root: HostRoot): KernelIo => {
     const run: RunProgram = (file, args) => {
       ran.push([file, ...args]);
-      return file === 'chroot' && args[0] === root.dir && args[1] === 'modprobe' ? h.k.modprobe(args.slice(2)) : Promise.resolve({ status: 127, stderr: `not the host's modprobe: ${file}` });
+      return file === 'chroot' && args[0] === root.dir && args[1] === 'modprobe'
+        ? h.k.modprobe(args.slice(2))
+        : Promise.resolve({ status: 127, stderr: `not the host's modprobe: ${file}` });
     };
     const sysfs = new SysfsKernelIo(root, run);
-    return { write: (rel, v) => h.k.write(rel, v), chown: (rel, u, g) => h.k.chown(rel, u, g), modprobe: (args) => sysfs.modprobe(args) };
+    return {
+      write: (rel, v) => h.k.write(rel, v),
+      chown: (rel, u, g) => h.k.chown(rel, u, g),
+      modprobe: (args) => sysfs.modprobe(args),
+    };
   };
   const r = await runWith(h, ['--host-root', h.f.dir, 'bind', E2, '--json'], kernelIo);
   assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -103,7 +169,11 @@ test('--host-root loads modules with the host\'s modprobe: chroot DIR modprobe .
       ran.push([file, ...args]);
       return Promise.resolve({ status: 0, stderr: '' });
     });
-    return { write: (rel, v) => h2.k.write(rel, v), chown: (rel, u, g) => h2.k.chown(rel, u, g), modprobe: (args) => sysfs.modprobe(args) };
+    return {
+      write: (rel, v) => h2.k.write(rel, v),
+      chown: (rel, u, g) => h2.k.chown(rel, u, g),
+      modprobe: (args) => sysfs.modprobe(args),
+    };
   });
   assert.equal(fixture.code, EXIT.FAILED, fixture.stdout);
   assert.match(fixture.stdout, /modprobe skipped: --root .* is not the running system/);
@@ -119,8 +189,20 @@ test('SysfsKernelIo.modprobe: the live root runs modprobe, a host root chroot DI
   };
   const dir = fs.mkdtempSync('/tmp/vfioctl-hostroot-');
   try {
-    assert.equal((await new SysfsKernelIo(new HostRoot('/'), run).modprobe(['-b', 'pci:v00008086d000010D3sv*'])).status, 0);
-    assert.equal((await new SysfsKernelIo(new HostRoot(dir, { hostMount: true }), run).modprobe(['vfio_pci'])).status, 0);
+    assert.equal(
+      (
+        await new SysfsKernelIo(new HostRoot('/'), run).modprobe([
+          '-b',
+          'pci:v00008086d000010D3sv*',
+        ])
+      ).status,
+      0,
+    );
+    assert.equal(
+      (await new SysfsKernelIo(new HostRoot(dir, { hostMount: true }), run).modprobe(['vfio_pci']))
+        .status,
+      0,
+    );
     const fixture = await new SysfsKernelIo(new HostRoot(dir), run).modprobe(['vfio_pci']);
     assert.equal(fixture.status, 1);
     assert.deepEqual(ran, [
@@ -135,13 +217,31 @@ test('SysfsKernelIo.modprobe: the live root runs modprobe, a host root chroot DI
 test('hooks run chrooted into the host root, by their path inside it, with VFIOCTL_ROOT=/', () => {
   const h = podView();
   h.hook('/etc/vfioctl/hooks.d/50-x', 'exit 0');
-  const input: HookInput = { event: 'pre-bind', address: E2, targetDriver: 'vfio-pci', previousDriver: 'e1000e', device: {}, steps: [] };
+  const input: HookInput = {
+    event: 'pre-bind',
+    address: E2,
+    targetDriver: 'vfio-pci',
+    previousDriver: 'e1000e',
+    device: {},
+    steps: [],
+  };
   const argv = [input.event, E2, 'vfio-pci', 'e1000e'];
-  assert.deepEqual(hookCommand(new HostRoot(h.f.dir, { hostMount: true }), '/etc/vfioctl/hooks.d/50-x', input), { file: 'chroot', args: [h.f.dir, '/etc/vfioctl/hooks.d/50-x', ...argv], rootDir: '/' });
-  assert.deepEqual(hookCommand(new HostRoot(h.f.dir), '/etc/vfioctl/hooks.d/50-x', input), { file: h.f.tree.abs('/etc/vfioctl/hooks.d/50-x'), args: argv, rootDir: h.f.dir });
+  assert.deepEqual(
+    hookCommand(new HostRoot(h.f.dir, { hostMount: true }), '/etc/vfioctl/hooks.d/50-x', input),
+    { file: 'chroot', args: [h.f.dir, '/etc/vfioctl/hooks.d/50-x', ...argv], rootDir: '/' },
+  );
+  assert.deepEqual(hookCommand(new HostRoot(h.f.dir), '/etc/vfioctl/hooks.d/50-x', input), {
+    file: h.f.tree.abs('/etc/vfioctl/hooks.d/50-x'),
+    args: argv,
+    rootDir: h.f.dir,
+  });
   // A hook directory that leads out of the root is refused before anything runs, chrooted or not.
   fs.symlinkSync('/usr/bin', h.f.tree.abs('/etc/vfioctl/out'));
-  for (const hostMount of [true, false]) assert.throws(() => hookCommand(new HostRoot(h.f.dir, { hostMount }), '/etc/vfioctl/out/true', input), /outside the root/);
+  for (const hostMount of [true, false])
+    assert.throws(
+      () => hookCommand(new HostRoot(h.f.dir, { hostMount }), '/etc/vfioctl/out/true', input),
+      /outside the root/,
+    );
 });
 
 test('--root with --host-root (as options or environment) is bad input, and so is a DIR that is not a host root', async () => {
@@ -149,12 +249,23 @@ test('--root with --host-root (as options or environment) is bad input, and so i
   const both = await cliArgs(['--root', h.f.dir, '--host-root', h.f.dir, 'list'], h.env);
   assert.equal(both.code, EXIT.BAD_INPUT);
   assert.match(both.stderr, /--root .* and --host-root .* both name the host root: give one/);
-  const env = await cliArgs(['list'], { ...h.env, VFIOCTL_ROOT: h.f.dir, VFIOCTL_HOST_ROOT: h.f.dir });
+  const env = await cliArgs(['list'], {
+    ...h.env,
+    VFIOCTL_ROOT: h.f.dir,
+    VFIOCTL_HOST_ROOT: h.f.dir,
+  });
   assert.equal(env.code, EXIT.BAD_INPUT);
-  const mixed = await cliArgs(['--host-root', h.f.dir, 'list'], { ...h.env, VFIOCTL_ROOT: h.f.dir });
+  const mixed = await cliArgs(['--host-root', h.f.dir, 'list'], {
+    ...h.env,
+    VFIOCTL_ROOT: h.f.dir,
+  });
   assert.equal(mixed.code, EXIT.BAD_INPUT);
   // VFIOCTL_HOST_ROOT alone is --host-root.
-  const viaEnv = await cliArgs(['bind', NIC, '--dry-run', '--json'], { ...h.env, VFIOCTL_HOST_ROOT: h.f.dir }, { kernelIo: () => h.k });
+  const viaEnv = await cliArgs(
+    ['bind', NIC, '--dry-run', '--json'],
+    { ...h.env, VFIOCTL_HOST_ROOT: h.f.dir },
+    { kernelIo: () => h.k },
+  );
   assert.match(refusalText(viaEnv, NIC).text, /carries routes/);
 
   const missing = await cliArgs(['--host-root', `${h.f.dir}/nope`, 'list'], h.env);
@@ -170,7 +281,10 @@ test('--root with --host-root (as options or environment) is bad input, and so i
     if (isRoot) fs.chownSync(noProc, 65534, 65534);
     const owner = await cliArgs(['--host-root', noProc, 'list'], {});
     assert.equal(owner.code, EXIT.BAD_INPUT);
-    assert.match(owner.stderr, /is owned by uid \d+, not root: it must be the host's \/ mounted into the container/);
+    assert.match(
+      owner.stderr,
+      /is owned by uid \d+, not root: it must be the host's \/ mounted into the container/,
+    );
   } finally {
     fs.rmSync(noProc, { recursive: true, force: true });
   }
@@ -199,16 +313,38 @@ test('install under --host-root: the units run vfioctl on the host, so --exec na
   h.config([{ match: { address: E2 }, intent: 'vfio' }]);
   const none = await runWith(h, ['--host-root', h.f.dir, 'install']);
   assert.equal(none.code, EXIT.BAD_INPUT);
-  assert.match(none.stderr, /the units run vfioctl on the host at boot: give --exec PATH, its path on the host/);
+  assert.match(
+    none.stderr,
+    /the units run vfioctl on the host at boot: give --exec PATH, its path on the host/,
+  );
   assert.ok(!h.f.tree.exists('/etc/systemd/system/vfioctl-early.service'));
-  // DIR/usr/local/bin/vfioctl is the host's /usr/local/bin/vfioctl: one anybody may rewrite is refused.
+  // DIR/usr/local/bin/vfioctl is the host's /usr/local/bin/vfioctl: one anybody may rewrite is
+  // refused.
   h.f.tree.write('/usr/local/bin/vfioctl', '#!/bin/sh\n', 0o757);
   fs.chmodSync(h.f.tree.abs('/usr/local/bin/vfioctl'), 0o757);
-  const writable = await runWith(h, ['--host-root', h.f.dir, 'install', '--exec', '/usr/local/bin/vfioctl']);
+  const writable = await runWith(h, [
+    '--host-root',
+    h.f.dir,
+    'install',
+    '--exec',
+    '/usr/local/bin/vfioctl',
+  ]);
   assert.equal(writable.code, EXIT.REFUSED, writable.stderr);
-  assert.match(writable.stderr, /refusing to install units that run \/usr\/local\/bin\/vfioctl as root at boot: .*writable by others/);
+  assert.match(
+    writable.stderr,
+    /refusing to install units that run \/usr\/local\/bin\/vfioctl as root at boot: .*writable by others/,
+  );
   fs.chmodSync(h.f.tree.abs('/usr/local/bin/vfioctl'), 0o755);
-  const ok = await runWith(h, ['--host-root', h.f.dir, 'install', '--exec', '/usr/local/bin/vfioctl']);
+  const ok = await runWith(h, [
+    '--host-root',
+    h.f.dir,
+    'install',
+    '--exec',
+    '/usr/local/bin/vfioctl',
+  ]);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.match(h.f.tree.read('/etc/systemd/system/vfioctl-apply.service')!, /ExecStart=\/usr\/local\/bin\/vfioctl apply --boot/);
+  assert.match(
+    h.f.tree.read('/etc/systemd/system/vfioctl-apply.service')!,
+    /ExecStart=\/usr\/local\/bin\/vfioctl apply --boot/,
+  );
 });

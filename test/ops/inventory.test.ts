@@ -11,19 +11,87 @@ afterEach(() => fixtures.splice(0).forEach((f) => f.cleanup()));
 function sampleHost(): Fixture {
   const f = Fixture.create();
   fixtures.push(f);
-  f.kernel('6.12.0-test').modulesAlias([ALIASES.vfioPci, ALIASES.mlx5, ALIASES.virtio1041, ALIASES.e1000e]);
+  f.kernel('6.12.0-test').modulesAlias([
+    ALIASES.vfioPci,
+    ALIASES.mlx5,
+    ALIASES.virtio1041,
+    ALIASES.e1000e,
+  ]);
   f.pciIds(
     '# pci.ids\n15b3  Mellanox Technologies\n\t101d  MT2892 Family [ConnectX-6 Dx]\n\t101e  ConnectX Family mlx5Gen Virtual Function\n8086  Intel Corporation\n\t10d3  82574L Gigabit Network Connection\n\t\t8086 0000  Gigabit CT\nC 02  Network controller\n\t00  Ethernet controller\nC 01  Mass storage controller\n\t08  Non-Volatile memory controller\n\t\t02  NVM Express\n',
   );
-  f.device({ address: '0000:00:02.0', vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '2', netdevs: [{ name: 'eno1', up: true, ipv4: '192.168.1.0' }] });
-  f.device({ address: '0000:01:00.0', vendor: '144d', device: 'a808', class: '010802', driver: 'nvme', iommuGroup: '12', numaNode: 0, blockdevs: [{ name: 'nvme0n1', devno: '259:0', partitions: [{ name: 'nvme0n1p1', devno: '259:1' }, { name: 'nvme0n1p2', devno: '259:2' }] }] });
+  f.device({
+    address: '0000:00:02.0',
+    vendor: '8086',
+    device: '10d3',
+    driver: 'e1000e',
+    iommuGroup: '2',
+    netdevs: [{ name: 'eno1', up: true, ipv4: '192.168.1.0' }],
+  });
+  f.device({
+    address: '0000:01:00.0',
+    vendor: '144d',
+    device: 'a808',
+    class: '010802',
+    driver: 'nvme',
+    iommuGroup: '12',
+    numaNode: 0,
+    blockdevs: [
+      {
+        name: 'nvme0n1',
+        devno: '259:0',
+        partitions: [
+          { name: 'nvme0n1p1', devno: '259:1' },
+          { name: 'nvme0n1p2', devno: '259:2' },
+        ],
+      },
+    ],
+  });
   f.mount('259:1', '/dev/nvme0n1p1', '/');
   f.swap('/dev/nvme0n1p2');
-  f.device({ address: '0000:05:00.0', vendor: '15b3', device: '101d', driver: 'mlx5_core', iommuGroup: '20', sriov: { totalVfs: 8, numVfs: 2 } });
-  f.device({ address: '0000:05:00.1', vendor: '15b3', device: '101e', physfn: '0000:05:00.0', iommuGroup: '21', driver: 'mlx5_core' });
-  f.device({ address: '0000:05:00.2', vendor: '15b3', device: '101e', physfn: '0000:05:00.0', iommuGroup: '22', driverOverride: 'mlx5_vfio_pci', driver: 'mlx5_vfio_pci', vfioDev: 'vfio0' });
-  f.device({ address: '0000:00:1f.0', vendor: '8086', device: '2918', class: '060100', driver: 'lpc_ich', iommuGroup: '9', resetMethods: null });
-  f.device({ address: '0000:00:1f.3', vendor: '8086', device: '2930', class: '0c0500', driver: 'i801_smbus', iommuGroup: '9' });
+  f.device({
+    address: '0000:05:00.0',
+    vendor: '15b3',
+    device: '101d',
+    driver: 'mlx5_core',
+    iommuGroup: '20',
+    sriov: { totalVfs: 8, numVfs: 2 },
+  });
+  f.device({
+    address: '0000:05:00.1',
+    vendor: '15b3',
+    device: '101e',
+    physfn: '0000:05:00.0',
+    iommuGroup: '21',
+    driver: 'mlx5_core',
+  });
+  f.device({
+    address: '0000:05:00.2',
+    vendor: '15b3',
+    device: '101e',
+    physfn: '0000:05:00.0',
+    iommuGroup: '22',
+    driverOverride: 'mlx5_vfio_pci',
+    driver: 'mlx5_vfio_pci',
+    vfioDev: 'vfio0',
+  });
+  f.device({
+    address: '0000:00:1f.0',
+    vendor: '8086',
+    device: '2918',
+    class: '060100',
+    driver: 'lpc_ich',
+    iommuGroup: '9',
+    resetMethods: null,
+  });
+  f.device({
+    address: '0000:00:1f.3',
+    vendor: '8086',
+    device: '2930',
+    class: '0c0500',
+    driver: 'i801_smbus',
+    iommuGroup: '9',
+  });
   return f;
 }
 
@@ -33,7 +101,18 @@ test('list --json: one object per device, fields as the schema says', async () =
   assert.equal(r.code, 0, r.stderr);
   const list = r.json<any[]>();
   validateAgainst('device.schema.json', list);
-  assert.deepEqual(list.map((d) => d.address), ['0000:00:02.0', '0000:00:1f.0', '0000:00:1f.3', '0000:01:00.0', '0000:05:00.0', '0000:05:00.1', '0000:05:00.2']);
+  assert.deepEqual(
+    list.map((d) => d.address),
+    [
+      '0000:00:02.0',
+      '0000:00:1f.0',
+      '0000:00:1f.3',
+      '0000:01:00.0',
+      '0000:05:00.0',
+      '0000:05:00.1',
+      '0000:05:00.2',
+    ],
+  );
   const nic = list[0];
   assert.equal(nic.vendor, '8086');
   assert.equal(nic.device, '10d3');
@@ -47,7 +126,12 @@ test('list --json: one object per device, fields as the schema says', async () =
   assert.deepEqual(nvme.blockdevs, ['nvme0n1']);
   assert.deepEqual(nvme.inUse, ['nvme0n1p1 is mounted on /', 'nvme0n1p2 is used as swap']);
   const pf = list[4];
-  assert.deepEqual(pf.sriov, { totalVfs: 8, numVfs: 2, driversAutoprobe: true, vfs: ['0000:05:00.1', '0000:05:00.2'] });
+  assert.deepEqual(pf.sriov, {
+    totalVfs: 8,
+    numVfs: 2,
+    driversAutoprobe: true,
+    vfs: ['0000:05:00.1', '0000:05:00.2'],
+  });
   assert.equal(pf.vfio, null, 'a PF with VFs has no usable vfio driver');
   const vf2 = list[6];
   assert.equal(vf2.physfn, '0000:05:00.0');
@@ -63,8 +147,14 @@ test('list (table) shows names, VFIO choice, group, PF/VF and in-use marks', asy
   const r = await cli(f.dir, ['list']);
   assert.equal(r.code, 0);
   const line = (a: string) => r.stdout.split('\n').find((l) => l.startsWith(a)) ?? '';
-  assert.match(line('0000:00:02.0'), /Intel Corporation 82574L.*e1000e\s+vfio-pci\s+2\s+-\s+host: eno1/);
-  assert.match(line('0000:05:00.2'), /mlx5_vfio_pci\s+mlx5_vfio_pci\s+22\s+VF of 0000:05:00.0\s+vfio:vfio0/);
+  assert.match(
+    line('0000:00:02.0'),
+    /Intel Corporation 82574L.*e1000e\s+vfio-pci\s+2\s+-\s+host: eno1/,
+  );
+  assert.match(
+    line('0000:05:00.2'),
+    /mlx5_vfio_pci\s+mlx5_vfio_pci\s+22\s+VF of 0000:05:00.0\s+vfio:vfio0/,
+  );
   assert.match(line('0000:05:00.0'), /PF 2\/8 VFs/);
 });
 
@@ -75,16 +165,33 @@ test('show: full and short addresses, candidates best first, global options afte
   const d = r.json();
   validateAgainst('device.schema.json', d);
   assert.equal(d.address, '0000:05:00.1');
-  assert.deepEqual(d.candidates.map((c: any) => [c.module, c.driver, c.wildcards, c.usable]), [['mlx5_vfio_pci', 'mlx5_vfio_pci', 5, true], ['vfio_pci', 'vfio-pci', 7, true]]);
+  assert.deepEqual(
+    d.candidates.map((c: any) => [c.module, c.driver, c.wildcards, c.usable]),
+    [
+      ['mlx5_vfio_pci', 'mlx5_vfio_pci', 5, true],
+      ['vfio_pci', 'vfio-pci', 7, true],
+    ],
+  );
   assert.equal(d.candidates[0].alias, 'vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*');
   // --root after the command, and VFIOCTL_ROOT from the environment.
   let out = '';
   const { run } = await import('../../src/cli/main');
-  const code = await run(['show', '0000:05:00.1', '--json', '--root', f.dir], { out: (s) => (out += s), err: () => {}, env: {} });
+  const code = await run(['show', '0000:05:00.1', '--json', '--root', f.dir], {
+    out: (s) => (out += s),
+    err: () => {},
+    env: {},
+  });
   assert.equal(code, 0);
   assert.equal(JSON.parse(out).address, '0000:05:00.1');
   out = '';
-  assert.equal(await run(['show', '0000:05:00.1', '--json'], { out: (s) => (out += s), err: () => {}, env: { VFIOCTL_ROOT: f.dir } }), 0);
+  assert.equal(
+    await run(['show', '0000:05:00.1', '--json'], {
+      out: (s) => (out += s),
+      err: () => {},
+      env: { VFIOCTL_ROOT: f.dir },
+    }),
+    0,
+  );
   assert.equal(JSON.parse(out).address, '0000:05:00.1');
 });
 
@@ -115,22 +222,49 @@ test('netdevs and block devices below a virtio child and behind a bridge are fou
   const f = Fixture.create();
   fixtures.push(f);
   f.kernel('6.12.0-test').modulesAlias([ALIASES.vfioPci]);
-  f.device({ address: '0000:00:1c.0', vendor: '8086', device: 'a110', class: '060400', headerType: 1, driver: 'pcieport', iommuGroup: '7' });
-  f.device({ address: '0000:02:00.0', vendor: '1af4', device: '1041', parent: '0000:00:1c.0', driver: 'virtio-pci', iommuGroup: '7' });
+  f.device({
+    address: '0000:00:1c.0',
+    vendor: '8086',
+    device: 'a110',
+    class: '060400',
+    headerType: 1,
+    driver: 'pcieport',
+    iommuGroup: '7',
+  });
+  f.device({
+    address: '0000:02:00.0',
+    vendor: '1af4',
+    device: '1041',
+    parent: '0000:00:1c.0',
+    driver: 'virtio-pci',
+    iommuGroup: '7',
+  });
   // virtio-net: the netdev lives under the virtioN child device.
   const dev = f.tree.devDir('0000:02:00.0');
   f.tree.write(`${dev}/virtio3/net/ens3/flags`, '0x1002\n');
   f.tree.link('/sys/class/net/ens3', `${dev}/virtio3/net/ens3`);
   const list = (await cli(f.dir, ['list', '--json'])).json<any[]>();
   assert.deepEqual(list.find((d) => d.address === '0000:02:00.0').netdevs, ['ens3']);
-  assert.deepEqual(list.find((d) => d.address === '0000:00:1c.0').netdevs, ['ens3'], 'the bridge above sees it too');
-  assert.deepEqual(list.find((d) => d.address === '0000:02:00.0').inUse, [], 'down, no address: not in use');
+  assert.deepEqual(
+    list.find((d) => d.address === '0000:00:1c.0').netdevs,
+    ['ens3'],
+    'the bridge above sees it too',
+  );
+  assert.deepEqual(
+    list.find((d) => d.address === '0000:02:00.0').inUse,
+    [],
+    'down, no address: not in use',
+  );
 });
 
 test('list reads only: the fixture tree is byte-for-byte unchanged', async () => {
   const f = sampleHost();
   const { execFileSync } = await import('node:child_process');
-  const snap = () => execFileSync('sh', ['-c', 'find . -printf "%p %s %l %T@\\n" | sort'], { cwd: f.dir, encoding: 'utf8' });
+  const snap = () =>
+    execFileSync('sh', ['-c', 'find . -printf "%p %s %l %T@\\n" | sort'], {
+      cwd: f.dir,
+      encoding: 'utf8',
+    });
   const before = snap();
   await cli(f.dir, ['list']);
   await cli(f.dir, ['list', '--json']);
@@ -142,15 +276,37 @@ test('a virtio-9p device whose share is mounted (a VM root filesystem) is in use
   const f = Fixture.create();
   fixtures.push(f);
   f.kernel('6.12.0-test').modulesAlias([ALIASES.vfioPci]);
-  f.device({ address: '0000:00:10.0', vendor: '1af4', device: '1009', class: '000200', driver: 'virtio-pci', iommuGroup: '6' });
-  f.device({ address: '0000:00:11.0', vendor: '1af4', device: '1009', class: '000200', driver: 'virtio-pci', iommuGroup: '7' });
-  for (const [addr, v, tag] of [['0000:00:10.0', 'virtio1', 'hostroot'], ['0000:00:11.0', 'virtio2', 'unused']] as const) {
+  f.device({
+    address: '0000:00:10.0',
+    vendor: '1af4',
+    device: '1009',
+    class: '000200',
+    driver: 'virtio-pci',
+    iommuGroup: '6',
+  });
+  f.device({
+    address: '0000:00:11.0',
+    vendor: '1af4',
+    device: '1009',
+    class: '000200',
+    driver: 'virtio-pci',
+    iommuGroup: '7',
+  });
+  for (const [addr, v, tag] of [
+    ['0000:00:10.0', 'virtio1', 'hostroot'],
+    ['0000:00:11.0', 'virtio2', 'unused'],
+  ] as const) {
     const dir = `${f.tree.devDir(addr)}/${v}`;
     f.tree.write(`${dir}/mount_tag`, `${tag}\0`);
     f.tree.link(`/sys/bus/virtio/devices/${v}`, dir);
   }
-  f.tree.write('/proc/self/mountinfo', '22 1 0:21 / / rw - overlay overlay rw\n23 1 0:30 / /host ro,relatime - 9p hostroot ro,trans=virtio\n');
+  f.tree.write(
+    '/proc/self/mountinfo',
+    '22 1 0:21 / / rw - overlay overlay rw\n23 1 0:30 / /host ro,relatime - 9p hostroot ro,trans=virtio\n',
+  );
   const list = (await cli(f.dir, ['list', '--json'])).json<any[]>();
-  assert.deepEqual(list.find((d) => d.address === '0000:00:10.0').inUse, ["9p filesystem 'hostroot' is mounted on /host"]);
+  assert.deepEqual(list.find((d) => d.address === '0000:00:10.0').inUse, [
+    "9p filesystem 'hostroot' is mounted on /host",
+  ]);
   assert.deepEqual(list.find((d) => d.address === '0000:00:11.0').inUse, []);
 });

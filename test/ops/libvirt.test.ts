@@ -19,7 +19,10 @@ function addr(a: string): string {
   return `<address domain='0x${d}' bus='0x${b}' slot='0x${s}' function='0x${f}'/>`;
 }
 
-/** A hostdev as libvirt formats it (managed given explicitly unless null: libvirt's default is 'no'). */
+/**
+ * A hostdev as libvirt formats it (managed given explicitly unless null: libvirt's default is
+ * 'no').
+ */
 function hostdev(a: string, managed: 'yes' | 'no' | null = 'no', model?: string): string {
   const m = managed === null ? '' : ` managed='${managed}'`;
   return `    <hostdev mode='subsystem' type='pci'${m}>
@@ -50,10 +53,12 @@ ${devices.join('\n')}
 `;
 }
 
-const opt = (attrs: string) => `    <vfioctl:passthrough xmlns:vfioctl='${VFIOCTL_XMLNS}' ${attrs}/>`;
+const opt = (attrs: string) =>
+  `    <vfioctl:passthrough xmlns:vfioctl='${VFIOCTL_XMLNS}' ${attrs}/>`;
 
 /** libvirt's argv for a qemu hook: GUEST OPERATION SUB-OPERATION EXTRA. */
-const hook = (h: ModelHost, op: string, sub: string, xml: string | (() => string)) => h.run(['libvirt-hook', '--', 'win11', op, sub, '-'], xml);
+const hook = (h: ModelHost, op: string, sub: string, xml: string | (() => string)) =>
+  h.run(['libvirt-hook', '--', 'win11', op, sub, '-'], xml);
 
 function record(h: ModelHost): string[] | null {
   const t = h.f.tree.read(REC);
@@ -77,7 +82,11 @@ test('prepare begin binds every managed=no PCI hostdev (driver model as --driver
   assert.equal(h.state(E2).driver, 'vfio-pci');
   assert.equal(h.state(VN).driver, 'virtio_vfio_pci');
   assert.equal(h.state(E1).driver, 'e1000e', "managed='yes' is libvirt's");
-  assert.equal(h.state(SMB).driver, 'i801_smbus', 'a hostdev inside <metadata> is not a device of the domain');
+  assert.equal(
+    h.state(SMB).driver,
+    'i801_smbus',
+    'a hostdev inside <metadata> is not a device of the domain',
+  );
   assert.deepEqual(record(h), [E2, VN]);
   const rel = await hook(h, 'release', 'end', xml);
   assert.equal(rel.code, 0, rel.stderr);
@@ -100,7 +109,10 @@ test('release gives back only what prepare bound: a device a vfioctl rule keeps 
   const rel = await hook(h, 'release', 'end', xml);
   assert.equal(rel.code, 0, rel.stderr);
   assert.equal(rel.stdout, '');
-  assert.match(rel.stderr, new RegExp(`${VN}: kept: rules\\[1\\] \\(line \\d+\\) of the configuration wants it on 'vfio'`));
+  assert.match(
+    rel.stderr,
+    new RegExp(`${VN}: kept: rules\\[1\\] \\(line \\d+\\) of the configuration wants it on 'vfio'`),
+  );
   assert.equal(h.state(E1).driver, 'vfio-pci');
   assert.equal(h.state(VN).driver, 'virtio_vfio_pci');
   assert.equal(h.state(E2).driver, 'e1000e');
@@ -114,12 +126,29 @@ test('all or none: a domain naming an in-use NIC is refused with the fix, nothin
   assert.equal(r.code, 3);
   assert.equal(r.stdout, '');
   const lines = r.stderr.trim().split('\n');
-  assert.match(lines[0]!, new RegExp(`^vfioctl libvirt-hook: guest 'win11': ${E1}: in-use: the host is using it: interface eth0 is up.*or --force$`));
-  assert.match(lines[1]!, /^vfioctl libvirt-hook: guest 'win11': nothing was bound .*vfioctl:passthrough force='yes'/);
-  assert.equal(lines.length, 2, 'one line per problem: the free device refused alongside is not one');
+  assert.match(
+    lines[0]!,
+    new RegExp(
+      `^vfioctl libvirt-hook: guest 'win11': ${E1}: in-use: the host is using it: interface eth0 is up.*or --force$`,
+    ),
+  );
+  assert.match(
+    lines[1]!,
+    /^vfioctl libvirt-hook: guest 'win11': nothing was bound .*vfioctl:passthrough force='yes'/,
+  );
+  assert.equal(
+    lines.length,
+    2,
+    'one line per problem: the free device refused alongside is not one',
+  );
   assert.equal(h.k.writes.length, 0);
   assert.equal(record(h), null);
-  const forced = await hook(h, 'prepare', 'begin', domain([hostdev(E2), hostdev(E1)], opt("force='yes'")));
+  const forced = await hook(
+    h,
+    'prepare',
+    'begin',
+    domain([hostdev(E2), hostdev(E1)], opt("force='yes'")),
+  );
   assert.equal(forced.code, 0, forced.stderr);
   assert.equal(h.state(E1).driver, 'vfio-pci');
   assert.equal(h.state(E2).driver, 'vfio-pci');
@@ -133,11 +162,29 @@ test('all or none: a failed probe of the second device rolls the first back, and
   const r = await hook(h, 'prepare', 'begin', domain([hostdev(E1), hostdev(E2)]));
   assert.equal(r.code, 1);
   assert.equal(r.stdout, '');
-  assert.match(r.stderr, new RegExp(`${E2}: verify ${E2} is on vfio-pci registered with VFIO failed: ${E2} did not bind to vfio-pci`));
-  assert.doesNotMatch(r.stderr, /rolled back because/, 'the collateral rollback is not a problem line of its own');
-  for (const d of [E1, E2]) assert.deepEqual(h.state(d), { driver: 'e1000e', override: null, vfioDev: false });
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `${E2}: verify ${E2} is on vfio-pci registered with VFIO failed: ${E2} did not bind to vfio-pci`,
+    ),
+  );
+  assert.doesNotMatch(
+    r.stderr,
+    /rolled back because/,
+    'the collateral rollback is not a problem line of its own',
+  );
+  for (const d of [E1, E2])
+    assert.deepEqual(h.state(d), { driver: 'e1000e', override: null, vfioDev: false });
   const events = (h.f.tree.read('/hook.log') ?? '').trim().split('\n');
-  assert.deepEqual(events, [`pre-bind ${E1}`, `pre-probe ${E1}`, `post-bind ${E1}`, `pre-bind ${E2}`, `pre-probe ${E2}`, `post-unbind ${E2}`, `post-unbind ${E1}`]);
+  assert.deepEqual(events, [
+    `pre-bind ${E1}`,
+    `pre-probe ${E1}`,
+    `post-bind ${E1}`,
+    `pre-bind ${E2}`,
+    `pre-probe ${E2}`,
+    `post-unbind ${E2}`,
+    `post-unbind ${E1}`,
+  ]);
   assert.equal(record(h), null);
   assert.deepEqual(h.f.tree.list('/run/vfioctl/bound'), []);
 });
@@ -173,12 +220,28 @@ test('nothing on standard output for any operation; only prepare begin and relea
   const untouched = () => {
     throw new Error('standard input read');
   };
-  for (const [op, sub] of [['start', 'begin'], ['started', 'begin'], ['stopped', 'end'], ['release', 'begin'], ['prepare', 'end'], ['migrate', 'begin'], ['restore', 'begin'], ['reconnect', 'begin'], ['attach', 'begin'], ['unknown-op', 'x']] as const) {
+  for (const [op, sub] of [
+    ['start', 'begin'],
+    ['started', 'begin'],
+    ['stopped', 'end'],
+    ['release', 'begin'],
+    ['prepare', 'end'],
+    ['migrate', 'begin'],
+    ['restore', 'begin'],
+    ['reconnect', 'begin'],
+    ['attach', 'begin'],
+    ['unknown-op', 'x'],
+  ] as const) {
     const r = await hook(h, op, sub, untouched);
     assert.deepEqual([op, sub, r.code, r.stdout, r.stderr], [op, sub, 0, '', '']);
   }
   assert.equal(h.k.writes.length, 0);
-  for (const [op, sub] of [['prepare', 'begin'], ['prepare', 'begin'], ['release', 'end'], ['release', 'end']] as const) {
+  for (const [op, sub] of [
+    ['prepare', 'begin'],
+    ['prepare', 'begin'],
+    ['release', 'end'],
+    ['release', 'end'],
+  ] as const) {
     const r = await hook(h, op, sub, xml);
     assert.deepEqual([op, sub, r.code, r.stdout], [op, sub, 0, '']);
   }
@@ -194,15 +257,33 @@ test('nothing on standard output for any operation; only prepare begin and relea
 test('malformed domain XML is exit 2 with the parser position, and nothing is bound', async () => {
   const h = host();
   const cases: [string, RegExp][] = [
-    [domain([hostdev(E2)]).replace('</devices>', '</device>'), /domain XML:\d+:\d+: unexpected close tag/],
+    [
+      domain([hostdev(E2)]).replace('</devices>', '</device>'),
+      /domain XML:\d+:\d+: unexpected close tag/,
+    ],
     [domain([hostdev(E2)]).replace('</domain>', ''), /domain XML:\d+:\d+: unclosed tag: domain/],
-    [domain([hostdev(E2)], '    <vfioctl:passthrough force="yes"/>'), /domain XML:5:\d+: unbound namespace prefix: "vfioctl"/],
-    [domain([hostdev(E2)], opt("force='maybe'")), /domain XML:5:\d+: <vfioctl:passthrough force='maybe'>: give 'yes' or 'no'/],
-    [domain([hostdev(E2)], opt("froce='yes'")), /unknown attribute 'froce' \(known: group, force\)/],
-    [domain([hostdev(E2).replace("slot='0x05'", "slot='0x25'")]), /source <address .* slot='0x25'.*is not a PCI address/],
+    [
+      domain([hostdev(E2)], '    <vfioctl:passthrough force="yes"/>'),
+      /domain XML:5:\d+: unbound namespace prefix: "vfioctl"/,
+    ],
+    [
+      domain([hostdev(E2)], opt("force='maybe'")),
+      /domain XML:5:\d+: <vfioctl:passthrough force='maybe'>: give 'yes' or 'no'/,
+    ],
+    [
+      domain([hostdev(E2)], opt("froce='yes'")),
+      /unknown attribute 'froce' \(known: group, force\)/,
+    ],
+    [
+      domain([hostdev(E2).replace("slot='0x05'", "slot='0x25'")]),
+      /source <address .* slot='0x25'.*is not a PCI address/,
+    ],
     [domain([hostdev(E2).replace(/<source>[\s\S]*?<\/source>/, '')]), /has no <source><address/],
     ['', /domain XML: empty document/],
-    ['<network><name>default</name></network>', /the document element is <network>, not a libvirt <domain>/],
+    [
+      '<network><name>default</name></network>',
+      /the document element is <network>, not a libvirt <domain>/,
+    ],
     [domain([hostdev(E2)]).replace(`<uuid>${UUID}</uuid>`, ''), /has no <uuid>/],
   ];
   for (const [xml, want] of cases) {
@@ -216,10 +297,16 @@ test('malformed domain XML is exit 2 with the parser position, and nothing is bo
 });
 
 test('parseDomain: namespaces are resolved by URI, not prefix; libvirt address fields in hex, octal or decimal', () => {
-  const xml = domain([hostdev(E2).replace("slot='0x05'", "slot='5'").replace("bus='0x00'", "bus='00'")], `    <x:passthrough xmlns:x='${VFIOCTL_XMLNS}' group='yes'/>\n    <vfioctl:passthrough xmlns:vfioctl='https://example.org/not-ours' force='yes'/>`);
+  const xml = domain(
+    [hostdev(E2).replace("slot='0x05'", "slot='5'").replace("bus='0x00'", "bus='00'")],
+    `    <x:passthrough xmlns:x='${VFIOCTL_XMLNS}' group='yes'/>\n    <vfioctl:passthrough xmlns:vfioctl='https://example.org/not-ours' force='yes'/>`,
+  );
   const d = parseDomain(xml);
   assert.deepEqual(d.options, { group: true, force: false });
-  assert.deepEqual(d.hostdevs.map((x) => [x.address, x.managed, x.model]), [[E2, false, null]]);
+  assert.deepEqual(
+    d.hostdevs.map((x) => [x.address, x.managed, x.model]),
+    [[E2, false, null]],
+  );
   assert.equal(d.name, 'win11');
   assert.equal(d.uuid, UUID);
 });
@@ -228,14 +315,29 @@ test('libvirt-xml prints managed=no hostdev elements, with the variant as driver
   const h = host();
   const r = await h.run(['libvirt-xml', '00:03.0', E2]);
   assert.equal(r.code, 0, r.stderr);
-  assert.equal(r.stdout, `<hostdev mode='subsystem' type='pci' managed='no'>\n  <source>\n    <address domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>\n  </source>\n</hostdev>\n<hostdev mode='subsystem' type='pci' managed='no'>\n  <source>\n    <address domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>\n  </source>\n</hostdev>\n`);
-  assert.match(r.stderr, new RegExp(`${VN} is not on a VFIO driver \\(now: virtio-pci\\).*vfioctl set ${VN} vfio`));
+  assert.equal(
+    r.stdout,
+    `<hostdev mode='subsystem' type='pci' managed='no'>\n  <source>\n    <address domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>\n  </source>\n</hostdev>\n<hostdev mode='subsystem' type='pci' managed='no'>\n  <source>\n    <address domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>\n  </source>\n</hostdev>\n`,
+  );
+  assert.match(
+    r.stderr,
+    new RegExp(`${VN} is not on a VFIO driver \\(now: virtio-pci\\).*vfioctl set ${VN} vfio`),
+  );
   const m = await h.run(['libvirt-xml', VN, E2, '--driver-model', '--json']);
   assert.equal(m.code, 0, m.stderr);
-  assert.deepEqual(m.json().devices.map((d: { address: string; model: string | null }) => [d.address, d.model]), [[VN, 'virtio_vfio_pci'], [E2, null]]);
+  assert.deepEqual(
+    m.json().devices.map((d: { address: string; model: string | null }) => [d.address, d.model]),
+    [
+      [VN, 'virtio_vfio_pci'],
+      [E2, null],
+    ],
+  );
   // What it prints is what the hook reads back.
   const back = parseDomain(domain([m.json().devices[0].xml]));
-  assert.deepEqual(back.hostdevs.map((x) => [x.address, x.managed, x.model]), [[VN, false, 'virtio_vfio_pci']]);
+  assert.deepEqual(
+    back.hostdevs.map((x) => [x.address, x.managed, x.model]),
+    [[VN, false, 'virtio_vfio_pci']],
+  );
   assert.equal((await h.run(['libvirt-xml', '0000:00:0a.0'])).code, 2);
 });
 
@@ -245,9 +347,17 @@ test('show and doctor warn about devices without a reset method (none found by t
   h.f.tree.write(`/sys/bus/pci/devices/${VN}/reset_method`, '\n'); // an admin wrote '' to it
   const s = await h.run(['show', E2]);
   assert.equal(s.code, 0);
-  assert.match(s.stderr, new RegExp(`warning: ${E2}: no reset method: the kernel found none for it .*may not survive a VM restart`));
+  assert.match(
+    s.stderr,
+    new RegExp(
+      `warning: ${E2}: no reset method: the kernel found none for it .*may not survive a VM restart`,
+    ),
+  );
   const v = await h.run(['show', VN, '--json']);
-  assert.match(v.stderr, /no reset method: reset_method is empty .*echo default > \/sys\/bus\/pci\/devices\/0000:00:03\.0\/reset_method/);
+  assert.match(
+    v.stderr,
+    /no reset method: reset_method is empty .*echo default > \/sys\/bus\/pci\/devices\/0000:00:03\.0\/reset_method/,
+  );
   assert.doesNotMatch((await h.run(['show', E1])).stderr, /reset/);
   // doctor names the ones handed to VFIO or configured for it, not every device of the host.
   assert.doesNotMatch((await h.run(['doctor'])).stdout, /reset/);
@@ -256,19 +366,27 @@ test('show and doctor warn about devices without a reset method (none found by t
   const d = await h.run(['doctor', '--json']);
   const c = d.json().checks.find((x: { id: string }) => x.id === 'reset');
   assert.equal(c.status, 'warn');
-  assert.match(c.message, new RegExp(`${VN} \\(all disabled in reset_method\\); ${E2} \\(none found by the kernel\\)`));
+  assert.match(
+    c.message,
+    new RegExp(`${VN} \\(all disabled in reset_method\\); ${E2} \\(none found by the kernel\\)`),
+  );
   // The prepare hook says so too (on standard error), and still binds.
   const r = await hook(h, 'prepare', 'begin', domain([hostdev(VN)]));
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, new RegExp(`guest 'win11': warning: ${VN}: no reset method`));
   const old = host({ kernel: '5.10' });
   old.f.tree.rm(`/sys/bus/pci/devices/${E2}/reset_method`);
-  assert.doesNotMatch((await old.run(['show', E2])).stderr, /reset/, '5.10 has no reset_method attribute at all');
+  assert.doesNotMatch(
+    (await old.run(['show', E2])).stderr,
+    /reset/,
+    '5.10 has no reset_method attribute at all',
+  );
 });
 
-test('install --libvirt writes the qemu.d hook, which hands libvirt\'s argv and standard input to vfioctl and writes nothing to standard output; --uninstall removes it', async () => {
+test("install --libvirt writes the qemu.d hook, which hands libvirt's argv and standard input to vfioctl and writes nothing to standard output; --uninstall removes it", async () => {
   const h = host();
-  // A stand-in vfioctl that shows what it was given, on standard output (the hook must redirect it).
+  // A stand-in vfioctl that shows what it was given, on standard output (the hook must redirect
+  // it).
   const fake = h.f.tree.abs('/opt/fake-vfioctl');
   h.f.tree.write('/opt/fake-vfioctl', `#!/bin/sh\nprintf '%s|' "$@"; echo; cat\n`, 0o755);
   const HOOK = '/etc/libvirt/hooks/qemu.d/50-vfioctl';
@@ -280,29 +398,62 @@ test('install --libvirt writes the qemu.d hook, which hands libvirt\'s argv and 
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`^wrote: ${HOOK}\nnext: restart libvirt's daemon`));
   assert.equal(fs.statSync(h.f.tree.abs(HOOK)).mode & 0o777, 0o755);
-  assert.equal(h.f.tree.exists('/etc/systemd/system/vfioctl-early.service'), false, '--libvirt installs only the hook');
-  const p = spawnSync(h.f.tree.abs(HOOK), ['--odd name', 'prepare', 'begin', '-'], { input: '<domain/>', encoding: 'utf8' });
+  assert.equal(
+    h.f.tree.exists('/etc/systemd/system/vfioctl-early.service'),
+    false,
+    '--libvirt installs only the hook',
+  );
+  const p = spawnSync(h.f.tree.abs(HOOK), ['--odd name', 'prepare', 'begin', '-'], {
+    input: '<domain/>',
+    encoding: 'utf8',
+  });
   assert.equal(p.status, 0, p.stderr);
   assert.equal(p.stdout, '');
   assert.equal(p.stderr, 'libvirt-hook|--|--odd name|prepare|begin|-|\n<domain/>');
-  assert.equal((await h.run(['install', '--libvirt', '--exec', fake])).stdout, `unchanged: ${HOOK}\n`);
+  assert.equal(
+    (await h.run(['install', '--libvirt', '--exec', fake])).stdout,
+    `unchanged: ${HOOK}\n`,
+  );
   const u = await h.run(['install', '--libvirt', '--uninstall']);
   assert.equal(u.stdout.split('\n')[0], `removed: ${HOOK}`);
   assert.equal(h.f.tree.exists(HOOK), false);
   // Without vfioctl (the package removed, its conffile kept) guests start as before.
-  h.f.tree.write(HOOK, files.libvirtHook(files.PACKAGE_LAYOUT, '/nonexistent/vfioctl').content, 0o755);
-  const gone = spawnSync(h.f.tree.abs(HOOK), ['g', 'prepare', 'begin', '-'], { input: '<domain/>', encoding: 'utf8' });
+  h.f.tree.write(
+    HOOK,
+    files.libvirtHook(files.PACKAGE_LAYOUT, '/nonexistent/vfioctl').content,
+    0o755,
+  );
+  const gone = spawnSync(h.f.tree.abs(HOOK), ['g', 'prepare', 'begin', '-'], {
+    input: '<domain/>',
+    encoding: 'utf8',
+  });
   assert.deepEqual([gone.status, gone.stdout, gone.stderr], [0, '', '']);
-  assert.equal((await h.run(['install', '--libvirt', '--uninstall'])).stdout.split('\n')[0], `kept (the package's): ${HOOK}`);
+  assert.equal(
+    (await h.run(['install', '--libvirt', '--uninstall'])).stdout.split('\n')[0],
+    `kept (the package's): ${HOOK}`,
+  );
 });
 
 test('the library API runs the same hook: typed results, problems as lines, nothing printed', async () => {
   const h = host();
   const api = openHost({ root: h.f.dir, kernelIo: h.k, trust: { uids: [0, process.getuid!()] } });
   const xml = domain([hostdev(E2)]);
-  const r = await api.libvirtHook({ guest: 'win11', operation: 'prepare', subOperation: 'begin', xml: () => xml });
-  assert.deepEqual([r.action, r.domain, r.exitCode, r.results.map((x) => [x.address, x.status, x.driver])], ['prepare', 'win11', 0, [[E2, 'ok', 'vfio-pci']]]);
-  const again = await api.libvirtHook({ guest: 'win11', operation: 'release', subOperation: 'end', xml: () => xml });
+  const r = await api.libvirtHook({
+    guest: 'win11',
+    operation: 'prepare',
+    subOperation: 'begin',
+    xml: () => xml,
+  });
+  assert.deepEqual(
+    [r.action, r.domain, r.exitCode, r.results.map((x) => [x.address, x.status, x.driver])],
+    ['prepare', 'win11', 0, [[E2, 'ok', 'vfio-pci']]],
+  );
+  const again = await api.libvirtHook({
+    guest: 'win11',
+    operation: 'release',
+    subOperation: 'end',
+    xml: () => xml,
+  });
   assert.deepEqual([again.action, again.exitCode, h.state(E2).driver], ['release', 0, 'e1000e']);
   assert.equal(api.libvirtXml(['00:05.0']).devices[0]!.address, E2);
 });

@@ -9,7 +9,9 @@ import { spawnSync } from 'node:child_process';
 import { Fixture } from '../support/fixture';
 
 const repo = path.join(__dirname, '../../..');
-const version: string = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')).version;
+const version: string = JSON.parse(
+  fs.readFileSync(path.join(repo, 'package.json'), 'utf8'),
+).version;
 const stage = path.join(repo, 'build/deb', `vfioctl-${version}`, 'stage');
 const BASH = path.join(stage, 'usr/share/bash-completion/completions/vfioctl');
 const ZSH = path.join(stage, 'usr/share/zsh/vendor-completions/_vfioctl');
@@ -17,8 +19,20 @@ const FISH = path.join(stage, 'usr/share/fish/vendor_completions.d/vfioctl.fish'
 
 const f = Fixture.create('vfioctl-completion-');
 f.kernel('6.1.0-test').kernel('6.12.0-test');
-f.device({ address: '0000:00:02.0', vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '2' });
-f.device({ address: '0000:03:00.1', vendor: '1af4', device: '1041', driver: null, iommuGroup: '3' });
+f.device({
+  address: '0000:00:02.0',
+  vendor: '8086',
+  device: '10d3',
+  driver: 'e1000e',
+  iommuGroup: '2',
+});
+f.device({
+  address: '0000:03:00.1',
+  vendor: '1af4',
+  device: '1041',
+  driver: null,
+  iommuGroup: '3',
+});
 f.driver('e1000e').driver('vfio-pci', 'vfio_pci');
 after(() => f.cleanup());
 
@@ -30,12 +44,19 @@ const env = { PATH: '/usr/bin:/bin', HOME: f.dir, LANG: 'C.UTF-8' };
  * match in place, that word.
  */
 function tab(shell: 'bash' | 'zsh', line: string, extra: NodeJS.ProcessEnv = {}): string[] {
-  const r = spawnSync('zsh', ['-f', path.join(repo, 'test/package/tab.zsh'), shell, shell === 'bash' ? BASH : ZSH, line], { encoding: 'utf8', env: { ...env, ...extra } });
+  const r = spawnSync(
+    'zsh',
+    ['-f', path.join(repo, 'test/package/tab.zsh'), shell, shell === 'bash' ? BASH : ZSH, line],
+    { encoding: 'utf8', env: { ...env, ...extra } },
+  );
   assert.equal(r.status, 0, r.stderr);
   // Terminal escapes, erased characters and carriage returns out.
   // The terminal's own escapes (colours, cursor) and backspaces are what the test strips.
   // biome-ignore lint/suspicious/noControlCharactersInRegex: terminal escapes
-  const screen = r.stdout.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/.\x08/g, '').replace(/\r/g, '');
+  const escapes = /\x1b\[[0-9;?]*[A-Za-z]/g;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: a backspace erases the character before it
+  const erased = /.\x08/g;
+  const screen = r.stdout.replace(escapes, '').replace(erased, '').replace(/\r/g, '');
   const buffer = /BUFFER<(.*)>/.exec(screen)![1]!;
   // The shell echoes and redisplays the command line around the list: only the list is kept.
   const listed = screen
@@ -54,26 +75,89 @@ const zsh = (line: string, extra: NodeJS.ProcessEnv = {}) => tab('zsh', line, ex
 
 /** What fish's own completion engine offers for LINE (complete -C). */
 function fish(line: string, extra: NodeJS.ProcessEnv = {}): string[] {
-  const r = spawnSync('fish', ['--no-config', '-c', 'source $argv[1]; complete -C $argv[2]', FISH, line], { encoding: 'utf8', env: { ...env, ...extra } });
+  const r = spawnSync(
+    'fish',
+    ['--no-config', '-c', 'source $argv[1]; complete -C $argv[2]', FISH, line],
+    { encoding: 'utf8', env: { ...env, ...extra } },
+  );
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stderr, '');
-  return r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]!).sort();
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split('\t')[0]!)
+    .sort();
 }
 
-const COMMANDS = ['agent', 'apply', 'bind', 'config', 'doctor', 'help', 'import-driverctl', 'install', 'libvirt-hook', 'libvirt-xml', 'list', 'list-devices', 'list-overrides', 'load-override', 'recover', 'set', 'set-override', 'show', 'status', 'unbind', 'unset', 'unset-override'];
+const COMMANDS = [
+  'agent',
+  'apply',
+  'bind',
+  'config',
+  'doctor',
+  'help',
+  'import-driverctl',
+  'install',
+  'libvirt-hook',
+  'libvirt-xml',
+  'list',
+  'list-devices',
+  'list-overrides',
+  'load-override',
+  'recover',
+  'set',
+  'set-override',
+  'show',
+  'status',
+  'unbind',
+  'unset',
+  'unset-override',
+];
 const R = (line: string) => `vfioctl --root ${f.dir} ${line}`;
 
-for (const [shell, complete] of [['bash', bash], ['zsh', zsh], ['fish', fish]] as const) {
+for (const [shell, complete] of [
+  ['bash', bash],
+  ['zsh', zsh],
+  ['fish', fish],
+] as const) {
   test(`${shell}: commands, options, addresses, drivers, kernels and intents`, () => {
     assert.deepEqual(complete('vfioctl '), COMMANDS);
     assert.deepEqual(complete('vfioctl bind --d'), ['--driver', '--dry-run']);
-    assert.deepEqual(complete('vfioctl install --'), ['--config', '--dry-run', '--exec', '--help', '--host-root', '--json', '--kernel', '--libvirt', '--refresh', '--root', '--uninstall', '--version', '--wait']);
+    assert.deepEqual(complete('vfioctl install --'), [
+      '--config',
+      '--dry-run',
+      '--exec',
+      '--help',
+      '--host-root',
+      '--json',
+      '--kernel',
+      '--libvirt',
+      '--refresh',
+      '--root',
+      '--uninstall',
+      '--version',
+      '--wait',
+    ]);
     assert.deepEqual(complete(R('bind ')), ['0000:00:02.0', '0000:03:00.1']);
-    assert.deepEqual(complete(R('bind 0000:00:02.0 ')), ['0000:00:02.0', '0000:03:00.1'], 'bind takes several devices');
-    assert.deepEqual(complete('vfioctl bind ', { VFIOCTL_ROOT: f.dir }), ['0000:00:02.0', '0000:03:00.1'], 'VFIOCTL_ROOT');
+    assert.deepEqual(
+      complete(R('bind 0000:00:02.0 ')),
+      ['0000:00:02.0', '0000:03:00.1'],
+      'bind takes several devices',
+    );
+    assert.deepEqual(
+      complete('vfioctl bind ', { VFIOCTL_ROOT: f.dir }),
+      ['0000:00:02.0', '0000:03:00.1'],
+      'VFIOCTL_ROOT',
+    );
     assert.deepEqual(complete(R('bind --driver ')), ['e1000e', 'vfio', 'vfio-pci']);
     assert.deepEqual(complete(R('--kernel ')), ['6.1.0-test', '6.12.0-test']);
-    assert.deepEqual(complete(R('set 0000:03:00.1 ')), ['e1000e', 'host', 'none', 'vfio', 'vfio-pci']);
+    assert.deepEqual(complete(R('set 0000:03:00.1 ')), [
+      'e1000e',
+      'host',
+      'none',
+      'vfio',
+      'vfio-pci',
+    ]);
     assert.deepEqual(complete(R('set 0000:03:00.1 vfio ')), [], 'set takes two arguments');
     assert.deepEqual(complete(R('show 0000:03:00.1 ')), []);
     assert.deepEqual(complete('vfioctl list-devices s'), ['serial', 'storage', 'system']);
@@ -84,6 +168,7 @@ for (const [shell, complete] of [['bash', bash], ['zsh', zsh], ['fish', fish]] a
 }
 
 test('a single match is completed in place, across the colons of an address (bash splits words at them)', () => {
-  for (const complete of [bash, zsh]) assert.deepEqual(complete(R('unbind 0000:03')), ['0000:03:00.1']);
+  for (const complete of [bash, zsh])
+    assert.deepEqual(complete(R('unbind 0000:03')), ['0000:03:00.1']);
   assert.deepEqual(fish(R('unbind 0000:03')), ['0000:03:00.1']);
 });

@@ -14,7 +14,16 @@ import { E1, E2, modelHosts } from '../support/model-host';
 
 const host = modelHosts({ trustSelf: true });
 
-const VALID_JOURNAL = { address: E1, kind: 'bind', original: { driver: 'e1000e', override: null }, target: { driver: 'vfio-pci', override: 'vfio-pci' }, step: 3, op: 'probe', pid: 1, at: 'x' };
+const VALID_JOURNAL = {
+  address: E1,
+  kind: 'bind',
+  original: { driver: 'e1000e', override: null },
+  target: { driver: 'vfio-pci', override: 'vfio-pci' },
+  step: 3,
+  op: 'probe',
+  pid: 1,
+  at: 'x',
+};
 
 const readers: [string, (o: Record<string, unknown>) => unknown][] = [
   ['journal', parseJournalEntry],
@@ -25,19 +34,55 @@ const readers: [string, (o: Record<string, unknown>) => unknown][] = [
 
 /** JSON values near the valid shapes: real field names with random values, nested. */
 const nearJson = fc.letrec((tie) => ({
-  value: fc.oneof({ depthSize: 'small' }, fc.constant(null), fc.boolean(), fc.integer(), fc.constantFrom(E1, '../../..', 'bind', 'unbind', 'e1000e', 'vfio-pci', 'none', ''), fc.string(), tie('object'), fc.array(tie('value'), { maxLength: 3 })),
-  object: fc.dictionary(fc.constantFrom('address', 'kind', 'original', 'target', 'driver', 'override', 'step', 'op', 'pid', 'at', 'devices', 'outcome', 'hostDriverBuiltin', 'kernel', 'originalDriver', 'originalOverride', E1), tie('value'), { maxKeys: 8 }),
+  value: fc.oneof(
+    { depthSize: 'small' },
+    fc.constant(null),
+    fc.boolean(),
+    fc.integer(),
+    fc.constantFrom(E1, '../../..', 'bind', 'unbind', 'e1000e', 'vfio-pci', 'none', ''),
+    fc.string(),
+    tie('object'),
+    fc.array(tie('value'), { maxLength: 3 }),
+  ),
+  object: fc.dictionary(
+    fc.constantFrom(
+      'address',
+      'kind',
+      'original',
+      'target',
+      'driver',
+      'override',
+      'step',
+      'op',
+      'pid',
+      'at',
+      'devices',
+      'outcome',
+      'hostDriverBuiltin',
+      'kernel',
+      'originalDriver',
+      'originalOverride',
+      E1,
+    ),
+    tie('value'),
+    { maxKeys: 8 },
+  ),
 }));
 
 test('property: any bytes, and any JSON near the real shapes, are accepted as valid or rejected with a message', () => {
-  const inputs = fc.oneof(fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b).toString('latin1')), nearJson.object.map((o) => JSON.stringify(o)), fc.constant(JSON.stringify(VALID_JOURNAL)));
+  const inputs = fc.oneof(
+    fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b).toString('latin1')),
+    nearJson.object.map((o) => JSON.stringify(o)),
+    fc.constant(JSON.stringify(VALID_JOURNAL)),
+  );
   fc.assert(
     fc.property(inputs, (text) => {
       for (const [, parse] of readers) {
         try {
           const v = parse(jsonObject(text)) as { address?: string };
           // Accepted: every address in it is canonical, so it can never name a path outside sysfs.
-          if (v && typeof v.address === 'string') assert.match(v.address, /^[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/);
+          if (v && typeof v.address === 'string')
+            assert.match(v.address, /^[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/);
         } catch (e) {
           assert.ok(e instanceof Invalid, `${(e as Error).name}: ${(e as Error).message}`);
           assert.ok((e as Error).message.length > 0);
@@ -62,16 +107,32 @@ test('a journal entry that escapes (../../..), is null, truncated or of an unkno
     h.f.tree.write('/victim.json', 'keep\n');
     const rec = await h.run(['recover']);
     assert.equal(rec.code, 1, `${name}: recover fails loudly`);
-    assert.match(rec.stdout, new RegExp(`UNREADABLE journal entry .*${E1}\\.json \\(device ${E1}\\)`), name);
+    assert.match(
+      rec.stdout,
+      new RegExp(`UNREADABLE journal entry .*${E1}\\.json \\(device ${E1}\\)`),
+      name,
+    );
     const list = await h.run(['list', '--json']);
     assert.equal(list.code, 0);
     assert.match(list.stderr, /unreadable journal entry/, `${name}: list says so`);
     const doc = await h.run(['doctor']);
-    assert.match(doc.stdout, /WARN +journal +unreadable journal entries/, `${name}: doctor says so`);
+    assert.match(
+      doc.stdout,
+      /WARN +journal +unreadable journal entries/,
+      `${name}: doctor says so`,
+    );
     const bind = await h.run(['bind', E2]);
     assert.equal(bind.code, 0, `${name}: other devices still work: ${bind.stderr}`);
-    assert.match(bind.stderr, /unreadable journal entry/, `${name}: the next writing command says so`);
-    assert.equal(h.k.writes.filter((w) => w.rel.includes(E1)).length, 0, `${name}: nothing written for the entry's device`);
+    assert.match(
+      bind.stderr,
+      /unreadable journal entry/,
+      `${name}: the next writing command says so`,
+    );
+    assert.equal(
+      h.k.writes.filter((w) => w.rel.includes(E1)).length,
+      0,
+      `${name}: nothing written for the entry's device`,
+    );
     assert.equal(h.f.tree.read('/victim.json'), 'keep\n');
     assert.ok(h.f.tree.exists(`/run/vfioctl/journal/${E1}.json`), `${name}: left for the admin`);
     assert.doesNotMatch(rec.stderr + list.stderr + bind.stderr, /TypeError|internal error/);
@@ -90,7 +151,11 @@ test('corrupt bind records, state and boot files are named and ignored, never a 
   const ap = await h.run(['apply']);
   assert.equal(ap.code, 0, ap.stderr);
   assert.match(ap.stderr, new RegExp(`bound/${E1}\\.json \\(device ${E1}\\): field 'address'`));
-  assert.equal(JSON.parse(h.f.tree.read('/var/lib/vfioctl/state.json')!).devices[E2].status, 'ok', 'apply rebuilt the state');
+  assert.equal(
+    JSON.parse(h.f.tree.read('/var/lib/vfioctl/state.json')!).devices[E2].status,
+    'ok',
+    'apply rebuilt the state',
+  );
   const un = await h.run(['unbind', E1, '--dry-run']);
   assert.doesNotMatch(un.stderr, /TypeError|internal error/);
 });
@@ -115,7 +180,8 @@ test('writes never leave the root: symlinked run/vfioctl, var/lib/vfioctl, rules
       assert.notEqual(r.code, 0, `${what}: refused (${r.stdout}${r.stderr})`);
       assert.match(r.stderr, /outside the root/, what);
       assert.deepEqual(fs.readdirSync(outside), [], `${what}: nothing written outside`);
-      if (args[0] !== 'install') assert.equal(h.state(E2).driver, 'e1000e', `${what}: refused before anything changed`);
+      if (args[0] !== 'install')
+        assert.equal(h.state(E2).driver, 'e1000e', `${what}: refused before anything changed`);
       fs.rmSync(outside, { recursive: true, force: true });
       fs.mkdirSync(outside);
     }
@@ -134,10 +200,19 @@ test('a device attribute symlinked out of the root is never written (sysfs write
     const attr = h.f.tree.abs(`/sys/bus/pci/devices/${E2}/driver_override`);
     fs.rmSync(attr);
     fs.symlinkSync(`${outside}/target`, attr);
-    await assert.rejects(new SysfsKernelIo(new HostRoot(h.f.dir)).write(`/sys/bus/pci/devices/${E2}/driver_override`, 'vfio-pci'), /outside the root/);
+    await assert.rejects(
+      new SysfsKernelIo(new HostRoot(h.f.dir)).write(
+        `/sys/bus/pci/devices/${E2}/driver_override`,
+        'vfio-pci',
+      ),
+      /outside the root/,
+    );
     assert.equal(fs.readFileSync(`${outside}/target`, 'utf8'), 'untouched');
     // Links that stay inside (sysfs's own device links) are fine.
-    await new SysfsKernelIo(new HostRoot(h.f.dir)).write(`/sys/bus/pci/devices/${E1}/driver_override`, 'vfio-pci');
+    await new SysfsKernelIo(new HostRoot(h.f.dir)).write(
+      `/sys/bus/pci/devices/${E1}/driver_override`,
+      'vfio-pci',
+    );
   } finally {
     fs.rmSync(outside, { recursive: true, force: true });
   }
@@ -150,30 +225,88 @@ test('apply refuses before changing anything when it cannot record what it does 
   fs.writeFileSync(h.f.tree.abs('/var/lib/vfioctl'), 'not a directory');
   const r = await h.run(['apply']);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /cannot record what apply does in .*var\/lib\/vfioctl \(EEXIST\); nothing was changed/);
+  assert.match(
+    r.stderr,
+    /cannot record what apply does in .*var\/lib\/vfioctl \(EEXIST\); nothing was changed/,
+  );
   assert.equal(h.k.writes.length, 0);
   assert.equal(h.state(E2).driver, 'e1000e');
 });
 
 test('a journal entry naming a step vfioctl does not take is rejected, naming the field', () => {
-  assert.throws(() => parseJournalEntry({ ...VALID_JOURNAL, op: 'format-disk' }), (e: unknown) => e instanceof Invalid && /field 'op' is not a step name/.test(e.message));
+  assert.throws(
+    () => parseJournalEntry({ ...VALID_JOURNAL, op: 'format-disk' }),
+    (e: unknown) => e instanceof Invalid && /field 'op' is not a step name/.test(e.message),
+  );
   assert.equal(parseJournalEntry({ ...VALID_JOURNAL, op: 'set-override' }).op, 'set-override');
 });
 
 test('property: a boot map JSON near the real shape is accepted with canonical addresses, or rejected with a message', () => {
-  const leftOut = fc.record({ reason: fc.constantFrom('in-use', 'boot-device', 'hooks', 'broad-rule', 'unresolved', 'vf-layout-unknown', 'no-id-entry', 'other'), address: fc.constantFrom(E1, '../../..', ''), pf: fc.constantFrom(E1, 'x'), use: fc.array(fc.string(), { maxLength: 2 }), why: fc.oneof(fc.array(fc.string(), { maxLength: 2 }), fc.record({ kind: fc.constantFrom('left-out', 'no-device', 'drivers-differ', 'x'), addresses: fc.array(fc.constantFrom(E1, '..'), { maxLength: 2 }) })), hooks: fc.array(fc.string(), { maxLength: 2 }), rule: fc.oneof(fc.nat(), fc.string()), selector: fc.string(), message: fc.string() }, { requiredKeys: ['reason'] });
-  const entry = fc.record({ kind: fc.constantFrom('address', 'id', 'class'), selector: fc.constantFrom(E1, '8086:10d3', '../x', ''), driver: fc.constantFrom('vfio-pci', 'none', '..', 'a b'), module: fc.constantFrom('vfio_pci', '-', '') }, { requiredKeys: [] });
-  const map = fc.record({ kernel: fc.oneof(fc.string(), fc.constant(null)), source: fc.string(), entries: fc.array(entry, { maxLength: 3 }), leftOut: fc.array(leftOut, { maxLength: 3 }) }, { requiredKeys: [] });
+  const leftOut = fc.record(
+    {
+      reason: fc.constantFrom(
+        'in-use',
+        'boot-device',
+        'hooks',
+        'broad-rule',
+        'unresolved',
+        'vf-layout-unknown',
+        'no-id-entry',
+        'other',
+      ),
+      address: fc.constantFrom(E1, '../../..', ''),
+      pf: fc.constantFrom(E1, 'x'),
+      use: fc.array(fc.string(), { maxLength: 2 }),
+      why: fc.oneof(
+        fc.array(fc.string(), { maxLength: 2 }),
+        fc.record({
+          kind: fc.constantFrom('left-out', 'no-device', 'drivers-differ', 'x'),
+          addresses: fc.array(fc.constantFrom(E1, '..'), { maxLength: 2 }),
+        }),
+      ),
+      hooks: fc.array(fc.string(), { maxLength: 2 }),
+      rule: fc.oneof(fc.nat(), fc.string()),
+      selector: fc.string(),
+      message: fc.string(),
+    },
+    { requiredKeys: ['reason'] },
+  );
+  const entry = fc.record(
+    {
+      kind: fc.constantFrom('address', 'id', 'class'),
+      selector: fc.constantFrom(E1, '8086:10d3', '../x', ''),
+      driver: fc.constantFrom('vfio-pci', 'none', '..', 'a b'),
+      module: fc.constantFrom('vfio_pci', '-', ''),
+    },
+    { requiredKeys: [] },
+  );
+  const map = fc.record(
+    {
+      kernel: fc.oneof(fc.string(), fc.constant(null)),
+      source: fc.string(),
+      entries: fc.array(entry, { maxLength: 3 }),
+      leftOut: fc.array(leftOut, { maxLength: 3 }),
+    },
+    { requiredKeys: [] },
+  );
   fc.assert(
-    fc.property(fc.oneof(map.map((m) => JSON.stringify(m)), fc.string()), (text) => {
-      try {
-        const m = parseBootMapJson(text);
-        for (const l of m.leftOut) if ('address' in l) assert.match(l.address, /^[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/);
-        for (const e of m.entries) assert.match(e.driver, /^[A-Za-z0-9_.:+-]{1,64}$/);
-      } catch (e) {
-        assert.ok(e instanceof Invalid, `${(e as Error).name}: ${(e as Error).message}`);
-      }
-    }),
+    fc.property(
+      fc.oneof(
+        map.map((m) => JSON.stringify(m)),
+        fc.string(),
+      ),
+      (text) => {
+        try {
+          const m = parseBootMapJson(text);
+          for (const l of m.leftOut)
+            if ('address' in l)
+              assert.match(l.address, /^[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/);
+          for (const e of m.entries) assert.match(e.driver, /^[A-Za-z0-9_.:+-]{1,64}$/);
+        } catch (e) {
+          assert.ok(e instanceof Invalid, `${(e as Error).name}: ${(e as Error).message}`);
+        }
+      },
+    ),
     { numRuns: 1000 },
   );
 });

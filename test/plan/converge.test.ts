@@ -17,15 +17,39 @@ const SMBUS = '0000:00:1f.3'; // class 0c05: a broad rule's catch
 const PF = '0000:04:00.0';
 
 const host = snapshot({
-  aliases: ['alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci', 'alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e'],
+  aliases: [
+    'alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci',
+    'alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e',
+  ],
   drivers: { e1000e: 'e1000e', 'vfio-pci': 'vfio_pci', i801_smbus: 'i2c_i801' },
   devices: [
     { address: NIC, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '2' },
-    { address: OLD, vendor: '8086', device: '10d3', driver: 'vfio-pci', driverOverride: 'vfio-pci', iommuGroup: '4' },
+    {
+      address: OLD,
+      vendor: '8086',
+      device: '10d3',
+      driver: 'vfio-pci',
+      driverOverride: 'vfio-pci',
+      iommuGroup: '4',
+    },
     { address: F0, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '7' },
     { address: F1, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '7' },
-    { address: SMBUS, vendor: '8086', device: '2930', class: '0c0500', driver: 'i801_smbus', iommuGroup: '9' },
-    { address: PF, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '10', sriov: { totalVfs: 8, numVfs: 0, driversAutoprobe: true, vfs: [] } },
+    {
+      address: SMBUS,
+      vendor: '8086',
+      device: '2930',
+      class: '0c0500',
+      driver: 'i801_smbus',
+      iommuGroup: '9',
+    },
+    {
+      address: PF,
+      vendor: '8086',
+      device: '10d3',
+      driver: 'e1000e',
+      iommuGroup: '10',
+      sriov: { totalVfs: 8, numVfs: 0, driversAutoprobe: true, vfs: [] },
+    },
   ],
 });
 
@@ -44,10 +68,27 @@ const config = parseConfig(
 );
 
 const applied: AppliedState = {
-  devices: { [OLD]: { address: OLD, intent: 'vfio', rule: 'rules[1] (line 1): 0000:00:04.0', kernel: '6.12.0-test', driver: 'vfio-pci', module: 'vfio_pci', status: 'ok', error: null, at: '2026-01-01T00:00:00.000Z' } },
+  devices: {
+    [OLD]: {
+      address: OLD,
+      intent: 'vfio',
+      rule: 'rules[1] (line 1): 0000:00:04.0',
+      kernel: '6.12.0-test',
+      driver: 'vfio-pci',
+      module: 'vfio_pci',
+      status: 'ok',
+      error: null,
+      at: '2026-01-01T00:00:00.000Z',
+    },
+  },
 };
 
-const opts = (more: Partial<ConvergeOptions> = {}): ConvergeOptions => ({ only: null, boot: null, ruleHooks: new Map(), ...more });
+const opts = (more: Partial<ConvergeOptions> = {}): ConvergeOptions => ({
+  only: null,
+  boot: null,
+  ruleHooks: new Map(),
+  ...more,
+});
 
 test('one bind plan for every configured device: two intents in one IOMMU group make it viable together', () => {
   const desired = desiredState(config, host.devices);
@@ -55,25 +96,43 @@ test('one bind plan for every configured device: two intents in one IOMMU group 
   const byAddr = new Map(phase.bind.devices.map((d) => [d.address, d]));
   assert.equal(byAddr.get(F0)!.status, 'planned');
   assert.equal(byAddr.get(F1)!.status, 'planned');
-  assert.deepEqual(phase.release.devices.map((d) => d.address), [OLD]);
-  golden('plan/converge.txt', `release: ${renderPlan(phase.release)}bind: ${renderPlan(phase.bind)}sriov: ${renderPlan(planSriovPhase(host, desired, opts()))}`);
+  assert.deepEqual(
+    phase.release.devices.map((d) => d.address),
+    [OLD],
+  );
+  golden(
+    'plan/converge.txt',
+    `release: ${renderPlan(phase.release)}bind: ${renderPlan(phase.bind)}sriov: ${renderPlan(planSriovPhase(host, desired, opts()))}`,
+  );
 });
 
 test('at boot: a boot device is refused first, an unacknowledged broad rule is skipped', () => {
   const desired = desiredState(config, host.devices);
   const boot = { devices: new Map([[NIC, ['/ (fstab): /dev/vda1']]]), unresolved: [] };
   const phase = planBindPhase(host, desired, { devices: {} }, opts({ boot }));
-  assert.deepEqual(phase.skipped.map((s) => s.address), [SMBUS]);
+  assert.deepEqual(
+    phase.skipped.map((s) => s.address),
+    [SMBUS],
+  );
   const nic = phase.bind.devices.find((d) => d.address === NIC)!;
   assert.equal(nic.refusals[0]!.check, 'boot-device');
-  golden('plan/converge-boot.txt', `${renderPlan(phase.bind)}skipped:\n${phase.skipped.map((s) => `  ${s.address}: ${s.reason}`).join('\n')}\n`);
+  golden(
+    'plan/converge-boot.txt',
+    `${renderPlan(phase.bind)}skipped:\n${phase.skipped.map((s) => `  ${s.address}: ${s.reason}`).join('\n')}\n`,
+  );
 });
 
 test('only the named devices are planned', () => {
   const desired = desiredState(config, host.devices);
   const phase = planBindPhase(host, desired, applied, opts({ only: new Set([F1]) }));
-  assert.deepEqual(phase.bind.devices.map((d) => d.address), [F1]);
+  assert.deepEqual(
+    phase.bind.devices.map((d) => d.address),
+    [F1],
+  );
   assert.deepEqual(phase.release.devices, []);
   // Alone, F1's group peer F0 stays on e1000e: the group would not be viable.
-  assert.deepEqual(phase.bind.devices[0]!.refusals.map((r) => r.check), ['iommu-group']);
+  assert.deepEqual(
+    phase.bind.devices[0]!.refusals.map((r) => r.check),
+    ['iommu-group'],
+  );
 });

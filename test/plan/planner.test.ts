@@ -30,28 +30,51 @@ const host = snapshot({
     { address: MGMT, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '5' },
     { address: F0, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '7' },
     { address: F1, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '7' },
-    { address: PF, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '9', sriov: { totalVfs: 8, numVfs: 2, driversAutoprobe: true, vfs: [] } },
+    {
+      address: PF,
+      vendor: '8086',
+      device: '10d3',
+      driver: 'e1000e',
+      iommuGroup: '9',
+      sriov: { totalVfs: 8, numVfs: 2, driversAutoprobe: true, vfs: [] },
+    },
   ],
   netdevs: { [MGMT]: [{ name: 'mgmt0', up: true, routes: ['10.0.0.0/24'] }] },
 });
 
-const bind = (addresses: string[], more: Partial<BindRequest> = {}) => planBind(host, { kind: 'bind', addresses, driver: 'vfio', force: false, group: false, ...more });
+const bind = (addresses: string[], more: Partial<BindRequest> = {}) =>
+  planBind(host, { kind: 'bind', addresses, driver: 'vfio', force: false, group: false, ...more });
 
 test('bind to vfio: the variant whose ID table lists the device beats the catch-all; vfio-pci is loaded first', () => {
   const p = bind([NIC, VIRTIO]);
-  assert.deepEqual(p.devices.map((d) => d.target?.driver), ['vfio-pci', 'virtio_vfio_pci']);
+  assert.deepEqual(
+    p.devices.map((d) => d.target?.driver),
+    ['vfio-pci', 'virtio_vfio_pci'],
+  );
   golden('plan/bind-vfio.txt', renderPlan(p));
 });
 
 test('a device the host uses is refused; --force goes past it with a warning', () => {
-  golden('plan/bind-in-use.txt', renderPlan(bind([MGMT])) + renderPlan(bind([MGMT], { force: true })));
+  golden(
+    'plan/bind-in-use.txt',
+    renderPlan(bind([MGMT])) + renderPlan(bind([MGMT], { force: true })),
+  );
 });
 
 test('one member of a shared IOMMU group is refused; --group plans both as one unit', () => {
   const alone = bind([F0]);
-  assert.deepEqual(alone.devices[0]!.refusals.map((r) => r.check), ['iommu-group']);
+  assert.deepEqual(
+    alone.devices[0]!.refusals.map((r) => r.check),
+    ['iommu-group'],
+  );
   const group = bind([F0], { group: true });
-  assert.deepEqual(group.devices.map((d) => [d.address, d.status, d.unit]), [[F0, 'planned', 'group 7'], [F1, 'planned', 'group 7']]);
+  assert.deepEqual(
+    group.devices.map((d) => [d.address, d.status, d.unit]),
+    [
+      [F0, 'planned', 'group 7'],
+      [F1, 'planned', 'group 7'],
+    ],
+  );
   golden('plan/bind-group.txt', renderPlan(alone) + renderPlan(group));
 });
 
@@ -65,14 +88,38 @@ test('a named host driver whose table does not list the device is refused even w
 
 test('unbind gives a device back to the driver its bind record names; intent none leaves it without one', () => {
   const bound = snapshot({
-    aliases: ['alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci', 'alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e'],
+    aliases: [
+      'alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci',
+      'alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e',
+    ],
     drivers: { e1000e: 'e1000e', 'vfio-pci': 'vfio_pci' },
-    devices: [{ address: NIC, vendor: '8086', device: '10d3', driver: 'vfio-pci', driverOverride: 'vfio-pci', iommuGroup: '2', vfioDev: 'vfio0' }],
-    records: [{ address: NIC, originalDriver: 'e1000e', originalOverride: null, driver: 'vfio-pci', at: '2026-01-01T00:00:00.000Z' }],
+    devices: [
+      {
+        address: NIC,
+        vendor: '8086',
+        device: '10d3',
+        driver: 'vfio-pci',
+        driverOverride: 'vfio-pci',
+        iommuGroup: '2',
+        vfioDev: 'vfio0',
+      },
+    ],
+    records: [
+      {
+        address: NIC,
+        originalDriver: 'e1000e',
+        originalOverride: null,
+        driver: 'vfio-pci',
+        at: '2026-01-01T00:00:00.000Z',
+      },
+    ],
   });
   const un = planUnbind(bound, { kind: 'unbind', addresses: [NIC] });
   assert.equal(un.devices[0]!.target?.driver, 'e1000e');
-  golden('plan/unbind-none.txt', renderPlan(un) + renderPlan(planNone(host, { addresses: [NIC, MGMT] })));
+  golden(
+    'plan/unbind-none.txt',
+    renderPlan(un) + renderPlan(planNone(host, { addresses: [NIC, MGMT] })),
+  );
 });
 
 test('SR-IOV sizing resizes through 0 and turns autoprobe off first; more than sriov_totalvfs is refused', () => {
@@ -80,7 +127,10 @@ test('SR-IOV sizing resizes through 0 and turns autoprobe off first; more than s
     { address: PF, numVfs: 4, noAutoprobe: true },
     { address: NIC, numVfs: 1, noAutoprobe: false },
   ]);
-  assert.deepEqual(p.devices.map((d) => d.status), ['planned', 'refused']);
+  assert.deepEqual(
+    p.devices.map((d) => d.status),
+    ['planned', 'refused'],
+  );
   golden('plan/sriov.txt', renderPlan(p));
 });
 
@@ -89,9 +139,16 @@ test('resolved once: the plan carries the resolution that every later question a
   const dev = host.devices.get(VIRTIO)!;
   const carried = p.devices[0]!.resolution;
   assert.ok(carried);
-  assert.equal(resolve(dev, host, { explain: true }), carried, 'the same object, not a second resolution');
+  assert.equal(
+    resolve(dev, host, { explain: true }),
+    carried,
+    'the same object, not a second resolution',
+  );
   assert.equal(resolveIntent(dev, host, { kind: 'vfio' }).resolution, carried);
   // Another snapshot of the host is resolved anew (nothing outlives the reading it came from).
-  const again = snapshot({ aliases: ['alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci'], devices: [{ address: VIRTIO, vendor: '1af4', device: '1041' }] });
+  const again = snapshot({
+    aliases: ['alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci'],
+    devices: [{ address: VIRTIO, vendor: '1af4', device: '1041' }],
+  });
   assert.notEqual(resolve(again.devices.get(VIRTIO)!, again, { explain: true }), carried);
 });

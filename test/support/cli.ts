@@ -9,12 +9,23 @@ export interface CliResult {
   json<T = any>(): T;
 }
 
-export function cli(root: string, args: string[], env: NodeJS.ProcessEnv = {}, seams: Pick<Io, 'kernelIo' | 'beforeStep' | 'stdin'> = {}): Promise<CliResult> {
+export function cli(
+  root: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  seams: Pick<Io, 'kernelIo' | 'beforeStep' | 'stdin'> = {},
+): Promise<CliResult> {
   return cliArgs(['--root', root, ...args], env, seams);
 }
 
-/** The CLI with exactly these arguments (no --root added): `--host-root DIR ...`, option clashes. */
-export async function cliArgs(args: string[], env: NodeJS.ProcessEnv = {}, seams: Pick<Io, 'kernelIo' | 'beforeStep' | 'stdin'> = {}): Promise<CliResult> {
+/**
+ * The CLI with exactly these arguments (no --root added): `--host-root DIR ...`, option clashes.
+ */
+export async function cliArgs(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  seams: Pick<Io, 'kernelIo' | 'beforeStep' | 'stdin'> = {},
+): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const code = await run(args, {

@@ -4,7 +4,13 @@
 // while fewer than maxUnavailable pods are unavailable, where a pod is available once it has been
 // Ready for minReadySeconds (pkg/controller/daemon/update.go's rollingUpdate, reduced to one
 // container per node). No Kubernetes code is used: this models the rules the manifests rely on.
-import { Agent, probeReadiness, type AgentClock, type AgentLogLine, type AgentOptions } from '../../src/ops/agent';
+import {
+  Agent,
+  probeReadiness,
+  type AgentClock,
+  type AgentLogLine,
+  type AgentOptions,
+} from '../../src/ops/agent';
 import type { Host } from '../../src/ops/host';
 
 /** Simulated time shared by every agent: sleep() parks until the simulation advances past it. */
@@ -83,14 +89,21 @@ export class DaemonSetSim {
   constructor(
     readonly sim: SimClock,
     readonly nodes: readonly SimNode[],
-    readonly spec: { maxUnavailable: number; minReadySeconds: number; probePeriodSeconds: number; agent: Omit<AgentOptions, 'policyFile' | 'readyFile' | 'clock' | 'log'> },
+    readonly spec: {
+      maxUnavailable: number;
+      minReadySeconds: number;
+      probePeriodSeconds: number;
+      agent: Omit<AgentOptions, 'policyFile' | 'readyFile' | 'clock' | 'log'>;
+    },
   ) {}
 
   private alive(): number {
     return [...this.pods.values()].filter((p) => !p.finished).length;
   }
 
-  /** Lets every woken agent run until it sleeps again (or ends): the simulation's "now" is settled. */
+  /**
+   * Lets every woken agent run until it sleeps again (or ends): the simulation's "now" is settled.
+   */
   async settle(): Promise<void> {
     for (let i = 0; this.sim.sleeping < this.alive(); i++) {
       if (i > 200_000) throw new Error('agents did not settle');
@@ -100,8 +113,22 @@ export class DaemonSetSim {
 
   /** The kubelet creates the pod: the container starts the agent's loop. */
   start(node: SimNode, revision: string, policyFile: string): void {
-    const agent = new Agent(node.host, { ...this.spec.agent, policyFile, readyFile: node.readyFile, clock: this.sim.clock(), log: (l) => this.logs.push({ ...l, node: node.name }) });
-    const pod: Pod = { node, revision, agent, finished: false, ready: false, readySince: null, done: Promise.resolve() };
+    const agent = new Agent(node.host, {
+      ...this.spec.agent,
+      policyFile,
+      readyFile: node.readyFile,
+      clock: this.sim.clock(),
+      log: (l) => this.logs.push({ ...l, node: node.name }),
+    });
+    const pod: Pod = {
+      node,
+      revision,
+      agent,
+      finished: false,
+      ready: false,
+      readySince: null,
+      done: Promise.resolve(),
+    };
     (pod as { done: Promise<unknown> }).done = agent.run().finally(() => {
       pod.finished = true;
     });
@@ -128,21 +155,40 @@ export class DaemonSetSim {
   }
 
   available(p: Pod): boolean {
-    return p.ready && p.readySince !== null && this.sim.t - p.readySince >= this.spec.minReadySeconds * 1000;
+    return (
+      p.ready &&
+      p.readySince !== null &&
+      this.sim.t - p.readySince >= this.spec.minReadySeconds * 1000
+    );
   }
 
-  /** Creates a pod on every node at once (a new DaemonSet) and runs until all are available or `deadline` s pass. */
-  async create(revision: string, policyFile: string, deadlineSeconds: number): Promise<RolloutResult> {
+  /**
+   * Creates a pod on every node at once (a new DaemonSet) and runs until all are available or
+   * `deadline` s pass.
+   */
+  async create(
+    revision: string,
+    policyFile: string,
+    deadlineSeconds: number,
+  ): Promise<RolloutResult> {
     for (const n of this.nodes) this.start(n, revision, policyFile);
     return this.runUntil(revision, policyFile, deadlineSeconds, false);
   }
 
-  /** A template change: RollingUpdate node by node, in node order (the controller's order is by node name here). */
+  /**
+   * A template change: RollingUpdate node by node, in node order (the controller's order is by node
+   * name here).
+   */
   rollout(revision: string, policyFile: string, deadlineSeconds: number): Promise<RolloutResult> {
     return this.runUntil(revision, policyFile, deadlineSeconds, true);
   }
 
-  private async runUntil(revision: string, policyFile: string, deadlineSeconds: number, rolling: boolean): Promise<RolloutResult> {
+  private async runUntil(
+    revision: string,
+    policyFile: string,
+    deadlineSeconds: number,
+    rolling: boolean,
+  ): Promise<RolloutResult> {
     const t0 = this.sim.t;
     const step = this.spec.probePeriodSeconds * 1000;
     for (;;) {
@@ -150,11 +196,24 @@ export class DaemonSetSim {
       this.probe();
       const pods = this.nodes.map((n) => this.pods.get(n.name));
       const updated = pods.filter((p) => p && p.revision === revision && this.available(p)).length;
-      if (updated === this.nodes.length) return { updated, complete: true, seconds: (this.sim.t - t0) / 1000, haltedAt: null, haltReason: null };
+      if (updated === this.nodes.length)
+        return {
+          updated,
+          complete: true,
+          seconds: (this.sim.t - t0) / 1000,
+          haltedAt: null,
+          haltReason: null,
+        };
       if (this.sim.t - t0 >= deadlineSeconds * 1000) {
         const stuck = pods.find((p) => p && p.revision === revision && !this.available(p));
         const r = stuck?.agent.readiness;
-        return { updated, complete: false, seconds: (this.sim.t - t0) / 1000, haltedAt: stuck?.node.name ?? null, haltReason: r ? `${r.reason}: ${r.detail.join('; ')}` : null };
+        return {
+          updated,
+          complete: false,
+          seconds: (this.sim.t - t0) / 1000,
+          haltedAt: stuck?.node.name ?? null,
+          haltReason: r ? `${r.reason}: ${r.detail.join('; ')}` : null,
+        };
       }
       if (rolling) {
         // maxSurge 0: an old pod is deleted (and its replacement created) only while the number

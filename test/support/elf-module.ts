@@ -1,7 +1,9 @@
 // A minimal ELF64 relocatable object holding only a .modinfo section: enough for depmod to read a
 // module's name and aliases, so property tests can build real modules.alias(.bin) trees with kmod.
 export function fakeKernelModule(name: string, aliases: readonly string[]): Buffer {
-  const modinfo = Buffer.from([`name=${name}`, ...aliases.map((a) => `alias=${a}`), 'license=GPL', ''].join('\0'));
+  const modinfo = Buffer.from(
+    [`name=${name}`, ...aliases.map((a) => `alias=${a}`), 'license=GPL', ''].join('\0'),
+  );
   const shstrtab = Buffer.from('\0.modinfo\0.shstrtab\0');
   const EH = 64;
   const SH = 64;

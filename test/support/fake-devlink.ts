@@ -5,7 +5,15 @@ import * as path from 'node:path';
 
 export interface DevlinkState {
   eswitch: Record<string, 'legacy' | 'switchdev'>;
-  ports: Record<string, { flavour: string; pfnum: number; vfnum?: number; function?: { hw_addr: string; migratable?: boolean } }>;
+  ports: Record<
+    string,
+    {
+      flavour: string;
+      pfnum: number;
+      vfnum?: number;
+      function?: { hw_addr: string; migratable?: boolean };
+    }
+  >;
 }
 
 const SCRIPT = `#!/usr/bin/env node
@@ -43,10 +51,18 @@ export class FakeDevlink {
 
   calls(): string[][] {
     const log = path.join(this.dir, 'devlink.log');
-    return fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as string[]) : [];
+    return fs.existsSync(log)
+      ? fs
+          .readFileSync(log, 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as string[])
+      : [];
   }
 
   state(): DevlinkState {
-    return JSON.parse(fs.readFileSync(path.join(this.dir, 'devlink.state.json'), 'utf8')) as DevlinkState;
+    return JSON.parse(
+      fs.readFileSync(path.join(this.dir, 'devlink.state.json'), 'utf8'),
+    ) as DevlinkState;
   }
 }

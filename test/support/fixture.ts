@@ -56,7 +56,20 @@ export class Fixture {
 
   constructor(readonly dir: string) {
     this.tree = new SysfsTree(dir);
-    for (const d of ['/sys/bus/pci/devices', '/sys/bus/pci/drivers', '/sys/kernel/iommu_groups', '/sys/module', '/sys/class/net', '/sys/class/block', '/sys/block', '/proc/self', '/proc/net', '/etc', '/run', '/dev']) {
+    for (const d of [
+      '/sys/bus/pci/devices',
+      '/sys/bus/pci/drivers',
+      '/sys/kernel/iommu_groups',
+      '/sys/module',
+      '/sys/class/net',
+      '/sys/class/block',
+      '/sys/block',
+      '/proc/self',
+      '/proc/net',
+      '/etc',
+      '/run',
+      '/dev',
+    ]) {
       this.tree.mkdir(d);
     }
     this.tree.write('/sys/bus/pci/drivers_probe', '');
@@ -86,7 +99,10 @@ export class Fixture {
   }
 
   modulesAlias(lines: string[]): this {
-    this.tree.write(`${this.modDir()}/modules.alias`, '# Aliases extracted from modules themselves.\n' + lines.map((l) => l + '\n').join(''));
+    this.tree.write(
+      `${this.modDir()}/modules.alias`,
+      '# Aliases extracted from modules themselves.\n' + lines.map((l) => l + '\n').join(''),
+    );
     return this;
   }
 
@@ -96,7 +112,10 @@ export class Fixture {
   }
 
   builtinModinfo(records: string[]): this {
-    this.tree.write(`${this.modDir()}/modules.builtin.modinfo`, records.map((r) => r + '\0').join(''));
+    this.tree.write(
+      `${this.modDir()}/modules.builtin.modinfo`,
+      records.map((r) => r + '\0').join(''),
+    );
     return this;
   }
 
@@ -123,7 +142,9 @@ export class Fixture {
   }
 
   device(s: DeviceSpec): this {
-    const parentDir = s.parent ? this.tree.devDir(s.parent) : `/sys/devices/pci${s.address.slice(0, s.address.indexOf(':'))}:00`;
+    const parentDir = s.parent
+      ? this.tree.devDir(s.parent)
+      : `/sys/devices/pci${s.address.slice(0, s.address.indexOf(':'))}:00`;
     const dir = `${parentDir}/${s.address}`;
     const t = this.tree;
     const cls = s.class ?? '020000';
@@ -205,7 +226,14 @@ export class Fixture {
     if (n.ipv4) {
       const [a, b, c] = n.ipv4.split('.');
       // /proc/net/route stores the destination little-endian.
-      const dest = [0, c, b, a].map((x) => Number(x ?? 0).toString(16).toUpperCase().padStart(2, '0')).join('');
+      const dest = [0, c, b, a]
+        .map((x) =>
+          Number(x ?? 0)
+            .toString(16)
+            .toUpperCase()
+            .padStart(2, '0'),
+        )
+        .join('');
       this.routes.push(`${n.name}\t${dest}\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0`);
     }
     if (n.ipv6) {
@@ -217,7 +245,9 @@ export class Fixture {
 
   /** A mount of a block device (by major:minor and /dev source). */
   mount(devno: string, source: string, mountpoint: string): this {
-    this.mountinfo.push(`${30 + this.mountinfo.length} 1 ${devno} / ${mountpoint} rw,relatime shared:1 - ext4 ${source} rw`);
+    this.mountinfo.push(
+      `${30 + this.mountinfo.length} 1 ${devno} / ${mountpoint} rw,relatime shared:1 - ext4 ${source} rw`,
+    );
     this.flushProc();
     return this;
   }
@@ -236,7 +266,9 @@ export class Fixture {
 
   /** A mount in the reading container's mount namespace only (after containerReader()). */
   readerMount(devno: string, source: string, mountpoint: string): this {
-    (this.readerMounts ??= []).push(`${60 + this.readerMounts.length} 1 ${devno} / ${mountpoint} rw,relatime shared:1 - ext4 ${source} rw`);
+    (this.readerMounts ??= []).push(
+      `${60 + this.readerMounts.length} 1 ${devno} / ${mountpoint} rw,relatime shared:1 - ext4 ${source} rw`,
+    );
     this.flushProc();
     return this;
   }
@@ -259,21 +291,44 @@ export class Fixture {
 
   private flushProc(): void {
     const t = this.tree;
-    const routeHeader = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT';
-    const write = (proc: string, mountinfo: string[], routes: string[], routes6: string[], inet6: string[]) => {
+    const routeHeader =
+      'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT';
+    const write = (
+      proc: string,
+      mountinfo: string[],
+      routes: string[],
+      routes6: string[],
+      inet6: string[],
+    ) => {
       t.write(`${proc === '/proc' ? '/proc/self' : proc}/mountinfo`, mountinfo.join('\n') + '\n');
       t.write(`${proc}/net/route`, [routeHeader, ...routes].join('\n') + '\n');
       t.write(`${proc}/net/ipv6_route`, routes6.join('\n'));
       t.write(`${proc}/net/if_inet6`, inet6.map((l) => l + '\n').join(''));
     };
     const host = ['22 1 0:21 / / rw - ext4 /dev/root rw', ...this.mountinfo];
-    if (this.readerMounts === null) write('/proc', ['22 1 0:21 / / rw - overlay overlay rw', ...this.mountinfo], this.routes, this.routes6, this.inet6);
+    if (this.readerMounts === null)
+      write(
+        '/proc',
+        ['22 1 0:21 / / rw - overlay overlay rw', ...this.mountinfo],
+        this.routes,
+        this.routes6,
+        this.inet6,
+      );
     else {
       write('/proc/1', host, this.routes, this.routes6, this.inet6);
-      write('/proc', ['1200 1100 0:99 / / rw - overlay overlay rw', ...this.readerMounts], [], [], []);
+      write(
+        '/proc',
+        ['1200 1100 0:99 / / rw - overlay overlay rw', ...this.readerMounts],
+        [],
+        [],
+        [],
+      );
     }
     // Swap is global: one /proc/swaps whatever the reader's namespaces.
-    t.write('/proc/swaps', ['Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority', ...this.swaps].join('\n') + '\n');
+    t.write(
+      '/proc/swaps',
+      ['Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority', ...this.swaps].join('\n') + '\n',
+    );
   }
 }
 

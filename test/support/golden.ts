@@ -16,19 +16,32 @@ export function golden(name: string, actual: string): void {
     fs.writeFileSync(file, actual);
     return;
   }
-  const want = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : `(no golden file test/golden/${name}; run with VFIOCTL_UPDATE_GOLDEN=1 and read what it wrote)`;
+  const want = fs.existsSync(file)
+    ? fs.readFileSync(file, 'utf8')
+    : `(no golden file test/golden/${name}; run with VFIOCTL_UPDATE_GOLDEN=1 and read what it wrote)`;
   assert.equal(actual, want, `test/golden/${name}`);
 }
 
 /** One device plan as a person reads it: status and target, steps, refusals, warnings. */
 export function renderDevicePlan(d: DevicePlan): string {
   const t = d.target;
-  const target = t === null ? '(no target)' : t.driver === null ? 'no driver' : `${t.driver}${t.module && t.module !== t.driver ? ` (module ${t.module})` : ''}${t.vfio ? ' [vfio]' : ''}`;
-  const lines = [`${d.address} ${d.status} -> ${target}; from ${d.from.driver ?? 'no driver'}${d.unit !== d.address ? `; unit ${d.unit}` : ''}`];
+  const target =
+    t === null
+      ? '(no target)'
+      : t.driver === null
+        ? 'no driver'
+        : `${t.driver}${t.module && t.module !== t.driver ? ` (module ${t.module})` : ''}${t.vfio ? ' [vfio]' : ''}`;
+  const lines = [
+    `${d.address} ${d.status} -> ${target}; from ${d.from.driver ?? 'no driver'}${d.unit !== d.address ? `; unit ${d.unit}` : ''}`,
+  ];
   d.steps.forEach((s, i) => lines.push(`  ${i + 1}. ${describeStep(s)}`));
-  for (const r of d.refusals) lines.push(`  refused by ${r.check}${r.forceable ? ' (forceable)' : ''}: ${r.message}`);
+  for (const r of d.refusals)
+    lines.push(`  refused by ${r.check}${r.forceable ? ' (forceable)' : ''}: ${r.message}`);
   for (const w of d.warnings) lines.push(`  warning: ${w}`);
-  if (d.resolution) lines.push(`  candidates: ${d.resolution.candidates.map((c) => `${c.module}${c.usable ? '' : ' (unusable)'}`).join(', ') || '(none)'}`);
+  if (d.resolution)
+    lines.push(
+      `  candidates: ${d.resolution.candidates.map((c) => `${c.module}${c.usable ? '' : ' (unusable)'}`).join(', ') || '(none)'}`,
+    );
   return lines.join('\n');
 }
 

@@ -28,7 +28,8 @@ export interface DriverModel {
    * vfio-pci too: its callback returns -ENOENT unless enable_sriov=1). `onRemove` is what the
    * driver's remove() does with enabled VFs: 'disable' calls pci_disable_sriov() and destroys them
    * (virtio-pci, most NIC drivers); 'keep' leaves them (nvme; the kernel logs "driver left SR-IOV
-   * enabled after remove"). A driver the tree has but the model does not define counts as 'disable'.
+   * enabled after remove"). A driver the tree has but the model does not define counts as
+   * 'disable'.
    */
   readonly sriov?: { readonly onRemove: 'disable' | 'keep' };
 }
@@ -50,7 +51,10 @@ const cString = (v: string): string => {
   return nul < 0 ? v : v.slice(0, nul);
 };
 
-/** bus_find_device_by_name() compares with sysfs_streq(): one trailing newline is ignored, nothing else. */
+/**
+ * bus_find_device_by_name() compares with sysfs_streq(): one trailing newline is ignored, nothing
+ * else.
+ */
 const deviceName = (v: string): string => cString(v).replace(/\n$/, '');
 
 /** kstrtou16(buf, 0): optional '+', 0x (hex) or 0 (octal) prefix, one trailing newline. */
@@ -131,7 +135,8 @@ export class KernelModel implements KernelIo {
 
   /** A VMM holding /dev/vfio/<group> open. */
   openGroup(group: string, pid = 4242, comm = 'qemu-system-x86'): this {
-    // /proc/<pid>/fd links are absolute host paths, dangling inside the fixture, as readlink sees them.
+    // /proc/<pid>/fd links are absolute host paths, dangling inside the fixture, as readlink sees
+    // them.
     fs.mkdirSync(this.tree.abs(`/proc/${pid}/fd`), { recursive: true });
     fs.symlinkSync(`/dev/vfio/${group}`, this.tree.abs(`/proc/${pid}/fd/20`));
     this.tree.write(`/proc/${pid}/comm`, comm + '\n');
@@ -143,7 +148,8 @@ export class KernelModel implements KernelIo {
     for (const p of this.tree.list('/proc')) {
       for (const fd of this.tree.list(`/proc/${p}/fd`)) {
         try {
-          if (fs.readlinkSync(this.tree.abs(`/proc/${p}/fd/${fd}`)) === `/dev/vfio/${group}`) return true;
+          if (fs.readlinkSync(this.tree.abs(`/proc/${p}/fd/${fd}`)) === `/dev/vfio/${group}`)
+            return true;
         } catch {
           /* not a link */
         }
@@ -205,14 +211,22 @@ export class KernelModel implements KernelIo {
     return override === d.name;
   }
 
-  /** pci_device_can_probe(): a VF whose PF has sriov_drivers_autoprobe=0 is probed only with an override. */
+  /**
+   * pci_device_can_probe(): a VF whose PF has sriov_drivers_autoprobe=0 is probed only with an
+   * override.
+   */
   private canProbe(address: string): boolean {
     const pf = this.tree.readLinkName(`${this.dev(address)}/physfn`);
     if (pf === null) return true;
-    return this.tree.read(`${this.dev(pf)}/sriov_drivers_autoprobe`)?.trim() !== '0' || this.overrideOf(address) !== null;
+    return (
+      this.tree.read(`${this.dev(pf)}/sriov_drivers_autoprobe`)?.trim() !== '0' ||
+      this.overrideOf(address) !== null
+    );
   }
 
-  /** really_probe() of `name` on an unbound, matching device: null when it bound, else the errno. */
+  /**
+   * really_probe() of `name` on an unbound, matching device: null when it bound, else the errno.
+   */
   private probeWith(name: string, address: string): string | null {
     const d = this.drivers.get(name);
     if (!d) return 'ENODEV';
@@ -239,7 +253,10 @@ export class KernelModel implements KernelIo {
       if (this.vfioDevClass) {
         const n = this.freeVfioMinor();
         this.tree.mkdir(`${this.tree.devDir(address)}/vfio-dev/vfio${n}`);
-        this.tree.link(`/sys/class/vfio-dev/vfio${n}`, `${this.tree.devDir(address)}/vfio-dev/vfio${n}`);
+        this.tree.link(
+          `/sys/class/vfio-dev/vfio${n}`,
+          `${this.tree.devDir(address)}/vfio-dev/vfio${n}`,
+        );
         this.tree.write(`/dev/vfio/devices/vfio${n}`, '');
       }
     }
@@ -248,8 +265,12 @@ export class KernelModel implements KernelIo {
 
   /** vfio device minors come from an IDA: the lowest free number. */
   private freeVfioMinor(): number {
-    const used = new Set([...this.tree.list('/dev/vfio/devices'), ...this.tree.list('/sys/class/vfio-dev')]);
-    for (const a of this.tree.list('/sys/bus/pci/devices')) for (const v of this.tree.list(`${this.dev(a)}/vfio-dev`)) used.add(v);
+    const used = new Set([
+      ...this.tree.list('/dev/vfio/devices'),
+      ...this.tree.list('/sys/class/vfio-dev'),
+    ]);
+    for (const a of this.tree.list('/sys/bus/pci/devices'))
+      for (const v of this.tree.list(`${this.dev(a)}/vfio-dev`)) used.add(v);
     let n = 0;
     while (used.has(`vfio${n}`)) n++;
     return n;
@@ -274,15 +295,20 @@ export class KernelModel implements KernelIo {
     if (d?.vfio) {
       // vfio_unregister_group_dev() waits for the user to close: uninterruptible.
       const group = this.groupOf(address);
-      if (this.groupOpen(group)) throw new KernelHang(`unbind of ${address} blocks: VFIO group is open`);
+      if (this.groupOpen(group))
+        throw new KernelHang(`unbind of ${address} blocks: VFIO group is open`);
       for (const v of this.tree.list(`${dir}/vfio-dev`)) {
         this.tree.rm(`/dev/vfio/devices/${v}`);
         this.tree.unlink(`/sys/class/vfio-dev/${v}`);
       }
       this.tree.rm(`${dir}/vfio-dev`);
       // The group's /dev/vfio node goes with the last VFIO device of the group.
-      if (group && !this.groupMembers(group).some((m) => m !== address && this.onVfio(m))) this.tree.rm(`/dev/vfio/${group}`);
-    } else if (Number(this.tree.read(`${dir}/sriov_numvfs`) ?? 0) > 0 && (d?.sriov?.onRemove ?? 'disable') === 'disable') {
+      if (group && !this.groupMembers(group).some((m) => m !== address && this.onVfio(m)))
+        this.tree.rm(`/dev/vfio/${group}`);
+    } else if (
+      Number(this.tree.read(`${dir}/sriov_numvfs`) ?? 0) > 0 &&
+      (d?.sriov?.onRemove ?? 'disable') === 'disable'
+    ) {
       this.setNumVfs(address, 0); // remove() calls pci_disable_sriov(): the VFs and their users go
     }
     this.tree.unbindLinks(address);
@@ -300,11 +326,16 @@ export class KernelModel implements KernelIo {
     const pfDir = this.tree.devDir(pf);
     const offset = Number(this.tree.read(`${pfDir}/sriov_offset`) ?? 1);
     const stride = Number(this.tree.read(`${pfDir}/sriov_stride`) ?? 1);
-    const rid = ((Number.parseInt(m[2]!, 16) << 8) | (Number.parseInt(m[3]!, 16) << 3) | Number(m[4])) + offset + i * stride;
+    const rid =
+      ((Number.parseInt(m[2]!, 16) << 8) | (Number.parseInt(m[3]!, 16) << 3) | Number(m[4])) +
+      offset +
+      i * stride;
     return `${m[1]}:${hex((rid >> 8) & 0xff, 2)}:${hex((rid >> 3) & 0x1f, 2)}.${rid & 7}`;
   }
 
-  /** A new VF device: the PF's ids (device id from sriov_vf_device when present), own IOMMU group. */
+  /**
+   * A new VF device: the PF's ids (device id from sriov_vf_device when present), own IOMMU group.
+   */
   private addVf(pf: string, i: number): string {
     const t = this.tree;
     const pfDir = t.devDir(pf);
@@ -313,7 +344,9 @@ export class KernelModel implements KernelIo {
     const attr = (n: string) => t.read(`${pfDir}/${n}`)?.trim();
     const vendor = attr('vendor') ?? '0x0000';
     const vfDevice = attr('sriov_vf_device');
-    const device = vfDevice ? `0x${vfDevice.replace(/^0x/, '').padStart(4, '0')}` : (attr('device') ?? '0x0000');
+    const device = vfDevice
+      ? `0x${vfDevice.replace(/^0x/, '').padStart(4, '0')}`
+      : (attr('device') ?? '0x0000');
     const sv = attr('subsystem_vendor') ?? vendor;
     const sd = attr('subsystem_device') ?? '0x0000';
     const cls = (attr('class') ?? '0x000000').slice(2).toUpperCase();
@@ -337,7 +370,9 @@ export class KernelModel implements KernelIo {
     const reset = attr('reset_method');
     if (reset !== undefined) attrs.reset_method = reset;
     for (const [k, v] of Object.entries(attrs)) t.write(`${dir}/${k}`, v + '\n');
-    const cfg = fs.existsSync(t.abs(`${pfDir}/config`)) ? fs.readFileSync(t.abs(`${pfDir}/config`)) : null;
+    const cfg = fs.existsSync(t.abs(`${pfDir}/config`))
+      ? fs.readFileSync(t.abs(`${pfDir}/config`))
+      : null;
     if (cfg) {
       cfg.writeUInt16LE(Number.parseInt(device, 16), 2);
       t.write(`${dir}/config`, cfg);
@@ -347,27 +382,38 @@ export class KernelModel implements KernelIo {
     const pfGroup = this.groupOf(pf);
     if (pfGroup !== null) {
       // q35 VFs are root-complex integrated endpoints: a group each, numbered after all others.
-      const g = String(Math.max(-1, ...t.list('/sys/kernel/iommu_groups').map(Number).filter(Number.isInteger)) + 1);
+      const g = String(
+        Math.max(-1, ...t.list('/sys/kernel/iommu_groups').map(Number).filter(Number.isInteger)) +
+          1,
+      );
       t.link(`/sys/kernel/iommu_groups/${g}/devices/${vf}`, dir);
       t.link(`${dir}/iommu_group`, `/sys/kernel/iommu_groups/${g}`);
-      t.write(`/sys/kernel/iommu_groups/${g}/type`, t.read(`/sys/kernel/iommu_groups/${pfGroup}/type`) ?? 'DMA-FQ\n');
+      t.write(
+        `/sys/kernel/iommu_groups/${g}/type`,
+        t.read(`/sys/kernel/iommu_groups/${pfGroup}/type`) ?? 'DMA-FQ\n',
+      );
     }
     return vf;
   }
 
-  /** pci_disable_sriov() / pci_enable_sriov(): VFs go (their drivers released) and come (probed at once). */
+  /**
+   * pci_disable_sriov() / pci_enable_sriov(): VFs go (their drivers released) and come (probed at
+   * once).
+   */
   private setNumVfs(pf: string, n: number): void {
     const dir = this.tree.devDir(pf);
     for (const vf of this.vfsOf(pf).reverse()) {
       if (this.driverOf(vf)) this.release(vf);
       const group = this.groupOf(vf);
       const vfDir = this.tree.devDir(vf);
-      for (const f of this.tree.list(dir).filter((x) => /^virtfn\d+$/.test(x))) if (this.tree.readLinkName(`${dir}/${f}`) === vf) this.tree.unlink(`${dir}/${f}`);
+      for (const f of this.tree.list(dir).filter((x) => /^virtfn\d+$/.test(x)))
+        if (this.tree.readLinkName(`${dir}/${f}`) === vf) this.tree.unlink(`${dir}/${f}`);
       this.tree.unlink(`/sys/bus/pci/devices/${vf}`);
       this.tree.rm(vfDir);
       if (group !== null) {
         this.tree.unlink(`/sys/kernel/iommu_groups/${group}/devices/${vf}`);
-        if (this.groupMembers(group).length === 0) this.tree.rm(`/sys/kernel/iommu_groups/${group}`);
+        if (this.groupMembers(group).length === 0)
+          this.tree.rm(`/sys/kernel/iommu_groups/${group}`);
       }
     }
     this.tree.write(`${dir}/sriov_numvfs`, `${n}\n`);
@@ -393,7 +439,8 @@ export class KernelModel implements KernelIo {
       // driver_set_override(): the length limit counts the bytes written; a NUL ends the string; it
       // is cut at the first newline; an empty result (or a leading newline) clears it.
       if (!this.exists(m[1]!)) throw errno('ENOENT', rel);
-      if (Buffer.byteLength(value) >= PAGE_SIZE - 1) throw errno('EINVAL', 'driver_override too long');
+      if (Buffer.byteLength(value) >= PAGE_SIZE - 1)
+        throw errno('EINVAL', 'driver_override too long');
       const v = cString(value).split('\n')[0]!;
       this.tree.write(rel, v === '' ? '(null)\n' : `${v}\n`);
       return;
@@ -405,7 +452,8 @@ export class KernelModel implements KernelIo {
       const address = deviceName(value);
       if (!this.exists(address)) throw errno('ENODEV', address);
       if (op === 'unbind') {
-        if (this.driverOf(address) !== name) throw errno('ENODEV', `${address} not bound to ${name}`);
+        if (this.driverOf(address) !== name)
+          throw errno('ENODEV', `${address} not bound to ${name}`);
         this.release(address);
         return;
       }
@@ -414,12 +462,14 @@ export class KernelModel implements KernelIo {
       if (this.opts.kernel === '5.10') {
         // 5.10's bind_store(): `dev->driver == NULL && driver_match_device()`, else -ENODEV; a
         // failed probe returns 0 from really_probe(), which bind_store() also turns into -ENODEV.
-        if (!d || this.driverOf(address) !== null || !this.matches(d, address)) throw errno('ENODEV', `${name}: ${address} bound or not matching`);
+        if (!d || this.driverOf(address) !== null || !this.matches(d, address))
+          throw errno('ENODEV', `${name}: ${address} bound or not matching`);
         const r = this.probeWith(name!, address);
         if (r) throw errno('ENODEV', `probe of ${address} by ${name} failed (${r})`);
         return;
       }
-      if (!d || !this.matches(d, address)) throw errno('ENODEV', `${name} does not match ${address}`);
+      if (!d || !this.matches(d, address))
+        throw errno('ENODEV', `${name} does not match ${address}`);
       if (this.driverOf(address) !== null) throw errno('EBUSY', `${address} already bound`);
       const r = this.probeWith(name!, address);
       if (r) throw errno(r, `probe of ${address} by ${name}`);
@@ -439,11 +489,13 @@ export class KernelModel implements KernelIo {
       if (!this.tree.exists(rel)) throw errno('ENOENT', rel);
       const n = kstrtou16(value);
       if (typeof n === 'string') throw errno(n, `sriov_numvfs: ${JSON.stringify(value)}`);
-      if (n > Number(this.tree.read(`${this.dev(pf)}/sriov_totalvfs`) ?? 0)) throw errno('ERANGE', `${pf}: ${n} VFs is more than sriov_totalvfs`);
+      if (n > Number(this.tree.read(`${this.dev(pf)}/sriov_totalvfs`) ?? 0))
+        throw errno('ERANGE', `${pf}: ${n} VFs is more than sriov_totalvfs`);
       const now = Number(this.tree.read(rel) ?? 0);
       if (n === now) return;
       const drv = this.driverOf(pf);
-      if (drv === null || this.sriovOps(drv) === null) throw errno('ENOENT', `${pf}: no driver bound to device; cannot configure SR-IOV`);
+      if (drv === null || this.sriovOps(drv) === null)
+        throw errno('ENOENT', `${pf}: no driver bound to device; cannot configure SR-IOV`);
       if (n !== 0 && now !== 0) throw errno('EBUSY', `${pf}: ${now} VFs already enabled`);
       this.setNumVfs(pf, n);
       return;
@@ -467,13 +519,22 @@ export class KernelModel implements KernelIo {
     const name = byAlias ? args[1]! : args[0]!;
     let mods: string[];
     if (byAlias) {
-      mods = [...new Set([...this.drivers.values()].filter((d) => d.ids.some((p) => fnmatch(p, name))).map((d) => d.module))].filter((m) => !this.blacklisted.has(m));
+      mods = [
+        ...new Set(
+          [...this.drivers.values()]
+            .filter((d) => d.ids.some((p) => fnmatch(p, name)))
+            .map((d) => d.module),
+        ),
+      ].filter((m) => !this.blacklisted.has(m));
     } else {
       const mod = name.replace(/-/g, '_');
       mods = [...this.drivers.values()].some((d) => d.module === mod) ? [mod] : [];
       if (mods.length === 0) {
         if (this.builtin(mod)) return { status: 0, stderr: '' };
-        return { status: 1, stderr: `modprobe: FATAL: Module ${name} not found in directory /lib/modules/${this.osRelease()}` };
+        return {
+          status: 1,
+          stderr: `modprobe: FATAL: Module ${name} not found in directory /lib/modules/${this.osRelease()}`,
+        };
       }
     }
     for (const mod of mods) {
@@ -496,14 +557,26 @@ export class KernelModel implements KernelIo {
   private unload(names: readonly string[]): { status: number; stderr: string } {
     for (const name of names) {
       const mod = name.replace(/-/g, '_');
-      if (this.builtin(mod)) return { status: 1, stderr: `modprobe: FATAL: Module ${mod} is builtin.` };
+      if (this.builtin(mod))
+        return { status: 1, stderr: `modprobe: FATAL: Module ${mod} is builtin.` };
       const drivers = this.registered().filter((d) => this.moduleOfDriver(d) === mod);
       if (drivers.length === 0) {
         const known = [...this.drivers.values()].some((d) => d.module === mod);
-        return { status: 1, stderr: known ? `modprobe: FATAL: Module ${mod} is not in kernel.` : `modprobe: FATAL: Module ${name} not found.` };
+        return {
+          status: 1,
+          stderr: known
+            ? `modprobe: FATAL: Module ${mod} is not in kernel.`
+            : `modprobe: FATAL: Module ${name} not found.`,
+        };
       }
-      const bound = this.tree.list('/sys/bus/pci/devices').filter((a) => drivers.includes(this.driverOf(a) ?? ''));
-      if (bound.some((a) => this.drivers.get(this.driverOf(a)!)?.vfio && this.groupOpen(this.groupOf(a)))) {
+      const bound = this.tree
+        .list('/sys/bus/pci/devices')
+        .filter((a) => drivers.includes(this.driverOf(a) ?? ''));
+      if (
+        bound.some(
+          (a) => this.drivers.get(this.driverOf(a)!)?.vfio && this.groupOpen(this.groupOf(a)),
+        )
+      ) {
         return { status: 1, stderr: `modprobe: FATAL: Module ${mod} is in use.` };
       }
       for (const a of bound) this.release(a);
@@ -519,7 +592,9 @@ export class KernelModel implements KernelIo {
 
   private builtin(mod: string): boolean {
     const list = this.tree.read(`/lib/modules/${this.osRelease()}/modules.builtin`) ?? '';
-    return list.split('\n').some((l) => path.posix.basename(l.trim()).replace(/\.ko$/, '').replace(/-/g, '_') === mod);
+    return list
+      .split('\n')
+      .some((l) => path.posix.basename(l.trim()).replace(/\.ko$/, '').replace(/-/g, '_') === mod);
   }
 
   async chown(rel: string, uid: number, gid: number): Promise<void> {
@@ -530,11 +605,42 @@ export class KernelModel implements KernelIo {
 
 /** The drivers of the usual test host, with the ID tables their modules.alias lines declare. */
 export const DRIVERS = {
-  e1000e: { name: 'e1000e', module: 'e1000e', ids: ['pci:v00008086d000010D3sv*sd*bc*sc*i*'], overrideOnlyIds: [], vfio: false },
-  virtioPci: { name: 'virtio-pci', module: 'virtio_pci', ids: ['pci:v00001AF4d*sv*sd*bc*sc*i*'], overrideOnlyIds: [], vfio: false, sriov: { onRemove: 'disable' } },
-  vfioPci: { name: 'vfio-pci', module: 'vfio_pci', ids: [], overrideOnlyIds: ['vfio_pci:v*d*sv*sd*bc*sc*i*'], vfio: true },
-  virtioVfio: { name: 'virtio_vfio_pci', module: 'virtio_vfio_pci', ids: [], overrideOnlyIds: ['vfio_pci:v00001AF4d00001041sv*sd*bc*sc*i*'], vfio: true },
-  mlx5Vfio: { name: 'mlx5_vfio_pci', module: 'mlx5_vfio_pci', ids: [], overrideOnlyIds: ['vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*'], vfio: true },
+  e1000e: {
+    name: 'e1000e',
+    module: 'e1000e',
+    ids: ['pci:v00008086d000010D3sv*sd*bc*sc*i*'],
+    overrideOnlyIds: [],
+    vfio: false,
+  },
+  virtioPci: {
+    name: 'virtio-pci',
+    module: 'virtio_pci',
+    ids: ['pci:v00001AF4d*sv*sd*bc*sc*i*'],
+    overrideOnlyIds: [],
+    vfio: false,
+    sriov: { onRemove: 'disable' },
+  },
+  vfioPci: {
+    name: 'vfio-pci',
+    module: 'vfio_pci',
+    ids: [],
+    overrideOnlyIds: ['vfio_pci:v*d*sv*sd*bc*sc*i*'],
+    vfio: true,
+  },
+  virtioVfio: {
+    name: 'virtio_vfio_pci',
+    module: 'virtio_vfio_pci',
+    ids: [],
+    overrideOnlyIds: ['vfio_pci:v00001AF4d00001041sv*sd*bc*sc*i*'],
+    vfio: true,
+  },
+  mlx5Vfio: {
+    name: 'mlx5_vfio_pci',
+    module: 'mlx5_vfio_pci',
+    ids: [],
+    overrideOnlyIds: ['vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*'],
+    vfio: true,
+  },
   qatVfio: {
     name: 'qat_vfio_pci',
     module: 'qat_vfio_pci',
@@ -542,17 +648,42 @@ export const DRIVERS = {
     overrideOnlyIds: ['vfio_pci:v00008086d00004941sv*sd*bc*sc*i*'],
     vfio: true,
     // Observed on a real kernel: on a non-VF the probe fails silently and no driver is attached.
-    probe: (a: string, k: KernelModel) => (k.tree.exists(`/sys/bus/pci/devices/${a}/physfn`) ? null : 'ENODEV'),
+    probe: (a: string, k: KernelModel) =>
+      k.tree.exists(`/sys/bus/pci/devices/${a}/physfn`) ? null : 'ENODEV',
   },
   // nvme's remove() leaves SR-IOV enabled (seen on 6.1 and 6.12): unbinding the PF keeps its VFs.
-  nvme: { name: 'nvme', module: 'nvme', ids: ['pci:v*d*sv*sd*bc01sc08i02*'], overrideOnlyIds: [], vfio: false, sriov: { onRemove: 'keep' } },
-  lpc: { name: 'lpc_ich', module: 'lpc_ich', ids: ['pci:v00008086d00002918sv*sd*bc*sc*i*'], overrideOnlyIds: [], vfio: false },
-  smbus: { name: 'i801_smbus', module: 'i2c_i801', ids: ['pci:v00008086d00002930sv*sd*bc*sc*i*'], overrideOnlyIds: [], vfio: false },
+  nvme: {
+    name: 'nvme',
+    module: 'nvme',
+    ids: ['pci:v*d*sv*sd*bc01sc08i02*'],
+    overrideOnlyIds: [],
+    vfio: false,
+    sriov: { onRemove: 'keep' },
+  },
+  lpc: {
+    name: 'lpc_ich',
+    module: 'lpc_ich',
+    ids: ['pci:v00008086d00002918sv*sd*bc*sc*i*'],
+    overrideOnlyIds: [],
+    vfio: false,
+  },
+  smbus: {
+    name: 'i801_smbus',
+    module: 'i2c_i801',
+    ids: ['pci:v00008086d00002930sv*sd*bc*sc*i*'],
+    overrideOnlyIds: [],
+    vfio: false,
+  },
   pciStub: { name: 'pci-stub', module: 'pci_stub', ids: [], overrideOnlyIds: [], vfio: false },
 } satisfies Record<string, DriverModel>;
 
-// Before 5.15 vfio-pci has no ID table (5.10's vfio_pci.c: `.id_table = NULL, /* only dynamic ids */`).
+// Before 5.15 vfio-pci has no ID table (5.10's vfio_pci.c: `.id_table = NULL, /* only dynamic ids
+// */`).
 export const VFIO_PCI_5_10: DriverModel = { ...DRIVERS.vfioPci, overrideOnlyIds: [] };
 
 /** Variant drivers: none exists before 5.15. */
-export const VARIANT_DRIVERS: readonly DriverModel[] = [DRIVERS.virtioVfio, DRIVERS.mlx5Vfio, DRIVERS.qatVfio];
+export const VARIANT_DRIVERS: readonly DriverModel[] = [
+  DRIVERS.virtioVfio,
+  DRIVERS.mlx5Vfio,
+  DRIVERS.qatVfio,
+];

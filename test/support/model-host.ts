@@ -3,7 +3,13 @@
 import * as fs from 'node:fs';
 import { afterEach } from 'node:test';
 import { Fixture, type NetdevSpec } from './fixture';
-import { DRIVERS, KernelModel, VARIANT_DRIVERS, VFIO_PCI_5_10, type DriverModel } from './kernel-model';
+import {
+  DRIVERS,
+  KernelModel,
+  VARIANT_DRIVERS,
+  VFIO_PCI_5_10,
+  type DriverModel,
+} from './kernel-model';
 import { cli, type CliResult } from './cli';
 import type { DevicePlan, Step } from '../../src/plan/types';
 
@@ -12,7 +18,10 @@ export const VN = '0000:00:03.0'; // virtio-net modern 1af4:1041, group 3
 export const E2 = '0000:00:05.0'; // e1000e, group 5
 export const LPC = '0000:00:1f.0'; // q35 ICH9 functions sharing group 9
 export const SMB = '0000:00:1f.3';
-/** QEMU's emulated NVMe with SR-IOV (ModelHost's `nvme` option): its VFs appear at 00:07.1, 00:07.2, ... */
+/**
+ * QEMU's emulated NVMe with SR-IOV (ModelHost's `nvme` option): its VFs appear at 00:07.1, 00:07.2,
+ * ...
+ */
 export const NVME = '0000:00:07.0';
 
 export const isRoot = process.getuid?.() === 0;
@@ -20,8 +29,17 @@ export const isRoot = process.getuid?.() === 0;
 /** Thrown before a step to simulate the process dying there: the executor does no rollback. */
 export class SimulatedKill extends Error {}
 
-/** `kernel: '5.10'`: Debian 11's kernel: vfio-pci without an ID table, no variants, no vfio-dev/, no reset_method. */
-export type ModelHostOptions = { loaded?: DriverModel[]; iommu?: boolean; nvme?: number; eth0?: NetdevSpec; kernel?: '6.12' | '5.10' };
+/**
+ * `kernel: '5.10'`: Debian 11's kernel: vfio-pci without an ID table, no variants, no vfio-dev/, no
+ * reset_method.
+ */
+export type ModelHostOptions = {
+  loaded?: DriverModel[];
+  iommu?: boolean;
+  nvme?: number;
+  eth0?: NetdevSpec;
+  kernel?: '6.12' | '5.10';
+};
 
 export class ModelHost {
   readonly f: Fixture;
@@ -37,24 +55,94 @@ export class ModelHost {
     const old = opts.kernel === '5.10';
     const release = old ? '5.10.0-test' : '6.12.0-test';
     this.f = Fixture.create().kernel(release);
-    const all = old ? (Object.values(DRIVERS) as DriverModel[]).filter((d) => !VARIANT_DRIVERS.includes(d)).map((d) => (d === DRIVERS.vfioPci ? VFIO_PCI_5_10 : d)) : (Object.values(DRIVERS) as DriverModel[]);
-    this.f.modulesAlias(all.flatMap((d) => [...d.ids, ...d.overrideOnlyIds].map((p) => `alias ${p} ${d.module}`)));
-    this.f.tree.write(`/lib/modules/${release}/modules.dep`, all.map((d) => `kernel/drivers/${d.module.replace(/_/g, '-')}.ko${old ? '' : '.xz'}:`).join('\n') + '\n');
+    const all = old
+      ? (Object.values(DRIVERS) as DriverModel[])
+          .filter((d) => !VARIANT_DRIVERS.includes(d))
+          .map((d) => (d === DRIVERS.vfioPci ? VFIO_PCI_5_10 : d))
+      : (Object.values(DRIVERS) as DriverModel[]);
+    this.f.modulesAlias(
+      all.flatMap((d) => [...d.ids, ...d.overrideOnlyIds].map((p) => `alias ${p} ${d.module}`)),
+    );
+    this.f.tree.write(
+      `/lib/modules/${release}/modules.dep`,
+      all
+        .map((d) => `kernel/drivers/${d.module.replace(/_/g, '-')}.ko${old ? '' : '.xz'}:`)
+        .join('\n') + '\n',
+    );
     this.k = new KernelModel(this.f.tree, { kernel: old ? '5.10' : '6.x' });
-    const loaded = new Set((opts.loaded ?? [DRIVERS.e1000e, DRIVERS.virtioPci, DRIVERS.lpc, DRIVERS.smbus, DRIVERS.nvme]).map((d) => d.name));
+    const loaded = new Set(
+      (
+        opts.loaded ?? [DRIVERS.e1000e, DRIVERS.virtioPci, DRIVERS.lpc, DRIVERS.smbus, DRIVERS.nvme]
+      ).map((d) => d.name),
+    );
     for (const d of all) this.k.define(d, loaded.has(d.name));
     const g = (n: string) => (opts.iommu === false ? null : n);
     // reset_method appeared in 5.15 (pci-sysfs.c of 5.10 has no such attribute).
     const resetMethods = old ? null : undefined;
-    this.f.device({ resetMethods, address: E1, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('2'), netdevs: [opts.eth0 ?? { name: 'eth0', up: false }] });
-    this.f.device({ resetMethods, address: VN, vendor: '1af4', device: '1041', driver: loaded.has('virtio-pci') ? 'virtio-pci' : null, iommuGroup: g('3') });
-    this.f.device({ resetMethods, address: E2, vendor: '8086', device: '10d3', driver: loaded.has('e1000e') ? 'e1000e' : null, iommuGroup: g('5') });
-    this.f.device({ resetMethods, address: LPC, vendor: '8086', device: '2918', class: '060100', driver: 'lpc_ich', iommuGroup: g('9') });
-    this.f.device({ resetMethods, address: SMB, vendor: '8086', device: '2930', class: '0c0500', driver: 'i801_smbus', iommuGroup: g('9') });
+    this.f.device({
+      resetMethods,
+      address: E1,
+      vendor: '8086',
+      device: '10d3',
+      driver: loaded.has('e1000e') ? 'e1000e' : null,
+      iommuGroup: g('2'),
+      netdevs: [opts.eth0 ?? { name: 'eth0', up: false }],
+    });
+    this.f.device({
+      resetMethods,
+      address: VN,
+      vendor: '1af4',
+      device: '1041',
+      driver: loaded.has('virtio-pci') ? 'virtio-pci' : null,
+      iommuGroup: g('3'),
+    });
+    this.f.device({
+      resetMethods,
+      address: E2,
+      vendor: '8086',
+      device: '10d3',
+      driver: loaded.has('e1000e') ? 'e1000e' : null,
+      iommuGroup: g('5'),
+    });
+    this.f.device({
+      resetMethods,
+      address: LPC,
+      vendor: '8086',
+      device: '2918',
+      class: '060100',
+      driver: 'lpc_ich',
+      iommuGroup: g('9'),
+    });
+    this.f.device({
+      resetMethods,
+      address: SMB,
+      vendor: '8086',
+      device: '2930',
+      class: '0c0500',
+      driver: 'i801_smbus',
+      iommuGroup: g('9'),
+    });
     if (opts.nvme !== undefined) {
-      this.f.device({ address: NVME, vendor: '1b36', device: '0010', subsystemVendor: '1af4', subsystemDevice: '1100', class: '010802', revision: '02', driver: loaded.has('nvme') ? 'nvme' : null, iommuGroup: g('7'), resetMethods: old ? null : ['flr', 'bus'], sriov: { totalVfs: opts.nvme } });
+      this.f.device({
+        address: NVME,
+        vendor: '1b36',
+        device: '0010',
+        subsystemVendor: '1af4',
+        subsystemDevice: '1100',
+        class: '010802',
+        revision: '02',
+        driver: loaded.has('nvme') ? 'nvme' : null,
+        iommuGroup: g('7'),
+        resetMethods: old ? null : ['flr', 'bus'],
+        sriov: { totalVfs: opts.nvme },
+      });
       // QEMU's SR-IOV capability: first VF offset 1, stride 1, VF device id 0x0010.
-      for (const [a, v] of [['sriov_offset', '1'], ['sriov_stride', '1'], ['sriov_vf_device', '10']]) this.f.tree.write(`/sys/bus/pci/devices/${NVME}/${a}`, `${v}\n`);
+      for (const [a, v] of [
+        ['sriov_offset', '1'],
+        ['sriov_stride', '1'],
+        ['sriov_vf_device', '10'],
+      ])
+        this.f.tree.write(`/sys/bus/pci/devices/${NVME}/${a}`, `${v}\n`);
     }
     if (opts.iommu === false) this.f.iommu(false);
   }
@@ -68,7 +156,11 @@ export class ModelHost {
   /** `stdin`: what the command reads from standard input (libvirt-hook's domain XML). */
   run(args: string[], stdin?: string | (() => string)): Promise<CliResult> {
     const input = typeof stdin === 'string' ? () => stdin : stdin;
-    return cli(this.f.dir, args, this.env, { kernelIo: () => this.k, beforeStep: this.beforeStep, ...(input ? { stdin: input } : {}) });
+    return cli(this.f.dir, args, this.env, {
+      kernelIo: () => this.k,
+      beforeStep: this.beforeStep,
+      ...(input ? { stdin: input } : {}),
+    });
   }
 
   /** An executable hook in etc/vfioctl/hooks.d (or another dir under the root). */
@@ -90,7 +182,11 @@ export class ModelHost {
   }
 
   state(address: string): { driver: string | null; override: string | null; vfioDev: boolean } {
-    return { driver: this.k.driverOf(address), override: this.k.overrideOf(address), vfioDev: this.f.tree.list(`/sys/bus/pci/devices/${address}/vfio-dev`).length > 0 };
+    return {
+      driver: this.k.driverOf(address),
+      override: this.k.overrideOf(address),
+      vfioDev: this.f.tree.list(`/sys/bus/pci/devices/${address}/vfio-dev`).length > 0,
+    };
   }
 
   /**
@@ -98,7 +194,9 @@ export class ModelHost {
    * announces it on every use). As root nothing needs relaxing. PATH is kept for hooks.
    */
   trustSelf(): this {
-    this.env = isRoot ? { PATH: process.env.PATH } : { VFIOCTL_TRUST_UID: String(process.getuid!()), PATH: process.env.PATH };
+    this.env = isRoot
+      ? { PATH: process.env.PATH }
+      : { VFIOCTL_TRUST_UID: String(process.getuid!()), PATH: process.env.PATH };
     return this;
   }
 
@@ -114,7 +212,9 @@ export class ModelHost {
 }
 
 /** A ModelHost factory for one test file: every host it made is cleaned up after each test. */
-export function modelHosts(defaults: { trustSelf?: boolean } = {}): (opts?: ModelHostOptions) => ModelHost {
+export function modelHosts(
+  defaults: { trustSelf?: boolean } = {},
+): (opts?: ModelHostOptions) => ModelHost {
   const hosts: ModelHost[] = [];
   afterEach(() => hosts.splice(0).forEach((h) => h.cleanup()));
   return (opts) => {

@@ -52,7 +52,10 @@ export class ModelServer {
     const file = path.join(this.root, 'run/vfioctl/lock');
     const l = lockedInode(file);
     const holder = Number((fs.readFileSync(file, 'utf8') || '').split('\n')[0]);
-    if (!l?.locked || holder !== r.pid) this.violations.push(`pid ${r.pid} ${r.op} ${r.rel ?? r.args?.join(' ')}: lock ${l?.locked ? `held by ${holder}` : 'not held'}`);
+    if (!l?.locked || holder !== r.pid)
+      this.violations.push(
+        `pid ${r.pid} ${r.op} ${r.rel ?? r.args?.join(' ')}: lock ${l?.locked ? `held by ${holder}` : 'not held'}`,
+      );
   }
 
   private async handle(r: Request): Promise<unknown> {
@@ -74,7 +77,11 @@ export class ModelServer {
         await this.k.write(r.rel!, r.value!);
         return { ok: true };
       } catch (e) {
-        return { ok: false, code: (e as NodeJS.ErrnoException).code, message: (e as Error).message };
+        return {
+          ok: false,
+          code: (e as NodeJS.ErrnoException).code,
+          message: (e as Error).message,
+        };
       }
     }
     if (r.op === 'modprobe') return { ok: true, result: await this.k.modprobe(r.args!) };
@@ -92,7 +99,9 @@ export class ModelServer {
           const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
           const req = JSON.parse(line) as Request;
-          void this.handle(req).then((res) => c.write(JSON.stringify({ id: req.id, ...(res as object) }) + '\n'));
+          void this.handle(req).then((res) =>
+            c.write(JSON.stringify({ id: req.id, ...(res as object) }) + '\n'),
+          );
         }
       });
       c.on('error', () => undefined);
@@ -102,7 +111,9 @@ export class ModelServer {
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) =>
+      this.server ? this.server.close(() => resolve()) : resolve(),
+    );
     fs.rmSync(this.socket, { force: true });
   }
 }

@@ -10,7 +10,9 @@ const compiled = new Map<string, ReturnType<typeof ajv.compile>>();
 export function validateAgainst(schemaFile: string, data: unknown): void {
   let v = compiled.get(schemaFile);
   if (!v) {
-    const schema = JSON.parse(fs.readFileSync(path.join(__dirname, '../../../schema', schemaFile), 'utf8'));
+    const schema = JSON.parse(
+      fs.readFileSync(path.join(__dirname, '../../../schema', schemaFile), 'utf8'),
+    );
     v = ajv.compile(schema);
     compiled.set(schemaFile, v);
   }

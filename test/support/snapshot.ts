@@ -9,7 +9,11 @@ import { AliasCollector, parseModulesAlias, VFIO_PCI_MODULE } from '../../src/mo
 import { Diagnostics } from '../../src/util/diag';
 import type { Snapshot } from '../../src/read/snapshot';
 
-export type DeviceLine = Partial<PciDevice> & { readonly address: string; readonly vendor: string; readonly device: string };
+export type DeviceLine = Partial<PciDevice> & {
+  readonly address: string;
+  readonly vendor: string;
+  readonly device: string;
+};
 
 export interface SnapshotSpec {
   readonly kernel?: string;
@@ -56,31 +60,70 @@ export function snapshot(spec: SnapshotSpec): Snapshot {
   parseModulesAlias((spec.aliases ?? []).join('\n') + '\n', 'modules.alias', col, diag);
   const drivers = spec.drivers ?? {};
   const moduleDrivers = new Map<string, string[]>();
-  for (const [drv, mod] of Object.entries(drivers)) moduleDrivers.set(mod, [...(moduleDrivers.get(mod) ?? []), drv]);
+  for (const [drv, mod] of Object.entries(drivers))
+    moduleDrivers.set(mod, [...(moduleDrivers.get(mod) ?? []), drv]);
   const builtin = new Set(spec.builtin ?? []);
   const devices = new Map(spec.devices.map((d) => [d.address, device(d)]));
   const groups = new Map<string, string[]>();
-  for (const d of devices.values()) if (d.iommuGroup) groups.set(d.iommuGroup, [...(groups.get(d.iommuGroup) ?? []), d.address].sort());
+  for (const d of devices.values())
+    if (d.iommuGroup)
+      groups.set(d.iommuGroup, [...(groups.get(d.iommuGroup) ?? []), d.address].sort());
   const hasVfioAlias = col.vfioByModule.has(VFIO_PCI_MODULE);
   return {
     devices,
     iommu: { present: spec.iommu ?? true, groups },
     modules: {
       release: spec.kernel ?? '6.12.0-test',
-      aliases: { vfio: col.vfio, pciByModule: col.pciByModule, vfioByModule: col.vfioByModule, present: true },
+      aliases: {
+        vfio: col.vfio,
+        pciByModule: col.pciByModule,
+        vfioByModule: col.vfioByModule,
+        present: true,
+      },
       builtin,
       blacklist: { entries: new Map(Object.entries(spec.blacklist ?? {})) },
-      drivers: { driverModule: new Map(Object.entries(drivers)), moduleDrivers, loadedModules: new Set(moduleDrivers.keys()) },
-      moduleFiles: new Set([...col.vfioByModule.keys(), ...col.pciByModule.keys(), ...Object.values(drivers)]),
-      vfioPciWithoutTable: hasVfioAlias ? null : builtin.has(VFIO_PCI_MODULE) ? 'builtin' : 'absent',
+      drivers: {
+        driverModule: new Map(Object.entries(drivers)),
+        moduleDrivers,
+        loadedModules: new Set(moduleDrivers.keys()),
+      },
+      moduleFiles: new Set([
+        ...col.vfioByModule.keys(),
+        ...col.pciByModule.keys(),
+        ...Object.values(drivers),
+      ]),
+      vfioPciWithoutTable: hasVfioAlias
+        ? null
+        : builtin.has(VFIO_PCI_MODULE)
+          ? 'builtin'
+          : 'absent',
     },
     use: {
-      netdevs: new Map(Object.entries(spec.netdevs ?? {}).map(([a, ns]) => [a, ns.map((n) => ({ name: 'eth0', up: false, operstate: null, addresses: [], routes: [], ...n }))])),
+      netdevs: new Map(
+        Object.entries(spec.netdevs ?? {}).map(([a, ns]) => [
+          a,
+          ns.map((n) => ({
+            name: 'eth0',
+            up: false,
+            operstate: null,
+            addresses: [],
+            routes: [],
+            ...n,
+          })),
+        ]),
+      ),
       blockdevs: new Map(),
       filesystems: new Map(),
     },
     vfioUsers: new Map(),
-    hooks: (spec.hooks ?? []).map((path): Hook => ({ path, name: path.slice(path.lastIndexOf('/') + 1), source: 'hooks.d', problem: null })),
+    hooks: (spec.hooks ?? []).map(
+      (path): Hook => ({
+        path,
+        name: path.slice(path.lastIndexOf('/') + 1),
+        source: 'hooks.d',
+        problem: null,
+      }),
+    ),
     records: new Map((spec.records ?? []).map((r) => [r.address, r])),
     warnings: diag.warnings,
   };

@@ -100,7 +100,8 @@ export class SysfsTree {
   registerDriver(driver: string, module: string | null): void {
     const d = `/sys/bus/pci/drivers/${driver}`;
     this.mkdir(d);
-    for (const f of ['bind', 'unbind', 'new_id', 'remove_id', 'uevent']) if (!this.exists(`${d}/${f}`)) this.write(`${d}/${f}`, '');
+    for (const f of ['bind', 'unbind', 'new_id', 'remove_id', 'uevent'])
+      if (!this.exists(`${d}/${f}`)) this.write(`${d}/${f}`, '');
     if (module) {
       this.mkdir(`/sys/module/${module}`);
       this.link(`${d}/module`, `/sys/module/${module}`);
