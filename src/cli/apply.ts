@@ -7,7 +7,7 @@ import { converge } from '../ops/converge';
 import { uniqueAddresses } from '../ops/host';
 import { type Context, refuseForeignKernelWrite, trust } from './context';
 import { renderConverge } from './render';
-import { configFor } from './config-check';
+import { configFor } from '../ops/config-file';
 
 export interface ApplyOptions {
   dryRun?: boolean;
@@ -46,5 +46,5 @@ export async function convergeAndRender(
 
 export function applyCommand(ctx: Context, devices: string[], opts: ApplyOptions): Promise<number> {
   const only = devices.length ? uniqueAddresses(devices) : null;
-  return convergeAndRender(ctx, configFor(ctx, trust(ctx), opts.config), only, opts);
+  return convergeAndRender(ctx, configFor(ctx.root, trust(ctx), opts.config), only, opts);
 }

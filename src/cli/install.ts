@@ -3,7 +3,7 @@
 import { failedFiles, install } from '../ops/boot-layers';
 import { EXIT } from '../util/diag';
 import { type Context, trust } from './context';
-import { loadConfigFile } from './config-check';
+import { loadConfigFile } from '../ops/config-file';
 
 export interface InstallOptions {
   dryRun?: boolean;

@@ -4,7 +4,7 @@ import { status, statusExitCode, type DeviceStatus } from '../ops/status';
 import { table, writeJsonStreaming } from './render';
 import { EXIT } from '../util/diag';
 import { type Context, printWarnings, trust } from './context';
-import { loadConfigFile } from './config-check';
+import { loadConfigFile } from '../ops/config-file';
 
 function bootText(b: DeviceStatus['boot']): string {
   if (!b) return '-';
