@@ -149,12 +149,17 @@ export class Host {
     return Number.isFinite(s) && s > 0 ? s * 1000 : 30_000;
   }
 
+  /** Sessions running now (the lock is held): reads in them may refresh caches. */
+  private sessions = 0;
+
   /** The host read for writing: records, VFIO users and hooks included. */
   readForWrite(only?: readonly string[]): Snapshot {
     return readSnapshot(this.root, {
       kernel: this.kernel,
       ...(only ? { only } : {}),
       forWrite: true,
+      // A dry run reads for writing too, but writes nothing: the index is refreshed under the lock only.
+      writeIndex: this.sessions > 0,
       trust: this.trust,
     });
   }
@@ -175,7 +180,12 @@ export class Host {
       },
       async (s) => {
         ev?.recovered?.(s.recovery);
-        return work(s);
+        this.sessions++;
+        try {
+          return await work(s);
+        } finally {
+          this.sessions--;
+        }
       },
     );
   }

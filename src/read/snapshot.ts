@@ -108,17 +108,18 @@ function readModuleFiles(root: HostRoot, release: string | undefined): Set<strin
 }
 
 /**
- * `writer`: the caller writes anyway (bind, apply, install), so it may also refresh the
- * modules.alias index; read-only commands (list, show, status, doctor) only use it.
+ * `writeIndex`: the caller holds the lock and writes anyway (bind, unbind, apply), so it may also
+ * refresh the modules.alias index; read-only commands and dry runs only use it.
  */
 export function readModuleState(
   root: HostRoot,
   release: string | undefined,
   diag: Diagnostics,
-  writer = false,
+  withFiles = false,
+  writeIndex = false,
 ): ModuleState {
-  const moduleFiles = writer ? readModuleFiles(root, release) : null;
-  const aliases = loadAliasDb(root, release, diag, { writeIndex: writer });
+  const moduleFiles = withFiles ? readModuleFiles(root, release) : null;
+  const aliases = loadAliasDb(root, release, diag, { writeIndex });
   const builtin = loadBuiltin(root, release);
   const drivers = loadDriverRegistry(root);
   let vfioPciWithoutTable: ModuleState['vfioPciWithoutTable'] = null;
@@ -169,6 +170,8 @@ export interface ReadOptions {
   only?: readonly string[];
   /** Also read what only writing commands need (open VFIO nodes, bind records). */
   forWrite?: boolean;
+  /** Refresh the modules.alias index if it is missing or stale (only under the lock: never a dry run). */
+  writeIndex?: boolean;
   /** Discover hooks, judging their ownership by this policy. */
   trust?: TrustPolicy;
   /**
@@ -224,7 +227,7 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
       for (const x of more) if (x && !want.has(x)) want.add(x), queue.push(x);
     }
   }
-  const modules = readModuleState(root, release, diag, opts.forWrite);
+  const modules = readModuleState(root, release, diag, opts.forWrite, opts.writeIndex);
   return {
     devices,
     iommu: opts.only
