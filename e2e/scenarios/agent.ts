@@ -4,8 +4,9 @@
 // without touching a device; SIGTERM ends it with exit 0 and a restarted agent converges again
 // without unbinding anything.
 //
-// It runs with `--root /` (the guest's own root): `--host-root` comes from the host-root work of
-// issue 14, which is not on this branch.
+// It runs with `--host-root /`, as the DaemonSet runs it with `--host-root=/host`: the guest's own
+// root is the host's (modprobe through `chroot / modprobe`, hooks chrooted, in-use checks from
+// /proc/1).
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { Scenario, ScenarioContext } from '../guest/scenario';
@@ -61,7 +62,7 @@ function startAgent(ctx: ScenarioContext, n: number): Running {
   const log = `${DIR}/agent-${n}.log`;
   const fd = fs.openSync(log, 'w', 0o644);
   const args = [
-    '--root',
+    '--host-root',
     '/',
     'agent',
     '--policy',
