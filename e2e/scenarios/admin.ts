@@ -14,6 +14,7 @@ import {
   type ApplyJson,
 } from './common';
 import { withHooksDir } from './hooks';
+import { statusJson } from './reboot';
 
 const CONF = '/etc/vfioctl/vfioctl.json';
 
@@ -161,9 +162,8 @@ export const adminHostIntent: Scenario = {
         // Moved to VFIO by hand: status says rebound, apply gives it back to e1000e.
         ctx.cliJson<ApplyJson>(['bind', nic, '--json']);
         expectOnVfio(ctx, nic, 'vfio-pci');
-        const st = ctx.cliJson<{
-          devices: { address: string; resolved: string | null; drift: string }[];
-        }>(['status', '--json']).json;
+        // (exit 5: something drifts)
+        const st = statusJson(ctx);
         const row = st.devices.find((d) => d.address === nic);
         ctx.eq(
           row ? [row.resolved, row.drift] : null,

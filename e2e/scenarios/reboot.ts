@@ -752,8 +752,8 @@ function kernelChangeFirstBoot(ctx: ScenarioContext): void {
   ctx.expectExit(ctx.cli(['install', '--exec', ctx.plan.vfioctl]), 0);
   ctx.eq(
     fs.readdirSync(BOOT_DIR).sort(),
-    [`${release}.map`],
-    `${BOOT_DIR} before ${next} is installed`,
+    [`${release}.json`, `${release}.map`],
+    `${BOOT_DIR} before ${next} is installed (each map with its JSON)`,
   );
   ctx.eq(
     mapEntries(mapOf(ctx, release)),
@@ -768,7 +768,7 @@ function kernelChangeFirstBoot(ctx: ScenarioContext): void {
   mustRun(ctx, [POSTINST_HOOK, next, `/boot/vmlinuz-${next}`]);
   ctx.eq(
     fs.readdirSync(BOOT_DIR).sort(),
-    [`${release}.map`, `${next}.map`].sort(),
+    [`${release}.json`, `${release}.map`, `${next}.json`, `${next}.map`].sort(),
     `${BOOT_DIR} after the postinst hook`,
   );
   const nextMap = mapOf(ctx, next);
