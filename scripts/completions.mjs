@@ -11,6 +11,7 @@
  */
 const OPTION_VALUES = {
   root: 'dir',
+  'host-root': 'dir',
   kernel: 'kernel',
   driver: 'vfio-driver',
   owner: 'user',
@@ -21,6 +22,12 @@ const OPTION_VALUES = {
   id: 'text',
   class: 'text',
   'vfs-of': 'device',
+  policy: 'file',
+  interval: 'seconds',
+  jitter: 'seconds',
+  'ready-file': 'file',
+  'stop-file': 'file',
+  'features-file': 'file',
 };
 /**
  * What a positional argument is, by its name ('word': free text, nothing to offer: libvirt-hook's
