@@ -292,6 +292,7 @@ test('packaged install writes only the host parts; remove drops the udev rule an
       '/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service',
       '/etc/systemd/system/sysinit.target.wants/vfioctl-early.service',
       '/etc/udev/rules.d/60-vfioctl.rules',
+      '/etc/vfioctl/boot/6.1.0-test.json',
       '/etc/vfioctl/boot/6.1.0-test.map',
     ],
   );
