@@ -13,6 +13,7 @@ export function planBoots(
   kernels: readonly KernelArtifacts[],
   only: readonly string[],
   scenarios: readonly Scenario[] = SCENARIOS,
+  opts: { readonly allPairs?: boolean } = {},
 ): BootPlan[] {
   const boots: BootPlan[] = [];
   const selected = (kind: BootKind) =>
@@ -32,12 +33,18 @@ export function planBoots(
     }
   };
   plain('iommu');
+  // The boot with the most scenarios (6.12's: the single-kernel ones) first: the longest chain
+  // must not start last (a stable sort keeps kernel order among equals).
+  boots.sort((a, b) => b.scenarios.length - a.scenarios.length);
   for (const s of selected('reboot')) {
     const spec = s.reboot?.kernels ?? 'same';
     const pairs: [KernelArtifacts, KernelArtifacts][] = [];
     if (spec === 'same') {
+      // A pair named with --scenario, or any with --all-pairs, runs on every kernel it can.
+      const narrow = !opts.allPairs && !only.includes(s.name) ? s.reboot?.byDefault : undefined;
       for (const k of kernels)
-        if (!s.reboot?.only || s.reboot.only.includes(k.id)) pairs.push([k, k]);
+        if ((!s.reboot?.only || s.reboot.only.includes(k.id)) && (!narrow || narrow.includes(k.id)))
+          pairs.push([k, k]);
     } else {
       const a = kernels.find((k) => k.id === spec[0]);
       const b = kernels.find((k) => k.id === spec[1]);

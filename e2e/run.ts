@@ -2,7 +2,8 @@
 // VMs at a time), runs the scenarios inside, prints the report and exits non-zero on any failure.
 //
 // Options (after `--`): --kernel ID (5.10, 6.1, 6.12; repeatable), --scenario NAME (repeatable),
-// --provision-only, --verbose (stream the guests' consoles).
+// --all-pairs (every same-kernel reboot pair on every kernel it can run on, not just the default
+// rotation), --provision-only, --verbose (stream the guests' consoles).
 // Environment: VFIOCTL_E2E_CACHE (default /var/cache/vfioctl-e2e), VFIOCTL_E2E_JOBS (parallel
 // VMs, default 2), VFIOCTL_E2E_SCENARIO_TIMEOUT (seconds per scenario, default 300; a VM gets
 // VFIOCTL_E2E_BOOT_TIMEOUT, default 180, plus that for each of its scenarios).
@@ -28,6 +29,7 @@ interface Options {
   readonly scenarios: readonly string[];
   readonly provisionOnly: boolean;
   readonly verbose: boolean;
+  readonly allPairs: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -38,6 +40,7 @@ function parseOptions(argv: readonly string[]): Options {
       scenario: { type: 'string', multiple: true },
       'provision-only': { type: 'boolean' },
       verbose: { type: 'boolean' },
+      'all-pairs': { type: 'boolean' },
     },
   });
   const kernels = values.kernel ?? KERNELS.map((k) => k.id);
@@ -55,6 +58,7 @@ function parseOptions(argv: readonly string[]): Options {
     scenarios,
     provisionOnly: !!values['provision-only'],
     verbose: !!values.verbose,
+    allPairs: !!values['all-pairs'],
   };
 }
 
@@ -127,7 +131,7 @@ async function main(): Promise<number> {
       "VFIOCTL_E2E_VM_TIMEOUT is no longer read: a VM's limit follows from VFIOCTL_E2E_SCENARIO_TIMEOUT and its scenario count",
     );
 
-  const boots = planBoots(kernels, opts.scenarios);
+  const boots = planBoots(kernels, opts.scenarios, undefined, { allPairs: opts.allPairs });
   for (const s of opts.scenarios)
     if (!boots.some((b) => b.scenarios.some((x) => x.name === s)))
       log(

@@ -326,7 +326,8 @@ export const bootSystemd: Scenario = {
   title:
     'boot 1: set e1000e vfio + install; boot 2 under systemd as PID 1: early unit before the coldplug trigger, late unit after settle and before network-pre; e1000e on vfio-pci, its twin on e1000e, root untouched',
   boots: ['reboot'],
-  reboot: { kernels: 'same', only: DEBIAN_12_KERNELS, systemd: true },
+  // Debian 12's default kernel; boot-failures and boot-dracut boot 6.12 (--all-pairs: both).
+  reboot: { kernels: 'same', only: DEBIAN_12_KERNELS, byDefault: ['6.1'], systemd: true },
   run(ctx) {
     if (ctx.plan.reboot?.stage === 1) systemdFirstBoot(ctx);
     else systemdSecondBoot(ctx);
@@ -501,7 +502,7 @@ export const bootFailures: Scenario = {
   title:
     'boot 2 under systemd with vfio_pci unloadable, a refusing rule hook and the root device configured: the boot completes, all on host drivers, journal and status say why',
   boots: ['reboot'],
-  reboot: { kernels: 'same', only: DEBIAN_12_KERNELS, systemd: true },
+  reboot: { kernels: 'same', only: DEBIAN_12_KERNELS, byDefault: ['6.12'], systemd: true },
   run(ctx) {
     if (ctx.plan.reboot?.stage === 1) failuresFirstBoot(ctx);
     else failuresSecondBoot(ctx);
@@ -560,9 +561,10 @@ function brokenConfigSecondBoot(ctx: ScenarioContext): void {
 export const bootBrokenConfig: Scenario = {
   name: 'boot-broken-config',
   title:
-    'boot 1 on 6.1: e1000e configured, then the file broken by hand; boot 2 on 6.12 (no map for it) under systemd: boot completes, e1000e on e1000e, journal and status point at the file',
+    'boot 1 on 6.12: e1000e configured, then the file broken by hand; boot 2 on 6.1 (the older kernel picked at the boot menu, no map for it) under systemd: boot completes, e1000e on e1000e, journal and status point at the file',
   boots: ['reboot'],
-  reboot: { kernels: ['6.1', '6.12'], systemd: true },
+  // Back to the older kernel (reboot-kernel-change goes forward): 6.1's second boot under systemd.
+  reboot: { kernels: ['6.12', '6.1'], systemd: true },
   run(ctx) {
     if (ctx.plan.reboot?.stage === 1) brokenConfigFirstBoot(ctx);
     else brokenConfigSecondBoot(ctx);

@@ -4,7 +4,7 @@
 // the same devices. Only correctness is asserted; the two wall times are reported (TCG is noisy).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import type { Scenario, ScenarioContext } from '../guest/scenario';
+import { OLDEST_AND_NEWEST, type Scenario, type ScenarioContext } from '../guest/scenario';
 import * as sysfs from '../guest/sysfs';
 import { expectOnVfio, resultFor, type ApplyJson } from './common';
 
@@ -84,6 +84,7 @@ export const bulkBind: Scenario = {
   title:
     'one vfioctl bind of 16 devices (12 SR-IOV VFs + 4 NICs/devices) vs a driverctl loop: all end on vfio-pci',
   boots: ['iommu'],
+  kernels: OLDEST_AND_NEWEST,
   run(ctx) {
     if (!fs.existsSync(DRIVERCTL))
       ctx.fail(

@@ -3,7 +3,7 @@
 // refuses it (the kernel would block uninterruptibly until the fd is closed) instead of hanging.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import type { Scenario, ScenarioContext } from '../guest/scenario';
+import { OLDEST_AND_NEWEST, type Scenario, type ScenarioContext } from '../guest/scenario';
 import * as sysfs from '../guest/sysfs';
 import { MACHINE } from '../machine';
 import { expectOnHost, expectOnVfio, resultFor, type ApplyJson } from './common';
@@ -53,6 +53,7 @@ export const vfioHolder: Scenario = {
   title:
     'a process holding /dev/vfio/<group> open is named by list and show (pid, command); unbind refuses instead of blocking; closed, it is free again',
   boots: ['iommu'],
+  kernels: OLDEST_AND_NEWEST,
   run(ctx) {
     const nic = ctx.dev('e1000e');
     ctx.cliJson<ApplyJson>(['bind', nic, '--json']);

@@ -8,7 +8,12 @@
 // a hook chrooted into DIR; plain --root on the same tree sees the reader's view (the control).
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import type { CliResult, Scenario, ScenarioContext } from '../guest/scenario';
+import {
+  OLDEST_AND_NEWEST,
+  type CliResult,
+  type Scenario,
+  type ScenarioContext,
+} from '../guest/scenario';
 import * as sysfs from '../guest/sysfs';
 import { MACHINE } from '../machine';
 import { expectOnHost, expectOnVfio, resultFor, unloadModules, type ApplyJson } from './common';
@@ -143,6 +148,7 @@ export const hostRoot: Scenario = {
   title:
     "--host-root from a private mount and network namespace sees the host's routes and mounts, loads modules and runs hooks through chroot",
   boots: ['iommu'],
+  kernels: OLDEST_AND_NEWEST,
   run(ctx) {
     const nic = ctx.dev('e1000eNic');
     const share = ctx.dev('results');

@@ -294,7 +294,8 @@ export const bootInitramfsTools: Scenario = {
   title:
     'boot 1: set e1000e vfio + install + mkinitramfs (e1000e in MODULES); boot 2 from that initramfs: e1000e device on vfio-pci before the root is mounted, its twin on e1000e, boot completes under systemd',
   boots: ['reboot'],
-  reboot: { kernels: 'same', only: DEBIAN_12_KERNELS, systemd: true },
+  // Debian 12's default kernel and generator; dracut boots 6.12 (--all-pairs: both on both).
+  reboot: { kernels: 'same', only: DEBIAN_12_KERNELS, byDefault: ['6.1'], systemd: true },
   run(ctx) {
     if (ctx.plan.reboot?.stage === 1) firstBoot(ctx, INITRAMFS_TOOLS);
     else secondBoot(ctx, INITRAMFS_TOOLS);
@@ -306,7 +307,7 @@ export const bootDracut: Scenario = {
   title:
     'boot 1: set e1000e vfio + install + dracut (e1000e in add_drivers); boot 2 from that initramfs: e1000e device on vfio-pci before the root is mounted, its twin on e1000e, boot completes under systemd',
   boots: ['reboot'],
-  reboot: { kernels: 'same', only: DEBIAN_12_KERNELS, systemd: true },
+  reboot: { kernels: 'same', only: DEBIAN_12_KERNELS, byDefault: ['6.12'], systemd: true },
   run(ctx) {
     if (ctx.plan.reboot?.stage === 1) firstBoot(ctx, DRACUT);
     else secondBoot(ctx, DRACUT);

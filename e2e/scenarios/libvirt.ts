@@ -5,7 +5,7 @@
 // the hook is its own; what the hook does to the kernel is checked here.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import type { Scenario, ScenarioContext } from '../guest/scenario';
+import { OLDEST_AND_NEWEST, type Scenario, type ScenarioContext } from '../guest/scenario';
 import * as sysfs from '../guest/sysfs';
 import { MACHINE } from '../machine';
 import { expectOnHost, expectOnVfio, expectUnchanged } from './common';
@@ -90,6 +90,7 @@ export const libvirtHook: Scenario = {
   title:
     "the qemu.d hook, run as libvirt runs it, binds the guest's e1000e at prepare begin and returns it at release end; a domain naming an in-use NIC aborts and changes nothing",
   boots: ['iommu'],
+  kernels: OLDEST_AND_NEWEST,
   run(ctx) {
     const nic = ctx.dev('e1000e');
     const busy = ctx.dev('e1000eNic');

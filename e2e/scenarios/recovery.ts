@@ -2,7 +2,7 @@
 // half-done; the next invocation must put the device back in a consistent state.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Scenario, ScenarioContext } from '../guest/scenario';
+import { OLDEST_AND_NEWEST, type Scenario, type ScenarioContext } from '../guest/scenario';
 import * as sysfs from '../guest/sysfs';
 import { MACHINE } from '../machine';
 import { expectOnHost, expectOnVfio, plannedOps } from './common';
@@ -70,6 +70,7 @@ export const killAtEveryStep: Scenario = {
   name: 'kill-at-every-step',
   title: 'a bind or unbind killed before any of its steps is repaired by `vfioctl recover`',
   boots: ['iommu'],
+  kernels: OLDEST_AND_NEWEST,
   run(ctx) {
     const nic = ctx.dev('e1000e');
     const host = MACHINE.e1000e.hostDriver;

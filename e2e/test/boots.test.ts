@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { builtInitramfs, hostPersistDir, SYSTEMD_BOOT_SCRIPT, type BootPlan } from '../boot';
 import type { Scenario } from '../guest/scenario';
 import { planBoots } from '../plan';
+import { SCENARIOS } from '../scenarios';
 import { pruneInitramfs, type KernelArtifacts } from '../setup/kernel';
 
 const kernel = (id: string): KernelArtifacts => ({
@@ -39,6 +40,44 @@ describe('boot-* pairs', () => {
       ['6.1-reboot1', '6.1-reboot2', '6.1-reboot-boot-systemd1', '6.1-reboot-boot-systemd2'],
     );
     assert.equal(new Set(boots.map((b) => b.name)).size, boots.length);
+  });
+
+  it('a default run boots each pair on its byDefault kernels; --all-pairs or naming it with --scenario, on all', () => {
+    const r: Scenario = {
+      ...reboot('boot-x', true),
+      reboot: { kernels: 'same', only: ['6.1', '6.12'], byDefault: ['6.1'], systemd: true },
+    };
+    const ks = [kernel('5.10'), kernel('6.1'), kernel('6.12')];
+    const names = (b: readonly BootPlan[]) => b.map((x) => x.name);
+    assert.deepEqual(names(planBoots(ks, [], [r])), ['6.1-reboot1', '6.1-reboot2']);
+    const all = ['6.1-reboot1', '6.1-reboot2', '6.12-reboot1', '6.12-reboot2'];
+    assert.deepEqual(names(planBoots(ks, [], [r], { allPairs: true })), all);
+    assert.deepEqual(names(planBoots(ks, ['boot-x'], [r])), all);
+    // Selecting only kernels outside the rotation boots no pair of it by default.
+    assert.deepEqual(names(planBoots([kernel('6.12')], [], [r])), []);
+  });
+
+  it("the suite's default run: each Debian 12 kernel boots under systemd, both directions of a kernel change, 5.10 and 6.12 same-kernel pairs", () => {
+    const ks = [kernel('5.10'), kernel('6.1'), kernel('6.12')];
+    const second = (all: boolean) =>
+      planBoots(ks, [], SCENARIOS, { allPairs: all })
+        .filter((b) => b.reboot?.stage === 2)
+        .map((b) => `${b.scenarios[0]!.name}@${b.reboot!.other.id}->${b.kernel.id}`)
+        .sort();
+    assert.deepEqual(second(false), [
+      'boot-broken-config@6.12->6.1',
+      'boot-dracut@6.12->6.12',
+      'boot-failures@6.12->6.12',
+      'boot-initramfs-tools@6.1->6.1',
+      'boot-systemd@6.1->6.1',
+      'reboot-kernel-change@6.1->6.12',
+      'reboot-same-kernel@5.10->5.10',
+      'reboot-same-kernel@6.12->6.12',
+    ]);
+    // --all-pairs: every boot layer on both Debian 12 kernels, reboot-same-kernel on all three.
+    assert.equal(second(true).length, 13);
+    assert.ok(second(true).includes('boot-dracut@6.1->6.1'));
+    assert.ok(second(true).includes('reboot-same-kernel@6.1->6.1'));
   });
 
   it('the systemd hand-over script exists where boot.env points the guest', () => {
