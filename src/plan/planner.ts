@@ -21,6 +21,7 @@ import type {
   BindRequest,
   DevicePlan,
   Plan,
+  PlanTarget,
   Refusal,
   RefusalCheck,
   Step,
@@ -62,6 +63,23 @@ function devicePlan(
   const rec = snap.records.get(dev.address);
   const original = rec ? { driver: rec.originalDriver, override: rec.originalOverride } : from;
   return { address: dev.address, from, original, resolution, ...p };
+}
+
+/** Refused: no steps, only the refusals (and, for a bind, the warnings and candidates so far). */
+function refusedPlan(
+  dev: PciDevice,
+  snap: Snapshot,
+  target: PlanTarget | null,
+  refusals: readonly Refusal[],
+  more: { unit?: string; warnings?: readonly string[]; resolution?: Resolution | null } = {},
+): DevicePlan {
+  const { unit = dev.address, warnings = [], resolution = null } = more;
+  return devicePlan(
+    dev,
+    snap,
+    { status: 'refused', target, steps: [], refusals, warnings, unit },
+    resolution,
+  );
 }
 
 function invalid(address: string, message: string, unit: string): DevicePlan {
@@ -165,12 +183,7 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
     for (const r of refusals)
       if (r.forceable && req.force) warnings.push(`forced past: ${r.message}`);
     if (!target || blocking.length > 0) {
-      return devicePlan(
-        dev,
-        snap,
-        { status: 'refused', target, steps: [], refusals: blocking, warnings, unit },
-        resolution,
-      );
+      return refusedPlan(dev, snap, target, blocking, { unit, warnings, resolution });
     }
     const steps: Step[] = [];
     const hook = hookSteps(hooks, address);
@@ -268,15 +281,7 @@ export function planUnbind(snap: Snapshot, req: UnbindRequest): Plan {
     }
     const hooks = [...snap.hooks, ...(req.ruleHooks?.get(address) ?? [])];
     const refusals = [...(onVfio ? checkVfioUsers(dev, snap) : []), ...checkHooks(hooks)];
-    if (refusals.length > 0)
-      return devicePlan(dev, snap, {
-        status: 'refused',
-        target,
-        steps: [],
-        refusals,
-        warnings: [],
-        unit: address,
-      });
+    if (refusals.length > 0) return refusedPlan(dev, snap, target, refusals);
     const clear: Step = { op: 'set-override', address, driver: restoreOverride };
     // Already on a host driver with a stale override: clearing the override is all there is to do.
     if (!onVfio && dev.driver)
@@ -350,15 +355,7 @@ export function planNone(
       ...checkSriovPf(dev),
     ];
     if (isOnVfio(dev, snap)) refusals.push(...checkVfioUsers(dev, snap));
-    if (refusals.length > 0)
-      return devicePlan(dev, snap, {
-        status: 'refused',
-        target,
-        steps: [],
-        refusals,
-        warnings: [],
-        unit: address,
-      });
+    if (refusals.length > 0) return refusedPlan(dev, snap, target, refusals);
     const hook = hookSteps(hooks, address);
     const steps: Step[] = [...hook('pre-bind'), { op: 'set-override', address, driver: 'none' }];
     if (dev.driver) steps.push({ op: 'unbind', address, driver: dev.driver });
@@ -391,14 +388,7 @@ export function planSriov(snap: Snapshot, reqs: readonly SriovRequest[]): Plan {
     if (!dev) return invalid(req.address, `no PCI device ${req.address}`, req.address);
     const target = { driver: dev.driver, module: null, vfio: false };
     const refuse = (check: RefusalCheck, message: string) =>
-      devicePlan(dev, snap, {
-        status: 'refused',
-        target,
-        steps: [],
-        refusals: [{ check, message, forceable: false }],
-        warnings: [],
-        unit: req.address,
-      });
+      refusedPlan(dev, snap, target, [{ check, message, forceable: false }]);
     if (!dev.sriov)
       return refuse(
         'sriov',
@@ -441,15 +431,7 @@ export function planSriov(snap: Snapshot, reqs: readonly SriovRequest[]): Plan {
         });
       }
     }
-    if (refusals.length)
-      return devicePlan(dev, snap, {
-        status: 'refused',
-        target,
-        steps: [],
-        refusals,
-        warnings: [],
-        unit: req.address,
-      });
+    if (refusals.length) return refusedPlan(dev, snap, target, refusals);
     const steps: Step[] = [];
     if (autoprobe) steps.push({ op: 'sriov-autoprobe', address: req.address, value: false });
     steps.push({
