@@ -111,6 +111,8 @@ for (const [shell, complete] of [
   test(`${shell}: commands, options, addresses, drivers, kernels and intents`, () => {
     assert.deepEqual(complete('vfioctl '), COMMANDS);
     assert.deepEqual(complete('vfioctl bind --d'), ['--driver', '--dry-run']);
+    assert.deepEqual(complete('vfioctl set --a'), ['--acknowledge-broad-match']);
+    assert.deepEqual(complete('vfioctl unset --a'), [], 'set only');
     assert.deepEqual(complete('vfioctl install --'), [
       '--config',
       '--dry-run',
