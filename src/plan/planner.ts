@@ -65,21 +65,35 @@ function devicePlan(
   return { address: dev.address, from, original, resolution, ...p };
 }
 
+/** What a decided plan may add: its unit (default: the device), warnings, candidates (bind). */
+type More = {
+  readonly unit?: string;
+  readonly warnings?: readonly string[];
+  readonly resolution?: Resolution | null;
+};
+
 /** Refused: no steps, only the refusals (and, for a bind, the warnings and candidates so far). */
 function refusedPlan(
   dev: PciDevice,
   snap: Snapshot,
   target: PlanTarget | null,
   refusals: readonly Refusal[],
-  more: { unit?: string; warnings?: readonly string[]; resolution?: Resolution | null } = {},
+  { unit = dev.address, warnings = [], resolution }: More = {},
 ): DevicePlan {
-  const { unit = dev.address, warnings = [], resolution = null } = more;
-  return devicePlan(
-    dev,
-    snap,
-    { status: 'refused', target, steps: [], refusals, warnings, unit },
-    resolution,
-  );
+  const p: Decision = { status: 'refused', target, steps: [], refusals, warnings, unit };
+  return devicePlan(dev, snap, p, resolution);
+}
+
+/** Planned: these steps, no refusals. */
+function plannedPlan(
+  dev: PciDevice,
+  snap: Snapshot,
+  target: PlanTarget,
+  steps: readonly Step[],
+  { unit = dev.address, warnings = [], resolution }: More = {},
+): DevicePlan {
+  const p: Decision = { status: 'planned', target, steps, refusals: [], warnings, unit };
+  return devicePlan(dev, snap, p, resolution);
 }
 
 function invalid(address: string, message: string, unit: string): DevicePlan {
@@ -158,12 +172,7 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
       const steps = ownerSteps(dev, req);
       const already = [`already on ${target.driver}`];
       if (steps.length)
-        return devicePlan(
-          dev,
-          snap,
-          { status: 'planned', target, steps, refusals: [], warnings: already, unit },
-          resolution,
-        );
+        return plannedPlan(dev, snap, target, steps, { unit, warnings: already, resolution });
       return devicePlan(
         dev,
         snap,
@@ -197,12 +206,7 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
     steps.push({ op: 'verify', address, driver: target.driver, vfio: target.vfio });
     steps.push(...hook('post-bind'));
     steps.push(...ownerSteps(dev, req));
-    return devicePlan(
-      dev,
-      snap,
-      { status: 'planned', target, steps, refusals: [], warnings, unit },
-      resolution,
-    );
+    return plannedPlan(dev, snap, target, steps, { unit, warnings, resolution });
   });
   return { kind: 'bind', devices: groupAtomic(plans) };
 }
@@ -284,15 +288,7 @@ export function planUnbind(snap: Snapshot, req: UnbindRequest): Plan {
     if (refusals.length > 0) return refusedPlan(dev, snap, target, refusals);
     const clear: Step = { op: 'set-override', address, driver: restoreOverride };
     // Already on a host driver with a stale override: clearing the override is all there is to do.
-    if (!onVfio && dev.driver)
-      return devicePlan(dev, snap, {
-        status: 'planned',
-        target,
-        steps: [clear],
-        refusals: [],
-        warnings: [],
-        unit: address,
-      });
+    if (!onVfio && dev.driver) return plannedPlan(dev, snap, target, [clear]);
     const hook = hookSteps(hooks, address);
     // A VF whose PF has sriov_drivers_autoprobe=0 is probed only by the driver its override
     // names (pci_device_can_probe()): name the host driver for the probe, clear it afterwards.
@@ -311,14 +307,7 @@ export function planUnbind(snap: Snapshot, req: UnbindRequest): Plan {
     steps.push({ op: 'verify', address, driver: hostDriver, vfio: false });
     if (viaOverride) steps.push(clear);
     steps.push(...hook('post-unbind'));
-    return devicePlan(dev, snap, {
-      status: 'planned',
-      target,
-      steps,
-      refusals: [],
-      warnings: [],
-      unit: address,
-    });
+    return plannedPlan(dev, snap, target, steps);
   });
   return { kind: 'unbind', devices: plans };
 }
@@ -360,14 +349,7 @@ export function planNone(
     const steps: Step[] = [...hook('pre-bind'), { op: 'set-override', address, driver: 'none' }];
     if (dev.driver) steps.push({ op: 'unbind', address, driver: dev.driver });
     steps.push({ op: 'verify-none', address }, ...hook('post-bind'));
-    return devicePlan(dev, snap, {
-      status: 'planned',
-      target,
-      steps,
-      refusals: [],
-      warnings: [],
-      unit: address,
-    });
+    return plannedPlan(dev, snap, target, steps);
   });
   return { kind: 'bind', devices: plans };
 }
@@ -440,14 +422,7 @@ export function planSriov(snap: Snapshot, reqs: readonly SriovRequest[]): Plan {
       numVfs: req.numVfs,
       from: dev.sriov.numVfs,
     });
-    return devicePlan(dev, snap, {
-      status: 'planned',
-      target,
-      steps,
-      refusals: [],
-      warnings: [],
-      unit: req.address,
-    });
+    return plannedPlan(dev, snap, target, steps);
   });
   return { kind: 'sriov', devices: plans };
 }
