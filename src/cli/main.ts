@@ -174,7 +174,11 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
         '--group',
         "configure and apply every member of DEVICE's IOMMU group (bridges excluded), all or nothing",
       )
-      .option('--force', 'apply despite refusals that can be overridden (as bind --force)'),
+      .option('--force', 'apply despite refusals that can be overridden (as bind --force)')
+      .option(
+        '--acknowledge-broad-match',
+        'with --id or --class: add "acknowledgeBroadMatch": true to the rule, so the boot applies it too',
+      ),
   ).action(wrap((ctx, device, intent, opts) => setCommand(ctx, device, intent, opts)));
 
   selectorOpts(

@@ -21,6 +21,8 @@ export interface SetOptions extends SelectorArgs {
   json?: boolean;
   force?: boolean;
   group?: boolean;
+  /** set only: "acknowledgeBroadMatch": true on the rule by --id or --class. */
+  acknowledgeBroadMatch?: boolean;
 }
 
 /**

@@ -114,6 +114,30 @@ function removeRule(text: string, i: number): Edit[] | null {
   return edits;
 }
 
+/**
+ * Rule i's `key` set to `value`: an existing property's value is replaced (modify() edits only
+ * the value); a new one goes last, in the rule's layout: on its line for a one-line rule, else on
+ * a line of its own after the last one and its comment (modify() where the layout is other, which
+ * re-formats the rule).
+ */
+function setRuleProperty(text: string, i: number, key: string, value: unknown): Edit[] {
+  const rule = rulesNode(text).children![i]!;
+  if (rule.children!.some((p) => p.children?.[0]?.value === key))
+    return modify(text, ['rules', i, key], value, FORMAT);
+  const last = rule.children!.at(-1)!;
+  const end = last.offset + last.length;
+  const pair = `${JSON.stringify(key)}: ${JSON.stringify(value)}`;
+  if (!text.slice(rule.offset, rule.offset + rule.length).includes('\n'))
+    return [{ offset: end, length: 0, content: `, ${pair}` }];
+  if (!onlySpaceBefore(text, last.offset) || !restIsTrivia(text, end))
+    return modify(text, ['rules', i, key], value, FORMAT);
+  const indent = text.slice(lineStart(text, last.offset), last.offset);
+  return [
+    { offset: end, length: 0, content: ',' },
+    { offset: lineEnd(text, end), length: 0, content: `\n${indent}${pair}` },
+  ];
+}
+
 /** New file text with `address` given `intent` (an existing rule for it is updated in place). */
 export function withIntent(
   text: string | undefined,
@@ -125,22 +149,36 @@ export function withIntent(
 
 /**
  * New file text with the rule of this selector given `intent` (updated in place when there is one).
+ * `acknowledgeBroadMatch`: the rule also gets "acknowledgeBroadMatch": true; without it an
+ * acknowledgement already there stays.
  */
 export function withRuleIntent(
   text: string | undefined,
   selector: Selector,
   intent: string,
+  opts: { readonly acknowledgeBroadMatch?: boolean } = {},
 ): { text: string; config: Config; changed: boolean } {
   const base = text ?? EMPTY_CONFIG;
   const config = parseConfig(base, CONFIG_FILE);
   const i = ruleIndex(config, selector);
   let next: string;
   if (i >= 0) {
-    const cur = config.rules[i]!.intent;
-    if (cur !== null && intentName(cur) === intent) return { text: base, config, changed: false };
-    next = applyEdits(base, modify(base, ['rules', i, 'intent'], intent, FORMAT));
+    const rule = config.rules[i]!;
+    const sameIntent = rule.intent !== null && intentName(rule.intent) === intent;
+    const acknowledge = !!opts.acknowledgeBroadMatch && !rule.acknowledgeBroadMatch;
+    if (sameIntent && !acknowledge) return { text: base, config, changed: false };
+    next = sameIntent
+      ? base
+      : applyEdits(base, modify(base, ['rules', i, 'intent'], intent, FORMAT));
+    // One edit after the other: each is computed on the text the previous one left.
+    if (acknowledge)
+      next = applyEdits(next, setRuleProperty(next, i, 'acknowledgeBroadMatch', true));
   } else {
-    const rule = { match: matchOf(selector), intent };
+    const rule = {
+      match: matchOf(selector),
+      intent,
+      ...(opts.acknowledgeBroadMatch ? { acknowledgeBroadMatch: true } : {}),
+    };
     next = applyEdits(
       base,
       appendRule(base, rule) ??

@@ -23,6 +23,11 @@ export interface ConfigEditOptions {
   readonly dryRun?: boolean;
   /** `set --force`: apply past forceable refusals, as `bind --force`. */
   readonly force?: boolean;
+  /**
+   * `set --acknowledge-broad-match`: the rule by id or class gets "acknowledgeBroadMatch": true,
+   * so that the boot layers apply it too.
+   */
+  readonly acknowledgeBroadMatch?: boolean;
 }
 
 /**
@@ -106,7 +111,7 @@ function editSet(host: Host, target: EditTarget, intent: string, opts: ConfigEdi
   let config: Config | null = null;
   const rules: string[] = [];
   for (const sel of selectors) {
-    const e = withRuleIntent(cur, sel, intent);
+    const e = withRuleIntent(cur, sel, intent, opts);
     if (e.changed) rules.push(describeSelector(sel));
     cur = e.text;
     config = e.config;
@@ -123,19 +128,15 @@ export async function setIntent(
 ): Promise<ConfigEditReport> {
   const t: EditTarget = typeof target === 'string' ? { kind: 'device', address: target } : target;
   parseIntent(intent);
+  if (opts.acknowledgeBroadMatch) refuseNeedlessAcknowledge(t, opts);
   const name = label(t);
-  const broad =
-    t.kind === 'rule' && isBroad(t.selector)
-      ? [
-          `rules by ${t.selector.kind} are applied at boot only with "acknowledgeBroadMatch": true: add it to the rule in ${CONFIG_FILE} when they should be`,
-        ]
-      : [];
   const base = { address: name, released: null };
   if (opts.dryRun) {
     const edited = editSet(host, t, intent, opts);
+    const ack = opts.acknowledgeBroadMatch ? ' (acknowledgeBroadMatch)' : '';
     const before = edited.changed
       ? edited.rules.map(
-          (r) => `would ${opts.nosave ? 'apply (not save)' : 'save'} rule: ${r} -> ${intent}`,
+          (r) => `would ${opts.nosave ? 'apply (not save)' : 'save'} rule: ${r} -> ${intent}${ack}`,
         )
       : [`${name} is already configured as ${intent}`];
     if (t.kind === 'rule' || (t.kind === 'device' && t.group))
@@ -169,7 +170,7 @@ export async function setIntent(
     const warnings: string[] = [];
     const save = () => {
       warnings.push(...saveConfig(host, edited.text));
-      after.push(`saved ${CONFIG_FILE}`, ...broad);
+      after.push(`saved ${CONFIG_FILE}`, ...bootNote(t, edited.config, intent));
       return true;
     };
     const report = (saved: boolean, applied: ConvergeReport | null) => ({
@@ -208,6 +209,35 @@ export async function setIntent(
     }
     return report(saved, applied);
   });
+}
+
+/**
+ * Only a rule by id or class waits for "acknowledgeBroadMatch" at boot (it could select a device
+ * the host needs); for any other rule, or with nothing saved, the option would do nothing.
+ */
+function refuseNeedlessAcknowledge(t: EditTarget, opts: ConfigEditOptions): void {
+  const broad = t.kind === 'rule' && isBroad(t.selector);
+  if (broad && !opts.nosave) return;
+  const rules =
+    t.kind === 'rule'
+      ? `the rule ${selectorOption(t.selector)} selects by physical function`
+      : `the rule${t.group ? `s for --group of ${t.address} select` : ` for ${t.address} selects`} by address`;
+  const why = broad
+    ? 'with --nosave no rule is saved, and the acknowledgement is for the boot, which applies saved rules'
+    : `${rules}, which the boot applies without it; it is for rules by --id or --class (they could select a device the host needs)`;
+  throw new VfioctlError(`set --acknowledge-broad-match: ${why}`, EXIT.BAD_INPUT);
+}
+
+/** What the boot does with the saved rule: a rule by id or class waits for its acknowledgement. */
+function bootNote(t: EditTarget, config: Config, intent: string): string[] {
+  if (t.kind !== 'rule' || !isBroad(t.selector)) return [];
+  const kind = t.selector.kind;
+  const rule = config.rules.find((r) => sameSelector(r.selector, t.selector));
+  return rule?.acknowledgeBroadMatch
+    ? [`the rule by ${kind} has "acknowledgeBroadMatch": true: the boot applies it too`]
+    : [
+        `rules by ${kind} are applied at boot only with "acknowledgeBroadMatch": true: 'vfioctl set ${selectorOption(t.selector)} ${intent} --acknowledge-broad-match' adds it`,
+      ];
 }
 
 /**

@@ -300,7 +300,7 @@ async function convergeIn(
 ): Promise<ConvergeReport> {
   const root = host.root;
   const onlySet = opts.only ? new Set(opts.only) : null;
-  const read = () => host.readForWrite();
+  const read = () => host.readForWrite(session);
   const mapWarnings: string[] = [];
   const boot = opts.boot ? bootProtected(host, mapWarnings) : null;
   // Outside boot the live in-use checks see the mounts and routes; the boot map's "in use when it

@@ -149,17 +149,17 @@ export class Host {
     return Number.isFinite(s) && s > 0 ? s * 1000 : 30_000;
   }
 
-  /** Sessions running now (the lock is held): reads in them may refresh caches. */
-  private sessions = 0;
-
-  /** The host read for writing: records, VFIO users and hooks included. */
-  readForWrite(only?: readonly string[]): Snapshot {
+  /**
+   * The host read for writing: records, VFIO users and hooks included. `session`: the write
+   * session the read is made in, or null for a dry run, which reads the same but writes nothing:
+   * the modules.alias index is refreshed only under the session's lock.
+   */
+  readForWrite(session: WriteSession | null, only?: readonly string[]): Snapshot {
     return readSnapshot(this.root, {
       kernel: this.kernel,
       ...(only ? { only } : {}),
       forWrite: true,
-      // A dry run reads for writing too, but writes nothing: the index is refreshed under the lock only.
-      writeIndex: this.sessions > 0,
+      writeIndex: session !== null,
       trust: this.trust,
     });
   }
@@ -180,12 +180,7 @@ export class Host {
       },
       async (s) => {
         ev?.recovered?.(s.recovery);
-        this.sessions++;
-        try {
-          return await work(s);
-        } finally {
-          this.sessions--;
-        }
+        return work(s);
       },
     );
   }
@@ -247,7 +242,7 @@ export class Host {
 
   /** Pure after one read: what a bind or unbind would do now. */
   plan(request: Readonly<BindRequest> | Readonly<UnbindRequest>): PlannedOperation {
-    const snap = this.readForWrite(request.addresses);
+    const snap = this.readForWrite(null, request.addresses);
     return { request, plan: makePlan(snap, request), warnings: snap.warnings };
   }
 
@@ -257,7 +252,7 @@ export class Host {
    */
   apply(p: PlannedOperation): Promise<OperationResult> {
     return this.session(async (s) => {
-      const snap = this.readForWrite(p.request.addresses);
+      const snap = this.readForWrite(s, p.request.addresses);
       const fresh = makePlan(snap, p.request);
       const moved = fresh.devices
         .filter(
@@ -282,7 +277,7 @@ export class Host {
       return Promise.resolve(this.report(p.plan, planResults(p.plan), true, p.warnings, null));
     }
     const work = (s: WriteSession) => {
-      const snap = this.readForWrite(request.addresses);
+      const snap = this.readForWrite(s, request.addresses);
       return this.run(s, makePlan(snap, request), snap.warnings);
     };
     return held ? work(held) : this.session(work);

@@ -153,7 +153,10 @@ async function prepare(host: Host, guest: string, dom: Domain): Promise<LibvirtH
   const mine = unmanaged(dom);
   if (mine.length === 0) return ignored(name);
   return host.session(async (s) => {
-    const snap = host.readForWrite(mine.map((h) => h.address));
+    const snap = host.readForWrite(
+      s,
+      mine.map((h) => h.address),
+    );
     const warnings = [...snap.warnings];
     // Already on a VFIO driver (a vfioctl rule, the admin): theirs, left as it is and not recorded.
     const todo = mine.filter((h) => {
@@ -275,7 +278,7 @@ async function release(host: Host, guest: string, dom: Domain): Promise<LibvirtH
     );
   }
   return host.session(async (s) => {
-    const snap = host.readForWrite(record.devices);
+    const snap = host.readForWrite(s, record.devices);
     const desired = desiredState(config, snap.devices);
     const warnings = [...snap.warnings];
     const give: string[] = [];

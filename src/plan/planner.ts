@@ -21,6 +21,7 @@ import type {
   BindRequest,
   DevicePlan,
   Plan,
+  PlanTarget,
   Refusal,
   RefusalCheck,
   Step,
@@ -62,6 +63,37 @@ function devicePlan(
   const rec = snap.records.get(dev.address);
   const original = rec ? { driver: rec.originalDriver, override: rec.originalOverride } : from;
   return { address: dev.address, from, original, resolution, ...p };
+}
+
+/** What a decided plan may add: its unit (default: the device), warnings, candidates (bind). */
+type More = {
+  readonly unit?: string;
+  readonly warnings?: readonly string[];
+  readonly resolution?: Resolution | null;
+};
+
+/** Refused: no steps, only the refusals (and, for a bind, the warnings and candidates so far). */
+function refusedPlan(
+  dev: PciDevice,
+  snap: Snapshot,
+  target: PlanTarget | null,
+  refusals: readonly Refusal[],
+  { unit = dev.address, warnings = [], resolution }: More = {},
+): DevicePlan {
+  const p: Decision = { status: 'refused', target, steps: [], refusals, warnings, unit };
+  return devicePlan(dev, snap, p, resolution);
+}
+
+/** Planned: these steps, no refusals. */
+function plannedPlan(
+  dev: PciDevice,
+  snap: Snapshot,
+  target: PlanTarget,
+  steps: readonly Step[],
+  { unit = dev.address, warnings = [], resolution }: More = {},
+): DevicePlan {
+  const p: Decision = { status: 'planned', target, steps, refusals: [], warnings, unit };
+  return devicePlan(dev, snap, p, resolution);
 }
 
 function invalid(address: string, message: string, unit: string): DevicePlan {
@@ -140,12 +172,7 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
       const steps = ownerSteps(dev, req);
       const already = [`already on ${target.driver}`];
       if (steps.length)
-        return devicePlan(
-          dev,
-          snap,
-          { status: 'planned', target, steps, refusals: [], warnings: already, unit },
-          resolution,
-        );
+        return plannedPlan(dev, snap, target, steps, { unit, warnings: already, resolution });
       return devicePlan(
         dev,
         snap,
@@ -165,12 +192,7 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
     for (const r of refusals)
       if (r.forceable && req.force) warnings.push(`forced past: ${r.message}`);
     if (!target || blocking.length > 0) {
-      return devicePlan(
-        dev,
-        snap,
-        { status: 'refused', target, steps: [], refusals: blocking, warnings, unit },
-        resolution,
-      );
+      return refusedPlan(dev, snap, target, blocking, { unit, warnings, resolution });
     }
     const steps: Step[] = [];
     const hook = hookSteps(hooks, address);
@@ -184,12 +206,7 @@ export function planBind(snap: Snapshot, req: BindRequest): Plan {
     steps.push({ op: 'verify', address, driver: target.driver, vfio: target.vfio });
     steps.push(...hook('post-bind'));
     steps.push(...ownerSteps(dev, req));
-    return devicePlan(
-      dev,
-      snap,
-      { status: 'planned', target, steps, refusals: [], warnings, unit },
-      resolution,
-    );
+    return plannedPlan(dev, snap, target, steps, { unit, warnings, resolution });
   });
   return { kind: 'bind', devices: groupAtomic(plans) };
 }
@@ -268,26 +285,10 @@ export function planUnbind(snap: Snapshot, req: UnbindRequest): Plan {
     }
     const hooks = [...snap.hooks, ...(req.ruleHooks?.get(address) ?? [])];
     const refusals = [...(onVfio ? checkVfioUsers(dev, snap) : []), ...checkHooks(hooks)];
-    if (refusals.length > 0)
-      return devicePlan(dev, snap, {
-        status: 'refused',
-        target,
-        steps: [],
-        refusals,
-        warnings: [],
-        unit: address,
-      });
+    if (refusals.length > 0) return refusedPlan(dev, snap, target, refusals);
     const clear: Step = { op: 'set-override', address, driver: restoreOverride };
     // Already on a host driver with a stale override: clearing the override is all there is to do.
-    if (!onVfio && dev.driver)
-      return devicePlan(dev, snap, {
-        status: 'planned',
-        target,
-        steps: [clear],
-        refusals: [],
-        warnings: [],
-        unit: address,
-      });
+    if (!onVfio && dev.driver) return plannedPlan(dev, snap, target, [clear]);
     const hook = hookSteps(hooks, address);
     // A VF whose PF has sriov_drivers_autoprobe=0 is probed only by the driver its override
     // names (pci_device_can_probe()): name the host driver for the probe, clear it afterwards.
@@ -306,14 +307,7 @@ export function planUnbind(snap: Snapshot, req: UnbindRequest): Plan {
     steps.push({ op: 'verify', address, driver: hostDriver, vfio: false });
     if (viaOverride) steps.push(clear);
     steps.push(...hook('post-unbind'));
-    return devicePlan(dev, snap, {
-      status: 'planned',
-      target,
-      steps,
-      refusals: [],
-      warnings: [],
-      unit: address,
-    });
+    return plannedPlan(dev, snap, target, steps);
   });
   return { kind: 'unbind', devices: plans };
 }
@@ -350,27 +344,12 @@ export function planNone(
       ...checkSriovPf(dev),
     ];
     if (isOnVfio(dev, snap)) refusals.push(...checkVfioUsers(dev, snap));
-    if (refusals.length > 0)
-      return devicePlan(dev, snap, {
-        status: 'refused',
-        target,
-        steps: [],
-        refusals,
-        warnings: [],
-        unit: address,
-      });
+    if (refusals.length > 0) return refusedPlan(dev, snap, target, refusals);
     const hook = hookSteps(hooks, address);
     const steps: Step[] = [...hook('pre-bind'), { op: 'set-override', address, driver: 'none' }];
     if (dev.driver) steps.push({ op: 'unbind', address, driver: dev.driver });
     steps.push({ op: 'verify-none', address }, ...hook('post-bind'));
-    return devicePlan(dev, snap, {
-      status: 'planned',
-      target,
-      steps,
-      refusals: [],
-      warnings: [],
-      unit: address,
-    });
+    return plannedPlan(dev, snap, target, steps);
   });
   return { kind: 'bind', devices: plans };
 }
@@ -391,14 +370,7 @@ export function planSriov(snap: Snapshot, reqs: readonly SriovRequest[]): Plan {
     if (!dev) return invalid(req.address, `no PCI device ${req.address}`, req.address);
     const target = { driver: dev.driver, module: null, vfio: false };
     const refuse = (check: RefusalCheck, message: string) =>
-      devicePlan(dev, snap, {
-        status: 'refused',
-        target,
-        steps: [],
-        refusals: [{ check, message, forceable: false }],
-        warnings: [],
-        unit: req.address,
-      });
+      refusedPlan(dev, snap, target, [{ check, message, forceable: false }]);
     if (!dev.sriov)
       return refuse(
         'sriov',
@@ -441,15 +413,7 @@ export function planSriov(snap: Snapshot, reqs: readonly SriovRequest[]): Plan {
         });
       }
     }
-    if (refusals.length)
-      return devicePlan(dev, snap, {
-        status: 'refused',
-        target,
-        steps: [],
-        refusals,
-        warnings: [],
-        unit: req.address,
-      });
+    if (refusals.length) return refusedPlan(dev, snap, target, refusals);
     const steps: Step[] = [];
     if (autoprobe) steps.push({ op: 'sriov-autoprobe', address: req.address, value: false });
     steps.push({
@@ -458,14 +422,7 @@ export function planSriov(snap: Snapshot, reqs: readonly SriovRequest[]): Plan {
       numVfs: req.numVfs,
       from: dev.sriov.numVfs,
     });
-    return devicePlan(dev, snap, {
-      status: 'planned',
-      target,
-      steps,
-      refusals: [],
-      warnings: [],
-      unit: req.address,
-    });
+    return plannedPlan(dev, snap, target, steps);
   });
   return { kind: 'sriov', devices: plans };
 }

@@ -121,6 +121,37 @@ test('a non-VFIO driver outside its ID table is refused even with --force; pci-s
   assert.equal(h.state(E2).driver, 'pci-stub');
 });
 
+test('--driver none and --driver host are intents, not drivers: exit 2 naming the devices and the command that fits; nothing written', async () => {
+  const h = host();
+  const cases = [
+    [
+      ['bind', E1, '--driver', 'host'],
+      `bind ${E1}: --driver host names an intent, not a driver: 'vfioctl unbind ${E1}' gives it back to its host driver now; 'vfioctl set ${E1} host' keeps it there`,
+    ],
+    [
+      ['bind', '--id', '8086:10d3', '--driver', 'host', '--json'],
+      `bind ${E1}, ${E2}: --driver host names an intent, not a driver: 'vfioctl unbind ${E1} ${E2}' gives them back to their host drivers now; 'vfioctl set DEVICE host' keeps a device there`,
+    ],
+    [
+      ['bind', E1, '--driver', 'none', '--dry-run'],
+      `bind ${E1}: --driver none names an intent, not a driver: 'vfioctl set ${E1} none' leaves it without any driver`,
+    ],
+    [
+      ['bind', E1, E2, '--driver', 'none'],
+      `bind ${E1}, ${E2}: --driver none names an intent, not a driver: 'vfioctl set DEVICE none' leaves a device without any driver`,
+    ],
+  ] as const;
+  for (const [args, message] of cases) {
+    const r = await h.run([...args]);
+    assert.equal(r.code, 2, args.join(' '));
+    assert.ok(r.stderr.includes(message), `${args.join(' ')}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /unknown driver/);
+    assert.equal(r.stdout, '');
+  }
+  assert.equal(h.k.writes.length, 0);
+  assert.deepEqual(h.state(E1), { driver: 'e1000e', override: null, vfioDev: false });
+});
+
 test('a forced variant whose probe fails exits 1 and the device is back on its driver, override cleared', async () => {
   const h = host();
   h.f.tree.write(

@@ -4,16 +4,11 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { E1, E2, type ModelHost, modelHosts, NVME, VN } from '../support/model-host';
+import { E1, E2, MGMT, modelHosts, NVME, VN } from '../support/model-host';
 
 const CONF = '/etc/vfioctl/vfioctl.json';
 const MAP = '/etc/vfioctl/boot/6.12.0-test.map';
 const host = modelHosts({ trustSelf: true });
-const entries = (h: ModelHost) =>
-  h.f.tree
-    .read(MAP)!
-    .split('\n')
-    .filter((l) => /^(address|id) /.test(l));
 const EXEC = ['--exec', '/usr/local/bin/vfioctl'];
 
 test('devices with hooks are left out of the boot map (hooks run only from the late unit)', async () => {
@@ -24,7 +19,7 @@ test('devices with hooks are left out of the boot map (hooks run only from the l
     { match: { address: E2 }, intent: 'vfio' },
   ]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
-  assert.deepEqual(entries(h), [`address ${E2} vfio-pci vfio_pci`]);
+  assert.deepEqual(h.mapEntries(), [`address ${E2} vfio-pci vfio_pci`]);
   assert.match(
     h.f.tree.read(MAP)!,
     /# skipped 0000:00:02\.0: has hooks \(\/etc\/vfioctl\/rule-hooks\/cx7\); the late apply binds it so that they run/,
@@ -32,7 +27,7 @@ test('devices with hooks are left out of the boot map (hooks run only from the l
   // A hooks.d hook decides per device when it runs: it counts for every device.
   h.hook('/etc/vfioctl/hooks.d/50-any', 'exit 2');
   assert.equal((await h.run(['install', '--refresh'])).code, 0);
-  assert.deepEqual(entries(h), []);
+  assert.deepEqual(h.mapEntries(), []);
 });
 
 test('VFs a PF rule creates get map entries from sriov_offset/stride and the %x sriov_vf_device', async () => {
@@ -44,7 +39,7 @@ test('VFs a PF rule creates get map entries from sriov_offset/stride and the %x 
   );
   h.config([{ match: { address: NVME }, sriov: { numVfs: 2, vfIntent: 'vfio' } }]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
-  assert.deepEqual(entries(h), [
+  assert.deepEqual(h.mapEntries(), [
     'address 0000:00:07.1 vfio-pci vfio_pci',
     'address 0000:00:07.2 vfio-pci vfio_pci',
   ]);
@@ -57,42 +52,28 @@ test('without an IOMMU nothing VFIO goes into the map (vfio-pci would fail and l
     { match: { address: E2 }, intent: 'none' },
   ]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
-  assert.deepEqual(entries(h), [`address ${E2} none -`]);
+  assert.deepEqual(h.mapEntries(), [`address ${E2} none -`]);
   assert.match(h.f.tree.read(MAP)!, /# skipped 0000:00:02\.0: VFIO needs an IOMMU/);
 });
 
 test('set saves only what it applied: a refused device is not saved (as driverctl)', async () => {
   const h = host();
-  h.f.device({
-    address: '0000:00:08.0',
-    vendor: '8086',
-    device: '10d3',
-    driver: 'e1000e',
-    iommuGroup: '8',
-    netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }],
-  });
-  const r = await h.run(['set', '0000:00:08.0', 'vfio']);
+  h.mgmtNic();
+  const r = await h.run(['set', MGMT, 'vfio']);
   assert.equal(r.code, 3, r.stdout);
   assert.match(
     r.stderr,
     /0000:00:08\.0: not saved to \/etc\/vfioctl\/vfioctl\.json, because it was not applied/,
   );
   assert.ok(!h.f.tree.exists(CONF));
-  assert.equal(h.state('0000:00:08.0').driver, 'e1000e');
+  assert.equal(h.state(MGMT).driver, 'e1000e');
 });
 
 test('apply --boot releases what a stale (initramfs) map took and no rule names, and refuses what the map saw in use', async () => {
   const h = host();
-  h.f.device({
-    address: '0000:00:08.0',
-    vendor: '8086',
-    device: '10d3',
-    driver: 'e1000e',
-    iommuGroup: '8',
-    netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }],
-  });
+  h.mgmtNic();
   h.config([
-    { match: { address: '0000:00:08.0' }, intent: 'vfio' },
+    { match: { address: MGMT }, intent: 'vfio' },
     { match: { address: VN }, intent: 'vfio' },
   ]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
@@ -116,35 +97,28 @@ test('apply --boot releases what a stale (initramfs) map took and no rule names,
   assert.equal(by(E1).phase, 'release');
   assert.equal(by(E1).status, 'ok');
   assert.deepEqual(h.state(E1), { driver: 'e1000e', override: null, vfioDev: false });
-  assert.equal(by('0000:00:08.0').status, 'refused');
+  assert.equal(by(MGMT).status, 'refused');
   assert.match(
-    by('0000:00:08.0')
+    by(MGMT)
       .refusals.map((x: any) => x.message)
       .join(),
     /in use when the boot map was made: interface mgmt0 is up/,
   );
-  assert.equal(h.state('0000:00:08.0').driver, 'e1000e');
+  assert.equal(h.state(MGMT).driver, 'e1000e');
   assert.equal(by(VN).status, 'ok');
   assert.equal(r.code, 3);
 });
 
 test('apply --boot reads what the map left out from its JSON, not its comments; a corrupt or missing JSON is named', async () => {
   const h = host();
-  h.f.device({
-    address: '0000:00:08.0',
-    vendor: '8086',
-    device: '10d3',
-    driver: 'e1000e',
-    iommuGroup: '8',
-    netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }],
-  });
-  h.config([{ match: { address: '0000:00:08.0' }, intent: 'vfio' }]);
+  h.mgmtNic();
+  h.config([{ match: { address: MGMT }, intent: 'vfio' }]);
   assert.equal((await h.run(['install', ...EXEC])).code, 0);
   const JSON_FILE = MAP.replace(/\.map$/, '.json');
   const stored = JSON.parse(h.f.tree.read(JSON_FILE)!);
   assert.deepEqual(
     stored.leftOut.map((l: any) => [l.reason, l.address]),
-    [['in-use', '0000:00:08.0']],
+    [['in-use', MGMT]],
   );
   // The comment alone decides nothing: with the JSON saying nothing was in use, the device is not
   // protected as in use.

@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { DRIVERS } from '../support/kernel-model';
-import { E1, E2, LPC, modelHosts, VN } from '../support/model-host';
+import { disk, nvme } from '../support/devices';
+import { E1, E2, LPC, type ModelHost, modelHosts, VN } from '../support/model-host';
 import { vfAddress } from '../../src/boot/map';
 import {
   LOCAL_LAYOUT,
@@ -19,26 +20,17 @@ const CONF = '/etc/vfioctl/vfioctl.json';
 const MAP = '/etc/vfioctl/boot/6.12.0-test.map';
 const host = modelHosts({ trustSelf: true });
 const EXEC = ['--exec', '/usr/local/bin/vfioctl'];
+/** Where install's enable links point (the early unit's, then the late apply's), as systemctl enable makes them. */
+const enableLinks = (h: ModelHost) =>
+  [
+    'sysinit.target.wants/vfioctl-early.service',
+    'multi-user.target.wants/vfioctl-apply.service',
+  ].map((l) => fs.readlinkSync(h.f.tree.abs(`/etc/systemd/system/${l}`)));
 
 test('install writes every layer: maps, units (enabled), udev rule, initramfs and kernel hooks; --dry-run writes nothing', async () => {
   const h = host();
-  h.f.device({
-    address: '0000:00:06.0',
-    vendor: '1b36',
-    device: '0010',
-    class: '010802',
-    driver: 'nvme',
-    iommuGroup: '6',
-    blockdevs: [{ name: 'vda', devno: '254:0', partitions: [{ name: 'vda1', devno: '254:1' }] }],
-  });
-  h.f.device({
-    address: '0000:00:08.0',
-    vendor: '8086',
-    device: '10d3',
-    driver: 'e1000e',
-    iommuGroup: '8',
-    netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }],
-  });
+  h.f.device(nvme('0000:00:06.0', '6', { blockdevs: disk('vda', 254) }));
+  h.mgmtNic();
   h.f.tree.write(
     '/etc/fstab',
     '# <file system> <mount point> <type> <options> <dump> <pass>\n/dev/vda1 / ext4 errors=remount-ro 0 1\nserver:/srv /srv nfs defaults 0 0\n',
@@ -98,16 +90,7 @@ test('install writes every layer: maps, units (enabled), udev rule, initramfs an
     h.f.tree.read('/etc/systemd/system/vfioctl-apply.service')!,
     /ExecStart=\/usr\/local\/bin\/vfioctl apply --boot/,
   );
-  assert.equal(
-    fs.readlinkSync(h.f.tree.abs('/etc/systemd/system/sysinit.target.wants/vfioctl-early.service')),
-    '../vfioctl-early.service',
-  );
-  assert.equal(
-    fs.readlinkSync(
-      h.f.tree.abs('/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service'),
-    ),
-    '../vfioctl-apply.service',
-  );
+  assert.deepEqual(enableLinks(h), ['../vfioctl-early.service', '../vfioctl-apply.service']);
   for (const x of [
     '/usr/lib/vfioctl/vfioctl-early',
     '/usr/lib/vfioctl/vfioctl-udev-probe',
@@ -427,16 +410,10 @@ test('packaged mode: install writes only the maps, the udev rule and the enable 
     ].sort(),
   );
   assert.match(h.f.tree.read(MAP)!, new RegExp(`^address ${E1} vfio-pci vfio_pci$`, 'm'));
-  assert.equal(
-    fs.readlinkSync(h.f.tree.abs('/etc/systemd/system/sysinit.target.wants/vfioctl-early.service')),
+  assert.deepEqual(enableLinks(h), [
     '/lib/systemd/system/vfioctl-early.service',
-  );
-  assert.equal(
-    fs.readlinkSync(
-      h.f.tree.abs('/etc/systemd/system/multi-user.target.wants/vfioctl-apply.service'),
-    ),
     '/lib/systemd/system/vfioctl-apply.service',
-  );
+  ]);
   for (const x of [
     '/etc/systemd/system/vfioctl-early.service',
     '/etc/initramfs-tools/hooks/vfioctl',

@@ -15,6 +15,8 @@ import {
 } from '../../src/boot/map';
 import { Invalid } from '../../src/persist/validate';
 import { golden } from '../support/golden';
+import { e1000e, nvme, smbus, virtioNet } from '../support/devices';
+import { ALIASES } from '../support/fixture';
 import { snapshot } from '../support/snapshot';
 
 const NIC = '0000:00:02.0'; // address rule, vfio: an entry
@@ -27,42 +29,17 @@ const BAD = '0000:00:08.0'; // a driver whose table does not list it: left out, 
 const PF = '0000:04:00.0'; // PF rule with 2 VFs for vfio: their future addresses are mapped
 
 const host = snapshot({
-  aliases: [
-    'alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci',
-    'alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e',
-    'alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci',
-  ],
+  aliases: [ALIASES.vfioPci, ALIASES.e1000e, ALIASES.virtioPci],
   drivers: { e1000e: 'e1000e', 'virtio-pci': 'virtio_pci', nvme: 'nvme', i801_smbus: 'i2c_i801' },
   devices: [
-    { address: NIC, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '2' },
-    { address: VIRTIO, vendor: '1af4', device: '1041', driver: 'virtio-pci', iommuGroup: '3' },
-    { address: MGMT, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '5' },
-    {
-      address: ROOTDISK,
-      vendor: '1b36',
-      device: '0010',
-      class: '010802',
-      driver: 'nvme',
-      iommuGroup: '6',
-    },
+    e1000e(NIC, '2'),
+    virtioNet(VIRTIO, '3'),
+    e1000e(MGMT, '5'),
+    nvme(ROOTDISK, '6'),
     { address: CX, vendor: '15b3', device: '101e', iommuGroup: '11' },
-    { address: BAD, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '8' },
-    {
-      address: SMBUS,
-      vendor: '8086',
-      device: '2930',
-      class: '0c0500',
-      driver: 'i801_smbus',
-      iommuGroup: '9',
-    },
-    {
-      address: PF,
-      vendor: '8086',
-      device: '10d3',
-      driver: 'e1000e',
-      iommuGroup: '10',
-      sriov: { totalVfs: 8, numVfs: 0, driversAutoprobe: true, vfs: [] },
-    },
+    e1000e(BAD, '8'),
+    smbus(SMBUS, '9'),
+    e1000e(PF, '10', { sriov: { totalVfs: 8, numVfs: 0, driversAutoprobe: true, vfs: [] } }),
   ],
   netdevs: { [MGMT]: [{ name: 'mgmt0', up: true, routes: ['10.0.0.0/24'] }] },
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { parseConfig, ConfigError } from '../../src/config/load';
-import { withIntent, withoutDevice } from '../../src/config/edit';
+import { withIntent, withoutDevice, withRuleIntent } from '../../src/config/edit';
 import { desiredState } from '../../src/config/desired';
 import type { PciDevice } from '../../src/host/pci';
 import { intentName, type Intent } from '../../src/config/intent';
@@ -210,4 +210,61 @@ test('the most specific rule wins: address > vfsOf/vfIntent > id+subsystem > id 
     s.warnings.some((w) => /0000:00:02\.0 is selected by rules\[1\] and rules\[6\]/.test(w)),
     s.warnings.join('\n'),
   );
+});
+
+test('set --acknowledge-broad-match edits the rule in its own layout: its line, or a line of its own after its comment', () => {
+  const id = parseConfig(
+    '{ "version": 1, "rules": [ { "match": { "id": "8086:10d3" }, "intent": "vfio" } ] }',
+    'x',
+  ).rules[0]!.selector;
+  const ack = (text: string, intent = 'vfio') =>
+    withRuleIntent(text, id, intent, { acknowledgeBroadMatch: true });
+  const rules = (...lines: string[]) =>
+    `{\n  "version": 1,\n  "rules": [\n${lines.join('\n')}\n  ]\n}\n`;
+  const one = ack(
+    rules(
+      '    { "match": { "id": "8086:10d3" }, "intent": "vfio" }, // the NICs',
+      '    { "match": { "address": "0000:00:03.0" }, "intent": "vfio" }',
+    ),
+  );
+  assert.equal(
+    one.text,
+    rules(
+      '    { "match": { "id": "8086:10d3" }, "intent": "vfio", "acknowledgeBroadMatch": true }, // the NICs',
+      '    { "match": { "address": "0000:00:03.0" }, "intent": "vfio" }',
+    ),
+  );
+  assert.equal(one.config.rules[0]!.acknowledgeBroadMatch, true);
+  assert.equal(
+    ack(
+      rules(
+        '    {',
+        '      "match": { "id": "8086:10d3" },',
+        '      "intent": "none" // why',
+        '    }',
+      ),
+    ).text,
+    rules(
+      '    {',
+      '      "match": { "id": "8086:10d3" },',
+      '      "intent": "vfio", // why',
+      '      "acknowledgeBroadMatch": true',
+      '    }',
+    ),
+  );
+  const no = rules(
+    '    { "match": { "id": "8086:10d3" }, "intent": "vfio", "acknowledgeBroadMatch": false }',
+  );
+  assert.equal(ack(no).text, no.replace('false', 'true'));
+  const done = ack(no.replace('false', 'true'));
+  assert.equal(done.changed, false);
+  assert.equal(
+    ack(rules('    { "match": { "address": "0000:00:03.0" }, "intent": "vfio" }')).config.rules[1]!
+      .acknowledgeBroadMatch,
+    true,
+    'a new rule carries it',
+  );
+  // Without the option an acknowledgement stays.
+  const kept = withRuleIntent(done.text, id, 'none');
+  assert.equal(kept.config.rules[0]!.acknowledgeBroadMatch, true);
 });

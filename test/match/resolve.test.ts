@@ -4,6 +4,7 @@ import { Fixture, ALIASES } from '../support/fixture';
 import { HostRoot } from '../../src/host/root';
 import { readSnapshot } from '../../src/read/snapshot';
 import { resolve, wildcardCount } from '../../src/match/resolve';
+import { e1000e, virtioNet } from '../support/devices';
 import { cli } from '../support/cli';
 
 const fixtures: Fixture[] = [];
@@ -30,14 +31,7 @@ test('wildcardCount counts whole wildcard fields, not the trailing * of a full-c
 
 test('modern virtio-net resolves to virtio_vfio_pci over the vfio_pci catch-all', () => {
   const f = host().modulesAlias([ALIASES.vfioPci, ALIASES.virtio1041, ALIASES.virtioPci]);
-  f.device({
-    address: '0000:00:03.0',
-    vendor: '1af4',
-    device: '1041',
-    class: '020000',
-    driver: 'virtio-pci',
-    iommuGroup: '3',
-  });
+  f.device(virtioNet('0000:00:03.0', '3'));
   const { r } = resolveOn(f, '0000:00:03.0');
   assert.deepEqual(r.vfio, { module: 'virtio_vfio_pci', driver: 'virtio_vfio_pci' });
   assert.deepEqual(
@@ -52,13 +46,7 @@ test('modern virtio-net resolves to virtio_vfio_pci over the vfio_pci catch-all'
 
 test('an e1000e gets plain vfio-pci; pci: aliases are never vfio candidates', () => {
   const f = host().modulesAlias([ALIASES.e1000e, ALIASES.virtio1041, ALIASES.vfioPci]);
-  f.device({
-    address: '0000:00:02.0',
-    vendor: '8086',
-    device: '10d3',
-    driver: 'e1000e',
-    iommuGroup: '2',
-  });
+  f.device(e1000e('0000:00:02.0', '2'));
   const { r } = resolveOn(f, '0000:00:02.0');
   assert.deepEqual(r.vfio, { module: 'vfio_pci', driver: 'vfio-pci' });
   assert.equal(r.candidates.length, 1);

@@ -243,9 +243,7 @@ test('drift: reported and NotReady by default; with reapply it is converged agai
   r.writePolicy([{ match: { address: E2 }, intent: 'vfio' }]);
   assert.equal((await r.agent.cycle()).ready, true);
   // Something else gives the device back to e1000e behind vfioctl's back.
-  await h.k.write(`/sys/bus/pci/drivers/vfio-pci/unbind`, E2);
-  await h.k.write(`/sys/bus/pci/devices/${E2}/driver_override`, '\n');
-  await h.k.write('/sys/bus/pci/drivers_probe', E2);
+  await h.handBack(E2);
   assert.equal(h.state(E2).driver, 'e1000e');
   const drift = await r.agent.cycle();
   assert.equal(drift.ready, false);

@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { E1, E2, isRoot, type ModelHost, modelHosts, VN } from '../support/model-host';
+import { disk, nvme } from '../support/devices';
+import { E1, E2, isRoot, MGMT, type ModelHost, modelHosts, VN } from '../support/model-host';
 
 const CONF = '/etc/vfioctl/vfioctl.json';
+const ROOTDISK = '0000:00:06.0';
 const host = modelHosts({ trustSelf: true });
 const config = (h: ModelHost) => JSON.parse(h.f.tree.read(CONF)!);
 const state = (h: ModelHost) => JSON.parse(h.f.tree.read('/var/lib/vfioctl/state.json')!).devices;
@@ -117,9 +119,7 @@ test('a rule removed from the file: apply returns the device it had bound; one r
   ]);
   assert.equal((await h.run(['apply'])).code, 0);
   // Someone (libvirt) hands E2 back to e1000e by hand.
-  await h.k.write(`/sys/bus/pci/devices/${E2}/driver_override`, '\n');
-  await h.k.write('/sys/bus/pci/drivers/vfio-pci/unbind', E2);
-  await h.k.write('/sys/bus/pci/drivers_probe', E2);
+  await h.handBack(E2);
   const st = (await h.run(['status', '--json'])).json();
   assert.deepEqual(
     st.devices.map((d: any) => [d.address, d.drift]),
@@ -189,27 +189,17 @@ test('status: a kernel change that changes the resolution is reported, and apply
 
 test('apply --boot: boot devices (root=, fstab) are refused, broad rules need acknowledging, boot outcome recorded', async () => {
   const h = host();
-  h.f.device({
-    address: '0000:00:06.0',
-    vendor: '1b36',
-    device: '0010',
-    class: '010802',
-    driver: 'nvme',
-    iommuGroup: '6',
-    blockdevs: [
-      { name: 'nvme0n1', devno: '259:0', partitions: [{ name: 'nvme0n1p1', devno: '259:1' }] },
-    ],
-  });
+  h.f.device(nvme(ROOTDISK, '6', { blockdevs: disk('nvme0n1', 259) }));
   h.f.tree.write('/proc/cmdline', 'BOOT_IMAGE=/vmlinuz root=/dev/nvme0n1p1 ro quiet\n');
   h.config([
-    { match: { address: '0000:00:06.0' }, intent: 'vfio' },
+    { match: { address: ROOTDISK }, intent: 'vfio' },
     { match: { id: '8086:10d3' }, intent: 'vfio' },
     { match: { address: VN }, intent: 'vfio' },
   ]);
   const a = await h.run(['apply', '--boot', '--json']);
   assert.equal(a.code, 3, a.stdout);
   const j = a.json();
-  const nv = j.results.find((x: any) => x.address === '0000:00:06.0');
+  const nv = j.results.find((x: any) => x.address === ROOTDISK);
   assert.equal(nv.status, 'refused');
   assert.match(
     nv.refusals[0].message,
@@ -225,7 +215,7 @@ test('apply --boot: boot devices (root=, fstab) are refused, broad rules need ac
   );
   assert.equal(h.state(VN).driver, 'virtio_vfio_pci');
   assert.equal(h.state(E1).driver, 'e1000e');
-  assert.equal(h.state('0000:00:06.0').driver, 'nvme');
+  assert.equal(h.state(ROOTDISK).driver, 'nvme');
   const boot = JSON.parse(h.f.tree.read('/run/vfioctl/boot.json')!);
   assert.equal(boot.devices[VN].outcome, 'host-first');
   assert.equal(boot.devices[VN].driver, 'virtio-pci');
@@ -240,30 +230,21 @@ test('apply --boot: boot devices (root=, fstab) are refused, broad rules need ac
 
 test('status: a device refused and then unconfigured leaves no row; one the boot gave its host driver is boot-pending', async () => {
   const h = host();
-  h.f.device({
-    address: '0000:00:08.0',
-    vendor: '8086',
-    device: '10d3',
-    driver: 'e1000e',
-    iommuGroup: '8',
-    netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }],
-  });
+  h.mgmtNic();
   h.config([
-    { match: { address: '0000:00:08.0' }, intent: 'vfio' },
+    { match: { address: MGMT }, intent: 'vfio' },
     { match: { address: E1 }, intent: 'vfio' },
   ]);
   assert.equal((await h.run(['apply'])).code, 3);
   h.config([{ match: { address: E1 }, intent: 'vfio' }]);
   assert.equal((await h.run(['apply'])).code, 0);
-  assert.equal(state(h)['0000:00:08.0'], undefined, 'nothing was applied to it, nothing is kept');
+  assert.equal(state(h)[MGMT], undefined, 'nothing was applied to it, nothing is kept');
   assert.deepEqual(
     (await h.run(['status', '--json'])).json().devices.map((d: any) => d.address),
     [E1],
   );
   // Reboot: the host driver got E1 back; this boot started after the last apply; no late apply yet.
-  await h.k.write(`/sys/bus/pci/devices/${E1}/driver_override`, '\n');
-  await h.k.write('/sys/bus/pci/drivers/vfio-pci/unbind', E1);
-  await h.k.write('/sys/bus/pci/drivers_probe', E1);
+  await h.handBack(E1);
   h.f.tree.write('/proc/stat', `cpu  1 2 3 4\nbtime ${Math.floor(Date.now() / 1000) + 5}\n`);
   h.f.tree.write(
     '/run/vfioctl/boot.json',
@@ -321,9 +302,7 @@ test('status exits 5 (documented) when any configured device is not as configure
   });
   // Someone else moved E1: rebound.
   h.config([{ match: { address: E1 }, intent: 'vfio' }]);
-  await h.k.write(`/sys/bus/pci/devices/${E1}/driver_override`, '\n');
-  await h.k.write('/sys/bus/pci/drivers/vfio-pci/unbind', E1);
-  await h.k.write('/sys/bus/pci/drivers_probe', E1);
+  await h.handBack(E1);
   assert.deepEqual(await code(), { code: 5, drift: [[E1, 'rebound']] });
   h.f.tree.write(CONF, '{ "version": 1, "rules": [ { "match": { "id": "x" } } ] }', 0o644);
   assert.equal((await code()).code, 2, 'status could not tell: bad input, not drift');

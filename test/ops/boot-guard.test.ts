@@ -4,6 +4,7 @@
 // what that rule selects is applied (unlike --boot, no acknowledgement is needed).
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { disk, nvme } from '../support/devices';
 import { E1, E2, modelHosts, type ModelHost } from '../support/model-host';
 import { EXIT, openHost } from '../../src/ops/index';
 
@@ -25,23 +26,9 @@ function bootHost(): ModelHost {
     [SWAP, 'nvme2n1', '261', '12'],
     [SPARE, 'nvme3n1', '262', '13'],
   ] as const;
-  for (const [address, disk, major, group] of disks) {
-    h.f.device({
-      address,
-      vendor: '1b36',
-      device: '0010',
-      class: '010802',
-      driver: 'nvme',
-      iommuGroup: group,
-      blockdevs: [
-        {
-          name: disk,
-          devno: `${major}:0`,
-          partitions: [{ name: `${disk}p1`, devno: `${major}:1` }],
-        },
-      ],
-    });
-    h.f.tree.write(`/dev/${disk}p1`, '');
+  for (const [address, name, major, group] of disks) {
+    h.f.device(nvme(address, group, { blockdevs: disk(name, major) }));
+    h.f.tree.write(`/dev/${name}p1`, '');
   }
   h.f.tree.link('/dev/disk/by-uuid/1111-crypt', '/dev/nvme1n1p1');
   h.f.tree.link('/dev/disk/by-uuid/2222-swap', '/dev/nvme2n1p1');

@@ -131,6 +131,94 @@ test('set --id writes an id rule and applies it to every device of that id; unse
   assert.match(none.stderr, /has no rule matching id 8086:10d3: nothing to remove/);
 });
 
+test('set --acknowledge-broad-match: the id rule gets "acknowledgeBroadMatch": true and the boot map its id entry; without it the map leaves the rule out and the note names the option', async () => {
+  const h = host();
+  h.config([{ match: { address: VN }, intent: 'vfio' }]);
+  assert.equal((await h.run(['install', '--exec', '/usr/local/bin/vfioctl'])).code, 0);
+  const plain = await h.run(['set', '--id', '8086:10d3', 'vfio']);
+  assert.equal(plain.code, 0, plain.stdout + plain.stderr);
+  assert.match(
+    plain.stdout,
+    /rules by id are applied at boot only with "acknowledgeBroadMatch": true: 'vfioctl set --id 8086:10d3 vfio --acknowledge-broad-match' adds it/,
+  );
+  assert.deepEqual(h.mapEntries(), [`address ${VN} virtio_vfio_pci virtio_vfio_pci`]);
+  assert.match(
+    h.f.tree.read(h.bootMap)!,
+    /# skipped 0000:00:02\.0: rules\[1\] selects by id 8086:10d3 without "acknowledgeBroadMatch": true/,
+  );
+  const dry = await h.run([
+    'set',
+    '--id',
+    '8086:10d3',
+    'vfio',
+    '--acknowledge-broad-match',
+    '--dry-run',
+  ]);
+  assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+  assert.match(dry.stdout, /^would save rule: id 8086:10d3 -> vfio \(acknowledgeBroadMatch\)$/m);
+  assert.deepEqual(
+    rules(h)[1],
+    { match: { id: '8086:10d3' }, intent: 'vfio' },
+    'a dry run saves nothing',
+  );
+  const ack = await h.run(['set', '--id', '8086:10d3', 'vfio', '--acknowledge-broad-match']);
+  assert.equal(ack.code, 0, ack.stdout + ack.stderr);
+  assert.match(
+    ack.stdout,
+    /the rule by id has "acknowledgeBroadMatch": true: the boot applies it too/,
+  );
+  assert.deepEqual(rules(h), [
+    { match: { address: VN }, intent: 'vfio' },
+    { match: { id: '8086:10d3' }, intent: 'vfio', acknowledgeBroadMatch: true },
+  ]);
+  // Each device of the id by address, and the id itself for one that appears later.
+  assert.deepEqual(h.mapEntries(), [
+    `address ${E1} vfio-pci vfio_pci`,
+    `address ${VN} virtio_vfio_pci virtio_vfio_pci`,
+    `address ${E2} vfio-pci vfio_pci`,
+    'id 8086:10d3 vfio-pci vfio_pci',
+  ]);
+  // Set again without the option: the acknowledgement stays (it is the admin's).
+  assert.equal((await h.run(['set', '--id', '8086:10d3', 'none'])).code, 0);
+  assert.deepEqual(rules(h)[1], {
+    match: { id: '8086:10d3' },
+    intent: 'none',
+    acknowledgeBroadMatch: true,
+  });
+});
+
+test('set --acknowledge-broad-match where it means nothing (address, --group, --vfs-of, --nosave) is exit 2 and changes nothing', async () => {
+  const h = host({ nvme: 2 });
+  h.config([{ match: { address: VN }, intent: 'vfio' }]);
+  const before = h.f.tree.read(CONF);
+  for (const [args, why] of [
+    [
+      [E1, 'vfio'],
+      /the rule for 0000:00:02\.0 selects by address, which the boot applies without it; it is for rules by --id or --class/,
+    ],
+    [
+      ['--group', E1, 'vfio'],
+      /the rules for --group of 0000:00:02\.0 select by address, which the boot applies without it/,
+    ],
+    [
+      ['--vfs-of', NVME, 'vfio', '--noprobe'],
+      /the rule --vfs-of 0000:00:07\.0 selects by physical function, which the boot applies without it/,
+    ],
+    [
+      ['--class', '0c05', 'none', '--nosave'],
+      /with --nosave no rule is saved, and the acknowledgement is for the boot/,
+    ],
+  ] as const) {
+    const r = await h.run(['set', ...args, '--acknowledge-broad-match']);
+    assert.equal(r.code, 2, args.join(' '));
+    assert.match(r.stderr, new RegExp(`set --acknowledge-broad-match: ${why.source}`));
+  }
+  assert.equal(h.f.tree.read(CONF), before);
+  assert.equal(h.k.writes.length, 0);
+  // unset has no such option: commander refuses it as unknown.
+  assert.equal((await h.run(['unset', '--id', '8086:10d3', '--acknowledge-broad-match'])).code, 2);
+});
+
 test('set --class and --vfs-of: a rule for devices that do not exist yet needs --noprobe; unset removes it', async () => {
   const h = host({ nvme: 2 });
   const vf = await h.run(['set', '--vfs-of', NVME, 'vfio']);

@@ -5,13 +5,7 @@ import * as assert from 'node:assert/strict';
 import { E1, E2, type ModelHost, modelHosts, VN } from '../support/model-host';
 import { intentName, isPlaced, parseIntent } from '../../src/config/intent';
 
-const MAP = '/etc/vfioctl/boot/6.12.0-test.map';
 const host = modelHosts({ trustSelf: true });
-const entries = (h: ModelHost) =>
-  h.f.tree
-    .read(MAP)!
-    .split('\n')
-    .filter((l) => /^(address|id) /.test(l));
 const drifts = async (h: ModelHost) =>
   Object.fromEntries(
     (await h.run(['status', '--json']))
@@ -60,11 +54,11 @@ test('a class rule takes every NIC but the one exempted with intent host', async
   assert.deepEqual((await drifts(h))[E1], ['host', 'ok']);
   // The boot layers leave it out (no override at boot): its host driver probes it.
   assert.equal((await h.run(['install', '--exec', '/usr/local/bin/vfioctl'])).code, 0);
-  assert.deepEqual(entries(h), [
+  assert.deepEqual(h.mapEntries(), [
     `address ${VN} virtio_vfio_pci virtio_vfio_pci`,
     `address ${E2} vfio-pci vfio_pci`,
   ]);
-  assert.match(h.f.tree.read(MAP)!, /# skipped 0000:00:02\.0: intent host/);
+  assert.match(h.f.tree.read(h.bootMap)!, /# skipped 0000:00:02\.0: intent host/);
 });
 
 test('host never leaves a device driverless: one with no driver (driver_override=none) is probed for its host driver', async () => {
@@ -90,8 +84,8 @@ test('host never leaves a device driverless: one with no driver (driver_override
     { match: { address: E2 }, intent: 'host' },
   ]);
   assert.equal((await h.run(['install', '--exec', '/usr/local/bin/vfioctl'])).code, 0);
-  assert.deepEqual(entries(h), [`address ${E1} vfio-pci vfio_pci`]);
-  assert.match(h.f.tree.read(MAP)!, /no id entry \(0000:00:05\.0 of this id is left out\)/);
+  assert.deepEqual(h.mapEntries(), [`address ${E1} vfio-pci vfio_pci`]);
+  assert.match(h.f.tree.read(h.bootMap)!, /no id entry \(0000:00:05\.0 of this id is left out\)/);
 });
 
 test('unset hints at host when a broader rule still selects the device; a PF may not give its VFs host', async () => {

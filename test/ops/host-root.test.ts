@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import { disk, e1000e, nvme } from '../support/devices';
 import { E2, isRoot, modelHosts, type ModelHost } from '../support/model-host';
 import { cliArgs, type CliResult } from '../support/cli';
 import { HostRoot } from '../../src/host/root';
@@ -22,41 +23,23 @@ const PODDISK = '0000:00:0b.0'; // NVMe mounted in the container's mount namespa
  */
 function podView(): ModelHost {
   const h = host();
-  h.f.device({
-    address: NIC,
-    vendor: '8086',
-    device: '10d3',
-    driver: 'e1000e',
-    iommuGroup: '8',
-    netdevs: [
-      {
-        name: 'eno8',
-        up: true,
-        ipv4: '192.0.2.10',
-        ipv6: '2001:0db8:0000:0000:0000:0000:0000:0010',
-      },
-    ],
-  });
-  for (const [address, disk, devno, group] of [
-    [ROOTDISK, 'nvme0n1', '259', '10'],
-    [PODDISK, 'nvme1n1', '260', '11'],
-  ] as const) {
-    h.f.device({
-      address,
-      vendor: '1b36',
-      device: '0010',
-      class: '010802',
-      driver: 'nvme',
-      iommuGroup: group,
-      blockdevs: [
+  h.f.device(
+    e1000e(NIC, '8', {
+      netdevs: [
         {
-          name: disk,
-          devno: `${devno}:0`,
-          partitions: [{ name: `${disk}p1`, devno: `${devno}:1` }],
+          name: 'eno8',
+          up: true,
+          ipv4: '192.0.2.10',
+          ipv6: '2001:0db8:0000:0000:0000:0000:0000:0010',
         },
       ],
-    });
-  }
+    }),
+  );
+  for (const [address, name, major, group] of [
+    [ROOTDISK, 'nvme0n1', '259', '10'],
+    [PODDISK, 'nvme1n1', '260', '11'],
+  ] as const)
+    h.f.device(nvme(address, group, { blockdevs: disk(name, major) }));
   h.f.mount('259:1', '/dev/nvme0n1p1', '/');
   h.f.containerReader().readerMount('260:1', '/dev/nvme1n1p1', '/var/lib/pod-data');
   return h;

@@ -1,6 +1,7 @@
 import { test, afterEach } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { Fixture, ALIASES } from '../support/fixture';
+import { e1000e } from '../support/devices';
 import { cli } from '../support/cli';
 import { validateAgainst } from '../support/schema';
 
@@ -20,14 +21,9 @@ function sampleHost(): Fixture {
   f.pciIds(
     '# pci.ids\n15b3  Mellanox Technologies\n\t101d  MT2892 Family [ConnectX-6 Dx]\n\t101e  ConnectX Family mlx5Gen Virtual Function\n8086  Intel Corporation\n\t10d3  82574L Gigabit Network Connection\n\t\t8086 0000  Gigabit CT\nC 02  Network controller\n\t00  Ethernet controller\nC 01  Mass storage controller\n\t08  Non-Volatile memory controller\n\t\t02  NVM Express\n',
   );
-  f.device({
-    address: '0000:00:02.0',
-    vendor: '8086',
-    device: '10d3',
-    driver: 'e1000e',
-    iommuGroup: '2',
-    netdevs: [{ name: 'eno1', up: true, ipv4: '192.168.1.0' }],
-  });
+  f.device(
+    e1000e('0000:00:02.0', '2', { netdevs: [{ name: 'eno1', up: true, ipv4: '192.168.1.0' }] }),
+  );
   f.device({
     address: '0000:01:00.0',
     vendor: '144d',

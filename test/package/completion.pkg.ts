@@ -6,6 +6,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { e1000e, virtioNet } from '../support/devices';
 import { Fixture } from '../support/fixture';
 
 const repo = path.join(__dirname, '../../..');
@@ -19,20 +20,7 @@ const FISH = path.join(stage, 'usr/share/fish/vendor_completions.d/vfioctl.fish'
 
 const f = Fixture.create('vfioctl-completion-');
 f.kernel('6.1.0-test').kernel('6.12.0-test');
-f.device({
-  address: '0000:00:02.0',
-  vendor: '8086',
-  device: '10d3',
-  driver: 'e1000e',
-  iommuGroup: '2',
-});
-f.device({
-  address: '0000:03:00.1',
-  vendor: '1af4',
-  device: '1041',
-  driver: null,
-  iommuGroup: '3',
-});
+f.device(e1000e('0000:00:02.0', '2')).device(virtioNet('0000:03:00.1', '3', { driver: null }));
 f.driver('e1000e').driver('vfio-pci', 'vfio_pci');
 after(() => f.cleanup());
 
@@ -123,6 +111,8 @@ for (const [shell, complete] of [
   test(`${shell}: commands, options, addresses, drivers, kernels and intents`, () => {
     assert.deepEqual(complete('vfioctl '), COMMANDS);
     assert.deepEqual(complete('vfioctl bind --d'), ['--driver', '--dry-run']);
+    assert.deepEqual(complete('vfioctl set --a'), ['--acknowledge-broad-match']);
+    assert.deepEqual(complete('vfioctl unset --a'), [], 'set only');
     assert.deepEqual(complete('vfioctl install --'), [
       '--config',
       '--dry-run',

@@ -8,6 +8,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { e1000e, virtioNet } from '../support/devices';
 import { ALIASES, Fixture } from '../support/fixture';
 
 const repo = path.join(__dirname, '../../..');
@@ -34,6 +35,16 @@ const ok = (r: SpawnSyncReturns<string>, what: string) =>
 /** A command inside the Debian 12 tree. */
 const chroot = (args: string[], env: NodeJS.ProcessEnv = {}) =>
   run('chroot', [R, ...args], { DEBIAN_FRONTEND: 'noninteractive', ...env });
+/** apt installs a .deb copied into the tree's /tmp (by before()), with its dependencies. */
+const aptInstall = (file: string) =>
+  chroot([
+    'apt-get',
+    'install',
+    '-y',
+    '-qq',
+    '--no-install-recommends',
+    `/tmp/${path.basename(file)}`,
+  ]);
 /** libvirt's qemu hook as libvirt runs it: argv, the domain XML on stdin, LC_ALL=C. */
 const LIBVIRT_HOOK = '/etc/libvirt/hooks/qemu.d/50-vfioctl';
 const libvirtHook = (input: string) =>
@@ -108,17 +119,7 @@ test('lintian: no error, no warning', () => {
 
 test("apt installs the package into Debian 12 with Debian's own nodejs, and dpkg enables and starts nothing", () => {
   ok(chroot(['apt-get', 'update', '-qq']), 'apt-get update');
-  ok(
-    chroot([
-      'apt-get',
-      'install',
-      '-y',
-      '-qq',
-      '--no-install-recommends',
-      `/tmp/${path.basename(deb)}`,
-    ]),
-    'apt-get install ./vfioctl.deb',
-  );
+  ok(aptInstall(deb), 'apt-get install ./vfioctl.deb');
   const node = chroot(['dpkg-query', '-W', '-f=${Version} ${Maintainer}', 'nodejs']);
   ok(node, 'nodejs installed');
   assert.match(node.stdout, /^18\.\d+\.\d+\+dfsg-\S+ Debian/, "Debian's nodejs 18");
@@ -166,17 +167,7 @@ test("cockpit-vfioctl: lintian clean, installs beside vfioctl, Cockpit's bridge 
     [],
   );
   ok(l, 'lintian cockpit-vfioctl');
-  ok(
-    chroot([
-      'apt-get',
-      'install',
-      '-y',
-      '-qq',
-      '--no-install-recommends',
-      `/tmp/${path.basename(cockpitDeb)}`,
-    ]),
-    'apt-get install ./cockpit-vfioctl.deb',
-  );
+  ok(aptInstall(cockpitDeb), 'apt-get install ./cockpit-vfioctl.deb');
   const manifest = JSON.parse(
     fs.readFileSync(path.join(R, 'usr/share/cockpit/vfioctl/manifest.json'), 'utf8'),
   );
@@ -200,20 +191,7 @@ test('the packaged CLI reads a fixture host under --root: list and show', () => 
   f.kernel('6.1.0-test')
     .modulesAlias([ALIASES.vfioPci, ALIASES.virtio1041, ALIASES.e1000e])
     .iommu();
-  f.device({
-    address: '0000:00:02.0',
-    vendor: '8086',
-    device: '10d3',
-    driver: 'e1000e',
-    iommuGroup: '2',
-  });
-  f.device({
-    address: '0000:00:03.0',
-    vendor: '1af4',
-    device: '1041',
-    driver: 'virtio-pci',
-    iommuGroup: '3',
-  });
+  f.device(e1000e('0000:00:02.0', '2')).device(virtioNet('0000:00:03.0', '3'));
   const list = chroot(['vfioctl', '--root', '/srv/host', 'list', '--json']);
   ok(list, 'list --json');
   const devices = JSON.parse(list.stdout) as { address: string; vfio: { driver: string } | null }[];
@@ -270,13 +248,7 @@ test('packaged install writes only the host parts; remove drops the udev rule an
   // The tree as a host of its own: a kernel, a device, a configuration.
   const host = new Fixture(R);
   host.kernel('6.1.0-test').modulesAlias([ALIASES.vfioPci, ALIASES.e1000e]).iommu();
-  host.device({
-    address: '0000:00:02.0',
-    vendor: '8086',
-    device: '10d3',
-    driver: null,
-    iommuGroup: '2',
-  });
+  host.device(e1000e('0000:00:02.0', '2', { driver: null }));
   const conf = path.join(R, 'etc/vfioctl/vfioctl.json');
   fs.mkdirSync(path.dirname(conf), { recursive: true });
   fs.writeFileSync(
@@ -314,17 +286,7 @@ test('packaged install writes only the host parts; remove drops the udev rule an
   const gone = libvirtHook(DOMAIN.replace('</domain>', ''));
   assert.deepEqual([gone.status, gone.stdout, gone.stderr], [0, '', '']);
   // ...and postinst regenerates the host's parts where install ran.
-  ok(
-    chroot([
-      'apt-get',
-      'install',
-      '-y',
-      '-qq',
-      '--no-install-recommends',
-      `/tmp/${path.basename(deb)}`,
-    ]),
-    'install again',
-  );
+  ok(aptInstall(deb), 'install again');
   assert.match(fs.readFileSync(rule, 'utf8'), /KERNEL=="0000:00:02\.0"/);
   ok(chroot(['dpkg', '--verify', 'vfioctl']), 'dpkg --verify after postinst');
   // The fake /proc and /sys of this host are no longer needed (and apt must not read them).

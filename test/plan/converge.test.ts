@@ -7,6 +7,8 @@ import { desiredState } from '../../src/config/desired';
 import { planBindPhase, planSriovPhase, type ConvergeOptions } from '../../src/plan/converge';
 import type { AppliedState } from '../../src/persist/state';
 import { golden, renderPlan } from '../support/golden';
+import { e1000e, smbus } from '../support/devices';
+import { ALIASES } from '../support/fixture';
 import { snapshot } from '../support/snapshot';
 
 const NIC = '0000:00:02.0';
@@ -17,39 +19,15 @@ const SMBUS = '0000:00:1f.3'; // class 0c05: a broad rule's catch
 const PF = '0000:04:00.0';
 
 const host = snapshot({
-  aliases: [
-    'alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci',
-    'alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e',
-  ],
+  aliases: [ALIASES.vfioPci, ALIASES.e1000e],
   drivers: { e1000e: 'e1000e', 'vfio-pci': 'vfio_pci', i801_smbus: 'i2c_i801' },
   devices: [
-    { address: NIC, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '2' },
-    {
-      address: OLD,
-      vendor: '8086',
-      device: '10d3',
-      driver: 'vfio-pci',
-      driverOverride: 'vfio-pci',
-      iommuGroup: '4',
-    },
-    { address: F0, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '7' },
-    { address: F1, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '7' },
-    {
-      address: SMBUS,
-      vendor: '8086',
-      device: '2930',
-      class: '0c0500',
-      driver: 'i801_smbus',
-      iommuGroup: '9',
-    },
-    {
-      address: PF,
-      vendor: '8086',
-      device: '10d3',
-      driver: 'e1000e',
-      iommuGroup: '10',
-      sriov: { totalVfs: 8, numVfs: 0, driversAutoprobe: true, vfs: [] },
-    },
+    e1000e(NIC, '2'),
+    e1000e(OLD, '4', { driver: 'vfio-pci', driverOverride: 'vfio-pci' }),
+    e1000e(F0, '7'),
+    e1000e(F1, '7'),
+    smbus(SMBUS, '9'),
+    e1000e(PF, '10', { sriov: { totalVfs: 8, numVfs: 0, driversAutoprobe: true, vfs: [] } }),
   ],
 });
 

@@ -7,6 +7,8 @@ import { planBind, planNone, planSriov, planUnbind } from '../../src/plan/planne
 import { resolveIntent } from '../../src/plan/target';
 import type { BindRequest } from '../../src/plan/types';
 import { golden, renderPlan } from '../support/golden';
+import { e1000e, virtioNet } from '../support/devices';
+import { ALIASES } from '../support/fixture';
 import { snapshot } from '../support/snapshot';
 
 const NIC = '0000:00:02.0'; // e1000e, alone in group 2
@@ -17,27 +19,15 @@ const F1 = '0000:01:00.1';
 const PF = '0000:04:00.0'; // an SR-IOV PF with 2 VFs enabled (of 8)
 
 const host = snapshot({
-  aliases: [
-    'alias vfio_pci:v00001AF4d00001041sv*sd*bc*sc*i* virtio_vfio_pci',
-    'alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci',
-    'alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e',
-    'alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci',
-  ],
+  aliases: [ALIASES.virtio1041, ALIASES.vfioPci, ALIASES.e1000e, ALIASES.virtioPci],
   drivers: { e1000e: 'e1000e', 'virtio-pci': 'virtio_pci' },
   devices: [
-    { address: NIC, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '2' },
-    { address: VIRTIO, vendor: '1af4', device: '1041', driver: 'virtio-pci', iommuGroup: '3' },
-    { address: MGMT, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '5' },
-    { address: F0, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '7' },
-    { address: F1, vendor: '8086', device: '10d3', driver: 'e1000e', iommuGroup: '7' },
-    {
-      address: PF,
-      vendor: '8086',
-      device: '10d3',
-      driver: 'e1000e',
-      iommuGroup: '9',
-      sriov: { totalVfs: 8, numVfs: 2, driversAutoprobe: true, vfs: [] },
-    },
+    e1000e(NIC, '2'),
+    virtioNet(VIRTIO, '3'),
+    e1000e(MGMT, '5'),
+    e1000e(F0, '7'),
+    e1000e(F1, '7'),
+    e1000e(PF, '9', { sriov: { totalVfs: 8, numVfs: 2, driversAutoprobe: true, vfs: [] } }),
   ],
   netdevs: { [MGMT]: [{ name: 'mgmt0', up: true, routes: ['10.0.0.0/24'] }] },
 });

@@ -11,6 +11,7 @@ import {
   type DriverModel,
 } from './kernel-model';
 import { cli, type CliResult } from './cli';
+import { e1000e } from './devices';
 import type { DevicePlan, Step } from '../../src/plan/types';
 
 export const E1 = '0000:00:02.0'; // e1000e, group 2, eth0 down
@@ -23,6 +24,8 @@ export const SMB = '0000:00:1f.3';
  * ...
  */
 export const NVME = '0000:00:07.0';
+/** An e1000e the host uses: interface mgmt0 up with an address (ModelHost.mgmtNic()). */
+export const MGMT = '0000:00:08.0';
 
 export const isRoot = process.getuid?.() === 0;
 
@@ -44,6 +47,8 @@ export type ModelHostOptions = {
 export class ModelHost {
   readonly f: Fixture;
   readonly k: KernelModel;
+  /** The boot map `vfioctl install` writes for the running kernel. */
+  readonly bootMap: string;
 
   /**
    * `loaded`: the drivers registered at start; `iommu: false`: booted without an IOMMU;
@@ -55,6 +60,7 @@ export class ModelHost {
     const old = opts.kernel === '5.10';
     const release = old ? '5.10.0-test' : '6.12.0-test';
     this.f = Fixture.create().kernel(release);
+    this.bootMap = `/etc/vfioctl/boot/${release}.map`;
     const all = old
       ? (Object.values(DRIVERS) as DriverModel[])
           .filter((d) => !VARIANT_DRIVERS.includes(d))
@@ -145,6 +151,33 @@ export class ModelHost {
         this.f.tree.write(`/sys/bus/pci/devices/${NVME}/${a}`, `${v}\n`);
     }
     if (opts.iommu === false) this.f.iommu(false);
+  }
+
+  /** Adds MGMT, the NIC the host is using: the checks refuse it, the boot map leaves it out. */
+  mgmtNic(): string {
+    this.f.device(
+      e1000e(MGMT, '8', { netdevs: [{ name: 'mgmt0', up: true, ipv4: '192.0.2.10' }] }),
+    );
+    return MGMT;
+  }
+
+  /** The boot map's entry lines (`address ...`, `id ...`), without its comments; it must exist. */
+  mapEntries(): string[] {
+    const map = this.f.tree.read(this.bootMap);
+    if (map === undefined) throw new Error(`${this.bootMap} was not written`);
+    return map.split('\n').filter((l) => /^(address|id) /.test(l));
+  }
+
+  /**
+   * A device goes back to its host driver behind vfioctl's back (libvirt, driverctl
+   * unset-override, a boot without vfioctl's layers): clear the override, unbind, and let
+   * drivers_probe find the host driver.
+   */
+  async handBack(address: string): Promise<void> {
+    const driver = this.k.driverOf(address);
+    await this.k.write(`/sys/bus/pci/devices/${address}/driver_override`, '\n');
+    if (driver) await this.k.write(`/sys/bus/pci/drivers/${driver}/unbind`, address);
+    await this.k.write('/sys/bus/pci/drivers_probe', address);
   }
 
   /** Stops the run before a step (as kill -9 would), when set. */
