@@ -15,6 +15,7 @@ import { debianKernelModules, VARIANT_ALIASES, type KernelModules } from './kern
 import { buildHostTree, ORDINARY, VFS_PER_PF, type HostTree } from './host-tree';
 import {
   alternate,
+  BENCH_ENV_REMOVED,
   capture,
   fmtMs,
   peakRssKiB,
@@ -200,6 +201,10 @@ function machine(): Record<string, string> {
       .map((l) => l.toFixed(2))
       .join(' ')} at the end (1/5/15 min)`,
     peers: `pciutils ${ver('pciutils')}, driverctl ${ver('driverctl')}, dpdk ${ver('dpdk')}`,
+    environment:
+      BENCH_ENV_REMOVED.length === 0
+        ? "this run's, unchanged"
+        : `this run's without ${BENCH_ENV_REMOVED.join(', ')} (it makes every Node process load a CA bundle at start-up, TLS or not: not a host's cost, see bench/measure.ts)`,
   };
 }
 
@@ -282,7 +287,25 @@ function installed(tree: HostTree): HostTree {
   for (const rel of fs.readdirSync(modDir))
     for (const f of fs.readdirSync(path.join(modDir, rel)))
       fs.utimesSync(path.join(modDir, rel, f), hourAgo, hourAgo);
+  warmAliasIndex(tree.dir);
   return tree;
+}
+
+/**
+ * The modules.alias index an installed host has in /run/vfioctl: a writing command builds it
+ * under the lock (read-only ones never write), and the late boot unit's `apply --boot` is one at
+ * every boot. Here `apply` of the host bridge, which no rule configures: it takes the lock,
+ * reads the host for writing, writes the index and changes nothing else ("nothing to apply").
+ */
+function warmAliasIndex(dir: string): void {
+  const r = capture([...vfioctlArgv(), '--root', dir, 'apply', '0000:00:00.0']);
+  const built = fs
+    .readdirSync(path.join(dir, 'run/vfioctl'))
+    .some((f) => f.startsWith('alias-index.'));
+  if (r.status !== 0 || !built)
+    throw new Error(
+      `bench: \`vfioctl apply 0000:00:00.0\` left no modules.alias index in ${dir}/run/vfioctl (exit ${r.status}): ${firstLine(r.stderr)}`,
+    );
 }
 
 interface Row {
@@ -948,6 +971,7 @@ function report(x: ReportInput): string {
     `| node | ${m.node} |`,
     `| vfioctl | ${m.vfioctl} |`,
     `| peers | ${m.peers} |`,
+    `| environment | ${m.environment} |`,
     `| load | ${m.load}; the table's commands share the machine with whatever else ran |`,
   );
   L.push('');
