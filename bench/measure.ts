@@ -29,10 +29,27 @@ export interface Sample {
 
 const DEV_NULL = fs.openSync('/dev/null', 'w');
 
+/**
+ * The environment every measured command runs in: this one without NODE_EXTRA_CA_CERTS. With it,
+ * each Node process loads and parses that CA bundle while it starts, TLS or not (measured here:
+ * `node -e 0` 5x the instructions, ~57 ms more CPU): a cost of this workplace's environment, not
+ * of a host (Debian sets no such variable) and not of vfioctl (which never opens TLS), that would
+ * inflate the `node -e 0` floor and every Node command beside lspci alike.
+ */
+export const BENCH_ENV: NodeJS.ProcessEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([k]) => k !== 'NODE_EXTRA_CA_CERTS'),
+);
+/** What BENCH_ENV left out (for the results' machine table). */
+export const BENCH_ENV_REMOVED: readonly string[] =
+  process.env.NODE_EXTRA_CA_CERTS === undefined ? [] : ['NODE_EXTRA_CA_CERTS'];
+
 /** One timed run; stdout and stderr go to /dev/null, so no pipe reading is timed. */
 export function timeOnce(argv: readonly string[]): Sample {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(argv[0]!, argv.slice(1), { stdio: ['ignore', DEV_NULL, DEV_NULL] });
+  const r = spawnSync(argv[0]!, argv.slice(1), {
+    stdio: ['ignore', DEV_NULL, DEV_NULL],
+    env: BENCH_ENV,
+  });
   const t1 = process.hrtime.bigint();
   if (r.error) throw new Error(`${argv[0]}: ${r.error.message}`);
   return { ms: Number(t1 - t0) / 1e6, status: r.status };
@@ -45,7 +62,11 @@ export interface Captured {
 }
 
 export function capture(argv: readonly string[]): Captured {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const r = spawnSync(argv[0]!, argv.slice(1), {
+    encoding: 'utf8',
+    maxBuffer: 1 << 30,
+    env: BENCH_ENV,
+  });
   if (r.error) return { stdout: '', stderr: r.error.message, status: null };
   return { stdout: r.stdout, stderr: r.stderr, status: r.status };
 }
@@ -63,6 +84,7 @@ export function peakRssKiB(
   const timed = ['/usr/bin/time', '-f', '%M', '-o', out, ...argv];
   const r = spawnSync(...split(wrap ? wrap(timed) : timed), {
     stdio: ['ignore', DEV_NULL, DEV_NULL],
+    env: BENCH_ENV,
   });
   try {
     if (!okStatus.includes(r.status ?? -1)) return null;

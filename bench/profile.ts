@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { BENCH_ENV } from './measure';
 
 interface ProfNode {
   id: number;
@@ -72,7 +73,7 @@ export function profile(
     const r = spawnSync(
       node,
       ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', bundlePath, ...args],
-      { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' },
+      { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', env: BENCH_ENV },
     );
     if (!okStatus.includes(r.status ?? -1))
       return `profile run exited ${r.status}: ${(r.stderr ?? '').trim().split('\n')[0] ?? ''}`;
