@@ -72,6 +72,10 @@ await build({
 const remote = await build({
   entryPoints: ['test/support/remote-cli.ts'],
   bundle: true,
+  // main.ts runs itself when it is the main module (`require.main === module`); bundled, `module`
+  // is this file's, which is the main module: without this the command would run twice, the
+  // second time on the real kernel interface instead of the model's.
+  define: { 'require.main': 'undefined' },
   platform: 'node',
   target: 'node18.19',
   format: 'cjs',
