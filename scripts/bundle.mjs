@@ -64,3 +64,25 @@ await build({
   legalComments: 'none',
   logLevel: 'warning',
 });
+
+// Test machinery, never shipped: the CLI whose kernel is a ModelServer's (test/support/remote-cli.ts)
+// as one file with the shipped bundle's start-up, for the tests that run it as a process hundreds
+// of times (the Ansible fleet, the Cockpit page, the lock stress test). Loading build/'s ~150
+// modules instead cost each call about 0.13 s of CPU more (0.43 s against 0.30 s, node -e 0 0.22 s).
+const remote = await build({
+  entryPoints: ['test/support/remote-cli.ts'],
+  bundle: true,
+  // main.ts runs itself when it is the main module (`require.main === module`); bundled, `module`
+  // is this file's, which is the main module: without this the command would run twice, the
+  // second time on the real kernel interface instead of the model's.
+  define: { 'require.main': 'undefined' },
+  platform: 'node',
+  target: 'node18.19',
+  format: 'cjs',
+  mainFields: ['module', 'main'],
+  legalComments: 'none',
+  logLevel: 'warning',
+  write: false,
+});
+mkdirSync('build/test/support', { recursive: true });
+writeFileSync('build/test/support/remote-cli.bundle.js', trimStartUp(remote.outputFiles[0].text));

@@ -29,9 +29,9 @@ sys() { PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH "$@"; }
 pyver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 coll=ansible/ansible_collections/vfioctl/fleet
 passed=0; failed=0
-step() { # NAME COMMAND...: runs it, counts it
-  local name=$1; shift
-  if "$@"; then echo "ok: $name"; passed=$((passed + 1)); else echo "FAILED: $name"; failed=$((failed + 1)); fi
+step() { # NAME COMMAND...: runs it, counts it, says how long it took
+  local name=$1 t0=$SECONDS; shift
+  if "$@"; then echo "ok: $name ($((SECONDS - t0)) s)"; passed=$((passed + 1)); else echo "FAILED: $name ($((SECONDS - t0)) s)"; failed=$((failed + 1)); fi
 }
 
 echo "== documentation and style"

@@ -15,7 +15,8 @@ import { ModelServer } from '../../test/support/remote-kernel';
 const REPO = path.resolve(__dirname, '../../..');
 const PAGE = path.join(REPO, 'dist/cockpit/vfioctl');
 // vfioctl as a separate process whose kernel is the test's model (served on a unix socket).
-const REMOTE_CLI = path.join(REPO, 'build/test/support/remote-cli.js');
+// One bundled file (scripts/bundle.mjs), as the package installs the CLI: the page runs it often.
+const REMOTE_CLI = path.join(REPO, 'build/test/support/remote-cli.bundle.js');
 const WS = '/usr/lib/cockpit/cockpit-ws';
 export const SHOTS = path.join(REPO, 'build/cockpit-shots');
 

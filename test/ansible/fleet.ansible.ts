@@ -1,8 +1,9 @@
 // The Ansible collection against real vfioctl processes on a fleet of 20 hosts. Each host is a
 // fixture tree (ModelHost) whose simulated kernel this process serves on a unix socket
 // (ModelServer); ansible-playbook reaches every host with ansible_connection=local and the module
-// runs the CLI (test/support/remote-cli.js) with --root HOST. Needs ansible-core (Debian's);
-// run by ansible/tests/run.sh (npm run test:ansible), not by `npm test`.
+// runs the CLI (test/support/remote-cli.ts, bundled by scripts/bundle.mjs) with --root HOST.
+// Needs ansible-core (Debian's); run by ansible/tests/run.sh (npm run test:ansible), not by
+// `npm test`.
 import { test, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -39,11 +40,12 @@ interface Play {
 }
 
 async function setUp(): Promise<void> {
-  // The CLI as a host runs it: one executable path (the module's `executable`), argument arrays.
+  // The CLI as a host runs it: one executable path (the module's `executable`), argument arrays;
+  // one bundled file, as the package installs it (about 600 calls per test run).
   const exe = path.join(work, 'vfioctl');
   fs.writeFileSync(
     exe,
-    `#!/bin/sh\nexec ${process.execPath} ${path.join(repo, 'build/test/support/remote-cli.js')} "$@"\n`,
+    `#!/bin/sh\nexec ${process.execPath} ${path.join(repo, 'build/test/support/remote-cli.bundle.js')} "$@"\n`,
     { mode: 0o755 },
   );
   const inv: string[] = ['[fleet]'];

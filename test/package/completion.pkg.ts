@@ -4,6 +4,7 @@
 import { after, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { e1000e, virtioNet } from '../support/devices';
@@ -25,6 +26,9 @@ f.driver('e1000e').driver('vfio-pci', 'vfio_pci');
 after(() => f.cleanup());
 
 const env = { PATH: '/usr/bin:/bin', HOME: f.dir, LANG: 'C.UTF-8' };
+/** zsh's compinit dump, shared by this file's zsh runs (see tab.zsh). */
+const zcompdump = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vfioctl-zcompdump-')), 'dump');
+after(() => fs.rmSync(path.dirname(zcompdump), { recursive: true, force: true }));
 
 /**
  * What TAB does in an interactive bash or zsh (test/package/tab.zsh: a pseudo-terminal, the file
@@ -34,7 +38,14 @@ const env = { PATH: '/usr/bin:/bin', HOME: f.dir, LANG: 'C.UTF-8' };
 function tab(shell: 'bash' | 'zsh', line: string, extra: NodeJS.ProcessEnv = {}): string[] {
   const r = spawnSync(
     'zsh',
-    ['-f', path.join(repo, 'test/package/tab.zsh'), shell, shell === 'bash' ? BASH : ZSH, line],
+    [
+      '-f',
+      path.join(repo, 'test/package/tab.zsh'),
+      shell,
+      shell === 'bash' ? BASH : ZSH,
+      line,
+      ...(shell === 'zsh' ? [zcompdump] : []),
+    ],
     { encoding: 'utf8', env: { ...env, ...extra } },
   );
   assert.equal(r.status, 0, r.stderr);

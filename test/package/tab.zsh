@@ -1,8 +1,11 @@
-# tab.zsh SHELL COMPLETION_FILE LINE: types LINE and TAB into an interactive bash or zsh on a
+# tab.zsh SHELL COMPLETION_FILE LINE [ZCOMPDUMP]: types LINE and TAB into an interactive bash or zsh on a
 # pseudo-terminal (zsh/zpty), with COMPLETION_FILE loaded the way the shell loads vendor
 # completions, then asks the shell for its edit buffer. Prints what the shell wrote after the TAB
 # (the completion list, if any) and a last line BUFFER<the line after completion>.
-# Used by test/package/completion.pkg.ts.
+# Used by test/package/completion.pkg.ts. ZCOMPDUMP: zsh's compinit keeps its scan of fpath there
+# (as a user's ~/.zcompdump): without one, every call scans all of fpath again (about 1 s of CPU).
+# The dump maps commands to completion functions; the function's body is still read from
+# COMPLETION_FILE when TAB first needs it.
 zmodload zsh/zpty || exit 1
 # A known, wide terminal, whatever the caller's: the list's layout depends on it.
 export TERM=xterm COLUMNS=250 LINES=100
@@ -15,7 +18,8 @@ bash)
 zsh)
   zpty -b z 'zsh -f -i'
   # compinit finds _vfioctl on fpath, as in vendor-completions; the list at the first TAB.
-  zpty -w z "PS1='> '; fpath=(${(q)2:h} \$fpath); autoload -U compinit; compinit -u -D; unsetopt beep listambiguous; LISTMAX=10000; show-buffer() { zle -I; print -r -- \$'\\n'\"BUFFER<\$BUFFER>\" }; zle -N show-buffer; bindkey '^T' show-buffer; print RE''ADY"
+  if [[ -n $4 ]]; then init="compinit -u -d ${(q)4}"; else init='compinit -u -D'; fi
+  zpty -w z "PS1='> '; fpath=(${(q)2:h} \$fpath); autoload -U compinit; $init; unsetopt beep listambiguous; LISTMAX=10000; show-buffer() { zle -I; print -r -- \$'\\n'\"BUFFER<\$BUFFER>\" }; zle -N show-buffer; bindkey '^T' show-buffer; print RE''ADY"
   ;;
 *) print -u2 "tab.zsh: bash or zsh, not '$1'"; exit 2 ;;
 esac
