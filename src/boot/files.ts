@@ -126,6 +126,7 @@ R="\${VFIOCTL_ROOT:-}"
 map="$R${BOOT_DIR}/\${VFIOCTL_KERNEL:-$(uname -r)}.map"
 [ -r "$map" ] || exit 0
 modules=" "
+rundir=
 take() { # address driver module
 	d="$R/sys/bus/pci/devices/$1"
 	[ -e "$d" ] || return 0
@@ -135,8 +136,10 @@ take() { # address driver module
 	[ "$cur" = '(null)' ] || [ "$cur" = "$2" ] || return 0
 	printf '%s' "$2" > "$d/driver_override" || return 0
 	# What the boot took, for the late apply: it releases what no rule names any more (a map
-	# packed into an initramfs can be older than the configuration).
-	mkdir -p "$R/run/vfioctl" && printf '%s %s\\n' "$1" "$2" >> "$R/run/vfioctl/boot-taken"
+	# packed into an initramfs can be older than the configuration). mkdir is no shell builtin:
+	# once, not a process per device (512 VFs: ~1.5 s of forks before udev's coldplug).
+	[ -n "$rundir" ] || { mkdir -p "$R/run/vfioctl" && rundir=1; }
+	[ -z "$rundir" ] || printf '%s %s\\n' "$1" "$2" >> "$R/run/vfioctl/boot-taken"
 	[ "$2" = none ] && return 0
 	case "$modules" in *" $3 "*) ;; *) modules="$modules$3 " ;; esac
 	probe="$probe $1/$3"

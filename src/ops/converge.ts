@@ -197,7 +197,16 @@ function stateWritable(host: Host): void {
 }
 
 /**
- * What apply did to one device, in state.json at once: an interrupted apply leaves nothing unseen.
+ * Records of devices that were already where their intent wants them (`noop`): nothing moved, so
+ * they wait for the next write of state.json or the end of the apply. One write for all of them
+ * instead of an fsync'd rename per device (a boot's apply with 512 VFs already won spent 2.6 s in
+ * fsync alone).
+ */
+type Deferred = Map<string, AppliedDevice>;
+
+/**
+ * What apply did to one device, in state.json at once when it moved the device: an interrupted
+ * apply leaves nothing unseen.
  */
 function recordResult(
   host: Host,
@@ -207,9 +216,10 @@ function recordResult(
   plan: DevicePlan,
   r: DeviceResult,
   warnings: string[],
+  deferred: Deferred,
 ): void {
   try {
-    recordResultIn(host, snap, desired, kind, plan, r);
+    recordResultIn(host, snap, desired, kind, plan, r, deferred);
   } catch (e) {
     // The device has moved; the executor must go on (and roll back what fails), not crash mid-plan.
     warnings.push(
@@ -225,13 +235,20 @@ function recordResultIn(
   kind: Plan['kind'],
   plan: DevicePlan,
   r: DeviceResult,
+  deferred: Deferred,
 ): void {
   if (kind === 'sriov') return;
-  const devices: Record<string, AppliedDevice> = { ...readState(host.root).devices };
   const d = desired.desires.get(r.address);
+  const devices = (): Record<string, AppliedDevice> => ({
+    ...readState(host.root).devices,
+    ...Object.fromEntries(deferred),
+  });
   if (kind === 'unbind' && d?.intent?.kind !== 'host') {
     if (r.status !== 'ok' && r.status !== 'noop') return;
-    delete devices[r.address];
+    const all = devices();
+    delete all[r.address];
+    deferred.clear();
+    writeState(host.root, { devices: all });
   } else {
     // (`planned` is a dry run's status: nothing was done, nothing to record.)
     if (!d || d.intent === null || r.status === 'planned') return;
@@ -239,7 +256,7 @@ function recordResultIn(
     const binds = d.intent.kind === 'vfio' || d.intent.kind === 'driver';
     const driver = binds ? (plan.target?.driver ?? null) : null;
     const module = binds ? (plan.target?.module ?? null) : null;
-    devices[r.address] = {
+    const record: AppliedDevice = {
       address: r.address,
       intent: intentName(d.intent),
       rule: ruleLabel(d),
@@ -250,8 +267,29 @@ function recordResultIn(
       error: r.error,
       at: new Date().toISOString(),
     };
+    if (r.status === 'noop') {
+      deferred.set(r.address, record);
+      return;
+    }
+    const all = { ...devices(), [r.address]: record };
+    deferred.clear();
+    writeState(host.root, { devices: all });
   }
-  writeState(host.root, { devices });
+}
+
+/** The deferred records, written once at the end of the apply (before the state is pruned). */
+function flushDeferred(host: Host, deferred: Deferred, warnings: string[]): void {
+  if (deferred.size === 0) return;
+  try {
+    writeState(host.root, {
+      devices: { ...readState(host.root).devices, ...Object.fromEntries(deferred) },
+    });
+    deferred.clear();
+  } catch (e) {
+    warnings.push(
+      `could not record ${deferred.size} device(s) already in place in ${STATE_FILE} (${(e as Error).message}); 'vfioctl status' will not show them`,
+    );
+  }
 }
 
 /**
@@ -317,6 +355,7 @@ async function convergeIn(
     );
   if (boot && session) writeBootState(root, bootOutcomes(snap, desired, boot));
   const phases: PhaseResult[] = [];
+  const deferred: Deferred = new Map();
   const run = async (kind: Plan['kind'], made: Plan) => {
     if (made.devices.length === 0) return;
     const planned = snap;
@@ -324,7 +363,7 @@ async function convergeIn(
     const results = session
       ? await execute(plan, {
           ...host.execOptions(session, plan),
-          onResult: (d, r) => recordResult(host, planned, desired, kind, d, r, warnings),
+          onResult: (d, r) => recordResult(host, planned, desired, kind, d, r, warnings, deferred),
         })
       : planResults(plan);
     phases.push({ kind, plan, results });
@@ -355,7 +394,10 @@ async function convergeIn(
   const bindPhase = planBindPhase(snap, desired, state.value, ruleOpts());
   await run('unbind', bindPhase.release);
   await run('bind', bindPhase.bind);
-  if (session) pruneState(host, snap, desired);
+  if (session) {
+    flushDeferred(host, deferred, warnings);
+    pruneState(host, snap, desired);
+  }
   const results = phases.flatMap((p) =>
     p.results.map((r): ConvergeResult => {
       const d = desired.desires.get(r.address);

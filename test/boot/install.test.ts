@@ -181,6 +181,12 @@ test('the early script writes overrides from the map for unclaimed devices only,
   fs.writeFileSync(path.join(bin, 'modprobe'), `#!/bin/sh\necho "$@" >> ${bin}/calls\n`, {
     mode: 0o755,
   });
+  // mkdir is a process, not a shell builtin: counted (once per boot, not once per device).
+  fs.writeFileSync(
+    path.join(bin, 'mkdir'),
+    `#!/bin/sh\necho "$@" >> ${bin}/mkdirs\nexec /bin/mkdir "$@"\n`,
+    { mode: 0o755 },
+  );
   const r = spawnSync('sh', [h.f.tree.abs('/usr/lib/vfioctl/vfioctl-early')], {
     env: { PATH: `${bin}:/usr/bin:/bin`, VFIOCTL_ROOT: h.f.dir, VFIOCTL_KERNEL: '6.12.0-test' },
     encoding: 'utf8',
@@ -195,6 +201,16 @@ test('the early script writes overrides from the map for unclaimed devices only,
     '-q vfio_pci',
     '-q virtio_vfio_pci',
   ]);
+  assert.deepEqual(
+    h.f.tree.read('/run/vfioctl/boot-taken')!.trim().split('\n').sort(),
+    [`${E1} vfio-pci`, `${E2} none`, `${VN} virtio_vfio_pci`].sort(),
+    'what the early script took, for the late apply',
+  );
+  assert.equal(
+    fs.readFileSync(path.join(bin, 'mkdirs'), 'utf8').trim().split('\n').length,
+    1,
+    'run/vfioctl made once for three devices',
+  );
   assert.ok(!fs.existsSync(pwned), 'a map field is never evaluated');
   assert.equal(ov('0000:00:04.0'), '(null)', 'lines with bad fields are skipped');
   assert.ok(!fs.existsSync(h.f.tree.abs('/etc/x/driver_override')));

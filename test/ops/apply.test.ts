@@ -307,3 +307,46 @@ test('status exits 5 (documented) when any configured device is not as configure
   h.f.tree.write(CONF, '{ "version": 1, "rules": [ { "match": { "id": "x" } } ] }', 0o644);
   assert.equal((await code()).code, 2, 'status could not tell: bad input, not drift');
 });
+
+test('an apply records devices already in place with one write of state.json, and a moved device at once', async () => {
+  const h = host();
+  assert.equal((await h.run(['set', E1, 'vfio'])).code, 0);
+  assert.equal((await h.run(['set', E2, 'vfio', '--noprobe'])).code, 0);
+  const before = state(h)[E1].at;
+  // The product writes state.json with an fsync'd rename (persist/records.ts atomicWrite): count them.
+  const nodeFs: typeof fs = require('node:fs');
+  const real = nodeFs.renameSync;
+  const renamed: string[] = [];
+  nodeFs.renameSync = (from: fs.PathLike, to: fs.PathLike) => {
+    renamed.push(String(to));
+    real(from, to);
+  };
+  const writes = () => renamed.filter((t) => t.endsWith('/var/lib/vfioctl/state.json')).length;
+  try {
+    // E1 in place (noop), E2 moves: E2's record is written when it moves, E1's with it or after.
+    const r = await h.run(['apply', '--json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(
+      r.json().results.map((x: any) => [x.address, x.status]),
+      [
+        [E1, 'noop'],
+        [E2, 'ok'],
+      ],
+    );
+    assert.ok(writes() >= 1 && writes() <= 2, `state.json writes: ${writes()}`);
+    assert.equal(state(h)[E2].status, 'ok');
+    assert.equal(state(h)[E1].status, 'ok');
+    assert.ok(state(h)[E1].at >= before, 'the record of the device in place is refreshed');
+    // Both in place: one write for both, not one per device.
+    renamed.length = 0;
+    const again = await h.run(['apply', '--json']);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    assert.equal(writes(), 1, 'state.json written once for two devices in place');
+    assert.deepEqual(
+      [state(h)[E1].status, state(h)[E2].status, state(h)[E2].driver],
+      ['ok', 'ok', 'vfio-pci'],
+    );
+  } finally {
+    nodeFs.renameSync = real;
+  }
+});
