@@ -11,199 +11,176 @@ export const PCI_IDS_PATHS = [
 
 export interface PciNames {
   vendorName(vendor: string): string | null;
+  /** Only for the devices loadPciNames was given. */
   deviceName(vendor: string, device: string): string | null;
-  subsystemName(vendor: string, device: string, sv: string, sd: string): string | null;
   className(cls: string): string | null;
 }
 
 interface NameMaps {
   readonly vendorNames: Map<string, string>;
   readonly deviceNames: Map<string, string>;
-  readonly subsysNames: Map<string, string>;
   readonly classNames: Map<string, string>;
 }
 
 const newMaps = (): NameMaps => ({
   vendorNames: new Map(),
   deviceNames: new Map(),
-  subsysNames: new Map(),
   classNames: new Map(),
 });
 
 /**
- * The pci.ids line grammar: vendor lines, tab-indented device and subsystem lines below the
- * wanted vendors, then `C xx` class lines with their subclasses and prog-ifs.
+ * The pci.ids line grammar (pciutils' lib/names-parse.c): unindented vendor lines and `C xx`
+ * class lines; below a vendor its devices (one tab) and their subsystems (two tabs), below a
+ * class its subclasses and their prog-ifs. Later lines win. Ids are the file's lowercase hex, as
+ * vfioctl reads them from sysfs.
  */
 function parseLines(text: string, want: ReadonlySet<string>, into: NameMaps): void {
-  const { vendorNames, deviceNames, subsysNames, classNames } = into;
+  const { vendorNames, deviceNames, classNames } = into;
   let vendor: string | null = null;
-  let device: string | null = null;
   let cls: string | null = null;
   let sub: string | null = null;
   let inClasses = false;
   for (const line of text.split('\n')) {
     if (line === '' || line[0] === '#') continue;
-    if (!inClasses) {
-      if (line[0] !== '\t') {
-        if (line.startsWith('C ')) {
-          inClasses = true;
-          cls = line.slice(2, 4).toLowerCase();
-          classNames.set(cls, line.slice(6).trim());
-          continue;
-        }
-        const v = line.slice(0, 4).toLowerCase();
+    if (line[0] !== '\t') {
+      inClasses = line.startsWith('C ');
+      if (inClasses) {
+        cls = line.slice(2, 4).toLowerCase();
+        sub = null;
+        classNames.set(cls, line.slice(6).trim());
+      } else {
+        const v = line.slice(0, 4);
         vendor = want.has(v) ? v : null;
         if (vendor) vendorNames.set(vendor, line.slice(6).trim());
-        device = null;
-      } else if (vendor) {
-        if (line[1] !== '\t') {
-          device = line.slice(1, 5).toLowerCase();
-          deviceNames.set(`${vendor}:${device}`, line.slice(7).trim());
-        } else if (device) {
-          const ids = line.slice(2, 11).toLowerCase().replace(' ', ':');
-          subsysNames.set(`${vendor}:${device}:${ids}`, line.slice(13).trim());
-        }
       }
-    } else if (line.startsWith('C ')) {
-      cls = line.slice(2, 4).toLowerCase();
-      sub = null;
-      classNames.set(cls, line.slice(6).trim());
-    } else if (line[0] === '\t' && cls) {
+    } else if (inClasses) {
       if (line[1] !== '\t') {
         sub = cls + line.slice(1, 3).toLowerCase();
         classNames.set(sub, line.slice(5).trim());
-      } else if (sub) {
-        classNames.set(sub + line.slice(2, 4).toLowerCase(), line.slice(6).trim());
-      }
-    } else inClasses = line.startsWith('C ');
+      } else if (sub) classNames.set(sub + line.slice(2, 4).toLowerCase(), line.slice(6).trim());
+    } else if (vendor && line[1] !== '\t') {
+      // Subsystem lines (two tabs) name what vendor:device alone does not: not asked for.
+      deviceNames.set(`${vendor}:${line.slice(1, 5)}`, line.slice(7).trim());
+    }
   }
 }
 
-// A line that starts a new vendor or class: not indented, not a comment, not empty.
-const SECTION_END = /\n(?![\t#\n])/;
+/** A PCI function's ids, as far as names go. */
+export interface PciIds {
+  readonly vendor: string;
+  readonly device: string;
+}
+
+const NL = 10;
+/** The next line that is not indented, a comment or empty: a vendor's section ends there. */
+const SECTION_END = /\n[^\t#\n]/;
 /** Bytes decoded at a time while looking for a section's end (most sections are a few KB). */
-const CHUNK = 16384;
+const CHUNK = 8192;
+
+/** Where the section that `pos` is in ends in window `w` (its `\n`), else w.length. */
+function sectionEnd(w: Buffer, pos: number): number {
+  for (let from = pos; from < w.length - 1; from += CHUNK) {
+    // One byte more than the chunk: a line start is the byte after a `\n`.
+    const m = SECTION_END.exec(w.toString('latin1', from, Math.min(w.length, from + CHUNK + 1)));
+    if (m) return from + m.index;
+  }
+  return w.length;
+}
 
 /**
- * Names of the vendors asked for (plus the classes). The ~1.3 MB file is searched in place as
- * bytes and only the lines used are decoded, on first use: `show` needs one vendor's and one
- * device's. (Decoding the whole file into one string cost more than the rest of `show`'s reads:
- * a 1.3 MB heap string to allocate, copy and collect.)
+ * The lines of pci.ids that the devices asked for can be named from, in file order: each wanted
+ * vendor's line, its wanted devices' lines, and everything from the first class line on (small,
+ * and parsed as a whole: a vendor line after it, in an odd file, is parsed there too). The
+ * ~1.3 MB file is streamed through one small buffer and searched as bytes: reading it whole cost
+ * more than the rest of `show` (a fresh 1.3 MB buffer's page faults, then scans of all of it),
+ * and only a few hundred bytes of it are used.
  */
-export function loadPciNames(root: HostRoot, vendors: Iterable<string>): PciNames | null {
-  let bytes: Buffer | undefined;
-  for (const p of PCI_IDS_PATHS) {
-    bytes = root.readFileBuffer(p);
-    if (bytes !== undefined) break;
+function wantedLines(
+  root: HostRoot,
+  rel: string,
+  want: ReadonlyMap<string, ReadonlySet<string>>,
+): string | undefined {
+  const out: string[] = [];
+  const line = (w: Buffer, at: number): string => {
+    const eol = w.indexOf(NL, at);
+    return `${w.toString('utf8', at, eol < 0 ? w.length : eol)}\n`;
+  };
+  const vendors = [...want].map(([v, devices]) => ({
+    needle: Buffer.from(`\n${v}`, 'latin1'),
+    // A device line is `\tdddd  name`; subsystem lines have two tabs, so cannot match.
+    devices: [...devices].map((d) => Buffer.from(`\n\t${d}`, 'latin1')),
+  }));
+  const classes = Buffer.from('\nC ', 'latin1');
+  let section: (typeof vendors)[number] | null = null;
+  let inClasses = false;
+  const read = root.readLines(rel, (w) => {
+    // w starts with the `\n` before its first line: every line start is just after a `\n`.
+    if (inClasses) {
+      out.push(w.toString('utf8', 1));
+      return;
+    }
+    let pos = 0;
+    for (;;) {
+      if (section === null) {
+        let at = w.indexOf(classes, pos);
+        for (const v of vendors) {
+          const i = w.indexOf(v.needle, pos);
+          if (i >= 0 && (at < 0 || i < at)) {
+            at = i;
+            section = v;
+          }
+        }
+        if (at < 0) return;
+        if (section === null) {
+          inClasses = true;
+          out.push(w.toString('utf8', at + 1));
+          return;
+        }
+        out.push(line(w, at + 1));
+        pos = at + 1;
+      }
+      // In a wanted vendor's section: its end in this window, if there, then its wanted devices.
+      const end = sectionEnd(w, pos);
+      const found: [number, string][] = [];
+      for (const d of section.devices)
+        for (let i = w.indexOf(d, pos); i >= 0 && i < end; i = w.indexOf(d, i + 1))
+          found.push([i, line(w, i + 1)]);
+      // In file order: where a device is named twice, the later line wins (parseLines).
+      for (const [, l] of found.sort((x, y) => x[0] - y[0])) out.push(l);
+      if (end === w.length) return;
+      section = null;
+      pos = end;
+    }
+  });
+  return read ? out.join('') : undefined;
+}
+
+/**
+ * Names for the devices asked for (their vendor and device, plus the classes), from the first
+ * pci.ids found; null without one.
+ */
+export function loadPciNames(root: HostRoot, devices: Iterable<PciIds>): PciNames | null {
+  const want = new Map<string, Set<string>>();
+  for (const d of devices) {
+    let s = want.get(d.vendor);
+    if (!s) want.set(d.vendor, (s = new Set()));
+    s.add(d.device);
   }
-  if (bytes === undefined) return null;
-  const file = bytes;
-  // Byte offsets throughout; needles are ASCII, so they match as the same bytes.
-  const startsWith = (s: string) => file.toString('latin1', 0, s.length) === s;
-  const want = new Set(vendors);
-  // Everything from the first class line on, parsed as a whole (it is small, and a vendor line
-  // after it, in an odd file, would be parsed there too); its names win, as later lines do.
-  const c = file.indexOf('\nC ');
-  const classAt = startsWith('C ') ? 0 : c >= 0 ? c + 1 : -1;
-  const headEnd = classAt >= 0 ? classAt : file.length;
-  let tail: NameMaps | undefined;
-  const tailMaps = (): NameMaps =>
-    (tail ??= parseInto(classAt >= 0 ? file.toString('utf8', classAt) : '', newMaps()));
-  const parseInto = (t: string, m: NameMaps): NameMaps => (parseLines(t, want, m), m);
-  /**
-   * The first `\n` at or after `at` that starts a new vendor or class (or ends the file), else -1.
-   */
-  const sectionEnd = (at: number): number => {
-    for (let from = at; from < file.length; from += CHUNK) {
-      // One byte more than the chunk: the look-ahead needs the byte after a chunk's last `\n`.
-      const to = Math.min(file.length, from + CHUNK + 1);
-      const m = SECTION_END.exec(file.toString('latin1', from, to));
-      if (m && (m.index < to - from - 1 || to === file.length)) return from + m.index;
-    }
-    return -1;
-  };
-  // Each wanted vendor's sections: from each line before the classes that starts with its id
-  // (one, in a sane file) up to the next unindented line. Found once, then searched in place.
-  const sectionsOf = new Map<string, { at: number; end: number }[]>();
-  const sections = (v: string) => {
-    let l = sectionsOf.get(v);
-    if (!l) {
-      l = [];
-      if (want.has(v)) {
-        const starts = startsWith(v) ? [0] : [];
-        for (
-          let i = file.indexOf('\n' + v);
-          i >= 0 && i + 1 < headEnd;
-          i = file.indexOf('\n' + v, i + 1)
-        )
-          starts.push(i + 1);
-        for (const at of starts) {
-          const e = sectionEnd(at);
-          l.push({ at, end: e >= 0 && e < headEnd ? e : headEnd });
-        }
-      }
-      sectionsOf.set(v, l);
-    }
-    return l;
-  };
-  const lineAt = (i: number): string => {
-    const e = file.indexOf(10, i);
-    return file.toString('utf8', i, e < 0 ? file.length : e);
-  };
-  // `list` asks once per device: thousands of VFs share a few vendor:device pairs.
-  const vendorCache = new Map<string, string | null>();
-  const deviceCache = new Map<string, string | null>();
-  let subsys: NameMaps | undefined;
-  const parsedSubsys = new Set<string>();
-  // Later lines win (the names were a Map filled in file order): the tail, then the last section.
-  return {
-    vendorName: (v) => {
-      let name = vendorCache.get(v);
-      if (name === undefined) {
-        const l = sections(v);
-        name =
-          tailMaps().vendorNames.get(v) ??
-          (l.length
-            ? lineAt(l[l.length - 1]!.at)
-                .slice(6)
-                .trim()
-            : null);
-        vendorCache.set(v, name);
-      }
-      return name;
-    },
-    deviceName: (v, d) => {
-      const key = `${v}:${d}`;
-      let name = deviceCache.get(key);
-      if (name === undefined) {
-        name = tailMaps().deviceNames.get(key) ?? null;
-        const l = sections(v);
-        for (let k = l.length - 1; name === null && k >= 0; k--) {
-          // A device line is `\tdddd  name`; subsystem lines have two tabs, so cannot match.
-          const i = file.lastIndexOf('\n\t' + d, Math.max(0, l[k]!.end - 1));
-          if (i >= l[k]!.at)
-            name = lineAt(i + 1)
-              .slice(7)
-              .trim();
-        }
-        deviceCache.set(key, name);
-      }
-      return name;
-    },
-    subsystemName: (v, d, sv, sd) => {
-      const t = tailMaps().subsysNames.get(`${v}:${d}:${sv}:${sd}`);
-      if (t !== undefined) return t;
-      subsys ??= newMaps();
-      if (!parsedSubsys.has(v)) {
-        parsedSubsys.add(v);
-        for (const s of sections(v)) parseInto(file.toString('utf8', s.at, s.end), subsys);
-      }
-      return subsys.subsysNames.get(`${v}:${d}:${sv}:${sd}`) ?? null;
-    },
-    // Most specific class name known: prog-if, then subclass, then base class.
-    className: (c) => {
-      const names = tailMaps().classNames;
-      return names.get(c) ?? names.get(c.slice(0, 4)) ?? names.get(c.slice(0, 2)) ?? null;
-    },
-  };
+  for (const p of PCI_IDS_PATHS) {
+    const text = wantedLines(root, p, want);
+    if (text === undefined) continue;
+    const m = newMaps();
+    parseLines(text, new Set(want.keys()), m);
+    return {
+      vendorName: (v) => m.vendorNames.get(v) ?? null,
+      deviceName: (v, d) => m.deviceNames.get(`${v}:${d}`) ?? null,
+      // Most specific class name known: prog-if, then subclass, then base class.
+      className: (c) =>
+        m.classNames.get(c) ??
+        m.classNames.get(c.slice(0, 4)) ??
+        m.classNames.get(c.slice(0, 2)) ??
+        null,
+    };
+  }
+  return null;
 }

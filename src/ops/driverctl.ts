@@ -216,7 +216,10 @@ export function driverctlDevices(
       ids.set(a, [hex4(root.readAttr(`${dir}/vendor`)), hex4(root.readAttr(`${dir}/device`))]);
   }
   if (!opts.names) return out;
-  const names = loadPciNames(root, new Set([...ids.values()].map(([v]) => v)));
+  const names = loadPciNames(
+    root,
+    [...ids.values()].map(([vendor, device]) => ({ vendor, device })),
+  );
   return out.map((d) => {
     const [v, dev] = ids.get(d.address)!;
     return { ...d, name: names?.deviceName(v, dev) ?? null };

@@ -38,7 +38,7 @@ export function inventory(host: Host): Inventory {
     read,
     [...read.devices.values()].some((d) => isOnVfio(d, read)),
   );
-  const names = loadPciNames(host.root, new Set([...snap.devices.values()].map((d) => d.vendor)));
+  const names = loadPciNames(host.root, snap.devices.values());
   const devices = (function* () {
     for (const d of snap.devices.values()) yield deviceView(d, snap, names, false);
   })();
@@ -81,7 +81,7 @@ export function show(
       `no PCI device ${address} (not in ${host.root.path('/sys/bus/pci/devices')}; see 'vfioctl list')`,
       EXIT.BAD_INPUT,
     );
-  const names = loadPciNames(host.root, [d.vendor]);
+  const names = loadPciNames(host.root, [d]);
   const v = deviceView(d, snap, names, true);
   const warnings = [...host.pendingProblems(), ...snap.warnings];
   const reset = resetWarning(d, host.root.kernelRelease());
