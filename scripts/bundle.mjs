@@ -13,11 +13,13 @@ const VERSION = /VERSION = '([^']+)'/.exec(readFileSync('src/cli/version.ts', 'u
  *   object the namespace stands for, so it is used as it is (nothing here reads `.default`).
  * - node:child_process (with net, stream, dgram behind it) is loaded only when something is
  *   spawned: commander requires it at the top for external subcommands, which vfioctl has none of.
+ *   node:crypto (~6 ms: only the agent hashes) and node:v8 (~4 ms, stream behind it: only big
+ *   hosts set a heap flag) likewise load on first use.
  * - `vfioctl --version` (and `-V`), alone, answers before any module or the command tree is
  *   set up: commander would print the same line, after all of that.
  */
 function trimStartUp(text) {
-  const esm = /__toESM\((require\("node:[a-z_/]+"\))\)/g;
+  const esm = /__toESM\((require\("node:[a-z0-9_/]+"\))\)/g;
   const lazy =
     'var __lazyRequire = (id) => { let m; return new Proxy({}, { get: (_, k) => (m ??= require(id))[k] }); };\n';
   const fast = `if (process.argv.length === 3 && (process.argv[2] === "--version" || process.argv[2] === "-V")) { process.stdout.write(${JSON.stringify(VERSION + '\n')}); return; }\n`;
@@ -26,7 +28,7 @@ function trimStartUp(text) {
     throw new Error('bundle.mjs: no "use strict" line to put the start-up path after');
   return text
     .replace(esm, '$1')
-    .replace(/require\("node:child_process"\)/g, '__lazyRequire("node:child_process")')
+    .replace(/require\("(node:(?:child_process|crypto|v8))"\)/g, '__lazyRequire("$1")')
     .replace(head, head + fast + lazy);
 }
 

@@ -1,5 +1,6 @@
 // What every command gets: the host root, the kernel release, and where to write.
 import * as fs from 'node:fs';
+import * as v8 from 'node:v8';
 import { HostRoot, hostRootProblem } from '../host/root';
 import type { KernelIo } from '../apply/kernel-io';
 import type { ExecOptions } from '../apply/executor';
@@ -117,6 +118,19 @@ class ProgressLine {
   }
 }
 
+/**
+ * V8 doubles the young generation after each scavenge that keeps much alive (up to 16 MiB a
+ * semi-space), and reading thousands of devices keeps much alive: kept at its first size, the
+ * peak RSS of `list`/`status`/`apply` over 4,115 functions falls by ~13 MiB, at no cost in time
+ * (measured: slightly faster). Read by the GC whenever it sizes the space, so set before the
+ * host is read. Only on big hosts: elsewhere the heap never grows, and loading node:v8 (which
+ * the bundle does on first use) costs every short command ~4 ms.
+ */
+const MANY_FUNCTIONS = 512;
+function keepYoungGenerationSmall(): void {
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
+}
+
 /** `progress`: show progress on stderr (it is a terminal and the output is not --json). */
 export function makeContext(
   g: GlobalOptions,
@@ -150,6 +164,7 @@ export function makeContext(
   else if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory())
     throw new VfioctlError(`--root ${dir}: no such directory`, EXIT.BAD_INPUT);
   const probe = new HostRoot(dir, { hostMount: mounted !== undefined });
+  if (probe.list('/sys/bus/pci/devices').length > MANY_FUNCTIONS) keepYoungGenerationSmall();
   if (
     g.kernel !== undefined &&
     (!/^[A-Za-z0-9._+~-]{1,128}$/.test(g.kernel) || !probe.exists(`/lib/modules/${g.kernel}`))

@@ -1,7 +1,6 @@
 // vfioctl command line. Global options (--root, --host-root, --kernel) work before or after the
 // command.
 import * as fs from 'node:fs';
-import * as v8 from 'node:v8';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, VfioctlError } from '../util/diag';
 import { makeContext, type Context, type GlobalOptions, type Io } from './context';
@@ -429,11 +428,6 @@ function writeAll(fd: number, s: string): void {
 }
 
 if (require.main === module) {
-  // V8 doubles the young generation after each scavenge that keeps much alive (up to 16 MiB a
-  // semi-space), and reading thousands of devices keeps much alive: kept at its first size, the
-  // peak RSS of `list`/`status`/`apply` over 4,115 functions falls by ~13 MiB, at no cost in
-  // time (measured: slightly faster). Read by the GC whenever it sizes the space, so set here.
-  v8.setFlagsFromString('--semi-space-growth-factor=1');
   const io: Io = {
     out: (s) => writeAll(1, s),
     err: (s) => writeAll(2, s),
