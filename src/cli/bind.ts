@@ -64,25 +64,6 @@ function select(
   return selectDevices(ctx.root, devices, selectors);
 }
 
-/**
- * `none` and `host` are intents of `set`, not drivers: no PCI driver has either name (the kernel
- * would take any name for driver_override, and "none" there binds nothing), so `bind --driver`
- * with one is a usage error that says which command does what was meant.
- */
-function refuseIntentAsDriver(driver: string, addresses: readonly string[]): void {
-  if (driver !== 'none' && driver !== 'host') return;
-  const one = addresses.length === 1;
-  const set = one ? `vfioctl set ${addresses[0]} ${driver}` : `vfioctl set DEVICE ${driver}`;
-  const fits =
-    driver === 'host'
-      ? `'vfioctl unbind ${addresses.join(' ')}' gives ${one ? 'it back to its host driver' : 'them back to their host drivers'} now; '${set}' keeps ${one ? 'it' : 'a device'} there, exempt from broader rules`
-      : `'${set}' leaves ${one ? 'it' : 'a device'} without any driver (driver_override "none"), with --nosave until the next boot only`;
-  throw new VfioctlError(
-    `bind ${addresses.join(', ')}: --driver ${driver} names an intent, not a driver: ${fits}`,
-    EXIT.BAD_INPUT,
-  );
-}
-
 export async function bindCommand(
   ctx: Context,
   devices: string[],
@@ -91,7 +72,6 @@ export async function bindCommand(
   const sel = select(ctx, 'bind', devices, opts);
   const addresses = [...sel.addresses];
   const driver = validateDriverName(opts.driver ?? 'vfio');
-  refuseIntentAsDriver(driver, addresses);
   const owner = opts.owner !== undefined ? parseOwner(ctx.root, opts.owner) : undefined;
   refuseForeignKernelWrite(ctx, opts.dryRun);
   trust(ctx);

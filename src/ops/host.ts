@@ -242,6 +242,7 @@ export class Host {
 
   /** Pure after one read: what a bind or unbind would do now. */
   plan(request: Readonly<BindRequest> | Readonly<UnbindRequest>): PlannedOperation {
+    if (request.kind === 'bind') refuseIntentAsDriver(request.driver, request.addresses);
     const snap = this.readForWrite(null, request.addresses);
     return { request, plan: makePlan(snap, request), warnings: snap.warnings };
   }
@@ -266,15 +267,19 @@ export class Host {
     });
   }
 
-  /** Plan and carry out in one session (no window for the host to move in between). */
-  change(
+  /**
+   * Plan and carry out in one session (no window for the host to move in between). Bad input
+   * rejects the promise, as failures do.
+   */
+  async change(
     request: Readonly<BindRequest> | Readonly<UnbindRequest>,
     opts: { dryRun?: boolean } = {},
     held?: WriteSession,
   ): Promise<OperationResult> {
+    if (request.kind === 'bind') refuseIntentAsDriver(request.driver, request.addresses);
     if (opts.dryRun) {
       const p = this.plan(request);
-      return Promise.resolve(this.report(p.plan, planResults(p.plan), true, p.warnings, null));
+      return this.report(p.plan, planResults(p.plan), true, p.warnings, null);
     }
     const work = (s: WriteSession) => {
       const snap = this.readForWrite(s, request.addresses);
@@ -374,4 +379,24 @@ function stripDevice(d: Plan['devices'][number] | undefined): unknown {
 export function operationExitCode(r: OperationResult): number {
   const code = exitCodeOf(r.results.map((x) => x.status));
   return r.interrupted !== null && code === EXIT.OK ? EXIT.FAILED : code;
+}
+
+/**
+ * `none` and `host` are intents of `set`, not drivers: no PCI driver has either name (the kernel
+ * would take any name for driver_override, and "none" there binds nothing), so `bind --driver`
+ * with one is bad input that says which command does what was meant (for library callers too:
+ * planned, it would only read as an unknown driver).
+ */
+function refuseIntentAsDriver(driver: string, addresses: readonly string[]): void {
+  if (driver !== 'none' && driver !== 'host') return;
+  const one = addresses.length === 1;
+  const set = one ? `vfioctl set ${addresses[0]} ${driver}` : `vfioctl set DEVICE ${driver}`;
+  const fits =
+    driver === 'host'
+      ? `'vfioctl unbind ${addresses.join(' ')}' gives ${one ? 'it back to its host driver' : 'them back to their host drivers'} now; '${set}' keeps ${one ? 'it' : 'a device'} there, exempt from broader rules`
+      : `'${set}' leaves ${one ? 'it' : 'a device'} without any driver (driver_override "none"), with --nosave until the next boot only`;
+  throw new VfioctlError(
+    `bind ${addresses.join(', ')}: --driver ${driver} names an intent, not a driver: ${fits}`,
+    EXIT.BAD_INPUT,
+  );
 }

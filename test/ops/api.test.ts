@@ -85,3 +85,25 @@ test('converge and status through the API: typed reports, nothing printed', asyn
     [[E2, 'ok']],
   );
 });
+
+test("bind with driver 'none' or 'host' (set's intents, no driver's names) is bad input for library callers too, and writes nothing", async () => {
+  const h = host();
+  const api = openHost({ root: h.f.dir, kernelIo: h.k, trust: { uids: [0, process.getuid!()] } });
+  const writes = h.k.writes.length;
+  for (const driver of ['none', 'host']) {
+    const refused = (e: VfioctlError) =>
+      e.exitCode === EXIT.BAD_INPUT &&
+      e.message.startsWith(`bind ${E2}: --driver ${driver} names an intent, not a driver`);
+    await assert.rejects(
+      api.bind({ addresses: [E2], driver, force: false, group: false }),
+      refused,
+    );
+    await assert.rejects(
+      api.bind({ addresses: [E2], driver, force: true, group: false }, { dryRun: true }),
+      refused,
+    );
+    assert.throws(() => api.plan({ kind: 'bind', addresses: [E2], driver }), refused);
+  }
+  assert.equal(h.k.writes.length, writes);
+  assert.equal(h.state(E2).driver, 'e1000e');
+});
