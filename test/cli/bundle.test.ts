@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { E1, ModelHost } from '../support/model-host';
+import { E1, E2, ModelHost } from '../support/model-host';
 
 const DIST = path.resolve(__dirname, '../../../dist/vfioctl.js');
 
@@ -59,5 +59,41 @@ test('the bundle runs the libvirt hook (saxes, loaded when the XML is parsed): n
     assert.match(bad.stderr, /^vfioctl: domain XML:1:\d+: unexpected close tag/);
   } finally {
     h.cleanup();
+  }
+});
+
+test("the bundle edits an admin's vfioctl.json byte for byte as the sources do (jsonc-parser's formatter, its tables built on first use)", async () => {
+  const bundled = new ModelHost();
+  const source = new ModelHost();
+  try {
+    // Rules laid out on one line are edited by jsonc-parser's modify(), whose formatter indents
+    // from its interned tables; the admin's comment stays.
+    const text =
+      '{\n  // the admin\'s note\n  "version": 1, "rules": [{ "match": { "address": "0000:00:03.0" }, "intent": "host" }] }\n';
+    for (const h of [bundled, source]) h.f.tree.write('/etc/vfioctl/vfioctl.json', text, 0o644);
+    const env = { ...process.env, VFIOCTL_TRUST_UID: String(process.getuid?.()) };
+    const steps = [
+      ['set', E1, 'vfio', '--noprobe'],
+      ['set', E2, 'none', '--noprobe'],
+      ['set', E1, 'host', '--noprobe'],
+    ];
+    for (const args of steps) {
+      const b = spawnSync(process.execPath, [DIST, '--root', bundled.f.dir, ...args], {
+        env,
+        encoding: 'utf8',
+      });
+      const s = await source.run(args);
+      assert.equal(b.status, s.code, `${args.join(' ')}: ${b.stderr} / ${s.stderr}`);
+      assert.equal(
+        bundled.f.tree.read('/etc/vfioctl/vfioctl.json'),
+        source.f.tree.read('/etc/vfioctl/vfioctl.json'),
+        args.join(' '),
+      );
+    }
+    assert.match(bundled.f.tree.read('/etc/vfioctl/vfioctl.json')!, /\n {6}"match": \{\n/);
+    assert.match(bundled.f.tree.read('/etc/vfioctl/vfioctl.json')!, /the admin's note/);
+  } finally {
+    bundled.cleanup();
+    source.cleanup();
   }
 });
