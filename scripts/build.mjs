@@ -30,6 +30,7 @@ const OUTPUTS = [
   'build/e2e/run.js',
   'build/bench/run.js',
   'dist/vfioctl.js',
+  'dist/vfioctl',
   'dist/lib/index.js',
   'dist/lib/types/ops/index.d.ts',
   'build/test/support/remote-cli.bundle.js',

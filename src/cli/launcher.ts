@@ -1,0 +1,174 @@
+// The installed command (dist/vfioctl, the package's /usr/sbin/vfioctl): starts the bundle
+// (vfioctl.js) from V8's code cache when one was made for this very bundle and this very node.
+// Parsing the ~560 KB bundle and compiling the functions a command calls is most of what a short
+// command costs above `node -e 0`; deserialising them from the cache is a fraction of it
+// (`show --json` on a small host: 222 M instructions without, 143 M with; `node -e 0` 83 M).
+// Node 20 has no compile cache of its own (module.enableCompileCache came in Node 22).
+//
+// The cache is code: V8 checks only its own version and flags and the source's length, not the
+// source, so a cache is read only when root or this user owns it and its directory and no one
+// else can write either, and its name carries the bundle's hash and the node version. Anything
+// else (none made yet, another node, a stale or damaged file) and the bundle is compiled as
+// plain `node vfioctl.js` would. `vfioctl --write-code-cache` makes it (the package's postinst,
+// again on every nodejs upgrade).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vm from 'node:vm';
+
+/**
+ * Where the bundle and the cache live: beside this file (a build tree), or the package's paths
+ * (scripts/stage-package.mjs rewrites this one line).
+ */
+const LAYOUT: { bundle: string | null; cacheDir: string | null } = { bundle: null, cacheDir: null };
+declare const BUNDLE_ID: string;
+/** Internal: does a fresh node accept this cache? (--write-code-cache asks before keeping one.) */
+const CHECK = '--check-code-cache';
+declare const VERSION: string;
+
+const bundleFile = LAYOUT.bundle ?? path.join(__dirname, 'vfioctl.js');
+const cacheDir = LAYOUT.cacheDir ?? __dirname;
+const cacheFile = path.join(
+  cacheDir,
+  `vfioctl.js.${BUNDLE_ID}.${process.version}.${process.arch}.code-cache`,
+);
+
+function write(fd: number, s: string): void {
+  try {
+    fs.writeSync(fd, s);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
+  }
+}
+
+/** Owned by root or by us, writable by no one else (what StrictModes asks of ~/.ssh). */
+function trusted(st: fs.Stats): boolean {
+  const euid = process.geteuid?.() ?? 0;
+  return (st.uid === 0 || st.uid === euid) && (st.mode & 0o022) === 0;
+}
+
+/** The cache's bytes when it can be trusted, else undefined (never an error: it is optional). */
+function readCache(): Buffer | undefined {
+  let fd: number | undefined;
+  try {
+    if (!trusted(fs.statSync(cacheDir))) return undefined;
+    fd = fs.openSync(cacheFile, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || !trusted(st)) return undefined;
+    const b = Buffer.allocUnsafe(st.size);
+    return fs.readSync(fd, b, 0, st.size, 0) === st.size ? b : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/**
+ * The bundle as the function Node's CommonJS loader would make of it, from the cache only when
+ * the bundle is the one this launcher was built with (its second line names it).
+ */
+function compile(cachedData: Buffer | undefined): vm.Script {
+  // The interpreter line, kept as a comment of the same length: positions stay the file's.
+  const text = fs.readFileSync(bundleFile, 'utf8').replace(/^#!/, '//');
+  const same = text.startsWith(`// vfioctl bundle ${BUNDLE_ID}\n`, text.indexOf('\n') + 1);
+  return new vm.Script(`(function (exports, require, module, __filename, __dirname) {${text}\n})`, {
+    filename: bundleFile,
+    ...(cachedData && same ? { cachedData } : {}),
+  });
+}
+
+type Run = (
+  argv: string[],
+  io: { out(s: string): void; err(s: string): void; env: NodeJS.ProcessEnv; stdin(): string },
+) => Promise<number>;
+
+/**
+ * Runs read-only commands in this process so that the functions they call are compiled, then
+ * writes what V8 compiled (atomically; older caches go). On the live host by default (the
+ * CLI's own VFIOCTL_ROOT is honoured).
+ */
+async function writeCodeCache(): Promise<number> {
+  const script = compile(undefined);
+  // Not the main module: the bundle exports run() instead of running the command line.
+  const mod = { exports: {} as { run?: Run } };
+  script.runInThisContext()(mod.exports, require, mod, bundleFile, path.dirname(bundleFile));
+  const run = mod.exports.run!;
+  let out = '';
+  const io = {
+    out: (s: string) => void (out += s),
+    err: () => {},
+    env: process.env,
+    stdin: () => '',
+  };
+  await run(['list', '--json'], io);
+  let first: string | undefined;
+  try {
+    first = (JSON.parse(out) as { address: string }[])[0]?.address;
+  } catch {
+    first = undefined;
+  }
+  for (const argv of [
+    ...(first
+      ? [
+          ['show', first, '--json'],
+          ['show', first],
+        ]
+      : []),
+    ['list'],
+    ['status', '--json'],
+    ['config', 'check', '--json'],
+    ['--help'],
+  ])
+    await run(argv, io);
+  // V8 stamps the cache with its flags, and a host with many functions sets one (cli/context.ts)
+  // that a fresh start does not have yet: back to V8's default (flag-definitions.h), and the
+  // cache is checked below in a fresh node, which is what every start will be.
+  require('node:v8').setFlagsFromString('--semi-space-growth-factor=2');
+  const data = script.createCachedData();
+  fs.mkdirSync(cacheDir, { recursive: true, mode: 0o755 });
+  const tmp = `${cacheFile}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, data, { mode: 0o644, flag: 'wx' });
+  // The check a start makes, in a fresh node: accepted or not.
+  const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
+  const check = spawnSync(process.execPath, [__filename, CHECK, tmp], { stdio: 'ignore' });
+  if (check.status !== 0) {
+    fs.rmSync(tmp, { force: true });
+    throw new Error(`a fresh ${process.execPath} rejects the cache made here: none kept`);
+  }
+  fs.renameSync(tmp, cacheFile);
+  for (const f of fs.readdirSync(cacheDir))
+    if (/^vfioctl\.js\..*\.code-cache$/.test(f) && f !== path.basename(cacheFile))
+      fs.rmSync(path.join(cacheDir, f), { force: true });
+  write(1, `vfioctl: code cache ${cacheFile} written (${data.length} bytes)\n`);
+  return 0;
+}
+
+function main(): void {
+  const [arg, ...rest] = process.argv.slice(2);
+  // Answered before anything is read: commander would print the same line.
+  if ((arg === '--version' || arg === '-V') && rest.length === 0) {
+    write(1, `${VERSION}\n`);
+    return;
+  }
+  if (arg === CHECK && rest.length === 1) {
+    process.exitCode = compile(fs.readFileSync(rest[0]!)).cachedDataRejected ? 1 : 0;
+    return;
+  }
+  if (arg === '--write-code-cache' && rest.length === 0) {
+    writeCodeCache().then(
+      (code) => {
+        process.exitCode = code;
+      },
+      (e: Error) => {
+        write(2, `vfioctl: --write-code-cache: ${e.message}\n`);
+        process.exitCode = 1;
+      },
+    );
+    return;
+  }
+  const script = compile(readCache());
+  // This module is the main one: the bundle runs the command line as `node vfioctl.js` does.
+  script.runInThisContext()(module.exports, require, module, bundleFile, path.dirname(bundleFile));
+}
+
+main();
