@@ -61,11 +61,11 @@ export interface Captured {
   status: number | null;
 }
 
-export function capture(argv: readonly string[]): Captured {
+export function capture(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Captured {
   const r = spawnSync(argv[0]!, argv.slice(1), {
     encoding: 'utf8',
     maxBuffer: 1 << 30,
-    env: BENCH_ENV,
+    env: { ...BENCH_ENV, ...env },
   });
   if (r.error) return { stdout: '', stderr: r.error.message, status: null };
   return { stdout: r.stdout, stderr: r.stderr, status: r.status };

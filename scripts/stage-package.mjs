@@ -53,13 +53,36 @@ writeFileSync(
 );
 
 // The distribution's node, not whichever one PATH finds first.
-const bundle = readFileSync(join(repo, 'dist/vfioctl.js'), 'utf8').replace(
-  /^#!\/usr\/bin\/env node\n/,
-  '#!/usr/bin/node\n',
+const interpreter = (file) => {
+  const text = readFileSync(join(repo, file), 'utf8').replace(
+    /^#!\/usr\/bin\/env node\n/,
+    '#!/usr/bin/node\n',
+  );
+  if (!text.startsWith('#!/usr/bin/node\n'))
+    throw new Error(`${file}: unexpected interpreter line`);
+  return text;
+};
+// The command is the launcher (src/cli/launcher.ts); the bundle and V8's code cache for it (made
+// by the postinst with the installed node) live where the launcher's layout line says.
+const BUNDLE = '/usr/lib/vfioctl/vfioctl.js';
+const CODE_CACHE_DIR = '/var/cache/vfioctl';
+const layout = 'var LAYOUT = { bundle: null, cacheDir: null };';
+const launcher = interpreter('dist/vfioctl');
+if (!launcher.includes(layout)) throw new Error(`dist/vfioctl: no "${layout}" line to set`);
+put(
+  files.PACKAGED_EXEC,
+  launcher.replace(
+    layout,
+    `var LAYOUT = ${JSON.stringify({ bundle: BUNDLE, cacheDir: CODE_CACHE_DIR })};`,
+  ),
+  0o755,
 );
-if (!bundle.startsWith('#!/usr/bin/node\n'))
-  throw new Error('dist/vfioctl.js: unexpected interpreter line');
-put(files.PACKAGED_EXEC, bundle, 0o755);
+// Not a command of its own (the launcher compiles it): no interpreter line, not executable.
+put(
+  BUNDLE,
+  interpreter('dist/vfioctl.js').replace(/^.*\n/, '// Started by /usr/sbin/vfioctl.\n'),
+  0o644,
+);
 for (const f of files.staticLayers(files.PACKAGE_LAYOUT, files.PACKAGED_EXEC))
   put(f.path, f.content, f.mode);
 // The libvirt qemu hook: a conffile; it execs /usr/sbin/vfioctl only while that exists.

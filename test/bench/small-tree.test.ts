@@ -80,14 +80,23 @@ test('small server tree: list, show and --version against node -e 0 (printed, no
       hourAgo,
       hourAgo,
     );
-    const vf = [process.execPath, DIST, '--root', tree.dir];
+    // The command as installed: the launcher beside the bundle, with the code cache the package's
+    // postinst makes (a copy: the test writes nothing into dist/).
+    const bin = path.join(work, 'bin');
+    fs.mkdirSync(bin, { mode: 0o755 });
+    for (const f of ['vfioctl', 'vfioctl.js'])
+      fs.copyFileSync(path.join(REPO, 'dist', f), path.join(bin, f));
+    const cli = path.join(bin, 'vfioctl');
+    const made = capture([process.execPath, cli, '--write-code-cache'], { VFIOCTL_ROOT: tree.dir });
+    assert.equal(made.status, 0, made.stderr);
+    const vf = [process.execPath, cli, '--root', tree.dir];
     // The modules.alias index a writing command leaves in run/vfioctl, as the boot unit's apply
     // leaves it on an installed host: `apply` of the unconfigured host bridge changes nothing else.
     const warm = capture([...vf, 'apply', '0000:00:00.0']);
     assert.equal(warm.status, 0, warm.stderr);
     const cmds: Cmd[] = [
       { id: 'node0', label: 'node -e 0', argv: [process.execPath, '-e', '0'] },
-      { id: 'version', label: 'vfioctl --version', argv: [process.execPath, DIST, '--version'] },
+      { id: 'version', label: 'vfioctl --version', argv: [process.execPath, cli, '--version'] },
       {
         id: 'show',
         label: `vfioctl show ${tree.showAddress} --json`,

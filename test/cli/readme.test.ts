@@ -27,7 +27,9 @@ const flagOf = (o: Option): Flag => ({
   long: o.long,
   takesValue: o.required || o.optional,
 });
-const globals: Flag[] = [...program.options.map(flagOf), HELP];
+// The launcher's own (src/cli/launcher.ts): answered before the bundle and its commander tree.
+const LAUNCHER = { long: '--write-code-cache', takesValue: false };
+const globals: Flag[] = [...program.options.map(flagOf), HELP, LAUNCHER];
 const commands = new Map(
   program.commands.map((c: Command) => [c.name(), [...c.options.map(flagOf), HELP]]),
 );

@@ -226,6 +226,32 @@ test('the packaged CLI reads a fixture host under --root: list and show', () => 
   }
   const bad = chroot(['vfioctl', '--root', '/srv/host', 'show', '00:09.0']);
   assert.equal(bad.status, 2, 'an unknown device is bad input');
+  // The postinst made V8's code cache with Debian's node; the launcher's answers are the
+  // bundle's own, run directly.
+  const node = chroot(['node', '--version']).stdout.trim();
+  const made = fs
+    .readdirSync(path.join(R, 'var/cache/vfioctl'))
+    .filter((n) => n.endsWith('.code-cache'));
+  assert.equal(made.length, 1, `one code cache: ${made.join(', ')}`);
+  assert.match(
+    made[0]!,
+    new RegExp(`^vfioctl\\.js\\.[0-9a-f]{16}\\.${node.replace(/\./g, '\\.')}\\.`),
+  );
+  const st = fs.statSync(path.join(R, 'var/cache/vfioctl', made[0]!));
+  assert.deepEqual([st.uid, st.mode & 0o777], [0, 0o644]);
+  for (const args of [
+    ['list', '--json'],
+    ['show', '00:03.0', '--json'],
+    ['show', '00:09.0'],
+  ]) {
+    const a = chroot(['vfioctl', '--root', '/srv/host', ...args]);
+    const b = chroot(['node', '/usr/lib/vfioctl/vfioctl.js', '--root', '/srv/host', ...args]);
+    assert.deepEqual(
+      [a.status, a.stdout, a.stderr],
+      [b.status, b.stdout, b.stderr],
+      args.join(' '),
+    );
+  }
 });
 
 test('the man pages render with man', () => {
