@@ -7,6 +7,7 @@
 // Environment: VFIOCTL_E2E_CACHE (default /var/cache/vfioctl-e2e), VFIOCTL_E2E_JOBS (parallel
 // VMs, default 2), VFIOCTL_E2E_SCENARIO_TIMEOUT (seconds per scenario, default 300; a VM gets
 // VFIOCTL_E2E_BOOT_TIMEOUT, default 180, plus that for each of its scenarios).
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -91,9 +92,10 @@ async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
   killChildrenOnSignal();
 
-  const vfioctl = path.join(REPO, 'dist/vfioctl.js');
+  // The command as installed: the launcher and the bundle it starts (dist/vfioctl, vfioctl.js).
+  const dist = ['vfioctl', 'vfioctl.js'].map((f) => path.join(REPO, 'dist', f));
   const runner = path.join(REPO, 'build/e2e/guest/main.js');
-  for (const f of [vfioctl, runner])
+  for (const f of [...dist, runner])
     if (!fs.existsSync(f))
       throw new Error(
         `${f} is missing: run \`npm run build && tsc -p e2e/tsconfig.json\` first (npm run test:e2e does)`,
@@ -117,7 +119,7 @@ async function main(): Promise<number> {
   const jobs = Math.max(1, Number(process.env.VFIOCTL_E2E_JOBS) || 2);
   const env: BootEnv = {
     runDir,
-    vfioctl: path.join(runDir, 'vfioctl.js'),
+    vfioctl: path.join(runDir, 'vfioctl'),
     runner,
     node: process.execPath,
     cpus: Math.max(1, Math.floor(os.cpus().length / jobs)),
@@ -125,7 +127,15 @@ async function main(): Promise<number> {
     scenarioTimeoutMs: (Number(process.env.VFIOCTL_E2E_SCENARIO_TIMEOUT) || 300) * 1000,
     bootTimeoutMs: (Number(process.env.VFIOCTL_E2E_BOOT_TIMEOUT) || 180) * 1000,
   };
-  fs.copyFileSync(vfioctl, env.vfioctl);
+  for (const f of dist) fs.copyFileSync(f, path.join(runDir, path.basename(f)));
+  // Its code cache, as the package's postinst makes it (the guests run this same node binary), so
+  // that every scenario and boot starts vfioctl the way an installed host does.
+  const cache = spawnSync(process.execPath, [env.vfioctl, '--write-code-cache'], {
+    encoding: 'utf8',
+  });
+  if (cache.status !== 0)
+    throw new Error(`vfioctl --write-code-cache: exit ${cache.status}: ${cache.stderr.trim()}`);
+  log(cache.stdout.trim());
   if (process.env.VFIOCTL_E2E_VM_TIMEOUT)
     log(
       "VFIOCTL_E2E_VM_TIMEOUT is no longer read: a VM's limit follows from VFIOCTL_E2E_SCENARIO_TIMEOUT and its scenario count",

@@ -240,12 +240,18 @@ function execPath(root: HostRoot, given: string | undefined, policy: TrustPolicy
   const rel =
     root.isLive || root.hostMount ? p : p.startsWith(root.dir + '/') ? root.hostPath(p) : null;
   if (rel !== null && root.exists(rel)) {
-    const why = untrustedReason(root, rel, policy);
-    if (why)
-      throw new VfioctlError(
-        `refusing to install units that run ${p} as root at boot: ${why}; install vfioctl root-owned (e.g. /usr/local/bin/vfioctl) and pass --exec`,
-        EXIT.REFUSED,
-      );
+    // The launcher (dist/vfioctl) runs the bundle beside it: that file runs as root at boot too.
+    const bundle = `${path.posix.dirname(rel)}/vfioctl.js`;
+    for (const f of path.basename(rel) === 'vfioctl' && root.exists(bundle)
+      ? [rel, bundle]
+      : [rel]) {
+      const why = untrustedReason(root, f, policy);
+      if (why)
+        throw new VfioctlError(
+          `refusing to install units that run ${p} as root at boot: ${f === rel ? '' : `${path.posix.dirname(p)}/vfioctl.js, the program it starts: `}${why}; install vfioctl root-owned (e.g. /usr/local/bin/vfioctl) and pass --exec`,
+          EXIT.REFUSED,
+        );
+    }
   }
   return p;
 }

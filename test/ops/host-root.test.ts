@@ -318,6 +318,22 @@ test('install under --host-root: the units run vfioctl on the host, so --exec na
     /refusing to install units that run \/usr\/local\/bin\/vfioctl as root at boot: .*writable by others/,
   );
   fs.chmodSync(h.f.tree.abs('/usr/local/bin/vfioctl'), 0o755);
+  // The launcher starts the bundle beside it, which runs as root at boot as well.
+  h.f.tree.write('/usr/local/bin/vfioctl.js', '// vfioctl bundle\n', 0o646);
+  fs.chmodSync(h.f.tree.abs('/usr/local/bin/vfioctl.js'), 0o646);
+  const bundle = await runWith(h, [
+    '--host-root',
+    h.f.dir,
+    'install',
+    '--exec',
+    '/usr/local/bin/vfioctl',
+  ]);
+  assert.equal(bundle.code, EXIT.REFUSED, bundle.stderr);
+  assert.match(
+    bundle.stderr,
+    /refusing to install units that run \/usr\/local\/bin\/vfioctl as root at boot: \/usr\/local\/bin\/vfioctl\.js, the program it starts: .*writable by others/,
+  );
+  fs.chmodSync(h.f.tree.abs('/usr/local/bin/vfioctl.js'), 0o644);
   const ok = await runWith(h, [
     '--host-root',
     h.f.dir,
