@@ -194,16 +194,28 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
   const drivers = !opts.only || names.length >= 64 ? boundDrivers(root) : undefined;
   const groupMembers = new Map<string, string[]>();
   const pfOf = new Map<string, string>();
+  // VF -> its directory, from the PF's virtfnN links (read for sriov.vfs anyway).
+  const vfDirs = new Map<string, string>();
   // For the named devices also read their PF, VFs and IOMMU group peers: checks need them.
   const queue = [...names];
   for (let i = 0; i < queue.length; i++) {
     const addr = queue[i]!;
     if (devices.has(addr)) continue;
     const pf = pfOf.get(addr);
+    const vfDir = vfDirs.get(addr);
     const d = readPciDevice(
       root,
       addr,
-      drivers ? { driver: drivers.get(addr) ?? null, ...(pf ? { physfn: pf } : {}) } : {},
+      drivers
+        ? {
+            driver: drivers.get(addr) ?? null,
+            ...(pf ? { physfn: pf } : {}),
+            ...(vfDir ? { dir: vfDir } : {}),
+          }
+        : vfDir
+          ? { dir: vfDir }
+          : {},
+      vfDirs,
     );
     if (!d) continue;
     devices.set(addr, d);
