@@ -1,5 +1,5 @@
 // Reads one PCI device's sysfs directory (drivers/pci/pci-sysfs.c) into a plain record.
-import type { HostDir, HostRoot } from './root';
+import type { HostRoot } from './root';
 
 export interface SriovInfo {
   readonly totalVfs: number;
