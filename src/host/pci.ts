@@ -81,6 +81,8 @@ export interface KnownLinks {
    * virtfnN link; absent: read the /sys/bus/pci/devices link.
    */
   readonly dir?: string;
+  /** The device's vfioN (null: none), e.g. from the /sys/class/vfio-dev links; absent: look. */
+  readonly vfioDev?: string | null;
 }
 
 /**
@@ -170,9 +172,12 @@ export function readPciDevice(
   // vfio-dev/ exists only below a device a VFIO driver registered (vfio_device_add), so most
   // have none. Not skipped for unbound devices: an unbind blocked on an open VFIO device has
   // already dropped the `driver` link (driver_sysfs_remove runs before the driver's remove()).
-  const vfioDev = dir.exists('vfio-dev')
-    ? (dir.list('vfio-dev').find((f) => f.startsWith('vfio')) ?? null)
-    : null;
+  const vfioDev =
+    known.vfioDev !== undefined
+      ? known.vfioDev
+      : dir.exists('vfio-dev')
+        ? (dir.list('vfio-dev').find((f) => f.startsWith('vfio')) ?? null)
+        : null;
   const klass = cls ?? '000000';
   // An unbound device has no driver link: test before readlink (a failed readlink costs a thrown
   // error).

@@ -164,6 +164,28 @@ function boundDrivers(root: HostRoot): Map<string, string> | undefined {
   return out;
 }
 
+/**
+ * Address -> vfioN for every PCI device a VFIO driver registered: vfio_device_add (v6.1+) puts
+ * the device at <pci device>/vfio-dev/vfioN and links it from /sys/class/vfio-dev (device_add's
+ * class symlink), so one directory read and a readlink per VFIO device replace a look into every
+ * device. No class (before 6.1, or vfio not loaded): no device has a vfio-dev/. Undefined when a
+ * link does not have that shape (then every device is looked at).
+ */
+function vfioDevNodes(root: HostRoot): Map<string, string> | undefined {
+  const out = new Map<string, string>();
+  for (const v of root.list('/sys/class/vfio-dev')) {
+    const t = root.linkTarget(`/sys/class/vfio-dev/${v}`);
+    if (t === undefined || !t.endsWith(`/vfio-dev/${v}`)) return undefined;
+    const parent = t.slice(0, -`/vfio-dev/${v}`.length);
+    const address = parent.slice(parent.lastIndexOf('/') + 1);
+    // Not a PCI device's (an mdev's, a platform device's): not one of ours.
+    if (!isPciAddress(address)) continue;
+    if (out.has(address)) return undefined;
+    out.set(address, v);
+  }
+  return out;
+}
+
 export interface ReadOptions {
   kernel?: string;
   /** Only read these devices (and what they need); all when absent. */
@@ -192,6 +214,7 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
   // Every device (or many): one directory read per driver and the PFs' virtfn links answer
   // what would otherwise be two or three link reads per device (thousands of VFs).
   const drivers = !opts.only || names.length >= 64 ? boundDrivers(root) : undefined;
+  const vfioDevs = drivers ? vfioDevNodes(root) : undefined;
   const groupMembers = new Map<string, string[]>();
   const pfOf = new Map<string, string>();
   // VF -> its directory, from the PF's virtfnN links (read for sriov.vfs anyway).
@@ -206,15 +229,12 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
     const d = readPciDevice(
       root,
       addr,
-      drivers
-        ? {
-            driver: drivers.get(addr) ?? null,
-            ...(pf ? { physfn: pf } : {}),
-            ...(vfDir ? { dir: vfDir } : {}),
-          }
-        : vfDir
-          ? { dir: vfDir }
-          : {},
+      {
+        ...(drivers ? { driver: drivers.get(addr) ?? null } : {}),
+        ...(drivers && pf ? { physfn: pf } : {}),
+        ...(vfDir ? { dir: vfDir } : {}),
+        ...(vfioDevs ? { vfioDev: vfioDevs.get(addr) ?? null } : {}),
+      },
       vfDirs,
     );
     if (!d) continue;

@@ -135,3 +135,58 @@ test('a VF is read through the directory its PF virtfn link names, not its bus l
   // The PF itself (no virtfn link names it) is found through its bus link.
   assert.equal(linked.filter((p) => p.endsWith(`/sys/bus/pci/devices/${PF}`)).length, 1);
 });
+
+/** Runs `fn` recording the paths fs.existsSync was asked about. */
+function probed<T>(fn: () => T): { result: T; exists: string[] } {
+  const nodeFs: typeof fs = require('node:fs');
+  const real = nodeFs.existsSync;
+  const exists: string[] = [];
+  nodeFs.existsSync = (p: fs.PathLike) => {
+    exists.push(String(p));
+    return real(p);
+  };
+  try {
+    return { result: fn(), exists };
+  } finally {
+    nodeFs.existsSync = real;
+  }
+}
+
+test('vfio-dev nodes come from the /sys/class/vfio-dev links, not from a look into every device', () => {
+  const f = sriovHost();
+  // An unbind blocked on an open VFIO device: the driver link is gone, vfio-dev/ stays.
+  f.device({ address: '0000:06:00.0', vendor: '8086', device: '1572', vfioDev: 'vfio1' });
+  // An mdev's VFIO device (its parent is no PCI device): not a PCI device's vfio-dev.
+  const mdev = `${f.tree.devDir(PF)}/83b8f4f2-509f-382f-3c1e-e6bfe0fa1001`;
+  f.tree.mkdir(`${mdev}/vfio-dev/vfio2`);
+  f.tree.link('/sys/class/vfio-dev/vfio2', `${mdev}/vfio-dev/vfio2`);
+  const { result: snap, exists } = probed(() => readSnapshot(new HostRoot(f.dir)));
+  const vfio = [...snap.devices.values()]
+    .filter((d) => d.vfioDev)
+    .map((d) => [d.address, d.vfioDev]);
+  assert.deepEqual(vfio, [
+    ['0000:05:00.3', 'vfio0'],
+    ['0000:06:00.0', 'vfio1'],
+  ]);
+  assert.deepEqual(
+    exists.filter((p) => p.endsWith('/vfio-dev')),
+    [],
+    'no device directory probed for vfio-dev/',
+  );
+  // A few named devices: each looks at its own vfio-dev/.
+  const one = readSnapshot(new HostRoot(f.dir), { only: ['0000:06:00.0'], shallow: true });
+  assert.equal(one.devices.get('0000:06:00.0')!.vfioDev, 'vfio1');
+});
+
+test('a /sys/class/vfio-dev link of another shape: every device is looked at instead', () => {
+  const f = sriovHost();
+  // A class entry that is no link (a tree copied with links followed).
+  f.tree.mkdir('/sys/class/vfio-dev/vfio9');
+  const { result: snap, exists } = probed(() => readSnapshot(new HostRoot(f.dir)));
+  assert.equal(snap.devices.get(VFS[2]!)!.vfioDev, 'vfio0');
+  assert.equal(snap.devices.get(VFS[0]!)!.vfioDev, null);
+  assert.ok(
+    exists.some((p) => p.endsWith(`/${VFS[0]}/vfio-dev`)),
+    'looked into the device',
+  );
+});
