@@ -232,7 +232,7 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
       if (pf) known.physfn = pf;
     }
     const vfDir = vfDirs.get(addr);
-    if (vfDir) known.dir = vfDir;
+    if (vfDir) (known.dir = vfDir), vfDirs.delete(addr);
     if (vfioDevs) known.vfioDev = vfioDevs.get(addr) ?? null;
     const d = readPciDevice(root, addr, known, vfDirs);
     if (!d) continue;
