@@ -10,6 +10,11 @@ interface DeviceJson {
   vendor: string;
   device: string;
   class: string;
+  subsystemVendor: string | null;
+  subsystemDevice: string | null;
+  revision: string | null;
+  numaNode: number | null;
+  resetMethods: string[] | null;
   driver: string | null;
   driverOverride: string | null;
   iommuGroup: string | null;
@@ -49,11 +54,19 @@ function kernelView(address: string): Omit<DeviceJson, 'candidates'> {
   const group = sysfs.iommuGroupOf(address);
   const total = sysfs.attr(address, 'sriov_totalvfs');
   const autoprobe = sysfs.attr(address, 'sriov_drivers_autoprobe');
+  const numa = sysfs.attr(address, 'numa_node');
+  const reset = sysfs.attr(address, 'reset_method');
   return {
     address,
     vendor: hex(sysfs.attr(address, 'vendor'))!,
     device: hex(sysfs.attr(address, 'device'))!,
     class: hex(sysfs.attr(address, 'class'))!,
+    subsystemVendor: hex(sysfs.attr(address, 'subsystem_vendor')),
+    subsystemDevice: hex(sysfs.attr(address, 'subsystem_device')),
+    // pdev->revision as enumeration read it (list takes it from config space byte 0x08).
+    revision: hex(sysfs.attr(address, 'revision')),
+    numaNode: numa === null ? null : Number(numa),
+    resetMethods: reset === null ? null : reset.split(/\s+/).filter(Boolean),
     driver: sysfs.driverOf(address),
     driverOverride: sysfs.overrideOf(address),
     iommuGroup: group,

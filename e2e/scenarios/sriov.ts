@@ -42,6 +42,9 @@ export const sriov: Scenario = {
       const bound = ctx.cliJson<ApplyJson>(['bind', vf0, '--json']).json;
       ctx.eq(resultFor(ctx, bound, vf0).status, 'ok', `bind ${vf0} status`);
       expectOnVfio(ctx, vf0, 'vfio-pci');
+      // A VF on vfio-pci: list takes its vfio-dev/ from /sys/class/vfio-dev, its attributes
+      // from the directory the PF's virtfn link names.
+      checkListAgainstSysfs(ctx);
       expectUnchanged(ctx, others, 'the PF and the other VF after binding a VF');
       ctx.eq(sysfs.attr(pf, 'sriov_numvfs'), '2', `${pf} sriov_numvfs`);
 

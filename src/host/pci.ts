@@ -1,5 +1,5 @@
 // Reads one PCI device's sysfs directory (drivers/pci/pci-sysfs.c) into a plain record.
-import type { HostDir, HostRoot } from './root';
+import type { HostRoot } from './root';
 
 export interface SriovInfo {
   readonly totalVfs: number;
@@ -53,10 +53,13 @@ function int(v: string | undefined): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
-/** Header type from config space byte 0x0e, else inferred from the class (bridges are type 1/2). */
-function headerType(dir: HostDir, cls: string): number | null {
-  const b = dir.readByte('config', 14);
-  if (b !== undefined) return b & 0x7f;
+// Config space header (PCI 3.0 6.1): revision ID at 0x08, header type at 0x0e. The first 64
+// bytes are readable without CAP_SYS_ADMIN (pci-sysfs.c pci_read_config).
+const PCI_REVISION_ID = 0x08;
+const PCI_HEADER_TYPE = 0x0e;
+
+/** Header type inferred from the class when config space cannot be read (bridges are 1/2). */
+function headerTypeOfClass(cls: string): number {
   if (cls.startsWith('0604') || cls.startsWith('0609')) return 1;
   if (cls.startsWith('0607')) return 2;
   return 0;
@@ -73,16 +76,28 @@ export interface KnownLinks {
   readonly driver?: string | null;
   /** PF address; absent: read the `physfn` link. */
   readonly physfn?: string;
+  /**
+   * The device's own directory (root-relative /sys/devices/... path), e.g. from its PF's
+   * virtfnN link; absent: read the /sys/bus/pci/devices link.
+   */
+  readonly dir?: string;
+  /** The device's vfioN (null: none), e.g. from the /sys/class/vfio-dev links; absent: look. */
+  readonly vfioDev?: string | null;
 }
 
+/**
+ * `vfDirs`, when given, receives each VF's directory as the PF's virtfnN links name it (the
+ * KnownLinks.dir of a later readPciDevice of that VF).
+ */
 export function readPciDevice(
   root: HostRoot,
   address: string,
   known: KnownLinks = {},
+  vfDirs?: Map<string, string>,
 ): PciDevice | undefined {
   const link = `/sys/bus/pci/devices/${address}`;
   // The device's own directory (/sys/devices/...): each attribute read then skips the bus link.
-  const dir = root.at(root.linkTarget(link) ?? link);
+  const dir = root.at(known.dir ?? root.linkTarget(link) ?? link);
   const modalias = dir.readAttr('modalias');
   if (modalias === undefined && !dir.exists()) return undefined;
   const m = modalias === undefined ? null : MODALIAS.exec(modalias);
@@ -105,11 +120,22 @@ export function readPciDevice(
     const c = dir.readAttr('class');
     cls = c && /^0x[0-9a-fA-F]{6}$/.test(c.trim()) ? c.trim().slice(2).toLowerCase() : null;
   }
-  const revRaw = dir.readAttr('revision');
-  const revision =
-    revRaw && /^0x[0-9a-fA-F]{1,2}$/.test(revRaw.trim())
-      ? revRaw.trim().slice(2).toLowerCase().padStart(2, '0')
-      : null;
+  // One read of the config header answers both the revision and the header type. `revision`
+  // prints pdev->revision (pci-sysfs.c pci_config_attr), which pci_setup_device (probe.c) took
+  // from this same register, PCI_CLASS_REVISION's low byte: the attribute is read only when
+  // config space is not (a tree without it, or one too short).
+  const head = dir.readHead('config', PCI_HEADER_TYPE + 1);
+  const revByte = head && head.length > PCI_REVISION_ID ? head[PCI_REVISION_ID]! : undefined;
+  const htByte = head && head.length > PCI_HEADER_TYPE ? head[PCI_HEADER_TYPE]! : undefined;
+  let revision: string | null;
+  if (revByte !== undefined) revision = revByte.toString(16).padStart(2, '0');
+  else {
+    const revRaw = dir.readAttr('revision');
+    revision =
+      revRaw && /^0x[0-9a-fA-F]{1,2}$/.test(revRaw.trim())
+        ? revRaw.trim().slice(2).toLowerCase().padStart(2, '0')
+        : null;
+  }
   const override = dir.readAttr('driver_override');
   const physfn = known.physfn ?? dir.linkName('physfn') ?? null;
   // sriov_* exist only on PFs (drivers/pci/iov.c sriov_pf_attrs_are_visible: dev_is_pf), and a
@@ -119,13 +145,21 @@ export function readPciDevice(
     physfn === null && dir.exists('sriov_totalvfs') ? int(dir.readAttr('sriov_totalvfs')) : null;
   let sriov: SriovInfo | null = null;
   if (total !== null && total > 0) {
-    const vfs = dir
+    const vfs: string[] = [];
+    for (const { f } of dir
       .list()
       .filter((f) => f.startsWith('virtfn'))
       .map((f) => ({ f, n: Number(f.slice(6)) }))
-      .sort((a, b) => a.n - b.n)
-      .map(({ f }) => dir.linkName(f))
-      .filter((x): x is string => x !== undefined);
+      .sort((a, b) => a.n - b.n)) {
+      // virtfnN -> ../<VF address>: the VF's own directory (pci_iov_add_virtfn links the VF's
+      // kobject), so reading the VF later needs no readlink of its bus link.
+      const t = dir.linkTarget(f);
+      const target = t === undefined || t.endsWith('/') ? undefined : t;
+      const vf = target === undefined ? dir.linkName(f) : target.slice(target.lastIndexOf('/') + 1);
+      if (vf === undefined) continue;
+      vfs.push(vf);
+      if (vfDirs && target !== undefined) vfDirs.set(vf, target);
+    }
     const ap = dir.readAttr('sriov_drivers_autoprobe');
     sriov = {
       totalVfs: total,
@@ -138,9 +172,12 @@ export function readPciDevice(
   // vfio-dev/ exists only below a device a VFIO driver registered (vfio_device_add), so most
   // have none. Not skipped for unbound devices: an unbind blocked on an open VFIO device has
   // already dropped the `driver` link (driver_sysfs_remove runs before the driver's remove()).
-  const vfioDev = dir.exists('vfio-dev')
-    ? (dir.list('vfio-dev').find((f) => f.startsWith('vfio')) ?? null)
-    : null;
+  const vfioDev =
+    known.vfioDev !== undefined
+      ? known.vfioDev
+      : dir.exists('vfio-dev')
+        ? (dir.list('vfio-dev').find((f) => f.startsWith('vfio')) ?? null)
+        : null;
   const klass = cls ?? '000000';
   // An unbound device has no driver link: test before readlink (a failed readlink costs a thrown
   // error).
@@ -159,7 +196,7 @@ export function readPciDevice(
     class: klass,
     revision,
     modalias: m ? modalias! : null,
-    headerType: headerType(dir, klass),
+    headerType: htByte !== undefined ? htByte & 0x7f : headerTypeOfClass(klass),
     driver,
     // The kernel prints `(null)` for an unset override; a set one is printed with a newline.
     driverOverride: override === undefined || override === '(null)' ? null : override,

@@ -84,13 +84,14 @@ function readBytesAt(abs: string, max: number): Buffer | undefined {
 }
 
 /**
- * Byte `offset` of a file (read from its start into the shared buffer), or undefined if shorter.
+ * The first `max` bytes of a file (fewer if shorter) as a view of the shared buffer, valid until
+ * the next read: a binary attribute's header without allocating a buffer for it.
  */
-function readByteAt(abs: string, offset: number): number | undefined {
+function readHeadAt(abs: string, max: number): Buffer | undefined {
   let fd: number | undefined;
   try {
     fd = fs.openSync(abs, 'r');
-    return fs.readSync(fd, buf, 0, offset + 1, 0) > offset ? buf[offset] : undefined;
+    return buf.subarray(0, fs.readSync(fd, buf, 0, max, 0));
   } catch {
     return undefined;
   } finally {
@@ -148,9 +149,9 @@ export class HostDir {
     return readBytesAt(`${this.abs}/${name}`, max);
   }
 
-  /** One byte of a binary attribute (`config`), without allocating a buffer for it. */
-  readByte(name: string, offset: number): number | undefined {
-    return readByteAt(`${this.abs}/${name}`, offset);
+  /** See readHeadAt: a view of the shared buffer, overwritten by the next read. */
+  readHead(name: string, max: number): Buffer | undefined {
+    return readHeadAt(`${this.abs}/${name}`, max);
   }
 
   readLink(name: string): string | undefined {
@@ -160,6 +161,13 @@ export class HostDir {
   linkName(name: string): string | undefined {
     const t = readLinkAt(`${this.abs}/${name}`);
     return t === undefined ? undefined : baseName(t);
+  }
+
+  /** Root-relative path a relative symlink in this directory points to (see HostRoot.linkTarget). */
+  linkTarget(name: string): string | undefined {
+    const t = readLinkAt(`${this.abs}/${name}`);
+    if (t === undefined || t.charCodeAt(0) === 47) return undefined;
+    return resolveRelative(this.rel, t);
   }
 
   /** Entries of the directory itself (no name) or of a subdirectory. */

@@ -306,3 +306,29 @@ test('a virtio-9p device whose share is mounted (a VM root filesystem) is in use
   ]);
   assert.deepEqual(list.find((d) => d.address === '0000:00:11.0').inUse, []);
 });
+
+test('list --json of many devices is written in batches, byte for byte JSON.stringify(list, null, 2)', async () => {
+  const f = Fixture.create();
+  fixtures.push(f);
+  f.kernel('6.12.0-test').modulesAlias([ALIASES.vfioPci]);
+  // Three batches and a part (cli/inventory.ts writeJsonArray writes 48 devices at a time).
+  const n = 48 * 3 + 5;
+  for (let i = 0; i < n; i++)
+    f.device({
+      address: `0000:${(0x10 + (i >> 5)).toString(16)}:${(i & 31).toString(16).padStart(2, '0')}.0`,
+      vendor: '8086',
+      device: '10d3',
+      iommuGroup: String(i),
+    });
+  const r = await cli(f.dir, ['list', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const list = r.json<any[]>();
+  assert.equal(list.length, n);
+  assert.equal(r.stdout, JSON.stringify(list, null, 2) + '\n');
+  // An empty host: an empty array.
+  const empty = Fixture.create();
+  fixtures.push(empty);
+  empty.kernel('6.12.0-test');
+  const e = await cli(empty.dir, ['list', '--json']);
+  assert.equal(e.stdout, '[]\n');
+});

@@ -195,7 +195,11 @@ export class Fixture {
       t.write(`/sys/kernel/iommu_groups/${s.iommuGroup}/type`, 'DMA-FQ\n');
       this.iommu(true);
     }
-    if (s.vfioDev) t.mkdir(`${dir}/vfio-dev/${s.vfioDev}`);
+    if (s.vfioDev) {
+      // vfio_device_add (v6.1+): the device below its parent, linked from its class.
+      t.mkdir(`${dir}/vfio-dev/${s.vfioDev}`);
+      t.link(`/sys/class/vfio-dev/${s.vfioDev}`, `${dir}/vfio-dev/${s.vfioDev}`);
+    }
     for (const n of s.netdevs ?? []) this.netdev(dir, n);
     for (const b of s.blockdevs ?? []) {
       const bdir = `${dir}/nvme/nvme0/${b.name}`;
