@@ -63,14 +63,18 @@ function readCache(): Buffer | undefined {
   }
 }
 
+/** Is this bundle text the build this launcher was made with? (Its second line names it.) */
+const sameBuild = (text: string) =>
+  text.startsWith(`// vfioctl bundle ${BUNDLE_ID}\n`, text.indexOf('\n') + 1);
+
 /**
  * The bundle as the function Node's CommonJS loader would make of it, from the cache only when
- * the bundle is the one this launcher was built with (its second line names it).
+ * the bundle is the one this launcher was built with.
  */
 function compile(cachedData: Buffer | undefined): vm.Script {
   // The interpreter line, kept as a comment of the same length: positions stay the file's.
   const text = fs.readFileSync(bundleFile, 'utf8').replace(/^#!/, '//');
-  const same = text.startsWith(`// vfioctl bundle ${BUNDLE_ID}\n`, text.indexOf('\n') + 1);
+  const same = sameBuild(text);
   return new vm.Script(`(function (exports, require, module, __filename, __dirname) {${text}\n})`, {
     filename: bundleFile,
     ...(cachedData && same ? { cachedData } : {}),
@@ -88,6 +92,10 @@ type Run = (
  * CLI's own VFIOCTL_ROOT is honoured).
  */
 async function writeCodeCache(): Promise<number> {
+  if (!sameBuild(fs.readFileSync(bundleFile, 'utf8')))
+    throw new Error(
+      `${bundleFile} is not the build this launcher was made with (its second line names another): install both from one build`,
+    );
   const script = compile(undefined);
   // Not the main module: the bundle exports run() instead of running the command line.
   const mod = { exports: {} as { run?: Run } };
@@ -151,7 +159,8 @@ function main(): void {
     return;
   }
   if (arg === CHECK && rest.length === 1) {
-    process.exitCode = compile(fs.readFileSync(rest[0]!)).cachedDataRejected ? 1 : 0;
+    // Accepted only when given and taken (undefined: not given, the bundle is another build's).
+    process.exitCode = compile(fs.readFileSync(rest[0]!)).cachedDataRejected === false ? 0 : 1;
     return;
   }
   if (arg === '--write-code-cache' && rest.length === 0) {

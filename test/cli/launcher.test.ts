@@ -125,6 +125,12 @@ test('the cache is used, and only when root or the user owns it and its director
         .replace(/^\/\/ vfioctl bundle [0-9a-f]{16}$/m, '// vfioctl bundle 0000000000000000'),
     );
     assert.match(help(), /^Qut PCI devices/m, 'a cache never goes with another bundle');
+    // No cache is made for a bundle of another build: it would never be used.
+    fs.rmSync(path.join(i.dir, cache!));
+    const other = node(i.cli, ['--write-code-cache'], { VFIOCTL_ROOT: h.f.dir });
+    assert.equal(other.status, 1);
+    assert.match(other.stderr, /vfioctl\.js is not the build this launcher was made with/);
+    assert.deepEqual(caches(i.dir), []);
     // A damaged cache is V8's to refuse: the command still runs.
     fs.writeFileSync(i.bundle, text);
     fs.writeFileSync(path.join(i.dir, cache!), Buffer.alloc(4096, 7), { mode: 0o644 });
