@@ -46,15 +46,19 @@ function trusted(st: fs.Stats): boolean {
   return (st.uid === 0 || st.uid === euid) && (st.mode & 0o022) === 0;
 }
 
-/** The cache's bytes when it can be trusted, else undefined (never an error: it is optional). */
-function readCache(): Buffer | undefined {
+/**
+ * The cache's bytes when it can be trusted, else undefined (never an error: it is optional).
+ * Read into `spare` when it fits: every fresh page costs a fault, and the bundle's bytes, once
+ * they are a string, are not needed again.
+ */
+function readCache(spare: Buffer): Buffer | undefined {
   let fd: number | undefined;
   try {
     if (!trusted(fs.statSync(cacheDir))) return undefined;
     fd = fs.openSync(cacheFile, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     const st = fs.fstatSync(fd);
     if (!st.isFile() || !trusted(st)) return undefined;
-    const b = Buffer.allocUnsafe(st.size);
+    const b = st.size <= spare.length ? spare.subarray(0, st.size) : Buffer.allocUnsafe(st.size);
     return fs.readSync(fd, b, 0, st.size, 0) === st.size ? b : undefined;
   } catch {
     return undefined;
@@ -63,22 +67,46 @@ function readCache(): Buffer | undefined {
   }
 }
 
+/** A whole file's bytes (the buffer may be longer: the length is the file's). */
+function readBytes(file: string): { bytes: Buffer; length: number } {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY);
+  try {
+    const size = fs.fstatSync(fd).size;
+    const bytes = Buffer.allocUnsafeSlow(size);
+    let length = 0;
+    for (let n = -1; n !== 0 && length < size; length += n)
+      n = fs.readSync(fd, bytes, length, size - length, length);
+    return { bytes, length };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Is this bundle text the build this launcher was made with? (Its second line names it.) */
 const sameBuild = (text: string) =>
   text.startsWith(`// vfioctl bundle ${BUNDLE_ID}\n`, text.indexOf('\n') + 1);
 
+/** The bundle's value when run as a script (scripts/bundle.mjs): its CommonJS body. */
+type BundleMain = (
+  exports: unknown,
+  require: NodeJS.Require,
+  module: { exports: unknown },
+  filename: string,
+  dirname: string,
+) => void;
+
 /**
- * The bundle as the function Node's CommonJS loader would make of it, from the cache only when
- * the bundle is the one this launcher was built with.
+ * The bundle as a script whose value is the function Node's CommonJS loader would make of it,
+ * with the code cache `cache` gives only when the bundle is the one this launcher was built
+ * with. The file is ASCII (the build checks): read as latin1 it is V8's string in one copy, and
+ * V8 reads the interpreter line as a comment (hashbang grammar), so the file's text is the
+ * script's.
  */
-function compile(cachedData: Buffer | undefined): vm.Script {
-  // The interpreter line, kept as a comment of the same length: positions stay the file's.
-  const text = fs.readFileSync(bundleFile, 'utf8').replace(/^#!/, '//');
-  const same = sameBuild(text);
-  return new vm.Script(`(function (exports, require, module, __filename, __dirname) {${text}\n})`, {
-    filename: bundleFile,
-    ...(cachedData && same ? { cachedData } : {}),
-  });
+function compile(cache: (spare: Buffer) => Buffer | undefined): vm.Script {
+  const { bytes, length } = readBytes(bundleFile);
+  const text = bytes.toString('latin1', 0, length);
+  const cachedData = sameBuild(text) ? cache(bytes) : undefined;
+  return new vm.Script(text, { filename: bundleFile, ...(cachedData ? { cachedData } : {}) });
 }
 
 type Run = (
@@ -92,14 +120,20 @@ type Run = (
  * CLI's own VFIOCTL_ROOT is honoured).
  */
 async function writeCodeCache(): Promise<number> {
-  if (!sameBuild(fs.readFileSync(bundleFile, 'utf8')))
+  if (!sameBuild(fs.readFileSync(bundleFile, 'latin1')))
     throw new Error(
       `${bundleFile} is not the build this launcher was made with (its second line names another): install both from one build`,
     );
-  const script = compile(undefined);
+  const script = compile(() => undefined);
   // Not the main module: the bundle exports run() instead of running the command line.
   const mod = { exports: {} as { run?: Run } };
-  script.runInThisContext()(mod.exports, require, mod, bundleFile, path.dirname(bundleFile));
+  (script.runInThisContext() as BundleMain)(
+    mod.exports,
+    require,
+    mod,
+    bundleFile,
+    path.dirname(bundleFile),
+  );
   const run = mod.exports.run!;
   let out = '';
   const io = {
@@ -160,7 +194,8 @@ function main(): void {
   }
   if (arg === CHECK && rest.length === 1) {
     // Accepted only when given and taken (undefined: not given, the bundle is another build's).
-    process.exitCode = compile(fs.readFileSync(rest[0]!)).cachedDataRejected === false ? 0 : 1;
+    process.exitCode =
+      compile(() => fs.readFileSync(rest[0]!)).cachedDataRejected === false ? 0 : 1;
     return;
   }
   if (arg === '--write-code-cache' && rest.length === 0) {
@@ -175,9 +210,15 @@ function main(): void {
     );
     return;
   }
-  const script = compile(readCache());
+  const script = compile(readCache);
   // This module is the main one: the bundle runs the command line as `node vfioctl.js` does.
-  script.runInThisContext()(module.exports, require, module, bundleFile, path.dirname(bundleFile));
+  (script.runInThisContext() as BundleMain)(
+    module.exports,
+    require,
+    module,
+    bundleFile,
+    path.dirname(bundleFile),
+  );
 }
 
 main();

@@ -69,6 +69,13 @@ test("the launcher's answers are the bundle's: output, errors and exit codes, wi
   const i = install();
   const h = new ModelHost();
   try {
+    // The launcher reads the bundle as latin1 (one copy, not UTF-8's two): that is its text only
+    // while every byte is ASCII (esbuild escapes the rest; scripts/bundle.mjs checks).
+    const bytes = fs.readFileSync(i.bundle);
+    assert.ok(
+      bytes.every((b) => b < 0x80),
+      'the bundle is ASCII',
+    );
     assert.equal(node(i.cli, ['--write-code-cache'], { VFIOCTL_ROOT: h.f.dir }).status, 0);
     for (const args of [
       ['list', '--json'],
@@ -79,6 +86,7 @@ test("the launcher's answers are the bundle's: output, errors and exit codes, wi
       ['bind', E1, '--dry-run', '--json'],
       ['bind', 'eth0', '--driver', 'bad name'],
       ['no-such-command'],
+      ['show', 'caf\u00e9'],
       ['--help'],
     ]) {
       const a = node(i.cli, ['--root', h.f.dir, ...args]);
