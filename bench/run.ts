@@ -198,7 +198,7 @@ function machine(): Record<string, string> {
     memory: `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
     kernel: `${os.release()} (${distro})`,
     node: process.version,
-    vfioctl: `commit ${git || '?'}${dirty}, started as \`${vfioctlArgv().length === 1 ? 'dist/vfioctl.js' : 'node dist/vfioctl.js'}\``,
+    vfioctl: `commit ${git || '?'}${dirty}, started as \`${vfioctlArgv().length === 1 ? 'dist/vfioctl' : 'node dist/vfioctl'}\` (the launcher)`,
     load: `load average ${LOAD_START} at the start, ${os
       .loadavg()
       .map((l) => l.toFixed(2))
@@ -294,12 +294,6 @@ function installed(tree: HostTree): HostTree {
   return tree;
 }
 
-/**
- * The modules.alias index an installed host has in /run/vfioctl: a writing command builds it
- * under the lock (read-only ones never write), and the late boot unit's `apply --boot` is one at
- * every boot. Here `apply` of the host bridge, which no rule configures: it takes the lock,
- * reads the host for writing, writes the index and changes nothing else ("nothing to apply").
- */
 /** What `vfioctl --write-code-cache` said, for the report. */
 let codeCacheNote = '';
 
@@ -316,6 +310,12 @@ function writeCodeCache(dir: string): void {
   codeCacheNote = r.stdout.trim().replace(`${REPO}/`, '');
 }
 
+/**
+ * The modules.alias index an installed host has in /run/vfioctl: a writing command builds it
+ * under the lock (read-only ones never write), and the late boot unit's `apply --boot` is one at
+ * every boot. Here `apply` of the host bridge, which no rule configures: it takes the lock,
+ * reads the host for writing, writes the index and changes nothing else ("nothing to apply").
+ */
 function warmAliasIndex(dir: string): void {
   const r = capture([...vfioctlArgv(), '--root', dir, 'apply', '0000:00:00.0']);
   const built = fs
