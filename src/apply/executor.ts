@@ -21,6 +21,8 @@ export interface StepResult {
 export interface DeviceResult {
   readonly address: string;
   readonly status: ResultStatus;
+  /** The driver the device was on when it was read for the plan (`null`: none). */
+  readonly from: string | null;
   /** The driver the device is on afterwards. */
   readonly driver: string | null;
   readonly target: string | null;
@@ -295,6 +297,7 @@ class Runner {
     const steps: StepResult[] = [];
     const base = {
       address: plan.address,
+      from: plan.from.driver,
       target: plan.target?.driver ?? null,
       refusals: plan.refusals,
     };
@@ -514,6 +517,7 @@ export async function execute(plan: Plan, o: ExecOptions): Promise<DeviceResult[
             const nr: DeviceResult = {
               address: rest.address,
               status: 'failed',
+              from: rest.from.driver,
               driver: rest.from.driver,
               target: rest.target?.driver ?? null,
               steps: [],

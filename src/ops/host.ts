@@ -111,6 +111,7 @@ export function planResults(plan: Plan): DeviceResult[] {
   return plan.devices.map((d) => ({
     address: d.address,
     status: d.status,
+    from: d.from.driver,
     driver: d.from.driver,
     target: d.target?.driver ?? null,
     steps: d.steps.map((s) => ({ op: s.op, description: describeStep(s), done: false })),

@@ -107,3 +107,24 @@ test("bind with driver 'none' or 'host' (set's intents, no driver's names) is ba
   assert.equal(h.k.writes.length, writes);
   assert.equal(h.state(E2).driver, 'e1000e');
 });
+
+test('each result names the driver its device was on when read (`from`) beside the one it is on after: planned, ok, noop, and an unbind', async () => {
+  const h = host();
+  const api = openHost({ root: h.f.dir, kernelIo: h.k, trust: { uids: [0, process.getuid!()] } });
+  const req = { addresses: [E2], driver: 'vfio-pci', force: false, group: false };
+  const pick = (r: {
+    results: readonly { status: string; from: string | null; driver: string | null }[];
+  }) => r.results.map(({ status, from, driver }) => ({ status, from, driver }));
+  assert.deepEqual(pick(await api.bind(req, { dryRun: true })), [
+    { status: 'planned', from: 'e1000e', driver: 'e1000e' },
+  ]);
+  assert.deepEqual(pick(await api.bind(req)), [
+    { status: 'ok', from: 'e1000e', driver: 'vfio-pci' },
+  ]);
+  assert.deepEqual(pick(await api.bind(req)), [
+    { status: 'noop', from: 'vfio-pci', driver: 'vfio-pci' },
+  ]);
+  assert.deepEqual(pick(await api.unbind({ addresses: [E2] })), [
+    { status: 'ok', from: 'vfio-pci', driver: 'e1000e' },
+  ]);
+});

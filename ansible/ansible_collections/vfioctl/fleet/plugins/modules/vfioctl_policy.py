@@ -208,12 +208,13 @@ def read_text(path):
         return None
 
 
-def device_moves(results, before):
-    """One entry per device result, with from/to; `before` maps address -> driver (list --json)."""
+def device_moves(results):
+    """One entry per device result, with from/to: each result names the driver its device was on
+    when vfioctl read it (`from`), so no `list --json` call is needed for it."""
     out = []
     for r in results:
         planned = r.get('status') == 'planned'
-        frm = before.get(r['address'], r.get('driver'))
+        frm = r.get('from')
         to = r.get('target') if planned or r.get('status') in ('refused', 'failed') else r.get('driver')
         out.append({
             'address': r['address'],
@@ -335,17 +336,11 @@ def main():
             diffs.append(dict(before_header=v.config_path, after_header=v.config_path,
                               before=old_text or '', after=new_text if config_changed else (old_text or '')))
 
-        # What each device is on now: the "from" of every move.
-        before = {}
-        if p['apply']:
-            _rc, devices, _err = v.run_json('list', '--json')
-            before = dict((d['address'], d.get('driver')) for d in devices)
-
         moves = []
         if module.check_mode:
             if p['apply']:
                 rc, plan, _err = v.run_json('apply', '--dry-run', '--config', candidate, '--json', ok_rcs=(EXIT_OK, EXIT_REFUSED))
-                moves = device_moves(plan.get('results', []), before)
+                moves = device_moves(plan.get('results', []))
                 result['warnings_vfioctl'] = plan.get('warnings', [])
                 _rc, status, _err = v.run_json('status', '--config', candidate, '--json', ok_rcs=STATUS_RCS)
                 result['drifted'] = drifted_of(status)
@@ -367,10 +362,10 @@ def main():
                 except VfioctlError as e:
                     # Exit 1 (failed, rolled back): which device failed, and what the others did.
                     if isinstance(e.data, dict):
-                        result['results'] = device_moves(e.data.get('results', []), before)
+                        result['results'] = device_moves(e.data.get('results', []))
                         result['changed'] = changed or any(moved(m) for m in result['results'])
                     raise
-                moves = device_moves(applied.get('results', []), before)
+                moves = device_moves(applied.get('results', []))
                 result['warnings_vfioctl'] = applied.get('warnings', [])
                 _rc, status, _err = v.run_json('status', '--json', ok_rcs=STATUS_RCS)
                 result['drifted'] = drifted_of(status)

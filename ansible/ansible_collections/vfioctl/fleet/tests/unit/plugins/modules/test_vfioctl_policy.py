@@ -21,10 +21,12 @@ PARSED = [{'index': 0, 'line': 4, 'selector': {'kind': 'address', 'address': E2}
            'sriov': None, 'hooks': [], 'acknowledgeBroadMatch': False}]
 
 
-def result(address, status, driver, target, phase='bind', refusals=None, error=None):
+def result(address, status, driver, target, phase='bind', refusals=None, error=None, frm='e1000e'):
+    """As vfioctl prints it: `from` is the driver the device was on when it was read."""
     steps = [{'op': 'probe', 'description': "write '%s' > /sys/bus/pci/drivers_probe" % address, 'done': status == 'ok'}] if status in ('ok', 'planned') else []
     return {'phase': phase, 'intent': 'vfio', 'rule': 'rules[0] (line 4): %s' % address, 'address': address, 'status': status,
-            'driver': driver, 'target': target, 'steps': steps, 'refusals': refusals or [], 'warnings': [], 'error': error}
+            'from': frm, 'driver': driver, 'target': target, 'steps': steps, 'refusals': refusals or [], 'warnings': [],
+            'error': error}
 
 
 def apply_json(results, dry=False):
@@ -35,7 +37,6 @@ def status_json(devices):
     return {'kernel': '6.12.0-test', 'config': '/etc/vfioctl/vfioctl.json', 'bootAt': None, 'devices': devices, 'warnings': []}
 
 
-LIST = [{'address': E1, 'driver': 'e1000e'}, {'address': E2, 'driver': 'e1000e'}]
 REFUSAL = [{'check': 'in-use', 'message': 'the host is using it: interface eth0 is up', 'forceable': True}]
 
 
@@ -47,7 +48,6 @@ def fake(monkeypatch, tmp_path):
     f.tmp = tmp_path / 'tmp'
     f.tmp.mkdir()
     f.on('config check candidate', 0, {'file': 'x', 'valid': True, 'problems': [], 'rules': PARSED})
-    f.on('list', 0, LIST)
     f.on('status', 0, status_json([{'address': E2, 'drift': 'ok', 'detail': 'on vfio-pci'}]))
     return f
 
@@ -128,6 +128,9 @@ def test_a_run_writes_the_file_root_owned_0644_and_applies(fake):
     (r,) = e.result['results']
     assert (r['from'], r['to'], r['status']) == ('e1000e', 'vfio-pci', 'ok')
     assert e.result['drifted'] == []
+    # The candidate checked (no host file yet), apply, status: no `list`, the results carry each
+    # device's driver before.
+    assert [fake.key(c) for c in fake.calls] == ['config check', 'apply', 'status']
 
 
 def test_an_unchanged_policy_is_not_rewritten_and_reports_no_change(fake):
@@ -222,10 +225,10 @@ def test_lock_wait_and_root_are_passed_as_separate_arguments(fake):
 def test_state_absent_removes_the_file_and_previews_with_no_rules(fake):
     conf(fake).parent.mkdir(parents=True)
     conf(fake).write_text('{"version": 1, "rules": []}\n')
-    fake.on('apply --dry-run', 0, apply_json([result(E2, 'planned', 'vfio-pci', 'e1000e', phase='release')], dry=True))
+    fake.on('apply --dry-run', 0, apply_json([result(E2, 'planned', 'vfio-pci', 'e1000e', phase='release', frm='vfio-pci')], dry=True))
     e = run(fake, state='absent', rules=None, check=True)
     assert e.result['changed'] and conf(fake).exists()
-    fake.on('apply', 0, apply_json([result(E2, 'ok', 'e1000e', 'e1000e', phase='release')]))
+    fake.on('apply', 0, apply_json([result(E2, 'ok', 'e1000e', 'e1000e', phase='release', frm='vfio-pci')]))
     e = run(fake, state='absent', rules=None)
     assert e.result['config_changed'] and not conf(fake).exists()
     assert e.result['results'][0]['phase'] == 'release'
