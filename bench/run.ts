@@ -29,6 +29,11 @@ import { profile, type ProfileSummary } from './profile';
 const REPO = path.resolve(__dirname, '../..');
 /** The bundle (profiled, and timed once started directly), and the command as installed. */
 const DIST = path.join(REPO, 'dist/vfioctl.js');
+/**
+ * What is profiled: the same program as DIST with its whitespace and esbuild's `// src/...`
+ * comments (scripts/bundle.mjs), so that samples map back to source files; DIST is minified.
+ */
+const READABLE = path.join(REPO, 'build/bench/vfioctl.readable.js');
 const CLI = path.join(REPO, 'dist/vfioctl');
 const NODE = process.execPath;
 const LOAD_START = os
@@ -544,7 +549,7 @@ function mib(kib: number | null): string {
 function main(): void {
   const opts = parseArgs(process.argv.slice(2));
   const started = Date.now();
-  for (const f of [DIST, CLI])
+  for (const f of [DIST, CLI, READABLE])
     if (!fs.existsSync(f)) throw new Error(`${f} missing: run npm run build first`);
   const tools = ensureTools();
   const cache = process.env.VFIOCTL_BENCH_CACHE ?? '/var/cache/vfioctl-bench';
@@ -659,7 +664,7 @@ function main(): void {
       'list',
       profile(
         NODE,
-        DIST,
+        READABLE,
         ['--root', tree.dir, 'list', '--json'],
         `vfioctl list --json (${tree.functions} functions)`,
       ),
@@ -668,7 +673,7 @@ function main(): void {
       'smalllist',
       profile(
         NODE,
-        DIST,
+        READABLE,
         ['--root', small.dir, 'list', '--json'],
         `vfioctl list --json (small tree, ${small.functions} functions)`,
       ),
@@ -677,7 +682,7 @@ function main(): void {
       'smallshow',
       profile(
         NODE,
-        DIST,
+        READABLE,
         ['--root', small.dir, 'show', small.showAddress, '--json'],
         `vfioctl show ${small.showAddress} --json (small tree)`,
       ),
@@ -686,7 +691,7 @@ function main(): void {
       'status',
       profile(
         NODE,
-        DIST,
+        READABLE,
         ['--root', tree.dir, 'status', '--json'],
         `vfioctl status --json (${tree.vfs.length} configured VFs)`,
         [0, 5],
@@ -696,7 +701,7 @@ function main(): void {
       'apply',
       profile(
         NODE,
-        DIST,
+        READABLE,
         ['--root', tree.dir, 'apply', '--dry-run'],
         `vfioctl apply --dry-run (${tree.vfs.length} configured VFs)`,
         [0, 3],
@@ -707,7 +712,7 @@ function main(): void {
         'bind',
         profile(
           NODE,
-          DIST,
+          READABLE,
           ['--root', tree.dir, 'bind', ...tree.vfs, '--dry-run'],
           `vfioctl bind <${tree.vfs.length} VFs> --dry-run`,
           [0, 3],
@@ -1089,7 +1094,12 @@ function report(x: ReportInput): string {
   }
   L.push('');
   L.push(...elsewhere());
-  L.push('## Profiles (`node --cpu-prof`, self time)', '');
+  L.push(
+    '## Profiles (`node --cpu-prof`, self time)',
+    '',
+    'Of `build/bench/vfioctl.readable.js`: the same program as `dist/vfioctl.js` with its whitespace and module comments kept (the shipped bundle is minified), started directly (no code cache), so that samples map back to `src/` files.',
+    '',
+  );
   for (const p of x.profiles.values()) {
     if (typeof p === 'string') {
       L.push(`- profile failed: ${p}`);

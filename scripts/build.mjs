@@ -34,6 +34,7 @@ const OUTPUTS = [
   'dist/lib/index.js',
   'dist/lib/types/ops/index.d.ts',
   'build/test/support/remote-cli.bundle.js',
+  'build/bench/vfioctl.readable.js',
 ];
 const STAMP = 'build/.build-inputs';
 

@@ -47,7 +47,7 @@ function trimStartUp(text) {
     .replace(head, head + fast + lazy + lazyArray);
 }
 
-const cli = await build({
+const CLI_OPTIONS = {
   entryPoints: ['src/cli/main.ts'],
   bundle: true,
   platform: 'node',
@@ -68,7 +68,8 @@ const cli = await build({
   legalComments: 'none',
   logLevel: 'warning',
   write: false,
-});
+};
+const cli = await build(CLI_OPTIONS);
 // write: false leaves the output directory to us (a fresh clone has no dist/).
 mkdirSync('dist', { recursive: true });
 const body = trimStartUp(cli.outputFiles[0].text);
@@ -89,6 +90,15 @@ const BUNDLE_ID = createHash('sha256').update(wrapped).digest('hex').slice(0, 16
 const bundleText = `#!/usr/bin/env node\n// vfioctl bundle ${BUNDLE_ID}\n${wrapped}`;
 writeFileSync('dist/vfioctl.js', bundleText);
 chmodSync('dist/vfioctl.js', 0o755);
+
+// For bench/profile.ts only, never shipped: the same program with its whitespace and esbuild's
+// `// src/...` module comments, so that a profile's lines map back to source files.
+const readable = await build({ ...CLI_OPTIONS, minifyWhitespace: false });
+mkdirSync('build/bench', { recursive: true });
+writeFileSync(
+  'build/bench/vfioctl.readable.js',
+  `#!/usr/bin/env node\n${trimStartUp(readable.outputFiles[0].text)}`,
+);
 
 // The command itself (src/cli/launcher.ts): starts dist/vfioctl.js from V8's code cache when one
 // was made for it.
