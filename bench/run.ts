@@ -542,6 +542,17 @@ function fmtPairs(p: number[]): string {
   return p.length ? `${Math.min(...p).toFixed(2)}–${Math.max(...p).toFixed(2)}` : '–';
 }
 
+/**
+ * The middle tree against the line through the smallest and the largest: above it (a concave
+ * curve) the cost grows more slowly than the tree towards the top, below it faster.
+ */
+function linearity(deviation: number): string {
+  if (Math.abs(deviation) < 0.15) return 'linear';
+  return deviation > 0
+    ? 'above the line, so the cost grows more slowly than the tree towards the largest: no worse than linear'
+    : 'below the line, so the cost grows faster than the tree towards the largest: worse than linear';
+}
+
 function mib(kib: number | null): string {
   return kib === null ? 'n/a' : `${(kib / 1024).toFixed(1)} MiB`;
 }
@@ -1088,7 +1099,7 @@ function report(x: ReportInput): string {
       const mid = x.scale[1]!;
       const pred = fixed + slope * mid.tree.functions;
       L.push(
-        `The middle tree (${mid.tree.functions.toLocaleString('en')} functions) predicted by that line: ${fmtMs(pred)}, measured ${fmtMs(mid.list.median)} (${(((mid.list.median - pred) / pred) * 100).toFixed(0)}%): ${Math.abs(mid.list.median - pred) / pred < 0.15 ? 'linear' : 'not linear within 15%'}.`,
+        `The middle tree (${mid.tree.functions.toLocaleString('en')} functions) predicted by that line: ${fmtMs(pred)}, measured ${fmtMs(mid.list.median)} (${(((mid.list.median - pred) / pred) * 100).toFixed(0)}%): ${linearity((mid.list.median - pred) / pred)}.`,
       );
     }
   }

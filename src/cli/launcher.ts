@@ -1,9 +1,11 @@
 // The installed command (dist/vfioctl, the package's /usr/sbin/vfioctl): starts the bundle
 // (vfioctl.js) from V8's code cache when one was made for this very bundle and this very node.
-// Parsing the ~560 KB bundle and compiling the functions a command calls is most of what a short
+// Parsing the ~390 KB bundle and compiling the functions a command calls is most of what a short
 // command costs above `node -e 0`; deserialising them from the cache is a fraction of it
-// (`show --json` on a small host: 222 M instructions without, 143 M with; `node -e 0` 83 M).
-// Node 20 has no compile cache of its own (module.enableCompileCache came in Node 22).
+// (`show --json` on a small host: 221 M instructions without, 147 M with; `node -e 0` 90 M).
+// Node 20 has no compile cache of its own (module.enableCompileCache came in Node 22), and a
+// user-land start-up snapshot (`--snapshot-blob`) starts slower than this: measured, an empty
+// one adds ~25 ms to `node -e 0` (a 4 MB blob read from disk, without node's embedded one).
 //
 // The cache is code: V8 checks only its own version and flags and the source's length, not the
 // source, so a cache is read only when root or this user owns it and its directory and no one
