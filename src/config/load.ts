@@ -1,5 +1,6 @@
 // Reads and validates the configuration file. A broken file is rejected as a whole (exit 2) with
 // every problem named by file, line:column, field and the fix; nothing is applied from it.
+import { isUtf8 } from 'node:buffer';
 import * as fs from 'node:fs';
 import {
   findNodeAtLocation,
@@ -292,33 +293,30 @@ export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 
 /** Where the first byte that is not UTF-8 is, or -1. */
 function invalidUtf8At(b: Buffer): number {
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(b);
-    return -1;
-  } catch {
-    // Rare path: find the offset by decoding growing prefixes' code points by hand.
-    for (let i = 0; i < b.length; ) {
-      const c = b[i]!;
-      const n =
-        c < 0x80
-          ? 1
-          : c >= 0xc2 && c < 0xe0
-            ? 2
-            : c >= 0xe0 && c < 0xf0
-              ? 3
-              : c >= 0xf0 && c < 0xf5
-                ? 4
-                : 0;
-      if (n === 0 || i + n > b.length) return i;
-      try {
-        new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(i, i + n));
-      } catch {
-        return i;
-      }
-      i += n;
+  // buffer.isUtf8 (Node 18.14+) is native; TextDecoder's first use loads the encoding tables.
+  if (isUtf8(b)) return -1;
+  // Rare path: find the offset by decoding growing prefixes' code points by hand.
+  for (let i = 0; i < b.length; ) {
+    const c = b[i]!;
+    const n =
+      c < 0x80
+        ? 1
+        : c >= 0xc2 && c < 0xe0
+          ? 2
+          : c >= 0xe0 && c < 0xf0
+            ? 3
+            : c >= 0xf0 && c < 0xf5
+              ? 4
+              : 0;
+    if (n === 0 || i + n > b.length) return i;
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(i, i + n));
+    } catch {
+      return i;
     }
-    return 0;
+    i += n;
   }
+  return 0;
 }
 
 /**
