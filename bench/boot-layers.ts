@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Fixture } from '../test/support/fixture';
-import { BENCH_ENV, BENCH_ENV_REMOVED } from './measure';
+import { BENCH_ENV, BENCH_ENV_REMOVED, writeFormatted } from './measure';
 
 const REL = '6.12.0-bench';
 const PFS = ['0000:3b:00.0', '0000:5e:00.0'];
@@ -146,7 +146,7 @@ function main(): void {
         `| ${name} | ${median(samples[i]!).toFixed(1)} ms | ${(median(samples[i]!) / node).toFixed(2)}x |`,
     ),
   ];
-  fs.writeFileSync('bench/boot-layers.md', lines.join('\n') + '\n');
+  writeFormatted('bench/boot-layers.md', lines.join('\n') + '\n');
   process.stdout.write(lines.join('\n') + '\n');
   for (const f of [absent, unbound, won]) f.cleanup();
 }

@@ -148,3 +148,15 @@ export function fmtMs(ms: number): string {
   if (ms >= 100) return `${ms.toFixed(0)} ms`;
   return `${ms.toFixed(1)} ms`;
 }
+
+/**
+ * Writes a results file as `biome format` lays it out (bench/ is under `biome ci`, markdown
+ * included): a fresh run then passes the lint CI runs, with no hand step between.
+ */
+export function writeFormatted(file: string, text: string): void {
+  fs.writeFileSync(file, text);
+  const biome = path.resolve(__dirname, '../../node_modules/@biomejs/biome/bin/biome');
+  const r = spawnSync(process.execPath, [biome, 'format', '--write', file], { encoding: 'utf8' });
+  if (r.status !== 0)
+    throw new Error(`biome format ${file} failed (exit ${r.status}): ${r.stderr.trim()}`);
+}

@@ -23,6 +23,7 @@ import {
   type Cmd,
   type Sample,
   type Stats,
+  writeFormatted,
 } from './measure';
 import { profile, type ProfileSummary } from './profile';
 
@@ -747,7 +748,7 @@ function main(): void {
     });
     process.stdout.write(md);
     if (opts.out) {
-      fs.writeFileSync(opts.out, md);
+      writeFormatted(opts.out, md);
       log(`wrote ${path.relative(process.cwd(), opts.out) || opts.out}`);
     }
   } finally {
