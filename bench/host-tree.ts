@@ -205,7 +205,8 @@ export function buildHostTree(
       class: fam.pf.class,
       driver: fam.pf.driver,
       numaNode: numa,
-      sriov: { totalVfs: VFS_PER_PF, numVfs: vfsPerPf },
+      // As a v4.17+ kernel shows them: VF i at routing ID PF + 1 + i (vfAddress).
+      sriov: { totalVfs: VFS_PER_PF, numVfs: vfsPerPf, offset: 1, stride: 1 },
       netdevs: pfNet
         ? [{ name: pfNet, up: true, ipv4: p % 4 === 0 ? `10.${p}.0.0` : undefined }]
         : [],

@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { debianKernelModules, VARIANT_ALIASES, type KernelModules } from './kernel-modules';
 import { buildHostTree, ORDINARY, VFS_PER_PF, type HostTree } from './host-tree';
+import { nodeArgv } from '../test/support/interpreter';
 import {
   alternate,
   BENCH_ENV_REMOVED,
@@ -44,8 +45,8 @@ const LOAD_START = os
 
 /**
  * How vfioctl is started: as users start it (the launcher, dist/vfioctl, with the code cache
- * `--write-code-cache` made), through its `#!/usr/bin/env node` line when that finds this same
- * node; else `node FILE`.
+ * `--write-code-cache` made), through its `#!/usr/bin/env [-S] node [flag]` line when that finds
+ * this same node; else this node with the line's flags (V8 takes the cache only under them).
  */
 function vfioctlArgv(file = CLI): string[] {
   try {
@@ -54,13 +55,13 @@ function vfioctlArgv(file = CLI): string[] {
     if (
       envNode &&
       fs.realpathSync(envNode) === fs.realpathSync(NODE) &&
-      fs.readFileSync(file, 'utf8').startsWith('#!/usr/bin/env node')
+      /^#!\/usr\/bin\/env (-S )?node[ \n]/.test(fs.readFileSync(file, 'latin1').slice(0, 256))
     )
       return [file];
   } catch {
     /* fall back */
   }
-  return [NODE, file];
+  return nodeArgv(file);
 }
 
 interface Options {
@@ -308,7 +309,7 @@ let codeCacheNote = '';
  * small tree stands for the host: the functions compiled are the same on any tree).
  */
 function writeCodeCache(dir: string): void {
-  const r = capture([NODE, CLI, '--write-code-cache'], { VFIOCTL_ROOT: dir });
+  const r = capture([...vfioctlArgv(), '--write-code-cache'], { VFIOCTL_ROOT: dir });
   if (r.status !== 0)
     throw new Error(
       `bench: \`vfioctl --write-code-cache\` failed (exit ${r.status}): ${firstLine(r.stderr)}`,

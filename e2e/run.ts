@@ -18,6 +18,7 @@ import { formatMs, log } from './lib/log';
 import { killChildrenOnSignal } from './lib/proc';
 import { chains, planBoots, pool } from './plan';
 import { printReport } from './report';
+import { nodeArgv } from '../test/support/interpreter';
 import { SCENARIOS } from './scenarios';
 import { cacheDir, prune } from './setup/cache';
 import { provision } from './setup/provision';
@@ -130,7 +131,8 @@ async function main(): Promise<number> {
   for (const f of dist) fs.copyFileSync(f, path.join(runDir, path.basename(f)));
   // Its code cache, as the package's postinst makes it (the guests run this same node binary), so
   // that every scenario and boot starts vfioctl the way an installed host does.
-  const cache = spawnSync(process.execPath, [env.vfioctl, '--write-code-cache'], {
+  const [node, ...argv] = nodeArgv(env.vfioctl);
+  const cache = spawnSync(node!, [...argv, '--write-code-cache'], {
     encoding: 'utf8',
   });
   if (cache.status !== 0)

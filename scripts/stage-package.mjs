@@ -52,13 +52,15 @@ writeFileSync(
   `vfioctl (${pkg.version}) unstable; urgency=medium\n\n  * Built from vfioctl ${pkg.version}; the project's git history has the changes.\n\n -- ${maintainer}  ${date}\n`,
 );
 
-// The distribution's node, not whichever one PATH finds first.
+// The distribution's node, not whichever one PATH finds first. A flag the line gives node (the
+// launcher's, scripts/bundle.mjs) stays: `#!/usr/bin/node FLAG` needs no env, and the kernel
+// passes what follows the interpreter as one argument, so one flag at most.
 const interpreter = (file) => {
   const text = readFileSync(join(repo, file), 'utf8').replace(
-    /^#!\/usr\/bin\/env node\n/,
-    '#!/usr/bin/node\n',
+    /^#!\/usr\/bin\/env (?:-S )?node( --[a-z0-9-]+)?\n/,
+    '#!/usr/bin/node$1\n',
   );
-  if (!text.startsWith('#!/usr/bin/node\n'))
+  if (!/^#!\/usr\/bin\/node( --[a-z0-9-]+)?\n/.test(text))
     throw new Error(`${file}: unexpected interpreter line`);
   return text;
 };

@@ -1,6 +1,7 @@
 // What a scenario is, and the context it runs in inside the guest.
 import { spawnSync } from 'node:child_process';
 import { MACHINE, type DeviceRole } from '../machine';
+import { nodeArgv } from '../../test/support/interpreter';
 
 /**
  * Which kind of boot a scenario needs. `reboot`: a pair of boots of one guest (with an IOMMU) whose
@@ -180,7 +181,9 @@ export class ScenarioContext {
       TMPDIR: '/run/e2e-home',
       ...opts.env,
     };
-    const r = spawnSync(process.execPath, [opts.entry ?? this.plan.vfioctl, ...args], {
+    // As its interpreter line starts it (the launcher's flag), with this node.
+    const [node, ...argv] = nodeArgv(opts.entry ?? this.plan.vfioctl);
+    const r = spawnSync(node!, [...argv, ...args], {
       encoding: 'utf8',
       env,
       timeout: opts.timeoutMs ?? 60_000,

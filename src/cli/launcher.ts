@@ -12,7 +12,9 @@
 // else can write either, and its name carries the bundle's hash and the node version. Anything
 // else (none made yet, another node, a stale or damaged file) and the bundle is compiled as
 // plain `node vfioctl.js` would. `vfioctl --write-code-cache` makes it (the package's postinst,
-// again on every nodejs upgrade).
+// again on every nodejs upgrade). Its interpreter line starts node without Sparkplug
+// (scripts/bundle.mjs); V8 accepts a cache only under the flags it was made with, so a start
+// without them (`node vfioctl ...`) compiles the bundle as if there were none.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vm from 'node:vm';
@@ -23,6 +25,11 @@ import * as vm from 'node:vm';
  */
 const LAYOUT: { bundle: string | null; cacheDir: string | null } = { bundle: null, cacheDir: null };
 declare const BUNDLE_ID: string;
+/**
+ * The V8 flags the interpreter line starts node with (scripts/bundle.mjs: no Sparkplug). V8
+ * accepts a cache only under the flags it was made with, so it is made under these.
+ */
+declare const NODE_FLAGS: readonly string[];
 /** Internal: does a fresh node accept this cache? (--write-code-cache asks before keeping one.) */
 const CHECK = '--check-code-cache';
 declare const VERSION: string;
@@ -126,6 +133,13 @@ async function writeCodeCache(): Promise<number> {
     throw new Error(
       `${bundleFile} is not the build this launcher was made with (its second line names another): install both from one build`,
     );
+  // Whoever started this (`node vfioctl --write-code-cache` has no interpreter line), the cache is
+  // for the flags a start through the interpreter line has.
+  const v8 = require('node:v8') as typeof import('node:v8');
+  const startFlags = () => {
+    for (const f of NODE_FLAGS) v8.setFlagsFromString(f);
+  };
+  startFlags();
   const script = compile(() => undefined);
   // Not the main module: the bundle exports run() instead of running the command line.
   const mod = { exports: {} as { run?: Run } };
@@ -164,17 +178,21 @@ async function writeCodeCache(): Promise<number> {
     ['--help'],
   ])
     await run(argv, io);
-  // V8 stamps the cache with its flags, and a host with many functions sets one (cli/context.ts)
-  // that a fresh start does not have yet: back to V8's default (flag-definitions.h), and the
-  // cache is checked below in a fresh node, which is what every start will be.
-  require('node:v8').setFlagsFromString('--semi-space-growth-factor=2');
+  // V8 stamps the cache with its flags, and a host with many functions sets two (cli/context.ts)
+  // that a fresh start does not have yet: back to V8's default (flag-definitions.h) and to the
+  // interpreter line's, and the cache is checked below in a fresh node started as that line
+  // starts one, which is what every start will be.
+  v8.setFlagsFromString('--semi-space-growth-factor=2');
+  startFlags();
   const data = script.createCachedData();
   fs.mkdirSync(cacheDir, { recursive: true, mode: 0o755 });
   const tmp = `${cacheFile}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, data, { mode: 0o644, flag: 'wx' });
   // The check a start makes, in a fresh node: accepted or not.
   const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
-  const check = spawnSync(process.execPath, [__filename, CHECK, tmp], { stdio: 'ignore' });
+  const check = spawnSync(process.execPath, [...NODE_FLAGS, __filename, CHECK, tmp], {
+    stdio: 'ignore',
+  });
   if (check.status !== 0) {
     fs.rmSync(tmp, { force: true });
     throw new Error(`a fresh ${process.execPath} rejects the cache made here: none kept`);

@@ -1,5 +1,5 @@
 // Reads one PCI device's sysfs directory (drivers/pci/pci-sysfs.c) into a plain record.
-import type { HostRoot } from './root';
+import type { HostDir, HostRoot } from './root';
 
 export interface SriovInfo {
   readonly totalVfs: number;
@@ -85,6 +85,42 @@ export interface KnownLinks {
   readonly vfioDev?: string | null;
 }
 
+const PCI_ADDRESS = /^([0-9a-f]{4,8}):([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$/;
+const hex2 = (n: number) => (n < 16 ? '0' : '') + n.toString(16);
+
+/**
+ * A PF's VFs (virtfnN, N in `ids`, ascending) with their directories, by arithmetic instead of a
+ * readlink per link: pci_iov_add_virtfn (drivers/pci/iov.c) gives VF N the routing ID of its PF
+ * plus sriov_offset + N * sriov_stride (pci_iov_virtfn_bus/devfn: the bus may be past the PF's),
+ * makes it its PF's sibling (virtfn->dev.parent = dev->dev.parent) and links virtfnN to it. The
+ * attributes (v4.17+) show the values for the current NumVFs (pci_iov_set_numvfs). The first and
+ * last links are read all the same and must name what the arithmetic does; otherwise, and without
+ * the attributes, undefined: the caller reads every link.
+ */
+function vfsByRoutingId(
+  dir: HostDir,
+  address: string,
+  ids: readonly number[],
+): { vf: string; dir: string }[] | undefined {
+  const a = PCI_ADDRESS.exec(address);
+  const offset = dir.readAttr('sriov_offset');
+  const stride = dir.readAttr('sriov_stride');
+  if (!a || offset === undefined || stride === undefined || ids.length === 0) return undefined;
+  if (!/^\d{1,5}$/.test(offset) || !/^\d{1,5}$/.test(stride)) return undefined;
+  const rid = (Number.parseInt(a[2]!, 16) << 8) | (Number.parseInt(a[3]!, 16) << 3) | Number(a[4]);
+  const parent = dir.rel.slice(0, dir.rel.lastIndexOf('/'));
+  const out: { vf: string; dir: string }[] = [];
+  for (const n of ids) {
+    const r = rid + Number(offset) + n * Number(stride);
+    if (r > 0xffff) return undefined;
+    const vf = `${a[1]}:${hex2(r >> 8)}:${hex2((r >> 3) & 0x1f)}.${r & 7}`;
+    out.push({ vf, dir: `${parent}/${vf}` });
+  }
+  for (const i of new Set([0, ids.length - 1]))
+    if (dir.linkTarget(`virtfn${ids[i]}`) !== out[i]!.dir) return undefined;
+  return out;
+}
+
 /**
  * `vfDirs`, when given, receives each VF's directory as the PF's virtfnN links name it (the
  * KnownLinks.dir of a later readPciDevice of that VF).
@@ -146,20 +182,31 @@ export function readPciDevice(
   let sriov: SriovInfo | null = null;
   if (total !== null && total > 0) {
     const vfs: string[] = [];
-    for (const { f } of dir
+    const ids = dir
       .list()
-      .filter((f) => f.startsWith('virtfn'))
-      .map((f) => ({ f, n: Number(f.slice(6)) }))
-      .sort((a, b) => a.n - b.n)) {
-      // virtfnN -> ../<VF address>: the VF's own directory (pci_iov_add_virtfn links the VF's
-      // kobject), so reading the VF later needs no readlink of its bus link.
-      const t = dir.linkTarget(f);
-      const target = t === undefined || t.endsWith('/') ? undefined : t;
-      const vf = target === undefined ? dir.linkName(f) : target.slice(target.lastIndexOf('/') + 1);
-      if (vf === undefined) continue;
-      vfs.push(vf);
-      if (vfDirs && target !== undefined) vfDirs.set(vf, target);
-    }
+      .filter((f) => /^virtfn(?:0|[1-9][0-9]{0,4})$/.test(f))
+      .map((f) => Number(f.slice(6)))
+      .sort((a, b) => a - b);
+    const computed = vfsByRoutingId(dir, address, ids);
+    if (computed)
+      for (const c of computed) {
+        vfs.push(c.vf);
+        vfDirs?.set(c.vf, c.dir);
+      }
+    else
+      for (const n of ids) {
+        // virtfnN -> ../<VF address>: the VF's own directory (pci_iov_add_virtfn links the VF's
+        // kobject), so reading the VF later needs no readlink of its bus link.
+        const t = dir.linkTarget(`virtfn${n}`);
+        const target = t === undefined || t.endsWith('/') ? undefined : t;
+        const vf =
+          target === undefined
+            ? dir.linkName(`virtfn${n}`)
+            : target.slice(target.lastIndexOf('/') + 1);
+        if (vf === undefined) continue;
+        vfs.push(vf);
+        if (vfDirs && target !== undefined) vfDirs.set(vf, target);
+      }
     const ap = dir.readAttr('sriov_drivers_autoprobe');
     sriov = {
       totalVfs: total,

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { buildHostTree } from '../../bench/host-tree';
 import type { KernelModules } from '../../bench/kernel-modules';
 import { alternate, capture, fmtMs, stats, type Cmd } from '../../bench/measure';
+import { nodeArgv } from '../support/interpreter';
 
 const REPO = path.resolve(__dirname, '../../..');
 const DIST = path.join(REPO, 'dist/vfioctl.js');
@@ -87,16 +88,16 @@ test('small server tree: list, show and --version against node -e 0 (printed, no
     for (const f of ['vfioctl', 'vfioctl.js'])
       fs.copyFileSync(path.join(REPO, 'dist', f), path.join(bin, f));
     const cli = path.join(bin, 'vfioctl');
-    const made = capture([process.execPath, cli, '--write-code-cache'], { VFIOCTL_ROOT: tree.dir });
+    const made = capture([...nodeArgv(cli), '--write-code-cache'], { VFIOCTL_ROOT: tree.dir });
     assert.equal(made.status, 0, made.stderr);
-    const vf = [process.execPath, cli, '--root', tree.dir];
+    const vf = [...nodeArgv(cli), '--root', tree.dir];
     // The modules.alias index a writing command leaves in run/vfioctl, as the boot unit's apply
     // leaves it on an installed host: `apply` of the unconfigured host bridge changes nothing else.
     const warm = capture([...vf, 'apply', '0000:00:00.0']);
     assert.equal(warm.status, 0, warm.stderr);
     const cmds: Cmd[] = [
       { id: 'node0', label: 'node -e 0', argv: [process.execPath, '-e', '0'] },
-      { id: 'version', label: 'vfioctl --version', argv: [process.execPath, cli, '--version'] },
+      { id: 'version', label: 'vfioctl --version', argv: [...nodeArgv(cli), '--version'] },
       {
         id: 'show',
         label: `vfioctl show ${tree.showAddress} --json`,

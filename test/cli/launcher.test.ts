@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { E1, ModelHost } from '../support/model-host';
+import { interpreterFlags, nodeArgv } from '../support/interpreter';
 
 const DIST = path.resolve(__dirname, '../../../dist');
 const VERSION = (
@@ -27,8 +28,10 @@ function install(): { dir: string; cli: string; bundle: string } {
   return { dir, cli: path.join(dir, 'vfioctl'), bundle: path.join(dir, 'vfioctl.js') };
 }
 
+/** `file args` as the kernel would start it (its interpreter line's flags), with this node. */
 function node(file: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-  return spawnSync(process.execPath, [file, ...args], {
+  const [exe, ...argv] = nodeArgv(file);
+  return spawnSync(exe!, [...argv, ...args], {
     encoding: 'utf8',
     env: { ...process.env, VFIOCTL_TRUST_UID: String(process.getuid?.()), ...env },
   });
@@ -125,6 +128,20 @@ test('the cache is used, and only when root or the user owns it and its director
     assert.match(help(), /^Qut PCI devices/m, 'nor one in a directory others can write');
     fs.chmodSync(i.dir, 0o755);
     assert.match(help(), /^Put PCI devices/m);
+    // The interpreter line starts node without Sparkplug (scripts/bundle.mjs), and V8 takes a cache
+    // only under the flags it was made with: a bare `node vfioctl` compiles the text...
+    const bare = (args: string[]) =>
+      spawnSync(process.execPath, [i.cli, ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, VFIOCTL_TRUST_UID: String(process.getuid?.()) },
+      });
+    assert.deepEqual(interpreterFlags(i.cli), ['--no-sparkplug']);
+    assert.match(bare(['--help']).stdout, /^Qut PCI devices/m, 'not the cache, under other flags');
+    // ... and `node vfioctl --write-code-cache` still makes the cache for the interpreter line's.
+    fs.writeFileSync(i.bundle, text);
+    assert.equal(bare(['--write-code-cache']).status, 0);
+    fs.writeFileSync(i.bundle, text.replace(said, changed));
+    assert.match(help(), /^Put PCI devices/m, 'made under the flags a start has');
     // Another bundle (its second line names another build): compiled from its own text.
     fs.writeFileSync(
       i.bundle,

@@ -10,6 +10,8 @@ import * as path from 'node:path';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { e1000e, virtioNet } from '../support/devices';
 import { ALIASES, Fixture } from '../support/fixture';
+import { interpreterFlags } from '../support/interpreter';
+import { PACKAGED_EXEC } from '../../src/boot/files';
 
 const repo = path.join(__dirname, '../../..');
 const version: string = JSON.parse(
@@ -239,6 +241,13 @@ test('the packaged CLI reads a fixture host under --root: list and show', () => 
   );
   const st = fs.statSync(path.join(R, 'var/cache/vfioctl', made[0]!));
   assert.deepEqual([st.uid, st.mode & 0o777], [0, 0o644]);
+  // Made under the flags the command's interpreter line starts Debian's node with (V8 takes a
+  // cache only under its own): the build's line, its node made the distribution's.
+  assert.deepEqual(
+    interpreterFlags(path.join(R, PACKAGED_EXEC)),
+    interpreterFlags(path.join(repo, 'dist/vfioctl')),
+  );
+  assert.match(fs.readFileSync(path.join(R, PACKAGED_EXEC), 'latin1'), /^#!\/usr\/bin\/node[ \n]/);
   for (const args of [
     ['list', '--json'],
     ['show', '00:03.0', '--json'],

@@ -136,6 +136,80 @@ test('a VF is read through the directory its PF virtfn link names, not its bus l
   assert.equal(linked.filter((p) => p.endsWith(`/sys/bus/pci/devices/${PF}`)).length, 1);
 });
 
+/** A PF whose VFs sit where sriov_offset/stride put them, possibly on the next bus. */
+function routedHost(vfs: readonly string[], offset: number, stride: number): Fixture {
+  const f = Fixture.create();
+  fixtures.push(f);
+  f.kernel('6.12.0-test');
+  f.device({
+    address: PF,
+    vendor: '8086',
+    device: '1592',
+    driver: 'ice',
+    iommuGroup: '20',
+    sriov: { totalVfs: 64, numVfs: vfs.length, offset, stride },
+  });
+  vfs.forEach((a, i) =>
+    f.device({
+      address: a,
+      vendor: '8086',
+      device: '1889',
+      physfn: PF,
+      iommuGroup: String(21 + i),
+      driver: i === 1 ? null : 'iavf',
+    }),
+  );
+  return f;
+}
+
+const virtfnReads = (linked: string[]) =>
+  linked.filter((p) => p.includes(`/${PF}/virtfn`)).map((p) => p.slice(p.lastIndexOf('/') + 1));
+
+test("a PF's VF addresses come from sriov_offset and sriov_stride: only its first and last virtfn links are read", () => {
+  // Routing ID 05:00.0 + 254 + N * 3: 05:1f.6, 06:00.1 (the next bus, as pci_iov_virtfn_bus
+  // allows), 06:00.4, 06:00.7.
+  const vfs = ['0000:05:1f.6', '0000:06:00.1', '0000:06:00.4', '0000:06:00.7'];
+  const f = routedHost(vfs, 254, 3);
+  const { result: snap, linked, opened } = recorded(() => readSnapshot(new HostRoot(f.dir)));
+  assert.deepEqual(snap.devices.get(PF)!.sriov?.vfs, vfs);
+  assert.deepEqual(virtfnReads(linked), ['virtfn0', 'virtfn3']);
+  for (const [i, a] of vfs.entries()) {
+    const d = snap.devices.get(a)!;
+    assert.deepEqual([d.physfn, d.driver], [PF, i === 1 ? null : 'iavf'], a);
+    assert.ok(
+      opened.some((p) => p.endsWith(`/sys/devices/pci0000:00/${a}/modalias`)),
+      `${a} read in place`,
+    );
+  }
+  // The same answers as a read that follows every link (the attributes taken away).
+  for (const x of ['sriov_offset', 'sriov_stride']) f.tree.rm(`${f.tree.devDir(PF)}/${x}`);
+  const { result: byLinks, linked: all } = recorded(() => readSnapshot(new HostRoot(f.dir)));
+  assert.deepEqual(virtfnReads(all), ['virtfn0', 'virtfn1', 'virtfn2', 'virtfn3']);
+  assert.deepEqual([...byLinks.devices.entries()], [...snap.devices.entries()]);
+});
+
+test('sriov_offset and sriov_stride that do not name what the virtfn links do: every link is read and believed', () => {
+  const vfs = ['0000:05:00.1', '0000:05:00.2', '0000:05:00.3'];
+  for (const [offset, stride] of [
+    [1, 2],
+    [2, 1],
+    [1, 0],
+    [65535, 1],
+  ] as const) {
+    const f = routedHost(vfs, offset!, stride!);
+    const { result: snap, linked } = recorded(() => readSnapshot(new HostRoot(f.dir)));
+    assert.deepEqual(snap.devices.get(PF)!.sriov?.vfs, vfs, `offset ${offset} stride ${stride}`);
+    // The first and last links, read to check the arithmetic, then all of them.
+    assert.deepEqual(virtfnReads(linked).slice(-3), ['virtfn0', 'virtfn1', 'virtfn2']);
+    for (const a of vfs) assert.equal(snap.devices.get(a)?.physfn, PF, a);
+  }
+  // Not numbers (or a newline the kernel never prints twice): the links.
+  const f = routedHost(vfs, 1, 1);
+  f.tree.write(`${f.tree.devDir(PF)}/sriov_stride`, '0x1\n');
+  const { linked } = recorded(() => readSnapshot(new HostRoot(f.dir)));
+  assert.deepEqual(virtfnReads(linked), ['virtfn0', 'virtfn1', 'virtfn2']);
+});
+
 /** Runs `fn` recording the paths fs.existsSync was asked about. */
 function probed<T>(fn: () => T): { result: T; exists: string[] } {
   const nodeFs: typeof fs = require('node:fs');

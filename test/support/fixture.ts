@@ -28,7 +28,17 @@ export interface DeviceSpec {
   numaNode?: number;
   /** null: the kernel lacks the attribute (pre-5.15). */
   resetMethods?: string[] | null;
-  sriov?: { totalVfs: number; numVfs?: number; autoprobe?: boolean };
+  /**
+   * offset/stride: sriov_offset and sriov_stride (v4.17+), written only when given: the VFs' own
+   * addresses must then be what they say (PF routing ID + offset + N * stride for virtfnN).
+   */
+  sriov?: {
+    totalVfs: number;
+    numVfs?: number;
+    autoprobe?: boolean;
+    offset?: number;
+    stride?: number;
+  };
   physfn?: string;
   netdevs?: NetdevSpec[];
   /** Block devices below it: name, optional partitions, and how they are used. */
@@ -182,6 +192,8 @@ export class Fixture {
       t.write(`${dir}/sriov_totalvfs`, `${s.sriov.totalVfs}\n`);
       t.write(`${dir}/sriov_numvfs`, `${s.sriov.numVfs ?? 0}\n`);
       t.write(`${dir}/sriov_drivers_autoprobe`, `${s.sriov.autoprobe === false ? 0 : 1}\n`);
+      if (s.sriov.offset !== undefined) t.write(`${dir}/sriov_offset`, `${s.sriov.offset}\n`);
+      if (s.sriov.stride !== undefined) t.write(`${dir}/sriov_stride`, `${s.sriov.stride}\n`);
     }
     if (s.physfn) {
       t.link(`${dir}/physfn`, this.tree.devDir(s.physfn));
