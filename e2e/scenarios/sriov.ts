@@ -6,6 +6,8 @@ import { MACHINE } from '../machine';
 import { expectOnVfio, expectUnchanged, resultFor, type ApplyJson } from './common';
 import { checkListAgainstSysfs } from './inventory';
 
+const VFS = 4;
+
 export const sriov: Scenario = {
   name: 'sriov-vf-binding',
   title:
@@ -25,9 +27,29 @@ export const sriov: Scenario = {
         null,
         'write 0 > sriov_drivers_autoprobe',
       );
-      ctx.eq(sysfs.write(attr('sriov_numvfs'), '2'), null, 'write 2 > sriov_numvfs');
+      // Four: list reads the first and last virtfn links and places the middle ones by the
+      // routing-ID arithmetic (host/pci.ts vfsByRoutingId), which checkListAgainstSysfs then judges.
+      ctx.eq(sysfs.write(attr('sriov_numvfs'), String(VFS)), null, `write ${VFS} > sriov_numvfs`);
       const vfs = sysfs.vfsOf(pf);
-      ctx.eq(vfs.length, 2, `${pf} VFs (${vfs.join(' ')})`);
+      ctx.eq(vfs.length, VFS, `${pf} VFs (${vfs.join(' ')})`);
+      // pci_iov_add_virtfn: VF N at the PF's routing ID + sriov_offset + N * sriov_stride (v4.17+).
+      const offset = sysfs.attr(pf, 'sriov_offset');
+      const stride = sysfs.attr(pf, 'sriov_stride');
+      if (offset !== null && stride !== null) {
+        const [dom, bus, dev, fn] = pf.split(/[:.]/);
+        const rid =
+          (Number.parseInt(bus!, 16) << 8) | (Number.parseInt(dev!, 16) << 3) | Number(fn);
+        const at = (n: number) => {
+          const r = rid + Number(offset) + n * Number(stride);
+          const h = (x: number) => x.toString(16).padStart(2, '0');
+          return `${dom}:${h(r >> 8)}:${h((r >> 3) & 0x1f)}.${r & 7}`;
+        };
+        ctx.eq(
+          vfs,
+          vfs.map((_, n) => at(n)),
+          `${pf} virtfnN = routing ID + ${offset} + N * ${stride}`,
+        );
+      } else ctx.note(`${pf}: no sriov_offset/sriov_stride (before v4.17): list reads every link`);
       const pfGroup = sysfs.iommuGroupOf(pf);
       for (const vf of vfs) {
         const g = sysfs.iommuGroupOf(vf);
@@ -46,7 +68,7 @@ export const sriov: Scenario = {
       // from the directory the PF's virtfn link names.
       checkListAgainstSysfs(ctx);
       expectUnchanged(ctx, others, 'the PF and the other VF after binding a VF');
-      ctx.eq(sysfs.attr(pf, 'sriov_numvfs'), '2', `${pf} sriov_numvfs`);
+      ctx.eq(sysfs.attr(pf, 'sriov_numvfs'), String(VFS), `${pf} sriov_numvfs`);
 
       const all = sysfs.snapshot([pf, ...vfs]);
       const refused = ctx.cliJson<ApplyJson>(['bind', pf, '--json'], 3).json;

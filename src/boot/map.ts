@@ -7,6 +7,7 @@ import type { PciDevice } from '../host/pci';
 import type { Snapshot } from '../read/snapshot';
 import type { BootDevices } from '../host/boot-devices';
 import type { HostRoot } from '../host/root';
+import { vfRoutingAddress } from '../host/address';
 import { desiredState, selects, type Desire } from '../config/desired';
 import { describeSelector, isBroad, type Config } from '../config/types';
 import { resolveIntent } from '../plan/target';
@@ -143,17 +144,9 @@ export function readVfLayout(root: HostRoot, pf: string): VfLayout | null {
   return { offset, stride, vfDevice: raw.padStart(4, '0') };
 }
 
-export function vfAddress(pf: string, layout: VfLayout, i: number): string {
-  const [domain, bus, devfn] = pf.split(':') as [string, string, string];
-  const [dev, fn] = devfn.split('.') as [string, string];
-  const rid =
-    (Number.parseInt(bus, 16) << 8) +
-    (Number.parseInt(dev, 16) << 3) +
-    Number(fn) +
-    layout.offset +
-    i * layout.stride;
-  const h = (n: number, w: number) => n.toString(16).padStart(w, '0');
-  return `${domain}:${h((rid >> 8) & 0xff, 2)}:${h((rid >> 3) & 0x1f, 2)}.${rid & 7}`;
+/** VF i's address once the PF has it (undefined where the kernel could not place one). */
+export function vfAddress(pf: string, layout: VfLayout, i: number): string | undefined {
+  return vfRoutingAddress(pf, layout.offset, layout.stride, i);
 }
 
 /** A VF that does not exist yet, as it will look: the PF's ids with the VF device id. */
@@ -214,7 +207,7 @@ export function computeBootMap(
     if (!pf || !layout) continue;
     for (let i = 0; i < rule.sriov.numVfs; i++) {
       const a = vfAddress(pf.address, layout, i);
-      if (!devices.has(a)) devices.set(a, futureVf(pf, a, layout));
+      if (a !== undefined && !devices.has(a)) devices.set(a, futureVf(pf, a, layout));
     }
   }
   const desired = desiredState(config, devices);

@@ -5,6 +5,29 @@ import { EXIT, VfioctlError } from '../util/diag';
 const FULL = /^([0-9a-f]{4,8}):([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$/;
 const SHORT = /^([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$/;
 
+/**
+ * VF `n`'s address: pci_iov_add_virtfn (drivers/pci/iov.c) gives it its PF's routing ID plus
+ * `offset + n * stride` (sriov_offset, sriov_stride; pci_iov_virtfn_bus/devfn), on the PF's bus or
+ * a later one. undefined for a PF address that is not one, or past bus ff: sriov_enable refuses
+ * VFs there.
+ */
+export function vfRoutingAddress(
+  pf: string,
+  offset: number,
+  stride: number,
+  n: number,
+): string | undefined {
+  const a = FULL.exec(pf);
+  if (!a) return undefined;
+  const rid =
+    ((Number.parseInt(a[2]!, 16) << 8) | (Number.parseInt(a[3]!, 16) << 3) | Number(a[4])) +
+    offset +
+    n * stride;
+  if (!Number.isInteger(rid) || rid < 0 || rid > 0xffff) return undefined;
+  const h = (x: number) => (x < 16 ? '0' : '') + x.toString(16);
+  return `${a[1]}:${h(rid >> 8)}:${h((rid >> 3) & 0x1f)}.${rid & 7}`;
+}
+
 /** Is this a syntactically valid full address (a sysfs device directory name)? */
 export function isPciAddress(s: string): boolean {
   return FULL.test(s);

@@ -1,4 +1,5 @@
 // Reads one PCI device's sysfs directory (drivers/pci/pci-sysfs.c) into a plain record.
+import { vfRoutingAddress } from './address';
 import type { HostDir, HostRoot } from './root';
 
 export interface SriovInfo {
@@ -85,35 +86,30 @@ export interface KnownLinks {
   readonly vfioDev?: string | null;
 }
 
-const PCI_ADDRESS = /^([0-9a-f]{4,8}):([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$/;
-const hex2 = (n: number) => (n < 16 ? '0' : '') + n.toString(16);
-
 /**
  * A PF's VFs (virtfnN, N in `ids`, ascending) with their directories, by arithmetic instead of a
- * readlink per link: pci_iov_add_virtfn (drivers/pci/iov.c) gives VF N the routing ID of its PF
- * plus sriov_offset + N * sriov_stride (pci_iov_virtfn_bus/devfn: the bus may be past the PF's),
- * makes it its PF's sibling (virtfn->dev.parent = dev->dev.parent) and links virtfnN to it. The
- * attributes (v4.17+) show the values for the current NumVFs (pci_iov_set_numvfs). The first and
- * last links are read all the same and must name what the arithmetic does; otherwise, and without
- * the attributes, undefined: the caller reads every link.
+ * readlink per link: pci_iov_add_virtfn (drivers/pci/iov.c) places VF N by its PF's routing ID,
+ * sriov_offset and sriov_stride (address.ts vfRoutingAddress), makes it its PF's sibling
+ * (virtfn->dev.parent = dev->dev.parent) and links virtfnN to it. The attributes (v4.17+) show
+ * the values for the current NumVFs (pci_iov_set_numvfs). The first and last links are read all
+ * the same and must name what the arithmetic does; otherwise, and without the attributes,
+ * undefined: the caller reads every link.
  */
 function vfsByRoutingId(
   dir: HostDir,
   address: string,
   ids: readonly number[],
 ): { vf: string; dir: string }[] | undefined {
-  const a = PCI_ADDRESS.exec(address);
+  if (ids.length === 0) return undefined;
   const offset = dir.readAttr('sriov_offset');
   const stride = dir.readAttr('sriov_stride');
-  if (!a || offset === undefined || stride === undefined || ids.length === 0) return undefined;
+  if (offset === undefined || stride === undefined) return undefined;
   if (!/^\d{1,5}$/.test(offset) || !/^\d{1,5}$/.test(stride)) return undefined;
-  const rid = (Number.parseInt(a[2]!, 16) << 8) | (Number.parseInt(a[3]!, 16) << 3) | Number(a[4]);
   const parent = dir.rel.slice(0, dir.rel.lastIndexOf('/'));
   const out: { vf: string; dir: string }[] = [];
   for (const n of ids) {
-    const r = rid + Number(offset) + n * Number(stride);
-    if (r > 0xffff) return undefined;
-    const vf = `${a[1]}:${hex2(r >> 8)}:${hex2((r >> 3) & 0x1f)}.${r & 7}`;
+    const vf = vfRoutingAddress(address, Number(offset), Number(stride), n);
+    if (vf === undefined) return undefined;
     out.push({ vf, dir: `${parent}/${vf}` });
   }
   for (const i of new Set([0, ids.length - 1]))
