@@ -272,9 +272,10 @@ function nsWorks(wrap: (argv: readonly string[]) => readonly string[]): string |
 
 /**
  * What an installed host has beside sysfs: vfioctl's run directory (made by the first writing
- * command or the boot layer; the modules.alias index lives there), a configuration giving every
- * VF an intent (`status` and `apply` are timed on it), and a module index depmod wrote at
- * install time, not seconds ago (an index is built only from a settled file). Idempotent.
+ * command or the boot layer; the modules.alias index and the pci.ids names cache live there), a
+ * configuration giving every VF an intent (`status` and `apply` are timed on it), and a module
+ * index depmod wrote and a pci.ids the package installed well before, not seconds ago (a cache
+ * is made only from a settled file). Idempotent.
  */
 function installed(tree: HostTree): HostTree {
   fs.mkdirSync(path.join(tree.dir, 'run/vfioctl'), { recursive: true, mode: 0o700 });
@@ -297,7 +298,9 @@ function installed(tree: HostTree): HostTree {
   for (const rel of fs.readdirSync(modDir))
     for (const f of fs.readdirSync(path.join(modDir, rel)))
       fs.utimesSync(path.join(modDir, rel, f), hourAgo, hourAgo);
-  warmAliasIndex(tree.dir);
+  const ids = path.join(tree.dir, 'usr/share/misc/pci.ids');
+  if (fs.existsSync(ids)) fs.utimesSync(ids, hourAgo, hourAgo);
+  warmRunCaches(tree.dir);
   return tree;
 }
 
@@ -318,19 +321,22 @@ function writeCodeCache(dir: string): void {
 }
 
 /**
- * The modules.alias index an installed host has in /run/vfioctl: a writing command builds it
- * under the lock (read-only ones never write), and the late boot unit's `apply --boot` is one at
- * every boot. Here `apply` of the host bridge, which no rule configures: it takes the lock,
- * reads the host for writing, writes the index and changes nothing else ("nothing to apply").
+ * The caches an installed host has in /run/vfioctl (the modules.alias index, the pci.ids names of
+ * its devices): a writing command makes them under the lock (read-only ones never write), and
+ * the late boot unit's `apply --boot` is one at every boot. Here `apply` of the host bridge,
+ * which no rule configures: it takes the lock, reads every device for writing, writes the caches
+ * and changes nothing else ("nothing to apply").
  */
-function warmAliasIndex(dir: string): void {
+function warmRunCaches(dir: string): void {
   const r = capture([...vfioctlArgv(), '--root', dir, 'apply', '0000:00:00.0']);
-  const built = fs
-    .readdirSync(path.join(dir, 'run/vfioctl'))
-    .some((f) => f.startsWith('alias-index.'));
-  if (r.status !== 0 || !built)
+  const made = fs.readdirSync(path.join(dir, 'run/vfioctl'));
+  if (
+    r.status !== 0 ||
+    !made.some((f) => f.startsWith('alias-index.')) ||
+    (fs.existsSync(path.join(dir, 'usr/share/misc/pci.ids')) && !made.includes('pci-names.json'))
+  )
     throw new Error(
-      `bench: \`vfioctl apply 0000:00:00.0\` left no modules.alias index in ${dir}/run/vfioctl (exit ${r.status}): ${firstLine(r.stderr)}`,
+      `bench: \`vfioctl apply 0000:00:00.0\` left no modules.alias index or pci.ids names cache in ${dir}/run/vfioctl (exit ${r.status}): ${firstLine(r.stderr)}`,
     );
 }
 

@@ -8,9 +8,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { HostRoot } from '../host/root';
+import { RUN_DIR } from '../host/run-cache';
 import { EXIT, VfioctlError } from '../util/diag';
 
-export const RUN_DIR = '/run/vfioctl';
+export { RUN_DIR };
 export const LOCK_FILE = `${RUN_DIR}/lock`;
 
 /** flock(1)'s exit status when the lock is held by someone else (--conflict-exit-code). */

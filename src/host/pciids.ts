@@ -1,6 +1,8 @@
 // Human-readable names from the system's pci.ids (Debian: pci.ids package -> /usr/share/misc,
 // hwdata -> /usr/share/hwdata). No hand-written name tables: no database, no names.
 import type { HostRoot } from './root';
+import { fileIdentity } from './run-cache';
+import { readPciNamesCache, writePciNamesCache } from './pciids-cache';
 
 export const PCI_IDS_PATHS = [
   '/usr/share/misc/pci.ids',
@@ -16,7 +18,7 @@ export interface PciNames {
   className(cls: string): string | null;
 }
 
-interface NameMaps {
+export interface NameMaps {
   readonly vendorNames: Map<string, string>;
   readonly deviceNames: Map<string, string>;
   readonly classNames: Map<string, string>;
@@ -155,32 +157,75 @@ function wantedLines(
   return read ? out.join('') : undefined;
 }
 
-/**
- * Names for the devices asked for (their vendor and device, plus the classes), from the first
- * pci.ids found; null without one.
- */
-export function loadPciNames(root: HostRoot, devices: Iterable<PciIds>): PciNames | null {
+/** vendor -> its devices: the ids names are wanted for. */
+export type WantedIds = ReadonlyMap<string, ReadonlySet<string>>;
+
+function wantedIds(devices: Iterable<PciIds>): Map<string, Set<string>> {
   const want = new Map<string, Set<string>>();
   for (const d of devices) {
     let s = want.get(d.vendor);
     if (!s) want.set(d.vendor, (s = new Set()));
     s.add(d.device);
   }
-  for (const p of PCI_IDS_PATHS) {
+  return want;
+}
+
+/** The wanted names from the first pci.ids that can be read (and which one), else null. */
+function scanPciIds(
+  root: HostRoot,
+  want: WantedIds,
+  paths: readonly string[] = PCI_IDS_PATHS,
+): NameMaps | null {
+  for (const p of paths) {
     const text = wantedLines(root, p, want);
     if (text === undefined) continue;
     const m = newMaps();
     parseLines(text, new Set(want.keys()), m);
-    return {
-      vendorName: (v) => m.vendorNames.get(v) ?? null,
-      deviceName: (v, d) => m.deviceNames.get(`${v}:${d}`) ?? null,
-      // Most specific class name known: prog-if, then subclass, then base class.
-      className: (c) =>
-        m.classNames.get(c) ??
-        m.classNames.get(c.slice(0, 4)) ??
-        m.classNames.get(c.slice(0, 2)) ??
-        null,
-    };
+    return m;
   }
   return null;
+}
+
+function namesOf(m: NameMaps): PciNames {
+  return {
+    vendorName: (v) => m.vendorNames.get(v) ?? null,
+    deviceName: (v, d) => m.deviceNames.get(`${v}:${d}`) ?? null,
+    // Most specific class name known: prog-if, then subclass, then base class.
+    className: (c) =>
+      m.classNames.get(c) ??
+      m.classNames.get(c.slice(0, 4)) ??
+      m.classNames.get(c.slice(0, 2)) ??
+      null,
+  };
+}
+
+/**
+ * Names for the devices asked for (their vendor and device, plus the classes), from the first
+ * pci.ids found; null without one. From the run directory's cache when it names that very file
+ * and every device asked for (pciids-cache.ts); else read from the file.
+ */
+export function loadPciNames(root: HostRoot, devices: Iterable<PciIds>): PciNames | null {
+  const want = wantedIds(devices);
+  const cached = readPciNamesCache(root, PCI_IDS_PATHS, want);
+  if (cached) return namesOf(cached);
+  const m = scanPciIds(root, want);
+  return m && namesOf(m);
+}
+
+/**
+ * Makes the cache hold the names of `devices` (a writing command's, under the lock, with every
+ * device of the host) unless it already does: one scan of pci.ids, here, instead of one on
+ * every `list` and `show`.
+ */
+export function refreshPciNamesCache(root: HostRoot, devices: Iterable<PciIds>): void {
+  const want = wantedIds(devices);
+  if (want.size === 0 || readPciNamesCache(root, PCI_IDS_PATHS, want)) return;
+  for (const p of PCI_IDS_PATHS) {
+    // Its identity before it is read: a file replaced meanwhile leaves a cache nothing matches.
+    const id = fileIdentity(root, p);
+    if (id === undefined) continue;
+    const m = scanPciIds(root, want, [p]);
+    if (m) writePciNamesCache(root, p, id, want, m);
+    return;
+  }
 }

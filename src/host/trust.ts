@@ -81,7 +81,7 @@ export function untrustedReason(
   const real = fs.realpathSync(abs);
   if (top !== '/' && !real.startsWith(top + path.sep))
     return `${rel} resolves to ${real}, outside ${top}`;
-  for (let dir = path.dirname(fs.realpathSync(abs)); ; dir = path.dirname(dir)) {
+  for (let dir = path.dirname(real); ; dir = path.dirname(dir)) {
     const r = owner(
       fs.statSync(dir),
       `directory ${dir.startsWith(top) ? root.hostPath(dir) : dir}`,

@@ -5,29 +5,22 @@
 // writes modules.alias to a temporary file and renames it, so a new index is a new inode),
 // when root owns it and nobody else can have written it, and when every entry is well formed;
 // anything else and the file is parsed again and the index rebuilt.
-import * as fs from 'node:fs';
 import type { HostRoot } from '../host/root';
-import { untrustedReason } from '../host/trust';
+import {
+  type FileIdentity,
+  RUN_DIR,
+  readRunCache,
+  sameIdentity,
+  writeRunCache,
+} from '../host/run-cache';
 import { aliasNormalize } from './fnmatch';
 
+export { type FileIdentity, fileIdentity } from '../host/run-cache';
+
 const FORMAT = 1;
-/** vfioctl's run directory (apply/lock.ts RUN_DIR): tmpfs, so the index goes with a reboot. */
-const RUN_DIR = '/run/vfioctl';
 /** A release usable as a file name (`--kernel` is the user's string). */
 const RELEASE = /^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$/;
 const MODULE = /^[A-Za-z0-9_]+$/;
-/**
- * A file changed again within the same timestamp tick would keep its identity: an index is built
- * only from a file at least this old (git's "racily clean" rule), so a later change moves mtime.
- */
-const SETTLED_NS = 2_000_000_000n;
-
-export interface FileIdentity {
-  readonly dev: string;
-  readonly ino: string;
-  readonly size: string;
-  readonly mtimeNs: string;
-}
 
 /**
  * One `vfio_pci:` line: pattern, module (normalised), order among all aliases, line, byte offset.
@@ -50,25 +43,6 @@ export function indexPath(release: string): string | undefined {
   return RELEASE.test(release) ? `${RUN_DIR}/alias-index.${release}.json` : undefined;
 }
 
-export function fileIdentity(
-  root: HostRoot,
-  rel: string,
-): (FileIdentity & { readonly mtime: bigint }) | undefined {
-  try {
-    const st = fs.statSync(root.path(rel), { bigint: true });
-    if (!st.isFile()) return undefined;
-    return {
-      dev: String(st.dev),
-      ino: String(st.ino),
-      size: String(st.size),
-      mtimeNs: String(st.mtimeNs),
-      mtime: st.mtimeNs,
-    };
-  } catch {
-    return undefined;
-  }
-}
-
 const isInt = (x: unknown, min: number): x is number =>
   typeof x === 'number' && Number.isInteger(x) && x >= min;
 
@@ -79,32 +53,23 @@ export function readAliasIndex(
   id: FileIdentity,
 ): AliasIndex | undefined {
   const rel = indexPath(release);
-  if (rel === undefined || !root.hasEntry(rel)) return undefined;
-  // Root's own, in directories only root can change: what a non-root user wrote is never read.
-  if (untrustedReason(root, rel, { uids: [0] }) !== null) return undefined;
-  let x: {
+  if (rel === undefined) return undefined;
+  const x = readRunCache(root, rel) as {
     format?: unknown;
     release?: unknown;
-    file?: Partial<FileIdentity>;
+    file?: unknown;
     count?: unknown;
     vfio?: unknown;
-  };
-  try {
-    x = JSON.parse(root.readFile(rel) ?? '');
-  } catch {
-    return undefined;
-  }
+  } | null;
   if (
     typeof x !== 'object' ||
     x === null ||
     x.format !== FORMAT ||
     x.release !== release ||
     !isInt(x.count, 0) ||
-    !Array.isArray(x.vfio)
+    !Array.isArray(x.vfio) ||
+    !sameIdentity(x.file, id)
   )
-    return undefined;
-  const f = x.file;
-  if (!f || f.dev !== id.dev || f.ino !== id.ino || f.size !== id.size || f.mtimeNs !== id.mtimeNs)
     return undefined;
   let order = -1;
   let line = 0;
@@ -130,11 +95,7 @@ export function readAliasIndex(
   return { count: x.count, vfio: x.vfio as IndexedAlias[] };
 }
 
-/**
- * Writes the index atomically (a new file renamed over the old), as root, only into a run
- * directory that already exists as root's (a writing command or the boot layer made it): a
- * read-only command never creates a directory.
- */
+/** Writes the index (host/run-cache.ts writeRunCache: root only, atomically, settled files). */
 export function writeAliasIndex(
   root: HostRoot,
   release: string,
@@ -142,31 +103,13 @@ export function writeAliasIndex(
   index: AliasIndex,
 ): void {
   const rel = indexPath(release);
-  if (rel === undefined || process.geteuid?.() !== 0) return;
-  if (BigInt(Date.now()) * 1_000_000n - id.mtime < SETTLED_NS) return;
-  let tmp: string | undefined;
-  try {
-    const dir = fs.lstatSync(root.confine(RUN_DIR));
-    if (!dir.isDirectory() || dir.uid !== 0 || (dir.mode & 0o022) !== 0) return;
-    const file = root.confine(rel);
-    tmp = `${file}.${process.pid}.tmp`;
-    const { mtime: _, ...identity } = id;
-    fs.writeFileSync(
-      tmp,
-      JSON.stringify({
-        format: FORMAT,
-        release,
-        file: identity,
-        count: index.count,
-        vfio: index.vfio,
-      }),
-      { flag: 'wx', mode: 0o644 },
-    );
-    fs.renameSync(tmp, file);
-    tmp = undefined;
-  } catch {
-    // A cache that cannot be written is only a slower next call.
-  } finally {
-    if (tmp !== undefined) fs.rmSync(tmp, { force: true });
-  }
+  if (rel === undefined) return;
+  const { mtime: _, ...identity } = id;
+  writeRunCache(root, rel, id, {
+    format: FORMAT,
+    release,
+    file: identity,
+    count: index.count,
+    vfio: index.vfio,
+  });
 }

@@ -3,6 +3,7 @@ import type { HostRoot } from '../host/root';
 import { isPciAddress } from '../host/address';
 import { readPciDevice, type KnownLinks, type PciDevice } from '../host/pci';
 import { readHostUse, type HostUse } from '../host/usage';
+import { refreshPciNamesCache } from '../host/pciids';
 import { Diagnostics } from '../util/diag';
 import { moduleNormalize } from '../modules/fnmatch';
 import { loadAliasDb, VFIO_PCI_MODULE, type AliasDb } from '../modules/alias';
@@ -192,7 +193,10 @@ export interface ReadOptions {
   only?: readonly string[];
   /** Also read what only writing commands need (open VFIO nodes, bind records). */
   forWrite?: boolean;
-  /** Refresh the modules.alias index if it is missing or stale (only under the lock: never a dry run). */
+  /**
+   * Refresh the modules.alias index, and with every device read the pci.ids names cache, if
+   * missing or stale (only under the lock: never a dry run).
+   */
   writeIndex?: boolean;
   /** Discover hooks, judging their ownership by this policy. */
   trust?: TrustPolicy;
@@ -258,6 +262,8 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
     }
   }
   const modules = readModuleState(root, release, diag, opts.forWrite, opts.writeIndex);
+  // Every device, under the lock: the pci.ids names list and show would otherwise scan for.
+  if (opts.writeIndex && !opts.only) refreshPciNamesCache(root, devices.values());
   return {
     devices,
     iommu: opts.only

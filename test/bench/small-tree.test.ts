@@ -73,7 +73,7 @@ test('small server tree: list, show and --version against node -e 0 (printed, no
   try {
     const kmods = cachedDebianIndex() ?? syntheticIndex(path.join(work, 'modules'));
     const tree = buildHostTree(path.join(work, 'host'), 1, kmods, 1);
-    // As on an installed host: vfioctl's run directory exists, depmod ran long ago.
+    // As on an installed host: vfioctl's run directory exists, depmod ran and pci.ids came long ago.
     fs.mkdirSync(path.join(tree.dir, 'run/vfioctl'), { mode: 0o700 });
     const hourAgo = new Date(Date.now() - 3600_000);
     fs.utimesSync(
@@ -81,6 +81,8 @@ test('small server tree: list, show and --version against node -e 0 (printed, no
       hourAgo,
       hourAgo,
     );
+    const ids = path.join(tree.dir, 'usr/share/misc/pci.ids');
+    if (fs.existsSync(ids)) fs.utimesSync(ids, hourAgo, hourAgo);
     // The command as installed: the launcher beside the bundle, with the code cache the package's
     // postinst makes (a copy: the test writes nothing into dist/).
     const bin = path.join(work, 'bin');
@@ -91,8 +93,9 @@ test('small server tree: list, show and --version against node -e 0 (printed, no
     const made = capture([...nodeArgv(cli), '--write-code-cache'], { VFIOCTL_ROOT: tree.dir });
     assert.equal(made.status, 0, made.stderr);
     const vf = [...nodeArgv(cli), '--root', tree.dir];
-    // The modules.alias index a writing command leaves in run/vfioctl, as the boot unit's apply
-    // leaves it on an installed host: `apply` of the unconfigured host bridge changes nothing else.
+    // The modules.alias index and pci.ids names cache a writing command leaves in run/vfioctl, as
+    // the boot unit's apply leaves them on an installed host: `apply` of the unconfigured host
+    // bridge changes nothing else.
     const warm = capture([...vf, 'apply', '0000:00:00.0']);
     assert.equal(warm.status, 0, warm.stderr);
     const cmds: Cmd[] = [
