@@ -17,7 +17,7 @@
 // without them (`node vfioctl ...`) compiles the bundle as if there were none.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as vm from 'node:vm';
+import type * as vm from 'node:vm';
 
 /**
  * Where the bundle and the cache live: beside this file (a build tree), or the package's paths
@@ -115,7 +115,10 @@ function compile(cache: (spare: Buffer) => Buffer | undefined): vm.Script {
   const { bytes, length } = readBytes(bundleFile);
   const text = bytes.toString('latin1', 0, length);
   const cachedData = sameBuild(text) ? cache(bytes) : undefined;
-  return new vm.Script(text, { filename: bundleFile, ...(cachedData ? { cachedData } : {}) });
+  // Loaded here, not for --version: node:vm is not in node's start-up snapshot, and under the
+  // interpreter line's flag V8 refuses node's own code cache for it too (compiled, ~1 ms).
+  const { Script } = require('node:vm') as typeof vm;
+  return new Script(text, { filename: bundleFile, ...(cachedData ? { cachedData } : {}) });
 }
 
 type Run = (
