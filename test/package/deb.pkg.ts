@@ -243,10 +243,9 @@ test('the packaged CLI reads a fixture host under --root: list and show', () => 
   assert.deepEqual([st.uid, st.mode & 0o777], [0, 0o644]);
   // Made under the flags the command's interpreter line starts Debian's node with (V8 takes a
   // cache only under its own): the build's line, its node made the distribution's.
-  assert.deepEqual(
-    interpreterFlags(path.join(R, PACKAGED_EXEC)),
-    interpreterFlags(path.join(repo, 'dist/vfioctl')),
-  );
+  const built = interpreterFlags(path.join(repo, 'dist/vfioctl'));
+  assert.ok(built, "the build's launcher has a node interpreter line");
+  assert.deepEqual(interpreterFlags(path.join(R, PACKAGED_EXEC)), built);
   assert.match(fs.readFileSync(path.join(R, PACKAGED_EXEC), 'latin1'), /^#!\/usr\/bin\/node[ \n]/);
   for (const args of [
     ['list', '--json'],

@@ -6,8 +6,8 @@ import * as fs from 'node:fs';
 
 const LINE = /^#!(?:\/usr\/bin\/env (?:-S )?node|\/\S*\/node)((?: [^\s]+)*) *$/;
 
-/** The flags `file`'s interpreter line gives node. */
-export function interpreterFlags(file: string): string[] {
+/** The flags `file`'s interpreter line gives node; null when it has no node interpreter line. */
+export function interpreterFlags(file: string): string[] | null {
   const fd = fs.openSync(file, 'r');
   let head: string;
   try {
@@ -17,11 +17,13 @@ export function interpreterFlags(file: string): string[] {
     fs.closeSync(fd);
   }
   const m = LINE.exec(head.split('\n', 1)[0]!);
-  if (!m) throw new Error(`${file}: no node interpreter line`);
-  return m[1]!.split(' ').filter(Boolean);
+  return m ? m[1]!.split(' ').filter(Boolean) : null;
 }
 
-/** [node, its flags, file]: what the kernel runs for `file ...`, with this process's node. */
+/**
+ * [node, its flags, file]: what the kernel runs for `file ...`, with this process's node; a
+ * script without an interpreter line (test machinery) is started as `node file`.
+ */
 export function nodeArgv(file: string): string[] {
-  return [process.execPath, ...interpreterFlags(file), file];
+  return [process.execPath, ...(interpreterFlags(file) ?? []), file];
 }
