@@ -93,14 +93,15 @@ export interface KnownLinks {
  * (virtfn->dev.parent = dev->dev.parent) and links virtfnN to it. The attributes (v4.17+) show
  * the values for the current NumVFs (pci_iov_set_numvfs). The first and last links are read all
  * the same and must name what the arithmetic does; otherwise, and without the attributes,
- * undefined: the caller reads every link.
+ * undefined: the caller reads every link. So does a PF with one or two VFs: the check reads all
+ * of its links anyway, and the attributes would be two reads more.
  */
 function vfsByRoutingId(
   dir: HostDir,
   address: string,
   ids: readonly number[],
 ): { vf: string; dir: string }[] | undefined {
-  if (ids.length === 0) return undefined;
+  if (ids.length <= 2) return undefined;
   const offset = dir.readAttr('sriov_offset');
   const stride = dir.readAttr('sriov_stride');
   if (offset === undefined || stride === undefined) return undefined;

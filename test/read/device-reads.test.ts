@@ -186,6 +186,16 @@ test("a PF's VF addresses come from sriov_offset and sriov_stride: only its firs
   const { result: byLinks, linked: all } = recorded(() => readSnapshot(new HostRoot(f.dir)));
   assert.deepEqual(virtfnReads(all), ['virtfn0', 'virtfn1', 'virtfn2', 'virtfn3']);
   assert.deepEqual([...byLinks.devices.entries()], [...snap.devices.entries()]);
+  // Two VFs: both links are read to check the arithmetic anyway, so the attributes are not.
+  const two = routedHost(vfs.slice(0, 2), 254, 3);
+  const {
+    result: small,
+    linked: twoLinks,
+    opened: twoOpened,
+  } = recorded(() => readSnapshot(new HostRoot(two.dir)));
+  assert.deepEqual(small.devices.get(PF)!.sriov?.vfs, vfs.slice(0, 2));
+  assert.deepEqual(virtfnReads(twoLinks), ['virtfn0', 'virtfn1']);
+  assert.equal(twoOpened.filter((p) => /sriov_(offset|stride)$/.test(p)).length, 0);
 });
 
 test('sriov_offset and sriov_stride that do not name what the virtfn links do: every link is read and believed', () => {
