@@ -99,12 +99,13 @@ export function writePciNamesCache(
     for (const d of ds) devices[`${v}:${d}`] = m.deviceNames.get(`${v}:${d}`) ?? null;
   }
   const { mtime: _, ...file } = id;
+  const classes = Object.fromEntries(m.classNames);
   // What a reader would refuse (an odd file's class keys, say) is not written: it would be
   // rewritten by every writing command.
   if (
     !wellFormed(vendors, (k) => ID.test(k), true) ||
     !wellFormed(devices, deviceKey, true) ||
-    !wellFormed(Object.fromEntries(m.classNames), (k) => CLASS.test(k), false)
+    !wellFormed(classes, (k) => CLASS.test(k), false)
   )
     return;
   const cache: CacheFile = {
@@ -113,7 +114,7 @@ export function writePciNamesCache(
     file,
     vendors,
     devices,
-    classes: Object.fromEntries(m.classNames),
+    classes,
   };
   writeRunCache(root, CACHE, id, cache);
 }

@@ -170,7 +170,7 @@ function wantedIds(devices: Iterable<PciIds>): Map<string, Set<string>> {
   return want;
 }
 
-/** The wanted names from the first pci.ids that can be read (and which one), else null. */
+/** The wanted names from the first of `paths` that can be read, else null. */
 function scanPciIds(
   root: HostRoot,
   want: WantedIds,
