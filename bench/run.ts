@@ -38,6 +38,8 @@ const DIST = path.join(REPO, 'dist/vfioctl.js');
 const READABLE = path.join(REPO, 'build/bench/vfioctl.readable.js');
 const CLI = path.join(REPO, 'dist/vfioctl');
 const NODE = process.execPath;
+/** The floor-reads script (bench/floor-reads.ts), compiled beside this file. */
+const FLOOR_READS = path.join(__dirname, 'floor-reads.js');
 const LOAD_START = os
   .loadavg()
   .map((l) => l.toFixed(2))
@@ -444,6 +446,14 @@ function commands(
       argv: lspciArgs,
       unavailable: peerMissing('lspci'),
       verify: lspciOk,
+    },
+    {
+      id: 'floor',
+      label:
+        'Node reading only what `list` reads for each VF (modalias, config header, driver_override, reset_method, numa_node, iommu_group link), nothing else (`bench/floor-reads.ts`)',
+      argv: [NODE, FLOOR_READS, tree.dir],
+      verify: (o, _e, s) =>
+        s === 0 && o.trim() === String(n) ? null : `exit ${s}, read ${o.trim()} of ${n}`,
     },
     {
       id: 'lspcikmod',
@@ -1162,6 +1172,14 @@ function report(x: ReportInput): string {
     const direct = prof === 'smallshow' ? med('smallshowbundle') : null;
     return ` Of its ${fmtMs(cmd)}, ${fmtMs(node0)} (${((100 * node0) / cmd).toFixed(0)}%) is Node's own start-up (\`node -e 0\`); the rest is the bundle${bundleKiB}, started from its code cache, and the command${direct === null ? '' : ` (the bundle started directly, without the cache: ${fmtMs(direct)})`}.`;
   };
+  // What one Node thread pays for list's per-function reads alone (bench/floor-reads.ts).
+  const floorNote = (): string => {
+    const floor = med('floor');
+    const lspci = med('lspci');
+    const list = med('list');
+    if (floor === null || lspci === null || list === null) return '';
+    return ` Node doing nothing but those reads (\`bench/floor-reads.ts\`) takes ${fmtMs(floor)}: ${fmtRatio(floor / lspci)} lspci, ${((100 * floor) / list).toFixed(0)}% of \`list\`; the rest is parsing, matching, names, the in-use checks and the JSON.`;
+  };
   const missed = targets.filter((t) => t.pass === false);
   L.push('## Misses', '');
   if (missed.length === 0) L.push('None: every measured target passes in this run.');
@@ -1178,7 +1196,7 @@ function report(x: ReportInput): string {
           .join(', ')}.`
       : '';
     L.push(
-      `- ${t.what}: ${t.by}.${bound}${t.what.startsWith('`--version`') || t.prof ? startupNote(t.prof) : ''}`,
+      `- ${t.what}: ${t.by}.${bound}${t.what.startsWith('`--version`') || t.prof ? startupNote(t.prof) : ''}${t.prof === 'list' ? floorNote() : ''}`,
     );
   }
   const notMeasured = targets.filter((t) => t.pass === null);

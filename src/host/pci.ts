@@ -1,5 +1,5 @@
 // Reads one PCI device's sysfs directory (drivers/pci/pci-sysfs.c) into a plain record.
-import { vfRoutingAddress } from './address';
+import { routingIdOf, vfRoutingAddress } from './address';
 import type { HostDir, HostRoot } from './root';
 
 export interface SriovInfo {
@@ -38,9 +38,10 @@ export interface PciDevice {
   readonly bootVga: boolean;
 }
 
-// pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X (drivers/pci/pci-sysfs.c modalias_show)
+// pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X (drivers/pci/pci-sysfs.c modalias_show); the
+// 16-bit ids leave the upper four digits 0.
 const MODALIAS =
-  /^pci:v0000([0-9A-Fa-f]{4})d0000([0-9A-Fa-f]{4})sv0000([0-9A-Fa-f]{4})sd0000([0-9A-Fa-f]{4})bc([0-9A-Fa-f]{2})sc([0-9A-Fa-f]{2})i([0-9A-Fa-f]{2})$/;
+  /^pci:v0000[0-9A-Fa-f]{4}d0000[0-9A-Fa-f]{4}sv0000[0-9A-Fa-f]{4}sd0000[0-9A-Fa-f]{4}bc[0-9A-Fa-f]{2}sc[0-9A-Fa-f]{2}i[0-9A-Fa-f]{2}$/;
 
 function hex4(v: string | undefined): string | null {
   if (v === undefined) return null;
@@ -58,6 +59,20 @@ function int(v: string | undefined): number | null {
 // bytes are readable without CAP_SYS_ADMIN (pci-sysfs.c pci_read_config).
 const PCI_REVISION_ID = 0x08;
 const PCI_HEADER_TYPE = 0x0e;
+
+// The last reset_method read and its methods: the VFs of a PF read the same line, so they share
+// one (frozen) list instead of thousands of equal ones.
+let lastReset: string | undefined;
+let lastResetMethods: readonly string[] = Object.freeze([]);
+
+/** reset_method_show (pci.c) prints the methods in order, space-separated. */
+function resetMethodsOf(reset: string): readonly string[] {
+  if (reset !== lastReset) {
+    lastReset = reset;
+    lastResetMethods = Object.freeze(reset.trim().split(/\s+/).filter(Boolean));
+  }
+  return lastResetMethods;
+}
 
 /** Header type inferred from the class when config space cannot be read (bridges are 1/2). */
 function headerTypeOfClass(cls: string): number {
@@ -107,9 +122,11 @@ function vfsByRoutingId(
   if (offset === undefined || stride === undefined) return undefined;
   if (!/^\d{1,5}$/.test(offset) || !/^\d{1,5}$/.test(stride)) return undefined;
   const parent = dir.rel.slice(0, dir.rel.lastIndexOf('/'));
+  const pf = routingIdOf(address);
+  if (pf === undefined) return undefined;
   const out: { vf: string; dir: string }[] = [];
   for (const n of ids) {
-    const vf = vfRoutingAddress(address, Number(offset), Number(stride), n);
+    const vf = vfRoutingAddress(pf, Number(offset), Number(stride), n);
     if (vf === undefined) return undefined;
     out.push({ vf, dir: `${parent}/${vf}` });
   }
@@ -133,18 +150,20 @@ export function readPciDevice(
   const dir = root.at(known.dir ?? root.linkTarget(link) ?? link);
   const modalias = dir.readAttr('modalias');
   if (modalias === undefined && !dir.exists()) return undefined;
-  const m = modalias === undefined ? null : MODALIAS.exec(modalias);
+  // The fields have fixed widths (%08X, %02X): sliced from one lower-cased copy, not captured
+  // (five strings and a match array fewer per device, thousands of VFs).
+  const ids = modalias !== undefined && MODALIAS.test(modalias) ? modalias.toLowerCase() : null;
   let vendor: string | null,
     device: string | null,
     sv: string | null,
     sd: string | null,
     cls: string | null;
-  if (m) {
-    vendor = m[1]!.toLowerCase();
-    device = m[2]!.toLowerCase();
-    sv = m[3]!.toLowerCase();
-    sd = m[4]!.toLowerCase();
-    cls = (m[5]! + m[6]! + m[7]!).toLowerCase();
+  if (ids !== null) {
+    vendor = ids.slice(9, 13);
+    device = ids.slice(18, 22);
+    sv = ids.slice(28, 32);
+    sd = ids.slice(38, 42);
+    cls = ids.slice(44, 46) + ids.slice(48, 50) + ids.slice(51, 53);
   } else {
     vendor = hex4(dir.readAttr('vendor'));
     device = hex4(dir.readAttr('device'));
@@ -239,14 +258,14 @@ export function readPciDevice(
     subsystemDevice: sd,
     class: klass,
     revision,
-    modalias: m ? modalias! : null,
+    modalias: ids !== null ? modalias! : null,
     headerType: htByte !== undefined ? htByte & 0x7f : headerTypeOfClass(klass),
     driver,
     // The kernel prints `(null)` for an unset override; a set one is printed with a newline.
     driverOverride: override === undefined || override === '(null)' ? null : override,
     iommuGroup: dir.linkName('iommu_group') ?? null,
     numaNode: int(dir.readAttr('numa_node')),
-    resetMethods: reset === undefined ? null : reset.trim().split(/\s+/).filter(Boolean),
+    resetMethods: reset === undefined ? null : resetMethodsOf(reset),
     sriov,
     physfn,
     vfioDev,

@@ -265,10 +265,15 @@ export function netdevInUse(n: NetdevUse): string[] {
 /** Every reason the host itself is using this device (or a function below it), or []. */
 export function deviceInUse(use: HostUse, address: string, bootVga: boolean): string[] {
   const why: string[] = [];
-  for (const n of use.netdevs.get(address) ?? []) why.push(...netdevInUse(n));
-  for (const b of use.blockdevs.get(address) ?? []) why.push(...blockInUse(b));
-  for (const f of use.filesystems.get(address) ?? [])
-    why.push(`9p filesystem '${f.tag}' is mounted on ${f.mountpoints.join(', ')}`);
+  const netdevs = use.netdevs.get(address);
+  const blockdevs = use.blockdevs.get(address);
+  const filesystems = use.filesystems.get(address);
+  // Most functions (thousands of VFs) have none of these: no iterators for them.
+  if (netdevs) for (const n of netdevs) why.push(...netdevInUse(n));
+  if (blockdevs) for (const b of blockdevs) why.push(...blockInUse(b));
+  if (filesystems)
+    for (const f of filesystems)
+      why.push(`9p filesystem '${f.tag}' is mounted on ${f.mountpoints.join(', ')}`);
   if (bootVga) why.push('it is the boot VGA device (the console may be on it)');
   return why;
 }

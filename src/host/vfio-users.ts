@@ -51,6 +51,8 @@ export function holdersOf(
   users: VfioUsers,
   dev: { readonly iommuGroup: string | null; readonly vfioDev: string | null },
 ): { node: string; pid: number; comm: string }[] {
+  // The usual host: nobody holds any VFIO node (or they were not read), thousands of devices.
+  if (users.size === 0) return [];
   return vfioNodesOf(dev).flatMap((node) =>
     (users.get(node) ?? []).map((u) => ({ node, pid: u.pid, comm: u.comm })),
   );

@@ -81,11 +81,16 @@ export function fnmatch(pattern: string, s: string): boolean {
   return m instanceof RegExp ? m.test(s) : starsMatch(m, s);
 }
 
+const NORMALIZE_CHARS = /[-[\]]/;
+
 /**
  * kmod's alias_normalize(): `-` becomes `_` outside bracket expressions; an unmatched `]` or an
  * unterminated `[` makes the alias invalid (depmod skips such patterns with a warning).
  */
 export function aliasNormalize(alias: string): string | null {
+  // Nearly every alias and modalias has neither: itself, without a copy built a character at a
+  // time (every index entry and every modalias asked about passes here).
+  if (!NORMALIZE_CHARS.test(alias)) return alias;
   let out = '';
   for (let i = 0; i < alias.length; i++) {
     const c = alias[i]!;

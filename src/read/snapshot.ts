@@ -214,7 +214,8 @@ export function readSnapshot(root: HostRoot, opts: ReadOptions = {}): Snapshot {
     diag.warn('kernel release unknown: no --kernel and no /proc/sys/kernel/osrelease');
   const devices = new Map<string, PciDevice>();
   const names = opts.only ?? root.list('/sys/bus/pci/devices').filter(isPciAddress).sort();
-  const want = new Set(names);
+  // What is queued already: only a read of named devices adds to the queue.
+  const want = new Set(opts.only ? names : []);
   // Every device (or many): one directory read per driver and the PFs' virtfn links answer
   // what would otherwise be two or three link reads per device (thousands of VFs).
   const drivers = !opts.only || names.length >= 64 ? boundDrivers(root) : undefined;

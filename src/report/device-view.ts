@@ -82,7 +82,7 @@ export function deviceView(
     driver: d.driver,
     driverOverride: d.driverOverride,
     iommuGroup: d.iommuGroup,
-    iommuGroupPeers: [...peers],
+    iommuGroupPeers: peers,
     numaNode: d.numaNode,
     resetMethods: d.resetMethods ? [...d.resetMethods] : null,
     sriov: d.sriov ? { ...d.sriov, vfs: [...d.sriov.vfs] } : null,

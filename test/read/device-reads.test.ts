@@ -274,3 +274,47 @@ test('a /sys/class/vfio-dev link of another shape: every device is looked at ins
     'looked into the device',
   );
 });
+
+test('ids and class come from the modalias, field by field, as the attribute files give them', () => {
+  const f = Fixture.create();
+  fixtures.push(f);
+  f.kernel('6.12.0-test');
+  // Every field different, with hex letters: a field taken from its neighbour's place shows.
+  f.device({
+    address: '0000:07:00.0',
+    vendor: '1ab3',
+    device: 'c0de',
+    subsystemVendor: 'face',
+    subsystemDevice: '0bad',
+    class: '12ef34',
+    iommuGroup: '3',
+  });
+  // A modalias of another shape (a wider id): the attribute files are read instead.
+  f.device({
+    address: '0000:08:00.0',
+    vendor: '8086',
+    device: '1572',
+    subsystemVendor: '8086',
+    subsystemDevice: '0001',
+    class: '020000',
+    iommuGroup: '4',
+  });
+  f.tree.write(
+    '/sys/devices/pci0000:00/0000:08:00.0/modalias',
+    'pci:v00018086d00001572sv00008086sd00000001bc02sc00i00\n',
+  );
+  const snap = readSnapshot(new HostRoot(f.dir));
+  const fields = (a: string) => {
+    const d = snap.devices.get(a)!;
+    return [d.vendor, d.device, d.subsystemVendor, d.subsystemDevice, d.class, d.modalias];
+  };
+  assert.deepEqual(fields('0000:07:00.0'), [
+    '1ab3',
+    'c0de',
+    'face',
+    '0bad',
+    '12ef34',
+    'pci:v00001AB3d0000C0DEsv0000FACEsd00000BADbc12scEFi34',
+  ]);
+  assert.deepEqual(fields('0000:08:00.0'), ['8086', '1572', '8086', '0001', '020000', null]);
+});
