@@ -311,8 +311,8 @@ export function parseModulesAlias(
  * v6.18 put device-table aliases here; before that only explicit MODULE_ALIAS() strings.
  */
 export function parseBuiltinModinfo(text: string, where: string, col: AliasCollector): void {
-  // Record by record without splitting the file (~1,500 records, a few of them aliases): `n` is
-  // the record's number, counted up to each record that has `.alias=` in it.
+  // Record by record without splitting the file (Debian 6.1's: 1,061 records, 62 of them
+  // aliases): `n` is the record's number, counted up to each record that has `.alias=` in it.
   let n = 1;
   let counted = 0;
   for (let hit = text.indexOf('.alias='); hit >= 0; ) {
