@@ -280,18 +280,39 @@ export interface ResolveOptions {
 // showed in allocation profiles of 4,115).
 const resolved = new WeakMap<Snapshot, WeakMap<PciDevice, (Resolution | undefined)[]>>();
 
+// Devices that resolveNow cannot tell apart share one resolution: the 255 VFs of a PF have one
+// modalias (their raw candidates), header type and PF. Everything resolveNow reads of a device
+// is in the key: its raw candidates (by modalias and vendor:device), header type, enabled VFs
+// and PF (whose driver is the snapshot's), and the options. The rest is the snapshot's.
+const shared = new WeakMap<Snapshot, WeakMap<readonly RawCandidate[], Map<string, Resolution>>>();
+
 export function resolve(dev: PciDevice, snap: Snapshot, opts: ResolveOptions = {}): Resolution {
   let bySnap = resolved.get(snap);
   if (!bySnap) resolved.set(snap, (bySnap = new WeakMap()));
   let byDev = bySnap.get(dev);
   if (!byDev) bySnap.set(dev, (byDev = [undefined, undefined, undefined, undefined]));
   const slot = (opts.ignoreSriovEnabled ? 2 : 0) + (opts.explain ? 1 : 0);
-  return (byDev[slot] ??= resolveNow(dev, snap, opts));
+  const known = byDev[slot];
+  if (known) return known;
+  const raw = rawCandidates(dev, snap.modules);
+  let byRaw = shared.get(snap);
+  if (!byRaw) shared.set(snap, (byRaw = new WeakMap()));
+  let alike = byRaw.get(raw);
+  if (!alike) byRaw.set(raw, (alike = new Map()));
+  const key = `${slot} ${dev.headerType} ${dev.sriov?.numVfs ?? 0} ${dev.physfn}`;
+  let r = alike.get(key);
+  if (!r) alike.set(key, (r = resolveNow(dev, snap, opts, raw)));
+  byDev[slot] = r;
+  return r;
 }
 
-function resolveNow(dev: PciDevice, snap: Snapshot, opts: ResolveOptions): Resolution {
+function resolveNow(
+  dev: PciDevice,
+  snap: Snapshot,
+  opts: ResolveOptions,
+  raw: readonly RawCandidate[],
+): Resolution {
   const mods = snap.modules;
-  const raw = rawCandidates(dev, mods);
   const candidates: Candidate[] = raw.map((c) => {
     const { reason, notes } = assess(c.module, dev, snap, opts);
     return {

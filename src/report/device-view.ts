@@ -95,7 +95,8 @@ export function deviceView(
     bootVga: d.bootVga,
     inUse: deviceInUse(snap.use, d.address, d.bootVga),
     vfioUsers: holdersOf(snap.vfioUsers, d),
-    vfio: r.vfio,
+    // A copy: the resolution may be shared by many devices (the VFs of one PF).
+    vfio: r.vfio && { module: r.vfio.module, driver: r.vfio.driver },
     vfioReason: r.reason,
   };
   if (withCandidates) (v.candidates = [...r.candidates]), (v.explanation = [...r.explanation]);

@@ -6,6 +6,7 @@ import { readSnapshot } from '../../src/read/snapshot';
 import { resolve, wildcardCount } from '../../src/match/resolve';
 import { e1000e, virtioNet } from '../support/devices';
 import { cli } from '../support/cli';
+import { deviceView } from '../../src/report/device-view';
 
 const fixtures: Fixture[] = [];
 afterEach(() => fixtures.splice(0).forEach((f) => f.cleanup()));
@@ -365,4 +366,53 @@ test('malformed modules.alias and modprobe.d lines are skipped with a warning', 
   assert.ok(
     snap.warnings.some((w) => /x\.conf:2: unknown modprobe\.d command 'frobnicate'/.test(w)),
   );
+});
+
+test('devices resolveNow cannot tell apart share one resolution; one input apart, each gets its own', () => {
+  const f = host().modulesAlias([ALIASES.vfioPci, ...ALIASES.qat]);
+  const qat = (address: string, device: string, group: number, more: object) =>
+    f.device({
+      address,
+      vendor: '8086',
+      device,
+      class: '0b4000',
+      iommuGroup: String(group),
+      ...more,
+    });
+  // PF A on a QAT PF driver with two VFs; PF C alike but with no VF enabled; PF B unbound with one
+  // VF; a non-VF with a VF's id. The VFs share one modalias, as do the PFs.
+  qat('0000:6b:00.0', '4940', 20, { driver: '4xxx', sriov: { totalVfs: 16, numVfs: 2 } });
+  qat('0000:6b:00.1', '4941', 21, { physfn: '0000:6b:00.0' });
+  qat('0000:6b:00.2', '4941', 22, { physfn: '0000:6b:00.0' });
+  qat('0000:6c:00.0', '4940', 23, { sriov: { totalVfs: 16, numVfs: 1 } });
+  qat('0000:6c:00.1', '4941', 24, { physfn: '0000:6c:00.0' });
+  qat('0000:6d:00.0', '4940', 25, { driver: '4xxx', sriov: { totalVfs: 16, numVfs: 0 } });
+  qat('0000:6e:00.0', '4941', 26, {});
+  const snap = readSnapshot(new HostRoot(f.dir));
+  const all = [...snap.devices.values()];
+  const together = new Map(all.map((d) => [d.address, resolve(d, snap, { explain: true })]));
+  // Each device resolved first in a snapshot of its own: nothing shared yet.
+  for (const d of all) {
+    const own = readSnapshot(new HostRoot(f.dir));
+    assert.deepEqual(
+      together.get(d.address),
+      resolve(own.devices.get(d.address)!, own, { explain: true }),
+      d.address,
+    );
+  }
+  const r = (a: string) => together.get(a)!;
+  assert.equal(r('0000:6b:00.1'), r('0000:6b:00.2'), 'the VFs of one PF share a resolution');
+  assert.equal(r('0000:6b:00.1').vfio?.module, 'qat_vfio_pci');
+  assert.equal(r('0000:6c:00.1').vfio?.module, 'vfio_pci', 'a VF of an unbound PF');
+  assert.match(r('0000:6c:00.1').candidates[0]!.reason!, /PF 0000:6c:00.0 is on no driver/);
+  assert.match(r('0000:6e:00.0').candidates[0]!.reason!, /only SR-IOV VFs/);
+  assert.match(r('0000:6b:00.0').reason!, /2 VFs enabled/);
+  assert.match(r('0000:6c:00.0').reason!, /1 VFs enabled/);
+  assert.equal(r('0000:6d:00.0').vfio?.module, 'vfio_pci', 'a PF with no VF enabled');
+  // Views copy what they show of it: one view's change is not another's.
+  const views = ['0000:6b:00.1', '0000:6b:00.2'].map((a) =>
+    deviceView(snap.devices.get(a)!, snap, null, false),
+  );
+  views[0]!.vfio!.driver = 'changed';
+  assert.equal(views[1]!.vfio!.driver, 'qat_vfio_pci');
 });
