@@ -1024,6 +1024,14 @@ function report(x: ReportInput): string {
   });
 
   const m = x.machine;
+  // lspci does the same fixed work every round, in C: its spread is the machine's, not vfioctl's.
+  // The load average cannot show a neighbour on the same host taking the CPU from this guest.
+  const steadiness = (): string => {
+    const s = row('lspci').stats;
+    if (!s || row('lspci').failed || row('lspci').cmd.unavailable) return 'not measured (no lspci)';
+    const spread = s.max / s.min;
+    return `lspci, the same work each round, took ${fmtMs(s.min)} to ${fmtMs(s.max)} (slowest / fastest ${spread.toFixed(2)}): ${spread <= 1.2 ? 'steady' : '**disturbed**: a ratio within a few percent of its goal is not settled by this run'}`;
+  };
   const L: string[] = [];
   L.push('# vfioctl benchmark results', '');
   L.push(
@@ -1042,6 +1050,7 @@ function report(x: ReportInput): string {
     `| peers | ${m.peers} |`,
     `| environment | ${m.environment} |`,
     `| load | ${m.load}; the table's commands share the machine with whatever else ran |`,
+    `| steadiness | ${steadiness()} |`,
   );
   L.push('');
   L.push('## Host tree', '');
