@@ -23,7 +23,59 @@ import { libvirtHookCommand, libvirtXmlCommand } from './libvirt';
 // biome-ignore lint/suspicious/noExplicitAny: commander's action arguments
 type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
 
-export function buildProgram(io: Io, setExit: (code: number) => void): Command {
+/** Every command buildProgram defines (test/cli/main-subset.test.ts holds the two together). */
+export const COMMAND_NAMES: ReadonlySet<string> = new Set([
+  'list',
+  'show',
+  'bind',
+  'unbind',
+  'recover',
+  'doctor',
+  'set',
+  'unset',
+  'apply',
+  'status',
+  'install',
+  'libvirt-hook',
+  'libvirt-xml',
+  'config',
+  'agent',
+  'import-driverctl',
+  'set-override',
+  'unset-override',
+  'load-override',
+  'list-devices',
+  'list-overrides',
+]);
+
+/** The global options (before the command) that take a value, and those that take none. */
+const GLOBAL_WITH_VALUE = new Set(['--root', '--host-root', '--kernel', '--wait', '-b', '--bus']);
+const GLOBAL_FLAGS = new Set(['--nosave', '--noprobe', '-v', '--verbose', '--debug']);
+
+/**
+ * The command argv invokes, when that is certain from the global options before it; otherwise
+ * (help, --version, an unknown word or option, `--`) undefined, and the whole program is built, so
+ * commander answers exactly as it always has.
+ */
+export function invokedCommand(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const t = argv[i] as string;
+    if (!t.startsWith('-')) return COMMAND_NAMES.has(t) ? t : undefined;
+    if (GLOBAL_FLAGS.has(t)) continue;
+    if (GLOBAL_WITH_VALUE.has(t)) i++;
+    else if (!(t.startsWith('--') && GLOBAL_WITH_VALUE.has(t.slice(0, t.indexOf('='))))) return;
+  }
+  return undefined;
+}
+
+/**
+ * The command line. With `only`, just that command is defined beside the global options: a
+ * subcommand's parsing, help and errors never look at its siblings, and each short call then
+ * skips making ~20 commands' options (~200 KB of the young generation, which otherwise fills
+ * during a small host's `show` and costs a scavenge).
+ */
+export function buildProgram(io: Io, setExit: (code: number) => void, only?: string): Command {
+  const want = (name: string) => only === undefined || only === name;
   const program = new Command('vfioctl');
   program
     .description('Put PCI devices on the right VFIO driver: variant-aware, ID-table-checked, safe.')
@@ -81,18 +133,20 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       }
     };
 
-  program
-    .command('list')
-    .description('list PCI devices with their driver and best VFIO driver (read-only)')
-    .option('--json', 'print a JSON array (schema/device.schema.json)')
-    .action(wrap((ctx, opts) => listCommand(ctx, opts)));
+  if (want('list'))
+    program
+      .command('list')
+      .description('list PCI devices with their driver and best VFIO driver (read-only)')
+      .option('--json', 'print a JSON array (schema/device.schema.json)')
+      .action(wrap((ctx, opts) => listCommand(ctx, opts)));
 
-  program
-    .command('show')
-    .description('show one device and every matching VFIO driver candidate, best first')
-    .argument('<device>', 'PCI address: DOMAIN:BUS:DEV.FN or BUS:DEV.FN')
-    .option('--json', 'print one JSON object')
-    .action(wrap((ctx, device, opts) => showCommand(ctx, device, opts)));
+  if (want('show'))
+    program
+      .command('show')
+      .description('show one device and every matching VFIO driver candidate, best first')
+      .argument('<device>', 'PCI address: DOMAIN:BUS:DEV.FN or BUS:DEV.FN')
+      .option('--json', 'print one JSON object')
+      .action(wrap((ctx, device, opts) => showCommand(ctx, device, opts)));
 
   // Bulk selection: the same selectors as the configuration's rules (vfioctl.json(5)).
   const selectorOpts = (c: Command) =>
@@ -107,44 +161,50 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       )
       .option('--vfs-of <pf>', 'every SR-IOV virtual function of this physical function');
 
-  selectorOpts(
-    program
-      .command('bind')
-      .description('bind devices to the best VFIO driver (or --driver NAME), safely, with rollback')
-      .argument('[device...]', 'PCI addresses or network interface names'),
-  )
-    .option('--driver <name>', "'vfio' (the best usable VFIO driver) or a driver name", 'vfio')
-    .option('--dry-run', 'print the exact steps and every failing check; change nothing')
-    .option('--force', 'go ahead despite refusals that can be overridden')
-    .option('--group', 'move every member of the IOMMU group (bridges excluded)')
-    .option(
-      '--owner <user[:group]>',
-      "hand the device's VFIO nodes to this user (an unprivileged VMM)",
+  if (want('bind'))
+    selectorOpts(
+      program
+        .command('bind')
+        .description(
+          'bind devices to the best VFIO driver (or --driver NAME), safely, with rollback',
+        )
+        .argument('[device...]', 'PCI addresses or network interface names'),
     )
-    .option('--json', 'print JSON results')
-    .action(wrap((ctx, devices, opts) => bindCommand(ctx, devices, opts)));
+      .option('--driver <name>', "'vfio' (the best usable VFIO driver) or a driver name", 'vfio')
+      .option('--dry-run', 'print the exact steps and every failing check; change nothing')
+      .option('--force', 'go ahead despite refusals that can be overridden')
+      .option('--group', 'move every member of the IOMMU group (bridges excluded)')
+      .option(
+        '--owner <user[:group]>',
+        "hand the device's VFIO nodes to this user (an unprivileged VMM)",
+      )
+      .option('--json', 'print JSON results')
+      .action(wrap((ctx, devices, opts) => bindCommand(ctx, devices, opts)));
 
-  selectorOpts(
+  if (want('unbind'))
+    selectorOpts(
+      program
+        .command('unbind')
+        .description('give devices back to their host driver')
+        .argument('[device...]', 'PCI addresses or network interface names'),
+    )
+      .option('--dry-run', 'print the exact steps; change nothing')
+      .option('--json', 'print JSON results')
+      .action(wrap((ctx, devices, opts) => unbindCommand(ctx, devices, opts)));
+
+  if (want('recover'))
     program
-      .command('unbind')
-      .description('give devices back to their host driver')
-      .argument('[device...]', 'PCI addresses or network interface names'),
-  )
-    .option('--dry-run', 'print the exact steps; change nothing')
-    .option('--json', 'print JSON results')
-    .action(wrap((ctx, devices, opts) => unbindCommand(ctx, devices, opts)));
+      .command('recover')
+      .description('repair devices left half-done by an interrupted vfioctl')
+      .option('--json', 'print JSON')
+      .action(wrap((ctx, opts) => recoverCommand(ctx, opts)));
 
-  program
-    .command('recover')
-    .description('repair devices left half-done by an interrupted vfioctl')
-    .option('--json', 'print JSON')
-    .action(wrap((ctx, opts) => recoverCommand(ctx, opts)));
-
-  program
-    .command('doctor')
-    .description('can this host do VFIO at all, and why not')
-    .option('--json', 'print JSON')
-    .action(wrap((ctx, opts) => doctorCommand(ctx, opts)));
+  if (want('doctor'))
+    program
+      .command('doctor')
+      .description('can this host do VFIO at all, and why not')
+      .option('--json', 'print JSON')
+      .action(wrap((ctx, opts) => doctorCommand(ctx, opts)));
 
   const persistOpts = (c: Command) =>
     c
@@ -153,174 +213,187 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       .option('--dry-run', 'print what would be saved and the exact steps; change nothing')
       .option('--json', 'print JSON results');
 
-  selectorOpts(
-    persistOpts(
-      program
-        .command('set')
-        .description(
-          "configure DEVICE's intent (vfio | none | host | DRIVER) in /etc/vfioctl/vfioctl.json and apply it",
-        )
-        .argument(
-          '<device>',
-          'PCI address or network interface name (with --id, --class or --vfs-of: the intent)',
-        )
-        .argument(
-          '[intent]',
-          "'vfio' (best usable VFIO driver, re-resolved per kernel), 'none' (no driver), 'host' (its host driver, exempt from broader rules) or a driver name",
-        ),
-    )
-      .option(
-        '--group',
-        "configure and apply every member of DEVICE's IOMMU group (bridges excluded), all or nothing",
+  if (want('set'))
+    selectorOpts(
+      persistOpts(
+        program
+          .command('set')
+          .description(
+            "configure DEVICE's intent (vfio | none | host | DRIVER) in /etc/vfioctl/vfioctl.json and apply it",
+          )
+          .argument(
+            '<device>',
+            'PCI address or network interface name (with --id, --class or --vfs-of: the intent)',
+          )
+          .argument(
+            '[intent]',
+            "'vfio' (best usable VFIO driver, re-resolved per kernel), 'none' (no driver), 'host' (its host driver, exempt from broader rules) or a driver name",
+          ),
       )
-      .option('--force', 'apply despite refusals that can be overridden (as bind --force)')
-      .option(
-        '--acknowledge-broad-match',
-        'with --id or --class: add "acknowledgeBroadMatch": true to the rule, so the boot applies it too',
-      ),
-  ).action(wrap((ctx, device, intent, opts) => setCommand(ctx, device, intent, opts)));
-
-  selectorOpts(
-    persistOpts(
-      program
-        .command('unset')
-        .description(
-          "remove DEVICE's rule (or an --id, --class or --vfs-of rule) and return its devices to their host drivers",
+        .option(
+          '--group',
+          "configure and apply every member of DEVICE's IOMMU group (bridges excluded), all or nothing",
         )
-        .argument('[device]', 'PCI address or network interface name'),
-    ),
-  ).action(wrap((ctx, device, opts) => unsetCommand(ctx, device, opts)));
+        .option('--force', 'apply despite refusals that can be overridden (as bind --force)')
+        .option(
+          '--acknowledge-broad-match',
+          'with --id or --class: add "acknowledgeBroadMatch": true to the rule, so the boot applies it too',
+        ),
+    ).action(wrap((ctx, device, intent, opts) => setCommand(ctx, device, intent, opts)));
 
-  program
-    .command('apply')
-    .description('converge devices to the configuration (all configured devices, or those named)')
-    .argument('[device...]', 'PCI addresses (default: every configured device)')
-    .option('--dry-run', 'print the exact steps and every failing check; change nothing')
-    .option(
-      '--boot',
-      'boot mode (the late unit): never touch boot devices (fstab, crypttab, root=); broad rules need acknowledgeBroadMatch',
-    )
-    .option(
-      '--guard-boot-devices',
-      'never touch the devices the host boots from (fstab, crypttab, root=, resume=), whatever a rule matches',
-    )
-    .option(
-      '--config <file>',
-      'use this configuration file (a path on the running system) instead of /etc/vfioctl/vfioctl.json',
-    )
-    .option('--json', 'print JSON results')
-    .action(wrap((ctx, devices, opts) => applyCommand(ctx, devices, opts)));
+  if (want('unset'))
+    selectorOpts(
+      persistOpts(
+        program
+          .command('unset')
+          .description(
+            "remove DEVICE's rule (or an --id, --class or --vfs-of rule) and return its devices to their host drivers",
+          )
+          .argument('[device]', 'PCI address or network interface name'),
+      ),
+    ).action(wrap((ctx, device, opts) => unsetCommand(ctx, device, opts)));
 
-  program
-    .command('status')
-    .description(
-      'configured devices: intent, what it resolves to now and at the last apply, live driver, boot outcome, drift',
-    )
-    .option(
-      '--config <file>',
-      'use this configuration file (a path on the running system) instead of /etc/vfioctl/vfioctl.json',
-    )
-    .option('--json', 'print JSON')
-    .action(wrap((ctx, opts) => statusCommand(ctx, opts)));
+  if (want('apply'))
+    program
+      .command('apply')
+      .description('converge devices to the configuration (all configured devices, or those named)')
+      .argument('[device...]', 'PCI addresses (default: every configured device)')
+      .option('--dry-run', 'print the exact steps and every failing check; change nothing')
+      .option(
+        '--boot',
+        'boot mode (the late unit): never touch boot devices (fstab, crypttab, root=); broad rules need acknowledgeBroadMatch',
+      )
+      .option(
+        '--guard-boot-devices',
+        'never touch the devices the host boots from (fstab, crypttab, root=, resume=), whatever a rule matches',
+      )
+      .option(
+        '--config <file>',
+        'use this configuration file (a path on the running system) instead of /etc/vfioctl/vfioctl.json',
+      )
+      .option('--json', 'print JSON results')
+      .action(wrap((ctx, devices, opts) => applyCommand(ctx, devices, opts)));
 
-  program
-    .command('install')
-    .description(
-      'install the boot layers: per-kernel maps, early unit, udev rule, initramfs hooks, late apply unit',
-    )
-    .option('--dry-run', 'list the files that would be written or removed; change nothing')
-    .option('--uninstall', 'remove everything install wrote')
-    .option(
-      '--refresh',
-      'only regenerate the boot maps and udev rule (for --kernel REL, or every installed kernel)',
-    )
-    .option(
-      '--exec <path>',
-      'the vfioctl the units run (default: this one); must be root-owned; not with the Debian package',
-    )
-    .option(
-      '--config <file>',
-      'make the boot maps from this configuration file (a path on the running system)',
-    )
-    .option(
-      '--libvirt',
-      'only the libvirt qemu hook, /etc/libvirt/hooks/qemu.d/50-vfioctl (with --uninstall: remove it)',
-    )
-    .option('--json', 'print JSON')
-    .action(wrap((ctx, opts) => installCommand(ctx, opts)));
+  if (want('status'))
+    program
+      .command('status')
+      .description(
+        'configured devices: intent, what it resolves to now and at the last apply, live driver, boot outcome, drift',
+      )
+      .option(
+        '--config <file>',
+        'use this configuration file (a path on the running system) instead of /etc/vfioctl/vfioctl.json',
+      )
+      .option('--json', 'print JSON')
+      .action(wrap((ctx, opts) => statusCommand(ctx, opts)));
 
-  program
-    .command('libvirt-hook')
-    .description(
-      "libvirt's qemu hook (/etc/libvirt/hooks/qemu.d/50-vfioctl): binds a domain's managed='no' PCI hostdevs at prepare begin, gives them back at release end; domain XML on stdin; prints nothing on stdout",
-    )
-    .argument('<guest>', 'the domain name (libvirt passes it first)')
-    .argument('<operation>', 'prepare, release, ... (only prepare and release act)')
-    .argument('<sub-operation>', 'begin, end, ...')
-    .argument('[extra...]', "libvirt's extra argument ('-')")
-    .action(wrap((ctx, guest, operation, sub) => libvirtHookCommand(ctx, guest, operation, sub)));
+  if (want('install'))
+    program
+      .command('install')
+      .description(
+        'install the boot layers: per-kernel maps, early unit, udev rule, initramfs hooks, late apply unit',
+      )
+      .option('--dry-run', 'list the files that would be written or removed; change nothing')
+      .option('--uninstall', 'remove everything install wrote')
+      .option(
+        '--refresh',
+        'only regenerate the boot maps and udev rule (for --kernel REL, or every installed kernel)',
+      )
+      .option(
+        '--exec <path>',
+        'the vfioctl the units run (default: this one); must be root-owned; not with the Debian package',
+      )
+      .option(
+        '--config <file>',
+        'make the boot maps from this configuration file (a path on the running system)',
+      )
+      .option(
+        '--libvirt',
+        'only the libvirt qemu hook, /etc/libvirt/hooks/qemu.d/50-vfioctl (with --uninstall: remove it)',
+      )
+      .option('--json', 'print JSON')
+      .action(wrap((ctx, opts) => installCommand(ctx, opts)));
 
-  program
-    .command('libvirt-xml')
-    .description("print <hostdev managed='no'> elements for devices a vfioctl rule keeps on VFIO")
-    .argument('<device...>', 'PCI addresses')
-    .option(
-      '--driver-model',
-      "add <driver model='NAME'/> when the device's VFIO driver is a variant (libvirt >= 10)",
-    )
-    .option('--json', 'print JSON')
-    .action(wrap((ctx, devices, opts) => libvirtXmlCommand(ctx, devices, opts)));
+  if (want('libvirt-hook'))
+    program
+      .command('libvirt-hook')
+      .description(
+        "libvirt's qemu hook (/etc/libvirt/hooks/qemu.d/50-vfioctl): binds a domain's managed='no' PCI hostdevs at prepare begin, gives them back at release end; domain XML on stdin; prints nothing on stdout",
+      )
+      .argument('<guest>', 'the domain name (libvirt passes it first)')
+      .argument('<operation>', 'prepare, release, ... (only prepare and release act)')
+      .argument('<sub-operation>', 'begin, end, ...')
+      .argument('[extra...]', "libvirt's extra argument ('-')")
+      .action(wrap((ctx, guest, operation, sub) => libvirtHookCommand(ctx, guest, operation, sub)));
 
-  program
-    .command('config')
-    .description('check a configuration file: exit 0 when valid, 2 with every problem')
-    .argument('<action>', 'check')
-    .argument('<file>', 'the configuration file (a path on the running system)')
-    .option('--json', 'print {file, valid, problems, rules}')
-    .action(wrap((ctx, action, file, opts) => configCommand(ctx, action, file, opts)));
+  if (want('libvirt-xml'))
+    program
+      .command('libvirt-xml')
+      .description("print <hostdev managed='no'> elements for devices a vfioctl rule keeps on VFIO")
+      .argument('<device...>', 'PCI addresses')
+      .option(
+        '--driver-model',
+        "add <driver model='NAME'/> when the device's VFIO driver is a variant (libvirt >= 10)",
+      )
+      .option('--json', 'print JSON')
+      .action(wrap((ctx, devices, opts) => libvirtXmlCommand(ctx, devices, opts)));
 
-  program
-    .command('agent')
-    .description(
-      'the node agent (a DaemonSet pod): make a policy file the host configuration, apply it, then watch for drift',
-    )
-    .option(
-      '--policy <file>',
-      'the policy (a vfioctl.json mounted from a ConfigMap; a path on the running system)',
-    )
-    .option('--interval <seconds>', 'drift poll interval (default 60)')
-    .option(
-      '--jitter <seconds>',
-      'up to this much random delay added to each poll (default a tenth of the interval)',
-    )
-    .option('--reapply', 're-apply when status shows drift (default: report it and go NotReady)')
-    .option(
-      '--ready-file <file>',
-      `the readiness file the probe reads (default /run/vfioctl-agent/ready.json, in the container)`,
-    )
-    .option(
-      '--stop-file <file>',
-      'emergency stop: while this file exists on the host nothing is applied (default /etc/vfioctl/agent-stop, under --root)',
-    )
-    .option(
-      '--features-file <file>',
-      'node-feature-discovery feature file on the host (default /etc/kubernetes/node-feature-discovery/features.d/vfioctl)',
-    )
-    .option('--no-features', 'publish no node-feature-discovery labels')
-    .option('--once', 'converge once and exit: 0 ready, 2 invalid policy, 3 refused, 1 otherwise')
-    .option('--probe', 'readiness probe: exit 0 when the running agent reports Ready, 1 otherwise')
-    .action(wrap((ctx, opts) => agentCommand(ctx, opts)));
+  if (want('config'))
+    program
+      .command('config')
+      .description('check a configuration file: exit 0 when valid, 2 with every problem')
+      .argument('<action>', 'check')
+      .argument('<file>', 'the configuration file (a path on the running system)')
+      .option('--json', 'print {file, valid, problems, rules}')
+      .action(wrap((ctx, action, file, opts) => configCommand(ctx, action, file, opts)));
 
-  program
-    .command('import-driverctl')
-    .description('turn /etc/driverctl.d/* into vfioctl rules (driver names kept literally)')
-    .option(
-      '--vfio',
-      "import driverctl's vfio-pci as intent 'vfio' (the best VFIO driver, variants included)",
-    )
-    .option('--dry-run', 'print what would be imported; change nothing')
-    .option('--json', 'print JSON')
-    .action(wrap((ctx, opts) => importDriverctlCommand(ctx, opts)));
+  if (want('agent'))
+    program
+      .command('agent')
+      .description(
+        'the node agent (a DaemonSet pod): make a policy file the host configuration, apply it, then watch for drift',
+      )
+      .option(
+        '--policy <file>',
+        'the policy (a vfioctl.json mounted from a ConfigMap; a path on the running system)',
+      )
+      .option('--interval <seconds>', 'drift poll interval (default 60)')
+      .option(
+        '--jitter <seconds>',
+        'up to this much random delay added to each poll (default a tenth of the interval)',
+      )
+      .option('--reapply', 're-apply when status shows drift (default: report it and go NotReady)')
+      .option(
+        '--ready-file <file>',
+        `the readiness file the probe reads (default /run/vfioctl-agent/ready.json, in the container)`,
+      )
+      .option(
+        '--stop-file <file>',
+        'emergency stop: while this file exists on the host nothing is applied (default /etc/vfioctl/agent-stop, under --root)',
+      )
+      .option(
+        '--features-file <file>',
+        'node-feature-discovery feature file on the host (default /etc/kubernetes/node-feature-discovery/features.d/vfioctl)',
+      )
+      .option('--no-features', 'publish no node-feature-discovery labels')
+      .option('--once', 'converge once and exit: 0 ready, 2 invalid policy, 3 refused, 1 otherwise')
+      .option(
+        '--probe',
+        'readiness probe: exit 0 when the running agent reports Ready, 1 otherwise',
+      )
+      .action(wrap((ctx, opts) => agentCommand(ctx, opts)));
+
+  if (want('import-driverctl'))
+    program
+      .command('import-driverctl')
+      .description('turn /etc/driverctl.d/* into vfioctl rules (driver names kept literally)')
+      .option(
+        '--vfio',
+        "import driverctl's vfio-pci as intent 'vfio' (the best VFIO driver, variants included)",
+      )
+      .option('--dry-run', 'print what would be imported; change nothing')
+      .option('--json', 'print JSON')
+      .action(wrap((ctx, opts) => importDriverctlCommand(ctx, opts)));
 
   // driverctl's verbs, with driverctl's meaning; its options may also come before the verb.
   const dc = <T>(ctx: Context, opts: T): T => {
@@ -331,38 +404,44 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       );
     return opts;
   };
-  persistOpts(
-    program
-      .command('set-override')
-      .description('driverctl: same as set DEVICE DRIVER (the literal driver)')
-      .argument('<device>')
-      .argument('<driver>'),
-  ).action(
-    wrap((ctx, device, driver, opts) =>
-      setCommand(ctx, driverctlDevice(device), driver, dc(ctx, opts)),
-    ),
-  );
-  persistOpts(
-    program
-      .command('unset-override')
-      .description('driverctl: same as unset DEVICE')
-      .argument('<device>'),
-  ).action(wrap((ctx, device, opts) => unsetCommand(ctx, driverctlDevice(device), dc(ctx, opts))));
-  program
-    .command('load-override')
-    .description("driverctl: apply DEVICE's saved configuration (exit 1 when it has none)")
-    .argument('<device>')
-    .action(
-      wrap((ctx, device) => {
-        const address = parseAddress(driverctlDevice(device));
-        dc(ctx, {});
-        return hasAddressRule(ctx.host, address) ? applyCommand(ctx, [address], {}) : EXIT.FAILED;
-      }),
+  if (want('set-override'))
+    persistOpts(
+      program
+        .command('set-override')
+        .description('driverctl: same as set DEVICE DRIVER (the literal driver)')
+        .argument('<device>')
+        .argument('<driver>'),
+    ).action(
+      wrap((ctx, device, driver, opts) =>
+        setCommand(ctx, driverctlDevice(device), driver, dc(ctx, opts)),
+      ),
     );
+  if (want('unset-override'))
+    persistOpts(
+      program
+        .command('unset-override')
+        .description('driverctl: same as unset DEVICE')
+        .argument('<device>'),
+    ).action(
+      wrap((ctx, device, opts) => unsetCommand(ctx, driverctlDevice(device), dc(ctx, opts))),
+    );
+  if (want('load-override'))
+    program
+      .command('load-override')
+      .description("driverctl: apply DEVICE's saved configuration (exit 1 when it has none)")
+      .argument('<device>')
+      .action(
+        wrap((ctx, device) => {
+          const address = parseAddress(driverctlDevice(device));
+          dc(ctx, {});
+          return hasAddressRule(ctx.host, address) ? applyCommand(ctx, [address], {}) : EXIT.FAILED;
+        }),
+      );
   for (const [name, only] of [
     ['list-devices', false],
     ['list-overrides', true],
   ] as const) {
+    if (!want(name)) continue;
     program
       .command(name)
       .description(
@@ -388,7 +467,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
 /** Runs the CLI with argv (without node and script) and returns the exit code. */
 export async function run(argv: string[], io: Io): Promise<number> {
   let code: number = EXIT.OK;
-  const program = buildProgram(io, (c) => (code = c));
+  const program = buildProgram(io, (c) => (code = c), invokedCommand(argv));
   try {
     await program.parseAsync(argv, { from: 'user' });
     return code;
