@@ -36,12 +36,16 @@ export async function listCommand(ctx: Context, opts: { json?: boolean }): Promi
  * 60 KiB): the views and one multi-megabyte string are never all in memory at once, and one
  * stringify per batch instead of per device spares thousands of intermediate strings.
  */
-function writeJsonArray(ctx: Context, views: Iterable<DeviceView>): void {
+export function writeJsonArray(ctx: Context, views: Iterable<DeviceView>): void {
   let batch: DeviceView[] = [];
   let first = true;
-  // A batch laid out as array elements: `[\n  {...},\n  {...}\n]` without its brackets.
+  // A batch stringified is `[\n  {...},\n  {...}\n]`: the first is written without its `\n]`,
+  // each later one after a `,` and without its `[` and `\n]`. Slices of the one string, written
+  // as they are: a `,` joined onto one would make V8 copy the whole batch into a flat string.
   const flush = () => {
-    ctx.io.out((first ? '[\n' : ',\n') + JSON.stringify(batch, null, 2).slice(2, -2));
+    const s = JSON.stringify(batch, null, 2);
+    if (!first) ctx.io.out(',');
+    ctx.io.out(s.slice(first ? 0 : 1, -2));
     first = false;
     batch = [];
   };

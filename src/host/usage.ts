@@ -4,9 +4,12 @@ import type { HostRoot } from './root';
 
 export interface NetdevUse {
   readonly name: string;
-  /** IFF_UP in /sys/class/net/<if>/flags. */
+  /**
+   * IFF_UP in /sys/class/net/<if>/flags: the host configured the interface up. Its operstate is
+   * not read: an interface that is up with no carrier is still the host's, and one that is down
+   * is judged by its addresses and routes.
+   */
   readonly up: boolean;
-  readonly operstate: string | null;
   /** IPv6 addresses (/proc/net/if_inet6); IPv4 addresses show up as routes. */
   readonly addresses: readonly string[];
   /** Destinations routed through this interface (/proc/net/route, /proc/net/ipv6_route). */
@@ -201,7 +204,6 @@ export function readHostUse(root: HostRoot, only?: ReadonlySet<string>): HostUse
     addTo(netdevs, owners, {
       name,
       up: (flags & 0x1) !== 0,
-      operstate: root.readAttr(`/sys/class/net/${name}/operstate`)?.trim() ?? null,
       addresses: (inet6.get(name) ?? []).filter((a) => !a.startsWith('fe80')),
       routes: routes.get(name) ?? [],
     });

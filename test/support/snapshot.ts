@@ -105,7 +105,6 @@ export function snapshot(spec: SnapshotSpec): Snapshot {
           ns.map((n) => ({
             name: 'eth0',
             up: false,
-            operstate: null,
             addresses: [],
             routes: [],
             ...n,
