@@ -167,3 +167,28 @@ test('the cache is used, and only when root or the user owns it and its director
     fs.rmSync(i.dir, { recursive: true, force: true });
   }
 });
+
+test('--check-code-cache takes a cache only as a start would: made for this bundle, trusted, not through a symlink', () => {
+  const i = install();
+  const h = new ModelHost();
+  try {
+    assert.equal(node(i.cli, ['--write-code-cache'], { VFIOCTL_ROOT: h.f.dir }).status, 0);
+    const cache = path.join(i.dir, caches(i.dir)[0]!);
+    const check = (file: string) => node(i.cli, ['--check-code-cache', file]).status;
+    assert.equal(check(cache), 0, 'the cache --write-code-cache made');
+    const link = path.join(i.dir, 'link.code-cache');
+    fs.symlinkSync(cache, link);
+    assert.equal(check(link), 1, 'read without following a symlink, as a start reads its cache');
+    fs.rmSync(link);
+    fs.chmodSync(cache, 0o664);
+    assert.equal(check(cache), 1, 'a group-writable cache is not read');
+    fs.chmodSync(cache, 0o644);
+    const junk = path.join(i.dir, 'junk.code-cache');
+    fs.writeFileSync(junk, Buffer.alloc(4096, 7), { mode: 0o644 });
+    assert.equal(check(junk), 1, 'V8 refuses what it did not make');
+    assert.equal(check(path.join(i.dir, 'none.code-cache')), 1);
+  } finally {
+    h.cleanup();
+    fs.rmSync(i.dir, { recursive: true, force: true });
+  }
+});
