@@ -191,8 +191,7 @@ export function readPciDevice(
   const override = dir.readAttr('driver_override');
   // Only VFs have the link (pci_iov_add_virtfn): looked at before it is read, as `driver` below,
   // since a failed readlink costs a thrown error (13-18 us here against 4-5 for the lstat).
-  const physfn =
-    known.physfn ?? (dir.hasEntry('physfn') ? (dir.linkName('physfn') ?? null) : null);
+  const physfn = known.physfn ?? (dir.hasEntry('physfn') ? (dir.linkName('physfn') ?? null) : null);
   // sriov_* exist only on PFs (drivers/pci/iov.c sriov_pf_attrs_are_visible: dev_is_pf), and a
   // VF is never a PF: no reads for the thousands of VFs. Most other devices lack them too:
   // existsSync fails without the cost of a thrown ENOENT.
