@@ -84,7 +84,9 @@ function prepareRunDir(): string {
   const old = fs.readdirSync(runs).sort();
   prune(runs, new Set(old.slice(-(KEEP_RUNS - 1))));
   const dir = path.join(runs, new Date().toISOString().replace(/[:.]/g, '-'));
-  fs.mkdirSync(dir);
+  // 0755 whatever the umask: vfioctl keeps its code cache beside the launcher copied here only in
+  // a directory no one else can write (src/cli/launcher.ts).
+  fs.mkdirSync(dir, { mode: 0o755 });
   return dir;
 }
 

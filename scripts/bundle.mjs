@@ -71,7 +71,9 @@ const CLI_OPTIONS = {
 };
 const cli = await build(CLI_OPTIONS);
 // write: false leaves the output directory to us (a fresh clone has no dist/).
-mkdirSync('dist', { recursive: true });
+// 0755 under any umask: the launcher keeps its code cache here only when no one else can write
+// the directory (src/cli/launcher.ts).
+mkdirSync('dist', { recursive: true, mode: 0o755 });
 const body = trimStartUp(cli.outputFiles[0].text);
 if (!Buffer.from(body, 'latin1').equals(Buffer.from(body, 'utf8')))
   throw new Error('bundle.mjs: the bundle is not ASCII (see charset)');

@@ -58,8 +58,9 @@ function trusted(st: fs.Stats): boolean {
 /**
  * The cache's bytes when it can be trusted, else undefined (never an error: it is optional).
  * Read into `spare` when it fits: every fresh page costs a fault, and the bundle's bytes, once
- * they are a string, are not needed again. `file` is the cache or, for --check-code-cache, a new
- * one in the same directory, read the same way.
+ * they are a string, are not needed again. `file` is the cache or, for --check-code-cache, the
+ * file given (--write-code-cache's new one, beside it), read the same way; the directory checked
+ * is the cache's.
  */
 function readCache(spare: Buffer, file = cacheFile): Buffer | undefined {
   let fd: number | undefined;
@@ -137,6 +138,14 @@ async function writeCodeCache(): Promise<number> {
     throw new Error(
       `${bundleFile} is not the build this launcher was made with (its second line names another): install both from one build`,
     );
+  // A start reads a cache only from a directory it trusts (readCache): say so now, not after the
+  // work, and keep no cache nothing would read.
+  fs.mkdirSync(cacheDir, { recursive: true, mode: 0o755 });
+  const dir = fs.statSync(cacheDir);
+  if (!trusted(dir))
+    throw new Error(
+      `${cacheDir} is owned by uid ${dir.uid} with mode ${(dir.mode & 0o7777).toString(8)}: a start by this user reads a cache only from a directory root or it owns and no one else can write (chmod go-w ${cacheDir})`,
+    );
   // Whoever started this (`node vfioctl --write-code-cache` has no interpreter line), the cache is
   // for the flags a start through the interpreter line has.
   const v8 = require('node:v8') as typeof import('node:v8');
@@ -189,7 +198,6 @@ async function writeCodeCache(): Promise<number> {
   v8.setFlagsFromString('--semi-space-growth-factor=2');
   startFlags();
   const data = script.createCachedData();
-  fs.mkdirSync(cacheDir, { recursive: true, mode: 0o755 });
   const tmp = `${cacheFile}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, data, { mode: 0o644, flag: 'wx' });
   // The check a start makes, in a fresh node: accepted or not.

@@ -23,7 +23,7 @@ import { libvirtHookCommand, libvirtXmlCommand } from './libvirt';
 // biome-ignore lint/suspicious/noExplicitAny: commander's action arguments
 type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
 
-/** Every command buildProgram defines (test/cli/main-subset.test.ts holds the two together). */
+/** Every command buildProgram defines (test/cli/command-subset.test.ts holds the two together). */
 export const COMMAND_NAMES: ReadonlySet<string> = new Set([
   'list',
   'show',
@@ -62,8 +62,9 @@ export function invokedCommand(argv: readonly string[]): string | undefined {
     const t = argv[i] as string;
     if (!t.startsWith('-')) return COMMAND_NAMES.has(t) ? t : undefined;
     if (GLOBAL_FLAGS.has(t)) continue;
+    const eq = t.indexOf('=');
     if (GLOBAL_WITH_VALUE.has(t)) i++;
-    else if (!(t.startsWith('--') && GLOBAL_WITH_VALUE.has(t.slice(0, t.indexOf('='))))) return;
+    else if (!(t.startsWith('--') && eq > 0 && GLOBAL_WITH_VALUE.has(t.slice(0, eq)))) return;
   }
   return undefined;
 }

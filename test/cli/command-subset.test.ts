@@ -73,6 +73,9 @@ test('invokedCommand names the command only when the words before it are certain
     [['--root'], undefined],
     [['--root=', 'list'], 'list'],
     [['--rootx=/t', 'list'], undefined],
+    // A word one letter longer than a global option is no global option.
+    [['--roots', 'list'], undefined],
+    [['--kernelx', '6.1', 'list'], undefined],
   ];
   for (const [argv, want] of cases) assert.equal(invokedCommand(argv), want, argv.join(' '));
 });
@@ -85,6 +88,7 @@ test('each command alone answers its help and usage errors as the whole program 
       [name, '--no-such-option'],
       [name, '--jsno'],
       ['--nosave', name, '--root'],
+      ['--roots', name, '--help'],
     ]) {
       const whole = await parse(argv);
       const alone = await parse(argv, invokedCommand(argv));

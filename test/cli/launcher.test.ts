@@ -168,7 +168,7 @@ test('the cache is used, and only when root or the user owns it and its director
   }
 });
 
-test('--check-code-cache takes a cache only as a start would: made for this bundle, trusted, not through a symlink', () => {
+test('--check-code-cache takes a cache only as a start would (made for this bundle, trusted, not through a symlink), and --write-code-cache refuses a directory no start would read', () => {
   const i = install();
   const h = new ModelHost();
   try {
@@ -187,6 +187,18 @@ test('--check-code-cache takes a cache only as a start would: made for this bund
     fs.writeFileSync(junk, Buffer.alloc(4096, 7), { mode: 0o644 });
     assert.equal(check(junk), 1, 'V8 refuses what it did not make');
     assert.equal(check(path.join(i.dir, 'none.code-cache')), 1);
+    // A directory no start would read a cache from: --write-code-cache says so and keeps none.
+    fs.rmSync(junk);
+    fs.rmSync(cache);
+    fs.chmodSync(i.dir, 0o775);
+    const w = node(i.cli, ['--write-code-cache'], { VFIOCTL_ROOT: h.f.dir });
+    fs.chmodSync(i.dir, 0o755);
+    assert.equal(w.status, 1);
+    assert.match(
+      w.stderr,
+      /with mode 775: a start by this user reads a cache only from a directory/,
+    );
+    assert.deepEqual(caches(i.dir), []);
   } finally {
     h.cleanup();
     fs.rmSync(i.dir, { recursive: true, force: true });
