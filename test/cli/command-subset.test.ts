@@ -80,6 +80,19 @@ test('invokedCommand names the command only when the words before it are certain
   for (const [argv, want] of cases) assert.equal(invokedCommand(argv), want, argv.join(' '));
 });
 
+test('every global option but --version, before the command, still lets invokedCommand name it', () => {
+  const all = buildProgram({ out: () => {}, err: () => {}, env: {} }, () => {});
+  const globals = all.options.filter((o) => o.long !== '--version');
+  assert.ok(globals.length >= 9);
+  for (const o of globals)
+    for (const flag of [o.long, o.short].filter((f): f is string => f !== undefined)) {
+      const value = o.required || o.optional ? ['v'] : [];
+      assert.equal(invokedCommand([flag, ...value, 'list']), 'list', flag);
+      if (value.length > 0 && flag.startsWith('--'))
+        assert.equal(invokedCommand([`${flag}=v`, 'list']), 'list', `${flag}=v`);
+    }
+});
+
 test('each command alone answers its help and usage errors as the whole program does', async () => {
   for (const name of COMMAND_NAMES) {
     for (const argv of [
