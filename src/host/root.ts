@@ -163,6 +163,14 @@ export class HostDir {
     return t === undefined ? undefined : baseName(t);
   }
 
+  /**
+   * linkName of a link many devices lack (`physfn`, `driver`), else null: the entry is looked for
+   * first, since a failed readlink costs a thrown error (13-18 us here against 4-5 for the lstat).
+   */
+  optionalLinkName(name: string): string | null {
+    return this.hasEntry(name) ? (this.linkName(name) ?? null) : null;
+  }
+
   /** Root-relative path a relative symlink in this directory points to (see HostRoot.linkTarget). */
   linkTarget(name: string): string | undefined {
     const t = readLinkAt(`${this.abs}/${name}`);
