@@ -40,6 +40,8 @@ const CLI = path.join(REPO, 'dist/vfioctl');
 const NODE = process.execPath;
 /** The floor-reads script (bench/floor-reads.ts), compiled beside this file. */
 const FLOOR_READS = path.join(__dirname, 'floor-reads.js');
+/** The same reads in C (bench/floor-reads.c), built by cFloorReads(). */
+const FLOOR_READS_C = path.join(__dirname, 'floor-reads-c');
 const LOAD_START = os
   .loadavg()
   .map((l) => l.toFixed(2))
@@ -138,6 +140,7 @@ const TOOLS: Record<string, string> = {
   'dpkg-deb': 'dpkg',
   unshare: 'util-linux',
   time: 'time',
+  cc: 'gcc',
 };
 
 function ensureTools(): Map<string, string | null> {
@@ -361,6 +364,16 @@ function verifyJsonArray(n: number) {
   };
 }
 
+/**
+ * bench/floor-reads.c built with the system's C compiler, or why not: the kernel's cost of
+ * list's reads with no runtime around them, beside Node's (bench/floor-reads.ts).
+ */
+function cFloorReads(cc: string | null): string | undefined {
+  if (!cc) return `not available: no C compiler (Debian package ${TOOLS.cc})`;
+  const r = capture([cc, '-O2', '-o', FLOOR_READS_C, path.join(REPO, 'bench/floor-reads.c')]);
+  return r.status === 0 ? undefined : `not available: cc failed: ${firstLine(r.stderr)}`;
+}
+
 function commands(
   tree: HostTree,
   small: HostTree,
@@ -461,6 +474,15 @@ function commands(
       label:
         'Node reading only what `list` reads for each VF (modalias, config header, driver_override, reset_method, numa_node, iommu_group link), nothing else (`bench/floor-reads.ts`)',
       argv: [NODE, FLOOR_READS, tree.dir],
+      verify: (o, _e, s) =>
+        s === 0 && o.trim() === String(n) ? null : `exit ${s}, read ${o.trim()} of ${n}`,
+    },
+    {
+      id: 'cfloor',
+      label:
+        'the same reads from C, one system call each with no runtime around them (`bench/floor-reads.c`)',
+      argv: [FLOOR_READS_C, tree.dir],
+      unavailable: cFloorReads(tools.get('cc') ?? null),
       verify: (o, _e, s) =>
         s === 0 && o.trim() === String(n) ? null : `exit ${s}, read ${o.trim()} of ${n}`,
     },
@@ -1202,7 +1224,15 @@ function report(x: ReportInput): string {
     const lspci = med('lspci');
     const list = med('list');
     if (floor === null || lspci === null || list === null) return '';
-    return ` Node doing nothing but those reads (\`bench/floor-reads.ts\`) takes ${fmtMs(floor)}: ${fmtRatio(floor / lspci)} lspci, ${((100 * floor) / list).toFixed(0)}% of \`list\`; the rest is parsing, matching, names, the in-use checks and the JSON.`;
+    const cfloor = med('cfloor');
+    const node0 = med('node0');
+    // The Node script's time is its start-up, the kernel's share (the C program's) and Node's
+    // own cost of each call (validation, the binding, libuv's request) on top of the kernel's.
+    const c =
+      cfloor === null || node0 === null
+        ? ''
+        : ` The same reads from C (\`bench/floor-reads.c\`) take ${fmtMs(cfloor)} (${fmtRatio(cfloor / lspci)} lspci), the kernel's share; the Node script's other ${fmtMs(floor - cfloor)} is Node's start-up (\`node -e 0\`, ${fmtMs(node0)}) and its own cost of making the same system calls (${fmtMs(floor - cfloor - node0)}).`;
+    return ` Node doing nothing but those reads (\`bench/floor-reads.ts\`) takes ${fmtMs(floor)}: ${fmtRatio(floor / lspci)} lspci, ${((100 * floor) / list).toFixed(0)}% of \`list\`; the rest is parsing, matching, names, the in-use checks and the JSON.${c}`;
   };
   const missed = targets.filter((t) => t.pass === false);
   L.push('## Misses', '');
