@@ -143,6 +143,25 @@ export function alternate(
   return out;
 }
 
+/**
+ * `a` against its peer `b` in `n` back-to-back pairs, which of the two goes first alternating from
+ * pair to pair: each ratio compares two runs a few tens of milliseconds apart, so a machine whose
+ * speed drifts over seconds (a neighbour on the host) moves both alike, where the rounds of
+ * `alternate` put the whole command list between two runs of the same pair. The ratios a/b.
+ */
+export function backToBack(a: Cmd, b: Cmd, n: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const [first, second] = i % 2 ? [a, b] : [b, a];
+    const x = timeOnce(first.argv);
+    const y = timeOnce(second.argv);
+    const ok = (c: Cmd, r: Sample) => (c.okStatus ?? [0]).includes(r.status ?? -1);
+    // A failed run (verified before, so rare) says nothing about the pair.
+    if (ok(first, x) && ok(second, y)) out.push(first === a ? x.ms / y.ms : y.ms / x.ms);
+  }
+  return out;
+}
+
 export function fmtMs(ms: number): string {
   if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
   if (ms >= 100) return `${ms.toFixed(0)} ms`;

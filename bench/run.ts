@@ -3,7 +3,7 @@
 // shared machine; absolute times are shown for context.
 //
 //   node build/bench/run.js [--functions N] [--reps N] [--slow-reps N] [--scale-reps N]
-//                           [--out FILE] [--no-write] [--keep] [--quick]
+//                           [--pairs N] [--out FILE] [--no-write] [--keep] [--quick]
 //
 // Environment: VFIOCTL_BENCH_CACHE (default /var/cache/vfioctl-bench) caches the Debian kernel's
 // module index; VFIOCTL_BENCH_NO_INSTALL=1 stops it from apt-get installing missing peers.
@@ -16,9 +16,11 @@ import { buildHostTree, ORDINARY, VFS_PER_PF, type HostTree } from './host-tree'
 import { interpreterFlags, nodeArgv } from '../test/support/interpreter';
 import {
   alternate,
+  backToBack,
   BENCH_ENV_REMOVED,
   capture,
   fmtMs,
+  median,
   peakRssKiB,
   stats,
   type Cmd,
@@ -65,6 +67,8 @@ interface Options {
   reps: number;
   slowReps: number;
   scaleReps: number;
+  /** Back-to-back pairs of each small-start command with `node -e 0`. */
+  pairs: number;
   out: string | null;
   keep: boolean;
 }
@@ -75,6 +79,7 @@ function parseArgs(argv: string[]): Options {
     reps: 11,
     slowReps: 3,
     scaleReps: 5,
+    pairs: 31,
     out: path.join(REPO, 'bench/results.md'),
     keep: false,
   };
@@ -89,18 +94,20 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--reps') o.reps = num();
     else if (a === '--slow-reps') o.slowReps = num();
     else if (a === '--scale-reps') o.scaleReps = num();
+    else if (a === '--pairs') o.pairs = num();
     else if (a === '--out') o.out = path.resolve(argv[++i] ?? '');
     else if (a === '--no-write') o.out = null;
     else if (a === '--keep') o.keep = true;
-    else if (a === '--quick') Object.assign(o, { reps: 3, slowReps: 1, scaleReps: 3 });
+    else if (a === '--quick') Object.assign(o, { reps: 3, slowReps: 1, scaleReps: 3, pairs: 9 });
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
-        'usage: node build/bench/run.js [--functions N] [--reps N] [--slow-reps N] [--scale-reps N] [--out FILE | --no-write] [--keep] [--quick]\n' +
+        'usage: node build/bench/run.js [--functions N] [--reps N] [--slow-reps N] [--scale-reps N] [--pairs N] [--out FILE | --no-write] [--keep] [--quick]\n' +
           '  --functions N   SR-IOV functions of the main tree, a multiple of 256 up to 4096 (default 4096; 19 ordinary functions are added)\n' +
           '  --reps N        rounds for the fast commands (default 11); --slow-reps for driverctl and dpdk-devbind (default 3)\n' +
           '  --scale-reps N  rounds of the 256/1024/4096 scaling runs (default 5)\n' +
+          "  --pairs N       back-to-back pairs of each target's two commands but the slow peers' (default 31)\n" +
           '  --out FILE      where to write the Markdown (default bench/results.md); --no-write: stdout only\n' +
-          '  --keep          keep the generated trees; --quick: 3/1/3 rounds\n' +
+          '  --keep          keep the generated trees; --quick: 3/1/3 rounds, 9 pairs\n' +
           'env: VFIOCTL_BENCH_CACHE (default /var/cache/vfioctl-bench), VFIOCTL_BENCH_NO_INSTALL=1\n',
       );
       process.exit(0);
@@ -563,11 +570,28 @@ function commands(
   ];
 }
 
+/**
+ * The pairs of rows timed back to back as well: every target's but the two slow peers' (seconds
+ * each), and the load floor's against `node -e 0`.
+ */
+const PAIRED: readonly (readonly [string, string])[] = [
+  ['version', 'node0'],
+  ['loadfloor', 'node0'],
+  ['smallshow', 'node0'],
+  ['smalllist', 'node0'],
+  ['list', 'lspci'],
+  ['status', 'list'],
+  ['apply', 'list'],
+  ['bind', 'list'],
+];
+
 interface Target {
   what: string;
   goal: string;
   ratio: number | null;
   pairs: number[];
+  /** The ratio is the median of this many back-to-back pairs, `pairs` their ratios. */
+  backToBack?: number;
   pass: boolean | null;
   /** For a miss: by how much. */
   by: string;
@@ -589,6 +613,14 @@ function fmtRatio(r: number | null): string {
 
 function fmtPairs(p: number[]): string {
   return p.length ? `${Math.min(...p).toFixed(2)}–${Math.max(...p).toFixed(2)}` : '–';
+}
+
+/** The middle half of a set of ratios: its 25th to 75th percentile (nearest rank). */
+function fmtMiddleHalf(p: number[]): string {
+  if (!p.length) return '–';
+  const s = [...p].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+  return `${at(0.25).toFixed(2)}–${at(0.75).toFixed(2)} (middle half of ${p.length} pairs)`;
 }
 
 /**
@@ -655,6 +687,15 @@ function main(): void {
 
     log(`timing, alternating: ${opts.reps} rounds (${opts.slowReps} for the slow peers)`);
     const samples = alternate(cmds, opts.reps, opts.slowReps, log);
+    // Each target's two commands again, one right after the other: the verdicts (see backToBack).
+    const paired = new Map<string, number[]>();
+    for (const [a, b] of PAIRED) {
+      const ca = cmds.find((c) => c.id === a);
+      const cb = cmds.find((c) => c.id === b);
+      if (!ca || !cb || ca.unavailable || cb.unavailable) continue;
+      log(`back to back: ${a} / ${b}, ${opts.pairs} pairs`);
+      paired.set(`${a}/${b}`, backToBack(ca, cb, opts.pairs));
+    }
     const rows: Row[] = cmds.map((c) => {
       const s = samples.get(c.id) ?? [];
       const bad = s.find((x) => !(c.okStatus ?? [0]).includes(x.status ?? -1));
@@ -789,6 +830,7 @@ function main(): void {
       rows,
       scale,
       profiles,
+      paired,
       machine: machine(),
       nsProblem,
       overlay,
@@ -869,6 +911,8 @@ interface ReportInput {
   rows: Row[];
   scale: { tree: HostTree; list: Stats; lspci: Stats | null }[];
   profiles: Map<string, ProfileSummary | string>;
+  /** Back-to-back ratios, by `a/b` (PAIRED). */
+  paired: Map<string, number[]>;
   machine: Record<string, string>;
   nsProblem: string | null;
   overlay: string | null;
@@ -914,14 +958,19 @@ function report(x: ReportInput): string {
   const addTarget = (
     what: string,
     goal: string,
-    r: number | null,
-    pairs: number[],
+    roundsRatio: number | null,
+    roundPairs: number[],
     limit: number,
     kind: 'max' | 'min',
     prof?: string,
     a = '',
     b = '',
   ) => {
+    // The verdict: the median of the two commands' back-to-back pairs, where they were timed so.
+    const bb = x.paired.get(`${a}/${b}`);
+    const paired = bb !== undefined && bb.length > 0;
+    const r = paired ? median(bb) : roundsRatio;
+    const pairs = paired ? bb : roundPairs;
     const pass = r === null ? null : kind === 'max' ? r <= limit : r >= limit;
     let by = '';
     // By how much: the speed-up vfioctl still needs to reach the goal in this run.
@@ -930,7 +979,17 @@ function report(x: ReportInput): string {
         kind === 'max'
           ? `${fmtRatio(r)} is ${((r / limit - 1) * 100).toFixed(0)}% over ${limit}x: needs ${(r / limit).toFixed(2)}x faster`
           : `${fmtRatio(r)} is ${((1 - r / limit) * 100).toFixed(0)}% under ${limit}x: needs ${(limit / r).toFixed(2)}x faster`;
-    targets.push({ what, goal, ratio: r, pairs, pass, by, prof, minRatio: minRatio(a, b) });
+    targets.push({
+      what,
+      goal,
+      ratio: r,
+      pairs,
+      ...(paired ? { backToBack: bb.length } : {}),
+      pass,
+      by,
+      prof,
+      minRatio: minRatio(a, b),
+    });
   };
   const pr = (a: string, b: string) => pairedRatios(row(a).samples, row(b).samples);
   addTarget(
@@ -1118,7 +1177,7 @@ function report(x: ReportInput): string {
   L.push('');
   L.push('## Targets (issue 19)', '');
   L.push(
-    'Ratio = median / median from this run, over the rounds both commands ran (the verdict); the spread is the range of the per-round ratios (the commands alternate, so round *i* of one pairs with round *i* of the other); "fastest / fastest" compares the least disturbed run of each, for context when the machine was busy.',
+    `Ratio = median / median from this run, over the rounds both commands ran (the verdict); the spread is the range of the per-round ratios (the commands alternate, so round *i* of one pairs with round *i* of the other); "fastest / fastest" compares the least disturbed run of each, for context when the machine was busy. Where a row says "middle half of N pairs" (every target but the two slow peers'), the verdict is instead the median of N back-to-back pairs after the rounds, each the two commands run one right after the other (which first alternating), and the spread their middle half: run moments apart, the two see the same machine, where a round puts every other command between them.`,
     '',
   );
   L.push(
@@ -1130,7 +1189,7 @@ function report(x: ReportInput): string {
       t.ratio !== null ? fmtRatio(t.ratio) : t.goal === '< 80 MB' ? mib(maxRss) : 'n/a';
     const res = t.pass === null ? 'not measured' : t.pass ? '**pass**' : `**miss**: ${t.by}`;
     L.push(
-      `| ${t.what} | ${t.goal} | ${measured} | ${fmtPairs(t.pairs)} | ${t.minRatio === null ? '–' : fmtRatio(t.minRatio)} | ${res} |`,
+      `| ${t.what} | ${t.goal} | ${measured} | ${t.backToBack ? fmtMiddleHalf(t.pairs) : fmtPairs(t.pairs)} | ${t.minRatio === null ? '–' : fmtRatio(t.minRatio)} | ${res} |`,
     );
   }
   L.push('');
@@ -1212,10 +1271,12 @@ function report(x: ReportInput): string {
     const direct = prof === 'smallshow' ? med('smallshowbundle') : null;
     // On a small tree: how much of the goal's allowance above Node merely loading the code takes.
     const load = prof.startsWith('small') ? med('loadfloor') : null;
+    const loadPairs = x.paired.get('loadfloor/node0');
+    const loadRatio = loadPairs?.length ? median(loadPairs) : null;
     const loadPart =
       load === null
         ? ''
-        : ` Loading vfioctl's code alone, with nothing run (\`vfioctl --check-code-cache\`), takes ${fmtMs(load)}, ${fmtRatio(load / node0)} \`node -e 0\`; the bundle's top level, the command line and the command take the other ${fmtMs(cmd - load)}.`;
+        : ` Loading vfioctl's code alone, with nothing run (\`vfioctl --check-code-cache\`), takes ${fmtMs(load)}, ${fmtRatio(load / node0)} \`node -e 0\`${loadRatio === null ? '' : ` (${fmtRatio(loadRatio)} back to back, ${loadPairs!.length} pairs)`}; the bundle's top level, the command line and the command take the other ${fmtMs(cmd - load)}.`;
     return ` Of its ${fmtMs(cmd)}, ${fmtMs(node0)} (${((100 * node0) / cmd).toFixed(0)}%) is Node's own start-up (\`node -e 0\`); the rest is the bundle${bundleKiB}, started from its code cache, and the command${direct === null ? '' : ` (the bundle started directly, without the cache: ${fmtMs(direct)})`}.${loadPart}`;
   };
   // What one Node thread pays for list's per-function reads alone (bench/floor-reads.ts).
