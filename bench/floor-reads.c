@@ -2,8 +2,9 @@
  * bench/floor-reads.ts in C: for every PCI function, the six things `vfioctl list` reads for each
  * of thousands of VFs (modalias, the config header, driver_override, reset_method, numa_node, the
  * iommu_group link), each attribute with open, one read and close, as bench/floor-reads.ts and
- * src/host/root.ts do, and nothing else. Beside the Node script it separates the kernel's cost
- * of those system calls (this) from Node's own cost of making them (the difference).
+ * src/host/root.ts do, and nothing else. Beside the Node script it separates about what those
+ * system calls cost in the kernel (this) from what Node does around them (the difference, less
+ * Node's start-up). The links are resolved as sysfs makes them, `../` steps and then a path.
  *
  * Usage: floor-reads-c ROOT   (prints the number of functions read)
  * Built by bench/run.ts with the system's cc; never shipped.

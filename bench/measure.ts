@@ -143,23 +143,49 @@ export function alternate(
   return out;
 }
 
+/** What backToBack measured: each pair's ratio a/b, and the runs themselves. */
+export interface BackToBack {
+  /** a/b of each complete pair. */
+  readonly ratios: number[];
+  /** Of those pairs, the ratios where `a` ran first and where `b` did. */
+  readonly aFirst: number[];
+  readonly bFirst: number[];
+  /** Wall times of `b`'s runs (its spread says how steady the machine was meanwhile). */
+  readonly bMs: number[];
+  /** Pairs with a run that did not exit as it should (left out of the ratios). */
+  readonly failed: number;
+}
+
 /**
  * `a` against its peer `b` in `n` back-to-back pairs, which of the two goes first alternating from
- * pair to pair: each ratio compares two runs a few tens of milliseconds apart, so a machine whose
- * speed drifts over seconds (a neighbour on the host) moves both alike, where the rounds of
- * `alternate` put the whole command list between two runs of the same pair. The ratios a/b.
+ * pair to pair (with `n` even, as often one as the other): each ratio compares two runs moments
+ * apart, so a machine whose speed drifts over seconds (a neighbour on the host) moves both alike,
+ * where the rounds of `alternate` put the whole command list between two runs of the same pair.
  */
-export function backToBack(a: Cmd, b: Cmd, n: number): number[] {
-  const out: number[] = [];
+export function backToBack(a: Cmd, b: Cmd, n: number): BackToBack {
+  const ratios: number[] = [];
+  const aFirst: number[] = [];
+  const bFirst: number[] = [];
+  const bMs: number[] = [];
+  let failed = 0;
+  const ok = (c: Cmd, r: Sample) => (c.okStatus ?? [0]).includes(r.status ?? -1);
   for (let i = 0; i < n; i++) {
-    const [first, second] = i % 2 ? [a, b] : [b, a];
+    const first = i % 2 ? a : b;
+    const second = first === a ? b : a;
     const x = timeOnce(first.argv);
     const y = timeOnce(second.argv);
-    const ok = (c: Cmd, r: Sample) => (c.okStatus ?? [0]).includes(r.status ?? -1);
-    // A failed run (verified before, so rare) says nothing about the pair.
-    if (ok(first, x) && ok(second, y)) out.push(first === a ? x.ms / y.ms : y.ms / x.ms);
+    // A failed run (each command's output was verified before, so rare) says nothing of the
+    // pair: counted, and the caller gives no verdict.
+    if (!ok(first, x) || !ok(second, y)) {
+      failed++;
+      continue;
+    }
+    const [ta, tb] = first === a ? [x.ms, y.ms] : [y.ms, x.ms];
+    ratios.push(ta / tb);
+    (first === a ? aFirst : bFirst).push(ta / tb);
+    bMs.push(tb);
   }
-  return out;
+  return { ratios, aFirst, bFirst, bMs, failed };
 }
 
 export function fmtMs(ms: number): string {

@@ -17,6 +17,7 @@ import { interpreterFlags, nodeArgv } from '../test/support/interpreter';
 import {
   alternate,
   backToBack,
+  type BackToBack,
   BENCH_ENV_REMOVED,
   capture,
   fmtMs,
@@ -67,7 +68,7 @@ interface Options {
   reps: number;
   slowReps: number;
   scaleReps: number;
-  /** Back-to-back pairs of each small-start command with `node -e 0`. */
+  /** Back-to-back pairs of the two commands of each target (but the slow peers'). */
   pairs: number;
   out: string | null;
   keep: boolean;
@@ -79,10 +80,12 @@ function parseArgs(argv: string[]): Options {
     reps: 11,
     slowReps: 3,
     scaleReps: 5,
-    pairs: 31,
+    pairs: 32,
     out: path.join(REPO, 'bench/results.md'),
     keep: false,
   };
+  // --quick sets defaults: the options given beside it win, wherever they stand.
+  if (argv.includes('--quick')) Object.assign(o, { reps: 3, slowReps: 1, scaleReps: 3, pairs: 10 });
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const num = () => {
@@ -98,16 +101,16 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--out') o.out = path.resolve(argv[++i] ?? '');
     else if (a === '--no-write') o.out = null;
     else if (a === '--keep') o.keep = true;
-    else if (a === '--quick') Object.assign(o, { reps: 3, slowReps: 1, scaleReps: 3, pairs: 9 });
+    else if (a === '--quick') continue;
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'usage: node build/bench/run.js [--functions N] [--reps N] [--slow-reps N] [--scale-reps N] [--pairs N] [--out FILE | --no-write] [--keep] [--quick]\n' +
           '  --functions N   SR-IOV functions of the main tree, a multiple of 256 up to 4096 (default 4096; 19 ordinary functions are added)\n' +
           '  --reps N        rounds for the fast commands (default 11); --slow-reps for driverctl and dpdk-devbind (default 3)\n' +
           '  --scale-reps N  rounds of the 256/1024/4096 scaling runs (default 5)\n' +
-          "  --pairs N       back-to-back pairs of each target's two commands but the slow peers' (default 31)\n" +
+          "  --pairs N       back-to-back pairs of each target's two commands but the slow peers' (default 32)\n" +
           '  --out FILE      where to write the Markdown (default bench/results.md); --no-write: stdout only\n' +
-          '  --keep          keep the generated trees; --quick: 3/1/3 rounds, 9 pairs\n' +
+          '  --keep          keep the generated trees; --quick: 3/1/3 rounds, 10 pairs (as defaults)\n' +
           'env: VFIOCTL_BENCH_CACHE (default /var/cache/vfioctl-bench), VFIOCTL_BENCH_NO_INSTALL=1\n',
       );
       process.exit(0);
@@ -200,8 +203,19 @@ function machine(): Record<string, string> {
   const ver = (pkg: string) =>
     firstLine(capture(['dpkg-query', '-W', '-f', '${Version}', pkg]).stdout) || 'not installed';
   const git = capture(['git', '-C', REPO, 'rev-parse', '--short', 'HEAD']).stdout.trim();
-  const dirty = capture(['git', '-C', REPO, 'status', '--porcelain', '--', 'src']).stdout.trim()
-    ? ' (src/ has uncommitted changes)'
+  // The harness too (bench/), but not the results it writes.
+  const dirty = capture([
+    'git',
+    '-C',
+    REPO,
+    'status',
+    '--porcelain',
+    '--',
+    'src',
+    'bench',
+    ':!bench/results.md',
+  ]).stdout.trim()
+    ? ' (src/ or bench/ has uncommitted changes)'
     : '';
   return {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
@@ -487,7 +501,7 @@ function commands(
     {
       id: 'cfloor',
       label:
-        'the same reads from C, one system call each with no runtime around them (`bench/floor-reads.c`)',
+        'the same reads from C: open, read and close for each attribute, with no runtime around them (`bench/floor-reads.c`)',
       argv: [FLOOR_READS_C, tree.dir],
       unavailable: cFloorReads(tools.get('cc') ?? null),
       verify: (o, _e, s) =>
@@ -590,8 +604,10 @@ interface Target {
   goal: string;
   ratio: number | null;
   pairs: number[];
-  /** The ratio is the median of this many back-to-back pairs, `pairs` their ratios. */
-  backToBack?: number;
+  /** Back-to-back pairs (the verdict, when there): `pairs` are then their ratios. */
+  backToBack?: BackToBack;
+  /** The rounds' median ratio, shown beside a back-to-back verdict. */
+  roundsRatio?: number | null;
   pass: boolean | null;
   /** For a miss: by how much. */
   by: string;
@@ -615,12 +631,22 @@ function fmtPairs(p: number[]): string {
   return p.length ? `${Math.min(...p).toFixed(2)}–${Math.max(...p).toFixed(2)}` : '–';
 }
 
-/** The middle half of a set of ratios: its 25th to 75th percentile (nearest rank). */
-function fmtMiddleHalf(p: number[]): string {
-  if (!p.length) return '–';
+/** The middle half of a set of ratios: from its 25th to its 75th percentile (nearest rank). */
+function middleHalf(p: readonly number[]): string {
   const s = [...p].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
-  return `${at(0.25).toFixed(2)}–${at(0.75).toFixed(2)} (middle half of ${p.length} pairs)`;
+  const at = (q: number) => s[Math.max(0, Math.ceil(q * s.length) - 1)]!;
+  return `${at(0.25).toFixed(2)}–${at(0.75).toFixed(2)}`;
+}
+
+/**
+ * A back-to-back verdict's spread cell: the pairs' middle half, the median of each order (how
+ * much going first or second moved it), and the rounds' median ratio for comparison.
+ */
+function fmtBackToBack(bb: BackToBack, rounds: number | null | undefined): string {
+  if (bb.failed > 0) return `${bb.failed} of ${bb.failed + bb.ratios.length} pairs failed`;
+  if (!bb.ratios.length) return '–';
+  const order = (xs: number[]) => (xs.length ? fmtRatio(median(xs)) : 'n/a');
+  return `${middleHalf(bb.ratios)} (middle half of ${bb.ratios.length} pairs; measured command first ${order(bb.aFirst)}, peer first ${order(bb.bFirst)}; rounds ${fmtRatio(rounds ?? null)})`;
 }
 
 /**
@@ -688,7 +714,7 @@ function main(): void {
     log(`timing, alternating: ${opts.reps} rounds (${opts.slowReps} for the slow peers)`);
     const samples = alternate(cmds, opts.reps, opts.slowReps, log);
     // Each target's two commands again, one right after the other: the verdicts (see backToBack).
-    const paired = new Map<string, number[]>();
+    const paired = new Map<string, BackToBack>();
     for (const [a, b] of PAIRED) {
       const ca = cmds.find((c) => c.id === a);
       const cb = cmds.find((c) => c.id === b);
@@ -911,8 +937,8 @@ interface ReportInput {
   rows: Row[];
   scale: { tree: HostTree; list: Stats; lspci: Stats | null }[];
   profiles: Map<string, ProfileSummary | string>;
-  /** Back-to-back ratios, by `a/b` (PAIRED). */
-  paired: Map<string, number[]>;
+  /** Back-to-back pairs, by `a/b` (PAIRED). */
+  paired: Map<string, BackToBack>;
   machine: Record<string, string>;
   nsProblem: string | null;
   overlay: string | null;
@@ -966,11 +992,14 @@ function report(x: ReportInput): string {
     a = '',
     b = '',
   ) => {
-    // The verdict: the median of the two commands' back-to-back pairs, where they were timed so.
+    // The verdict: the median of the two commands' back-to-back pairs, where they were timed so;
+    // none when either command failed, in the rounds or in a pair.
     const bb = x.paired.get(`${a}/${b}`);
-    const paired = bb !== undefined && bb.length > 0;
-    const r = paired ? median(bb) : roundsRatio;
-    const pairs = paired ? bb : roundPairs;
+    const paired = bb !== undefined;
+    const failed = row(a).failed !== null || row(b).failed !== null || (bb?.failed ?? 0) > 0;
+    const r =
+      paired && !failed && bb.ratios.length > 0 ? median(bb.ratios) : paired ? null : roundsRatio;
+    const pairs = paired ? bb.ratios : roundPairs;
     const pass = r === null ? null : kind === 'max' ? r <= limit : r >= limit;
     let by = '';
     // By how much: the speed-up vfioctl still needs to reach the goal in this run.
@@ -984,7 +1013,7 @@ function report(x: ReportInput): string {
       goal,
       ratio: r,
       pairs,
-      ...(paired ? { backToBack: bb.length } : {}),
+      ...(paired ? { backToBack: bb, roundsRatio } : {}),
       pass,
       by,
       prof,
@@ -1116,11 +1145,17 @@ function report(x: ReportInput): string {
   const m = x.machine;
   // lspci does the same fixed work every round, in C: its spread is the machine's, not vfioctl's.
   // The load average cannot show a neighbour on the same host taking the CPU from this guest.
+  // The back-to-back pairs come after the rounds: lspci's runs there count too.
   const steadiness = (): string => {
     const s = row('lspci').stats;
     if (!s || row('lspci').failed || row('lspci').cmd.unavailable) return 'not measured (no lspci)';
-    const spread = s.max / s.min;
-    return `lspci, the same work each round, took ${fmtMs(s.min)} to ${fmtMs(s.max)} (slowest / fastest ${spread.toFixed(2)}): ${spread <= 1.2 ? 'steady' : '**disturbed**: a ratio within a few percent of its goal is not settled by this run'}`;
+    const inPairs = x.paired.get('list/lspci')?.bMs ?? [];
+    const all = [...row('lspci').samples.map((r) => r.ms), ...inPairs];
+    const spread = Math.max(...all) / Math.min(...all);
+    const pairsPart = inPairs.length
+      ? `, and ${fmtMs(Math.min(...inPairs))} to ${fmtMs(Math.max(...inPairs))} in the ${inPairs.length} back-to-back pairs after them`
+      : '';
+    return `lspci, the same work each time, took ${fmtMs(s.min)} to ${fmtMs(s.max)} in the rounds${pairsPart} (slowest / fastest ${spread.toFixed(2)}): ${spread <= 1.2 ? 'steady' : '**disturbed**: a ratio within a few percent of its goal is not settled by this run'}`;
   };
   const L: string[] = [];
   L.push('# vfioctl benchmark results', '');
@@ -1177,7 +1212,7 @@ function report(x: ReportInput): string {
   L.push('');
   L.push('## Targets (issue 19)', '');
   L.push(
-    `Ratio = median / median from this run, over the rounds both commands ran (the verdict); the spread is the range of the per-round ratios (the commands alternate, so round *i* of one pairs with round *i* of the other); "fastest / fastest" compares the least disturbed run of each, for context when the machine was busy. Where a row says "middle half of N pairs" (every target but the two slow peers'), the verdict is instead the median of N back-to-back pairs after the rounds, each the two commands run one right after the other (which first alternating), and the spread their middle half: run moments apart, the two see the same machine, where a round puts every other command between them.`,
+    `Ratio = median / median from this run, over the rounds both commands ran (the verdict); the spread is the range of the per-round ratios (the commands alternate, so round *i* of one pairs with round *i* of the other); "fastest / fastest" compares the least disturbed run of each, for context when the machine was busy. Where a row says "middle half of N pairs" (every target but the two slow peers'), the verdict is instead the median of N back-to-back pairs after the rounds, each the two commands run one right after the other, each going first in half of them; the cell gives the pairs' middle half, the median of each order and the rounds' median ratio. Run moments apart, the two of a pair see the same machine, where a round puts every other command between them.`,
     '',
   );
   L.push(
@@ -1189,7 +1224,7 @@ function report(x: ReportInput): string {
       t.ratio !== null ? fmtRatio(t.ratio) : t.goal === '< 80 MB' ? mib(maxRss) : 'n/a';
     const res = t.pass === null ? 'not measured' : t.pass ? '**pass**' : `**miss**: ${t.by}`;
     L.push(
-      `| ${t.what} | ${t.goal} | ${measured} | ${t.backToBack ? fmtMiddleHalf(t.pairs) : fmtPairs(t.pairs)} | ${t.minRatio === null ? '–' : fmtRatio(t.minRatio)} | ${res} |`,
+      `| ${t.what} | ${t.goal} | ${measured} | ${t.backToBack ? fmtBackToBack(t.backToBack, t.roundsRatio) : fmtPairs(t.pairs)} | ${t.minRatio === null ? '–' : fmtRatio(t.minRatio)} | ${res} |`,
     );
   }
   L.push('');
@@ -1272,11 +1307,14 @@ function report(x: ReportInput): string {
     // On a small tree: how much of the goal's allowance above Node merely loading the code takes.
     const load = prof.startsWith('small') ? med('loadfloor') : null;
     const loadPairs = x.paired.get('loadfloor/node0');
-    const loadRatio = loadPairs?.length ? median(loadPairs) : null;
+    const loadRatio =
+      loadPairs && loadPairs.failed === 0 && loadPairs.ratios.length
+        ? median(loadPairs.ratios)
+        : null;
     const loadPart =
       load === null
         ? ''
-        : ` Loading vfioctl's code alone, with nothing run (\`vfioctl --check-code-cache\`), takes ${fmtMs(load)}, ${fmtRatio(load / node0)} \`node -e 0\`${loadRatio === null ? '' : ` (${fmtRatio(loadRatio)} back to back, ${loadPairs!.length} pairs)`}; the bundle's top level, the command line and the command take the other ${fmtMs(cmd - load)}.`;
+        : ` Loading vfioctl's code alone, with nothing run (\`vfioctl --check-code-cache\`), takes ${fmtMs(load)}, ${fmtRatio(load / node0)} \`node -e 0\`${loadRatio === null ? '' : ` (${fmtRatio(loadRatio)} back to back, ${loadPairs!.ratios.length} pairs)`}; the bundle's top level, the command line and the command take the other ${fmtMs(cmd - load)}.`;
     return ` Of its ${fmtMs(cmd)}, ${fmtMs(node0)} (${((100 * node0) / cmd).toFixed(0)}%) is Node's own start-up (\`node -e 0\`); the rest is the bundle${bundleKiB}, started from its code cache, and the command${direct === null ? '' : ` (the bundle started directly, without the cache: ${fmtMs(direct)})`}.${loadPart}`;
   };
   // What one Node thread pays for list's per-function reads alone (bench/floor-reads.ts).
@@ -1287,12 +1325,12 @@ function report(x: ReportInput): string {
     if (floor === null || lspci === null || list === null) return '';
     const cfloor = med('cfloor');
     const node0 = med('node0');
-    // The Node script's time is its start-up, the kernel's share (the C program's) and Node's
-    // own cost of each call (validation, the binding, libuv's request) on top of the kernel's.
+    // The Node script's time is its start-up, about the C program's time (the system calls
+    // themselves) and what Node does around them (argument checks, bindings, strings, GC).
     const c =
       cfloor === null || node0 === null
         ? ''
-        : ` The same reads from C (\`bench/floor-reads.c\`) take ${fmtMs(cfloor)} (${fmtRatio(cfloor / lspci)} lspci), the kernel's share; the Node script's other ${fmtMs(floor - cfloor)} is Node's start-up (\`node -e 0\`, ${fmtMs(node0)}) and its own cost of making the same system calls (${fmtMs(floor - cfloor - node0)}).`;
+        : ` The same reads from C (\`bench/floor-reads.c\`) take ${fmtMs(cfloor)} (${fmtRatio(cfloor / lspci)} lspci), about what the system calls cost in the kernel; the Node script's other ${fmtMs(floor - cfloor)} is Node's start-up (\`node -e 0\`, ${fmtMs(node0)}) and its other costs of the same reads (${fmtMs(floor - cfloor - node0)}: each call's argument checks and binding, the paths and strings it makes, GC).`;
     return ` Node doing nothing but those reads (\`bench/floor-reads.ts\`) takes ${fmtMs(floor)}: ${fmtRatio(floor / lspci)} lspci, ${((100 * floor) / list).toFixed(0)}% of \`list\`; the rest is parsing, matching, names, the in-use checks and the JSON.${c}`;
   };
   const missed = targets.filter((t) => t.pass === false);
