@@ -385,6 +385,12 @@ function verifyJsonArray(n: number) {
   };
 }
 
+/** The floor programs print how many functions they read: all `n` of the tree's. */
+function verifyReadCount(n: number) {
+  return (out: string, _err: string, status: number | null) =>
+    status === 0 && out.trim() === String(n) ? null : `exit ${status}, read ${out.trim()} of ${n}`;
+}
+
 /**
  * bench/floor-reads.c built with the system's C compiler, or why not: the kernel's cost of
  * list's reads with no runtime around them, beside Node's (bench/floor-reads.ts).
@@ -495,8 +501,7 @@ function commands(
       label:
         'Node reading only what `list` reads for each VF (modalias, config header, driver_override, reset_method, numa_node, iommu_group link), nothing else (`bench/floor-reads.ts`)',
       argv: [NODE, FLOOR_READS, tree.dir],
-      verify: (o, _e, s) =>
-        s === 0 && o.trim() === String(n) ? null : `exit ${s}, read ${o.trim()} of ${n}`,
+      verify: verifyReadCount(n),
     },
     {
       id: 'cfloor',
@@ -504,8 +509,7 @@ function commands(
         'the same reads from C: open, read and close for each attribute, with no runtime around them (`bench/floor-reads.c`)',
       argv: [FLOOR_READS_C, tree.dir],
       unavailable: cFloorReads(tools.get('cc') ?? null),
-      verify: (o, _e, s) =>
-        s === 0 && o.trim() === String(n) ? null : `exit ${s}, read ${o.trim()} of ${n}`,
+      verify: verifyReadCount(n),
     },
     {
       id: 'lspcikmod',
